@@ -1,0 +1,255 @@
+"""The only module that touches attention.
+
+transformers 5 removed ``head_mask`` and ``prune_heads``, and only eager attention returns
+probabilities. attrtools registers its own attention function ("attrtools") with
+``transformers.AttentionInterface`` **and** ``AttentionMaskInterface`` (without the latter the
+padding and causal masks silently become ``None``). While no :class:`Capture` is active, or for a
+layer the active capture does not touch, the function takes the fused SDPA path; otherwise it
+computes the softmax itself and, per layer, can
+
+- record the probabilities (optionally keeping them on the autograd graph),
+- replace them by a given tensor (AttAttr: scaled attention, one row per (example, step): the
+  inputs are repeated to that batch, and ``replay`` makes sure only the blocks from the target
+  layer up are recomputed for those rows),
+- multiply heads by a mask (head pruning by masking; a mask that requires grad gives the head-gate
+  gradients of Michel et al. 2019),
+- record per-head context vectors ``A_h V_h`` (Taylor importance).
+
+:class:`Capture` can also *replay* the bottom of the network: the hidden states entering layer
+``l`` are given, the embedding output is replaced by them and the blocks below ``l`` are skipped.
+AttAttr uses this to run only layers ``l..L-1`` for its interpolation steps.
+
+Every use is scoped by a context manager that removes what it installed, also on error.
+"""
+from __future__ import annotations
+
+import contextvars
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from .models import adapter_for, get_layers, get_module
+
+ATTN_IMPLEMENTATION = "attrtools"
+_ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("attrtools_capture", default=None)
+_REGISTERED = False
+
+
+class CaptureNotInstalledError(RuntimeError):
+    pass
+
+
+def register() -> None:
+    """Register the attrtools attention and mask functions with transformers (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, attrtools_attention)
+    # A float additive mask serves both the eager branch and SDPA.
+    AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)
+    _REGISTERED = True
+
+
+def install(model: nn.Module) -> nn.Module:
+    """Select the attrtools attention function on ``model`` and tag each attention module with its
+    layer index (DistilBERT's attention modules carry no ``layer_idx``)."""
+    register()
+    adapter = adapter_for(model)
+    model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    for index, block in enumerate(get_layers(model)):
+        get_module(block, adapter.attention)._attrtools_layer = index
+    model._attrtools_installed = True
+    return model
+
+
+def is_installed(model: nn.Module) -> bool:
+    return getattr(model, "_attrtools_installed", False) and \
+        getattr(model.config, "_attn_implementation", None) == ATTN_IMPLEMENTATION
+
+
+@dataclass
+class Capture:
+    """What to do with attention during the forward passes run inside ``with capture(...)``.
+
+    Attributes filled during the forward:
+      ``attentions[l]``: probabilities ``(B, H, n, n)`` of recorded layers (after override and mask);
+      ``contexts[l]``: per-head context ``(B, H, n, d_h)`` of layers in ``record_context``;
+      ``hidden_inputs[l]``: hidden states ``(B, n, d)`` entering block ``l`` (``record_hidden``);
+      ``calls[l]``: how many times the attention function ran for layer ``l`` (proof it ran).
+    """
+
+    num_layers: int
+    record: frozenset = frozenset()
+    retain_grad: bool = False
+    override: dict = field(default_factory=dict)
+    head_mask: torch.Tensor | None = None
+    record_context: frozenset = frozenset()
+    record_hidden: bool = False
+    attentions: dict = field(default_factory=dict)
+    contexts: dict = field(default_factory=dict)
+    hidden_inputs: dict = field(default_factory=dict)
+    calls: dict = field(default_factory=dict)
+
+    def touches(self, layer: int) -> bool:
+        return (layer in self.record or layer in self.override or layer in self.record_context
+                or (self.head_mask is not None and layer < self.head_mask.shape[0]
+                    and bool(self._mask_is_active(layer))))
+
+    def _mask_is_active(self, layer: int) -> bool:
+        row = self.head_mask[layer]
+        return row.requires_grad or not bool(torch.all(row == 1))
+
+    def attention_list(self) -> list[torch.Tensor]:
+        missing = [l for l in range(self.num_layers) if l not in self.attentions]
+        if missing:
+            raise RuntimeError(f"attention of layers {missing} was not recorded: capture did not run there")
+        return [self.attentions[l] for l in range(self.num_layers)]
+
+
+def _layers_arg(value, num_layers: int) -> frozenset:
+    if value is None or value is False:
+        return frozenset()
+    if value is True or value == "all":
+        return frozenset(range(num_layers))
+    if isinstance(value, int):
+        return frozenset([value])
+    return frozenset(int(v) for v in value)
+
+
+@contextmanager
+def capture(
+    model: nn.Module,
+    record: bool | str | int | Iterable[int] | None = None,
+    retain_grad: bool = False,
+    override: dict[int, torch.Tensor] | None = None,
+    head_mask: torch.Tensor | None = None,
+    record_context: bool | str | int | Iterable[int] | None = None,
+    record_hidden: bool = False,
+    replay: tuple[int, torch.Tensor] | None = None,
+):
+    """Scope one set of attention interventions over the forward passes run inside the block.
+
+    ``replay=(l, h)``: the blocks below ``l`` are skipped and ``h`` (batch x n x d) enters block
+    ``l``; the model must still be called with inputs of the same batch and length as ``h``.
+    """
+    if not is_installed(model):
+        raise CaptureNotInstalledError(
+            "this model does not use the attrtools attention function: load it with attrtools.load_model() "
+            "or call attrtools.capture.install(model)"
+        )
+    layers = get_layers(model)
+    num_layers = len(layers)
+    state = Capture(
+        num_layers=num_layers,
+        record=_layers_arg(record, num_layers),
+        retain_grad=retain_grad,
+        override=dict(override or {}),
+        head_mask=head_mask,
+        record_context=_layers_arg(record_context, num_layers),
+        record_hidden=record_hidden,
+    )
+    if head_mask is not None and head_mask.dim() != 2:
+        raise ValueError(f"head_mask must be (layers, heads), got shape {tuple(head_mask.shape)}")
+    handles = []
+    patched: list[nn.Module] = []
+    token = _ACTIVE.set(state)
+    try:
+        if record_hidden:
+            for index, block in enumerate(layers):
+                handles.append(block.register_forward_pre_hook(_hidden_recorder(state, index), with_kwargs=True))
+        if replay is not None:
+            start, hidden = replay
+            if not 0 <= start < num_layers:
+                raise ValueError(f"replay layer {start} out of range 0..{num_layers - 1}")
+            embeddings = get_module(model, adapter_for(model).embeddings)
+            handles.append(embeddings.register_forward_hook(lambda module, args, output: hidden))
+            for block in layers[:start]:
+                # Instance attribute shadows the class forward: the block returns its input unchanged.
+                block.forward = _passthrough
+                patched.append(block)
+        yield state
+    finally:
+        _ACTIVE.reset(token)
+        for handle in handles:
+            handle.remove()
+        for block in patched:
+            del block.forward
+
+
+def _passthrough(hidden_states, *args, **kwargs):
+    return hidden_states
+
+
+def _hidden_recorder(state: Capture, index: int):
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        state.hidden_inputs[index] = hidden.detach()
+    return hook
+
+
+def active() -> Capture | None:
+    return _ACTIVE.get()
+
+
+# ----------------------------------------------------------------------------------- the function
+def attrtools_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention function registered as "attrtools" (signature of transformers' attention interface).
+
+    query ``(B, H, q, d_h)``, key/value ``(B, H_kv, k, d_h)``, additive float mask ``(B, 1, q, k)``
+    or ``None``. Returns ``(context (B, q, H, d_h), probabilities or None)``.
+    """
+    state = _ACTIVE.get()
+    layer = getattr(module, "_attrtools_layer", None)
+    if state is not None and layer is not None:
+        state.calls[layer] = state.calls.get(layer, 0) + 1
+    if state is None or layer is None or not state.touches(layer):
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                      dropout=dropout, scaling=scaling, **kwargs)
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)
+        value = value.repeat_interleave(groups, dim=1)
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+
+    replacement = state.override.get(layer)
+    if replacement is None:
+        scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+        if attention_mask is not None:
+            scores = scores + attention_mask[:, :, :, : key.shape[-2]]
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        probs = nn.functional.dropout(probs, p=dropout, training=module.training)
+    else:
+        probs = replacement.to(value.dtype)
+        if probs.shape[0] != value.shape[0]:
+            # transformers 5 reshapes the context with the *input's* batch right after this
+            # function, so the official broadcast of a batch-m override over a batch-1 input cannot
+            # work here. Give inputs of the override's batch; with `replay`, the blocks below the
+            # layer are not recomputed, which is what the broadcast saved.
+            raise ValueError(
+                f"override for layer {layer} has batch {probs.shape[0]} but the input batch is {value.shape[0]}: "
+                "repeat the inputs (and use replay=) instead")
+
+    if state.head_mask is not None and layer < state.head_mask.shape[0]:
+        probs = probs * state.head_mask[layer].to(probs.dtype).view(1, -1, 1, 1)
+
+    if layer in state.record:
+        if state.retain_grad and probs.requires_grad:
+            probs.retain_grad()
+        state.attentions[layer] = probs if state.retain_grad else probs.detach()
+
+    context = torch.matmul(probs, value)
+    if layer in state.record_context:
+        if context.requires_grad:
+            context.retain_grad()
+        state.contexts[layer] = context
+    return context.transpose(1, 2).contiguous(), probs

@@ -1,0 +1,102 @@
+"""``attrtools attribute`` and ``attrtools methods``."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from .common import (UserError, dataset_options, device_option, echo_summary, make_run_dir, model_option,
+                     output_dir_option, quiet_transformers)
+
+
+@click.command()
+@model_option
+@click.option("--text", "texts", multiple=True, help="Text to attribute (repeatable).")
+@click.option("--text-pair", "pairs", multiple=True, help="Second segment for each --text (repeatable).")
+@dataset_options
+@click.option("--method", default="attattr", show_default=True, help="Method name (see `attrtools methods`).")
+@click.option("--target", default="pred", show_default=True, help="'pred', 'gold' or a class index.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Method parameter, e.g. --param steps=64 (repeatable; values parsed as JSON when possible).")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--cache-dir", default=None, help="Attribution cache folder (default $ATTRTOOLS_CACHE).")
+@click.option("--no-cache", is_flag=True, help="Compute everything, read and write no cache.")
+@output_dir_option
+@device_option
+def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, method, target,
+              params, batch_size, cache_dir, no_cache, output_dir, device):
+    """Attribute texts or a dataset with one method; one safetensors file per example."""
+    import json
+
+    from .. import methods as registry
+    from ..engine import Engine
+    from ..types import Example
+
+    if bool(texts) == bool(dataset):
+        raise UserError("give either --text (one or more) or --dataset")
+    if pairs and len(pairs) != len(texts):
+        raise UserError("give one --text-pair for every --text")
+    try:
+        registry.get(method)
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    parsed = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--param {item!r} is not KEY=VALUE")
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    target_spec = int(target) if target.lstrip("-").isdigit() else target
+    quiet_transformers()
+    if dataset:
+        from ..data import DataError, load_examples
+
+        try:
+            examples = load_examples(dataset, text_column, pair_column, label_column, limit)
+        except DataError as err:
+            raise UserError(str(err)) from None
+    else:
+        examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
+    from .common import load_model_or_fail
+
+    model, tokenizer = load_model_or_fail(model_name, device)
+    cache = None if no_cache else _open_cache(cache_dir)
+    run_dir = make_run_dir(output_dir, "attribute", {"model": model_name, "method": method, "target": target,
+                                                     "params": parsed, "dataset": dataset, "n": len(examples)})
+    engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
+    try:
+        results = engine.attribute(examples, method=method, target=target_spec, **parsed)
+    except (TypeError, ValueError) as err:
+        raise UserError(str(err)) from None
+    out = os.path.join(run_dir, "attributions")
+    for index, attribution in enumerate(results):
+        attribution.save(os.path.join(out, f"{index:06d}.safetensors"))
+    echo_summary({"method": method, "examples": len(results), "computed": engine.stats["computed"],
+                  "from cache": engine.stats["hits"], "output": out})
+
+
+def _open_cache(cache_dir):
+    try:
+        from ..cache import AttributionCache
+    except ImportError:
+        return None
+    return AttributionCache(cache_dir)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def methods(as_json):
+    """List the attribution methods, their output kinds, targets and papers."""
+    from .. import methods as registry
+    from .common import dump
+
+    rows = [registry.get(name).describe() for name in registry.list_methods()]
+    if as_json:
+        click.echo(dump(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<14} {row['kind']:<13} target={row['target']:<6} {row['title']}")
+        click.echo(f"{'':<14} {row['paper']}")

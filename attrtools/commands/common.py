@@ -1,0 +1,82 @@
+"""Options and helpers shared by the CLI commands: model/dataset options, run directories."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+
+import click
+
+
+class UserError(click.ClickException):
+    """An error in what the user asked for: printed without a traceback, exit code 1."""
+
+
+def model_option(f):
+    return click.option("--model", "model_name", required=True,
+                        help="Hub id or local folder of a sequence classifier.")(f)
+
+
+def dataset_options(f):
+    options = [
+        click.option("--dataset", help="Hub name with split (glue/sst2:validation) or a local csv/tsv/jsonl file."),
+        click.option("--text-column", default=None, help="Column holding the text (default: guessed)."),
+        click.option("--pair-column", default=None, help="Column holding the second segment, if any."),
+        click.option("--label-column", default=None, help="Column holding the gold label (default: guessed)."),
+        click.option("--limit", type=int, default=None, help="Use only the first N examples."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def output_dir_option(f):
+    return click.option("--output-dir", type=click.Path(file_okay=False), default=None,
+                        help="Run directory (default: runs/<command>-<timestamp>).")(f)
+
+
+def device_option(f):
+    return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")(f)
+
+
+def make_run_dir(output_dir: str | None, command: str, config: dict) -> str:
+    """Create the run directory and write run_config.json into it (atomically)."""
+    if output_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        output_dir = os.path.join("runs", f"{command}-{stamp}")
+    os.makedirs(output_dir, exist_ok=True)
+    from ..io import write_json
+
+    write_json(os.path.join(output_dir, "run_config.json"),
+               {"command": command, "argv": sys.argv[1:], **config})
+    return output_dir
+
+
+def load_model_or_fail(name: str, device=None):
+    from ..api import load_model
+    from ..models import UnsupportedModelError
+
+    try:
+        return load_model(name, device=device)
+    except UnsupportedModelError as err:
+        raise UserError(str(err)) from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load model {name!r}: {err}") from None
+
+
+def quiet_transformers():
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def echo_summary(lines: dict):
+    width = max(len(k) for k in lines) if lines else 0
+    for key, value in lines.items():
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,114 @@
+"""The method interface and the batch every method receives.
+
+A method is one small class: its name, paper, output kind, target convention, default params,
+and ``compute(model, batch, **params)``, which returns one tensor per example cropped to that
+example's length. Methods whose work splits by layer (AttAttr) declare ``units`` so the engine
+can cache and resume per (example, layer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+
+@dataclass
+class Batch:
+    """A padded batch of tokenized examples (right padding), ready for ``model(**inputs)``.
+
+    ``targets[b]``: the class whose score is explained (already resolved from predicted/gold);
+    ``logits``: clean-input logits (B, C), computed by the engine with no gradient.
+    """
+
+    inputs: dict
+    lengths: list[int]
+    targets: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    labels: list = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+    def select(self, rows) -> dict:
+        """Model inputs for the given rows (a LongTensor of row indices, repeats allowed)."""
+        return {name: value[rows] for name, value in self.inputs.items()}
+
+
+class Method:
+    """Base class. Subclasses set the class attributes and implement ``compute``."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]  # human name
+    paper: ClassVar[str]  # citation
+    kind: ClassVar[str]  # "matrix" | "layer_matrix" | "tokens"
+    target: ClassVar[str]  # "prob", "logit", "none" (class-agnostic), or "param" (see target_kind)
+    defaults: ClassVar[dict] = {}
+    invariant: ClassVar[str] = ""  # the property the tests check, one line
+
+    def params(self, **given) -> dict:
+        unknown = set(given) - set(self.defaults)
+        if unknown:
+            raise TypeError(
+                f"method {self.name!r} got unknown parameter(s) {sorted(unknown)}; it takes {sorted(self.defaults)}"
+            )
+        merged = dict(self.defaults)
+        merged.update(given)
+        return merged
+
+    def needs_target(self, params: dict) -> bool:
+        return self.target != "none"
+
+    def units(self, model, params: dict) -> list[int] | None:
+        """Independent pieces of the payload along dim 0 (e.g. layers), or None for one piece."""
+        return None
+
+    def check_model(self, model) -> None:
+        """Raise a clear error if this method cannot run on ``model``'s architecture."""
+
+    def compute(self, model, batch: Batch, units: list[int] | None = None, **params) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"name": self.name, "title": self.title, "paper": self.paper, "kind": self.kind,
+                "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant}
+
+
+def crop(tensor: torch.Tensor, length: int, dims: tuple[int, ...]) -> torch.Tensor:
+    """Crop the given token dims of one example's payload to its real length."""
+    index = [slice(None)] * tensor.dim()
+    for d in dims:
+        index[d] = slice(0, length)
+    return tensor[tuple(index)].contiguous()
+
+
+def target_score(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B,) the scalar that is explained: class probability (AttAttr) or logit (Chefer, Grad-SAM)."""
+    if kind in ("prob", "probability"):
+        return torch.softmax(logits.float(), dim=-1).gather(1, targets.view(-1, 1)).squeeze(1)
+    if kind == "logit":
+        return logits.float().gather(1, targets.view(-1, 1)).squeeze(1)
+    raise ValueError(f"target_kind must be 'prob' or 'logit', got {kind!r}")
+
+
+class frozen_parameters:
+    """Context: no parameter requires grad (methods differentiate w.r.t. activations only)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.saved = [(p, p.requires_grad) for p in self.model.parameters()]
+        for p, _ in self.saved:
+            p.requires_grad_(False)
+        return self.model
+
+    def __exit__(self, *exc):
+        for p, flag in self.saved:
+            p.requires_grad_(flag)
+        return False

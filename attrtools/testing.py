@@ -1,0 +1,119 @@
+"""Small models built from configs, for tests, benchmarks and the offline demo path.
+
+Everything here is offline and deterministic: a word-level vocabulary written to disk, tiny
+classifiers of every supported architecture saved with ``save_pretrained`` (so tests go through
+the real ``from_pretrained``), and a model trained in seconds on a task with planted structure:
+
+    label = 1  iff  the token "alpha" comes before the token "beta"
+
+so the tokens and heads that carry the rule are known in advance.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+FILLER = ["the", "a", "movie", "film", "was", "is", "very", "quite", "story", "plot", "acting", "and",
+          "but", "it", "this", "that", "of", "to", "in", "with", "good", "bad", "great", "dull", "fun",
+          "boring", "fine", "long", "short", "funny", "sad", "scene", "actor", "music", "ending", "not"]
+PLANTED = ["alpha", "beta"]
+WORDS = FILLER + PLANTED + ["gamma", "delta"]
+ARCHITECTURES = ("bert", "roberta", "distilbert", "electra", "llama")
+
+
+def write_tokenizer(directory: str):
+    """A BertTokenizer over ``SPECIALS + WORDS``, saved to ``directory``; returns it."""
+    from transformers import BertTokenizer
+
+    os.makedirs(directory, exist_ok=True)
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=128)
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
+def tiny_config(model_type: str, vocab_size: int, layers: int = 2, heads: int = 4, hidden: int = 32,
+                num_labels: int = 2, pad_token_id: int = 0, max_positions: int = 160):
+    from transformers import AutoConfig
+
+    common = dict(vocab_size=vocab_size, num_labels=num_labels, pad_token_id=pad_token_id)
+    if model_type == "distilbert":
+        return AutoConfig.for_model("distilbert", n_layers=layers, n_heads=heads, dim=hidden, hidden_dim=hidden * 2,
+                                    max_position_embeddings=max_positions, **common)
+    if model_type == "llama":
+        return AutoConfig.for_model("llama", num_hidden_layers=layers, num_attention_heads=heads,
+                                    num_key_value_heads=max(1, heads // 2), hidden_size=hidden,
+                                    intermediate_size=hidden * 2, max_position_embeddings=max_positions,
+                                    bos_token_id=2, eos_token_id=3, **common)
+    extra = {"embedding_size": hidden} if model_type == "electra" else {}
+    if model_type == "roberta":
+        extra["type_vocab_size"] = 1
+    return AutoConfig.for_model(model_type, num_hidden_layers=layers, num_attention_heads=heads, hidden_size=hidden,
+                                intermediate_size=hidden * 2, max_position_embeddings=max_positions + 2,
+                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra, **common)
+
+
+def build_tiny_model(model_type: str, directory: str, seed: int = 0, **config_kwargs) -> str:
+    """Random-init tiny classifier + tokenizer saved in ``directory`` (returned)."""
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = write_tokenizer(directory)
+    config = tiny_config(model_type, len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config_kwargs)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(config)
+    with torch.no_grad():  # larger random weights so outputs depend clearly on the input
+        for name, p in model.named_parameters():
+            if p.dim() == 2 and "embed" not in name:
+                p.mul_(3.0)
+    model.save_pretrained(directory)
+    return directory
+
+
+# ---------------------------------------------------------------------------------- planted task
+def planted_example(rng: random.Random, length: int | None = None) -> tuple[str, int]:
+    """A sentence of filler words holding "alpha" and "beta" once each; label = alpha before beta."""
+    length = length or rng.randint(5, 12)
+    words = [rng.choice(FILLER) for _ in range(length)]
+    i, j = rng.sample(range(length), 2)
+    words[i], words[j] = "alpha", "beta"
+    return " ".join(words), int(i < j)
+
+
+def planted_dataset(count: int, seed: int = 0) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    return [planted_example(rng) for _ in range(count)]
+
+
+def train_planted_model(directory: str, model_type: str = "bert", steps: int = 400, seed: int = 0,
+                        layers: int = 2, heads: int = 4, hidden: int = 48) -> tuple[str, float]:
+    """Train a tiny classifier on the planted task; returns (directory, held-out accuracy)."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = write_tokenizer(directory)
+    config = tiny_config(model_type, len(tokenizer), layers=layers, heads=heads, hidden=hidden,
+                         pad_token_id=tokenizer.pad_token_id)
+    model = AutoModelForSequenceClassification.from_config(config)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    rng = random.Random(seed)
+    for step in range(steps):
+        texts, labels = zip(*[planted_example(rng) for _ in range(32)])
+        enc = tokenizer(list(texts), padding=True, return_tensors="pt")
+        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=torch.tensor(labels))
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    texts, labels = zip(*planted_dataset(400, seed=seed + 1))
+    with torch.no_grad():
+        enc = tokenizer(list(texts), padding=True, return_tensors="pt")
+        pred = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.argmax(-1)
+    accuracy = (pred == torch.tensor(labels)).float().mean().item()
+    model.save_pretrained(directory)
+    with open(os.path.join(directory, "planted_task.txt"), "w") as f:
+        f.write(f"label = 1 iff 'alpha' comes before 'beta'\nheld-out accuracy {accuracy:.4f}\n")
+    return directory, accuracy

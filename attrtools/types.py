@@ -1,0 +1,156 @@
+"""Core value types: an input `Example` and an `Attribution` result.
+
+`Attribution` payload kinds (DESIGN.md, "Core types"):
+
+- ``matrix``: per layer, per head, token x token, shape ``(L, H, n, n)`` (AttAttr, raw attention);
+- ``layer_matrix``: per layer token x token, ``(L, n, n)`` (GlobEnc, ALTI, rollout);
+- ``tokens``: one score per token, ``(n,)`` (Grad-SAM, Chefer, gradient x input).
+
+Row ``i`` of a token x token matrix is the query (receiver), column ``j`` the key (source).
+Files are safetensors with the metadata as JSON in the header; never pickle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, asdict
+from typing import Any
+
+KINDS = ("matrix", "layer_matrix", "tokens")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Example:
+    """One classifier input: a text, an optional second segment, an optional gold label."""
+
+    text: str
+    text_pair: str | None = None
+    label: int | None = None
+    id: str | None = None
+
+    @classmethod
+    def coerce(cls, obj: Any) -> "Example":
+        if isinstance(obj, Example):
+            return obj
+        if isinstance(obj, str):
+            return cls(obj)
+        if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 2 and all(isinstance(o, str) for o in obj):
+            return cls(*obj)
+        if isinstance(obj, dict) and "text" in obj:
+            return cls(obj["text"], obj.get("text_pair"), obj.get("label"), obj.get("id"))
+        raise TypeError(
+            f"cannot use {type(obj).__name__} as an input: give a string, a (text, text_pair) tuple, "
+            "a dict with 'text', or an attrtools.Example"
+        )
+
+
+@dataclass
+class Attribution:
+    """The attribution of one example by one method.
+
+    ``scores`` is a float tensor whose layout is given by ``kind`` (see module docstring), cropped
+    to the example's own ``n`` tokens (special tokens included, no padding).
+    """
+
+    tokens: list[str]
+    input_ids: list[int]
+    scores: Any  # torch.Tensor; typed loosely so this module imports without torch
+    kind: str
+    method: str
+    params: dict
+    target: int | None
+    predicted: int
+    probs: list[float]
+    label: int | None = None
+    text: str | None = None
+    text_pair: str | None = None
+    example_id: str | None = None
+    segment_ids: list[int] = field(default_factory=list)
+    special_tokens_mask: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown attribution kind {self.kind!r}; expected one of {KINDS}")
+
+    # ----------------------------------------------------------------------------- views
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+    def head_importance(self):
+        """``(L, H)`` importance of each head: max over all (i, j) of its matrix (Hao et al. 2021, Sec. 4).
+
+        Only defined for ``matrix`` payloads."""
+        if self.kind != "matrix":
+            raise ValueError(f"head_importance needs a per-head 'matrix' payload, this one is {self.kind!r}")
+        L, H = self.scores.shape[:2]
+        return self.scores.reshape(L, H, -1).amax(-1)
+
+    def layer_matrices(self):
+        """``(L, n, n)``: heads summed for ``matrix`` (as the AttAttr tree does), as is for ``layer_matrix``."""
+        if self.kind == "matrix":
+            return self.scores.sum(1)
+        if self.kind == "layer_matrix":
+            return self.scores
+        raise ValueError("a 'tokens' payload has no token x token matrices")
+
+    def token_scores(self):
+        """``(n,)`` one score per token.
+
+        - ``tokens``: the payload itself;
+        - ``layer_matrix`` (aggregated methods such as GlobEnc or rollout): the first-token row of
+          the last layer, i.e. what the classification position draws from every input token;
+        - ``matrix`` (AttAttr, raw attention): heads and layers summed, then summed over query
+          rows, i.e. the total attribution flowing out of each key token.
+        """
+        if self.kind == "tokens":
+            return self.scores
+        if self.kind == "layer_matrix":
+            return self.scores[-1, self._pool_row()]
+        return self.scores.sum((0, 1)).sum(0)
+
+    def _pool_row(self) -> int:
+        pool = self.params.get("_pool_position", 0)
+        return pool if pool >= 0 else self.n_tokens + pool
+
+    # ----------------------------------------------------------------------------- I/O
+    def metadata(self) -> dict:
+        meta = asdict(self)
+        meta.pop("scores")
+        meta["format_version"] = FORMAT_VERSION
+        return meta
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write one safetensors file (atomically: temporary name, then rename)."""
+        from safetensors.torch import save_file
+
+        path = os.fspath(path)
+        meta = {"attrtools": json.dumps(self.metadata(), sort_keys=True)}
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+        os.close(fd)
+        try:
+            save_file({"scores": self.scores.detach().cpu().contiguous()}, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Attribution":
+        from safetensors import safe_open
+
+        with safe_open(os.fspath(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("attrtools")
+            if raw is None:
+                raise ValueError(f"{path} is not an attrtools attribution file (no 'attrtools' metadata)")
+            scores = f.get_tensor("scores")
+        meta = json.loads(raw)
+        version = meta.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path} has attribution format {version}, this attrtools reads {FORMAT_VERSION}")
+        return cls(scores=scores, **meta)

@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny models of every architecture, and the planted-structure model.
+
+Everything is built from configs with a vocabulary written here, saved with save_pretrained and
+loaded back through attrtools.load_model (the real from_pretrained path). Offline, deterministic.
+"""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+import attrtools
+from attrtools.testing import ARCHITECTURES, build_tiny_model, train_planted_model
+
+SHARED_SST2 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sst2")
+
+
+def pytest_configure(config):
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTRTOOLS_CACHE", str(tmp_path / "attrtools-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {arch: build_tiny_model(arch, str(root / arch)) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_dirs):
+    """{arch: (model, tokenizer)} loaded once per session; tests must not modify them in place."""
+    return {arch: attrtools.load_model(path) for arch, path in tiny_dirs.items()}
+
+
+@pytest.fixture(params=ARCHITECTURES)
+def arch(request):
+    return request.param
+
+
+@pytest.fixture
+def tiny(tiny_models, arch):
+    return tiny_models[arch]
+
+
+@pytest.fixture(scope="session")
+def planted_dir(tmp_path_factory):
+    directory, accuracy = train_planted_model(str(tmp_path_factory.mktemp("planted")))
+    assert accuracy > 0.9, f"planted model did not learn the rule (accuracy {accuracy:.2f})"
+    return directory
+
+
+@pytest.fixture(scope="session")
+def planted(planted_dir):
+    return attrtools.load_model(planted_dir)
+
+
+@pytest.fixture
+def sst2_dir():
+    if not os.path.exists(os.path.join(SHARED_SST2, "dev.tsv")):
+        pytest.skip("shared SST-2 data not present")
+    return SHARED_SST2
+
+
+SENTENCES = ["the movie was very good", "a dull and long story but the music was fun",
+             "it is fine", "boring"]
+PAIRS = [("the plot was good", "the acting was bad"), ("a short film", "quite funny and sad")]

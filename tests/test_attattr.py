@@ -1,0 +1,139 @@
+"""AttAttr equals the official-style computation; IG completeness; batching invariance."""
+import pytest
+import torch
+
+import attrtools
+from attrtools.capture import capture
+from attrtools.engine import Engine
+from attrtools.methods.attattr import quadrature
+from attrtools.methods.base import target_score
+from attrtools.models import num_layers_heads
+
+from conftest import PAIRS, SENTENCES
+
+
+def official_attattr(model, tokenizer, example, steps, chunk=4, pad_to=40, target=None):
+    """Slow reference written like YRdddream/attattr: batch-1 input padded to a fixed length, the
+    whole model re-run for every layer and every chunk of steps, k = 0..m-1, grad sum * (A / m)."""
+    engine = Engine(model, tokenizer)
+    enc = engine.encode(attrtools.Example(*example) if isinstance(example, tuple) else attrtools.Example(example))
+    n = enc.length
+    inputs = engine.collate([enc])
+    pad = tokenizer.pad_token_id
+    inputs = {k: torch.nn.functional.pad(v, (0, pad_to - n), value=pad if k == "input_ids" else 0)
+              for k, v in inputs.items()}
+    with torch.no_grad(), capture(model, record="all") as rec:
+        logits = model(**inputs).logits
+    label = int(logits.argmax(-1)) if target is None else target
+    out = []
+    for layer in range(num_layers_heads(model)[0]):
+        attention = rec.attentions[layer][0]
+        step = attention / steps
+        grad_sum = torch.zeros_like(attention)
+        for start in range(0, steps, chunk):
+            ks = torch.arange(start, min(steps, start + chunk), dtype=torch.float32)
+            scaled = (step.unsqueeze(0) * ks.view(-1, 1, 1, 1)).requires_grad_(True)
+            batch_inputs = {k: v.expand(len(ks), -1) for k, v in inputs.items()}
+            with capture(model, override={layer: scaled}):
+                prob = torch.softmax(model(**batch_inputs).logits, -1)[:, label]
+            (grad,) = torch.autograd.grad(torch.unbind(prob), scaled)
+            grad_sum += grad.sum(0)
+        out.append((grad_sum * step)[:, :n, :n])
+    return torch.stack(out)
+
+
+def _rel_err(ours, ref):
+    return ((ours - ref).abs().max() / ref.abs().max()).item()
+
+
+@pytest.mark.parametrize("steps", [6])
+def test_matches_official_reference(tiny, steps):
+    model, tokenizer = tiny
+    inputs = SENTENCES[:3] + PAIRS[:1]
+    ours = attrtools.attribute(model, tokenizer, inputs, method="attattr", steps=steps, batch_size=4,
+                               internal_batch_size=7)  # rows of a pass straddle examples
+    for example, attribution in zip(inputs, ours):
+        reference = official_attattr(model, tokenizer, example, steps)
+        assert attribution.scores.shape == reference.shape
+        assert _rel_err(attribution.scores, reference) < 1e-5
+
+
+def test_batched_equals_unbatched(tiny):
+    model, tokenizer = tiny
+    inputs = SENTENCES + PAIRS
+    batched = attrtools.attribute(model, tokenizer, inputs, method="attattr", steps=4, batch_size=6)
+    for example, b in zip(inputs, batched):
+        (single,) = attrtools.attribute(model, tokenizer, [example], method="attattr", steps=4, batch_size=1)
+        assert _rel_err(b.scores, single.scores) < 1e-5
+        assert b.predicted == single.predicted and b.target == single.target
+
+
+def _completeness_error(model, tokenizer, text, steps, method="riemann_left"):
+    (attribution,) = attrtools.attribute(model, tokenizer, [text], method="attattr", steps=steps,
+                                         steps_method=method)
+    engine = Engine(model, tokenizer)
+    inputs = engine.collate([engine.encode(attrtools.Example(text))])
+    target = torch.tensor([attribution.target])
+    errors = []
+    with torch.no_grad():
+        with capture(model, record="all") as rec:
+            full = target_score(model(**inputs).logits, target, "prob")
+        for layer in range(attribution.scores.shape[0]):
+            with capture(model, override={layer: torch.zeros_like(rec.attentions[layer])}):
+                zeroed = target_score(model(**inputs).logits, target, "prob")
+            errors.append(abs(attribution.scores[layer].sum().item() - (full - zeroed).item()))
+    return max(errors), (full - zeroed).abs().item()
+
+
+def test_completeness_per_layer(planted):
+    model, tokenizer = planted
+    text = "the alpha movie was good and beta"
+    # The planted model is sharp: the integrand peaks near alpha = 0, so the left Riemann error is
+    # large at few steps but must fall as O(1/m).
+    errors = [_completeness_error(model, tokenizer, text, steps=m)[0] for m in (4, 16, 64)]
+    assert errors[0] > errors[1] > errors[2], errors
+    assert errors[2] < errors[0] / 10, errors
+    fine = errors[2]
+    gauss, _ = _completeness_error(model, tokenizer, text, steps=8, method="gausslegendre")
+    assert gauss < fine, "Gauss-Legendre with 8 nodes should beat a 64-step left Riemann sum"
+
+
+def test_gold_and_given_targets(planted):
+    model, tokenizer = planted
+    ex = [attrtools.Example("alpha the beta", label=0), attrtools.Example("beta a alpha", label=1)]
+    gold = attrtools.attribute(model, tokenizer, ex, method="attattr", steps=3, target="gold")
+    assert [a.target for a in gold] == [0, 1]
+    fixed = attrtools.attribute(model, tokenizer, ex, method="attattr", steps=3, target=1)
+    assert [a.target for a in fixed] == [1, 1]
+    torch.testing.assert_close(fixed[1].scores, gold[1].scores)
+    with pytest.raises(ValueError, match="no label"):
+        attrtools.attribute(model, tokenizer, ["alpha beta"], method="attattr", steps=2, target="gold")
+    with pytest.raises(ValueError, match="out of range"):
+        attrtools.attribute(model, tokenizer, ["alpha beta"], method="attattr", steps=2, target=5)
+
+
+def test_quadrature_rules():
+    alphas, weights = quadrature(4)
+    assert alphas == [0.0, 0.25, 0.5, 0.75] and sum(weights) == pytest.approx(1.0)
+    a, w = quadrature(5, "gausslegendre")
+    assert sum(wi * ai ** 7 for ai, wi in zip(a, w)) == pytest.approx(1 / 8, rel=1e-12)
+    with pytest.raises(ValueError, match="unknown steps_method"):
+        quadrature(3, "simpson")
+
+
+def test_unknown_parameter_is_refused(planted):
+    model, tokenizer = planted
+    with pytest.raises(TypeError, match="unknown parameter"):
+        attrtools.attribute(model, tokenizer, ["alpha beta"], method="attattr", stepz=3)
+
+
+def test_save_load_roundtrip(planted, tmp_path):
+    model, tokenizer = planted
+    (a,) = attrtools.attribute(model, tokenizer, [("alpha the", "beta movie")], method="attattr", steps=2)
+    path = a.save(tmp_path / "a.safetensors")
+    b = attrtools.Attribution.load(path)
+    assert torch.equal(a.scores, b.scores)
+    assert (b.tokens, b.target, b.kind, b.text_pair) == (a.tokens, a.target, "matrix", "beta movie")
+    assert b.head_importance().shape == a.scores.shape[:2]
+    raw = open(path, "rb").read()
+    assert b"pickle" not in raw and raw[:8] != b"\x80\x04\x95"
