@@ -1,0 +1,260 @@
+"""Chefer, Gur, Wolf 2021a: Transformer Interpretability Beyond Attention Visualization (CVPR 2021,
+arXiv 2012.09838). Relevance propagation (LRP) through the whole classifier, then gradient-weighted
+relevance of the attention maps rolled out.
+
+Relevance rules, as the official code (hila-chefer/Transformer-Explainability,
+``BERT_explainability/modules/layers_ours.py`` + ``BERT/BERT.py``), with
+``safe_divide(a, b) = a / (b + ε) · [b ≠ 0]``, ``ε = 1e-9``:
+
+- start: ``R = one_hot(c)`` at the classifier output (the explained class, logit);
+- linear layers (classifier, pooler / classification head, Q, K, V, W_O, FFN in/out): LRP-α1β0,
+  biases ignored: ``Z = W⁺x⁺ + W⁻x⁻``, ``R_x = x⁺ ⊙ W⁺ᵀ(R/Z) + x⁻ ⊙ W⁻ᵀ(R/Z)``;
+- non-linearities (tanh/GELU/ReLU, softmax, LayerNorm, dropout): identity;
+- pooling (index select of token 0): relevance goes to token 0 only;
+- matrix products ``Q·Kᵀ`` and ``A·V``: generic rule ``R_X = X ⊙ ∂Z/∂X (R/Z)`` for both operands,
+  each then **halved**; ``R^A`` (relevance of the attention probabilities, after halving) is kept;
+- additions (the two residual connections): generic rule for both operands, each rescaled so
+  that the total is conserved and the split follows ``|ΣR_a| : |ΣR_b|``;
+- the additive attention mask: identity (it is 0 on the real tokens, where all relevance is);
+- a tensor used several times (block input → Q, K, V and the residual): relevances summed.
+
+Final map (official ``ExplanationGenerator.generate_LRP``)::
+
+    Ā_b = mean_h( (∇A_b ⊙ R^A_b)⁺ )              ∇A_b = ∂y_c/∂A_b (logit of class c)
+    Â_b = (Ā_b + I) / rowsum(Ā_b + I);  C = Â_{L-1} ··· Â_s      (s = start_layer)
+    C[0, 0] = min(C[0, :]);  scores = C[0, :]
+
+``start_layer`` defaults to ``-1`` = the last block (the official BERT default is 11 = the last
+block of a 12-layer BERT; the official notebook also uses 0 — pass ``start_layer=0``).
+
+Deviations: batched (official: batch 1); the sums of the residual-addition rule are per example
+(identical at batch 1); the module internals are recorded with forward hooks on the unmodified
+Hugging Face model (no re-implementation), and every relprop is written out in closed form rather
+than through autograd. Architectures: BERT, RoBERTa, ELECTRA, DistilBERT (the head table below;
+the official code covers BERT only: the RoBERTa/ELECTRA heads are dense→tanh/GELU→out_proj on
+token 0, DistilBERT's is pre_classifier→ReLU→classifier, all handled by the same rules).
+Llama (pre-LN, RMSNorm, rotary, last-token pooling) is refused.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..capture import capture
+from ..models import adapter_for, get_module, layer_module, num_layers_heads
+from . import register
+from .base import Batch, Method
+from .gradsam import embedding_leaf
+
+EPS = 1e-9
+
+# Linear layers of the classification head, applied in order to the token-0 vector of the last
+# hidden state (non-linearities between them are identity for LRP).
+HEADS = {
+    "bert": ("bert.pooler.dense", "classifier"),
+    "roberta": ("classifier.dense", "classifier.out_proj"),
+    "electra": ("classifier.dense", "classifier.out_proj"),
+    "distilbert": ("pre_classifier", "classifier"),
+}
+
+
+def safe_divide(a, b):
+    den = b + EPS
+    den = den + den.eq(0).to(den.dtype) * EPS
+    return a / den * b.ne(0).to(b.dtype)
+
+
+def _per_example_sum(t):
+    return t.reshape(t.shape[0], -1).sum(1)
+
+
+class Trace:
+    """Optional record of every relprop: (op, total relevance in, total relevance out) per example."""
+
+    def __init__(self):
+        self.ops = []
+
+    def add(self, name, r_out, *r_in):
+        self.ops.append((name, _per_example_sum(r_out).detach(), sum(_per_example_sum(r) for r in r_in).detach()))
+
+
+def relprop_linear(x, weight, r, trace=None, name="linear"):
+    """LRP-α1β0 (positive contributions only, bias ignored)."""
+    pw, nw = weight.clamp(min=0), weight.clamp(max=0)
+    px, nx = x.clamp(min=0), x.clamp(max=0)
+    s = safe_divide(r, px @ pw.T + nx @ nw.T)
+    out = px * (s @ pw) + nx * (s @ nw)
+    if trace is not None:
+        trace.add(name, r, out)
+    return out
+
+
+def relprop_matmul(a, b, r, trace=None, name="matmul"):
+    """Z = a @ b (batched); generic rule for both operands, each halved."""
+    s = safe_divide(r, a @ b)
+    ra = a * (s @ b.transpose(-1, -2)) / 2
+    rb = b * (a.transpose(-1, -2) @ s) / 2
+    if trace is not None:
+        trace.add(name, r, ra, rb)
+    return ra, rb
+
+
+def relprop_add(x0, x1, r, trace=None, name="add"):
+    """Normalised two-operand rule for residual additions (conserves Σ R per example)."""
+    s = safe_divide(r, x0 + x1)
+    a, b = x0 * s, x1 * s
+    shape = (-1,) + (1,) * (r.dim() - 1)
+    a_sum, b_sum, r_sum = _per_example_sum(a), _per_example_sum(b), _per_example_sum(r)
+    total = a_sum.abs() + b_sum.abs()
+    a_fact = safe_divide(a_sum.abs(), total) * r_sum
+    b_fact = safe_divide(b_sum.abs(), total) * r_sum
+    a = a * safe_divide(a_fact, a_sum).view(shape)
+    b = b * safe_divide(b_fact, b_sum).view(shape)
+    if trace is not None:
+        trace.add(name, r, a, b)
+    return a, b
+
+
+class _Recorder:
+    """Forward hooks on the unmodified model: inputs/outputs of every linear the rules need."""
+
+    PARTS = ("query", "key", "value", "output", "ffn_in", "ffn_out", "ln_attention")
+
+    def __init__(self, model):
+        self.model = model
+        self.data = {}
+
+    def _hook(self, key):
+        def hook(module, args, output):
+            self.data[key] = (args[0].detach(), output.detach())
+        return hook
+
+    def __enter__(self):
+        self.handles = []
+        for l in range(num_layers_heads(self.model)[0]):
+            for part in self.PARTS:
+                self.handles.append(layer_module(self.model, l, part).register_forward_hook(self._hook((l, part))))
+        for index, path in enumerate(HEADS[adapter_for(self.model).model_type]):
+            self.handles.append(get_module(self.model, path).register_forward_hook(self._hook(("head", index))))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        return False
+
+
+def _split(t, heads):  # (B, n, H*d) -> (B, H, n, d)
+    B, n, _ = t.shape
+    return t.view(B, n, heads, -1).transpose(1, 2)
+
+
+def _merge(t):  # (B, H, n, d) -> (B, n, H*d)
+    B, H, n, d = t.shape
+    return t.transpose(1, 2).reshape(B, n, H * d)
+
+
+def lrp(model, batch: Batch, trace: Trace | None = None):
+    """Forward + backward + relprop. Returns ``(attn_cams, attn_grads, R_input)``: per layer
+    ``R^A`` and ``∂y_c/∂A`` (B, H, n, n), and the relevance of the hidden states entering layer 0."""
+    if batch.targets is None:
+        raise ValueError("chefer_lrp needs target classes")
+    num_layers, heads = num_layers_heads(model)
+    with _Recorder(model) as rec, embedding_leaf(model), torch.enable_grad(), \
+            capture(model, record="all", retain_grad=True, record_hidden=True) as cap:
+        logits = model(**batch.inputs).logits
+        attentions = cap.attention_list()
+        score = logits.float().gather(1, batch.targets.view(-1, 1)).sum()
+        grads = torch.autograd.grad(score, attentions)
+    data = rec.data
+    head_paths = HEADS[adapter_for(model).model_type]
+    with torch.no_grad():
+        last_hidden = data[(num_layers - 1, "ffn_out")]  # LN2 output is not recorded: check pooling below
+        pooled_in = data[("head", 0)][0].float()
+        r = torch.nn.functional.one_hot(batch.targets, logits.shape[-1]).float()
+        for index in reversed(range(len(head_paths))):
+            x = data[("head", index)][0].float()
+            r = relprop_linear(x, get_module(model, head_paths[index]).weight.float(), r, trace, f"head.{index}")
+        ln2 = layer_module(model, num_layers - 1, "ln_ffn")
+        final = ln2(last_hidden[1] + data[(num_layers - 1, "ffn_in")][0]).float()
+        if not torch.allclose(final[:, 0], pooled_in, atol=1e-4, rtol=1e-4):
+            raise ValueError("chefer_lrp: the classification head does not read token 0 of the last layer")
+        hidden_r = torch.zeros_like(final)
+        hidden_r[:, 0] = pooled_in * safe_divide(r, pooled_in)
+        if trace is not None:
+            trace.add("pool", r, hidden_r)
+        cams = [None] * num_layers
+        r = hidden_r
+        for l in reversed(range(num_layers)):
+            weight = lambda part: layer_module(model, l, part).weight.float()
+            ffn_out_in, ffn_out_out = data[(l, "ffn_out")]
+            ln1_out = data[(l, "ffn_in")][0].float()
+            # LN2 (identity), residual add: FFN output + LN1 output
+            r_ffn, r_res2 = relprop_add(ffn_out_out.float(), ln1_out, r, trace, f"{l}.add_ffn")
+            r_ffn = relprop_linear(ffn_out_in.float(), weight("ffn_out"), r_ffn, trace, f"{l}.ffn_out")
+            r_ffn = relprop_linear(ln1_out, weight("ffn_in"), r_ffn, trace, f"{l}.ffn_in")  # GELU: identity
+            r = r_ffn + r_res2  # clone
+            # LN1 (identity), residual add: W_O output + block input
+            hidden = cap.hidden_inputs[l].float()
+            ctx, attn_out = data[(l, "output")]
+            r_attn, r_res1 = relprop_add(attn_out.float(), hidden, r, trace, f"{l}.add_attn")
+            r_ctx = relprop_linear(ctx.float(), weight("output"), r_attn, trace, f"{l}.output")
+            a = attentions[l].detach().float()
+            v = _split(data[(l, "value")][1].float(), heads)
+            r_a, r_v = relprop_matmul(a, v, _split(r_ctx, heads), trace, f"{l}.A@V")
+            cams[l] = r_a
+            # softmax, mask add: identity; scores = Q·Kᵀ
+            q = _split(data[(l, "query")][1].float(), heads)
+            k = _split(data[(l, "key")][1].float(), heads)
+            r_q, r_kt = relprop_matmul(q, k.transpose(-1, -2), r_a, trace, f"{l}.Q@K")
+            r_q = relprop_linear(hidden, weight("query"), _merge(r_q), trace, f"{l}.query")
+            r_k = relprop_linear(hidden, weight("key"), _merge(r_kt.transpose(-1, -2)), trace, f"{l}.key")
+            r_v = relprop_linear(hidden, weight("value"), _merge(r_v), trace, f"{l}.value")
+            r = r_q + r_k + r_v + r_res1  # clone
+    return cams, [g.float() for g in grads], r
+
+
+def rollout_from(cams: list[torch.Tensor], start_layer: int) -> torch.Tensor:
+    """Chefer's ``compute_rollout_attention``: (Ā + I)/rowsum, multiplied from ``start_layer`` up."""
+    n = cams[0].shape[-1]
+    eye = torch.eye(n, device=cams[0].device)
+    mats = [(c + eye) / (c + eye).sum(-1, keepdim=True) for c in cams]
+    joint = mats[start_layer]
+    for m in mats[start_layer + 1:]:
+        joint = m @ joint
+    return joint
+
+
+@register
+class CheferLRP(Method):
+    name = "chefer_lrp"
+    title = "Chefer 2021a (LRP relevance x gradient, rolled out)"
+    paper = "Chefer, Gur, Wolf. Transformer Interpretability Beyond Attention Visualization. CVPR 2021"
+    kind = "tokens"
+    target = "logit"
+    defaults = {"start_layer": -1}
+    invariant = "relevance conserved by every relprop (sum in = sum out); scores >= 0"
+
+    def check_model(self, model):
+        model_type = adapter_for(model).model_type
+        if model_type not in HEADS:
+            raise ValueError(
+                f"chefer_lrp needs per-module LRP rules for model_type {model_type!r}; it supports the post-LN "
+                f"encoders {sorted(HEADS)} (a pre-LN decoder with RMSNorm, rotary embeddings and last-token "
+                "pooling has no rules in the official code)")
+
+    def compute(self, model, batch: Batch, units=None, **params):
+        params = self.params(**params)
+        num_layers = num_layers_heads(model)[0]
+        start = int(params["start_layer"])
+        if not -num_layers <= start < num_layers:
+            raise ValueError(f"start_layer {start} out of range for a {num_layers}-layer model")
+        start %= num_layers
+        cams, grads, _ = lrp(model, batch)
+        out = []
+        for b, n in enumerate(batch.lengths):
+            layer_cams = [(g[b, :, :n, :n] * c[b, :, :n, :n]).clamp(min=0).mean(0) for c, g in zip(cams, grads)]
+            joint = rollout_from(layer_cams, start)
+            row = joint[0].clone()
+            row[0] = joint[0].min()
+            out.append(row)
+        return out
