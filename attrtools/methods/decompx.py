@@ -1,0 +1,164 @@
+"""DecompX (Modarressi, Fayyaz, Aghazadeh, Yaghoobzadeh, Pilehvar; ACL 2023, "DecompX: Explaining
+Transformers Decisions by Propagating Token Decomposition", arXiv 2306.02873).
+
+Every hidden state is kept as a sum of per-input-token vectors, ``x_i = Σ_k x_{i<=k}`` (a tensor
+``(n, n, d)`` per layer), starting from ``x^0_{i<=k} = δ_ik e_i`` (the embedding output), and the
+decomposition is pushed through every component of a post-LN block and the classification head:
+
+- attention: ``z_{i<=k} = Σ_h Σ_j A_h[i,j] x_{j<=k} W_V^h W_O^h + ω_{ik} b_Att``,
+  ``b_Att = Σ_h b_V^h W_O^h + b_O`` (attention rows sum to 1);
+- residual: ``z_{i<=k} + x_{i<=k}``;
+- LayerNorm (Kobayashi): ``g(z_{i<=k}) = (z_{i<=k} − mean_d z_{i<=k}) / σ_i ⊙ γ + ω_{ik} β``, ``σ_i``
+  the real std of token ``i``'s pre-LN state;
+- FFN: ``ζ_{i<=k} = x_{i<=k} W_1 + ω_{ik} b_1``, activation by its zero-origin slope
+  ``θ_i = act(ζ_i) / ζ_i`` (real pre-activation ``ζ_i = Σ_k ζ_{i<=k}``) applied elementwise to each part,
+  then ``W_2`` and ``b_2`` the same way; residual; LN2;
+- head: the first-token parts go through the pooler / pre-classifier (tanh, GELU or ReLU by the same
+  zero-origin slope) and the classifier, giving ``y_{c<=k}`` with ``Σ_k y_{c<=k} = y_c``.
+
+Bias decomposition "AbsDot": ``ω_{ik} = |b · p_{i<=k}| / Σ_k' |b · p_{i<=k'}|`` where ``p`` is the
+decomposition the bias is added to. With biases included every step is exact, so the token scores
+sum to the target logit (the invariant the tests check).
+
+Output kind ``tokens``: ``y_{t<=k}`` for the target class ``t`` (default: predicted), signed.
+Defaults of the official ``DecompXConfig`` (mohsenfayyaz/DecompX): include_biases, bias_decomp_type
+"absdot", LN1/FFN/LN2 included, FFN_approx_type "GeLU_ZO", classifier with pooler, tanh "ZO".
+Deviations: the slopes ``θ`` are read from the real forward (output of the FFN input projection and
+input of the FFN output projection) instead of re-evaluating the activation, which makes the method
+independent of the activation function (GELU, ReLU, tanh) and exact; where ``ζ = 0`` exactly the slope
+is set to 0.5 (any value keeps the sum exact). The classifier-bias ω uses the dot product over the
+class dimension. The FFN is computed in chunks of ``internal_batch_size`` receiver tokens (memory
+``chunk × n × d_ff``). Post-LN encoders only; Llama is refused by ``check_model``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..models import adapter_for, get_module, layer_module
+from . import register
+from .alti import check_post_ln, ln_params, real_sigma, trace_layers, value_output_weights
+from .base import Batch, Method
+
+# The classification head of each architecture: (first linear on the pooled token, classifier linear).
+# The non-linearity between them is read from the real forward (zero-origin slope).
+HEADS = {
+    "bert": ("bert.pooler.dense", "classifier"),
+    "roberta": ("classifier.dense", "classifier.out_proj"),
+    "electra": ("classifier.dense", "classifier.out_proj"),
+    "distilbert": ("pre_classifier", "classifier"),
+}
+
+
+def absdot_weights(bias: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """``ω[..., k] = |b · p[..., k, :]| / Σ_k |b · p[..., k, :]|`` (parts: ``(..., n_k, d)``).
+
+    A row whose parts are all orthogonal to ``b`` (or zero) spreads the bias uniformly."""
+    score = (parts @ bias).abs()
+    total = score.sum(-1, keepdim=True)
+    uniform = torch.full_like(score, 1.0 / score.shape[-1])
+    return torch.where(total > 0, score / torch.where(total > 0, total, torch.ones_like(total)), uniform)
+
+
+def add_bias(parts: torch.Tensor, bias, mode: str) -> torch.Tensor:
+    if bias is None:
+        return parts
+    if mode == "absdot":
+        weights = absdot_weights(bias, parts)
+    elif mode == "uniform":
+        weights = torch.full(parts.shape[:-1], 1.0 / parts.shape[-2], device=parts.device)
+    else:
+        raise ValueError(f"bias_decomp must be 'absdot' (official default) or 'uniform', got {mode!r}")
+    return parts + weights.unsqueeze(-1) * bias
+
+
+def ln_decompose(parts: torch.Tensor, pre: torch.Tensor, module, mode: str) -> torch.Tensor:
+    """LayerNorm of a decomposed vector: parts ``(n_i, n_k, d)``, real pre-LN state ``pre (n_i, d)``."""
+    gamma, beta, eps = ln_params(module)
+    sigma = real_sigma(pre, eps).unsqueeze(1)  # (n_i, 1, 1)
+    out = (parts - parts.mean(-1, keepdim=True)) / sigma
+    if gamma is not None:
+        out = out * gamma
+    return add_bias(out, beta, mode)
+
+
+def slope(pre: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+    """Zero-origin slope ``act(ζ)/ζ`` from the real pre- and post-activation values."""
+    safe = torch.where(pre == 0, torch.ones_like(pre), pre)
+    return torch.where(pre == 0, torch.full_like(pre, 0.5), post / safe)
+
+
+def linear_parts(parts, module, mode):
+    """A Linear applied to a decomposition: weight to every part, bias split by ``mode``."""
+    out = F.linear(parts, module.weight.float())
+    return add_bias(out, module.bias.float() if module.bias is not None else None, mode)
+
+
+def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal_batch_size=None):
+    """Per example ``(last_hidden_parts (n, n, d), logit_parts (n, C), trace)``; exact sums:
+    ``Σ_k last_hidden_parts[i, k] = hidden state of token i after the last block`` and
+    ``Σ_k logit_parts[k] = logits``."""
+    adapter = adapter_for(model)
+    first_name, classifier_name = HEADS[adapter.model_type]
+    first, classifier = get_module(model, first_name), get_module(model, classifier_name)
+    trace = trace_layers(model, batch.inputs, extra={"pre": (first, "out"), "post": (classifier, "in")})
+    num_layers = len(trace.hidden_in)
+    results = []
+    for b, n in enumerate(batch.lengths):
+        x = trace.hidden_in[0][b, :n]
+        parts = torch.diag_embed(x.transpose(0, 1)).permute(1, 2, 0).contiguous()  # (n_i, n_k, d)
+        for l in range(num_layers):
+            parts = _block(model, trace, l, b, n, parts, bias_decomp, internal_batch_size)
+        cls = parts[0]  # (n_k, d): the classifier reads the first token (all adapters here pool position 0)
+        pre = linear_parts(cls, first, bias_decomp)  # (n_k, d)
+        theta = slope(trace.head["pre"][b], trace.head["post"][b])
+        logits = linear_parts(pre * theta, classifier, bias_decomp)  # (n_k, C)
+        results.append((parts, logits))
+    return results, trace
+
+
+def _block(model, trace, l, b, n, parts, mode, chunk):
+    w_v, b_v, w_o, b_o, heads = value_output_weights(model, l)
+    attn = trace.attentions[l][b, :, :n, :n]  # (H, n_i, n_j)
+    value = F.linear(parts, w_v).view(n, n, heads, -1)  # (n_j, n_k, H, d_h), no bias
+    mixed = torch.einsum("hij,jkhe->ikhe", attn, value).reshape(n, n, -1)  # (n_i, n_k, d_v)
+    z = F.linear(mixed, w_o)
+    z = add_bias(z, F.linear(b_v, w_o) + b_o, mode)  # b_Att = Σ_h b_V^h W_O^h + b_O
+    z = z + parts  # residual
+    h1 = ln_decompose(z, trace.ln1_in[l][b, :n], layer_module(model, l, "ln_attention"), mode)
+    ffn_in, ffn_out = layer_module(model, l, "ffn_in"), layer_module(model, l, "ffn_out")
+    theta = slope(trace.ffn_pre[l][b, :n], trace.ffn_act[l][b, :n])  # (n_i, d_ff)
+    step = chunk or max(1, (1 << 22) // max(1, n * ffn_in.out_features))
+    ffn = torch.empty_like(h1)
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        zeta = linear_parts(h1[rows], ffn_in, mode)  # (c, n_k, d_ff)
+        ffn[rows] = linear_parts(zeta * theta[rows].unsqueeze(1), ffn_out, mode)
+    return ln_decompose(ffn + h1, trace.ln2_in[l][b, :n], layer_module(model, l, "ln_ffn"), mode)
+
+
+@register
+class DecompX(Method):
+    name = "decompx"
+    title = "DecompX (token decomposition propagated through the whole model)"
+    paper = ("Modarressi, Fayyaz, Aghazadeh, Yaghoobzadeh, Pilehvar. DecompX: Explaining Transformers "
+             "Decisions by Propagating Token Decomposition. ACL 2023")
+    kind = "tokens"
+    target = "logit"
+    defaults = {"bias_decomp": "absdot", "internal_batch_size": None}
+    invariant = "Σ_k y_{t<=k} = logit of the target class (biases included)"
+
+    def check_model(self, model):
+        check_post_ln(model, "DecompX")
+        model_type = adapter_for(model).model_type
+        if model_type not in HEADS:
+            raise ValueError(f"DecompX does not know the classification head of model_type {model_type!r}")
+
+    @torch.no_grad()
+    def compute(self, model, batch: Batch, units=None, **params):
+        params = self.params(**params)
+        self.check_model(model)
+        if batch.targets is None:
+            raise ValueError("DecompX needs target classes")
+        results, _ = decompx_decompose(model, batch, params["bias_decomp"], params["internal_batch_size"])
+        return [logits[:, int(batch.targets[b])].contiguous() for b, (_, logits) in enumerate(results)]
