@@ -1,0 +1,210 @@
+"""One perturbation engine for every faithfulness metric (METHODS.md §11, "Recommended harness").
+
+- **Operators** (how a token is taken out):
+  ``delete`` — the token is removed from the sequence, special tokens stay (ERASER, ferret, ALTI);
+  ``mask`` — replaced by ``[MASK]``, attention mask unchanged (DecompX);
+  ``pad`` — replaced by ``[PAD]``, attention mask unchanged (AttCAT).
+- **Bins** (how many tokens): fractions of the example's *non-special* tokens, with the rounding of
+  the benchmark they come from: ``eraser`` 1/5/10/20/50 % (ceil, ALTI's ``aupc.py``), ``ferret``
+  10..100 % (``int(p·n)``), ``decompx`` 0..90 % (floor).
+- **Ranking**: descending score over non-special tokens only, ties broken by position; special
+  tokens are never ranked, removed or kept-only.
+- **Predictor**: evaluates many perturbed sequences at once, deduplicated, length-sorted and padded
+  per batch, returning class probabilities; results are memoised, so a sequence shared by several
+  methods (e.g. "everything masked") runs once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+OPERATORS = ("delete", "mask", "pad")
+
+
+@dataclass(frozen=True)
+class Bins:
+    name: str
+    fractions: tuple[float, ...]
+    rounding: str  # "floor" | "ceil"
+
+    def count(self, fraction: float, n: int) -> int:
+        """How many of ``n`` rankable tokens a fraction perturbs."""
+        return token_count(fraction, n, self.rounding)
+
+
+def token_count(fraction: float, n: int, rounding: str = "floor") -> int:
+    exact = fraction * n
+    # Guard against 0.1 * 30 = 3.0000000000000004 style float noise before rounding.
+    nearest = round(exact)
+    if abs(exact - nearest) < 1e-9:
+        exact = nearest
+    k = math.ceil(exact) if rounding == "ceil" else math.floor(exact)
+    return max(0, min(n, int(k)))
+
+
+PRESETS = {
+    "eraser": Bins("eraser", (0.01, 0.05, 0.1, 0.2, 0.5), "ceil"),
+    "ferret": Bins("ferret", tuple(round(0.1 * i, 1) for i in range(1, 11)), "floor"),
+    "decompx": Bins("decompx", tuple(round(0.1 * i, 1) for i in range(0, 10)), "floor"),
+}
+
+
+def get_bins(preset: str) -> Bins:
+    try:
+        return PRESETS[preset]
+    except KeyError:
+        raise ValueError(f"unknown bin preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
+
+
+def curve_grid(bins: Bins) -> tuple[float, ...]:
+    """Fractions of the deletion/insertion curves: the preset's bins plus both ends 0 and 1."""
+    return tuple(sorted(set(bins.fractions) | {0.0, 1.0}))
+
+
+def rank_tokens(scores: Sequence[float], special_mask: Sequence[int]) -> list[int]:
+    """Positions of non-special tokens, most important first (ties: earlier position first)."""
+    candidates = [i for i, s in enumerate(special_mask) if not s]
+    return sorted(candidates, key=lambda i: (-float(scores[i]), i))
+
+
+@dataclass(frozen=True)
+class Perturber:
+    """Applies one operator. ``token_type_ids`` follow the tokens they belong to."""
+
+    operator: str
+    mask_token_id: int | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self):
+        if self.operator not in OPERATORS:
+            raise ValueError(f"unknown perturbation operator {self.operator!r}; choose one of {', '.join(OPERATORS)}")
+        if self.operator == "mask" and self.mask_token_id is None:
+            raise ValueError("operator 'mask' needs a tokenizer with a mask token")
+        if self.operator == "pad" and self.pad_token_id is None:
+            raise ValueError("operator 'pad' needs a tokenizer with a pad token")
+
+    @classmethod
+    def for_tokenizer(cls, operator: str, tokenizer) -> "Perturber":
+        return cls(operator, getattr(tokenizer, "mask_token_id", None), getattr(tokenizer, "pad_token_id", None))
+
+    def remove(self, input_ids: Sequence[int], token_type_ids: Sequence[int], positions) -> tuple[tuple, tuple]:
+        """The sequence with the tokens at ``positions`` taken out, as ``(ids, types)`` tuples."""
+        gone = set(positions)
+        types = list(token_type_ids) if token_type_ids else [0] * len(input_ids)
+        if self.operator == "delete":
+            keep = [i for i in range(len(input_ids)) if i not in gone]
+            return tuple(input_ids[i] for i in keep), tuple(types[i] for i in keep)
+        fill = self.mask_token_id if self.operator == "mask" else self.pad_token_id
+        return tuple(fill if i in gone else t for i, t in enumerate(input_ids)), tuple(types)
+
+
+@dataclass
+class Plan:
+    """The perturbed sequences of one (example, attribution): for each curve, (fraction, sequence)."""
+
+    clean: tuple
+    comprehensiveness: list  # [(fraction, seq)] top-k removed, preset bins
+    sufficiency: list  # [(fraction, seq)] only top-k kept, preset bins
+    deletion: list  # [(fraction, seq)] top-k removed, curve grid
+    insertion: list  # [(fraction, seq)] only top-k kept, curve grid
+
+    def sequences(self):
+        yield self.clean
+        for curve in (self.comprehensiveness, self.sufficiency, self.deletion, self.insertion):
+            for _, seq in curve:
+                yield seq
+
+
+def plan_example(input_ids, token_type_ids, special_mask, scores, bins: Bins, perturber: Perturber) -> Plan:
+    """All perturbations of one example under a ranking by ``scores``."""
+    order = rank_tokens(scores, special_mask)
+    n = len(order)
+    clean = (tuple(input_ids), tuple(token_type_ids) if token_type_ids else tuple([0] * len(input_ids)))
+
+    def removed(k):
+        return perturber.remove(input_ids, token_type_ids, order[:k])
+
+    def kept(k):
+        return perturber.remove(input_ids, token_type_ids, order[k:])
+
+    grid = curve_grid(bins)
+    return Plan(
+        clean=clean,
+        comprehensiveness=[(p, removed(bins.count(p, n))) for p in bins.fractions],
+        sufficiency=[(p, kept(bins.count(p, n))) for p in bins.fractions],
+        deletion=[(p, removed(bins.count(p, n))) for p in grid],
+        insertion=[(p, kept(bins.count(p, n))) for p in grid],
+    )
+
+
+class Predictor:
+    """Memoised class probabilities of sequences: ``predictor([(ids, types), ...]) -> list of prob lists``.
+
+    ``forward(list_of_sequences) -> (N, C) tensor of probabilities`` does the real work on one batch;
+    :meth:`for_model` builds it for a Hugging Face classifier (right padding, dynamic length).
+    """
+
+    def __init__(self, forward: Callable, batch_tokens: int = 8192, max_batch: int = 256, progress: bool = False):
+        self.forward = forward
+        self.batch_tokens = batch_tokens
+        self.max_batch = max_batch
+        self.progress = progress
+        self.memo: dict = {}
+        self.evaluated = 0
+
+    @classmethod
+    def for_model(cls, model, tokenizer, use_token_types: bool, **kwargs) -> "Predictor":
+        import torch
+
+        from ..models import model_device
+
+        device = model_device(model)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+        def forward(seqs):
+            n = max(len(ids) for ids, _ in seqs)
+            ids = torch.full((len(seqs), n), pad, dtype=torch.long)
+            mask = torch.zeros((len(seqs), n), dtype=torch.long)
+            types = torch.zeros((len(seqs), n), dtype=torch.long)
+            for row, (i, t) in enumerate(seqs):
+                ids[row, : len(i)] = torch.tensor(i, dtype=torch.long)
+                mask[row, : len(i)] = 1
+                types[row, : len(t)] = torch.tensor(t, dtype=torch.long)
+            inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+            if use_token_types:
+                inputs["token_type_ids"] = types.to(device)
+            with torch.inference_mode():
+                return torch.softmax(model(**inputs).logits.float(), -1).cpu()
+
+        return cls(forward, **kwargs)
+
+    def __call__(self, sequences) -> list:
+        self.run(sequences)
+        return [self.memo[s] for s in sequences]
+
+    def run(self, sequences) -> None:
+        todo = sorted({s for s in sequences if s not in self.memo}, key=lambda s: len(s[0]))
+        bar = None
+        if self.progress and todo:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), desc="perturbed forwards", unit="seq", leave=False)
+        start = 0
+        while start < len(todo):
+            longest = len(todo[start][0])
+            stop = start + 1
+            while stop < len(todo) and stop - start < self.max_batch and \
+                    (stop - start + 1) * max(longest, len(todo[stop][0])) <= self.batch_tokens:
+                longest = max(longest, len(todo[stop][0]))
+                stop += 1
+            chunk = todo[start:stop]
+            probs = self.forward(chunk)
+            for seq, p in zip(chunk, probs):
+                self.memo[seq] = [float(v) for v in p]
+            self.evaluated += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+            start = stop
+        if bar is not None:
+            bar.close()

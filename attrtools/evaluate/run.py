@@ -1,0 +1,159 @@
+"""Evaluate many attribution methods over a dataset, through the ``Engine`` (so the cache is used).
+
+For each method: attributions of every example (target = class predicted on the clean input) →
+token scores (``Attribution.token_scores()``) → the perturbations of ``perturb.plan_example`` →
+probabilities from one shared, memoised ``Predictor`` → ``metrics.example_metrics`` → means. A seeded
+random attribution is always evaluated as the floor. A method that cannot run on the model (its
+``check_model`` refuses the architecture, or it raises) is reported as skipped with the reason.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from . import metrics as M
+from .perturb import Perturber, Predictor, get_bins, plan_example
+
+RANDOM = "random"
+
+
+@dataclass
+class MethodResult:
+    name: str
+    status: str = "ok"  # "ok" | "skipped"
+    reason: str = ""
+    n_examples: int = 0
+    seconds: float = 0.0
+    from_cache: int = 0
+    summary: dict = field(default_factory=dict)  # aggregated metrics + curves
+    spearman: float = float("nan")
+    spearman_std: float = float("nan")
+    per_example: list = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    preset: str
+    operator: str
+    reference: str | None
+    n_examples: int
+    clean_accuracy: float
+    results: list  # [MethodResult]
+    forwards: int = 0
+    notes: list = field(default_factory=list)
+
+    def ok(self):
+        return [r for r in self.results if r.status == "ok"]
+
+    def skipped(self):
+        return [r for r in self.results if r.status != "ok"]
+
+
+def random_scores(n: int, seed: int, index: int) -> list[float]:
+    """Seeded uniform scores for the random-attribution baseline (same for every run and method list)."""
+    import random
+
+    rng = random.Random(seed * 1_000_003 + index)
+    return [rng.random() for _ in range(n)]
+
+
+def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx", operator: str = "mask",
+                     cache=None, method_params: dict | None = None, method_limits: dict | None = None,
+                     reference: str | None = "grad_input", seed: int = 0, batch_size: int = 8,
+                     progress: bool | None = None, log=None, engine=None) -> Evaluation:
+    """Faithfulness of ``methods`` (registered names) on ``examples``; see the module docstring.
+
+    ``method_params``: ``{method: {param: value}}``; ``method_limits``: ``{method: N}`` evaluates that
+    method on the first N examples only (reported in its ``n_examples``); ``reference``: method whose
+    token scores the Spearman column compares with (``None`` or unregistered: no Spearman column).
+    """
+    from .. import methods as registry
+    from ..engine import Engine
+    from ..types import Example
+
+    bins = get_bins(preset)
+    perturber = Perturber.for_tokenizer(operator, tokenizer)
+    method_params = method_params or {}
+    method_limits = method_limits or {}
+    say = log or (lambda message: None)
+    examples = [Example.coerce(e) for e in examples]
+    if not examples:
+        raise ValueError("no examples to evaluate")
+    engine = engine or Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
+    use_types = getattr(engine, "_uses_token_types", True)
+    predictor = Predictor.for_model(model, tokenizer, use_types, progress=bool(engine.progress))
+
+    encoded = [engine.encode(e) for e in examples]
+    clean = [(tuple(e.input_ids), tuple(e.token_type_ids or [0] * e.length)) for e in encoded]
+    clean_probs = predictor(clean)
+    predicted = [max(range(len(p)), key=p.__getitem__) for p in clean_probs]
+    labelled = [(p, e.label) for p, e in zip(predicted, examples) if e.label is not None]
+    clean_accuracy = sum(p == y for p, y in labelled) / len(labelled) if labelled else float("nan")
+
+    notes = []
+    available = set(registry.list_methods())
+    reference_scores = None
+    if reference and reference in available:
+        say(f"reference for Spearman: {reference}")
+        try:
+            refs = engine.attribute(examples, reference, target="pred", **method_params.get(reference, {}))
+            reference_scores = [r.token_scores().float().tolist() for r in refs]
+        except Exception as err:  # noqa: BLE001 - reported, not fatal
+            notes.append(f"reference {reference} failed ({type(err).__name__}: {err}): no Spearman column")
+    elif reference:
+        notes.append(f"reference method {reference!r} is not registered: no Spearman column")
+
+    results = []
+    for name in list(methods) + [RANDOM]:
+        limit = method_limits.get(name)
+        subset = examples if limit is None else examples[:limit]
+        result = MethodResult(name=name, n_examples=len(subset), params=dict(method_params.get(name, {})))
+        results.append(result)
+        if name == RANDOM:
+            token_lists = [random_scores(e.length, seed, i) for i, e in enumerate(encoded)]
+            specials = [e.special_tokens_mask for e in encoded]
+            result.params = {"seed": seed}
+        else:
+            if name not in available:
+                result.status, result.reason = "skipped", f"not a registered method (available: {', '.join(sorted(available))})"
+                continue
+            say(f"attributing with {name} ({len(subset)} examples)")
+            hits_before = engine.stats["hits"]
+            start = time.perf_counter()
+            try:
+                attrs = engine.attribute(subset, name, target="pred", **result.params)
+                token_lists = [a.token_scores().float().tolist() for a in attrs]
+            except Exception as err:  # noqa: BLE001 - a method failing on this model is a table row, not a crash
+                result.status, result.reason = "skipped", f"{type(err).__name__}: {err}"
+                say(f"  skipped: {result.reason}")
+                continue
+            result.seconds = time.perf_counter() - start
+            result.from_cache = engine.stats["hits"] - hits_before
+            specials = [a.special_tokens_mask for a in attrs]
+            for a, e in zip(attrs, encoded):
+                if list(a.input_ids) != list(e.input_ids):
+                    raise RuntimeError(f"{name}: attribution tokens differ from the evaluated input")
+        plans = [plan_example(e.input_ids, e.token_type_ids, specials[i], token_lists[i], bins, perturber)
+                 for i, e in enumerate(encoded[: len(subset)])]
+        say(f"  perturbing: {sum(1 for p in plans for _ in p.sequences())} sequences ({name})")
+        predictor.run([s for p in plans for s in p.sequences()])
+        result.per_example = [M.example_metrics(plan, predictor.memo, predicted[i], examples[i].label)
+                              for i, plan in enumerate(plans)]
+        result.summary = M.aggregate(result.per_example)
+        if reference_scores is not None:
+            rhos = []
+            for i, scores in enumerate(token_lists):
+                keep = [j for j, s in enumerate(specials[i]) if not s]
+                rho = M.spearman([scores[j] for j in keep], [reference_scores[i][j] for j in keep])
+                rhos.append(rho)
+                result.per_example[i]["spearman_gxi"] = rho
+            result.spearman, result.spearman_std = M.mean(rhos), M.std(rhos)
+        summary = result.summary
+        say(f"  {name}: AOPC comp {summary['aopc_comp']:.3f}  suff {summary['aopc_suff']:.3f}  "
+            f"acc {summary['accuracy']:.3f}" if not math.isnan(summary['accuracy'])
+            else f"  {name}: AOPC comp {summary['aopc_comp']:.3f}  suff {summary['aopc_suff']:.3f}")
+    return Evaluation(preset=preset, operator=operator, reference=reference if reference_scores is not None else None,
+                      n_examples=len(examples), clean_accuracy=clean_accuracy, results=results,
+                      forwards=predictor.evaluated, notes=notes)

@@ -1,0 +1,210 @@
+"""Faithfulness harness: operators, bins, metrics on hand-computed toy cases, the runner and the CLI."""
+import math
+import os
+
+import pytest
+import torch
+
+from attrtools.evaluate import metrics as M
+from attrtools.evaluate.perturb import (PRESETS, Perturber, Predictor, curve_grid, get_bins, plan_example,
+                                        rank_tokens, token_count)
+
+CLS, SEP, MASK, PAD = 2, 3, 4, 0
+IMPORTANT = {5, 6, 7}
+IDS = [CLS, 5, 6, 9, 7, SEP]
+TYPES = [0, 0, 0, 0, 0, 0]
+SPECIAL = [1, 0, 0, 0, 0, 1]
+GOOD = [0.0, 3.0, 2.0, 0.5, 1.0, 9.0]  # ranks 5 > 6 > 7 > 9; [SEP] scores high but is special
+
+
+def toy_forward(seqs):
+    """p(class 1) = 0.15 + 0.2 * (number of ids 5, 6, 7 still present): known for every input."""
+    rows = []
+    for ids, _ in seqs:
+        s = 0.15 + 0.2 * sum(1 for t in ids if t in IMPORTANT)
+        rows.append([1 - s, s])
+    return torch.tensor(rows)
+
+
+def toy_metrics(scores, operator="mask", preset="decompx", label=1):
+    perturber = Perturber(operator, MASK, PAD)
+    plan = plan_example(IDS, TYPES, SPECIAL, scores, get_bins(preset), perturber)
+    predictor = Predictor(toy_forward, batch_tokens=16)
+    predictor.run(list(plan.sequences()))
+    return M.example_metrics(plan, predictor.memo, target=1, label=label), plan, predictor
+
+
+def test_token_counts_and_presets():
+    assert token_count(0.1, 30) == 3 and token_count(0.3, 10) == 3  # float noise does not round down
+    assert token_count(0.1, 30, "ceil") == 3 and token_count(0.01, 4, "ceil") == 1
+    assert token_count(0.9, 4) == 3 and token_count(1.0, 4) == 4 and token_count(0.0, 4) == 0
+    assert PRESETS["decompx"].fractions[0] == 0.0 and len(PRESETS["decompx"].fractions) == 10
+    assert PRESETS["ferret"].fractions[-1] == 1.0 and PRESETS["eraser"].rounding == "ceil"
+    assert curve_grid(PRESETS["eraser"]) == (0.0, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0)
+    with pytest.raises(ValueError, match="unknown bin preset"):
+        get_bins("nope")
+
+
+def test_ranking_ignores_special_tokens_and_breaks_ties_by_position():
+    assert rank_tokens(GOOD, SPECIAL) == [1, 2, 4, 3]
+    assert rank_tokens([5, 1, 1, 1, 5], [1, 0, 0, 0, 1]) == [1, 2, 3]
+
+
+def test_operators():
+    types = [0, 0, 0, 1, 1, 1]
+    assert Perturber("delete").remove(IDS, types, [1, 3]) == ((CLS, 6, 7, SEP), (0, 0, 1, 1))
+    assert Perturber("mask", MASK, PAD).remove(IDS, types, [1, 3]) == ((CLS, MASK, 6, MASK, 7, SEP), tuple(types))
+    assert Perturber("pad", MASK, PAD).remove(IDS, types, [4]) == ((CLS, 5, 6, 9, PAD, SEP), tuple(types))
+    with pytest.raises(ValueError, match="unknown perturbation operator"):
+        Perturber("blur")
+    with pytest.raises(ValueError, match="mask token"):
+        Perturber("mask", None, PAD)
+
+
+@pytest.mark.parametrize("operator", ["mask", "delete", "pad"])
+def test_metrics_on_hand_computed_toy_case(operator):
+    m, plan, _ = toy_metrics(GOOD, operator)
+    # decompx bins 0..90 % of n=4 tokens (floor): k = 0,0,0,1,1,2,2,2,3,3
+    assert [len([t for t in seq[0] if t in (MASK, PAD)]) if operator != "delete" else 6 - len(seq[0])
+            for _, seq in plan.comprehensiveness] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert m["f0"] == pytest.approx(0.75)
+    assert m["curves"]["comprehensiveness"] == pytest.approx([.75, .75, .75, .55, .55, .35, .35, .35, .15, .15])
+    assert m["aopc_comp"] == pytest.approx(0.28)  # (0+0+0+.2+.2+.4+.4+.4+.6+.6)/10
+    assert m["aopc_suff"] == pytest.approx(0.32)  # (.6+.6+.6+.4+.4+.2+.2+.2+0+0)/10
+    assert m["deletion_auc"] == pytest.approx(0.44)  # grid 0..1 step .1, last point = all removed (.15)
+    assert m["insertion_auc"] == pytest.approx(0.46)
+    expected_lo = (2 * math.log(.55 / .75) + 3 * math.log(.35 / .75) + 2 * math.log(.15 / .75)) / 9
+    assert m["log_odds"] == pytest.approx(expected_lo)
+    assert m["accuracy"] == pytest.approx(0.5)  # predicted class 1 while p > .5: 5 of 10 bins
+    assert m["curves"]["accuracy"] == [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+
+
+def test_good_ranking_beats_reversed_ranking():
+    good, _, _ = toy_metrics(GOOD)
+    bad, _, _ = toy_metrics([-s for s in GOOD])
+    assert good["aopc_comp"] > bad["aopc_comp"] and good["aopc_suff"] < bad["aopc_suff"]
+    assert good["deletion_auc"] < bad["deletion_auc"] and good["insertion_auc"] > bad["insertion_auc"]
+    assert good["log_odds"] < bad["log_odds"]
+
+
+def test_eraser_bins_toy_case():
+    m, plan, _ = toy_metrics(GOOD, "delete", "eraser")
+    # ceil(p*4) for 1, 5, 10, 20, 50 % = 1, 1, 1, 1, 2 tokens removed
+    assert m["curves"]["comprehensiveness"] == pytest.approx([.55, .55, .55, .55, .35])
+    assert m["aopc_comp"] == pytest.approx((4 * .2 + .4) / 5)
+    assert m["aopc_suff"] == pytest.approx((4 * .4 + .2) / 5)
+
+
+def test_metric_functions_hand_computed():
+    assert M.aopc(1.0, [0.5, 0.25]) == pytest.approx(0.625)
+    assert M.trapezoid_auc([0, 0.5, 1], [1, 0, 1]) == pytest.approx(0.5)
+    assert M.trapezoid_auc([0, 2], [1, 3]) == pytest.approx(2.0)
+    assert M.log_odds(0.5, [0.25, 0.5]) == pytest.approx(math.log(0.5) / 2)
+    assert M.spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+    assert M.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert M.spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / math.sqrt(22.5))  # tie-averaged ranks
+    assert math.isnan(M.spearman([1, 1, 1], [1, 2, 3]))
+    assert M.ranks([3, 1, 3, 2]) == [3.5, 1, 3.5, 2]
+
+
+def test_predictor_memoises_and_batches_like_single_passes(planted):
+    model, tok = planted
+    enc = tok(["the alpha movie beta", "beta was alpha very good fun", "alpha"], add_special_tokens=True)
+    seqs = [(tuple(ids), tuple([0] * len(ids))) for ids in enc["input_ids"]]
+    batched = Predictor.for_model(model, tok, True, batch_tokens=4096)
+    single = Predictor.for_model(model, tok, True, batch_tokens=1)
+    out_b, out_s = batched(seqs + seqs), single(seqs)
+    assert batched.evaluated == 3  # duplicates computed once
+    torch.testing.assert_close(torch.tensor(out_b[:3]), torch.tensor(out_s), atol=1e-5, rtol=1e-4)
+
+
+def _dataset(tmp_path, count=10):
+    from attrtools.testing import planted_dataset
+
+    path = tmp_path / "planted.tsv"
+    rows = planted_dataset(count, seed=3)
+    path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    return str(path), rows
+
+
+def test_runner_on_planted_model_uses_cache_and_adds_random(planted, tmp_path):
+    from attrtools.cache import AttributionCache
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.testing import planted_dataset
+    from attrtools.types import Example
+
+    model, tok = planted
+    examples = [Example(t, label=y) for t, y in planted_dataset(24, seed=5)]
+    cache = AttributionCache(str(tmp_path / "cache"))
+    methods = ["decompx", "alti", "not_a_method"]
+    first = evaluate_methods(model, tok, examples, methods, cache=cache, reference="decompx")
+    names = [r.name for r in first.results]
+    assert names == methods + ["random"]
+    by = {r.name: r for r in first.results}
+    assert by["not_a_method"].status == "skipped" and "not a registered method" in by["not_a_method"].reason
+    for name in ("decompx", "alti", "random"):
+        s = by[name].summary
+        assert by[name].status == "ok" and by[name].n_examples == 24
+        for key in M.SCALARS:
+            assert math.isfinite(s[key]), (name, key)
+        assert -1 <= s["aopc_comp"] <= 1 and 0 <= s["deletion_auc"] <= 1
+    assert by["decompx"].spearman == pytest.approx(1.0)  # the reference against itself
+    # planted rule: taking out "alpha"/"beta" flips the decision; an exact decomposition finds them
+    assert by["decompx"].summary["aopc_comp"] > by["random"].summary["aopc_comp"]
+    second = evaluate_methods(model, tok, examples, ["decompx"], cache=cache, reference=None,
+                              method_limits={"decompx": 10})
+    again = second.results[0]
+    assert again.from_cache == 10 and again.n_examples == 10
+    assert [m["aopc_comp"] for m in again.per_example] == pytest.approx(
+        [m["aopc_comp"] for m in by["decompx"].per_example[:10]])
+    # the random row is seeded: identical across runs
+    assert second.results[-1].summary["aopc_comp"] == pytest.approx(by["random"].summary["aopc_comp"])
+
+
+def test_method_refusing_the_architecture_is_a_skipped_row(tiny_models):
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = tiny_models["llama"]
+    result = evaluate_methods(model, tok, ["the movie was good", "boring"], ["alti", "raw"], operator="pad",
+                              reference=None)
+    by = {r.name: r for r in result.results}
+    assert by["alti"].status == "skipped" and "pre-LN" in by["alti"].reason
+    assert by["raw"].status == "ok" and by["random"].status == "ok"
+
+
+def test_cli_writes_every_output(planted_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    data, _ = _dataset(tmp_path)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["evaluate", "--model", planted_dir, "--dataset", data, "--methods",
+                                       "decompx,alti", "--preset", "eraser", "--operator", "delete", "--limit", "6",
+                                       "--reference", "alti", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("faithfulness.csv", "faithfulness.md", "curves.csv", "per_example.csv", "faithfulness_curves.png",
+                 "run_config.json"):
+        assert os.path.getsize(out / name) > 0, name
+    table = (out / "faithfulness.csv").read_text().splitlines()
+    assert table[0].startswith("method,status,n_examples,aopc_comp")
+    assert {line.split(",")[0] for line in table[1:]} == {"decompx", "alti", "random"}
+    assert "| decompx | 6 |" in (out / "faithfulness.md").read_text()
+
+
+def test_cli_rejects_bad_input(planted_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    data, _ = _dataset(tmp_path)
+    runner = CliRunner()
+    bad_method = runner.invoke(main, ["evaluate", "--model", planted_dir, "--dataset", data, "--methods", "nope",
+                                      "--output-dir", str(tmp_path / "x")])
+    assert bad_method.exit_code != 0 and "unknown method" in bad_method.output
+    bad_limit = runner.invoke(main, ["evaluate", "--model", planted_dir, "--dataset", data, "--method-limit", "flow",
+                                     "--output-dir", str(tmp_path / "y")])
+    assert bad_limit.exit_code != 0 and "METHOD=N" in bad_limit.output
+    missing = runner.invoke(main, ["evaluate", "--model", planted_dir, "--dataset", str(tmp_path / "none.tsv"),
+                                   "--output-dir", str(tmp_path / "z")])
+    assert missing.exit_code != 0 and "not found" in missing.output
