@@ -117,3 +117,45 @@ def train_planted_model(directory: str, model_type: str = "bert", steps: int = 4
     with open(os.path.join(directory, "planted_task.txt"), "w") as f:
         f.write(f"label = 1 iff 'alpha' comes before 'beta'\nheld-out accuracy {accuracy:.4f}\n")
     return directory, accuracy
+
+
+# ---------------------------------------------------------------------------------- reference AttAttr
+def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: int = 20, pad_to: int = 128,
+                           target: int | None = None) -> torch.Tensor:
+    """AttAttr computed the way the official code (YRdddream/attattr) does, for tests and benchmarks.
+
+    Batch-1 input padded to a fixed length; for every layer a fresh clean forward, then the whole
+    model re-run for every chunk of steps with the layer's probabilities replaced by ``k/m * A``
+    (k = 0..m-1), eager attention in every layer, parameters left requiring grad; gradient sum times
+    ``A/m``; cropped to the real length. Returns ``(L, H, n, n)``.
+    """
+    from .capture import capture
+    from .engine import Engine
+    from .models import num_layers_heads
+    from .types import Example
+
+    engine = Engine(model, tokenizer)
+    enc = engine.encode(Example(*example) if isinstance(example, tuple) else Example.coerce(example))
+    n = enc.length
+    inputs = engine.collate([enc])
+    pad = tokenizer.pad_token_id
+    inputs = {k: torch.nn.functional.pad(v, (0, max(0, pad_to - n)), value=pad if k == "input_ids" else 0)
+              for k, v in inputs.items()}
+    out = []
+    for layer in range(num_layers_heads(model)[0]):
+        with torch.no_grad(), capture(model, record="all") as rec:  # record="all": eager everywhere
+            logits = model(**inputs).logits
+        label = int(logits.argmax(-1)) if target is None else target
+        attention = rec.attentions[layer][0]
+        step = attention / steps
+        grad_sum = torch.zeros_like(attention)
+        for start in range(0, steps, chunk):
+            ks = torch.arange(start, min(steps, start + chunk), dtype=attention.dtype, device=attention.device)
+            scaled = (step.unsqueeze(0) * ks.view(-1, 1, 1, 1)).requires_grad_(True)
+            batch_inputs = {k: v.expand(len(ks), -1) for k, v in inputs.items()}
+            with capture(model, override={layer: scaled}, record="all"):
+                prob = torch.softmax(model(**batch_inputs).logits, -1)[:, label]
+            (grad,) = torch.autograd.grad(torch.unbind(prob), scaled)
+            grad_sum += grad.sum(0)
+        out.append((grad_sum * step)[:, :n, :n])
+    return torch.stack(out)

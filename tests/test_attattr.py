@@ -8,38 +8,13 @@ from attrtools.engine import Engine
 from attrtools.methods.attattr import quadrature
 from attrtools.methods.base import target_score
 from attrtools.models import num_layers_heads
+from attrtools.testing import official_style_attattr
 
 from conftest import PAIRS, SENTENCES
 
 
 def official_attattr(model, tokenizer, example, steps, chunk=4, pad_to=40, target=None):
-    """Slow reference written like YRdddream/attattr: batch-1 input padded to a fixed length, the
-    whole model re-run for every layer and every chunk of steps, k = 0..m-1, grad sum * (A / m)."""
-    engine = Engine(model, tokenizer)
-    enc = engine.encode(attrtools.Example(*example) if isinstance(example, tuple) else attrtools.Example(example))
-    n = enc.length
-    inputs = engine.collate([enc])
-    pad = tokenizer.pad_token_id
-    inputs = {k: torch.nn.functional.pad(v, (0, pad_to - n), value=pad if k == "input_ids" else 0)
-              for k, v in inputs.items()}
-    with torch.no_grad(), capture(model, record="all") as rec:
-        logits = model(**inputs).logits
-    label = int(logits.argmax(-1)) if target is None else target
-    out = []
-    for layer in range(num_layers_heads(model)[0]):
-        attention = rec.attentions[layer][0]
-        step = attention / steps
-        grad_sum = torch.zeros_like(attention)
-        for start in range(0, steps, chunk):
-            ks = torch.arange(start, min(steps, start + chunk), dtype=torch.float32)
-            scaled = (step.unsqueeze(0) * ks.view(-1, 1, 1, 1)).requires_grad_(True)
-            batch_inputs = {k: v.expand(len(ks), -1) for k, v in inputs.items()}
-            with capture(model, override={layer: scaled}):
-                prob = torch.softmax(model(**batch_inputs).logits, -1)[:, label]
-            (grad,) = torch.autograd.grad(torch.unbind(prob), scaled)
-            grad_sum += grad.sum(0)
-        out.append((grad_sum * step)[:, :n, :n])
-    return torch.stack(out)
+    return official_style_attattr(model, tokenizer, example, steps=steps, chunk=chunk, pad_to=pad_to, target=target)
 
 
 def _rel_err(ours, ref):
