@@ -1,0 +1,123 @@
+"""Accuracy and loss of a model with heads masked, and the accuracy-vs-heads-pruned curve.
+
+Masking follows the official AttAttr protocol (``prune_head_with_attr.py``): the pruned heads'
+attention probabilities are multiplied by 0 (``capture(model, head_mask=...)``), so their context
+is 0 and ``b_O`` is still added; no re-fine-tuning. Prune rates 0 %, 10 %, …, 100 % by default,
+``int(rate · L·H)`` heads each; accuracy on the evaluation set (the full dev set in the paper).
+Loss = mean cross-entropy with the gold labels.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+
+import torch
+
+from ..capture import capture
+from ..types import Example
+
+
+def prepare_batches(engine, examples: list[Example], batch_size: int = 64) -> list[tuple[dict, torch.Tensor]]:
+    """Tokenize once with the engine (same tokenization as attributions), length-sorted batches of
+    ``(model inputs, gold labels)`` on the model's device."""
+    missing = [i for i, e in enumerate(examples) if e.label is None]
+    if missing:
+        raise ValueError(f"{len(missing)} example(s) have no gold label (first: #{missing[0]}); "
+                         "pruning needs labelled data")
+    encoded = sorted((engine.encode(e) for e in examples), key=lambda e: e.length)
+    batches = []
+    for start in range(0, len(encoded), batch_size):
+        chunk = encoded[start:start + batch_size]
+        inputs = engine.collate(chunk)
+        labels = torch.tensor([int(e.example.label) for e in chunk], device=inputs["input_ids"].device)
+        batches.append((inputs, labels))
+    return batches
+
+
+@torch.no_grad()
+def evaluate_masked(model, batches, mask: torch.Tensor | None = None) -> dict:
+    """``{"accuracy", "loss", "n"}`` of ``model`` on ``batches`` with ``mask`` (L, H) applied (None: no mask)."""
+    correct, loss_sum, count = 0, 0.0, 0
+    use_mask = mask is not None and not bool(torch.all(mask == 1))
+    for inputs, labels in batches:
+        scope = capture(model, head_mask=mask.to(labels.device)) if use_mask else contextlib.nullcontext()
+        with scope:
+            logits = model(**inputs).logits.float()
+        correct += int((logits.argmax(-1) == labels).sum())
+        loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        count += int(labels.numel())
+    return {"accuracy": correct / max(1, count), "loss": loss_sum / max(1, count), "n": count}
+
+
+def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=None) -> list[dict]:
+    """One row per (strategy, fraction): heads pruned, accuracy and loss with that plan masked.
+
+    ``plans[strategy][fraction] = {layer: [heads]}``. Identical plans are evaluated once.
+    """
+    from ..models import num_layers_heads
+    from .plan import plan_size, plan_to_mask
+
+    num_layers, num_heads = num_layers_heads(model)
+    memo: dict[tuple, dict] = {}
+    rows = []
+    jobs = [(s, f) for s in plans for f in sorted(plans[s])]
+    for strategy, fraction in jobs:
+        plan = plans[strategy][fraction]
+        key = tuple(sorted((int(l), tuple(h)) for l, h in plan.items()))
+        if key not in memo:
+            memo[key] = evaluate_masked(model, batches, plan_to_mask(plan, num_layers, num_heads))
+        result = memo[key]
+        rows.append({"strategy": strategy, "fraction": round(float(fraction), 6), "heads_pruned": plan_size(plan),
+                     "accuracy": result["accuracy"], "loss": result["loss"], "n": result["n"]})
+        if progress is not None:
+            progress(rows[-1])
+    return rows
+
+
+def write_curve_csv(path: str, rows: list[dict]) -> str:
+    from ..io import write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["strategy", "fraction", "heads_pruned", "accuracy", "loss", "n"],
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return write_text(path, buffer.getvalue())
+
+
+def plot_curve(path: str, rows: list[dict], title: str = "") -> str:
+    """Accuracy and loss vs fraction of heads pruned, every strategy on one figure (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for strategy in strategies:
+        mine = sorted((r for r in rows if r["strategy"] == strategy), key=lambda r: r["fraction"])
+        xs = [100 * r["fraction"] for r in mine]
+        axes[0].plot(xs, [r["accuracy"] for r in mine], marker="o", label=strategy)
+        axes[1].plot(xs, [r["loss"] for r in mine], marker="o", label=strategy)
+    axes[0].set_ylabel("accuracy")
+    axes[1].set_ylabel("loss (cross-entropy)")
+    for ax in axes:
+        ax.set_xlabel("heads pruned (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return path
+
+
+def curve_exists(path: str) -> bool:
+    return os.path.exists(path) and os.path.getsize(path) > 0

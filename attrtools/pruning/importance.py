@@ -1,0 +1,152 @@
+"""Head importance estimators: an ``(L, H)`` table per strategy, larger = more important.
+
+- ``attattr`` (Hao et al., AAAI 2021, §4; official ``prune_head_with_attr.py``):
+  ``I_h = Σ_x max_{i,j} Attr_h(A)(x)``, AttAttr with the **gold-label probability** as target and
+  ``m = 20`` left-Riemann steps, over the first ``N`` (default 200) examples. Through ``Engine``
+  (``target="gold"``, method ``attattr``), so every attribution is cached and shared with the
+  other tools. The sum over examples is the official ``I[l*H+h] += attr[h].max()``.
+- ``attention``: ``I_h = Σ_x max_{i,j} A_h(x)`` (raw attention, method ``raw``, through ``Engine``);
+  the "attention" baseline of the paper's §4.1 analysis.
+- ``taylor`` (Michel, Levy, Neubig, NeurIPS 2019, eq. 2): head gates ``ξ_h`` (=1) multiply each
+  head's attention (``capture(model, head_mask=ξ)`` with ``ξ.requires_grad``);
+  ``I_h = (1/N) Σ_x |∂L(x)/∂ξ_h|`` with ``L`` the cross-entropy of the gold label, then divided by
+  the L2 norm of its layer (``I_{l,:} /= ||I_{l,:}||_2``, as Michel's ``--normalize_pruning_by_layer``,
+  HF ``run_bertology.py`` and the AttAttr repo's ``prune_head_with_taylor.py`` do). The
+  per-example derivative is read from the recorded per-head contexts: since ``ctx_h = ξ_h A_h V_h``,
+  ``∂L/∂ξ_h = Σ_{t,d} ctx_h ⊙ ∂L/∂ctx_h`` at ``ξ = 1`` — identical to the gate gradient, but per
+  example inside a batch (the test checks the batch sum against ``ξ.grad``). Deviation from the
+  AttAttr repo's Taylor script, which back-propagates the **sum of the logits** instead of the loss
+  and takes the absolute value per token: we follow Michel et al. (loss, absolute value per example).
+- ``ablation`` ("accuracy difference" baseline): the drop of the metric on the importance examples
+  when that single head is masked (``ablation_metric="loss"``, default: increase of the mean
+  cross-entropy, which has no ties; ``"accuracy"``: accuracy drop).
+- ``random``: ``torch.rand`` with a seed.
+
+Taylor and ablation are importance estimators, not per-example attribution methods: they run
+through ``capture`` here, with the engine's tokenization and collation.
+
+``base_plan`` (iterative pruning): heads already pruned. AttAttr/attention then run through the
+engine on a copy of the model whose pruned heads' columns of ``W_O`` are zero (exactly a masked
+head: zero context, ``b_O`` kept; a different fingerprint, so a different cache key); Taylor and
+ablation put the mask in ``capture``'s ``head_mask``.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..capture import capture
+from ..engine import Engine
+from ..methods.base import frozen_parameters
+from ..models import layer_module, num_layers_heads
+from ..types import Example
+from .curve import evaluate_masked, prepare_batches
+from .plan import plan_to_mask
+from .prune import head_dim_of
+
+STRATEGIES = ("attattr", "attention", "taylor", "ablation", "random")
+
+
+def check_strategies(names) -> list[str]:
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+    if not names:
+        raise ValueError("no strategy given")
+    return list(dict.fromkeys(names))
+
+
+def masked_copy(model, plan: dict | None):
+    """A deep copy whose pruned heads have zero ``W_O`` columns (= head masked; ``b_O`` kept)."""
+    if not plan:
+        return model
+    clone = copy.deepcopy(model)
+    head_dim = head_dim_of(clone)
+    with torch.no_grad():
+        for layer, heads in plan.items():
+            weight = layer_module(clone, int(layer), "output").weight
+            for head in heads:
+                weight[:, int(head) * head_dim:(int(head) + 1) * head_dim] = 0
+    return clone
+
+
+def head_importance(model, tokenizer, examples, strategy: str, engine: Engine | None = None, cache=None,
+                    steps: int = 20, seed: int = 0, ablation_metric: str = "loss", batch_size: int = 8,
+                    eval_batch_size: int = 64, base_plan: dict | None = None, taylor_normalize: bool = True,
+                    progress: bool | None = None) -> torch.Tensor:
+    """``(L, H)`` float64 importance of every head of ``model`` under ``strategy`` (see module doc)."""
+    check_strategies([strategy])
+    examples = [Example.coerce(e) for e in examples]
+    if not examples:
+        raise ValueError("no examples to estimate head importance on")
+    num_layers, num_heads = num_layers_heads(model)
+    if engine is None:
+        engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
+    if strategy == "random":
+        generator = torch.Generator().manual_seed(int(seed))
+        return torch.rand(num_layers, num_heads, generator=generator, dtype=torch.float64)
+    if strategy in ("attattr", "attention"):
+        target_model = masked_copy(model, base_plan)
+        runner = engine if target_model is model else Engine(
+            target_model, engine.tokenizer, cache=engine.cache, batch_size=engine.batch_size,
+            max_length=engine.max_length, progress=engine.progress)
+        if strategy == "attattr":
+            results = runner.attribute(examples, method="attattr", target="gold", steps=steps)
+        else:
+            results = runner.attribute(examples, method="raw")
+        total = torch.zeros(num_layers, num_heads, dtype=torch.float64)
+        for attribution in results:
+            total += attribution.head_importance().double().cpu()
+        return total
+    mask = plan_to_mask(base_plan or {}, num_layers, num_heads)
+    batches = prepare_batches(engine, examples, eval_batch_size)
+    if strategy == "taylor":
+        return taylor_importance(model, batches, mask, normalize=taylor_normalize)
+    return ablation_importance(model, batches, mask, metric=ablation_metric)
+
+
+def taylor_gradients(model, inputs, labels, mask: torch.Tensor):
+    """Per-example ``∂L(x)/∂ξ`` ``(B, L, H)`` and the gate gradient ``ξ.grad`` ``(L, H)`` of the batch."""
+    num_layers = mask.shape[0]
+    gate = mask.clone().to(labels.device).requires_grad_(True)
+    with frozen_parameters(model), capture(model, head_mask=gate, record_context="all") as cap:
+        logits = model(**inputs).logits.float()
+        loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+        contexts = [cap.contexts[l] for l in range(num_layers)]
+        grads = torch.autograd.grad(loss, contexts + [gate])
+    per_example = torch.stack([(contexts[l] * grads[l]).sum(dim=(2, 3)) for l in range(num_layers)], dim=1)
+    return per_example.detach(), grads[-1].detach()
+
+
+def taylor_importance(model, batches, mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    total, count = None, 0
+    for inputs, labels in batches:
+        per_example, _ = taylor_gradients(model, inputs, labels, mask)
+        part = per_example.abs().double().sum(0).cpu()
+        total = part if total is None else total + part
+        count += int(labels.numel())
+    importance = total / max(1, count)
+    if normalize:
+        norms = importance.norm(dim=1, keepdim=True)
+        importance = torch.where(norms > 0, importance / norms.clamp_min(1e-300), importance)
+    return importance
+
+
+def ablation_importance(model, batches, mask: torch.Tensor, metric: str = "loss") -> torch.Tensor:
+    if metric not in ("loss", "accuracy"):
+        raise ValueError(f"ablation_metric must be 'loss' or 'accuracy', got {metric!r}")
+    num_layers, num_heads = mask.shape
+    base = evaluate_masked(model, batches, mask)
+    importance = torch.zeros(num_layers, num_heads, dtype=torch.float64)
+    for layer in range(num_layers):
+        for head in range(num_heads):
+            if mask[layer, head] == 0:
+                continue
+            ablated = mask.clone()
+            ablated[layer, head] = 0
+            result = evaluate_masked(model, batches, ablated)
+            importance[layer, head] = (result["loss"] - base["loss"]) if metric == "loss" \
+                else (base["accuracy"] - result["accuracy"])
+    return importance

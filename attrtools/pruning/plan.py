@@ -1,0 +1,160 @@
+"""Pruning plans: which heads to remove, ``{layer: [heads]}`` (original head indices).
+
+A plan is chosen from an ``(L, H)`` importance table by removing the *least* important heads:
+
+- **global** (default; the official AttAttr protocol, Hao et al. 2021 ``prune_head_with_attr.py``):
+  one ascending ranking over all ``L·H`` heads, no per-layer normalisation; ``count =
+  int(fraction · L·H)`` heads as in the official ``int(rate * 144)``;
+- **per-layer** (``per_layer=True``): heads are ranked within their own layer and every layer
+  loses the same number of heads (±1): the next head removed always comes from the layer that has
+  lost the fewest so far, ties going to the layer whose next candidate has the lowest importance;
+- ``keep_one_per_layer``: never remove the last remaining head (unit) of a layer;
+- ``group_size > 1`` (GQA models: query heads sharing one key/value head): the units ranked and
+  removed are whole groups of ``group_size`` consecutive heads, a group's importance being the
+  **sum** of its heads' importances (deliberate choice: a group is pruned as one block of
+  parameters); ``count`` is rounded down to a multiple of ``group_size``;
+- **iterative** (:func:`iterative_plans`): after each step the importance is re-estimated with the
+  already-removed heads masked (as ``run_bertology.py``/TextPruner's iterative mode do); each plan
+  extends the previous one, so the plans are nested.
+
+Ties are broken by (layer, head) order, so plans are deterministic.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import torch
+
+
+def _as_table(importance) -> torch.Tensor:
+    table = torch.as_tensor(importance, dtype=torch.float64).detach().cpu()
+    if table.dim() != 2:
+        raise ValueError(f"importance must be (layers, heads), got shape {tuple(table.shape)}")
+    if torch.isnan(table).any():
+        raise ValueError("importance contains NaN")
+    return table
+
+
+def heads_for(fraction: float | None, count: int | None, total: int) -> int:
+    """Number of heads to prune from ``--prune-fraction`` or ``--prune-count`` (exactly one)."""
+    if (fraction is None) == (count is None):
+        raise ValueError("give exactly one of fraction and count")
+    if count is not None:
+        if not 0 <= count <= total:
+            raise ValueError(f"prune count must be in 0..{total}, got {count}")
+        return int(count)
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"prune fraction must be in [0, 1], got {fraction}")
+    return int(fraction * total + 1e-9)
+
+
+def plan_size(plan: dict) -> int:
+    return sum(len(h) for h in plan.values())
+
+
+def plan_to_mask(plan: dict, num_layers: int, num_heads: int, dtype=torch.float32) -> torch.Tensor:
+    """``(L, H)`` head mask: 0 for pruned heads, 1 elsewhere (capture's ``head_mask``)."""
+    mask = torch.ones(num_layers, num_heads, dtype=dtype)
+    for layer, heads in plan.items():
+        for head in heads:
+            mask[int(layer), int(head)] = 0
+    return mask
+
+
+def plan_to_json(plan: dict) -> dict:
+    return {str(l): sorted(int(h) for h in hs) for l, hs in sorted(plan.items(), key=lambda kv: int(kv[0])) if hs}
+
+
+def make_plan(importance, count: int | None = None, fraction: float | None = None, per_layer: bool = False,
+              keep_one_per_layer: bool = False, group_size: int = 1, already: dict | None = None) -> dict[int, list[int]]:
+    """The ``count`` (or ``int(fraction·L·H)``) least important heads as ``{layer: [heads]}``.
+
+    ``already``: heads that must be in the plan (iterative mode); they count towards ``count``.
+    With ``keep_one_per_layer`` the plan may hold fewer heads than asked (``plan_size`` tells).
+    """
+    table = _as_table(importance)
+    num_layers, num_heads = table.shape
+    if group_size < 1 or num_heads % group_size:
+        raise ValueError(f"group_size {group_size} does not divide the {num_heads} heads per layer")
+    count = heads_for(fraction, count, num_layers * num_heads)
+    units_per_layer = num_heads // group_size
+    unit_importance = table.view(num_layers, units_per_layer, group_size).sum(-1)
+    target_units = count // group_size
+
+    chosen: set[tuple[int, int]] = set()
+    for layer, heads in (already or {}).items():
+        for head in heads:
+            chosen.add((int(layer), int(head) // group_size))
+    if len(chosen) > target_units:
+        raise ValueError(f"{len(chosen) * group_size} heads are already pruned, more than the {count} asked")
+
+    removed = [sum(1 for l, _ in chosen if l == layer) for layer in range(num_layers)]
+
+    def eligible(layer: int) -> bool:
+        limit = units_per_layer - (1 if keep_one_per_layer else 0)
+        return removed[layer] < limit
+
+    if not per_layer:
+        order = sorted(((float(unit_importance[l, u]), l, u) for l in range(num_layers) for u in range(units_per_layer)
+                        if (l, u) not in chosen))
+        for _, layer, unit in order:
+            if len(chosen) >= target_units:
+                break
+            if eligible(layer):
+                chosen.add((layer, unit))
+                removed[layer] += 1
+    else:
+        queues = [sorted((float(unit_importance[l, u]), u) for u in range(units_per_layer) if (l, u) not in chosen)
+                  for l in range(num_layers)]
+        while len(chosen) < target_units:
+            candidates = [(removed[l], queues[l][0][0], l) for l in range(num_layers) if queues[l] and eligible(l)]
+            if not candidates:
+                break
+            _, _, layer = min(candidates)
+            _, unit = queues[layer].pop(0)
+            chosen.add((layer, unit))
+            removed[layer] += 1
+
+    plan: dict[int, list[int]] = {}
+    for layer, unit in chosen:
+        plan.setdefault(layer, []).extend(range(unit * group_size, (unit + 1) * group_size))
+    return {l: sorted(plan[l]) for l in sorted(plan)}
+
+
+def iterative_plans(score: Callable[[dict], torch.Tensor], counts: Iterable[int], per_layer: bool = False,
+                    keep_one_per_layer: bool = False, group_size: int = 1,
+                    on_step: Callable[[int, dict, torch.Tensor], None] | None = None) -> dict[int, dict]:
+    """Nested plans for increasing head counts, re-scoring after every step.
+
+    ``score(plan)`` returns the ``(L, H)`` importance of the model with ``plan``'s heads masked;
+    the heads removed at step ``k`` are the least important *remaining* heads under that score.
+    Returns ``{count: plan}``.
+    """
+    plans: dict[int, dict] = {}
+    current: dict[int, list[int]] = {}
+    for count in sorted(set(int(c) for c in counts)):
+        if count <= plan_size(current):
+            plans[count] = current
+            continue
+        importance = score(current)
+        plan = make_plan(importance, count=count, per_layer=per_layer, keep_one_per_layer=keep_one_per_layer,
+                         group_size=group_size, already=current)
+        if on_step is not None:
+            on_step(count, plan, importance)
+        plans[count] = plan
+        current = plan
+    return plans
+
+
+def counts_for_fractions(fractions: Iterable[float], total: int) -> list[int]:
+    return [int(f * total + 1e-9) for f in fractions]
+
+
+def fraction_grid(step: float = 0.1) -> list[float]:
+    """0, step, ..., 1 (rounded, 1 included)."""
+    n = int(math.floor(1.0 / step + 1e-9))
+    grid = [round(i * step, 10) for i in range(n + 1)]
+    if grid[-1] < 1.0:
+        grid.append(1.0)
+    return grid
