@@ -1,0 +1,468 @@
+"""The attribution cache: a memory LRU tier on the compute device in front of a content-addressed
+disk tier of safetensors files. One cache is shared by every tool, run and process.
+
+``AttributionCache(cache_dir=None, memory_bytes=256 MiB, max_disk_bytes=None, dtype="fp32", device=None)``
+
+- ``get(key) -> (tensor, meta) | None`` and ``put(key, tensor, meta)``; ``key`` is the engine's
+  sha256 hex digest (any other string is hashed to one), ``meta`` a JSON-serialisable dict.
+- **Memory tier**: an LRU bounded in bytes (``memory_bytes``; 0 turns it off). Tensors stay on the
+  device they were put from (the compute device), so a warm hit moves no data. ``get(key,
+  device=...)`` moves a hit to the requested device.
+- **Disk tier**: one file per entry, ``<dir>/<key[:2]>/<key>.safetensors``. The safetensors
+  header holds the metadata as JSON: the format version, the key, the caller's ``meta``, the
+  stored dtype/shape and a sha256 checksum of the tensor's stored bytes. A file is written under a
+  temporary name in its own folder and moved into place with ``os.replace`` (atomic), so readers
+  and concurrent writers never see half a file, and a killed writer leaves at most a stray
+  ``.tmp-*`` file (never read as an entry; ``verify --fix`` and ``clear`` remove old ones).
+- A truncated or corrupt entry (unparseable header, wrong key, unknown format, checksum mismatch)
+  is reported (``warnings.warn`` + ``logging``), removed and treated as a miss, so the engine
+  recomputes it.
+- ``dtype="fp32"`` stores the tensor as given (bitwise exact for float32 payloads);
+  ``dtype="fp16"`` halves disk and memory, and a hit returns the fp16 value upcast to float32
+  (both tiers, so the answer does not depend on which tier served it).
+- ``max_disk_bytes``: a soft cap. Each process counts what it wrote since it last scanned the
+  folder; when that passes the cap it takes an exclusive ``fcntl`` lock on ``<dir>/.lock``,
+  rescans and deletes least recently used entries (file mtime, touched on every disk hit) down to
+  90 % of the cap. Files that vanish meanwhile (another process evicting or clearing) are skipped.
+- Maintenance: ``ls()``, ``info()``, ``verify(fix=False)``, ``clear()`` (and the CLI
+  ``attrtools cache ls|info|verify|clear``).
+
+No pickle anywhere: tensors go through safetensors, metadata through JSON.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+import tempfile
+import threading
+import time
+import warnings
+from collections import OrderedDict
+
+import torch
+
+CACHE_FORMAT = 1
+HEADER_KEY = "attrtools_cache"
+SUFFIX = ".safetensors"
+TMP_PREFIX = ".tmp-"
+STALE_TMP_SECONDS = 3600
+DEFAULT_MEMORY_BYTES = 256 * 2 ** 20
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}
+
+log = logging.getLogger("attrtools.cache")
+
+
+class CorruptEntry(Exception):
+    """A cache file that cannot be trusted; the message says why."""
+
+
+class CacheWarning(UserWarning):
+    """Emitted when a corrupt cache entry is found and removed."""
+
+
+def default_cache_dir() -> str:
+    """``$ATTRTOOLS_CACHE``, else ``$XDG_CACHE_HOME/attrtools``, else ``~/.cache/attrtools``."""
+    if os.environ.get("ATTRTOOLS_CACHE"):
+        return os.path.expanduser(os.environ["ATTRTOOLS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "attrtools")
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+
+
+def _checksum(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(_tensor_bytes(tensor)).hexdigest()
+
+
+def read_header(data: bytes) -> dict:
+    """The ``__metadata__`` of a safetensors blob, parsed by hand (8-byte little-endian length,
+    then JSON) so a truncated file fails with a clear reason."""
+    if len(data) < 8:
+        raise CorruptEntry(f"file too short ({len(data)} bytes)")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > len(data) - 8:
+        raise CorruptEntry(f"header says {size} bytes but the file has {len(data) - 8} after the length")
+    try:
+        header = json.loads(data[8: 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptEntry(f"header is not JSON: {err}") from None
+    if not isinstance(header, dict):
+        raise CorruptEntry("header is not a JSON object")
+    return header
+
+
+def decode_entry(data: bytes, key: str | None = None) -> tuple[torch.Tensor, dict, dict]:
+    """``(stored tensor, caller meta, record)`` from the bytes of one entry file; raises
+    ``CorruptEntry`` on anything suspicious (this is where truncation and bit rot are caught)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    header = read_header(data)
+    raw = (header.get("__metadata__") or {}).get(HEADER_KEY)
+    if raw is None:
+        raise CorruptEntry("no attrtools_cache metadata in the header")
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise CorruptEntry(f"metadata is not JSON: {err}") from None
+    if record.get("format") != CACHE_FORMAT:
+        raise CorruptEntry(f"cache format {record.get('format')!r}, this attrtools reads {CACHE_FORMAT}")
+    if key is not None and record.get("key") != key:
+        raise CorruptEntry(f"entry holds key {str(record.get('key'))[:16]}..., expected {key[:16]}...")
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise CorruptEntry(f"tensor data unreadable: {err}") from None
+    tensor = tensors.get("scores")
+    if tensor is None:
+        raise CorruptEntry("no 'scores' tensor")
+    if _checksum(tensor) != record.get("checksum"):
+        raise CorruptEntry("checksum mismatch (tensor bytes changed)")
+    return tensor, record.get("meta", {}), record
+
+
+class AttributionCache:
+    """Two-tier (memory LRU on device + safetensors on disk) content-addressed attribution cache."""
+
+    accepts_device = True  # the engine passes ``device=`` to get() when this is set
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None, memory_bytes: int = DEFAULT_MEMORY_BYTES,
+                 max_disk_bytes: int | None = None, dtype: str = "fp32", device=None, disk: bool = True):
+        if dtype not in _DTYPES:
+            raise ValueError(f"cache dtype must be 'fp32' or 'fp16', got {dtype!r}")
+        self.directory = os.path.abspath(os.fspath(cache_dir)) if cache_dir is not None else default_cache_dir()
+        self.memory_bytes = int(memory_bytes or 0)
+        self.max_disk_bytes = max_disk_bytes
+        self.dtype = "fp16" if _DTYPES[dtype] == torch.float16 else "fp32"
+        self.device = torch.device(device) if device is not None else None
+        self.disk = disk
+        self._memory: OrderedDict[str, tuple[torch.Tensor, dict, int]] = OrderedDict()
+        self._memory_used = 0
+        self._lock = threading.RLock()
+        self._disk_estimate: int | None = None  # bytes on disk as last scanned + written since
+        self.stats = {"memory_hits": 0, "disk_hits": 0, "misses": 0, "puts": 0, "corrupt": 0, "evicted": 0}
+
+    def __repr__(self):
+        return (f"AttributionCache({self.directory!r}, memory_bytes={self.memory_bytes}, "
+                f"max_disk_bytes={self.max_disk_bytes}, dtype={self.dtype!r})")
+
+    # ------------------------------------------------------------------------------ paths
+    @staticmethod
+    def filename_key(key: str) -> str:
+        """The sha256 hex digest that names the entry (the key itself when it already is one)."""
+        return key if _HEX_KEY.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
+
+    def path(self, key: str) -> str:
+        name = self.filename_key(key)
+        return os.path.join(self.directory, name[:2], name + SUFFIX)
+
+    # ------------------------------------------------------------------------------ get / put
+    def get(self, key: str, device=None):
+        """``(tensor, meta)`` or None. Memory first, then disk (a disk hit is promoted to memory)."""
+        target = torch.device(device) if device is not None else self.device
+        with self._lock:
+            entry = self._memory.get(key)
+            if entry is not None:
+                self._memory.move_to_end(key)
+                self.stats["memory_hits"] += 1
+                return self._out(entry[0], target), dict(entry[1])
+        if not self.disk:
+            self.stats["misses"] += 1
+            return None
+        path = self.path(key)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+                inode = os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            self.stats["misses"] += 1
+            return None
+        try:
+            stored, meta, _ = decode_entry(data, key)
+        except CorruptEntry as err:
+            self._discard(path, inode, str(err))
+            self.stats["misses"] += 1
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # LRU on disk: a hit makes the entry recent
+        self.stats["disk_hits"] += 1
+        if target is not None:
+            stored = stored.to(target)
+        self._remember(key, stored, meta)
+        return self._out(stored, target), dict(meta)
+
+    def put(self, key: str, tensor: torch.Tensor, meta: dict | None = None) -> None:
+        """Store ``tensor`` (any device) with JSON-serialisable ``meta`` in both tiers. The disk
+        write is atomic; a concurrent put of the same key by another process is harmless."""
+        meta = dict(meta or {})
+        stored = tensor.detach()
+        if not stored.is_floating_point():
+            raise TypeError(f"cache entries are float tensors, got {stored.dtype}")
+        stored = stored.to(_DTYPES[self.dtype]) if self.dtype == "fp16" else stored
+        stored = stored.clone().contiguous()
+        self.stats["puts"] += 1
+        self._remember(key, stored, meta)
+        if self.disk:
+            self._write(key, stored, meta)
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            if key in self._memory:
+                return True
+        return self.disk and os.path.exists(self.path(key))
+
+    # ------------------------------------------------------------------------------ memory tier
+    def _out(self, tensor: torch.Tensor, device) -> torch.Tensor:
+        out = tensor.to(device) if device is not None else tensor
+        out = out.float() if out.dtype == torch.float16 else out
+        return out.clone() if out is tensor else out  # callers may modify what they get
+
+    def _remember(self, key: str, tensor: torch.Tensor, meta: dict) -> None:
+        size = tensor.numel() * tensor.element_size()
+        if size > self.memory_bytes:
+            return
+        with self._lock:
+            old = self._memory.pop(key, None)
+            if old is not None:
+                self._memory_used -= old[2]
+            self._memory[key] = (tensor, meta, size)
+            self._memory_used += size
+            while self._memory_used > self.memory_bytes:
+                _, (_, _, freed) = self._memory.popitem(last=False)
+                self._memory_used -= freed
+
+    def clear_memory(self) -> None:
+        with self._lock:
+            self._memory.clear()
+            self._memory_used = 0
+
+    @property
+    def memory_used(self) -> int:
+        return self._memory_used
+
+    # ------------------------------------------------------------------------------ disk tier
+    def _write(self, key: str, stored: torch.Tensor, meta: dict) -> None:
+        from safetensors.torch import save
+
+        cpu = stored.cpu().contiguous()
+        record = {"format": CACHE_FORMAT, "key": key, "meta": meta, "checksum": _checksum(cpu),
+                  "dtype": str(cpu.dtype).replace("torch.", ""), "shape": list(cpu.shape), "created": time.time()}
+        blob = save({"scores": cpu}, metadata={HEADER_KEY: json.dumps(record, sort_keys=True)})
+        path = self.path(key)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if self.max_disk_bytes is not None:
+            if self._disk_estimate is None:
+                self._disk_estimate = self._scan_bytes()
+            else:
+                self._disk_estimate += len(blob)
+            if self._disk_estimate > self.max_disk_bytes:
+                self.evict()
+
+    def _discard(self, path: str, inode: int | None, reason: str) -> None:
+        """Report and remove a corrupt entry (only if the file is still the one that was read)."""
+        self.stats["corrupt"] += 1
+        message = f"attrtools cache: removed corrupt entry {path}: {reason}; it will be recomputed"
+        log.warning(message)
+        warnings.warn(message, CacheWarning, stacklevel=3)
+        try:
+            if inode is None or os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def _files(self, include_tmp: bool = False):
+        """``os.DirEntry`` of every entry file (and temporary files when asked)."""
+        try:
+            shards = [d for d in os.scandir(self.directory) if d.is_dir() and len(d.name) == 2]
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            try:
+                entries = list(os.scandir(shard.path))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                is_tmp = entry.name.startswith(TMP_PREFIX)
+                if entry.name.endswith(SUFFIX) and (include_tmp or not is_tmp):
+                    yield entry
+
+    def _scan_bytes(self) -> int:
+        total = 0
+        for entry in self._files():
+            with contextlib.suppress(FileNotFoundError):
+                total += entry.stat().st_size
+        return total
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """An exclusive ``fcntl`` lock on ``<dir>/.lock`` (no-op where fcntl is missing)."""
+        os.makedirs(self.directory, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - non-POSIX
+            yield
+            return
+        with open(os.path.join(self.directory, ".lock"), "a+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        """Delete least recently used disk entries until at most ``target_bytes`` remain (default:
+        90 % of ``max_disk_bytes``). Returns the number of files removed."""
+        if target_bytes is None:
+            if self.max_disk_bytes is None:
+                return 0
+            target_bytes = int(self.max_disk_bytes * 0.9)
+        removed = 0
+        with self._exclusive():
+            files = []
+            for entry in self._files():
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                files.append((st.st_mtime, entry.path, st.st_size))
+            total = sum(size for _, _, size in files)
+            for _, path, size in sorted(files):
+                if total <= target_bytes:
+                    break
+                try:
+                    os.unlink(path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+                total -= size
+        self._disk_estimate = total
+        self.stats["evicted"] += removed
+        return removed
+
+    # ------------------------------------------------------------------------------ maintenance
+    def ls(self):
+        """One dict per disk entry (from the header only): key, path, bytes, mtime, method, model,
+        unit, shape, dtype. Unreadable headers give ``{"path", "error"}``."""
+        for entry in self._files():
+            try:
+                st = entry.stat()
+                with open(entry.path, "rb") as f:
+                    head = f.read(8)
+                    size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+                    header = read_header(head + f.read(min(size, 1 << 24)))
+                record = json.loads(header["__metadata__"][HEADER_KEY])
+                meta = record.get("meta", {})
+                yield {"key": record.get("key"), "path": entry.path, "bytes": st.st_size, "mtime": st.st_mtime,
+                       "method": meta.get("method"), "model": meta.get("model"), "unit": meta.get("unit"),
+                       "shape": record.get("shape"), "dtype": record.get("dtype")}
+            except FileNotFoundError:
+                continue
+            except (CorruptEntry, KeyError, TypeError, ValueError, struct.error) as err:
+                yield {"path": entry.path, "error": str(err) or type(err).__name__}
+
+    def info(self) -> dict:
+        """Totals: entries, bytes, by method and by model fingerprint, plus memory-tier usage."""
+        entries = total = 0
+        by_method: dict = {}
+        by_model: dict = {}
+        unreadable = 0
+        for row in self.ls():
+            if "error" in row:
+                unreadable += 1
+                continue
+            entries += 1
+            total += row["bytes"]
+            method = row["method"] or "?"
+            slot = by_method.setdefault(method, {"entries": 0, "bytes": 0})
+            slot["entries"] += 1
+            slot["bytes"] += row["bytes"]
+            model = (row["model"] or "?")[:16]
+            by_model[model] = by_model.get(model, 0) + 1
+        return {"directory": self.directory, "entries": entries, "bytes": total, "by_method": by_method,
+                "by_model": by_model, "unreadable": unreadable, "max_disk_bytes": self.max_disk_bytes,
+                "memory_entries": len(self._memory), "memory_bytes_used": self._memory_used,
+                "memory_bytes_limit": self.memory_bytes, "format": CACHE_FORMAT}
+
+    def verify(self, fix: bool = False) -> dict:
+        """Read every entry fully and check header, key and checksum. Returns ``{"checked", "bad":
+        [(path, reason)], "stale_tmp": [paths], "removed"}``; with ``fix`` the bad entries and
+        temporary files older than an hour are deleted."""
+        checked, bad, stale = 0, [], []
+        now = time.time()
+        for entry in self._files(include_tmp=True):
+            if entry.name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > STALE_TMP_SECONDS:
+                        stale.append(entry.path)
+                continue
+            try:
+                with open(entry.path, "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            checked += 1
+            expected = entry.name[: -len(SUFFIX)]
+            try:
+                _, _, record = decode_entry(data)
+                if self.filename_key(str(record.get("key"))) != expected:
+                    raise CorruptEntry("file name does not match the key inside")
+            except CorruptEntry as err:
+                bad.append((entry.path, str(err)))
+        removed = 0
+        if fix:
+            for path in [p for p, _ in bad] + stale:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+        return {"checked": checked, "bad": bad, "stale_tmp": stale, "removed": removed}
+
+    def clear(self) -> int:
+        """Delete every entry (and temporary file) on disk and empty the memory tier; returns the
+        number of entry files removed."""
+        self.clear_memory()
+        removed = 0
+        with self._exclusive():
+            for entry in list(self._files(include_tmp=True)):
+                try:
+                    os.unlink(entry.path)
+                    removed += not entry.name.startswith(TMP_PREFIX)
+                except FileNotFoundError:
+                    pass
+            for shard in list(os.scandir(self.directory)):
+                if shard.is_dir() and len(shard.name) == 2:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(shard.path)
+        self._disk_estimate = 0
+        return removed
+
+
+def open_cache(cache) -> AttributionCache | None:
+    """What ``attrtools.attribute(cache=...)`` accepts: None/False (no cache), True (the default
+    cache folder), a folder path, or a cache object (anything with ``get``/``put``), returned as is."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return AttributionCache()
+    if isinstance(cache, (str, os.PathLike)):
+        return AttributionCache(cache)
+    if hasattr(cache, "get") and hasattr(cache, "put"):
+        return cache
+    raise TypeError(f"cache must be None, True, a folder or an AttributionCache, got {type(cache).__name__}")
