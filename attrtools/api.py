@@ -19,7 +19,8 @@ def attribute(model, tokenizer, inputs, method: str = "attattr", target=None, ca
     """Attribute ``inputs`` (strings, (text, pair) tuples, dicts or Examples) with ``method``.
 
     ``target``: None (predicted class), "gold" (the examples' labels), a class index, or a list.
-    ``cache``: an ``attrtools.cache.AttributionCache`` (or None for no caching).
+    ``cache``: None (no caching, the default), True (the default cache: ``$ATTRTOOLS_CACHE``, else
+    ``$XDG_CACHE_HOME/attrtools``), a cache folder, or an ``attrtools.cache.AttributionCache``.
     Returns one ``Attribution`` per input, in order.
     """
     if not capture.is_installed(model):

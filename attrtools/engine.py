@@ -5,9 +5,17 @@ tokenize → form each example's cache key → take hits from the cache → batc
 (dynamic padding) → resolve targets with one clean forward → compute through the method → write
 each result to the cache as soon as it exists → return ``Attribution`` objects in input order.
 
-Methods that declare ``units`` (AttAttr: layers) are cached per (example, unit), so a killed job
-keeps every finished layer. Out-of-memory errors halve the batch (and the method's internal batch)
-and retry.
+Methods that declare ``units`` (AttAttr: layers) are cached per (example, unit). A batch's units
+are computed in one call and written right after it, so a killed job loses at most the batch in
+flight; an example with only some units cached (e.g. units evicted from a size-capped cache) is
+batched only with examples missing the same units, and only those are recomputed.
+
+Out-of-memory errors halve the batch; at batch size 1 they halve the method's internal batch
+(``internal_batch_size``, rows per pass); at 1 and 1 the error is raised. Cache keys leave
+``internal_batch_size`` out, so a back-off never changes a key.
+
+``cache``: an ``AttributionCache`` (or any object with ``get(key) -> (tensor, meta) | None`` and
+``put(key, tensor, meta)``), ``True`` for the default cache folder, a folder path, or None.
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ from typing import Iterable, Sequence
 import torch
 
 from . import methods as method_registry
+from .cache import open_cache
 from .methods.base import Batch
 from .models import fingerprint, model_device, pool_position, tokenizer_fingerprint, adapter_for
 from .types import FORMAT_VERSION, Attribution, Example
@@ -59,7 +68,13 @@ def resolve_target_spec(target, example: Example, index: int):
 
 
 def _is_oom(err: BaseException) -> bool:
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    message = str(err).lower()
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in message or \
+        "can't allocate memory" in message  # the CPU allocator's wording
+
+
+def _unit_order(units) -> tuple:
+    return tuple((u is None, -1 if u is None else u) for u in units)
 
 
 class Engine:
@@ -70,11 +85,14 @@ class Engine:
         adapter_for(model)
         self.model = model
         self.tokenizer = tokenizer
-        self.cache = cache
+        self.cache = open_cache(cache)
         self.batch_size = batch_size
         self.max_length = max_length
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.stats = {"hits": 0, "computed": 0}
+        self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0}
+        self._call_fingerprints: tuple[str, str] | None = None
+        self._tokenizer_fp = None
+        self._partial: dict[int, dict] = {}
         self._uses_token_types = adapter_for(model).uses_token_type_ids and \
             getattr(model.config, "type_vocab_size", 1) > 1
 
@@ -108,9 +126,12 @@ class Engine:
 
     # ------------------------------------------------------------------------------ keys
     def key(self, enc: Encoded, method: str, params: dict, target_spec, unit=None) -> str:
+        """sha256 over model fingerprint, tokenizer fingerprint, input (and segment) ids, target,
+        method, params (minus ``VOLATILE_PARAMS``), unit and the payload format version."""
+        model_fp, tokenizer_fp = self._fingerprints()
         payload = {
-            "model": fingerprint(self.model),
-            "tokenizer": tokenizer_fingerprint(self.tokenizer),
+            "model": model_fp,
+            "tokenizer": tokenizer_fp,
             "input_ids": enc.input_ids,
             "token_type_ids": enc.token_type_ids if self._uses_token_types else None,
             "target": target_spec,
@@ -121,9 +142,30 @@ class Engine:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
+    def _fingerprints(self) -> tuple[str, str]:
+        """(model, tokenizer) fingerprints; fixed for the duration of one ``attribute`` call (the
+        model is not modified while it runs), recomputed (memoised) otherwise."""
+        if self._call_fingerprints is not None:
+            return self._call_fingerprints
+        stamp = (id(self.tokenizer), len(self.tokenizer))
+        if self._tokenizer_fp is None or self._tokenizer_fp[0] != stamp:
+            self._tokenizer_fp = (stamp, tokenizer_fingerprint(self.tokenizer))
+        return fingerprint(self.model), self._tokenizer_fp[1]
+
     # ------------------------------------------------------------------------------ main entry
     def attribute(self, examples: Iterable, method: str = "attattr", target=None,
                   batch_size: int | None = None, **params) -> list[Attribution]:
+        """One ``Attribution`` per example, in input order; cached units are not recomputed and
+        every computed batch is written to the cache before the next one starts."""
+        self._call_fingerprints = None
+        self._call_fingerprints = self._fingerprints()
+        try:
+            return self._attribute(examples, method, target, batch_size, **params)
+        finally:
+            self._call_fingerprints = None
+
+    def _attribute(self, examples, method, target, batch_size, **params):
+        self._partial = {}
         impl = method_registry.get(method)
         impl.check_model(self.model)
         params = impl.params(**params)
@@ -141,46 +183,68 @@ class Engine:
             if missing:
                 pending[i] = missing
 
-        order = sorted(pending, key=lambda i: encoded[i].length)
+        # Examples missing the same units share batches (so a partially cached example only
+        # recomputes its missing units); within that, length-sorted for tight padding.
+        order = sorted(pending, key=lambda i: (_unit_order(pending[i]), encoded[i].length))
         batch_size = batch_size or self.batch_size
         bar = _progress(len(examples), self.progress, f"{method}")
         bar.update(len(examples) - len(pending))
         position = 0
         while position < len(order):
             chunk = order[position: position + batch_size]
+            chunk = [i for i in chunk if pending[i] == pending[chunk[0]]]
             try:
                 self._compute_batch(chunk, encoded, impl, params, specs, pending, results)
             except RuntimeError as err:
-                if not _is_oom(err) or batch_size == 1 and not params.get("internal_batch_size", 2) > 1:
+                if not _is_oom(err):
                     raise
-                torch.cuda.empty_cache() if torch.cuda.is_available() else None
-                if batch_size > 1:
-                    batch_size = max(1, batch_size // 2)
-                elif "internal_batch_size" in params:
-                    current = params["internal_batch_size"] or 64
-                    params = dict(params, internal_batch_size=max(1, current // 2))
+                params, batch_size = self._back_off(err, params, batch_size, encoded, chunk)
                 continue
             position += len(chunk)
             bar.update(len(chunk))
         bar.close()
         return results  # type: ignore[return-value]
 
+    def _back_off(self, err, params, batch_size, encoded, chunk):
+        """After an out-of-memory error: halve the batch; at batch size 1, halve the method's
+        internal batch (rows per pass) instead; at 1 and 1, give up with the original error."""
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if batch_size > 1:
+            self.stats["oom_backoffs"] = self.stats.get("oom_backoffs", 0) + 1
+            return params, max(1, batch_size // 2)
+        if "internal_batch_size" in params:
+            # None means the method's own default; AttAttr's is about 4096 tokens per pass.
+            current = params["internal_batch_size"] or max(1, 4096 // max(encoded[i].length for i in chunk))
+            if current > 1:
+                self.stats["oom_backoffs"] = self.stats.get("oom_backoffs", 0) + 1
+                return dict(params, internal_batch_size=max(1, current // 2)), batch_size
+        raise err
+
     # ------------------------------------------------------------------------------ internals
+    def _get(self, key):
+        if getattr(self.cache, "accepts_device", False):
+            return self.cache.get(key, device=model_device(self.model))
+        return self.cache.get(key)
+
     def _lookup(self, i, enc, impl, params, spec, unit_list, results):
-        """Fill results[i] from the cache if every unit is there; return the missing units."""
+        """Fill results[i] from the cache if every unit is there; else return the missing units
+        (the units found are kept in ``self._partial[i]`` for reassembly)."""
         if self.cache is None:
             return list(unit_list)
-        found, missing, meta = [], [], None
+        found, missing, meta = {}, [], None
         for unit in unit_list:
-            hit = self.cache.get(self.key(enc, impl.name, params, spec, unit))
+            hit = self._get(self.key(enc, impl.name, params, spec, unit))
             if hit is None:
                 missing.append(unit)
             else:
-                found.append(hit[0])
+                found[unit] = hit[0]
                 meta = hit[1]
         if missing:
+            if found:
+                self._partial[i] = found
             return missing
-        scores = found[0] if unit_list == [None] else torch.cat(found, dim=0)
+        scores = found[None] if unit_list == [None] else torch.cat([found[u] for u in unit_list], dim=0)
         results[i] = self._build(enc, impl, params, scores, meta["target"], meta["predicted"], meta["probs"])
         self.stats["hits"] += 1
         return []
@@ -200,9 +264,10 @@ class Engine:
         batch = Batch(inputs=inputs, lengths=[e.length for e in encs],
                       targets=targets if impl.needs_target(params) else None, logits=logits,
                       labels=[e.example.label for e in encs])
-        units = sorted({u for i in chunk for u in pending[i]}, key=lambda u: (u is None, u))
+        units = list(pending[chunk[0]])  # the same for every example of the chunk
         payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
         probs = torch.softmax(logits, -1)
+        model_fp = self._fingerprints()[0]
         for r, i in enumerate(chunk):
             target = int(targets[r]) if specs[i] is not None else None
             meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r].tolist()}
@@ -210,13 +275,17 @@ class Engine:
             if self.cache is not None:
                 for pos, unit in enumerate(units):
                     part = scores if unit is None else scores[pos: pos + 1]
-                    self.cache.put(self.key(encoded[i], impl.name, params, specs[i], unit), part, meta)
-            if units != [None] and len(units) != len(impl.units(self.model, params)):
+                    self.cache.put(self.key(encoded[i], impl.name, params, specs[i], unit), part,
+                                   dict(meta, method=impl.name, kind=impl.kind, model=model_fp, unit=unit,
+                                        n_tokens=encoded[i].length))
+            self.stats["units_computed"] += len(units)
+            partial = self._partial.pop(i, None)
+            if partial:
                 # Some units came from the cache: reassemble the full payload in unit order.
-                self._lookup(i, encoded[i], impl, params, specs[i], impl.units(self.model, params), results)
-                if results[i] is None:
-                    raise RuntimeError("cache did not return the units just written")
-                continue
+                parts = dict(partial)
+                parts.update({unit: scores[pos: pos + 1] for pos, unit in enumerate(units)})
+                scores = torch.cat([parts[u] for u in impl.units(self.model, params)], dim=0)
+                self.stats["partial"] += 1
             results[i] = self._build(encoded[i], impl, params, scores, target, meta["predicted"], meta["probs"])
             self.stats["computed"] += 1
 
