@@ -115,15 +115,20 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     from .run import evaluate_methods
 
     progress = sys.stderr.isatty()
+    command = "attrtools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    ids = [e.id for e in examples]
+
+    def partial(evaluation):  # rewrite the reports after every method: a killed run keeps what it finished
+        write_all(evaluation, run_dir, command=command, example_ids=ids)
+
     try:
         evaluation = evaluate_methods(model, tokenizer, examples, chosen, preset=preset, operator=operator,
                                       cache=cache, method_params=parsed, method_limits=limits, reference=reference,
                                       seed=seed, batch_size=batch_size, progress=progress,
-                                      log=lambda m: click.echo(m, err=True))
+                                      log=lambda m: click.echo(m, err=True), on_result=partial)
     except ValueError as err:
         raise UserError(str(err)) from None
-    command = "attrtools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    paths = write_all(evaluation, run_dir, command=command, example_ids=[e.id for e in examples])
+    paths = write_all(evaluation, run_dir, command=command, example_ids=ids)
     click.echo(open(paths["markdown"], encoding="utf-8").read())
     echo_summary({"examples": len(examples), "methods evaluated": len(evaluation.ok()),
                   "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",

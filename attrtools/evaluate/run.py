@@ -62,12 +62,13 @@ def random_scores(n: int, seed: int, index: int) -> list[float]:
 def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx", operator: str = "mask",
                      cache=None, method_params: dict | None = None, method_limits: dict | None = None,
                      reference: str | None = "grad_input", seed: int = 0, batch_size: int = 8,
-                     progress: bool | None = None, log=None, engine=None) -> Evaluation:
+                     progress: bool | None = None, log=None, engine=None, on_result=None) -> Evaluation:
     """Faithfulness of ``methods`` (registered names) on ``examples``; see the module docstring.
 
     ``method_params``: ``{method: {param: value}}``; ``method_limits``: ``{method: N}`` evaluates that
     method on the first N examples only (reported in its ``n_examples``); ``reference``: method whose
-    token scores the Spearman column compares with (``None`` or unregistered: no Spearman column).
+    token scores the Spearman column compares with (``None`` or unregistered: no Spearman column);
+    ``on_result(evaluation)``: called after every method with the evaluation so far (partial reports).
     """
     from .. import methods as registry
     from ..engine import Engine
@@ -106,6 +107,9 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
         notes.append(f"reference method {reference!r} is not registered: no Spearman column")
 
     results = []
+    evaluation = Evaluation(preset=preset, operator=operator, reference=reference if reference_scores is not None
+                            else None, n_examples=len(examples), clean_accuracy=clean_accuracy, results=results,
+                            notes=notes)
     for name in list(methods) + [RANDOM]:
         limit = method_limits.get(name)
         subset = examples if limit is None else examples[:limit]
@@ -118,6 +122,8 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
         else:
             if name not in available:
                 result.status, result.reason = "skipped", f"not a registered method (available: {', '.join(sorted(available))})"
+                if on_result:
+                    on_result(evaluation)
                 continue
             say(f"attributing with {name} ({len(subset)} examples)")
             hits_before = engine.stats["hits"]
@@ -128,6 +134,8 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
             except Exception as err:  # noqa: BLE001 - a method failing on this model is a table row, not a crash
                 result.status, result.reason = "skipped", f"{type(err).__name__}: {err}"
                 say(f"  skipped: {result.reason}")
+                if on_result:
+                    on_result(evaluation)
                 continue
             result.seconds = time.perf_counter() - start
             result.from_cache = engine.stats["hits"] - hits_before
@@ -154,6 +162,8 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
         say(f"  {name}: AOPC comp {summary['aopc_comp']:.3f}  suff {summary['aopc_suff']:.3f}  "
             f"acc {summary['accuracy']:.3f}" if not math.isnan(summary['accuracy'])
             else f"  {name}: AOPC comp {summary['aopc_comp']:.3f}  suff {summary['aopc_suff']:.3f}")
-    return Evaluation(preset=preset, operator=operator, reference=reference if reference_scores is not None else None,
-                      n_examples=len(examples), clean_accuracy=clean_accuracy, results=results,
-                      forwards=predictor.evaluated, notes=notes)
+        evaluation.forwards = predictor.evaluated
+        if on_result:
+            on_result(evaluation)
+    evaluation.forwards = predictor.evaluated
+    return evaluation
