@@ -1,0 +1,239 @@
+"""Robustness audit: the trigger attack and offline TextAttack recipes on the same examples.
+
+Every attack is a TextAttack ``Attack`` run by ``textattack.Attacker`` with ``AttackArgs``, in
+chunks of ``chunk_size`` examples; after each chunk the rows (TextAttack's ``CSVLogger`` columns,
+plus ``recipe``, ``example_index``, ``num_words``, ``num_words_perturbed``) are appended to
+``results.csv`` atomically, so a rerun with the same output directory skips what is done.
+
+Recipes (all run offline):
+
+- ``triggers``: attribution triggers (``TriggerInsertion``), greedy search over the top patterns;
+- ``deepwordbug`` / ``pruthi`` / ``input-reduction``: ``DeepWordBugGao2018``, ``Pruthi2019``,
+  ``InputReductionFeng2018`` as TextAttack builds them;
+- ``wir-delete`` / ``wir-attribution``: DeepWordBug's transformation and constraints with the
+  search ``GreedyWordSwapWIR("delete")`` vs ``AttributionWIR`` (words ranked by a cached
+  attribution, no ranking queries).
+
+``summary.json`` holds per recipe the numbers of TextAttack's ``AttackSuccessRate``,
+``AttackQueries`` and ``WordsPerturbed``, recomputed from all rows of ``results.csv`` (so they
+cover resumed runs; ``summarize_rows`` reproduces TextAttack's formulas, and the metrics
+TextAttack computes on this session's result objects are stored next to them as a check).
+"""
+from __future__ import annotations
+
+import csv
+import os
+
+from ..io import atomic_path, write_json, write_text
+from ..types import Example
+from .textattack_compat import load_textattack
+
+TEXTATTACK_COLUMNS = ["original_text", "perturbed_text", "original_score", "perturbed_score", "original_output",
+                      "perturbed_output", "ground_truth_output", "num_queries", "result_type"]
+EXTRA_COLUMNS = ["recipe", "example_index", "num_words", "num_words_perturbed"]
+OFFLINE_RECIPES = ("deepwordbug", "pruthi", "input-reduction")
+SEARCH_COMPARISON = ("wir-delete", "wir-attribution")
+ALL_RECIPES = ("triggers",) + OFFLINE_RECIPES + SEARCH_COMPARISON
+
+
+def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, max_inserted_words: int = 4,
+                 rank_method: str = "attattr", rank_params: dict | None = None, cache=None,
+                 query_budget: int | None = None):
+    """``(attack, search_or_None)`` for a recipe name."""
+    ta = load_textattack()
+    recipes = ta.attack_recipes
+    if name == "triggers":
+        from .transformation import build_trigger_attack
+
+        if not patterns:
+            raise ValueError("the triggers recipe needs trigger patterns (extract them first)")
+        return build_trigger_attack(wrapper, patterns, max_inserted_words=max_inserted_words,
+                                    query_budget=query_budget), None
+    if name == "deepwordbug":
+        attack = recipes.DeepWordBugGao2018.build(wrapper)
+    elif name == "pruthi":
+        attack = recipes.Pruthi2019.build(wrapper)
+    elif name == "input-reduction":
+        attack = recipes.InputReductionFeng2018.build(wrapper)
+    elif name in SEARCH_COMPARISON:
+        base = recipes.DeepWordBugGao2018.build(wrapper)
+        if name == "wir-delete":
+            search = ta.search_methods.GreedyWordSwapWIR(wir_method="delete")
+        else:
+            from .search import AttributionWIR
+
+            search = AttributionWIR(model, tokenizer, method=rank_method, cache=cache, **(rank_params or {}))
+        attack = ta.Attack(base.goal_function, base.pre_transformation_constraints + base.constraints,
+                           base.transformation, search)
+        if query_budget:
+            attack.goal_function.query_budget = query_budget
+        return attack, search
+    else:
+        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(ALL_RECIPES)}")
+    if query_budget:
+        attack.goal_function.query_budget = query_budget
+    return attack, None
+
+
+def result_row(result, recipe: str, index: int) -> dict:
+    """TextAttack's CSVLogger row for one ``AttackResult`` plus our bookkeeping columns."""
+    ta = load_textattack()
+    logger = ta.loggers.CSVLogger(filename=os.devnull, color_method="file")
+    logger.log_attack_result(result)
+    logger._flushed = True
+    row = dict(logger.row_list[0])
+    original = result.original_result.attacked_text
+    perturbed = result.perturbed_result.attacked_text
+    skipped_or_failed = result.__class__.__name__ in ("SkippedAttackResult", "FailedAttackResult")
+    row.update(recipe=recipe, example_index=index, num_words=len(original.words),
+               num_words_perturbed=0 if skipped_or_failed else len(original.all_words_diff(perturbed)))
+    return row
+
+
+def summarize_rows(rows: list[dict]) -> dict:
+    """TextAttack's AttackSuccessRate / AttackQueries / WordsPerturbed formulas over CSV rows."""
+    import numpy as np
+
+    total = len(rows)
+    failed = sum(r["result_type"] == "Failed" for r in rows)
+    skipped = sum(r["result_type"] == "Skipped" for r in rows)
+    successful = total - failed - skipped
+    attacked = [r for r in rows if r["result_type"] not in ("Failed", "Skipped")]
+    percs = [100.0 * r["num_words_perturbed"] / r["num_words"] for r in attacked
+             if r["num_words"] > 0 and r["num_words_perturbed"] > 0]
+    queries = [float(r["num_queries"]) for r in rows if r["result_type"] != "Skipped"]
+    types: dict[str, int] = {}
+    for r in rows:
+        types[r["result_type"]] = types.get(r["result_type"], 0) + 1
+    return {
+        "total": total, "successful_attacks": successful, "failed_attacks": failed, "skipped_attacks": skipped,
+        "result_types": types,
+        "original_accuracy": round(100.0 * (total - skipped) / total, 2) if total else None,
+        "attack_accuracy_perc": round(100.0 * failed / total, 2) if total else None,
+        "attack_success_rate": round(100.0 * successful / (successful + failed), 2) if successful + failed else 0,
+        "avg_word_perturbed_perc": round(float(np.mean(percs)), 2) if percs else None,
+        "avg_words_perturbed": round(float(np.mean([r["num_words_perturbed"] for r in attacked])), 2)
+        if attacked else None,
+        "avg_num_words": round(float(np.mean([r["num_words"] for r in rows])), 2) if rows else None,
+        "avg_num_queries": round(float(np.mean(queries)), 2) if queries else None,
+    }
+
+
+def textattack_metrics(results) -> dict:
+    """The metrics TextAttack itself computes on result objects."""
+    ta = load_textattack()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # WordsPerturbed on all-failed results -> nan
+        out = dict(ta.metrics.AttackSuccessRate().calculate(results))
+        out.update(ta.metrics.AttackQueries().calculate(results))
+        words = ta.metrics.WordsPerturbed().calculate(results)
+    out["avg_word_perturbed_perc"] = words["avg_word_perturbed_perc"]
+    out["avg_num_words"] = words["avg_word_perturbed"]  # TextAttack's key holds the mean input length
+    return {k: (None if isinstance(v, float) and v != v else (float(v) if hasattr(v, "item") else v))
+            for k, v in out.items()}
+
+
+def read_rows(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    import pandas as pd
+
+    df = pd.read_csv(path, keep_default_na=False)
+    missing = [c for c in TEXTATTACK_COLUMNS + EXTRA_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not an attrtools audit results.csv (missing {missing})")
+    return df.to_dict("records")
+
+
+def write_rows(path: str, rows: list[dict]):
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(rows, columns=TEXTATTACK_COLUMNS + EXTRA_COLUMNS)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, quoting=csv.QUOTE_NONNUMERIC, index=False)
+
+
+def textattack_dataset(examples: list[Example]):
+    ta = load_textattack()
+    pairs = any(e.text_pair is not None for e in examples)
+    if pairs:
+        data = [((e.text, e.text_pair or ""), int(e.label)) for e in examples]
+        return ta.datasets.Dataset(data, input_columns=("premise", "hypothesis"))
+    return ta.datasets.Dataset([(e.text, int(e.label)) for e in examples])
+
+
+def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, patterns=None,
+              chunk_size: int = 10, max_inserted_words: int = 4, rank_method: str = "attattr",
+              rank_params: dict | None = None, cache=None, query_budget: int | None = None, seed: int = 765,
+              batch_size: int = 32, max_length: int | None = 128, progress: bool | None = None) -> dict:
+    """Attack ``examples`` (labelled) with each recipe; write/extend ``results.csv``; return the summary."""
+    import sys
+    import time
+
+    ta = load_textattack()
+    from .wrapper import AttrtoolsModelWrapper
+
+    examples = [Example.coerce(e) for e in examples]
+    if any(e.label is None for e in examples):
+        raise ValueError("the audit needs gold labels for every example")
+    wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length)
+    results_path = os.path.join(output_dir, "results.csv")
+    rows = read_rows(results_path)
+    done = {(r["recipe"], int(r["example_index"])) for r in rows}
+    progress = sys.stderr.isatty() if progress is None else progress
+    total = len(recipes) * len(examples)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="audit", unit="attack", disable=not progress)
+    bar.update(sum((r, i) in done for r in recipes for i in range(len(examples))))
+    session: dict[str, dict] = {}
+    for recipe in recipes:
+        todo = [i for i in range(len(examples)) if (recipe, i) not in done]
+        if not todo:
+            continue
+        attack, search = build_attack(recipe, wrapper, model, tokenizer, patterns, max_inserted_words,
+                                      rank_method, rank_params, cache, query_budget)
+        if search is not None and hasattr(search, "prefetch"):
+            search.prefetch([examples[i] for i in todo])
+        bar.set_postfix_str(recipe)
+        results, start = [], time.time()
+        for pos in range(0, len(todo), chunk_size):
+            chunk = todo[pos:pos + chunk_size]
+            args = ta.AttackArgs(num_examples=len(chunk), disable_stdout=True, silent=True, random_seed=seed,
+                                 query_budget=query_budget)
+            attacker = ta.Attacker(attack, textattack_dataset([examples[i] for i in chunk]), args)
+            chunk_results = attacker.attack_dataset()
+            results += chunk_results
+            rows += [result_row(res, recipe, i) for res, i in zip(chunk_results, chunk)]
+            write_rows(results_path, rows)
+            bar.update(len(chunk))
+        session[recipe] = {"textattack_metrics": textattack_metrics(results), "seconds": round(time.time() - start, 2),
+                           "examples": len(todo)}
+        if search is not None and hasattr(search, "stats"):
+            session[recipe]["ranking"] = dict(search.stats, method=rank_method)
+    bar.close()
+    summary = {"recipes": {}, "num_examples": len(examples), "results_csv": "results.csv"}
+    for recipe in recipes:
+        mine = [r for r in rows if r["recipe"] == recipe]
+        summary["recipes"][recipe] = summarize_rows(mine)
+        if recipe in session:
+            summary["recipes"][recipe]["this_session"] = session[recipe]
+    write_json(os.path.join(output_dir, "summary.json"), summary)
+    return summary
+
+
+def write_per_class(path: str, rows: list[dict]) -> str:
+    columns = ["trigger_rank", "trigger", "source_class", "score", "gold_class", "n", "accuracy", "accuracy_drop"]
+    lines = [",".join(columns)]
+    for r in rows:
+        lines.append(",".join(_csv_cell(r[c]) for c in columns))
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def _csv_cell(value) -> str:
+    text = str(value)
+    if any(ch in text for ch in ',"\n'):
+        text = '"' + text.replace('"', '""') + '"'
+    return text

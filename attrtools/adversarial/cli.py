@@ -1,0 +1,199 @@
+"""``attrtools triggers`` and ``attrtools audit`` (no torch or TextAttack import until they run)."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..commands.common import (UserError, dataset_options, device_option, echo_summary, load_model_or_fail,
+                               make_run_dir, model_option, output_dir_option, quiet_transformers)
+
+
+def _examples(spec, text_column, pair_column, label_column, limit, what):
+    from ..data import DataError, load_examples
+
+    if not spec:
+        raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
+    try:
+        examples = load_examples(spec, text_column, pair_column, label_column, limit)
+    except DataError as err:
+        raise UserError(str(err)) from None
+    if not examples:
+        raise UserError(f"{what}: {spec} holds no examples")
+    if any(e.label is None for e in examples):
+        raise UserError(f"{what}: {spec} has no gold labels (pass --label-column)")
+    return examples
+
+
+def _cache(use_cache: bool):
+    if not use_cache:
+        return None
+    from ..cache import AttributionCache
+
+    return AttributionCache()
+
+
+def _extract(model, tok, train, num_examples, steps, threshold, ratio, use_all, cache, out_dir):
+    from .triggers import extract_triggers, save_triggers
+
+    patterns, stats = extract_triggers(model, tok, train, num_examples=num_examples, steps=steps, cache=cache,
+                                       pattern_threshold=threshold, top2_ratio=ratio, use_all=use_all)
+    save_triggers(os.path.join(out_dir, "triggers.json"), patterns,
+                  {"num_examples": num_examples, "steps": steps, "pattern_threshold": threshold,
+                   "top2_ratio": ratio, "use_all": use_all, **stats})
+    return patterns, stats
+
+
+extraction_options = [
+    click.option("--num-train-examples", default=500, show_default=True,
+                 help="Correctly classified training examples to extract patterns from (official: 500)."),
+    click.option("--steps", default=20, show_default=True, help="AttAttr Riemann steps (official trigger code: 64)."),
+    click.option("--pattern-threshold", default=0.02, show_default=True, help="Drop patterns with v1+v2 below this."),
+    click.option("--top2-ratio", default=0.2, show_default=True, help="Keep the top-2 pair when v2/v1 >= this."),
+    click.option("--use-all", is_flag=True, help="Always keep the top-2 pair (official --if_all)."),
+    click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
+                 help="Use the shared attribution cache."),
+]
+
+
+def _with(options):
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+@click.command()
+@model_option
+@dataset_options
+@_with(extraction_options)
+@click.option("--eval-dataset", default=None, help="Labelled dataset for the per-class accuracy table (e.g. dev).")
+@click.option("--top-k", default=3, show_default=True, help="Triggers evaluated in the per-class table.")
+@output_dir_option
+@device_option
+def triggers(model_name, dataset, text_column, pair_column, label_column, limit, num_train_examples, steps,
+             pattern_threshold, top2_ratio, use_all, use_cache, eval_dataset, top_k, output_dir, device):
+    """Extract adversarial trigger patterns from AttAttr on correctly classified training examples
+    (Hao et al. 2021, §6); with --eval-dataset, also the per-class accuracy after inserting the
+    top-k triggers. Writes triggers.json (and per_class.csv)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
+    out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "steps": steps,
+                                                "num_train_examples": num_train_examples})
+    quiet_transformers()
+    model, tok = load_model_or_fail(model_name, device)
+    patterns, stats = _extract(model, tok, train, num_train_examples, steps, pattern_threshold, top2_ratio,
+                               use_all, _cache(use_cache), out)
+    lines = {"output": out, "patterns kept": f"{stats['kept']} of {stats['patterns']}",
+             "examples used": stats["correct_used"]}
+    from .triggers import unique_triggers
+
+    for i, p in enumerate(unique_triggers(patterns)[:5], start=1):
+        lines[f"trigger {i}"] = f"{' '.join(p.trigger)!r} (class {p.target}, v1+v2 {p.score:.4f})"
+    if eval_dataset:
+        from .audit import write_per_class
+        from .triggers import per_class_accuracy
+
+        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset")
+        rows = per_class_accuracy(model, tok, dev, patterns, top_k=top_k)
+        write_per_class(os.path.join(out, "per_class.csv"), rows)
+        lines["per_class.csv"] = f"{len(rows)} rows"
+    echo_summary(lines)
+
+
+@click.command()
+@model_option
+@dataset_options
+@click.option("--train-dataset", default=None, help="Labelled training data to extract triggers from.")
+@click.option("--triggers", "triggers_path", default=None, type=click.Path(dir_okay=False),
+              help="A triggers.json from `attrtools triggers` (instead of --train-dataset).")
+@click.option("--recipes", default="deepwordbug,pruthi,input-reduction,wir-delete,wir-attribution", show_default=True,
+              help="Comma list among deepwordbug, pruthi, input-reduction, wir-delete, wir-attribution.")
+@click.option("--no-triggers", is_flag=True, help="Skip the trigger attack and the per-class table.")
+@click.option("--num-examples", default=100, show_default=True, help="Examples of --dataset to attack.")
+@_with(extraction_options)
+@click.option("--top-triggers", default=10, show_default=True, help="Trigger candidates the search chooses from.")
+@click.option("--top-k", default=3, show_default=True, help="Triggers evaluated in the per-class table.")
+@click.option("--max-inserted-words", default=4, show_default=True, help="Constraint of the trigger attack.")
+@click.option("--rank-method", default="attattr", show_default=True,
+              help="Attribution ranking the words for wir-attribution (any attrtools method, e.g. grad_input).")
+@click.option("--rank-steps", default=20, show_default=True, help="AttAttr steps for the ranking (attattr only).")
+@click.option("--query-budget", default=None, type=int, help="TextAttack query budget per example.")
+@click.option("--chunk-size", default=10, show_default=True, help="Examples per Attacker run (resume granularity).")
+@click.option("--seed", default=765, show_default=True, help="TextAttack random seed.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")
+@output_dir_option
+@device_option
+def audit(model_name, dataset, text_column, pair_column, label_column, limit, train_dataset, triggers_path, recipes,
+          no_triggers, num_examples, num_train_examples, steps, pattern_threshold, top2_ratio, use_all, use_cache,
+          top_triggers, top_k, max_inserted_words, rank_method, rank_steps, query_budget, chunk_size, seed, progress,
+          output_dir, device):
+    """Robustness audit with TextAttack: the attribution-trigger attack and the offline recipes
+    (DeepWordBug, Pruthi, InputReduction), plus attribution-ranked vs leave-one-out word ranking,
+    on the same examples. Writes results.csv (TextAttack's CSV columns), summary.json,
+    per_class.csv and report.html. Rerun with the same --output-dir to resume."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .audit import ALL_RECIPES
+
+    names = [r.strip() for r in recipes.split(",") if r.strip()]
+    unknown = [r for r in names if r not in ALL_RECIPES or r == "triggers"]
+    if unknown:
+        raise UserError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ALL_RECIPES[1:])}")
+    if not no_triggers:
+        if not train_dataset and not triggers_path and not (output_dir and os.path.exists(
+                os.path.join(output_dir, "triggers.json"))):
+            raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
+        names = ["triggers"] + names
+    dev = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")[:num_examples]
+    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset") \
+        if train_dataset and not no_triggers else None
+    try:
+        from .textattack_compat import TextAttackUnavailable, load_textattack
+
+        load_textattack()
+    except TextAttackUnavailable as err:
+        raise UserError(str(err)) from None
+    out = make_run_dir(output_dir, "audit", {"model": model_name, "dataset": dataset, "train_dataset": train_dataset,
+                                             "recipes": names, "num_examples": num_examples, "steps": steps,
+                                             "rank_method": rank_method, "seed": seed})
+    quiet_transformers()
+    model, tok = load_model_or_fail(model_name, device)
+    cache = _cache(use_cache)
+    patterns, per_class = None, None
+    if not no_triggers:
+        from .triggers import load_triggers, per_class_accuracy, unique_triggers
+
+        existing = triggers_path or os.path.join(out, "triggers.json")
+        if triggers_path or (os.path.exists(existing) and train is None) or \
+                (os.path.exists(existing) and os.path.exists(os.path.join(out, "results.csv"))):
+            try:
+                patterns, _ = load_triggers(existing)
+            except (OSError, ValueError) as err:
+                raise UserError(f"cannot read triggers from {existing}: {err}") from None
+        else:
+            patterns, _ = _extract(model, tok, train, num_train_examples, steps, pattern_threshold, top2_ratio,
+                                   use_all, cache, out)
+        if not patterns:
+            raise UserError("no trigger pattern passed the threshold; lower --pattern-threshold or use more examples")
+        from .audit import write_per_class
+
+        per_class = per_class_accuracy(model, tok, dev, patterns, top_k=top_k)
+        write_per_class(os.path.join(out, "per_class.csv"), per_class)
+        patterns = unique_triggers(patterns)[:top_triggers]
+    from .audit import read_rows, run_audit
+    from .report import render_report
+    from ..io import write_text
+
+    rank_params = {"steps": rank_steps} if rank_method == "attattr" else {}
+    summary = run_audit(model, tok, dev, out, recipes=names, patterns=patterns, chunk_size=chunk_size,
+                        max_inserted_words=max_inserted_words, rank_method=rank_method, rank_params=rank_params,
+                        cache=cache, query_budget=query_budget, seed=seed, progress=progress)
+    write_text(os.path.join(out, "report.html"),
+               render_report(summary, read_rows(os.path.join(out, "results.csv")), per_class, patterns,
+                             config={"model": model_name, "dataset": dataset, "examples": len(dev)}))
+    lines = {"output": out}
+    for name, s in summary["recipes"].items():
+        lines[name] = (f"success {s['attack_success_rate']}%, acc. under attack {s['attack_accuracy_perc']}% "
+                       f"(clean {s['original_accuracy']}%), avg queries {s['avg_num_queries']}")
+    echo_summary(lines)
