@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, asdict
 from typing import Any
 
@@ -126,18 +125,12 @@ class Attribution:
         """Write one safetensors file (atomically: temporary name, then rename)."""
         from safetensors.torch import save_file
 
+        from .io import atomic_path
+
         path = os.fspath(path)
         meta = {"attrtools": json.dumps(self.metadata(), sort_keys=True)}
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
-        os.close(fd)
-        try:
+        with atomic_path(path, suffix=".safetensors") as tmp:
             save_file({"scores": self.scores.detach().cpu().contiguous()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         return path
 
     @classmethod
