@@ -8,6 +8,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models gain nothing from intra-op threads, and several torch processes on a small machine
+# spin against each other when each takes every core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
@@ -20,7 +23,7 @@ SHARED_SST2 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dat
 
 def pytest_configure(config):
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(1)
     import transformers
 
     transformers.logging.set_verbosity_error()
