@@ -290,7 +290,9 @@ def test_planted_tree_links_alpha_beta(planted):
     trees, atts = build_trees(Engine(model, tok), PLANTED_EXAMPLES, steps=20, root="cls")
     linked = 0
     for g, a in zip(trees, atts):
+        assert g.graph["root"] == 0 and g.graph["use_last_layer"]
         where = {d["token"]: n for n, d in g.nodes(data=True)}
+        assert "alpha" in where or "beta" in where, list(g.edges)
         if "alpha" in where and "beta" in where:
             linked += nx.has_path(g.to_undirected(as_view=True), where["alpha"], where["beta"])
     assert linked >= 3, [list(g.edges) for g in trees]
@@ -302,9 +304,13 @@ def test_cli_text_and_dataset(planted_dir, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "run"
-    result = runner.invoke(main, ["tree", "--model", planted_dir, "--text", "the alpha film was beta fun",
-                                  "--steps", "4", "--output-dir", str(out), "--no-cache"])
+    args = ["tree", "--model", planted_dir, "--text", "the alpha film was beta fun", "--steps", "4"]
+    result = runner.invoke(main, args + ["--output-dir", str(out)])
     assert result.exit_code == 0, result.output
+    again = runner.invoke(main, args + ["--output-dir", str(tmp_path / "again"), "--formats", "json"])
+    assert again.exit_code == 0 and re.search(r"computed / from cache\s+0 / 1", again.output), again.output
+    assert read_node_link(str(tmp_path / "again" / "trees" / "000000.json")).edges == \
+        read_node_link(str(out / "trees" / "000000.json")).edges
     for ext in FORMATS:
         assert (out / "trees" / f"000000.{ext}").exists()
     for name in ("layer_stats.csv", "patterns.csv", "trees.csv", "edges.csv", "tree_stats.json", "layer_stats.png",

@@ -15,17 +15,27 @@ Algorithm (``build_tree``), for one example with AttAttr scores ``Attr^l_h`` (``
 3. Threshold ``τ`` (0.4): an entry is salient iff ``P^l[i, j] > τ``.
 4. Root. ``root="top"`` (the official code, **our default**): the top token maximises
    ``Σ_j S[i, j]`` over ``i ≠ cls``, where ``S = Σ_l M^l`` (all ``L`` layers, as in the code) with
-   the diagonal, the negative entries and the [CLS] row set to 0. ``root="cls"`` (the paper/the
-   author's description): the root is [CLS] itself.
-5. Top layer ``t`` (``L-2`` in the code, which never uses the last layer index ``L-1``;
-   ``use_last_layer=True`` gives ``t = L-1``): an edge ``root -> j`` for every ``j ≠ root`` with
-   ``P^t[root, j] > τ``; these ``j`` become *leaves*, the root becomes *fixed* if it got a child.
+   the diagonal, the negative entries and the [CLS] row set to 0. ``root="cls"`` (the paper and
+   the author's description in issue #9: "[CLS] is the root ... we only consider its interactions
+   with other tokens in the last layer"): the root is [CLS] itself.
+5. Top layer ``t``: ``L-2`` in the code, which never uses the last layer index ``L-1``
+   (``use_last_layer=True`` gives ``t = L-1``; the default ``None`` means False for ``root="top"``
+   and True for ``root="cls"``, following the author's "in the last layer"): an edge
+   ``root -> j`` for every ``j ≠ root`` with ``P^t[root, j] > τ``; these ``j`` become *leaves*, the
+   root becomes *fixed* if it got a child. With ``root="cls"`` the root row is normalised by its
+   own ``|max_{j≠cls} M^t[cls, j]|`` (the step-2 normaliser leaves that row out by construction).
 6. For ``l = t-1 .. 0``, queries ``i ≠ cls`` ascending, keys ``j`` ascending, with
    ``P^l[i, j] > τ`` — the states are read and changed as the loop goes, exactly as in the code:
    skip if ``i`` is not in the tree or ``j`` is fixed or the edge exists or both are leaves or
    ``i`` is fixed and ``j`` a leaf; if ``i`` is a leaf and ``j`` new: edge ``i -> j``, ``i``
    becomes fixed, ``j`` a leaf; if ``i`` is fixed and ``j`` new: edge ``i -> j``, ``j`` a leaf.
    (So a node can only be reached once: the result is an arborescence rooted at the root.)
+
+Why the code skips the last layer (our reading): in a [CLS]-pooled classifier only the [CLS] row
+of the last layer reaches the output, so every other row of ``M^{L-1}`` is exactly 0 and the
+step-2 normaliser of that layer is 0. With ``root="top"`` and ``use_last_layer=True`` the last
+layer therefore adds no edge (a zero normaliser gives no salient entry); with ``root="cls"`` it
+is the layer that holds [CLS]'s interactions, hence the own-row normaliser above.
 
 Deviations from the official code (deliberate, all documented):
 

@@ -13,11 +13,13 @@ from ..commands.common import (UserError, dataset_options, device_option, echo_s
 
 
 def _open_cache(cache_dir):
+    """The shared attribution cache (the one every tool and ``attrtools attribute`` use)."""
+    from ..cache import AttributionCache
+
     try:
-        from ..cache import AttributionCache
-    except ImportError:  # the shared cache module is optional
-        return None
-    return AttributionCache(cache_dir)
+        return AttributionCache(cache_dir)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot open the attribution cache {cache_dir!r}: {err}") from None
 
 
 @click.command()
@@ -29,8 +31,9 @@ def _open_cache(cache_dir):
               help="τ: a normalised per-layer attribution above it is a salient dependency.")
 @click.option("--root", type=click.Choice(["top", "cls"]), default="top", show_default=True,
               help="top: the token with the largest total attribution (official code); cls: [CLS] (paper/author).")
-@click.option("--use-last-layer", is_flag=True,
-              help="Start at the last layer (L-1); the official code starts at L-2.")
+@click.option("--use-last-layer/--no-last-layer", default=None,
+              help="Start at the last layer L-1 (default with --root cls) or at L-2 as the official code "
+                   "(default with --root top).")
 @click.option("--steps", type=int, default=20, show_default=True, help="AttAttr IG steps (the official tree used 64).")
 @click.option("--target", default="pred", show_default=True, help="'pred' (official), 'gold' or a class index.")
 @click.option("--formats", default="graphml,json,dot,png,svg,html", show_default=True,
@@ -39,7 +42,8 @@ def _open_cache(cache_dir):
               help="With --dataset, draw png/svg only for the first N examples (-1: all).")
 @click.option("--top-patterns", type=int, default=50, show_default=True, help="Rows of patterns.csv.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--cache-dir", default=None, help="Attribution cache folder (default $ATTRTOOLS_CACHE).")
+@click.option("--cache-dir", default=None,
+              help="Attribution cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools).")
 @click.option("--no-cache", is_flag=True, help="Compute everything, read and write no cache.")
 @output_dir_option
 @device_option
@@ -89,6 +93,8 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     from ..models import num_layers_heads
 
     num_layers = num_layers_heads(model)[0]
+    if use_last_layer is None:
+        use_last_layer = root == "cls"
     if num_layers < 2 and not use_last_layer:
         raise UserError(f"{model_name} has {num_layers} layer; the official tree starts at layer L-2: "
                         "add --use-last-layer")
@@ -127,5 +133,6 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
         "trees": summary["trees"], "mean edges per tree": summary["mean_edges_per_tree"],
         "mean depth": summary["mean_depth"], "mean |i-j| per layer": distances or "-",
         "computed / from cache": f"{engine.stats['computed']} / {engine.stats['hits']}",
+        "cache": engine.cache.directory if getattr(engine.cache, "directory", None) else "off",
         "first picture": first_picture or "-", "statistics": files["layer_stats"], "output": run_dir,
     })
