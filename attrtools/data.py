@@ -10,7 +10,8 @@ from .types import Example
 TEXT_GUESSES = ("text", "sentence", "sentence1", "premise", "question", "review", "content")
 PAIR_GUESSES = ("text_pair", "sentence2", "hypothesis", "question2")
 LABEL_GUESSES = ("label", "labels", "gold_label", "target", "class")
-LOCAL_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".jsonl": ("json", {}),
+# TSV has no quoting convention (GLUE's files are read with QUOTE_NONE): a leading '"' is text.
+LOCAL_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t", "quoting": 3}), ".jsonl": ("json", {}),
                  ".json": ("json", {})}
 
 
@@ -37,11 +38,14 @@ def load_table(spec: str):
     if ext in LOCAL_FORMATS:
         if not os.path.exists(local):
             raise DataError(f"dataset file not found: {local}")
+        if os.path.getsize(local) == 0:
+            raise DataError(f"dataset file is empty: {local}")
         builder, kwargs = LOCAL_FORMATS[ext]
         try:
-            return datasets.load_dataset(builder, data_files={"data": local}, split="data", **kwargs)
+            return datasets.load_dataset(builder, data_files={"data": os.path.abspath(local)}, split="data",
+                                         **kwargs)
         except Exception as err:  # datasets raises many types for malformed files
-            raise DataError(f"cannot read {local} as {ext[1:]}: {err}") from None
+            raise DataError(f"cannot read {local} as {ext[1:]}: {type(err).__name__}: {err}") from None
     path, config, split = parse_spec(spec)
     try:
         return datasets.load_dataset(path, config, split=split or "validation")
@@ -66,8 +70,13 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
                   label_column: str | None = None, limit: int | None = None,
                   label_names: list[str] | None = None) -> list[Example]:
     """Examples from a dataset spec. Labels given as strings are mapped through ``label_names``
-    (or the dataset's ClassLabel names)."""
+    (a list, or a comma-separated string, index = class id), else the dataset's ClassLabel names;
+    integer labels (or integer strings) are used as they are; negative labels mean "unknown"."""
+    if isinstance(label_names, str):
+        label_names = [name.strip() for name in label_names.split(",") if name.strip()]
     table = load_table(spec)
+    if len(table) == 0:
+        raise DataError(f"dataset {spec!r} has no rows")
     columns = list(table.column_names)
     text = _pick(columns, text_column, TEXT_GUESSES, "text", True)
     pair = _pick(columns, pair_column, PAIR_GUESSES, "pair", False) if pair_column is not None or \
@@ -88,7 +97,8 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
             elif names and value in names:
                 value = names.index(value)
             else:
-                raise DataError(f"row {index}: label {value!r} is not an integer or a known label name")
+                known = f"known names: {list(names)}" if names else "no label names given (--label-names)"
+                raise DataError(f"row {index}: label {value!r} is not an integer or a known label name; {known}")
         if value is not None and value < 0:
             value = None  # GLUE test splits mark unknown labels with -1
         if row[text] is None:

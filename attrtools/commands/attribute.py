@@ -18,20 +18,28 @@ from .common import (UserError, dataset_options, device_option, echo_summary, ma
 @click.option("--target", default="pred", show_default=True, help="'pred', 'gold' or a class index.")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Method parameter, e.g. --param steps=64 (repeatable; values parsed as JSON when possible).")
+@click.option("--label-names", default=None, metavar="NAME,NAME,...",
+              help="Class names in class-id order, to map string labels of the dataset (e.g. negative,positive).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--cache-dir", default=None, help="Attribution cache folder (default $ATTRTOOLS_CACHE).")
+@click.option("--cache-dir", default=None,
+              help="Attribution cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools).")
 @click.option("--no-cache", is_flag=True, help="Compute everything, read and write no cache.")
 @output_dir_option
 @device_option
 def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, method, target,
-              params, batch_size, cache_dir, no_cache, output_dir, device):
-    """Attribute texts or a dataset with one method; one safetensors file per example."""
+              params, label_names, batch_size, cache_dir, no_cache, output_dir, device):
+    """Attribute texts or a dataset with one method; one safetensors file per example.
+
+    Results go through the attribution cache (unless --no-cache): each batch is written as soon as
+    it is computed, so an interrupted run resumes where it stopped when started again."""
     import json
 
     from .. import methods as registry
     from ..engine import Engine
     from ..types import Example
 
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
     if bool(texts) == bool(dataset):
         raise UserError("give either --text (one or more) or --dataset")
     if pairs and len(pairs) != len(texts):
@@ -55,7 +63,7 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
         from ..data import DataError, load_examples
 
         try:
-            examples = load_examples(dataset, text_column, pair_column, label_column, limit)
+            examples = load_examples(dataset, text_column, pair_column, label_column, limit, label_names=label_names)
         except DataError as err:
             raise UserError(str(err)) from None
     else:
@@ -75,15 +83,17 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     for index, attribution in enumerate(results):
         attribution.save(os.path.join(out, f"{index:06d}.safetensors"))
     echo_summary({"method": method, "examples": len(results), "computed": engine.stats["computed"],
-                  "from cache": engine.stats["hits"], "output": out})
+                  "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
+                  "output": out})
 
 
 def _open_cache(cache_dir):
+    from ..cache import AttributionCache
+
     try:
-        from ..cache import AttributionCache
-    except ImportError:
-        return None
-    return AttributionCache(cache_dir)
+        return AttributionCache(cache_dir)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot open the attribution cache {cache_dir!r}: {err}") from None
 
 
 @click.command()
