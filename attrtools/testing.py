@@ -87,7 +87,7 @@ def planted_dataset(count: int, seed: int = 0) -> list[tuple[str, int]]:
     return [planted_example(rng) for _ in range(count)]
 
 
-def train_planted_model(directory: str, model_type: str = "bert", steps: int = 400, seed: int = 0,
+def train_planted_model(directory: str, model_type: str = "bert", steps: int = 700, seed: int = 0,
                         layers: int = 2, heads: int = 4, hidden: int = 48) -> tuple[str, float]:
     """Train a tiny classifier on the planted task; returns (directory, held-out accuracy)."""
     from transformers import AutoModelForSequenceClassification
