@@ -110,7 +110,7 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     evaluation = Evaluation(preset=preset, operator=operator, reference=reference if reference_scores is not None
                             else None, n_examples=len(examples), clean_accuracy=clean_accuracy, results=results,
                             notes=notes)
-    for name in list(methods) + [RANDOM]:
+    for name in [RANDOM] + list(methods):  # random first: every partial report has its floor
         limit = method_limits.get(name)
         subset = examples if limit is None else examples[:limit]
         result = MethodResult(name=name, n_examples=len(subset), params=dict(method_params.get(name, {})))
