@@ -143,10 +143,14 @@ def test_per_class_table(planted, planted_triggers):
 # ------------------------------------------------------------------------------------ TextAttack
 @pytest.fixture(scope="module")
 def ta():
-    pytest.importorskip("textattack")
-    from attrtools.adversarial.textattack_compat import load_textattack
+    # The shims must be in place before the import (a bare import fails on the missing flair).
+    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
 
-    return load_textattack()
+    try:
+        load_textattack()
+    except TextAttackUnavailable:
+        pass
+    return pytest.importorskip("textattack")
 
 
 def test_import_keeps_environment(ta, monkeypatch):
@@ -193,11 +197,17 @@ def test_audit_on_planted_model(ta, planted, planted_triggers, tmp_path):
 
     model, tok = planted
     patterns, _ = planted_triggers
+    # Candidates: the extracted triggers as found, plus each extracted word placed at the very start
+    # (the position that decides the planted rule): the greedy search composes them.
+    words = sorted({w.word for p in T.unique_triggers(patterns)[:4] for w in p.words})
+    assert set(words) & {"alpha", "beta"}
+    front = [T.Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [T.TriggerWord(w, 0, 0.01)])
+             for w in words]
+    candidates = T.unique_triggers(patterns)[:4] + front
     dev = [Example(t, label=l) for t, l in planted_dataset(6, seed=31)]
     out = str(tmp_path / "audit")
     summary = run_audit(model, tok, dev, out, recipes=("triggers", "wir-delete", "wir-attribution"),
-                        patterns=T.unique_triggers(patterns)[:4], rank_method="grad_input", chunk_size=4,
-                        progress=False)
+                        patterns=candidates, rank_method="grad_input", chunk_size=4, progress=False)
     df = pd.read_csv(os.path.join(out, "results.csv"))
     assert list(df.columns[:len(TEXTATTACK_COLUMNS)]) == TEXTATTACK_COLUMNS
     assert len(df) == 18 and set(df["recipe"]) == {"triggers", "wir-delete", "wir-attribution"}
@@ -211,7 +221,7 @@ def test_audit_on_planted_model(ta, planted, planted_triggers, tmp_path):
     assert ranking["ranked"] >= 1
     # resume: nothing is attacked again, rows stay the same
     summary2 = run_audit(model, tok, dev, out, recipes=("triggers", "wir-delete", "wir-attribution"),
-                         patterns=T.unique_triggers(patterns)[:4], rank_method="grad_input", progress=False)
+                         patterns=candidates, rank_method="grad_input", progress=False)
     assert len(pd.read_csv(os.path.join(out, "results.csv"))) == 18
     assert "this_session" not in summary2["recipes"]["triggers"]
     assert summary2["recipes"]["triggers"]["attack_success_rate"] == trig["attack_success_rate"]

@@ -21,8 +21,12 @@ TextAttack computes on this session's result objects are stored next to them as 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import logging
 import os
+import warnings
 
 from ..io import atomic_path, write_json, write_text
 from ..types import Example
@@ -34,6 +38,22 @@ EXTRA_COLUMNS = ["recipe", "example_index", "num_words", "num_words_perturbed"]
 OFFLINE_RECIPES = ("deepwordbug", "pruthi", "input-reduction")
 SEARCH_COMPARISON = ("wir-delete", "wir-attribution")
 ALL_RECIPES = ("triggers",) + OFFLINE_RECIPES + SEARCH_COMPARISON
+
+
+@contextlib.contextmanager
+def quiet_textattack():
+    """Silence TextAttack's INFO log lines, its own tqdm bar (printed even with ``silent=True``)
+    and its metric warnings; our own progress bar reports instead."""
+    ta = load_textattack()
+    log = ta.shared.logger
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, max_inserted_words: int = 4,
@@ -78,8 +98,9 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
 def result_row(result, recipe: str, index: int) -> dict:
     """TextAttack's CSVLogger row for one ``AttackResult`` plus our bookkeeping columns."""
     ta = load_textattack()
-    logger = ta.loggers.CSVLogger(filename=os.devnull, color_method="file")
-    logger.log_attack_result(result)
+    with quiet_textattack():
+        logger = ta.loggers.CSVLogger(filename=os.devnull, color_method="file")
+        logger.log_attack_result(result)
     logger._flushed = True
     row = dict(logger.row_list[0])
     original = result.original_result.attacked_text
@@ -193,8 +214,9 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
         todo = [i for i in range(len(examples)) if (recipe, i) not in done]
         if not todo:
             continue
-        attack, search = build_attack(recipe, wrapper, model, tokenizer, patterns, max_inserted_words,
-                                      rank_method, rank_params, cache, query_budget)
+        with quiet_textattack():
+            attack, search = build_attack(recipe, wrapper, model, tokenizer, patterns, max_inserted_words,
+                                          rank_method, rank_params, cache, query_budget)
         if search is not None and hasattr(search, "prefetch"):
             search.prefetch([examples[i] for i in todo])
         bar.set_postfix_str(recipe)
@@ -203,8 +225,9 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
             chunk = todo[pos:pos + chunk_size]
             args = ta.AttackArgs(num_examples=len(chunk), disable_stdout=True, silent=True, random_seed=seed,
                                  query_budget=query_budget)
-            attacker = ta.Attacker(attack, textattack_dataset([examples[i] for i in chunk]), args)
-            chunk_results = attacker.attack_dataset()
+            with quiet_textattack():
+                attacker = ta.Attacker(attack, textattack_dataset([examples[i] for i in chunk]), args)
+                chunk_results = attacker.attack_dataset()
             results += chunk_results
             rows += [result_row(res, recipe, i) for res, i in zip(chunk_results, chunk)]
             write_rows(results_path, rows)
