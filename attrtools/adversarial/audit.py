@@ -49,7 +49,8 @@ def quiet_textattack():
     level = log.level
     log.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()), \
+                contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", RuntimeWarning)
             yield
     finally:
