@@ -155,12 +155,12 @@ def test_runner_on_planted_model_uses_cache_and_adds_random(planted, tmp_path):
         assert by[name].summary["curves"]["deletion"][0] == pytest.approx(sum(m["f0"] for m in per) / len(per))
     second = evaluate_methods(model, tok, examples, ["decompx"], cache=cache, reference=None,
                               method_limits={"decompx": 8})
-    again = second.results[0]
+    again = {r.name: r for r in second.results}["decompx"]
     assert again.from_cache == 8 and again.n_examples == 8
     assert [m["aopc_comp"] for m in again.per_example] == pytest.approx(
         [m["aopc_comp"] for m in by["decompx"].per_example[:8]])
     # the random row is seeded: identical across runs
-    assert second.results[-1].summary["aopc_comp"] == pytest.approx(by["random"].summary["aopc_comp"])
+    assert second.results[0].summary["aopc_comp"] == pytest.approx(by["random"].summary["aopc_comp"])
 
 
 def test_method_refusing_the_architecture_is_a_skipped_row(tiny_models):
