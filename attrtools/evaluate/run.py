@@ -143,6 +143,9 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
             for a, e in zip(attrs, encoded):
                 if list(a.input_ids) != list(e.input_ids):
                     raise RuntimeError(f"{name}: attribution tokens differ from the evaluated input")
+            differ = sum(1 for i, a in enumerate(attrs) if a.target is not None and a.target != predicted[i])
+            if differ:  # near-ties where batched and unbatched forwards disagree on the argmax
+                notes.append(f"{name}: {differ} example(s) explained a class other than the evaluated prediction")
         plans = [plan_example(e.input_ids, e.token_type_ids, specials[i], token_lists[i], bins, perturber)
                  for i, e in enumerate(encoded[: len(subset)])]
         say(f"  perturbing: {sum(1 for p in plans for _ in p.sequences())} sequences ({name})")
