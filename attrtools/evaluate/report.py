@@ -139,13 +139,15 @@ def plot_curves(evaluation, path: str) -> str:
     panels = [("deletion", "grid", "deletion (MoRF): p(ŷ) ↓"), ("insertion", "grid", "insertion: p(ŷ) ↑"),
               ("accuracy", "bins", "accuracy after removing top-k ↓")]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    palette = plt.get_cmap("tab20").colors
     for ax, (curve, axis, label) in zip(axes, panels):
-        for r in sorted(evaluation.ok(), key=lambda r: r.name):
+        for index, r in enumerate(sorted(evaluation.ok(), key=lambda r: r.name)):
             c = r.summary.get("curves", {})
             ys = c.get(curve)
             if not ys or all(y is None or (isinstance(y, float) and math.isnan(y)) for y in ys):
                 continue
-            style = dict(color="black", linestyle="--") if r.name == "random" else {}
+            style = dict(color="black", linestyle="--") if r.name == "random" else \
+                dict(color=palette[(2 * index) % 20 + (index // 10) % 2], linestyle=("-", ":", "-.")[index % 3])
             ax.plot([100 * x for x in c[axis]], ys, marker=".", label=r.name, **style)
         ax.set_xlabel(f"% of non-special tokens ({evaluation.operator})")
         ax.set_title(label)
