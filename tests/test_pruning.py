@@ -12,7 +12,7 @@ from attrtools.capture import capture
 from attrtools.engine import Engine
 from attrtools.pruning.curve import evaluate_masked, prepare_batches, pruning_curve
 from attrtools.pruning.importance import ablation_importance, head_importance, masked_copy, taylor_gradients
-from attrtools.pruning.plan import iterative_plans, make_plan, plan_size, plan_to_mask
+from attrtools.pruning.plan import fraction_grid, iterative_plans, make_plan, plan_size, plan_to_mask
 from attrtools.pruning.prune import count_parameters, kv_group_size, load_pruned, prune_heads, save_pruned
 from attrtools.testing import planted_dataset
 from attrtools.types import Example
@@ -133,6 +133,7 @@ def test_plans():
     assert make_plan(table, count=3, group_size=2) == {1: [0, 1]}
     # nested: already-chosen heads stay
     assert make_plan(table, count=3, already={0: [3]}) == {0: [3], 1: [0, 3]}
+    assert fraction_grid(0.25) == [0.0, 0.25, 0.5, 0.75, 1.0] and len(fraction_grid(0.1)) == 11
     with pytest.raises(ValueError):
         make_plan(table, count=9)
     with pytest.raises(ValueError):
@@ -240,7 +241,7 @@ def test_cli_end_to_end(planted_dir, tmp_path):
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data),
                                        "--num-examples", "12", "--steps", "4", "--prune-fraction", "0.5",
-                                       "--strategies", "attattr,ablation,random", "--fraction-step", "0.25",
+                                       "--strategies", "attattr,ablation,random", "--fractions", "0,0.5,1",
                                        "--latency-repeats", "2", "--output-dir", str(out)])
     assert result.exit_code == 0, result.output
     for name in ["head_importance.csv", "pruning_curve.csv", "pruning_curve.png", "pruned_heads.json",
@@ -250,7 +251,7 @@ def test_cli_end_to_end(planted_dir, tmp_path):
     assert summary["plan"]["heads_pruned"] == 4 and summary["plan"]["masked_equals_pruned"]
     assert summary["parameters"]["after"] < summary["parameters"]["before"]
     curve = (out / "pruning_curve.csv").read_text().splitlines()
-    assert len(curve) == 1 + 3 * 5  # 3 strategies x (0, 25, 50, 75, 100 %)
+    assert len(curve) == 1 + 3 * 3  # 3 strategies x (0, 50, 100 %)
     assert len((out / "head_importance.csv").read_text().splitlines()) == 1 + 3 * 8
     model, _ = attrtools.load_pruned(str(out / "pruned_model"))
     assert attrtools.models.heads_per_layer(model) != [4, 4]

@@ -67,7 +67,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
                 strategies=("attattr", "taylor", "attention", "ablation", "random"), num_examples: int = 200,
                 prune_fraction: float | None = 0.5, prune_count: int | None = None, plan_strategy: str | None = None,
                 per_layer: bool = False, keep_one_per_layer: bool = False, iterative: bool = False,
-                steps: int = 20, fraction_step: float = 0.1, seed: int = 0, ablation_metric: str = "loss",
+                steps: int = 20, fraction_step: float = 0.1, fractions=None, seed: int = 0, ablation_metric: str = "loss",
                 cache=None, batch_size: int = 8, eval_batch_size: int = 64, latency_batch: int = 32,
                 latency_repeats: int = 20, save_model: bool = True, log=print) -> dict:
     """Run the planner; write every output into ``run_dir``; return the summary dict."""
@@ -83,7 +83,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     eval_examples = list(eval_examples) if eval_examples is not None else list(examples)
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
     eval_batches = prepare_batches(engine, eval_examples, eval_batch_size)
-    grid = fraction_grid(fraction_step)
+    grid = sorted({round(float(f), 10) for f in fractions}) if fractions else fraction_grid(fraction_step)
     counts = counts_for_fractions(grid, total)
     plan_kwargs = dict(per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, group_size=group)
     os.makedirs(run_dir, exist_ok=True)
