@@ -249,10 +249,15 @@ def test_statistics_known_values(tmp_path):
     patterns = stats.pattern_rows()
     assert (patterns[0]["source_token"], patterns[0]["target_token"], patterns[0]["count"]) == ("b", "a", 2)
     assert patterns[0]["trees"] == 2 and patterns[0]["layers"] == "1:2" and len(patterns) == 5
+    words = stats.pattern_rows(skip_special=True)  # special_tokens_mask not given: nothing is special
+    assert words == patterns
+    g3 = build_tree(hand_built(), TOKENS, special_tokens_mask=[1, 0, 0, 0, 1, 0])
+    words = TreeStatistics().extend([g3]).pattern_rows(skip_special=True)
+    assert {(r["source_token"], r["target_token"]) for r in words} == {("b", "a"), ("b", "c"), ("b", "d")}
     summary = stats.summary()
     assert summary["trees"] == 2 and summary["edges"] == 6 and summary["max_depth"] == 2
     files = stats.write(str(tmp_path))
-    for key in ("layer_stats", "patterns", "trees", "edges", "summary", "plot"):
+    for key in ("layer_stats", "patterns", "patterns_words", "trees", "edges", "summary", "plot"):
         assert os.path.getsize(files[key]) > 0
     with open(files["layer_stats"]) as f:
         assert f.readline().strip().startswith("layer,edges,edges_per_tree")

@@ -10,7 +10,8 @@ For a set of trees (``nx.DiGraph`` from ``build_tree``):
 - per tree: nodes, edges, **depth** (longest root-to-leaf path in edges), root token, and the
   predicted/gold class.
 
-Outputs (``TreeStatistics.write(dir)``): ``layer_stats.csv``, ``patterns.csv``, ``trees.csv``,
+Outputs (``TreeStatistics.write(dir)``): ``layer_stats.csv``, ``patterns.csv`` (all edges),
+``patterns_words.csv`` (edges touching no special token such as [CLS]/[SEP]), ``trees.csv``,
 ``edges.csv``, ``tree_stats.json`` and ``layer_stats.png`` (edges per layer and mean distance per layer).
 """
 from __future__ import annotations
@@ -94,13 +95,14 @@ class TreeStatistics:
             })
         return rows
 
-    def pattern_rows(self, top: int = 50) -> list[dict]:
+    def pattern_rows(self, top: int = 50, skip_special: bool | None = None) -> list[dict]:
+        skip_special = self.skip_special if skip_special is None else skip_special
         counts: Counter = Counter()
         layers: dict[tuple, Counter] = defaultdict(Counter)
         distance: dict[tuple, int] = defaultdict(int)
         trees: dict[tuple, set] = defaultdict(set)
         for e in self.edges:
-            if self.skip_special and e["special"]:
+            if skip_special and e["special"]:
                 continue
             key = (e["source_token"], e["target_token"])
             counts[key] += 1
@@ -141,6 +143,9 @@ class TreeStatistics:
                 "mean_score"])),
             "patterns": write_text(os.path.join(directory, "patterns.csv"), _csv(self.pattern_rows(top_patterns), [
                 "source_token", "target_token", "count", "trees", "mean_distance", "layers"])),
+            "patterns_words": write_text(os.path.join(directory, "patterns_words.csv"), _csv(
+                self.pattern_rows(top_patterns, skip_special=True),
+                ["source_token", "target_token", "count", "trees", "mean_distance", "layers"])),
             "trees": write_text(os.path.join(directory, "trees.csv"), _csv(self.trees, [
                 "index", "example_id", "n_tokens", "nodes", "edges", "depth", "root", "root_token", "predicted",
                 "label", "text"])),
