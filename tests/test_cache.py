@@ -285,10 +285,10 @@ def test_cross_process_reads_and_concurrent_writers(planted, planted_dir, tmp_pa
 
 def test_killed_job_resumes_without_recomputing(planted_dir, tmp_path):
     cache_dir, data = tmp_path / "cache", tmp_path / "data.jsonl"
-    texts = _texts(40, seed=3)
+    texts = _texts(24, seed=3)
     data.write_text("".join(json.dumps({"text": t, "label": 0}) + "\n" for t in texts))
     args = ["attribute", "--model", planted_dir, "--dataset", str(data), "--method", "attattr",
-            "--param", "steps=300", "--batch-size", "1", "--cache-dir", str(cache_dir)]
+            "--param", "steps=200", "--batch-size", "1", "--cache-dir", str(cache_dir)]
     proc = subprocess.Popen([sys.executable, "-m", "attrtools", *args, "--output-dir", str(tmp_path / "run1")],
                             env=_env(cache_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
