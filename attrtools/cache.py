@@ -258,8 +258,14 @@ class AttributionCache:
         blob = save({"scores": cpu}, metadata={HEADER_KEY: json.dumps(record, sort_keys=True)})
         path = self.path(key)
         folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
+        for attempt in range(3):  # another process's clear() may remove the shard folder meanwhile
+            os.makedirs(folder, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
