@@ -13,6 +13,9 @@ position (``baseline="zero"``, default) or the [PAD] token's embedding at every 
 (DecompX evaluates IG with step size 0.1, i.e. 10 steps). Token score = Σ_d IG_j,d (signed,
 ``aggregate="sum"``, default) or its L2 norm (``"l2"``, as DecompX's table).
 Completeness: ``Σ_j Σ_d IG ≈ y_c(e) − y_c(b)`` (exact as ``steps`` grows).
+Caveat: with RMSNorm right after the embeddings (Llama), the zero baseline is degenerate (the
+normalised input jumps from 0 to its full value near α = 0, gradient ~ 1/sqrt(ε)) and no
+quadrature converges (and a [PAD] row initialised to zero makes ``"pad"`` the same baseline).
 The steps of several examples share one batched pass (``internal_batch_size`` rows at a time).
 """
 from __future__ import annotations

@@ -1,0 +1,284 @@
+"""Invariants of the seed methods and baselines other than AttAttr/raw: Grad-SAM, Chefer 2021a
+(LRP) and 2021b, GlobEnc, rollout, flow, gradient x input, IG on embeddings."""
+import pytest
+import torch
+
+import attrtools
+from attrtools.engine import Engine
+from attrtools.methods import get
+from attrtools.methods.base import Batch, target_score
+from attrtools.testing import planted_dataset
+
+from conftest import PAIRS, SENTENCES
+
+METHODS = ["gradsam", "chefer_lrp", "chefer_grad", "globenc", "rollout", "flow", "grad_input", "ig_embed"]
+FAST = {"ig_embed": {"steps": 4}}
+POST_LN_ONLY = {"globenc", "chefer_lrp"}
+
+
+def make_batch(model, tokenizer, inputs, targets=None):
+    engine = Engine(model, tokenizer)
+    encs = [engine.encode(attrtools.Example.coerce(x)) for x in inputs]
+    batch_inputs = engine.collate(encs)
+    with torch.no_grad():
+        logits = model(**batch_inputs).logits
+    targets = logits.argmax(-1) if targets is None else torch.tensor(targets)
+    return Batch(batch_inputs, [e.length for e in encs], targets=targets, logits=logits)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_runs_or_refuses_cleanly(tiny, arch, method):
+    model, tokenizer = tiny
+    inputs = SENTENCES[:2] + PAIRS[:1]
+    if arch == "llama" and method in POST_LN_ONLY:
+        with pytest.raises(ValueError, match="llama"):
+            attrtools.attribute(model, tokenizer, inputs, method=method)
+        return
+    results = attrtools.attribute(model, tokenizer, inputs, method=method, **FAST.get(method, {}))
+    impl = get(method)
+    for a in results:
+        n = len(a.input_ids)
+        expected = (model.config.num_hidden_layers, n, n) if impl.kind == "layer_matrix" else (n,)
+        assert a.kind == impl.kind and tuple(a.scores.shape) == expected
+        assert torch.isfinite(a.scores).all()
+        assert a.token_scores().shape == (n,)
+        assert (a.target is None) == (impl.target == "none")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batched_equals_unbatched(tiny, arch, method):
+    model, tokenizer = tiny
+    if arch == "llama" and method in POST_LN_ONLY:
+        pytest.skip("refused architecture (see test_runs_or_refuses_cleanly)")
+    inputs = SENTENCES + PAIRS  # lengths differ: batch_size 4 pads
+    params = FAST.get(method, {})
+    batched = attrtools.attribute(model, tokenizer, inputs, method=method, batch_size=4, **params)
+    single = attrtools.attribute(model, tokenizer, inputs, method=method, batch_size=1, **params)
+    for b, s in zip(batched, single):
+        assert b.target == s.target
+        scale = s.scores.abs().max().clamp(min=1e-12)
+        assert ((b.scores - s.scores).abs().max() / scale).item() < 1e-4
+
+
+def test_gradsam_nonnegative_and_rows(tiny, arch):
+    model, tokenizer = tiny
+    for rows in ("all", "cls"):
+        for kind in ("logit", "prob"):
+            for a in attrtools.attribute(model, tokenizer, SENTENCES, method="gradsam", rows=rows, target_kind=kind):
+                assert (a.scores >= 0).all() and a.scores.sum() > 0
+    with pytest.raises(ValueError, match="rows"):
+        attrtools.attribute(model, tokenizer, SENTENCES[:1], method="gradsam", rows="every")
+
+
+def test_chefer_grad_relevance_bounds(tiny, arch):
+    from attrtools.methods.chefer_grad import relevance_matrices
+
+    model, tokenizer = tiny
+    batch = make_batch(model, tokenizer, SENTENCES + PAIRS)
+    for r in relevance_matrices(model, batch):
+        eye = torch.eye(r.shape[0])
+        assert (r - eye >= -1e-7).all()
+        assert (r.sum(-1) >= 1 - 1e-6).all()
+        assert (r - eye).sum() > 0  # the gradient-weighted attention contributed something
+
+
+def test_rollout_rows_sum_to_one(tiny, arch):
+    model, tokenizer = tiny
+    for a in attrtools.attribute(model, tokenizer, SENTENCES + PAIRS, method="rollout"):
+        torch.testing.assert_close(a.scores.sum(-1), torch.ones(a.scores.shape[:2]), atol=1e-5, rtol=0)
+        assert (a.scores >= 0).all()
+
+
+def test_globenc_decomposition_is_exact(tiny, arch):
+    """Σ_j z_(i<-j) + b_O = the real pre-LN1 vector; Σ_j g1_(i<-j) + g1(b_O) + β1 = the LN1 output."""
+    from attrtools.methods.globenc import layer_vectors, record_blocks
+    from attrtools.models import layer_module
+
+    model, tokenizer = tiny
+    if arch == "llama":
+        with pytest.raises(ValueError, match="pre-LN"):
+            get("globenc").check_model(model)
+        return
+    batch = make_batch(model, tokenizer, SENTENCES + PAIRS)
+    attentions, hidden, rec = record_blocks(model, batch)
+    n = batch.max_length
+    for l, attention in enumerate(attentions):
+        ln1 = layer_module(model, l, "ln_attention")
+        b_o = layer_module(model, l, "output").bias
+        pre = rec.pre_ln1[l]
+        z = layer_vectors(model, l, attention, hidden[l], rec, slice(0, n), "N_Res")
+        torch.testing.assert_close(z.sum(2) + b_o, pre, atol=1e-4, rtol=1e-4)
+        g1 = layer_vectors(model, l, attention, hidden[l], rec, slice(0, n), "N_ResLN")
+        sigma = (pre.var(-1, unbiased=False, keepdim=True) + ln1.eps).sqrt()
+        g_bias = (b_o - b_o.mean()) / sigma * ln1.weight
+        torch.testing.assert_close(g1.sum(2) + g_bias + ln1.bias, ln1(pre), atol=1e-4, rtol=1e-4)
+        # chunked rows give the same vectors as all rows at once
+        part = layer_vectors(model, l, attention, hidden[l], rec, slice(1, 3), "N_Enc")
+        full = layer_vectors(model, l, attention, hidden[l], rec, slice(0, n), "N_Enc")
+        torch.testing.assert_close(part, full[:, 1:3])
+
+
+def test_globenc_variants_and_chunking(planted):
+    from attrtools.methods.globenc import layer_norm_matrices
+
+    model, tokenizer = planted
+    batch = make_batch(model, tokenizer, SENTENCES + PAIRS)
+    whole = layer_norm_matrices(model, batch, "N_Enc")
+    chunked = layer_norm_matrices(model, batch, "N_Enc", max_elements=1)  # one receiver row at a time
+    for w, c in zip(whole, chunked):
+        torch.testing.assert_close(w, c)
+        assert (w >= 0).all()
+    for variant in ("N", "N_Res", "N_ResLN", "N_Enc"):
+        (a,) = attrtools.attribute(model, tokenizer, SENTENCES[:1], method="globenc", variant=variant)
+        assert (a.scores >= 0).all()
+    with pytest.raises(ValueError, match="variant"):
+        attrtools.attribute(model, tokenizer, SENTENCES[:1], method="globenc", variant="N_FFN")
+
+
+def test_chefer_lrp_conserves_relevance(tiny, arch):
+    from attrtools.methods.chefer_lrp import Trace, lrp
+
+    model, tokenizer = tiny
+    if arch == "llama":
+        with pytest.raises(ValueError, match="llama"):
+            get("chefer_lrp").check_model(model)
+        return
+    batch = make_batch(model, tokenizer, SENTENCES + PAIRS)
+    trace = Trace()
+    cams, grads, r_input = lrp(model, batch, trace)
+    names = [name for name, _, _ in trace.ops]
+    num_layers = model.config.num_hidden_layers if arch != "distilbert" else model.config.n_layers
+    assert len(names) == 3 + 10 * num_layers  # 2 head linears + pool + 10 relprops per block
+    for name, r_out, r_in in trace.ops:
+        assert torch.allclose(r_in, r_out, atol=1e-5, rtol=1e-4), (name, r_out, r_in)
+    # one-hot start: total relevance 1 everywhere, also at the input of layer 0
+    torch.testing.assert_close(r_input.sum((1, 2)), torch.ones(batch.size), atol=1e-4, rtol=1e-4)
+    # padding gets no relevance
+    for b, n in enumerate(batch.lengths):
+        assert r_input[b, n:].abs().sum() == 0
+    for a in attrtools.attribute(model, tokenizer, SENTENCES, method="chefer_lrp", start_layer=0):
+        assert (a.scores >= 0).all()
+
+
+def test_lrp_linear_rule_is_positive_and_conservative():
+    from attrtools.methods.chefer_lrp import relprop_add, relprop_linear
+
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(3, 5, 7, generator=g), torch.randn(4, 7, generator=g)
+    r = torch.rand(3, 5, 4, generator=g)
+    z = x.clamp(min=0) @ w.clamp(min=0).T + x.clamp(max=0) @ w.clamp(max=0).T
+    assert (z == 0).any()  # where no contribution is positive the relevance is dropped (official rule)
+    r = r * (z > 0)
+    out = relprop_linear(x, w, r)
+    assert (out >= 0).all()  # α1β0: non-negative relevance stays non-negative
+    torch.testing.assert_close(out.sum((1, 2)), r.sum((1, 2)))
+    a, b = relprop_add(torch.randn(3, 5, 7, generator=g), torch.randn(3, 5, 7, generator=g), torch.rand(3, 5, 7, generator=g))
+    assert a.shape == b.shape == (3, 5, 7)
+
+
+def test_chefer_lrp_start_layer(planted):
+    model, tokenizer = planted
+    last = attrtools.attribute(model, tokenizer, SENTENCES[:2], method="chefer_lrp")
+    same = attrtools.attribute(model, tokenizer, SENTENCES[:2], method="chefer_lrp", start_layer=1)
+    first = attrtools.attribute(model, tokenizer, SENTENCES[:2], method="chefer_lrp", start_layer=0)
+    for a, b, c in zip(last, same, first):
+        torch.testing.assert_close(a.scores, b.scores)
+        assert not torch.allclose(a.scores, c.scores)
+        assert a.scores[0] == a.scores.min()  # C[0, 0] := min of the row (official)
+    with pytest.raises(ValueError, match="start_layer"):
+        attrtools.attribute(model, tokenizer, SENTENCES[:1], method="chefer_lrp", start_layer=5)
+
+
+def test_flow_solvers_agree_and_respect_capacities(tiny, arch):
+    from attrtools.methods.flow import flow_values
+    from attrtools.methods.gradsam import pool_rows
+    from attrtools.methods.rollout import residual_attention
+
+    model, tokenizer = tiny
+    batch = make_batch(model, tokenizer, SENTENCES[:2] + PAIRS[:1])
+    for caps, row in zip(residual_attention(model, batch), pool_rows(model, batch.lengths)):
+        nx_flow = flow_values(caps, row, "networkx")
+        sp_flow = flow_values(caps, row, "scipy")
+        torch.testing.assert_close(nx_flow, sp_flow, atol=1e-5, rtol=0)
+        assert (nx_flow >= 0).all()
+        assert (nx_flow <= caps[-1][row].sum() + 1e-6).all()  # out of the source: 1
+        assert (nx_flow <= caps[0].sum(0) + 1e-6).all()  # into each input node
+        assert (nx_flow <= 1 + 1e-6).all() and nx_flow.sum() > 0
+    for a in attrtools.attribute(model, tokenizer, SENTENCES[:2], method="flow", solver="scipy"):
+        assert a.scores.sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("arch_name", ["bert", "distilbert"])
+def test_ig_embed_completeness(tiny_models, arch_name):
+    from attrtools.methods.ig_embed import baseline_embeddings, score_with_embeddings, word_embeddings_replaced
+
+    model, tokenizer = tiny_models[arch_name]
+    texts = SENTENCES[:2]
+    batch = make_batch(model, tokenizer, texts)
+    with torch.no_grad(), word_embeddings_replaced(model) as rec:
+        full = target_score(model(**batch.inputs).logits, batch.targets, "logit")
+    # (Not Llama: its RMSNorm makes the path from the zero vector jump at alpha ~ 0, and its
+    # [PAD] embedding is the zero vector too; see the ig_embed docstring.)
+    for baseline in ("zero", "pad"):
+        base = baseline_embeddings(model, rec.original, baseline)
+        gap = full - score_with_embeddings(model, batch.inputs, base, batch.targets)
+        errors = []
+        for steps in (2, 48):
+            results = attrtools.attribute(model, tokenizer, texts, method="ig_embed", steps=steps,
+                                          steps_method="gausslegendre", baseline=baseline, target=batch.targets.tolist())
+            errors.append(max(abs(a.scores.sum().item() - g.item()) for a, g in zip(results, gap)))
+        assert errors[1] < 1e-3 * max(1.0, gap.abs().max().item()), (baseline, errors, gap)
+        assert errors[1] <= errors[0] + 1e-6
+    l2 = attrtools.attribute(model, tokenizer, texts, method="ig_embed", steps=4, aggregate="l2")
+    assert all((a.scores >= 0).all() for a in l2)
+
+
+def test_grad_input_is_first_order_term(tiny, arch):
+    """Σ_j grad_input(sum)_j = <∇y, e> = d/dε y((1+ε) e) at ε=0 (central difference)."""
+    from attrtools.methods.gradsam import embedding_leaf
+
+    model, tokenizer = tiny
+    batch = make_batch(model, tokenizer, SENTENCES + PAIRS)
+    results = attrtools.attribute(model, tokenizer, SENTENCES + PAIRS, method="grad_input", aggregate="sum",
+                                  target=batch.targets.tolist(), batch_size=8)
+    eps = 1e-3
+    values = []
+    for sign in (1, -1):
+        with torch.no_grad(), embedding_leaf(model, transform=lambda e: e * (1 + sign * eps)):
+            values.append(target_score(model(**batch.inputs).logits, batch.targets, "logit").double())
+    derivative = (values[0] - values[1]) / (2 * eps)
+    ours = torch.tensor([a.scores.sum().item() for a in results], dtype=torch.float64)
+    torch.testing.assert_close(ours, derivative, atol=2e-3 * max(1.0, derivative.abs().max().item()), rtol=2e-2)
+    l2 = attrtools.attribute(model, tokenizer, SENTENCES[:2], method="grad_input")
+    assert all((a.scores >= 0).all() for a in l2)
+
+
+@pytest.mark.parametrize("method,params,both,needed", [
+    ("gradsam", {}, False, 12), ("grad_input", {}, False, 14), ("ig_embed", {"steps": 8, "aggregate": "l2"}, False, 13),
+    ("globenc", {}, False, 14), ("rollout", {}, True, 13), ("flow", {"solver": "scipy"}, True, 12),
+])
+def test_planted_tokens_score_high(planted, method, params, both, needed):
+    """On the planted task (label = "alpha" before "beta") the planted tokens must stand out among
+    the non-special tokens of 16 held-out sentences: both above the mean (``both``) or the better
+    of the two above the mean. (Chefer 2021a/b concentrate on the [CLS]-reachable last-layer
+    paths and pass this in only ~6-10/16 on this 2-layer model: not asserted; see the report.)"""
+    model, tokenizer = planted
+    texts = [text for text, _ in planted_dataset(16, seed=11)]
+    hits = 0
+    for a in attrtools.attribute(model, tokenizer, texts, method=method, **params):
+        s = a.token_scores()
+        words = [i for i, tok in enumerate(a.tokens) if tok not in tokenizer.all_special_tokens]
+        planted_idx = [i for i in words if a.tokens[i] in ("alpha", "beta")]
+        mean = s[words].mean()
+        hits += int(all(s[i] > mean for i in planted_idx) if both else max(s[i] for i in planted_idx) > mean)
+    assert hits >= needed, f"{method}: planted tokens above average in only {hits}/16 examples"
+
+
+def test_registry_and_describe():
+    from attrtools.methods import list_methods
+
+    names = list_methods()
+    for method in METHODS:
+        assert method in names
+        info = get(method).describe()
+        assert info["paper"] and info["kind"] in ("tokens", "layer_matrix") and info["invariant"]
