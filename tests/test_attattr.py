@@ -64,13 +64,22 @@ def test_completeness_per_layer(planted):
     model, tokenizer = planted
     text = "the alpha movie was good and beta"
     # The planted model is sharp: the integrand peaks near alpha = 0, so the left Riemann error is
-    # large at few steps but must fall as O(1/m).
+    # large at few steps but must fall as the steps grow.
     errors = [_completeness_error(model, tokenizer, text, steps=m)[0] for m in (4, 16, 64)]
     assert errors[0] > errors[1] > errors[2], errors
     assert errors[2] < errors[0] / 10, errors
-    fine = errors[2]
-    gauss, _ = _completeness_error(model, tokenizer, text, steps=8, method="gausslegendre")
-    assert gauss < fine, "Gauss-Legendre with 8 nodes should beat a 64-step left Riemann sum"
+    # Gauss-Legendre converges too, but its nodes avoid the endpoints: it needs more of them here.
+    gauss = [_completeness_error(model, tokenizer, text, steps=m, method="gausslegendre")[0] for m in (4, 32)]
+    assert gauss[1] < gauss[0] / 10, gauss
+
+
+def test_gausslegendre_beats_riemann_on_smooth_paths(tiny_models):
+    """On a smooth integrand (random tiny model) 4 Gauss-Legendre nodes beat 64 Riemann steps."""
+    model, tokenizer = tiny_models["bert"]
+    text = "the alpha movie was good and beta"
+    riemann, _ = _completeness_error(model, tokenizer, text, steps=64)
+    gauss, _ = _completeness_error(model, tokenizer, text, steps=4, method="gausslegendre")
+    assert gauss < riemann / 5, (gauss, riemann)
 
 
 def test_gold_and_given_targets(planted):
