@@ -33,17 +33,6 @@ def _cache(use_cache: bool):
     return AttributionCache()
 
 
-def _extract(model, tok, train, num_examples, steps, threshold, ratio, use_all, cache, out_dir):
-    from .triggers import extract_triggers, save_triggers
-
-    patterns, stats = extract_triggers(model, tok, train, num_examples=num_examples, steps=steps, cache=cache,
-                                       pattern_threshold=threshold, top2_ratio=ratio, use_all=use_all)
-    save_triggers(os.path.join(out_dir, "triggers.json"), patterns,
-                  {"num_examples": num_examples, "steps": steps, "pattern_threshold": threshold,
-                   "top2_ratio": ratio, "use_all": use_all, **stats})
-    return patterns, stats
-
-
 extraction_options = [
     click.option("--num-train-examples", default=500, show_default=True,
                  help="Correctly classified training examples to extract patterns from (official: 500)."),
@@ -83,8 +72,10 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, limit,
                                                 "num_train_examples": num_train_examples})
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
-    patterns, stats = _extract(model, tok, train, num_train_examples, steps, pattern_threshold, top2_ratio,
-                               use_all, _cache(use_cache), out)
+    from .pipeline import extract_and_save
+
+    patterns, stats = extract_and_save(model, tok, train, out, num_train_examples, steps, pattern_threshold,
+                                       top2_ratio, use_all, _cache(use_cache))
     lines = {"output": out, "patterns kept": f"{stats['kept']} of {stats['patterns']}",
              "examples used": stats["correct_used"]}
     from .triggers import unique_triggers
@@ -159,39 +150,19 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
                                              "rank_method": rank_method, "seed": seed})
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
-    cache = _cache(use_cache)
-    patterns, per_class = None, None
-    if not no_triggers:
-        from .triggers import load_triggers, per_class_accuracy, unique_triggers
+    from .pipeline import AuditError, run_full_audit
 
-        existing = triggers_path or os.path.join(out, "triggers.json")
-        if triggers_path or (os.path.exists(existing) and train is None) or \
-                (os.path.exists(existing) and os.path.exists(os.path.join(out, "results.csv"))):
-            try:
-                patterns, _ = load_triggers(existing)
-            except (OSError, ValueError) as err:
-                raise UserError(f"cannot read triggers from {existing}: {err}") from None
-        else:
-            patterns, _ = _extract(model, tok, train, num_train_examples, steps, pattern_threshold, top2_ratio,
-                                   use_all, cache, out)
-        if not patterns:
-            raise UserError("no trigger pattern passed the threshold; lower --pattern-threshold or use more examples")
-        from .audit import write_per_class
-
-        per_class = per_class_accuracy(model, tok, dev, patterns, top_k=top_k)
-        write_per_class(os.path.join(out, "per_class.csv"), per_class)
-        patterns = unique_triggers(patterns)[:top_triggers]
-    from .audit import read_rows, run_audit
-    from .report import render_report
-    from ..io import write_text
-
-    rank_params = {"steps": rank_steps} if rank_method == "attattr" else {}
-    summary = run_audit(model, tok, dev, out, recipes=names, patterns=patterns, chunk_size=chunk_size,
-                        max_inserted_words=max_inserted_words, rank_method=rank_method, rank_params=rank_params,
-                        cache=cache, query_budget=query_budget, seed=seed, progress=progress)
-    write_text(os.path.join(out, "report.html"),
-               render_report(summary, read_rows(os.path.join(out, "results.csv")), per_class, patterns,
-                             config={"model": model_name, "dataset": dataset, "examples": len(dev)}))
+    try:
+        summary = run_full_audit(model, tok, dev, out, train=train, triggers_path=triggers_path,
+                                 recipes=[n for n in names if n != "triggers"], use_triggers=not no_triggers,
+                                 num_train_examples=num_train_examples, steps=steps,
+                                 pattern_threshold=pattern_threshold, top2_ratio=top2_ratio, use_all=use_all,
+                                 top_triggers=top_triggers, top_k=top_k, max_inserted_words=max_inserted_words,
+                                 rank_method=rank_method, rank_steps=rank_steps, query_budget=query_budget,
+                                 chunk_size=chunk_size, seed=seed, cache=_cache(use_cache), progress=progress,
+                                 config={"model": model_name, "dataset": dataset, "examples": len(dev)})
+    except AuditError as err:
+        raise UserError(str(err)) from None
     lines = {"output": out}
     for name, s in summary["recipes"].items():
         lines[name] = (f"success {s['attack_success_rate']}%, acc. under attack {s['attack_accuracy_perc']}% "
