@@ -5,32 +5,16 @@ import os
 
 import click
 
-from ..commands.common import (UserError, dataset_options, device_option, echo_summary, load_model_or_fail,
+from ..commands.common import (UserError, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
                                make_run_dir, model_option, output_dir_option, quiet_transformers)
 
 
 def _examples(spec, text_column, pair_column, label_column, limit, what):
-    from ..data import DataError, load_examples
-
-    if not spec:
-        raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
-    try:
-        examples = load_examples(spec, text_column, pair_column, label_column, limit)
-    except DataError as err:
-        raise UserError(str(err)) from None
-    if not examples:
-        raise UserError(f"{what}: {spec} holds no examples")
-    if any(e.label is None for e in examples):
-        raise UserError(f"{what}: {spec} has no gold labels (pass --label-column)")
-    return examples
+    return load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True)
 
 
 def _cache(use_cache: bool):
-    if not use_cache:
-        return None
-    from ..cache import AttributionCache
-
-    return AttributionCache()
+    return open_cache_or_fail(None, enabled=use_cache)
 
 
 extraction_options = [

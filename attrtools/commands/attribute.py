@@ -5,7 +5,7 @@ import os
 
 import click
 
-from .common import (UserError, dataset_options, device_option, echo_summary, make_run_dir, model_option,
+from .common import (UserError, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
                      output_dir_option, quiet_transformers)
 
 
@@ -60,18 +60,14 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     target_spec = int(target) if target.lstrip("-").isdigit() else target
     quiet_transformers()
     if dataset:
-        from ..data import DataError, load_examples
-
-        try:
-            examples = load_examples(dataset, text_column, pair_column, label_column, limit, label_names=label_names)
-        except DataError as err:
-            raise UserError(str(err)) from None
+        examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit,
+                                         label_names=label_names)
     else:
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
     from .common import load_model_or_fail
 
     model, tokenizer = load_model_or_fail(model_name, device)
-    cache = None if no_cache else _open_cache(cache_dir)
+    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     run_dir = make_run_dir(output_dir, "attribute", {"model": model_name, "method": method, "target": target,
                                                      "params": parsed, "dataset": dataset, "n": len(examples)})
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
@@ -85,15 +81,6 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     echo_summary({"method": method, "examples": len(results), "computed": engine.stats["computed"],
                   "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
                   "output": out})
-
-
-def _open_cache(cache_dir):
-    from ..cache import AttributionCache
-
-    try:
-        return AttributionCache(cache_dir)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot open the attribution cache {cache_dir!r}: {err}") from None
 
 
 @click.command()

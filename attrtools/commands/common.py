@@ -80,3 +80,33 @@ def echo_summary(lines: dict):
 
 def dump(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
+
+
+def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_column=None, limit=None,
+                          what: str = "--dataset", need_labels: bool = False, label_names=None):
+    """``data.load_examples`` for a command: errors become clean CLI errors naming the option."""
+    from ..data import DataError, load_examples
+
+    if not spec:
+        raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
+    try:
+        examples = load_examples(spec, text_column, pair_column, label_column, limit, label_names=label_names)
+    except DataError as err:
+        raise UserError(f"{what}: {err}") from None
+    if not examples:
+        raise UserError(f"{what}: {spec} holds no examples")
+    if need_labels and any(e.label is None for e in examples):
+        raise UserError(f"{what}: {spec} has no gold labels (pass --label-column)")
+    return examples
+
+
+def open_cache_or_fail(cache_dir=None, enabled: bool = True):
+    """The shared attribution cache (``--cache-dir`` or ``$ATTRTOOLS_CACHE``), or None when disabled."""
+    if not enabled:
+        return None
+    from ..cache import AttributionCache
+
+    try:
+        return AttributionCache(cache_dir)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot open the attribution cache {cache_dir!r}: {err}") from None

@@ -97,17 +97,12 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     if plan_strategy is not None and plan_strategy not in names:
         raise UserError(f"--plan-strategy {plan_strategy!r} is not among --strategies ({', '.join(names)})")
     quiet_transformers()
-    from ..data import DataError, load_examples
-    from ..commands.common import load_model_or_fail
+    from ..commands.common import load_examples_or_fail, load_model_or_fail, open_cache_or_fail
 
-    try:
-        examples = load_examples(dataset, text_column, pair_column, label_column, limit)
-        eval_examples = load_examples(eval_dataset, text_column, pair_column, label_column, eval_limit) \
-            if eval_dataset else (examples[:eval_limit] if eval_limit else None)
-    except DataError as err:
-        raise UserError(str(err)) from None
-    if not examples:
-        raise UserError(f"dataset {dataset!r} holds no examples")
+    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
+    eval_examples = load_examples_or_fail(eval_dataset, text_column, pair_column, label_column, eval_limit,
+                                          what="--eval-dataset") \
+        if eval_dataset else (examples[:eval_limit] if eval_limit else None)
     if any(e.label is None for e in examples[:num_examples]) or \
             (eval_examples is not None and any(e.label is None for e in eval_examples)):
         raise UserError("head pruning needs gold labels: the dataset has no label column (use --label-column)")
@@ -117,7 +112,7 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     total = num_layers_heads(model)[0] * num_layers_heads(model)[1]
     if prune_count is not None and not 0 <= prune_count <= total:
         raise UserError(f"--prune-count must be in 0..{total} (the model has {total} heads)")
-    cache = None if no_cache else _open_cache(cache_dir)
+    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     run_dir = make_run_dir(output_dir, "prune", {
         "model": model_name, "dataset": dataset, "eval_dataset": eval_dataset, "strategies": names,
         "plan_strategy": plan_strategy or names[0], "num_examples": num_examples, "prune_fraction": prune_fraction,
@@ -161,11 +156,3 @@ def summary_lines(summary: dict) -> dict:
                         f"{1000 * lat['median_s_after']:.1f} ms (x{lat['speedup']:.2f}); batch 1: "
                         f"x{lat['single_speedup']:.2f}")
     return lines
-
-
-def _open_cache(cache_dir):
-    try:
-        from ..cache import AttributionCache
-    except ImportError:
-        return None
-    return AttributionCache(cache_dir)

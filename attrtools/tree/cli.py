@@ -8,18 +8,8 @@ import os
 
 import click
 
-from ..commands.common import (UserError, dataset_options, device_option, echo_summary, load_model_or_fail,
+from ..commands.common import (UserError, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
                                make_run_dir, model_option, output_dir_option, quiet_transformers)
-
-
-def _open_cache(cache_dir):
-    """The shared attribution cache (the one every tool and ``attrtools attribute`` use)."""
-    from ..cache import AttributionCache
-
-    try:
-        return AttributionCache(cache_dir)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot open the attribution cache {cache_dir!r}: {err}") from None
 
 
 @click.command()
@@ -78,14 +68,7 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     from ..types import Example
 
     if dataset:
-        from ..data import DataError, load_examples
-
-        try:
-            examples = load_examples(dataset, text_column, pair_column, label_column, limit)
-        except DataError as err:
-            raise UserError(str(err)) from None
-        if not examples:
-            raise UserError(f"dataset {dataset!r} has no examples")
+        examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
     else:
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
 
@@ -108,7 +91,7 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     from .export import export_tree
     from .stats import TreeStatistics
 
-    engine = Engine(model, tokenizer, cache=None if no_cache else _open_cache(cache_dir), batch_size=batch_size)
+    engine = Engine(model, tokenizer, cache=open_cache_or_fail(cache_dir, enabled=not no_cache), batch_size=batch_size)
     try:
         graphs, _ = build_trees(engine, examples, threshold=threshold, root=root, use_last_layer=use_last_layer,
                                 steps=steps, target=target_spec)
