@@ -157,7 +157,6 @@ class Engine:
                   batch_size: int | None = None, **params) -> list[Attribution]:
         """One ``Attribution`` per example, in input order; cached units are not recomputed and
         every computed batch is written to the cache before the next one starts."""
-        self._call_fingerprints = None
         self._call_fingerprints = self._fingerprints()
         try:
             return self._attribute(examples, method, target, batch_size, **params)
