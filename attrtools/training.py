@@ -2,7 +2,6 @@
 the offline demo). Plain AdamW with linear warm-up/decay; length-sorted buckets for speed on CPU."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import random

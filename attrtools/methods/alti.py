@@ -35,21 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from ..capture import capture
-from ..models import adapter_for, get_layers, get_module, heads_per_layer, layer_module
+from ..models import get_layers, heads_per_layer, layer_module
 from . import register
-from .base import Batch, Method, crop
-
-
-class UnsupportedArchitecture(ValueError):
-    """The norm-based decompositions need a post-LN encoder."""
-
-
-def check_post_ln(model, method: str) -> None:
-    adapter = adapter_for(model)
-    if adapter.pre_norm:
-        raise UnsupportedArchitecture(
-            f"{method} decomposes post-LN encoder blocks (BERT, RoBERTa, ELECTRA, DistilBERT); "
-            f"model_type {adapter.model_type!r} is a pre-LN model and is not supported")
+from .base import Batch, Method, crop, require_post_ln
 
 
 @dataclass
@@ -181,7 +169,7 @@ class ALTI(Method):
     invariant = "Σ_j T_i(x_j) + L(b_O)/σ_i + β1 = LN1 output; every row of every rolled-out layer sums to 1"
 
     def check_model(self, model):
-        check_post_ln(model, "ALTI")
+        require_post_ln(model, "ALTI")
 
     @torch.no_grad()
     def compute(self, model, batch: Batch, units=None, **params):

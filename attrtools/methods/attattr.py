@@ -25,7 +25,6 @@ fp32 Riemann result by ``scripts/bench_attattr.py``.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

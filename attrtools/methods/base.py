@@ -79,6 +79,21 @@ class Method:
                 "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant}
 
 
+class UnsupportedArchitecture(ValueError):
+    """A method that cannot run on this model's architecture (raised by ``Method.check_model``)."""
+
+
+def require_post_ln(model, method: str) -> None:
+    """Norm-based decompositions (GlobEnc, ALTI, DecompX) read LayerNorm *after* the residual."""
+    from ..models import adapter_for
+
+    adapter = adapter_for(model)
+    if adapter.pre_norm:
+        raise UnsupportedArchitecture(
+            f"{method} decomposes post-LayerNorm encoder blocks (BERT, RoBERTa, ELECTRA, DistilBERT); "
+            f"model_type {adapter.model_type!r} is pre-LN, where this decomposition does not apply")
+
+
 def crop(tensor: torch.Tensor, length: int, dims: tuple[int, ...]) -> torch.Tensor:
     """Crop the given token dims of one example's payload to its real length."""
     index = [slice(None)] * tensor.dim()

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 
 from ..models import adapter_for, get_module, layer_module
 from . import register
-from .alti import check_post_ln, ln_params, real_sigma, trace_layers, value_output_weights
-from .base import Batch, Method
+from .alti import ln_params, real_sigma, trace_layers, value_output_weights
+from .base import Batch, Method, require_post_ln
 
 # The classification head of each architecture: (first linear on the pooled token, classifier linear).
 # The non-linearity between them is read from the real forward (zero-origin slope).
@@ -149,7 +149,7 @@ class DecompX(Method):
     invariant = "Σ_k y_{t<=k} = logit of the target class (biases included)"
 
     def check_model(self, model):
-        check_post_ln(model, "DecompX")
+        require_post_ln(model, "DecompX")
         model_type = adapter_for(model).model_type
         if model_type not in HEADS:
             raise ValueError(f"DecompX does not know the classification head of model_type {model_type!r}")

@@ -28,19 +28,11 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture
-from ..models import adapter_for, layer_module, num_layers_heads
+from ..models import layer_module, num_layers_heads
 from . import register
-from .base import Batch, Method
+from .base import Batch, Method, require_post_ln
 
 VARIANTS = ("N", "N_Res", "N_ResLN", "N_Enc")
-
-
-def check_post_ln(model, method: str) -> None:
-    adapter = adapter_for(model)
-    if adapter.pre_norm:
-        raise ValueError(
-            f"{method} decomposes post-LayerNorm encoder blocks (LN after the residual); model_type "
-            f"{adapter.model_type!r} is pre-LN, where this decomposition does not apply")
 
 
 class _BlockRecorder:
@@ -137,7 +129,7 @@ class GlobEnc(Method):
     invariant = "sum_j g1_(i<-j) + beta1 + g1(b_O) equals the real LN1 output; all entries >= 0"
 
     def check_model(self, model):
-        check_post_ln(model, "globenc")
+        require_post_ln(model, "globenc")
 
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
