@@ -5,7 +5,7 @@ import os
 
 import click
 
-from .common import (UserError, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
+from .common import (UserError, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
                      output_dir_option, quiet_transformers)
 
 
@@ -21,9 +21,7 @@ from .common import (UserError, load_examples_or_fail, open_cache_or_fail, datas
 @click.option("--label-names", default=None, metavar="NAME,NAME,...",
               help="Class names in class-id order, to map string labels of the dataset (e.g. negative,positive).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--cache-dir", default=None,
-              help="Attribution cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools).")
-@click.option("--no-cache", is_flag=True, help="Compute everything, read and write no cache.")
+@cache_options
 @output_dir_option
 @device_option
 def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, method, target,

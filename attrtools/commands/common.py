@@ -36,6 +36,13 @@ def output_dir_option(f):
                         help="Run directory (default: runs/<command>-<timestamp>).")(f)
 
 
+def cache_options(f):
+    """``--cache-dir`` and ``--no-cache``: the shared attribution cache every command uses."""
+    f = click.option("--no-cache", is_flag=True, help="Compute everything, read and write no cache.")(f)
+    return click.option("--cache-dir", default=None,
+                        help="Attribution cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools).")(f)
+
+
 def device_option(f):
     return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")(f)
 

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..commands.common import (UserError, dataset_options, device_option, echo_summary, make_run_dir, model_option,
+from ..commands.common import (UserError, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
                                output_dir_option, quiet_transformers)
 from . import OPERATORS, PRESETS
 
@@ -61,8 +61,7 @@ def _parse_limits(items):
               help="Method for the Spearman agreement column ('none' to skip).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random-attribution row.")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Examples per attribution batch.")
-@click.option("--cache-dir", default=None, help="Attribution cache folder (default $ATTRTOOLS_CACHE).")
-@click.option("--no-cache", is_flag=True, help="Read and write no attribution cache.")
+@cache_options
 @output_dir_option
 @device_option
 def evaluate(model_name, dataset, text_column, pair_column, label_column, limit, methods_arg, exclude, preset,
@@ -93,20 +92,13 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     reference = None if reference.lower() == "none" else reference
 
     quiet_transformers()
-    from ..data import DataError, load_examples
-
-    try:
-        examples = load_examples(dataset, text_column, pair_column, label_column, limit)
-    except DataError as err:
-        raise UserError(str(err)) from None
-    if not examples:
-        raise UserError(f"dataset {dataset!r} holds no examples")
+    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
     from ..commands.common import load_model_or_fail
 
     model, tokenizer = load_model_or_fail(model_name, device)
     if operator == "mask" and tokenizer.mask_token_id is None:
         raise UserError("this tokenizer has no mask token: use --operator delete or pad")
-    cache = None if no_cache else _open_cache(cache_dir)
+    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     run_dir = make_run_dir(output_dir, "evaluate", {
         "model": model_name, "dataset": dataset, "n": len(examples), "methods": chosen, "preset": preset,
         "operator": operator, "params": parsed, "method_limits": limits, "reference": reference, "seed": seed})
@@ -133,11 +125,3 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     echo_summary({"examples": len(examples), "methods evaluated": len(evaluation.ok()),
                   "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",
                   "perturbed forwards": evaluation.forwards, "output": os.path.abspath(run_dir)})
-
-
-def _open_cache(cache_dir):
-    try:
-        from ..cache import AttributionCache
-    except ImportError:
-        return None
-    return AttributionCache(cache_dir)

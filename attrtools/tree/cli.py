@@ -8,7 +8,7 @@ import os
 
 import click
 
-from ..commands.common import (UserError, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
+from ..commands.common import (UserError, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
                                make_run_dir, model_option, output_dir_option, quiet_transformers)
 
 
@@ -32,9 +32,7 @@ from ..commands.common import (UserError, load_examples_or_fail, open_cache_or_f
               help="With --dataset, draw png/svg only for the first N examples (-1: all).")
 @click.option("--top-patterns", type=int, default=50, show_default=True, help="Rows of patterns.csv.")
 @click.option("--batch-size", type=int, default=8, show_default=True)
-@click.option("--cache-dir", default=None,
-              help="Attribution cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools).")
-@click.option("--no-cache", is_flag=True, help="Compute everything, read and write no cache.")
+@cache_options
 @output_dir_option
 @device_option
 def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, threshold, root,
