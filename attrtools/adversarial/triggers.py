@@ -329,8 +329,15 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
         raise ValueError("trigger extraction needs labelled examples (correctly classified ones are used)")
-    preds = predict(model, tokenizer, labelled, max_length=max_length)
-    correct = [e for e, p in zip(labelled, preds) if p == e.label][:num_examples]
+    # Scan in order, a chunk at a time, until enough are correct: the official code takes the
+    # first correctly classified training examples, so a large training set need not be predicted whole.
+    correct, scanned, chunk = [], 0, max(64, 2 * num_examples)
+    while len(correct) < num_examples and scanned < len(labelled):
+        part = labelled[scanned: scanned + chunk]
+        preds = predict(model, tokenizer, part, max_length=max_length)
+        correct += [e for e, p in zip(part, preds) if p == e.label]
+        scanned += len(part)
+    correct = correct[:num_examples]
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length, progress=progress)
     attributions = engine.attribute(correct, "attattr", target="pred", steps=steps)
     patterns = []
@@ -344,7 +351,7 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
         p.words = words_for_positions(p.positions, word_ids, segments, texts)
         patterns.append(p)
     ranked = rank_patterns(patterns, pattern_threshold)
-    stats = {"scanned": len(labelled), "correct_used": len(correct), "patterns": len(patterns),
+    stats = {"scanned": scanned, "correct_used": len(correct), "patterns": len(patterns),
              "kept": len(ranked), "engine": dict(engine.stats)}
     return ranked, stats
 
