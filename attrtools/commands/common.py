@@ -73,10 +73,14 @@ def load_model_or_fail(name: str, device=None):
 
 
 def quiet_transformers():
+    """Silence the load reports and progress bars of transformers and datasets (ours stay)."""
+    import datasets
     import transformers
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.utils.logging.disable_progress_bar()
 
 
 def echo_summary(lines: dict):
