@@ -24,7 +24,7 @@ class DemoConfig:
     attribution_examples: int = 3
     steps: int = 20
     prune_importance_examples: int = 64
-    prune_eval_examples: int = 400
+    prune_eval_examples: int = 200
     prune_strategies: tuple = ("attattr", "attention", "taylor", "random")
     tree_examples: int = 3
     tree_stats_examples: int = 60
