@@ -114,8 +114,10 @@ def train_planted_model(directory: str, model_type: str = "bert", steps: int = 7
         pred = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.argmax(-1)
     accuracy = (pred == torch.tensor(labels)).float().mean().item()
     model.save_pretrained(directory)
-    with open(os.path.join(directory, "planted_task.txt"), "w") as f:
-        f.write(f"label = 1 iff 'alpha' comes before 'beta'\nheld-out accuracy {accuracy:.4f}\n")
+    from .io import write_text
+
+    write_text(os.path.join(directory, "planted_task.txt"),
+               f"label = 1 iff 'alpha' comes before 'beta'\nheld-out accuracy {accuracy:.4f}\n")
     return directory, accuracy
 
 
