@@ -124,6 +124,22 @@ class Engine:
             inputs["token_type_ids"] = types.to(device)
         return inputs
 
+    @torch.no_grad()
+    def logits(self, examples: Iterable, batch_size: int | None = None) -> torch.Tensor:
+        """``(N, C)`` float logits of the clean inputs, in input order (length-sorted batches)."""
+        encoded = [self.encode(Example.coerce(e)) for e in examples]
+        if not encoded:
+            return torch.zeros(0)
+        batch_size = batch_size or self.batch_size
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
+        rows: list = [None] * len(encoded)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            out = self.model(**self.collate([encoded[i] for i in chunk])).logits.float().cpu()
+            for row, i in enumerate(chunk):
+                rows[i] = out[row]
+        return torch.stack(rows)
+
     # ------------------------------------------------------------------------------ keys
     def key(self, enc: Encoded, method: str, params: dict, target_spec, unit=None) -> str:
         """sha256 over model fingerprint, tokenizer fingerprint, input (and segment) ids, target,

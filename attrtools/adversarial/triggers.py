@@ -296,21 +296,10 @@ def load_triggers(path: str) -> tuple[list[Pattern], dict]:
 # ------------------------------------------------------------------------------------ model-facing
 def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | None = 512):
     """Predicted class of each example (one clean forward, length-sorted batches)."""
-    import torch
-
     from ..engine import Engine
 
     engine = Engine(model, tokenizer, batch_size=batch_size, max_length=max_length, progress=False)
-    encoded = [engine.encode(e) for e in examples]
-    order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
-    preds = [0] * len(encoded)
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            logits = model(**engine.collate([encoded[i] for i in chunk])).logits
-            for i, p in zip(chunk, logits.argmax(-1).tolist()):
-                preds[i] = int(p)
-    return preds
+    return [int(p) for p in engine.logits(examples).argmax(-1).tolist()] if examples else []
 
 
 def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps: int = 20, cache=None,

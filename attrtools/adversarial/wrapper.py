@@ -37,17 +37,8 @@ class AttrtoolsModelWrapper(ta.models.wrappers.ModelWrapper):
         self.num_forward_inputs = 0  # every text the model was run on (TextAttack counts its own queries)
 
     def __call__(self, text_input_list, **kwargs):
-        encoded = [self.engine.encode(_example(t)) for t in text_input_list]
-        order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
-        out = [None] * len(encoded)
-        with torch.no_grad():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
-                logits = self.model(**self.engine.collate([encoded[i] for i in chunk])).logits.float().cpu()
-                for row, i in enumerate(chunk):
-                    out[i] = logits[row]
-        self.num_forward_inputs += len(encoded)
-        return torch.stack(out) if out else torch.zeros(0)
+        self.num_forward_inputs += len(text_input_list)
+        return self.engine.logits([_example(t) for t in text_input_list])
 
     def get_grad(self, text_input):
         """Gradient of the loss (w.r.t. the predicted class) on the input word embeddings, ``(n, d)``."""
