@@ -10,12 +10,14 @@ disk tier of safetensors files. One cache is shared by every tool, run and proce
   device=...)`` moves a hit to the requested device.
 - **Disk tier**: one file per entry, ``<dir>/<key[:2]>/<key>.safetensors``. The safetensors
   header holds the metadata as JSON: the format version, the key, the caller's ``meta``, the
-  stored dtype/shape and a sha256 checksum of the tensor's stored bytes. A file is written under a
+  stored dtype/shape and a sha256 checksum over that whole record (canonical JSON) and the
+  tensor's stored bytes, so a flipped bit in the header is caught as surely as one in the data. A file is written under a
   temporary name in its own folder and moved into place with ``os.replace`` (atomic), so readers
   and concurrent writers never see half a file, and a killed writer leaves at most a stray
   ``.tmp-*`` file (never read as an entry; ``verify --fix`` and ``clear`` remove old ones).
-- A truncated or corrupt entry (unparseable header, wrong key, unknown format, checksum mismatch)
-  is reported (``warnings.warn`` + ``logging``), removed and treated as a miss, so the engine
+- A truncated or corrupt entry (unparseable header, any parse failure including a header nested
+  too deeply, a record of the wrong structure, a tensor whose dtype or shape differs from the
+  record, wrong key, unknown format, checksum mismatch) is reported (``warnings.warn`` + ``logging``), removed and treated as a miss, so the engine
   recomputes it.
 - ``dtype="fp32"`` stores the tensor as given (bitwise exact for float32 payloads);
   ``dtype="fp16"`` halves disk and memory, and a hit returns the fp16 value upcast to float32
@@ -46,7 +48,7 @@ from collections import OrderedDict
 
 import torch
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the checksum covers the record (key, meta, dtype, shape) too
 HEADER_KEY = "attrtools_cache"
 SUFFIX = ".safetensors"
 TMP_PREFIX = ".tmp-"
@@ -78,13 +80,30 @@ def _tensor_bytes(tensor: torch.Tensor) -> bytes:
     return tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
 
 
-def _checksum(tensor: torch.Tensor) -> str:
-    return hashlib.sha256(_tensor_bytes(tensor)).hexdigest()
+def _canonical(record: dict) -> bytes:
+    """The bytes the checksum covers for a record (every field but the checksum itself)."""
+    fields = {k: v for k, v in record.items() if k != "checksum"}
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _checksum(record: dict, tensor: torch.Tensor) -> str:
+    """sha256 over the canonical record (format, key, meta, dtype, shape, created) and the
+    tensor's stored bytes: a change to any of them is a mismatch."""
+    digest = hashlib.sha256(_canonical(record))
+    digest.update(b"\0")
+    digest.update(_tensor_bytes(tensor))
+    return digest.hexdigest()
+
+
+# Parse failures of any kind (a header nested 200,000 deep raises RecursionError) mean corrupt.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError, struct.error)
+_RECORD_FIELDS = {"format", "key", "meta", "dtype", "shape", "created", "checksum"}
+_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16"}
 
 
 def read_header(data: bytes) -> dict:
-    """The ``__metadata__`` of a safetensors blob, parsed by hand (8-byte little-endian length,
-    then JSON) so a truncated file fails with a clear reason."""
+    """The header of a safetensors blob, parsed by hand (8-byte little-endian length, then JSON)
+    so a truncated or hostile file fails with a clear reason (``CorruptEntry``)."""
     if len(data) < 8:
         raise CorruptEntry(f"file too short ({len(data)} bytes)")
     (size,) = struct.unpack("<Q", data[:8])
@@ -92,41 +111,92 @@ def read_header(data: bytes) -> dict:
         raise CorruptEntry(f"header says {size} bytes but the file has {len(data) - 8} after the length")
     try:
         header = json.loads(data[8: 8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except RecursionError:
+        raise CorruptEntry("header is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as err:
         raise CorruptEntry(f"header is not JSON: {err}") from None
     if not isinstance(header, dict):
         raise CorruptEntry("header is not a JSON object")
     return header
 
 
+def parse_record(header: dict) -> dict:
+    """The attrtools record inside a parsed safetensors header, with its structure checked (field
+    names and types); raises ``CorruptEntry``. The checksum is not checked here (no tensor)."""
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get(HEADER_KEY), str):
+        raise CorruptEntry("no attrtools_cache metadata in the header")
+    try:
+        record = json.loads(metadata[HEADER_KEY])
+    except RecursionError:
+        raise CorruptEntry("metadata is nested too deeply") from None
+    except ValueError as err:
+        raise CorruptEntry(f"metadata is not JSON: {err}") from None
+    if not isinstance(record, dict):
+        raise CorruptEntry("metadata is not a JSON object")
+    if record.get("format") != CACHE_FORMAT:
+        raise CorruptEntry(f"cache format {str(record.get('format'))[:20]!r}, this attrtools reads {CACHE_FORMAT}")
+    if set(record) != _RECORD_FIELDS:
+        raise CorruptEntry(f"record fields {sorted(record)[:10]}, expected {sorted(_RECORD_FIELDS)}")
+    shape = record["shape"]
+    problems = [
+        (isinstance(record["key"], str), "key is not a string"),
+        (isinstance(record["meta"], dict), "meta is not an object"),
+        (record["dtype"] in _SAFETENSORS_DTYPES, f"dtype {str(record['dtype'])[:20]!r} is not float32/float16"),
+        (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape), "shape is not a list of sizes"),
+        (isinstance(record["checksum"], str) and _HEX_KEY.fullmatch(record["checksum"]) is not None,
+         "checksum is not a sha256 digest"),
+        (isinstance(record["created"], (int, float)), "created is not a time"),
+    ]
+    for ok, reason in problems:
+        if not ok:
+            raise CorruptEntry(reason)
+    return record
+
+
 def decode_entry(data: bytes, key: str | None = None) -> tuple[torch.Tensor, dict, dict]:
     """``(stored tensor, caller meta, record)`` from the bytes of one entry file; raises
-    ``CorruptEntry`` on anything suspicious (this is where truncation and bit rot are caught)."""
+    ``CorruptEntry`` on anything suspicious (truncation, bit rot, a forged or hostile header).
+
+    Checked: the header parses (any failure, deep nesting included, is corruption); the record has
+    exactly its fields with the right types; the tensor's safetensors dtype and shape equal the
+    record's; the checksum over the canonical record and the tensor bytes matches; the key inside
+    equals the key asked for."""
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     header = read_header(data)
-    raw = (header.get("__metadata__") or {}).get(HEADER_KEY)
-    if raw is None:
-        raise CorruptEntry("no attrtools_cache metadata in the header")
+    record = parse_record(header)
+    if key is not None and record["key"] != key:
+        raise CorruptEntry(f"entry holds key {record['key'][:16]}..., expected {key[:16]}...")
+    entries = {name: value for name, value in header.items() if name != "__metadata__"}
+    described = entries.get("scores")
+    if set(entries) != {"scores"} or not isinstance(described, dict):
+        raise CorruptEntry(f"expected one tensor 'scores', the header lists {sorted(entries)[:5]}")
+    if described.get("dtype") != _SAFETENSORS_DTYPES[record["dtype"]] or described.get("shape") != record["shape"]:
+        raise CorruptEntry(f"tensor is {str(described.get('dtype'))[:8]} {str(described.get('shape'))[:40]}, "
+                           f"the record says {record['dtype']} {record['shape']}")
     try:
-        record = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise CorruptEntry(f"metadata is not JSON: {err}") from None
-    if record.get("format") != CACHE_FORMAT:
-        raise CorruptEntry(f"cache format {record.get('format')!r}, this attrtools reads {CACHE_FORMAT}")
-    if key is not None and record.get("key") != key:
-        raise CorruptEntry(f"entry holds key {str(record.get('key'))[:16]}..., expected {key[:16]}...")
-    try:
-        tensors = load(data)
-    except (SafetensorError, ValueError, RuntimeError) as err:
+        tensor = load(data)["scores"]
+    except (SafetensorError, *_PARSE_ERRORS, RuntimeError) as err:
         raise CorruptEntry(f"tensor data unreadable: {err}") from None
-    tensor = tensors.get("scores")
-    if tensor is None:
-        raise CorruptEntry("no 'scores' tensor")
-    if _checksum(tensor) != record.get("checksum"):
-        raise CorruptEntry("checksum mismatch (tensor bytes changed)")
-    return tensor, record.get("meta", {}), record
+    if str(tensor.dtype).replace("torch.", "") != record["dtype"] or list(tensor.shape) != record["shape"]:
+        raise CorruptEntry("tensor dtype or shape differs from the record")
+    if _checksum(record, tensor) != record["checksum"]:
+        raise CorruptEntry("checksum mismatch (record or tensor bytes changed)")
+    return tensor, record["meta"], record
+
+
+def encode_entry(key: str, tensor: torch.Tensor, meta: dict) -> bytes:
+    """The bytes of one entry file (see ``decode_entry``); ``meta`` must be JSON-serialisable."""
+    from safetensors.torch import save
+
+    cpu = tensor.detach().cpu().contiguous()
+    record = {"format": CACHE_FORMAT, "key": key, "meta": meta, "dtype": str(cpu.dtype).replace("torch.", ""),
+              "shape": list(cpu.shape), "created": time.time()}
+    record = json.loads(json.dumps(record))  # what a reader will see (tuples become lists, ...)
+    record["checksum"] = _checksum(record, cpu)
+    return save({"scores": cpu}, metadata={HEADER_KEY: json.dumps(record, sort_keys=True)})
 
 
 class AttributionCache:
@@ -213,6 +283,18 @@ class AttributionCache:
         if self.disk:
             self._write(key, stored, meta)
 
+    def invalidate(self, key: str, reason: str) -> None:
+        """Drop an entry the caller found inconsistent (e.g. metadata that does not fit the example):
+        reported like a corrupt entry, removed from both tiers, recomputed when next needed."""
+        with self._lock:
+            old = self._memory.pop(key, None)
+            if old is not None:
+                self._memory_used -= old[2]
+        if self.disk:
+            self._discard(self.path(key), None, reason)
+        else:
+            self.stats["corrupt"] += 1
+
     def __contains__(self, key: str) -> bool:
         with self._lock:
             if key in self._memory:
@@ -250,12 +332,7 @@ class AttributionCache:
 
     # ------------------------------------------------------------------------------ disk tier
     def _write(self, key: str, stored: torch.Tensor, meta: dict) -> None:
-        from safetensors.torch import save
-
-        cpu = stored.cpu().contiguous()
-        record = {"format": CACHE_FORMAT, "key": key, "meta": meta, "checksum": _checksum(cpu),
-                  "dtype": str(cpu.dtype).replace("torch.", ""), "shape": list(cpu.shape), "created": time.time()}
-        blob = save({"scores": cpu}, metadata={HEADER_KEY: json.dumps(record, sort_keys=True)})
+        blob = encode_entry(key, stored, meta)
         path = self.path(key)
         folder = os.path.dirname(path)
         for attempt in range(3):  # another process's clear() may remove the shard folder meanwhile
@@ -374,14 +451,15 @@ class AttributionCache:
                     head = f.read(8)
                     size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
                     header = read_header(head + f.read(min(size, 1 << 24)))
-                record = json.loads(header["__metadata__"][HEADER_KEY])
-                meta = record.get("meta", {})
-                yield {"key": record.get("key"), "path": entry.path, "bytes": st.st_size, "mtime": st.st_mtime,
-                       "method": meta.get("method"), "model": meta.get("model"), "unit": meta.get("unit"),
-                       "shape": record.get("shape"), "dtype": record.get("dtype")}
+                record = parse_record(header)
+                meta = record["meta"]
+                yield {"key": record["key"], "path": entry.path, "bytes": st.st_size, "mtime": st.st_mtime,
+                       "method": _text(meta.get("method")), "model": _text(meta.get("model")),
+                       "unit": meta.get("unit") if type(meta.get("unit")) is int else None,
+                       "shape": record["shape"], "dtype": record["dtype"]}
             except FileNotFoundError:
                 continue
-            except (CorruptEntry, KeyError, TypeError, ValueError, struct.error) as err:
+            except (CorruptEntry, *_PARSE_ERRORS) as err:
                 yield {"path": entry.path, "error": str(err) or type(err).__name__}
 
     def info(self) -> dict:
@@ -458,6 +536,10 @@ class AttributionCache:
                         os.rmdir(shard.path)
         self._disk_estimate = 0
         return removed
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
 
 
 def open_cache(cache) -> AttributionCache | None:

@@ -249,7 +249,16 @@ class Engine:
             return list(unit_list)
         found, missing, meta = {}, [], None
         for unit in unit_list:
-            hit = self._get(self.key(enc, impl.name, params, spec, unit))
+            key = self.key(enc, impl.name, params, spec, unit)
+            hit = self._get(key)
+            problem = hit is not None and _hit_problem(hit[0], hit[1], enc, impl, spec, unit,
+                                                       getattr(self.model.config, "num_labels", None))
+            if problem:
+                # Only a forged or buggy entry gets here (the checksum covers the metadata):
+                # dropped and recomputed, never served.
+                if hasattr(self.cache, "invalidate"):
+                    self.cache.invalidate(key, problem)
+                hit = None
             if hit is None:
                 missing.append(unit)
             else:
@@ -313,6 +322,34 @@ class Engine:
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
             segment_ids=enc.token_type_ids or [], special_tokens_mask=enc.special_tokens_mask,
         )
+
+
+def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes) -> str | None:
+    """Why a cache hit cannot be the attribution asked for (None when it fits): the metadata's
+    structure and values, and the payload's shape, checked against the example and the method."""
+    if not isinstance(meta, dict):
+        return "metadata is not a dict"
+    if meta.get("method") not in (None, impl.name) or meta.get("kind") not in (None, impl.kind):
+        return f"entry is for method {meta.get('method')!r}/{meta.get('kind')!r}"
+    predicted, target, probs = meta.get("predicted"), meta.get("target"), meta.get("probs")
+    classes = num_classes if isinstance(num_classes, int) and num_classes > 0 else None
+    if type(predicted) is not int or predicted < 0 or (classes and predicted >= classes):
+        return f"predicted class {predicted!r} is not a class of the model"
+    if spec is None:
+        if target is not None:
+            return f"target {target!r} for a class-agnostic method"
+    elif type(target) is not int or (target != predicted if spec == "pred" else target != spec):
+        return f"target {target!r} does not match the requested {spec!r}"
+    if not isinstance(probs, list) or (classes and len(probs) != classes) or \
+            not all(type(p) in (int, float) and 0.0 <= p <= 1.0 for p in probs) or abs(sum(probs) - 1.0) > 1e-3:
+        return "probabilities are not a distribution over the model's classes"
+    n = enc.length
+    shape = tuple(scores.shape)
+    expected_tail = {"tokens": (n,), "layer_matrix": (n, n), "matrix": (n, n)}.get(impl.kind, ())
+    if shape[len(shape) - len(expected_tail):] != expected_tail or \
+            (impl.kind == "tokens" and unit is None and len(shape) != 1) or (unit is not None and shape[:1] != (1,)):
+        return f"payload shape {list(shape)} does not fit a {n}-token example of kind {impl.kind}"
+    return None
 
 
 class _NullBar:

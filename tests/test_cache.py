@@ -129,7 +129,7 @@ def test_api_cache_argument_and_metadata(planted):
         record = json.loads(f.metadata()["attrtools_cache"])
     meta = record["meta"]
     assert meta["method"] == "attattr" and meta["unit"] in (0, 1) and len(meta["model"]) == 64
-    assert {"target", "predicted", "probs"} <= set(meta) and record["checksum"] and record["format"] == 1
+    assert {"target", "predicted", "probs"} <= set(meta) and record["checksum"] and record["format"] == 2
     again = attrtools.attribute(model, tok, SENTENCES[:2], method="attattr", steps=2, cache=True)
     assert all(torch.equal(a.scores, b.scores) and a.probs == b.probs for a, b in zip(results, again))
     attrtools.attribute(model, tok, SENTENCES[2:3], method="attattr", steps=2, cache=None)

@@ -5,7 +5,7 @@ import os
 
 import click
 
-from .common import (UserError, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
+from .common import (UserError, cache_options, check_method_params, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
                      output_dir_option, quiet_transformers)
 
 
@@ -55,6 +55,7 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
             parsed[key] = json.loads(value)
         except json.JSONDecodeError:
             parsed[key] = value
+    check_method_params(method, parsed)
     target_spec = int(target) if target.lstrip("-").isdigit() else target
     quiet_transformers()
     if dataset:

@@ -13,6 +13,25 @@ class UserError(click.ClickException):
     """An error in what the user asked for: printed without a traceback, exit code 1."""
 
 
+class BadUsage(UserError):
+    """A request that is wrong in itself (a bad option or parameter value): one line, exit code 2."""
+
+    exit_code = 2
+
+
+def check_method_params(method: str, params: dict, what: str = "--param") -> dict:
+    """The method's parameters checked against its schema before anything loads (``BadUsage``)."""
+    from .. import methods as registry
+    from ..methods.base import ParameterError
+
+    try:
+        return registry.get(method).params(**params)
+    except KeyError as err:
+        raise BadUsage(str(err.args[0])) from None
+    except ParameterError as err:
+        raise BadUsage(f"{what}: {err}") from None
+
+
 def model_option(f):
     return click.option("--model", "model_name", required=True,
                         help="Hub id or local folder of a sequence classifier.")(f)

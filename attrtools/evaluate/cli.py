@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..commands.common import (UserError, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
+from ..commands.common import (BadUsage, UserError, cache_options, check_method_params, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
                                output_dir_option, quiet_transformers)
 from . import OPERATORS, PRESETS
 
@@ -21,8 +21,15 @@ def _parse_params(items, methods):
         if not sep:
             raise UserError(f"--param {item!r} is not METHOD:KEY=VALUE")
         method, colon, key = head.partition(":")
-        targets = [method] if colon else list(methods)
         key = key if colon else method
+        if colon:
+            targets = [method]
+        else:  # KEY=VALUE: every chosen method that takes KEY
+            from .. import methods as registry
+
+            targets = [m for m in methods if m in registry.list_methods() and key in registry.get(m).defaults]
+            if not targets:
+                raise BadUsage(f"--param {item!r}: none of the chosen methods takes a parameter {key!r}")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
@@ -88,6 +95,8 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     chosen = [m for m in chosen if m not in excluded and m != "random"]
     operator = operator or ("mask" if preset == "decompx" else "delete")
     parsed = _parse_params(params, chosen)
+    for method, method_params in parsed.items():  # checked before anything loads: never "skipped"
+        check_method_params(method, method_params, what=f"--param {method}")
     limits = _parse_limits(method_limits)
     reference = None if reference.lower() == "none" else reference
 

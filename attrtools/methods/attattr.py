@@ -32,7 +32,11 @@ import torch
 from ..capture import capture
 from ..models import num_layers_heads
 from . import register
-from .base import Batch, Method, crop, frozen_parameters, target_score
+from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, crop, frozen_parameters,
+                   target_score)
+
+
+STEPS_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
 def quadrature(steps: int, method: str = "riemann_left") -> tuple[list[float], list[float]]:
@@ -75,6 +79,14 @@ class AttAttr(Method):
         "internal_batch_size": None,
         "autocast": None,
     }
+    schema = {"steps": Int(min=1, max=100_000), "steps_method": Choice(*STEPS_METHODS), "target_kind": TARGET_KIND,
+              "internal_batch_size": INTERNAL_BATCH, "autocast": Choice("bf16", "bfloat16", "fp32", "none", False, none=True)}
+
+    def check_params(self, params):
+        try:
+            quadrature(params["steps"], params["steps_method"])
+        except ValueError as err:
+            raise ParameterError(f"method {self.name!r}: {err}") from None
     invariant = "IG completeness per layer: sum(Attr^l) -> p(A) - p(A^l = 0) as steps grow"
 
     def units(self, model, params):

@@ -7,6 +7,7 @@ can cache and resume per (example, layer).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -40,8 +41,84 @@ class Batch:
         return {name: value[rows] for name, value in self.inputs.items()}
 
 
+class ParameterError(TypeError, ValueError):
+    """A method parameter that is unknown, of the wrong type or out of range. One line naming the
+    method and the parameter; raised before anything is computed (a ``TypeError`` and a
+    ``ValueError``, so callers catching either keep working)."""
+
+
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True)
+class Param:
+    """The schema of one method parameter: its type (``"int"``, ``"float"``, ``"choice"``,
+    ``"bool"``), inclusive bounds, the allowed values of a choice, and whether ``None`` (the
+    method's own default) is allowed. Build with ``Int``, ``Float``, ``Choice``, ``Bool``."""
+
+    type: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple = ()
+    none: bool = False
+    above: float | None = None  # exclusive lower bound (floats)
+
+    def describe(self) -> str:
+        if self.type == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        else:
+            text = {"int": "an integer", "float": "a finite number", "bool": "true or false"}[self.type]
+            if self.min is not None:
+                text += f" >= {self.min}"
+            if self.above is not None:
+                text += f" > {self.above}"
+            if self.max is not None:
+                text += f" <= {self.max}"
+        return text + (" (or null for the default)" if self.none else "")
+
+    def valid(self, value) -> bool:
+        if value is None:
+            return self.none
+        if self.type == "choice":
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if self.type == "bool":
+            return type(value) is bool
+        if isinstance(value, bool) or not isinstance(value, _NUMBER):
+            return False
+        if self.type == "int" and not isinstance(value, int):
+            return False
+        if self.type == "float" and not math.isfinite(value):
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max) and \
+            (self.above is None or value > self.above)
+
+
+def Int(min=None, max=None, none=False) -> Param:
+    return Param("int", min=min, max=max, none=none)
+
+
+def Float(min=None, max=None, above=None, none=False) -> Param:
+    return Param("float", min=min, max=max, above=above, none=none)
+
+
+def Choice(*choices, none=False) -> Param:
+    return Param("choice", choices=tuple(choices), none=none)
+
+
+def Bool(none=False) -> Param:
+    return Param("bool", none=none)
+
+
+TARGET_KIND = Choice("prob", "logit")
+INTERNAL_BATCH = Int(min=1, none=True)  # rows per pass; None = the method's own default
+
+
 class Method:
-    """Base class. Subclasses set the class attributes and implement ``compute``."""
+    """Base class. Subclasses set the class attributes and implement ``compute``.
+
+    ``defaults`` and ``schema`` together declare the parameters: every default has a ``Param``
+    in ``schema`` (type, range, choices), and ``params(**given)`` checks every value against it,
+    so nothing is computed (or cached) with a value that cannot be right."""
 
     name: ClassVar[str]
     title: ClassVar[str]  # human name
@@ -49,17 +126,30 @@ class Method:
     kind: ClassVar[str]  # "matrix" | "layer_matrix" | "tokens"
     target: ClassVar[str]  # "prob", "logit", "none" (class-agnostic), or "param" (see target_kind)
     defaults: ClassVar[dict] = {}
+    schema: ClassVar[dict] = {}  # name -> Param, one per default
     invariant: ClassVar[str] = ""  # the property the tests check, one line
 
     def params(self, **given) -> dict:
+        """The defaults updated with ``given``, every value checked against ``schema``; raises
+        ``ParameterError`` (one line naming the method and the parameter)."""
         unknown = set(given) - set(self.defaults)
         if unknown:
-            raise TypeError(
-                f"method {self.name!r} got unknown parameter(s) {sorted(unknown)}; it takes {sorted(self.defaults)}"
-            )
+            takes = ", ".join(sorted(self.defaults)) or "no parameters"
+            raise ParameterError(
+                f"method {self.name!r} got unknown parameter(s) {', '.join(sorted(unknown))}; it takes {takes}")
         merged = dict(self.defaults)
         merged.update(given)
+        for name, value in merged.items():
+            spec = self.schema.get(name)
+            if spec is not None and not spec.valid(value):
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise ParameterError(f"method {self.name!r}: parameter {name!r} must be {spec.describe()}, got {shown}")
+        self.check_params(merged)
         return merged
+
+    def check_params(self, params: dict) -> None:
+        """Checks across parameters (raise ``ParameterError``); each value alone is already valid."""
 
     def needs_target(self, params: dict) -> bool:
         return self.target != "none"
@@ -76,7 +166,8 @@ class Method:
 
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "paper": self.paper, "kind": self.kind,
-                "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant}
+                "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant,
+                "schema": {name: spec.describe() for name, spec in self.schema.items()}}
 
 
 class UnsupportedArchitecture(ValueError):

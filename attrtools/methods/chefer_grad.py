@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import register
-from .base import Batch, Method
+from .base import Batch, Method, TARGET_KIND
 from .gradsam import attention_and_gradients, pool_rows
 
 
@@ -45,6 +45,7 @@ class CheferGrad(Method):
     kind = "tokens"
     target = "logit"
     defaults = {"target_kind": "logit"}
+    schema = {"target_kind": TARGET_KIND}
     invariant = "R - I >= 0 and every row of R sums to >= 1"
 
     def compute(self, model, batch: Batch, units=None, **params):

@@ -42,7 +42,7 @@ import torch
 from ..capture import capture
 from ..models import adapter_for, get_module, layer_module, num_layers_heads
 from . import register
-from .base import Batch, Method
+from .base import Batch, Method, Int
 from .gradsam import embedding_leaf
 
 EPS = 1e-9
@@ -232,6 +232,7 @@ class CheferLRP(Method):
     kind = "tokens"
     target = "logit"
     defaults = {"start_layer": -1}
+    schema = {"start_layer": Int()}  # the range depends on the model: checked in compute
     invariant = "relevance conserved by every relprop (sum in = sum out); scores >= 0"
 
     def check_model(self, model):

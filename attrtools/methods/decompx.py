@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from ..models import adapter_for, get_module, layer_module
 from . import register
 from .alti import ln_params, real_sigma, trace_layers, value_output_weights
-from .base import Batch, Method, require_post_ln
+from .base import Batch, Method, require_post_ln, Choice, INTERNAL_BATCH
 
 # The classification head of each architecture: (first linear on the pooled token, classifier linear).
 # The non-linearity between them is read from the real forward (zero-origin slope).
@@ -146,6 +146,7 @@ class DecompX(Method):
     kind = "tokens"
     target = "logit"
     defaults = {"bias_decomp": "absdot", "internal_batch_size": None}
+    schema = {"bias_decomp": Choice("absdot", "uniform"), "internal_batch_size": INTERNAL_BATCH}
     invariant = "Σ_k y_{t<=k} = logit of the target class (biases included)"
 
     def check_model(self, model):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import register
-from .base import Batch, Method
+from .base import Batch, Method, Choice, Float
 from .gradsam import pool_rows
 from .rollout import residual_attention
 
@@ -85,6 +85,7 @@ class AttentionFlow(Method):
     kind = "tokens"
     target = "none"
     defaults = {"solver": "networkx", "scale": 1e7}
+    schema = {"solver": Choice("networkx", "scipy"), "scale": Float(above=0)}
     invariant = "each input's flow <= min cut capacities (<= 1); normalised vector sums to 1; solvers agree"
 
     def compute(self, model, batch: Batch, units=None, **params):

@@ -30,7 +30,7 @@ import torch
 from ..capture import capture
 from ..models import layer_module, num_layers_heads
 from . import register
-from .base import Batch, Method, require_post_ln
+from .base import Batch, Method, require_post_ln, Choice
 
 VARIANTS = ("N", "N_Res", "N_ResLN", "N_Enc")
 
@@ -126,6 +126,7 @@ class GlobEnc(Method):
     kind = "layer_matrix"
     target = "none"
     defaults = {"variant": "N_Enc"}
+    schema = {"variant": Choice(*VARIANTS)}
     invariant = "sum_j g1_(i<-j) + beta1 + g1(b_O) equals the real LN1 output; all entries >= 0"
 
     def check_model(self, model):

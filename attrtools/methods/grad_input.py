@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from . import register
-from .base import Batch, Method, target_score
+from .base import Batch, Method, target_score, Choice, TARGET_KIND
 from .gradsam import embedding_leaf
 
 
@@ -35,6 +35,7 @@ class GradientInput(Method):
     kind = "tokens"
     target = "logit"
     defaults = {"target_kind": "logit", "aggregate": "l2"}
+    schema = {"target_kind": TARGET_KIND, "aggregate": Choice("l2", "sum")}
     invariant = "aggregate='sum' over tokens equals the first-order Taylor term <grad, e>; l2 scores >= 0"
 
     def compute(self, model, batch: Batch, units=None, **params):

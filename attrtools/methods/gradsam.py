@@ -20,7 +20,7 @@ import torch
 from ..capture import capture
 from ..models import adapter_for, get_module, pool_position
 from . import register
-from .base import Batch, Method, frozen_parameters, target_score
+from .base import Batch, Method, frozen_parameters, target_score, Choice, TARGET_KIND
 
 
 class embedding_leaf:
@@ -80,6 +80,7 @@ class GradSAM(Method):
     kind = "tokens"
     target = "logit"
     defaults = {"target_kind": "logit", "rows": "all"}
+    schema = {"target_kind": TARGET_KIND, "rows": Choice("all", "cls")}
     invariant = "scores >= 0 (attention times ReLU of its gradient)"
 
     def compute(self, model, batch: Batch, units=None, **params):

@@ -24,8 +24,9 @@ import torch
 
 from ..models import adapter_for, get_module
 from . import register
-from .attattr import quadrature
-from .base import Batch, Method, frozen_parameters, target_score
+from .attattr import STEPS_METHODS, quadrature
+from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, frozen_parameters,
+                   target_score)
 from .grad_input import aggregate_hidden
 
 
@@ -77,6 +78,14 @@ class IntegratedGradientsEmbeddings(Method):
     target = "logit"
     defaults = {"steps": 20, "steps_method": "riemann_right", "baseline": "zero", "target_kind": "logit",
                 "aggregate": "sum", "internal_batch_size": None}
+    schema = {"steps": Int(min=1, max=100_000), "steps_method": Choice(*STEPS_METHODS), "baseline": Choice("zero", "pad"),
+              "target_kind": TARGET_KIND, "aggregate": Choice("l2", "sum"), "internal_batch_size": INTERNAL_BATCH}
+
+    def check_params(self, params):
+        try:
+            quadrature(params["steps"], params["steps_method"])
+        except ValueError as err:
+            raise ParameterError(f"method {self.name!r}: {err}") from None
     invariant = "completeness: sum of signed scores -> y(x) - y(baseline) as steps grow"
 
     def compute(self, model, batch: Batch, units=None, **params):
