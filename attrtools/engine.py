@@ -29,6 +29,7 @@ import torch
 
 from . import methods as method_registry
 from .cache import open_cache
+from .guard import check_unknown_share
 from .methods.base import Batch
 from .models import fingerprint, model_device, pool_position, tokenizer_fingerprint, adapter_for
 from .types import FORMAT_VERSION, Attribution, Example
@@ -186,6 +187,7 @@ class Engine:
         params = impl.params(**params)
         examples = [Example.coerce(e) for e in examples]
         encoded = [self.encode(e) for e in examples]
+        check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
         specs = [resolve_target_spec(target, e, i) for i, e in enumerate(examples)] if impl.needs_target(params) \
             else [None] * len(examples)
         units = impl.units(self.model, params)

@@ -218,14 +218,26 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "pruned_heads.json")) \
             and not kwargs.pop("_allow_pruned", False):
         raise ValueError(f"{name_or_path} holds a pruned model: load it with attrtools.load_pruned()")
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    from .guard import check_device, check_model_folder, check_tokenizer, explain_load_error
+
+    check_device(device)
+    check_model_folder(name_or_path)  # config.json, tokenizer files, no custom code
     model_kwargs = dict(kwargs)
-    if num_labels is not None:
-        model_kwargs["num_labels"] = num_labels
-    if dtype is not None:
-        model_kwargs["dtype"] = dtype
-    model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_kwargs)
+    model_kwargs["trust_remote_code"] = False  # never run a folder's Python (also no interactive prompt)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        if num_labels is not None:
+            model_kwargs["num_labels"] = num_labels
+        if dtype is not None:
+            model_kwargs["dtype"] = dtype
+        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_kwargs)
+    except Exception as err:  # noqa: BLE001 - re-raised unless it is one we can say in a sentence
+        reason = explain_load_error(err, name_or_path)
+        if reason is None:
+            raise
+        raise ValueError(reason) from None
     adapter_for(model)  # fail early, naming the model type
+    check_tokenizer(tokenizer, model.config, name_or_path)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()

@@ -22,8 +22,8 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
 
     random.seed(seed)
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=num_labels)
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=num_labels, trust_remote_code=False)
     if label_names:
         model.config.id2label = dict(enumerate(label_names))
         model.config.label2id = {n: i for i, n in enumerate(label_names)}

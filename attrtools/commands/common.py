@@ -81,10 +81,17 @@ def make_run_dir(output_dir: str | None, command: str, config: dict) -> str:
 
 def load_model_or_fail(name: str, device=None):
     from ..api import load_model
+    from ..guard import DeviceError, ModelFolderError, check_device
     from ..models import UnsupportedModelError
 
     try:
+        check_device(device)
+    except DeviceError as err:
+        raise BadUsage(str(err)) from None
+    try:
         return load_model(name, device=device)
+    except ModelFolderError as err:
+        raise UserError(str(err)) from None
     except UnsupportedModelError as err:
         raise UserError(str(err)) from None
     except (OSError, ValueError) as err:

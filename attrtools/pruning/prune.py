@@ -255,8 +255,12 @@ def load_pruned(directory: str, device=None, dtype=None, install: bool = True):
         raise ValueError(f"{directory} has no {PRUNED_HEADS_FILE}: not a model saved by attrtools.save_pruned "
                          "(load it with attrtools.load_model)")
     plan = read_plan(marker)
-    config = AutoConfig.from_pretrained(directory)
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    from ..guard import check_model_folder, check_tokenizer
+
+    check_model_folder(directory)
+    config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(directory, trust_remote_code=False)
+    check_tokenizer(tokenizer, config, directory)
     model = AutoModelForSequenceClassification.from_config(config, dtype=dtype) if dtype is not None \
         else AutoModelForSequenceClassification.from_config(config)
     adapter_for(model)

@@ -1,0 +1,151 @@
+"""Refusals on load: what attrtools checks about a model folder, its tokenizer, the device and the
+input before computing anything, so a broken or hostile folder ends in one sentence naming it
+instead of a traceback or, worse, a run on the wrong vocabulary.
+
+- ``check_model_folder(path)``: a local folder must hold ``config.json`` (valid JSON) and tokenizer
+  files; a folder whose ``config.json`` names custom code (``auto_map``) for a ``model_type``
+  transformers does not know is refused (``RemoteCodeError``): attrtools always loads with
+  ``trust_remote_code=False`` and never runs a folder's Python.
+- ``check_tokenizer(tokenizer, config, name)``: a tokenizer far smaller than the model's
+  vocabulary (transformers builds a 5-token one when the tokenizer files are missing) is refused.
+- ``check_unknown_share(tokenizer, id_lists, specials, name)``: input that tokenizes mostly to the
+  unknown token is refused (the tokenizer does not fit the model or the text).
+- ``check_device(device)``: a device string torch cannot parse, or a GPU this machine lacks.
+- ``explain_load_error(err, name)``: the one-line reason for errors transformers raises while
+  loading (pickle weights refused by ``weights_only``, remote code), or None.
+
+Errors derive from ``ValueError`` (the command line prints them as one line).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+# Files from which transformers can build a real tokenizer (any one of them is enough).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model", "sentencepiece.model", "bpe.codes", "vocab.model", "source.spm")
+UNKNOWN_SHARE_LIMIT = 0.5  # refuse input where more than half the (non-special) tokens are unknown
+UNKNOWN_MIN_TOKENS = 8  # ... once there are at least this many tokens to judge by
+
+
+class ModelFolderError(ValueError):
+    """A model folder (or hub id) that cannot be used as it is; the message names it."""
+
+
+class RemoteCodeError(ModelFolderError):
+    """A model that needs its own Python code (``auto_map``), which attrtools will not run."""
+
+
+class DeviceError(ValueError):
+    """A ``--device`` that torch cannot parse or this machine does not have."""
+
+
+class VocabularyError(ValueError):
+    """Input that the tokenizer mostly cannot represent (mostly the unknown token)."""
+
+
+def check_model_folder(name_or_path: str) -> None:
+    """Refuse a local model folder without ``config.json`` or tokenizer files, or one that needs
+    custom code. Hub ids (not an existing path) are left to transformers."""
+    path = os.fspath(name_or_path)
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise ModelFolderError(f"{path} is a file, not a model folder (give the folder holding config.json)")
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise ModelFolderError(f"{path} has no config.json: not a Hugging Face model folder")
+    try:
+        with open(config_path, "rb") as f:
+            config = json.loads(f.read())
+    except (ValueError, RecursionError) as err:
+        raise ModelFolderError(f"{config_path} is not valid JSON ({str(err)[:80]})") from None
+    if not isinstance(config, dict):
+        raise ModelFolderError(f"{config_path} is not a JSON object")
+    check_remote_code(config, path)
+    if not any(os.path.isfile(os.path.join(path, name)) for name in TOKENIZER_FILES):
+        raise ModelFolderError(
+            f"{path} has no tokenizer files (none of tokenizer.json, vocab.txt, vocab.json, *.model): without "
+            "them transformers builds a near-empty tokenizer and every word becomes unknown; copy the "
+            "tokenizer the model was trained with into the folder")
+
+
+def check_remote_code(config: dict, name: str) -> None:
+    """Refuse a config whose model class exists only as the folder's own Python (``auto_map``)."""
+    from transformers import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    known = isinstance(model_type, str) and model_type in CONFIG_MAPPING
+    if config.get("auto_map") and not known:
+        raise RemoteCodeError(
+            f"{name} needs custom code (config.json auto_map, model_type {str(model_type)[:40]!r}) that attrtools "
+            "will not run: it loads with trust_remote_code=False; use a model transformers implements")
+
+
+def check_tokenizer(tokenizer, config, name: str) -> None:
+    """Refuse a tokenizer whose vocabulary is far below ``config.vocab_size`` (under half)."""
+    vocab_size = getattr(config, "vocab_size", None)
+    size = len(tokenizer)
+    if isinstance(vocab_size, int) and vocab_size > 0 and size < vocab_size / 2:
+        raise ModelFolderError(
+            f"{name}: the tokenizer has {size} tokens but the model's vocabulary has {vocab_size}; its tokenizer "
+            "files are missing or do not belong to this model")
+
+
+def unknown_share(tokenizer, id_lists, special_masks=None) -> tuple[float, int]:
+    """(share of unknown tokens among the non-special tokens, number of non-special tokens)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return 0.0, 0
+    total = unknown = 0
+    for row, ids in enumerate(id_lists):
+        specials = special_masks[row] if special_masks is not None else [0] * len(ids)
+        for token, special in zip(ids, specials):
+            if not special:
+                total += 1
+                unknown += token == unk
+    return (unknown / total if total else 0.0), total
+
+
+def check_unknown_share(tokenizer, id_lists, special_masks=None, name: str | None = None) -> None:
+    """Refuse input of which more than half the tokens are the unknown token."""
+    share, total = unknown_share(tokenizer, id_lists, special_masks)
+    if total >= UNKNOWN_MIN_TOKENS and share > UNKNOWN_SHARE_LIMIT:
+        name = name or getattr(tokenizer, "name_or_path", None) or "the tokenizer"
+        raise VocabularyError(
+            f"{share:.0%} of the {total} input tokens are {tokenizer.unk_token!r} under {name}: the tokenizer does "
+            "not fit this text or this model (missing or wrong tokenizer files?)")
+
+
+def check_device(device) -> None:
+    """Refuse a device string torch cannot parse, CUDA on a machine without it, or a missing index."""
+    import torch
+
+    if device is None or device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(f"--device {device!r} is not a device (use cpu, cuda, cuda:N or mps)") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError(f"--device {device}: MPS is not available on this machine")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device {device}: attrtools runs on cpu, cuda or mps")
+
+
+def explain_load_error(err: BaseException, name: str) -> str | None:
+    """The one-line reason for an error transformers raised while loading ``name``, if known."""
+    import pickle
+
+    text = str(err)
+    if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in text or "weights_only" in text:
+        return (f"{name}: the weights file is a pickle holding more than tensors, which attrtools will not "
+                "unpickle (weights_only=True); use a model saved as safetensors")
+    if "trust_remote_code" in text or "custom code" in text:
+        return f"{name} needs custom code that attrtools will not run (it loads with trust_remote_code=False)"
+    return None
