@@ -132,11 +132,14 @@ def capture(
     record_context: bool | str | int | Iterable[int] | None = None,
     record_hidden: bool = False,
     replay: tuple[int, torch.Tensor] | None = None,
+    replace: dict | None = None,
 ):
     """Scope one set of attention interventions over the forward passes run inside the block.
 
     ``replay=(l, h)``: the blocks below ``l`` are skipped and ``h`` (batch x n x d) enters block
     ``l``; the model must still be called with inputs of the same batch and length as ``h``.
+    ``replace={l: fn}``: block ``l`` computes ``fn(hidden_states) -> hidden_states`` instead of its
+    own forward (AttAttr's decomposed schedule: :class:`PostLNBlock` pieces).
     """
     if not is_installed(model):
         raise CaptureNotInstalledError(
@@ -173,6 +176,11 @@ def capture(
                 # Instance attribute shadows the class forward: the block returns its input unchanged.
                 block.forward = _passthrough
                 patched.append(block)
+        for index, fn in (replace or {}).items():
+            block = layers[index]
+            if block not in patched:
+                block.forward = _replacement(fn)
+                patched.append(block)
         yield state
     finally:
         _ACTIVE.reset(token)
@@ -184,6 +192,12 @@ def capture(
 
 def _passthrough(hidden_states, *args, **kwargs):
     return hidden_states
+
+
+def _replacement(fn):
+    def forward(hidden_states, *args, **kwargs):
+        return fn(hidden_states)
+    return forward
 
 
 def _hidden_recorder(state: Capture, index: int):
@@ -253,3 +267,75 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
             context.retain_grad()
         state.contexts[layer] = context
     return context.transpose(1, 2).contiguous(), probs
+
+
+# ----------------------------------------------------------------------------- post-LN block pieces
+class PostLNBlock:
+    """One post-LN encoder block (BERT family, DistilBERT) taken apart, for AttAttr's decomposed
+    schedule. With ``A`` the block's attention probabilities ``(B, H, n, n)`` and ``h`` its input
+    ``(B, n, d)``::
+
+        values(h)              V = h W_V^T + b_V, per head            (B, H, n, d_h)
+        project(ctx)           ctx (B, H, n, d_h) -> ctx W_O^T, no bias (B, n, d)
+        after_attention(u, h)  a = LN1(u + b_O + h);  LN2(W_2 act(W_1 a + b_1) + b_2 + a)
+        pooled(h, mask, p)     the block's output at position p only   (B, 1, d)
+
+    so ``after_attention(project(A @ values(h)), h)`` is the block's own output. Module names come
+    from the adapter; the activation is the FFN's own module where it has one, else the config's.
+    Callers must check the pieces against the model's forward (``AttAttr`` does, per batch, and
+    falls back to full replay when they differ: a family with another block layout).
+    """
+
+    def __init__(self, model: nn.Module, layer: int):
+        from .models import layer_module
+
+        adapter = adapter_for(model)
+        if adapter.pre_norm:
+            raise ValueError(f"{adapter.model_type} blocks are pre-LN")
+        part = lambda name: layer_module(model, layer, name)  # noqa: E731
+        self.query, self.key, self.value = part("query"), part("key"), part("value")
+        self.output, self.ln1 = part("output"), part("ln_attention")
+        self.ffn_in, self.ffn_out, self.ln2 = part("ffn_in"), part("ffn_out"), part("ln_ffn")
+        attention = part("attention")
+        self.head_dim = int(getattr(attention, "attention_head_size", 0) or getattr(attention, "head_dim", 0)
+                            or model.config.hidden_size // model.config.num_attention_heads)
+        self.scaling = float(getattr(attention, "scaling", None) or self.head_dim ** -0.5)
+        self.act = _ffn_activation(get_layers(model)[layer], adapter.ffn_in, model.config)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(*x.shape[:2], -1, self.head_dim).transpose(1, 2)
+
+    def values(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._heads(self.value(hidden))
+
+    def project(self, context: torch.Tensor) -> torch.Tensor:
+        flat = context.transpose(1, 2).reshape(context.shape[0], context.shape[2], -1)
+        return torch.matmul(flat, self.output.weight.t())
+
+    def after_attention(self, u: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        a = self.ln1(u + self.output.bias + hidden) if self.output.bias is not None else self.ln1(u + hidden)
+        return self.ln2(self.ffn_out(self.act(self.ffn_in(a))) + a)
+
+    def pooled(self, hidden: torch.Tensor, key_mask: torch.Tensor, position: int) -> torch.Tensor:
+        """Output at ``position`` of a block whose input is ``hidden`` (B, n, d); ``key_mask`` (B, n)
+        is 1 on real tokens. Only that row's query is formed; keys and values use every token."""
+        row = hidden[:, position:position + 1]
+        query = self._heads(self.query(row))
+        key, value = self._heads(self.key(hidden)), self._heads(self.value(hidden))
+        scores = torch.matmul(query, key.transpose(2, 3)) * self.scaling
+        scores = scores.masked_fill(~key_mask.bool().view(key_mask.shape[0], 1, 1, -1), torch.finfo(scores.dtype).min)
+        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+        return self.after_attention(self.project(torch.matmul(probs, value)), row)
+
+
+def _ffn_activation(block: nn.Module, ffn_in_path: str, config):
+    parent = block
+    for name in ffn_in_path.split(".")[:-1]:
+        parent = getattr(parent, name)
+    for name in ("intermediate_act_fn", "activation", "act_fn", "act"):
+        fn = getattr(parent, name, None)
+        if callable(fn):
+            return fn
+    from transformers.activations import get_activation
+
+    return get_activation(getattr(config, "hidden_act", None) or getattr(config, "activation"))

@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..capture import capture
-from ..models import num_layers_heads
+from ..capture import PostLNBlock, capture
+from ..models import adapter_for, get_layers, num_layers_heads, pool_position
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, crop, frozen_parameters,
                    target_score)
@@ -110,46 +110,173 @@ def _autocast(model, autocast):
 
 
 def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="riemann_left",
-                   target_kind="prob", internal_batch_size=None, autocast=None) -> dict[int, torch.Tensor]:
+                   target_kind="prob", internal_batch_size=None, autocast=None,
+                   schedule: str = "auto") -> dict[int, torch.Tensor]:
     """AttAttr for the given layers of a padded batch: ``{layer: (B, H, n_pad, n_pad)}``.
 
     Rows of one pass are (example, step) pairs; ``internal_batch_size`` bounds how many run at
-    once (default: about 4096 tokens per pass).
+    once (default: about 4096 tokens per pass). ``schedule``: ``"decomposed"`` (post-LN encoders
+    pooling the first token; see :func:`_decomposed`), ``"replay"`` (any architecture), or
+    ``"auto"``: decomposed where the model's blocks pass the check against its own forward, else
+    replay. Both give the official numbers; the choice is not part of the cache key.
     """
     if batch.targets is None:
         raise ValueError("AttAttr needs target classes")
+    if schedule not in ("auto", "decomposed", "replay"):
+        raise ValueError(f"schedule must be 'auto', 'decomposed' or 'replay', got {schedule!r}")
     num_layers = num_layers_heads(model)[0]
     layers = list(range(num_layers)) if layers is None else [int(l) for l in layers]
     alphas, weights = quadrature(steps, steps_method)
-    size, n = batch.size, batch.max_length
+    n = batch.max_length
     rows_per_pass = internal_batch_size or max(1, 4096 // n)
-    targets = batch.targets
-    device = targets.device
 
-    # One clean pass: attention of every layer and the hidden states entering every block.
-    with torch.no_grad(), capture(model, record="all", record_hidden=True) as clean:
-        model(**batch.inputs)
+    # One clean pass: attention of every layer, the hidden states entering every block and the
+    # last block's output (for the check of the decomposed schedule).
+    final = {}
+    last_block = get_layers(model)[num_layers - 1]
+    handle = last_block.register_forward_hook(lambda module, args, output: final.__setitem__(
+        "out", (output[0] if isinstance(output, tuple) else output).detach()))
+    try:
+        with torch.no_grad(), capture(model, record="all", record_hidden=True) as clean:
+            model(**batch.inputs)
+    finally:
+        handle.remove()
     attention = clean.attention_list()
+    plan = _Plan(batch, alphas, weights, rows_per_pass)
 
-    # All (example, step) pairs, flattened so passes can mix examples of similar length.
-    example_of = torch.arange(size, device=device).repeat_interleave(len(alphas))
-    alpha_of = torch.tensor(alphas, device=device, dtype=torch.float32).repeat(size)
-    weight_of = torch.tensor(weights, device=device, dtype=torch.float32).repeat(size)
+    if schedule != "replay":
+        blocks = _decomposable(model, batch, attention, clean.hidden_inputs, final.get("out"))
+        if blocks is not None:
+            return _decomposed(model, batch, layers, attention, clean.hidden_inputs, blocks, plan, target_kind,
+                               autocast)
+        if schedule == "decomposed":
+            raise ValueError("this model's blocks do not match the decomposed schedule (post-LN encoder "
+                             "blocks pooling the first token); use schedule='replay'")
+    return _replay(model, batch, layers, attention, clean.hidden_inputs, plan, target_kind, autocast)
 
+
+class _Plan:
+    """All (example, step) rows of a batch, flattened so passes can mix examples."""
+
+    def __init__(self, batch: Batch, alphas, weights, rows_per_pass: int):
+        device = batch.targets.device
+        self.example_of = torch.arange(batch.size, device=device).repeat_interleave(len(alphas))
+        self.alpha_of = torch.tensor(alphas, device=device, dtype=torch.float32).repeat(batch.size)
+        self.weight_of = torch.tensor(weights, device=device, dtype=torch.float32).repeat(batch.size)
+        self.rows_per_pass = rows_per_pass
+
+    def passes(self):
+        for start in range(0, self.example_of.numel(), self.rows_per_pass):
+            stop = start + self.rows_per_pass
+            yield self.example_of[start:stop], self.alpha_of[start:stop], self.weight_of[start:stop]
+
+
+def _replay(model, batch, layers, attention, hidden, plan, target_kind, autocast):
+    """Any architecture: per target layer, the blocks from that layer up are run for every step with
+    the layer's probabilities replaced by ``alpha * A`` (the blocks below are replayed)."""
     result = {}
     with frozen_parameters(model):
         for layer in layers:
             grad_sum = torch.zeros_like(attention[layer], dtype=torch.float32)
-            hidden = clean.hidden_inputs[layer]
-            for start in range(0, example_of.numel(), rows_per_pass):
-                rows = example_of[start:start + rows_per_pass]
-                alpha = alpha_of[start:start + rows_per_pass].view(-1, 1, 1, 1)
-                scaled = (attention[layer][rows].float() * alpha).requires_grad_(True)
-                with capture(model, override={layer: scaled}, replay=(layer, hidden[rows])), \
+            for rows, alpha, weight in plan.passes():
+                scaled = (attention[layer][rows].float() * alpha.view(-1, 1, 1, 1)).requires_grad_(True)
+                with capture(model, override={layer: scaled}, replay=(layer, hidden[layer][rows])), \
                         _autocast(model, autocast):
                     logits = model(**batch.select(rows)).logits
-                score = target_score(logits, targets[rows], target_kind)
-                (grad,) = torch.autograd.grad((score * weight_of[start:start + rows_per_pass]).sum(), scaled)
+                score = target_score(logits, batch.targets[rows], target_kind)
+                (grad,) = torch.autograd.grad((score * weight).sum(), scaled)
                 grad_sum.index_add_(0, rows, grad.float())
             result[layer] = attention[layer].float() * grad_sum
     return result
+
+
+def _decomposable(model, batch, attention, hidden, final_output, tolerance: float = 1e-4):
+    """The :class:`PostLNBlock` of every layer if they reproduce this batch's clean forward
+    (each block's output from its recorded attention, and the last block's pooled row), else None."""
+    adapter = adapter_for(model)
+    position = pool_position(model)
+    if adapter.pre_norm or position < 0 or final_output is None:
+        return None
+    try:
+        blocks = [PostLNBlock(model, l) for l in range(len(attention))]
+        outputs = [hidden[l + 1] for l in range(len(attention) - 1)] + [final_output]
+        mask = batch.inputs["attention_mask"]
+        with torch.no_grad():
+            for l, block in enumerate(blocks):
+                h = hidden[l]
+                ours = block.after_attention(block.project(torch.matmul(attention[l].to(h.dtype), block.values(h))), h)
+                if not _close(ours, outputs[l], mask, tolerance):
+                    return None
+            pooled = blocks[-1].pooled(hidden[len(blocks) - 1], mask, position)
+            if not _close(pooled, final_output[:, position:position + 1], None, tolerance):
+                return None
+    except (AttributeError, RuntimeError, ValueError, KeyError, TypeError):
+        return None
+    return blocks
+
+
+def _close(ours, reference, mask, tolerance) -> bool:
+    if ours.shape != reference.shape:
+        return False
+    diff = (ours.float() - reference.float()).abs()
+    if mask is not None:  # padded rows are never read
+        diff = diff * mask.view(*mask.shape, 1).to(diff.dtype)
+    return bool(diff.max() <= tolerance * max(1.0, float(reference.float().abs().max())))
+
+
+def _decomposed(model, batch, layers, attention, hidden, blocks, plan, target_kind, autocast):
+    """Post-LN encoders: the same integral with less work per step.
+
+    In target layer ``l`` the context is linear in the scaled probabilities:
+    ``(αA) V W_O^T = α P`` with ``P = (A V) W_O^T`` formed once. So a step only runs
+    ``after_attention(αP, h)`` (LayerNorms and FFN) in layer ``l``, the blocks above it, and in the
+    last block only the pooled row (its query row; keys and values of every token). The gradient
+    is taken with respect to ``u = αP`` and, being linear in it, mapped back once:
+    ``Σ_k w_k ∂F/∂S_k = ((Σ_k w_k ∂F/∂u_k) W_O)_h V_hᵀ`` per head. When the target is the last
+    layer only the pooled row of ``u`` matters (the other rows' gradient is exactly 0).
+    """
+    num_layers = len(attention)
+    last = num_layers - 1
+    position = pool_position(model)
+    mask = batch.inputs["attention_mask"]
+    n = batch.max_length
+    result = {}
+    with frozen_parameters(model), torch.no_grad():
+        prepared = {}
+        for layer in layers:
+            values = blocks[layer].values(hidden[layer]).float()
+            prepared[layer] = (values, blocks[layer].project(torch.matmul(attention[layer].float(), values)))
+    with frozen_parameters(model):
+        for layer in layers:
+            block = blocks[layer]
+            values, projected = prepared[layer]
+            if layer == last:
+                projected = projected[:, position:position + 1]
+            grad_sum = torch.zeros_like(projected, dtype=torch.float32)
+            for rows, alpha, weight in plan.passes():
+                u = (projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)
+                replace = _step_blocks(blocks, layer, u, mask[rows], position, n)
+                with capture(model, replay=(layer, hidden[layer][rows]), replace=replace), \
+                        _autocast(model, autocast):
+                    logits = model(**batch.select(rows)).logits
+                score = target_score(logits, batch.targets[rows], target_kind)
+                (grad,) = torch.autograd.grad((score * weight).sum(), u)
+                grad_sum.index_add_(0, rows, grad.float())
+            with torch.no_grad():
+                grad_context = block._heads(torch.matmul(grad_sum, block.output.weight.float()))  # (B, H, r, d_h)
+                grad_scaled = torch.matmul(grad_context, values.transpose(2, 3))  # (B, H, r, n)
+                if layer == last:
+                    full = torch.zeros_like(attention[layer], dtype=torch.float32)
+                    full[:, :, position:position + 1] = grad_scaled
+                    grad_scaled = full
+                result[layer] = attention[layer].float() * grad_scaled
+    return result
+
+
+def _step_blocks(blocks, layer, u, key_mask, position, n):
+    """Block replacements for one pass of target ``layer`` (rows of ``u``)."""
+    last = len(blocks) - 1
+    if layer == last:
+        return {layer: lambda h: blocks[layer].after_attention(u, h[:, position:position + 1]).expand(-1, n, -1)}
+    return {layer: lambda h: blocks[layer].after_attention(u, h),
+            last: lambda h: blocks[last].pooled(h, key_mask, position).expand(-1, n, -1)}
