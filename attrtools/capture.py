@@ -170,8 +170,10 @@ def capture(
             start, hidden = replay
             if not 0 <= start < num_layers:
                 raise ValueError(f"replay layer {start} out of range 0..{num_layers - 1}")
+            # The embedding module returns the replayed states without computing anything.
             embeddings = get_module(model, adapter_for(model).embeddings)
-            handles.append(embeddings.register_forward_hook(lambda module, args, output: hidden))
+            embeddings.forward = lambda *args, **kwargs: hidden
+            patched.append(embeddings)
             for block in layers[:start]:
                 # Instance attribute shadows the class forward: the block returns its input unchanged.
                 block.forward = _passthrough

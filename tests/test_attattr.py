@@ -121,3 +121,58 @@ def test_save_load_roundtrip(planted, tmp_path):
     assert b.head_importance().shape == a.scores.shape[:2]
     raw = open(path, "rb").read()
     assert b"pickle" not in raw and raw[:8] != b"\x80\x04\x95"
+
+
+# ------------------------------------------------------------------ decomposed schedule (speed path)
+def _padded_batch(model, tokenizer, texts):
+    from attrtools.methods.base import Batch
+
+    engine = Engine(model, tokenizer)
+    encoded = [engine.encode(attrtools.Example(t)) for t in texts]
+    inputs = engine.collate(encoded)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    return Batch(inputs=inputs, lengths=[e.length for e in encoded], targets=logits.argmax(-1), logits=logits)
+
+
+def test_decomposed_schedule_equals_replay(tiny, arch):
+    """Post-LN encoders take the decomposed schedule and give the replay numbers (padding included);
+    Llama (pre-LN) is refused by it and served by replay under "auto"."""
+    from attrtools.methods.attattr import attattr_layers
+
+    model, tokenizer = tiny
+    batch = _padded_batch(model, tokenizer, SENTENCES[:3])
+    replay = attattr_layers(model, batch, steps=5, schedule="replay", internal_batch_size=4)
+    auto = attattr_layers(model, batch, steps=5, internal_batch_size=4)
+    for layer in replay:
+        assert _rel_err(auto[layer], replay[layer]) < 1e-5
+    if arch == "llama":
+        with pytest.raises(ValueError, match="decomposed schedule"):
+            attattr_layers(model, batch, steps=2, schedule="decomposed")
+    else:
+        last = num_layers_heads(model)[0] - 1
+        only_last = attattr_layers(model, batch, layers=[last], steps=5, schedule="decomposed")
+        assert set(only_last) == {last}
+        assert _rel_err(only_last[last], replay[last]) < 1e-5
+        # the last layer's rows other than the pooled one get exactly zero gradient
+        assert torch.count_nonzero(only_last[last][:, :, 1:]) == 0
+
+
+def test_block_outside_the_layout_falls_back_to_replay(tiny_models):
+    """A block that does more than the post-LN layout (here: a hook rescaling block 0's output)
+    fails the per-batch check; "auto" then replays, and the numbers still match replay."""
+    from attrtools.methods import attattr as impl
+    from attrtools.models import get_layers
+
+    model, tokenizer = tiny_models["bert"]
+    handle = get_layers(model)[0].register_forward_hook(lambda module, args, output: output * 1.5)
+    try:
+        batch = _padded_batch(model, tokenizer, SENTENCES[:2])
+        with pytest.raises(ValueError, match="decomposed schedule"):
+            impl.attattr_layers(model, batch, steps=2, schedule="decomposed")
+        auto = impl.attattr_layers(model, batch, steps=3)
+        replay = impl.attattr_layers(model, batch, steps=3, schedule="replay")
+        for layer in replay:
+            assert _rel_err(auto[layer], replay[layer]) < 1e-6
+    finally:
+        handle.remove()

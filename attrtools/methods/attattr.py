@@ -145,9 +145,9 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     plan = _Plan(batch, alphas, weights, rows_per_pass)
 
     if schedule != "replay":
-        blocks = _decomposable(model, batch, attention, clean.hidden_inputs, final.get("out"))
-        if blocks is not None:
-            return _decomposed(model, batch, layers, attention, clean.hidden_inputs, blocks, plan, target_kind,
+        pieces = _decomposable(model, batch, attention, clean.hidden_inputs, final.get("out"), layers)
+        if pieces is not None:
+            return _decomposed(model, batch, layers, attention, clean.hidden_inputs, *pieces, plan, target_kind,
                                autocast)
         if schedule == "decomposed":
             raise ValueError("this model's blocks do not match the decomposed schedule (post-LN encoder "
@@ -190,9 +190,10 @@ def _replay(model, batch, layers, attention, hidden, plan, target_kind, autocast
     return result
 
 
-def _decomposable(model, batch, attention, hidden, final_output, tolerance: float = 1e-4):
-    """The :class:`PostLNBlock` of every layer if they reproduce this batch's clean forward
-    (each block's output from its recorded attention, and the last block's pooled row), else None."""
+def _decomposable(model, batch, attention, hidden, final_output, layers, tolerance: float = 1e-4):
+    """``(blocks, prepared)`` if the :class:`PostLNBlock` pieces reproduce this batch's clean forward
+    (each block's output from its recorded attention, and the last block's pooled row), else None.
+    ``prepared[l] = (V, P)`` for the target layers: values per head and ``P = (A V) W_O^T``."""
     adapter = adapter_for(model)
     position = pool_position(model)
     if adapter.pre_norm or position < 0 or final_output is None:
@@ -201,18 +202,22 @@ def _decomposable(model, batch, attention, hidden, final_output, tolerance: floa
         blocks = [PostLNBlock(model, l) for l in range(len(attention))]
         outputs = [hidden[l + 1] for l in range(len(attention) - 1)] + [final_output]
         mask = batch.inputs["attention_mask"]
+        prepared = {}
         with torch.no_grad():
             for l, block in enumerate(blocks):
                 h = hidden[l]
-                ours = block.after_attention(block.project(torch.matmul(attention[l].to(h.dtype), block.values(h))), h)
-                if not _close(ours, outputs[l], mask, tolerance):
+                values = block.values(h)
+                projected = block.project(torch.matmul(attention[l].to(values.dtype), values))
+                if not _close(block.after_attention(projected, h), outputs[l], mask, tolerance):
                     return None
+                if l in layers:
+                    prepared[l] = (values.float(), projected.float())
             pooled = blocks[-1].pooled(hidden[len(blocks) - 1], mask, position)
             if not _close(pooled, final_output[:, position:position + 1], None, tolerance):
                 return None
     except (AttributeError, RuntimeError, ValueError, KeyError, TypeError):
         return None
-    return blocks
+    return blocks, prepared
 
 
 def _close(ours, reference, mask, tolerance) -> bool:
@@ -224,7 +229,7 @@ def _close(ours, reference, mask, tolerance) -> bool:
     return bool(diff.max() <= tolerance * max(1.0, float(reference.float().abs().max())))
 
 
-def _decomposed(model, batch, layers, attention, hidden, blocks, plan, target_kind, autocast):
+def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan, target_kind, autocast):
     """Post-LN encoders: the same integral with less work per step.
 
     In target layer ``l`` the context is linear in the scaled probabilities:
@@ -241,11 +246,6 @@ def _decomposed(model, batch, layers, attention, hidden, blocks, plan, target_ki
     mask = batch.inputs["attention_mask"]
     n = batch.max_length
     result = {}
-    with frozen_parameters(model), torch.no_grad():
-        prepared = {}
-        for layer in layers:
-            values = blocks[layer].values(hidden[layer]).float()
-            prepared[layer] = (values, blocks[layer].project(torch.matmul(attention[layer].float(), values)))
     with frozen_parameters(model):
         for layer in layers:
             block = blocks[layer]
