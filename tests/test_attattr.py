@@ -176,3 +176,66 @@ def test_block_outside_the_layout_falls_back_to_replay(tiny_models):
             assert _rel_err(auto[layer], replay[layer]) < 1e-6
     finally:
         handle.remove()
+
+
+class _MatmulFlops:
+    """FLOPs of the matrix products run inside the block (torch's own per-op formulas)."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_map
+        from torch.utils.flop_counter import flop_registry
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                formula = flop_registry.get(func._overloadpacket)
+                if formula is not None:
+                    shape = lambda x: x.shape if isinstance(x, torch.Tensor) else x  # noqa: E731
+                    counter.total += formula(*tree_map(shape, args), **tree_map(shape, kwargs or {}),
+                                             out_val=tree_map(shape, out))
+                return out
+
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        self.total = 0
+        self.kernel = sdpa_kernel(SDPBackend.MATH)  # CPU flash attention has no FLOP formula
+        self.kernel.__enter__()
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+        self.kernel.__exit__(*exc)
+        return False
+
+
+@pytest.mark.parametrize("schedule", ["official-style", "replay", "decomposed"])
+def test_cost_model_counts_the_products_that_run(tmp_path, schedule):
+    """The benchmark's cost model equals the FLOPs torch counts for each schedule."""
+    from transformers import AutoModelForSequenceClassification
+
+    from attrtools.methods.attattr import schedule_flops
+    from attrtools.testing import tiny_config, write_tokenizer
+
+    tokenizer = write_tokenizer(str(tmp_path))
+    config = tiny_config("bert", len(tokenizer), layers=3, heads=2, hidden=16)
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(str(tmp_path))
+    model, tokenizer = attrtools.load_model(str(tmp_path))
+    text = "the movie was very good and the music was fun"
+    n = len(tokenizer(text)["input_ids"])
+    if schedule == "official-style":
+        with _MatmulFlops() as counted:
+            official_style_attattr(model, tokenizer, text, steps=3, chunk=3, pad_to=n + 4)
+    else:
+        from attrtools.methods import attattr as impl
+
+        with _MatmulFlops() as counted:
+            batch = _padded_batch(model, tokenizer, [text])  # the engine's clean forward
+            impl.attattr_layers(model, batch, steps=3, schedule=schedule)
+    expected = schedule_flops(schedule, 3, 16, config.intermediate_size, n, 3, pad_to=n + 4)
+    assert counted.total == pytest.approx(expected, rel=1e-9)

@@ -280,3 +280,67 @@ def _step_blocks(blocks, layer, u, key_mask, position, n):
         return {layer: lambda h: blocks[layer].after_attention(u, h[:, position:position + 1]).expand(-1, n, -1)}
     return {layer: lambda h: blocks[layer].after_attention(u, h),
             last: lambda h: blocks[last].pooled(h, key_mask, position).expand(-1, n, -1)}
+
+
+# ----------------------------------------------------------------------------------- cost model
+def schedule_flops(schedule: str, layers: int, hidden: int, intermediate: int, tokens: int, steps: int,
+                   classes: int = 2, pad_to: int | None = None) -> float:
+    """FLOPs (2 per multiply-add) of matrix products for one example's AttAttr over all layers of a
+    BERT-like encoder (``layers`` blocks of width ``hidden``, FFN width ``intermediate``, pooler +
+    classifier head), by schedule; elementwise work (LayerNorm, GELU, softmax) is not counted.
+
+    - ``"official-style"``: :func:`attrtools.testing.official_style_attattr`, the benchmark's
+      baseline: input padded to ``pad_to`` (default ``tokens``) and repeated for the ``steps`` rows
+      (transformers 5 cannot broadcast the override), a clean forward per target layer.
+    - ``"official"``: the official code, where the batch-1 input broadcasts inside the target layer,
+      so the blocks below it run once per pass.
+    - ``"replay"`` and ``"decomposed"``: :func:`attattr_layers`' schedules at the real length, with
+      the engine's clean forward and the method's clean pass (and the decomposed check).
+
+    No schedule computes parameter gradients: ``autograd.grad(..., S)`` only follows the paths to
+    the scaled probabilities ``S`` (the official code does the same).
+    """
+    L, d, f, m = layers, hidden, intermediate, steps
+    n = pad_to if schedule.startswith("official") and pad_to else tokens
+
+    def forward(r):  # one block, r tokens
+        return 8 * r * d * d + 4 * r * d * f + 4 * r * r * d
+
+    def backward(r):  # input gradients only: linear layers as forward, four attention products
+        return 8 * r * d * d + 4 * r * d * f + 8 * r * r * d
+
+    head = 2 * d * d + 2 * d * classes  # pooler + classifier, one row
+    target_back = 4 * n * d * f + 2 * n * d * d + 2 * n * n * d  # FFN, W_O and dS = dO V^T in the target block
+    total = 0.0
+    if schedule == "official-style":
+        for l in range(L):
+            total += L * forward(n) + head  # clean forward per target layer
+            total += m * (L * forward(n) - 2 * n * n * d + 2 * head + (L - 1 - l) * backward(n) + target_back)
+        return float(total)
+    if schedule == "official":
+        for l in range(L):
+            total += L * forward(n) + head
+            total += l * forward(n) + 6 * n * d * d  # prefix and the target layer's Q, K, V at batch 1
+            total += m * (2 * n * n * d + 2 * n * d * d + 4 * n * d * f + (L - 1 - l) * forward(n) + 2 * head
+                          + (L - 1 - l) * backward(n) + target_back)
+        return float(total)
+    clean = 2 * (L * forward(n) + head)  # the engine's forward and the method's recording pass
+    if schedule == "replay":
+        total = clean
+        for l in range(L):
+            total += m * ((L - l) * forward(n) - 2 * n * n * d + 2 * head + (L - 1 - l) * backward(n) + target_back)
+        return float(total)
+    if schedule == "decomposed":
+        ffn = 4 * n * d * f
+        row = 4 * d * d + 4 * d * f + 4 * n * d  # the pooled row's Q, W_O, FFN and attention
+        pooled_fwd, pooled_back = 4 * n * d * d + row, 4 * n * d * d + row + 4 * n * d
+        total = clean + L * (4 * n * d * d + 2 * n * n * d + ffn) + pooled_fwd  # check (and V, P)
+        for l in range(L):
+            middle = max(0, L - 2 - l)
+            if l < L - 1:
+                per_step = 2 * ffn + middle * (forward(n) + backward(n)) + pooled_fwd + pooled_back + 2 * head
+                total += m * per_step + 2 * n * d * d + 2 * n * n * d  # gradient mapped back once: W_O, V^T
+            else:
+                total += m * (2 * 4 * d * f + 2 * head) + 2 * d * d + 2 * n * d
+        return float(total)
+    raise ValueError(f"unknown schedule {schedule!r}; use official-style, official, replay or decomposed")
