@@ -123,13 +123,14 @@ def train_planted_model(directory: str, model_type: str = "bert", steps: int = 7
 
 # ---------------------------------------------------------------------------------- reference AttAttr
 def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: int = 20, pad_to: int = 128,
-                           target: int | None = None) -> torch.Tensor:
+                           target: int | None = None, layers=None) -> torch.Tensor:
     """AttAttr computed the way the official code (YRdddream/attattr) does, for tests and benchmarks.
 
     Batch-1 input padded to a fixed length; for every layer a fresh clean forward, then the whole
     model re-run for every chunk of steps with the layer's probabilities replaced by ``k/m * A``
     (k = 0..m-1), eager attention in every layer, parameters left requiring grad; gradient sum times
-    ``A/m``; cropped to the real length. Returns ``(L, H, n, n)``.
+    ``A/m``; cropped to the real length. Returns ``(L, H, n, n)``, or ``(len(layers), H, n, n)`` for
+    the given target ``layers`` only (benchmarks time a subset of them).
     """
     from .capture import capture
     from .engine import Engine
@@ -144,7 +145,7 @@ def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: in
     inputs = {k: torch.nn.functional.pad(v, (0, max(0, pad_to - n)), value=pad if k == "input_ids" else 0)
               for k, v in inputs.items()}
     out = []
-    for layer in range(num_layers_heads(model)[0]):
+    for layer in range(num_layers_heads(model)[0]) if layers is None else layers:
         with torch.no_grad(), capture(model, record="all") as rec:  # record="all": eager everywhere
             logits = model(**inputs).logits
         label = int(logits.argmax(-1)) if target is None else target

@@ -4,13 +4,25 @@
 For each model size and sequence length, times per example:
   official-style: batch-1 input padded to 128, a clean forward and the whole model re-run for every
                   layer and chunk of steps, eager attention everywhere (attrtools.testing.official_style_attattr);
-  attrtools:      attrtools.attribute(method="attattr"): prefix replay, batched steps and examples,
-                  dynamic padding, fused attention in non-target layers, no parameter gradients;
-and prints their ratio and the largest deviation (max |ours - official| / max |official|).
-Optional rows: Gauss-Legendre steps and bf16 autocast (GPU) against the fp32 Riemann result.
+  attrtools:      attrtools.attribute(method="attattr"): decomposed schedule on post-LN encoders (target
+                  layer linear in the scaled probabilities, only the pooled row in the last block),
+                  batched steps and examples, dynamic padding, fused attention elsewhere, no parameter
+                  gradients;
+and prints their ratio, the largest deviation (max |ours - official| / max |official|), and the cost
+model (attrtools.methods.attattr.schedule_flops, equal to torch's FLOP count in the tests):
+  GF official / GF ours   matrix-product GFLOPs per example of each schedule,
+  bound                   their ratio: the speed-up at equal efficiency,
+  GF/s official / ours    achieved rate, and its fraction of this machine's measured fp32 torch.mm
+                          peak on the same threads (measured in the same run, before and after).
 
     python scripts/bench_attattr.py                       # MiniLM-size and BERT-base-size, 32/64/128 tokens
     python scripts/bench_attattr.py --sizes minilm --lengths 32 --examples 2
+    python scripts/bench_attattr.py --sizes bert-base --lengths 128 --steps 8 --official-layers 0,11
+    python scripts/bench_attattr.py --sizes minilm --lengths 128 --profile   # torch.profiler table of ours
+
+``--official-layers``: time the official-style loop on these target layers only and scale by the cost
+model to all layers (its per-layer work differs only in the backward depth, which the model counts);
+the default times every layer.
 """
 import os
 import statistics
@@ -55,14 +67,66 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def matmul_peak(device, dtype=None, size: int = 2048, repeats: int = 3) -> float:
+    """Best achieved FLOP/s of a square ``torch.mm`` (fp32 unless ``dtype``) on ``device``."""
+    import torch
+
+    dtype = dtype or torch.float32
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def flops(schedule, model, tokens, steps, layers=None, pad_to=128):
+    """Cost model FLOPs for one example; ``layers``: only these target layers (official-style)."""
+    from attrtools.methods.attattr import schedule_flops
+
+    config = model.config
+    args = (config.num_hidden_layers, config.hidden_size, config.intermediate_size, tokens, steps)
+    if layers is None:
+        return schedule_flops(schedule, *args, classes=config.num_labels, pad_to=pad_to)
+    # per-layer share of the official-style loop: difference of the model over layer counts
+    L = config.num_hidden_layers
+    total = schedule_flops(schedule, *args, classes=config.num_labels, pad_to=pad_to)
+    share = [_official_layer(l, L, config, tokens, steps, pad_to) for l in range(L)]
+    return total * sum(share[l] for l in layers) / sum(share)
+
+
+def _official_layer(l, L, config, tokens, steps, pad_to):
+    d, f, n, m = config.hidden_size, config.intermediate_size, pad_to or tokens, steps
+    forward = 8 * n * d * d + 4 * n * d * f + 4 * n * n * d
+    backward = 8 * n * d * d + 4 * n * d * f + 8 * n * n * d
+    return L * forward + m * (L * forward + (L - 1 - l) * backward + 4 * n * d * f)
+
+
+def profile_table(fn, rows: int = 18) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 @click.command()
 @click.option("--sizes", default="minilm,bert-base", show_default=True)
 @click.option("--lengths", default="32,64,128", show_default=True)
 @click.option("--steps", default=20, show_default=True)
 @click.option("--examples", default=2, show_default=True, help="Examples per cell (ours runs them as one batch).")
+@click.option("--official-layers", default=None,
+              help="Comma-separated target layers timed for the official-style loop (scaled to all by the cost "
+                   "model); default all.")
 @click.option("--device", default=None)
 @click.option("--extras/--no-extras", default=True, help="Also time Gauss-Legendre (and bf16 on GPU).")
-def main(sizes, lengths, steps, examples, device, extras):
+@click.option("--profile", is_flag=True, help="Print a torch.profiler table of attrtools' run of each cell.")
+def main(sizes, lengths, steps, examples, official_layers, device, extras, profile):
     import random
 
     import torch
@@ -75,14 +139,22 @@ def main(sizes, lengths, steps, examples, device, extras):
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     device = resolve_device(device)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, steps m={steps}")
-    header = f"{'model':<10} {'tokens':>6} {'official s/ex':>13} {'attrtools s/ex':>14} {'speedup':>8} {'max rel dev':>11}"
+    peak_before = matmul_peak(device)
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, steps m={steps}, "
+          f"fp32 torch.mm peak {peak_before / 1e9:.1f} GFLOP/s (2048^3, best of 3)")
+    if device.type == "cuda":
+        print(f"bf16 torch.mm peak {matmul_peak(device, torch.bfloat16, 8192) / 1e12:.1f} TFLOP/s")
+    header = (f"{'model':<10} {'tokens':>6} {'official s/ex':>13} {'attrtools s/ex':>14} {'speedup':>8} "
+              f"{'max rel dev':>11} {'GF off':>8} {'GF ours':>8} {'bound':>6} {'GF/s off':>8} {'GF/s ours':>9} "
+              f"{'%pk off':>7} {'%pk ours':>8}")
     print(header)
     print("-" * len(header))
-    rows = []
     for size in sizes.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             model, tokenizer = build(size, tmp, device)
+            num_layers = model.config.num_hidden_layers
+            timed_layers = None if official_layers is None else \
+                [int(x) % num_layers for x in official_layers.split(",")]
             rng = random.Random(0)
             for length in [int(x) for x in lengths.split(",")]:
                 texts = [sentence(rng, length) for _ in range(examples)]
@@ -96,15 +168,30 @@ def main(sizes, lengths, steps, examples, device, extras):
                 official_times, deviations = [], []
                 for text, attribution in zip(texts, ours):
                     start = time.perf_counter()
-                    reference = official_style_attattr(model, tokenizer, text, steps=steps, chunk=steps, pad_to=128)
+                    reference = official_style_attattr(model, tokenizer, text, steps=steps, chunk=steps, pad_to=128,
+                                                       layers=timed_layers)
                     sync(device)
                     official_times.append(time.perf_counter() - start)
                     scores = attribution.scores.to(reference.device)
+                    if timed_layers is not None:
+                        scores = scores[timed_layers]
                     deviations.append(((scores - reference).abs().max() / reference.abs().max()).item())
                 official_time = statistics.mean(official_times)
-                row = (size, length, official_time, ours_time, official_time / ours_time, max(deviations))
-                rows.append(row)
-                print(f"{row[0]:<10} {row[1]:>6} {row[2]:>13.3f} {row[3]:>14.3f} {row[4]:>7.2f}x {row[5]:>11.2e}", flush=True)
+                timed_flops = flops("official-style", model, length, steps, timed_layers)
+                official_flops = flops("official-style", model, length, steps)
+                official_time *= official_flops / timed_flops  # identity when every layer was timed
+                ours_flops = flops("decomposed", model, length, steps)
+                peak = peak_before
+                print(f"{size:<10} {length:>6} {official_time:>13.3f} {ours_time:>14.3f} "
+                      f"{official_time / ours_time:>7.2f}x {max(deviations):>11.2e} {official_flops / 1e9:>8.1f} "
+                      f"{ours_flops / 1e9:>8.1f} {official_flops / ours_flops:>5.2f}x "
+                      f"{official_flops / official_time / 1e9:>8.2f} {ours_flops / ours_time / 1e9:>9.2f} "
+                      f"{100 * official_flops / official_time / peak:>6.1f}% {100 * ours_flops / ours_time / peak:>7.1f}%",
+                      flush=True)
+                if profile:
+                    print(profile_table(lambda: attrtools.attribute(model, tokenizer, texts, method="attattr",
+                                                                    steps=steps, batch_size=examples,
+                                                                    cache=None)), flush=True)
                 if extras:
                     variants = [("gausslegendre", dict(steps_method="gausslegendre", steps=max(2, steps // 2)))]
                     if device.type == "cuda":
@@ -120,6 +207,8 @@ def main(sizes, lengths, steps, examples, device, extras):
                         print(f"{'  ' + label:<10} {length:>6} {'':>13} {t:>14.3f} {ours_time / t:>7.2f}x "
                               f"{dev:>11.2e}  (vs fp32 Riemann m={steps}; {params})", flush=True)
             del model
+    peak_after = matmul_peak(device)
+    print(f"fp32 torch.mm peak after the runs {peak_after / 1e9:.1f} GFLOP/s (the %pk columns use the one before)")
 
 
 if __name__ == "__main__":
