@@ -262,3 +262,37 @@ def test_cli_end_to_end(planted_dir, tmp_path):
     both = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--prune-count", "2",
                                      "--prune-fraction", "0.3", "--output-dir", str(tmp_path / "bad2")])
     assert both.exit_code != 0 and "either" in both.output
+
+
+def test_curve_points_come_back_from_the_cache(planted, tmp_path, monkeypatch):
+    """Masked evaluations are cached by model fingerprint, mask and inputs: a second curve reads
+    every point back (same numbers, no forward pass); other inputs, masks or weights miss."""
+    from attrtools.cache import AttributionCache
+    from attrtools.pruning import curve
+
+    model, tokenizer = planted
+    engine = Engine(model, tokenizer)
+    examples = [Example(t, label=y) for t, y in planted_dataset(24, seed=5)]
+    batches = prepare_batches(engine, examples, batch_size=8)
+    plans = {"a": {0.0: {}, 0.5: {0: [0, 1], 1: [2]}}, "b": {0.0: {}, 0.5: {1: [0, 3]}}}
+    cache = AttributionCache(str(tmp_path / "cache"))
+    first = pruning_curve(model, batches, plans, cache=cache)
+    assert first == pruning_curve(model, batches, plans)  # cached run == plain run
+    runs = []
+    real = curve._evaluate
+    monkeypatch.setattr(curve, "_evaluate", lambda *args: runs.append(args) or real(*args))
+    fresh = AttributionCache(str(tmp_path / "cache"))  # a new process: disk tier only
+    second = pruning_curve(model, batches, plans, cache=fresh)
+    assert second == first and runs == []
+    # other inputs, another mask, other weights: computed
+    pruning_curve(model, batches[:1], plans, cache=fresh)
+    assert len(runs) == 3
+    mask = torch.ones(2, 4)
+    mask[0, 3] = 0
+    evaluate_masked(model, batches, mask, cache=fresh)
+    assert len(runs) == 4
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        next(changed.parameters()).add_(1e-3)
+    evaluate_masked(changed, batches, None, cache=fresh)
+    assert len(runs) == 5

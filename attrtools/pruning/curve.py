@@ -5,12 +5,18 @@ attention probabilities are multiplied by 0 (``capture(model, head_mask=...)``),
 is 0 and ``b_O`` is still added; no re-fine-tuning. Prune rates 0 %, 10 %, …, 100 % by default,
 ``int(rate · L·H)`` heads each; accuracy on the evaluation set (the full dev set in the paper).
 Loss = mean cross-entropy with the gold labels.
+
+Evaluations go through the attribution cache when one is given: the key is the model's
+fingerprint, the mask and a digest of the evaluation inputs and labels, so a re-run of the same
+curve on the same model and data reads every point back instead of running the masked model again.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
+import json
 import os
 
 import torch
@@ -36,9 +42,55 @@ def prepare_batches(engine, examples: list[Example], batch_size: int = 64) -> li
     return batches
 
 
+EVAL_FORMAT = 1
+
+
+def batches_digest(batches) -> str:
+    """sha256 of the evaluation inputs (every model input tensor, in order) and gold labels."""
+    digest = hashlib.sha256()
+    for inputs, labels in batches:
+        for name in sorted(inputs):
+            digest.update(name.encode())
+            digest.update(str(tuple(inputs[name].shape)).encode())
+            digest.update(inputs[name].detach().cpu().contiguous().numpy().tobytes())
+        digest.update(labels.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def evaluation_key(model, mask: torch.Tensor | None, digest: str) -> str:
+    """Cache key of one masked evaluation: model fingerprint, mask (None = no mask) and input digest."""
+    from ..models import fingerprint
+
+    mask_list = None if mask is None or bool(torch.all(mask == 1)) else \
+        [[round(float(v), 6) for v in row] for row in mask.detach().cpu()]
+    payload = {"kind": "masked-eval", "model": fingerprint(model), "mask": mask_list, "inputs": digest,
+               "format": EVAL_FORMAT}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def evaluate_masked(model, batches, mask: torch.Tensor | None = None, cache=None, digest: str | None = None) -> dict:
+    """``{"accuracy", "loss", "n"}`` of ``model`` on ``batches`` with ``mask`` (L, H) applied (None: no mask).
+
+    ``cache``: an attribution cache (``get``/``put``); the result is read from it when the same model,
+    mask and inputs were evaluated before, and written to it otherwise. ``digest``: the inputs'
+    :func:`batches_digest`, when the caller evaluates the same batches many times.
+    """
+    if cache is None:
+        return _evaluate(model, batches, mask)
+    key = evaluation_key(model, mask, digest or batches_digest(batches))
+    hit = cache.get(key)
+    if hit is not None and {"accuracy", "loss", "n"} <= set(hit[1]):
+        return {name: hit[1][name] for name in ("accuracy", "loss", "n")}
+    result = _evaluate(model, batches, mask)
+    from ..models import fingerprint
+
+    cache.put(key, torch.zeros(1), dict(result, method="masked-eval", kind="evaluation", unit=None,
+                                        model=fingerprint(model)))
+    return result
+
+
 @torch.no_grad()
-def evaluate_masked(model, batches, mask: torch.Tensor | None = None) -> dict:
-    """``{"accuracy", "loss", "n"}`` of ``model`` on ``batches`` with ``mask`` (L, H) applied (None: no mask)."""
+def _evaluate(model, batches, mask):
     correct, loss_sum, count = 0, 0.0, 0
     use_mask = mask is not None and not bool(torch.all(mask == 1))
     for inputs, labels in batches:
@@ -51,15 +103,17 @@ def evaluate_masked(model, batches, mask: torch.Tensor | None = None) -> dict:
     return {"accuracy": correct / max(1, count), "loss": loss_sum / max(1, count), "n": count}
 
 
-def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=None) -> list[dict]:
+def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=None, cache=None) -> list[dict]:
     """One row per (strategy, fraction): heads pruned, accuracy and loss with that plan masked.
 
-    ``plans[strategy][fraction] = {layer: [heads]}``. Identical plans are evaluated once.
+    ``plans[strategy][fraction] = {layer: [heads]}``. Identical plans are evaluated once; with a
+    ``cache``, points evaluated by an earlier run of the same model on the same inputs are read back.
     """
     from ..models import num_layers_heads
     from .plan import plan_size, plan_to_mask
 
     num_layers, num_heads = num_layers_heads(model)
+    digest = batches_digest(batches) if cache is not None else None
     memo: dict[tuple, dict] = {}
     rows = []
     jobs = [(s, f) for s in plans for f in sorted(plans[s])]
@@ -67,7 +121,8 @@ def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=
         plan = plans[strategy][fraction]
         key = tuple(sorted((int(l), tuple(h)) for l, h in plan.items()))
         if key not in memo:
-            memo[key] = evaluate_masked(model, batches, plan_to_mask(plan, num_layers, num_heads))
+            memo[key] = evaluate_masked(model, batches, plan_to_mask(plan, num_layers, num_heads), cache=cache,
+                                        digest=digest)
         result = memo[key]
         rows.append({"strategy": strategy, "fraction": round(float(fraction), 6), "heads_pruned": plan_size(plan),
                      "accuracy": result["accuracy"], "loss": result["loss"], "n": result["n"]})

@@ -22,7 +22,7 @@ from ..engine import Engine
 from ..io import write_json, write_text
 from ..models import num_layers_heads
 from ..types import Example
-from .curve import evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
+from .curve import batches_digest, evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
 from .importance import check_strategies, head_importance
 from .plan import (counts_for_fractions, fraction_grid, heads_for, iterative_plans, make_plan, plan_size,
                    plan_to_json, plan_to_mask)
@@ -114,7 +114,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     write_importance_csv(os.path.join(run_dir, "head_importance.csv"), tables)
 
     log(f"pruning curve on {len(eval_examples)} examples")
-    rows = pruning_curve(model, eval_batches, plans)
+    rows = pruning_curve(model, eval_batches, plans, cache=engine.cache)
     write_curve_csv(os.path.join(run_dir, "pruning_curve.csv"), rows)
     plot_curve(os.path.join(run_dir, "pruning_curve.png"), rows,
                title=f"{getattr(model.config, '_name_or_path', '') or model.config.model_type}: heads pruned by masking")
@@ -127,11 +127,13 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
                 "all_strategies": {s: plan_to_json(p) for s, p in chosen_plans.items()}})
 
     log(f"physical pruning: {plan_size(plan)} of {total} heads ({plan_strategy})")
-    masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, num_layers, num_heads))
+    digest = batches_digest(eval_batches)
+    masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, num_layers, num_heads), cache=engine.cache,
+                             digest=digest)
     pruned = copy.deepcopy(model)
     prune_heads(pruned, plan)
-    physical = evaluate_masked(pruned, eval_batches, None)
-    unpruned = evaluate_masked(model, eval_batches, None)
+    physical = evaluate_masked(pruned, eval_batches, None)  # always run: it checks the physical pruning
+    unpruned = evaluate_masked(model, eval_batches, None, cache=engine.cache, digest=digest)
     latency_inputs = engine.collate([engine.encode(e) for e in eval_examples[:latency_batch]])
     single_inputs = engine.collate([engine.encode(eval_examples[0])])
     batch_latency = measure_latency({"before": model, "after": pruned}, latency_inputs, repeats=latency_repeats)
