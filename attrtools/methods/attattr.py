@@ -19,6 +19,10 @@ Fast path (same numbers): the hidden states entering layer ``l`` do not depend o
 layer ``l``, so one clean forward records them and each IG pass *replays* them, running only
 blocks ``l..L-1``; the steps of several examples share one batched pass; padding is to the batch's
 longest example; layers other than the target take the fused SDPA path; no parameter gradients.
+On post-LN encoders the *decomposed* schedule also uses that the target layer's attention output
+is linear in the scaled probabilities and that only the pooled row of the last block reaches the
+classifier (see ``_decomposed``; checked against the model's own forward on every batch).
+``schedule_flops`` is the cost model of every schedule (equal to torch's FLOP count in the tests).
 Options beyond the paper: ``steps_method="gausslegendre"`` (Gauss–Legendre nodes on [0, 1],
 exact for polynomials of degree 2m−1) and ``autocast="bf16"`` (GPU), both reported against the
 fp32 Riemann result by ``scripts/bench_attattr.py``.
