@@ -31,7 +31,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .models import adapter_for, get_layers, get_module
+from .models import adapter_for, get_layers, get_module, kept_heads, original_heads, pruned_heads
 
 ATTN_IMPLEMENTATION = "attrtools"
 _ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("attrtools_capture", default=None)
@@ -95,6 +95,8 @@ class Capture:
     contexts: dict = field(default_factory=dict)
     hidden_inputs: dict = field(default_factory=dict)
     calls: dict = field(default_factory=dict)
+    kept: dict = field(default_factory=dict)  # {layer: LongTensor of original head indices} of pruned layers
+    num_heads: int = 0  # heads per layer of the original architecture
 
     def touches(self, layer: int) -> bool:
         return (layer in self.record or layer in self.override or layer in self.record_context
@@ -153,7 +155,14 @@ def capture(
         head_mask=head_mask,
         record_context=_layers_arg(record_context, num_layers),
         record_hidden=record_hidden,
+        num_heads=original_heads(model),
     )
+    # A physically pruned model keeps the original head numbering at this interface: recorded
+    # probabilities and contexts are (B, H, ...) with zeros for pruned heads, and override / head_mask
+    # are given in that numbering (pruned heads' entries are ignored). Hence a pruned model records
+    # exactly what the unpruned model records with those heads masked.
+    for layer in pruned_heads(model):
+        state.kept[layer] = torch.tensor(kept_heads(model, layer), dtype=torch.long)
     if head_mask is not None and head_mask.dim() != 2:
         raise ValueError(f"head_mask must be (layers, heads), got shape {tuple(head_mask.shape)}")
     handles = []
@@ -214,6 +223,9 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       dropout=dropout, scaling=scaling, **kwargs)
 
+    kept = state.kept.get(layer)
+    if kept is not None:
+        kept = kept.to(query.device)
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
@@ -230,6 +242,8 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
         probs = nn.functional.dropout(probs, p=dropout, training=module.training)
     else:
         probs = replacement.to(value.dtype)
+        if kept is not None:
+            probs = probs.index_select(1, kept)
         if probs.shape[0] != value.shape[0]:
             # transformers 5 reshapes the context with the *input's* batch right after this
             # function, so the official broadcast of a batch-m override over a batch-1 input cannot
@@ -240,16 +254,35 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
                 "repeat the inputs (and use replay=) instead")
 
     if state.head_mask is not None and layer < state.head_mask.shape[0]:
-        probs = probs * state.head_mask[layer].to(probs.dtype).view(1, -1, 1, 1)
+        row = state.head_mask[layer].to(device=probs.device, dtype=probs.dtype)
+        if kept is not None:
+            row = row.index_select(0, kept)
+        probs = probs * row.view(1, -1, 1, 1)
 
     if layer in state.record:
-        if state.retain_grad and probs.requires_grad:
-            probs.retain_grad()
-        state.attentions[layer] = probs if state.retain_grad else probs.detach()
+        if kept is not None:  # original numbering: the recorded tensor is on the forward path
+            probs = _expanded(probs, kept, state.num_heads)
+            recorded, probs = probs, probs.index_select(1, kept)
+        else:
+            recorded = probs
+        if state.retain_grad and recorded.requires_grad:
+            recorded.retain_grad()
+        state.attentions[layer] = recorded if state.retain_grad else recorded.detach()
 
     context = torch.matmul(probs, value)
     if layer in state.record_context:
-        if context.requires_grad:
-            context.retain_grad()
-        state.contexts[layer] = context
+        if kept is not None:
+            full = _expanded(context, kept, state.num_heads)
+            context = full.index_select(1, kept)
+        else:
+            full = context
+        if full.requires_grad:
+            full.retain_grad()
+        state.contexts[layer] = full
     return context.transpose(1, 2).contiguous(), probs
+
+
+def _expanded(tensor: torch.Tensor, kept: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``(B, H_kept, ...)`` placed at the original head indices of ``(B, num_heads, ...)`` (zeros elsewhere)."""
+    shape = (tensor.shape[0], num_heads) + tuple(tensor.shape[2:])
+    return tensor.new_zeros(shape).index_copy(1, kept, tensor)

@@ -21,82 +21,113 @@ class UnsupportedModelError(ValueError):
 
 @dataclass(frozen=True)
 class Adapter:
-    """Where things live inside one architecture (paths relative to the model or to one layer)."""
+    """Everything attrtools knows about one architecture family, in one place.
+
+    Paths are attribute paths relative to the model root (``layers``, ``embeddings``,
+    ``word_embeddings``, ``final_norm``, ``classifier_head``) or to one block (the rest).
+
+    - ``query``/``key``/``value``/``output``: the projections. Families with one fused q/k/v
+      projection (GPT-2 ``c_attn``, Phi-3 ``qkv_proj``) name it in ``fused_qkv``; ``query``/``key``/
+      ``value`` then name the same module and :func:`qkv_slices` gives the output ranges of each.
+    - ``conv1d``: the projections are transformers ``Conv1D`` (weight stored ``(in, out)``).
+    - ``ln_attention``: post-LN: the LayerNorm after attention + residual; pre-LN: the norm before
+      attention. ``pre_norm`` tells which.
+    - ``pooling``: ``"first"`` (the classifier reads token 0: [CLS] / <s>) or ``"last_non_pad"``
+      (decoder classifiers: the rightmost token whose id is not ``config.pad_token_id``, the model's
+      own rule; see :func:`pool_positions`).
+    - ``classifier_head``: the linear layers applied in order to the pooled vector (the relevance
+      rules of Chefer LRP and DecompX walk them); ``None`` where the head is not a chain of linears
+      with element-wise non-linearities in between.
+    - ``head_count_attrs``: attributes of the attention module that hold its head count, read at
+      forward time and updated by physical pruning (``width_attrs``: the same times the head dim);
+      ``config_head_count``: the family reads ``self.config.num_attention_heads`` in forward (Phi-3),
+      so a pruned layer gets its own config view.
+    - ``refuses``: ``{method: reason}`` for methods that do not apply to this family (beyond the
+      generic rule that norm-based decompositions need post-LN blocks).
+    - ``tiny_config``: extra config values for the tiny test models of :mod:`attrtools.testing`
+      (what makes the family realistic: grouped KV heads, soft-capping, ...); a callable value
+      receives the hidden size.
+    """
 
     model_type: str
-    layers: str  # ModuleList of transformer blocks, from the model root
-    embeddings: str  # module whose output enters layer 0, from the model root
-    word_embeddings: str  # token embedding table, from the model root
-    attention: str  # module that calls the attention function, from a layer
+    layers: str
+    embeddings: str
+    word_embeddings: str
+    attention: str
     query: str
     key: str
     value: str
-    output: str  # attention output projection W_O, from a layer
-    ln_attention: str  # post-LN: LayerNorm after attention+residual; pre-LN: norm before attention
+    output: str
+    ln_attention: str
     ffn_in: str
     ffn_out: str
     ln_ffn: str
-    pre_norm: bool = False  # True for pre-LN blocks (Llama); the norm-based methods need post-LN
+    pre_norm: bool = False
     uses_token_type_ids: bool = True
-    pool_position: int = 0  # which token the classifier reads: 0 = first ([CLS]/<s>), -1 = last token
-    final_norm: str | None = None  # pre-LN models normalise after the last layer
+    pooling: str = "first"
+    final_norm: str | None = None
+    classifier_head: tuple | None = None
+    fused_qkv: str | None = None
+    conv1d: bool = False
+    head_count_attrs: tuple = ("num_attention_heads", "n_heads", "num_heads")
+    width_attrs: tuple = ("all_head_size",)
+    fused_width_attrs: tuple = ()  # attributes equal to the query width (GPT-2 ``split_size``)
+    config_head_count: bool = False
+    refuses: tuple = ()  # ((method, reason), ...)
+    tiny_config: tuple = ()  # ((config key, value), ...)
+    family: str = ""  # the family group shown in the README ("encoder", "decoder")
+
+    @property
+    def pool_position(self) -> int:
+        """0 for first-token pooling, -1 (the last real token) for last-non-pad pooling."""
+        return 0 if self.pooling == "first" else -1
+
+    def refusal(self, method: str) -> str | None:
+        return dict(self.refuses).get(method)
 
 
-_BERT_LIKE = dict(
-    attention="attention.self",
-    query="attention.self.query",
-    key="attention.self.key",
-    value="attention.self.value",
-    output="attention.output.dense",
-    ln_attention="attention.output.LayerNorm",
-    ffn_in="intermediate.dense",
-    ffn_out="output.dense",
-    ln_ffn="output.LayerNorm",
-)
+def _bert_like(model_type: str, prefix: str, head=("classifier.dense", "classifier.out_proj"), **kw) -> Adapter:
+    return Adapter(
+        model_type, f"{prefix}.encoder.layer", f"{prefix}.embeddings", f"{prefix}.embeddings.word_embeddings",
+        attention="attention.self", query="attention.self.query", key="attention.self.key",
+        value="attention.self.value", output="attention.output.dense", ln_attention="attention.output.LayerNorm",
+        ffn_in="intermediate.dense", ffn_out="output.dense", ln_ffn="output.LayerNorm",
+        classifier_head=head, family="encoder", **kw)
+
+
+_DECODER_NORM_REASON = ("pre-LN decoder (RMSNorm, rotary positions, last-token pooling): the official relevance "
+                        "rules cover post-LN encoders only")
+
+
+def _llama_like(model_type: str, tiny=(), refuses=(), **kw) -> Adapter:
+    return Adapter(
+        model_type, "model.layers", "model.embed_tokens", "model.embed_tokens",
+        attention="self_attn", query="self_attn.q_proj", key="self_attn.k_proj", value="self_attn.v_proj",
+        output="self_attn.o_proj", ln_attention="input_layernorm", ffn_in="mlp.up_proj", ffn_out="mlp.down_proj",
+        ln_ffn="post_attention_layernorm", pre_norm=True, uses_token_type_ids=False, pooling="last_non_pad",
+        final_norm="model.norm", family="decoder",
+        refuses=(("chefer_lrp", _DECODER_NORM_REASON),) + tuple(refuses),
+        tiny_config=(("num_key_value_heads", 2),) + tuple(tiny), **kw)
+
 
 ADAPTERS: dict[str, Adapter] = {
-    "bert": Adapter("bert", "bert.encoder.layer", "bert.embeddings", "bert.embeddings.word_embeddings", **_BERT_LIKE),
-    "roberta": Adapter(
-        "roberta", "roberta.encoder.layer", "roberta.embeddings", "roberta.embeddings.word_embeddings", **_BERT_LIKE
-    ),
-    "electra": Adapter(
-        "electra", "electra.encoder.layer", "electra.embeddings", "electra.embeddings.word_embeddings", **_BERT_LIKE
-    ),
+    "bert": _bert_like("bert", "bert", head=("bert.pooler.dense", "classifier")),
+    "roberta": _bert_like("roberta", "roberta", tiny_config=(("type_vocab_size", 1),)),
+    # XLM-R and CamemBERT are RoBERTa under another name (same modules, same head).
+    "xlm-roberta": _bert_like("xlm-roberta", "roberta", tiny_config=(("type_vocab_size", 1),)),
+    "camembert": _bert_like("camembert", "roberta", tiny_config=(("type_vocab_size", 1),)),
+    "electra": _bert_like("electra", "electra", tiny_config=(("embedding_size", lambda hidden: hidden),)),
+    "ernie": _bert_like("ernie", "ernie", head=("ernie.pooler.dense", "classifier")),
     "distilbert": Adapter(
-        "distilbert",
-        "distilbert.transformer.layer",
-        "distilbert.embeddings",
-        "distilbert.embeddings.word_embeddings",
-        attention="attention",
-        query="attention.q_lin",
-        key="attention.k_lin",
-        value="attention.v_lin",
-        output="attention.out_lin",
-        ln_attention="sa_layer_norm",
-        ffn_in="ffn.lin1",
-        ffn_out="ffn.lin2",
-        ln_ffn="output_layer_norm",
-        uses_token_type_ids=False,
-    ),
-    "llama": Adapter(
-        "llama",
-        "model.layers",
-        "model.embed_tokens",
-        "model.embed_tokens",
-        attention="self_attn",
-        query="self_attn.q_proj",
-        key="self_attn.k_proj",
-        value="self_attn.v_proj",
-        output="self_attn.o_proj",
-        ln_attention="input_layernorm",
-        ffn_in="mlp.up_proj",
-        ffn_out="mlp.down_proj",
-        ln_ffn="post_attention_layernorm",
-        pre_norm=True,
-        uses_token_type_ids=False,
-        pool_position=-1,
-        final_norm="model.norm",
-    ),
+        "distilbert", "distilbert.transformer.layer", "distilbert.embeddings", "distilbert.embeddings.word_embeddings",
+        attention="attention", query="attention.q_lin", key="attention.k_lin", value="attention.v_lin",
+        output="attention.out_lin", ln_attention="sa_layer_norm", ffn_in="ffn.lin1", ffn_out="ffn.lin2",
+        ln_ffn="output_layer_norm", uses_token_type_ids=False, classifier_head=("pre_classifier", "classifier"),
+        family="encoder", tiny_config=(("hidden_dim", lambda hidden: 2 * hidden), ("dropout", 0.0))),
+    "llama": _llama_like("llama"),
+    "mistral": _llama_like("mistral"),
+    "qwen2": _llama_like("qwen2"),
+    "qwen3": _llama_like("qwen3", tiny=(("head_dim", 8),)),  # q_norm/k_norm per head, explicit head_dim
 }
 
 
@@ -132,35 +163,148 @@ def layer_module(model: nn.Module, layer: int, part: str) -> nn.Module:
     return get_module(get_layers(model)[layer], getattr(adapter, part))
 
 
-def num_layers_heads(model: nn.Module) -> tuple[int, int]:
-    layers = get_layers(model)
-    attention = get_module(layers[0], adapter_for(model).attention)
-    heads = getattr(attention, "num_attention_heads", None) or getattr(attention, "n_heads", None)
-    if heads is None:
-        heads = model.config.num_attention_heads
-    return len(layers), int(heads)
+def attention_module(model: nn.Module, layer: int) -> nn.Module:
+    return layer_module(model, layer, "attention")
+
+
+# ------------------------------------------------------------------------------------ heads
+def original_heads(model_or_config) -> int:
+    """Query heads per layer of the unpruned architecture (from the config)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return int(config.num_attention_heads)
+
+
+def kv_heads(model_or_config) -> int:
+    """Key/value heads per layer of the unpruned architecture (= query heads without GQA)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return int(getattr(config, "num_key_value_heads", None) or original_heads(config))
+
+
+def kv_group_size(model_or_config) -> int:
+    """How many query heads share one key/value head (1 without GQA)."""
+    return original_heads(model_or_config) // kv_heads(model_or_config)
+
+
+def head_dim(model_or_config) -> int:
+    """Dimension of one head (the config's ``head_dim`` where the family has one, else hidden / heads)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    explicit = getattr(config, "head_dim", None)
+    if explicit:
+        return int(explicit)
+    return int(config.hidden_size) // original_heads(config)
+
+
+def pruned_heads(model: nn.Module) -> dict[int, list[int]]:
+    """``{layer: [original head indices removed]}`` of a physically pruned model (empty if unpruned)."""
+    return {int(l): sorted(h) for l, h in getattr(model, "_attrtools_pruned_heads", {}).items() if h}
+
+
+def kept_heads(model: nn.Module, layer: int) -> list[int]:
+    """Original indices of the heads still present in ``layer``, in their physical order."""
+    gone = set(pruned_heads(model).get(int(layer), ()))
+    return [h for h in range(original_heads(model)) if h not in gone]
 
 
 def heads_per_layer(model: nn.Module) -> list[int]:
-    """Current number of heads in each layer (differs between layers once a model is pruned)."""
+    """Current number of query heads in each layer (differs between layers once a model is pruned)."""
+    return [len(kept_heads(model, l)) for l in range(len(get_layers(model)))]
+
+
+def num_layers_heads(model: nn.Module) -> tuple[int, int]:
+    """``(L, H)``: layers and heads per layer of the *original* architecture. Per-head tables and
+    matrices of a pruned model keep this numbering (pruned heads read 0; see ``pruned_heads``)."""
+    return len(get_layers(model)), original_heads(model)
+
+
+def select_kept(model: nn.Module, layer: int, tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """The heads of ``tensor`` (original numbering along ``dim``) still present in ``layer``."""
+    gone = pruned_heads(model).get(int(layer))
+    if not gone:
+        return tensor
+    index = torch.tensor(kept_heads(model, layer), dtype=torch.long, device=tensor.device)
+    return tensor.index_select(dim, index)
+
+
+def expand_kept(model: nn.Module, layer: int, tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Inverse of :func:`select_kept`: physical heads back at their original indices, 0 for pruned ones."""
+    gone = pruned_heads(model).get(int(layer))
+    if not gone:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = original_heads(model)
+    index = torch.tensor(kept_heads(model, layer), dtype=torch.long, device=tensor.device)
+    return tensor.new_zeros(shape).index_copy(dim, index, tensor)
+
+
+def qkv_slices(model: nn.Module, layer: int) -> dict[str, slice]:
+    """Output ranges of q, k and v in a fused projection of ``layer`` (current, possibly pruned, sizes)."""
+    d = head_dim(model)
+    q = heads_per_layer(model)[layer] * d
+    kv = q // kv_group_size(model)
+    return {"query": slice(0, q), "key": slice(q, q + kv), "value": slice(q + kv, q + 2 * kv)}
+
+
+def projection(model: nn.Module, layer: int, part: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(weight (out, in), bias or None)`` of ``part`` ("query", "key", "value", "output") of a
+    block in ``nn.Linear`` layout, fused projections sliced and ``Conv1D`` transposed (views)."""
     adapter = adapter_for(model)
-    out = []
-    for block in get_layers(model):
-        attn = get_module(block, adapter.attention)
-        head_dim = _head_dim(attn, model.config)
-        out.append(get_module(block, adapter.query).out_features // head_dim)
-    return out
+    module = layer_module(model, layer, part)
+    weight = module.weight.t() if adapter.conv1d else module.weight
+    bias = module.bias
+    if adapter.fused_qkv and part in ("query", "key", "value"):
+        rows = qkv_slices(model, layer)[part]
+        weight = weight[rows]
+        bias = bias[rows] if bias is not None else None
+    return weight, bias
 
 
-def _head_dim(attention: nn.Module, config) -> int:
-    for name in ("attention_head_size", "head_dim"):
-        if hasattr(attention, name):
-            return int(getattr(attention, name))
-    return config.hidden_size // config.num_attention_heads
-
-
+# ------------------------------------------------------------------------------------ pooling
 def pool_position(model: nn.Module) -> int:
     return adapter_for(model).pool_position
+
+
+class PoolingError(ValueError):
+    """A decoder classifier that cannot tell which token it reads (no pad token)."""
+
+
+def check_pooling(model: nn.Module, tokenizer=None) -> None:
+    """Decoder classifiers read the last non-pad token, found through ``config.pad_token_id``; without
+    one (and a batch of more than one) the model cannot find it. Refuse that clearly, and refuse a
+    tokenizer that pads with another id than the model looks for (the model would read a pad)."""
+    adapter = adapter_for(model)
+    if adapter.pooling != "last_non_pad":
+        return
+    pad = model.config.pad_token_id
+    if pad is None:
+        raise PoolingError(
+            f"model_type {adapter.model_type!r} classifies the last non-pad token and finds it through "
+            "config.pad_token_id, which is not set (nor does the tokenizer have a pad token): set "
+            "tokenizer.pad_token (e.g. to its eos token) and model.config.pad_token_id to its id")
+    if tokenizer is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id != pad:
+        raise PoolingError(
+            f"the tokenizer pads with id {tokenizer.pad_token_id} but model_type {adapter.model_type!r} "
+            f"looks for pad id {pad} (config.pad_token_id) to find its last token: make them equal")
+
+
+def pool_positions(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` position of the token the classifier reads, by the model's own rule: 0, or the
+    rightmost token whose id is not ``config.pad_token_id`` (transformers' decoder classifiers)."""
+    adapter = adapter_for(model)
+    batch, length = input_ids.shape
+    if adapter.pooling == "first":
+        return torch.zeros(batch, dtype=torch.long, device=input_ids.device)
+    pad = model.config.pad_token_id
+    if pad is None:
+        if batch != 1:
+            check_pooling(model)
+        return torch.full((batch,), length - 1, dtype=torch.long, device=input_ids.device)
+    positions = torch.arange(length, device=input_ids.device)
+    return ((input_ids != pad).long() * positions).argmax(-1)
+
+
+def method_refusal(model: nn.Module, method: str) -> str | None:
+    """Why ``method`` does not apply to this family, or None (the adapter's ``refuses``)."""
+    return adapter_for(model).refusal(method)
 
 
 # ------------------------------------------------------------------------------------ fingerprint

@@ -169,6 +169,7 @@ class ALTI(Method):
     invariant = "Σ_j T_i(x_j) + L(b_O)/σ_i + β1 = LN1 output; every row of every rolled-out layer sums to 1"
 
     def check_model(self, model):
+        super().check_model(model)
         require_post_ln(model, "ALTI")
 
     @torch.no_grad()

@@ -159,7 +159,16 @@ class Method:
         return None
 
     def check_model(self, model) -> None:
-        """Raise a clear error if this method cannot run on ``model``'s architecture."""
+        """Raise a clear error if this method cannot run on ``model``'s architecture.
+
+        The base check asks the model's adapter (``models.Adapter.refuses``); methods with their own
+        requirements extend it (and call ``super().check_model``)."""
+        from ..models import adapter_for
+
+        reason = adapter_for(model).refusal(self.name)
+        if reason:
+            raise UnsupportedArchitecture(
+                f"{self.name} does not apply to model_type {adapter_for(model).model_type!r}: {reason}")
 
     def compute(self, model, batch: Batch, units: list[int] | None = None, **params) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -181,7 +190,7 @@ def require_post_ln(model, method: str) -> None:
     adapter = adapter_for(model)
     if adapter.pre_norm:
         raise UnsupportedArchitecture(
-            f"{method} decomposes post-LayerNorm encoder blocks (BERT, RoBERTa, ELECTRA, DistilBERT); "
+            f"{method} decomposes post-LayerNorm encoder blocks (BERT-like encoders, DistilBERT); "
             f"model_type {adapter.model_type!r} is pre-LN, where this decomposition does not apply")
 
 

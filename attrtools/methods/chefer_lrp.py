@@ -42,19 +42,16 @@ import torch
 from ..capture import capture
 from ..models import adapter_for, get_module, layer_module, num_layers_heads
 from . import register
-from .base import Batch, Method, Int
+from .base import Batch, Method, Int, UnsupportedArchitecture
 from .gradsam import embedding_leaf
 
 EPS = 1e-9
 
-# Linear layers of the classification head, applied in order to the token-0 vector of the last
-# hidden state (non-linearities between them are identity for LRP).
-HEADS = {
-    "bert": ("bert.pooler.dense", "classifier"),
-    "roberta": ("classifier.dense", "classifier.out_proj"),
-    "electra": ("classifier.dense", "classifier.out_proj"),
-    "distilbert": ("pre_classifier", "classifier"),
-}
+
+def head_paths(model) -> tuple:
+    """Linear layers of the classification head, applied in order to the token-0 vector of the last
+    hidden state (non-linearities between them are identity for LRP): the adapter's ``classifier_head``."""
+    return adapter_for(model).classifier_head
 
 
 def safe_divide(a, b):
@@ -133,7 +130,7 @@ class _Recorder:
         for l in range(num_layers_heads(self.model)[0]):
             for part in self.PARTS:
                 self.handles.append(layer_module(self.model, l, part).register_forward_hook(self._hook((l, part))))
-        for index, path in enumerate(HEADS[adapter_for(self.model).model_type]):
+        for index, path in enumerate(head_paths(self.model)):
             self.handles.append(get_module(self.model, path).register_forward_hook(self._hook(("head", index))))
         return self
 
@@ -166,14 +163,14 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
         score = logits.float().gather(1, batch.targets.view(-1, 1)).sum()
         grads = torch.autograd.grad(score, attentions)
     data = rec.data
-    head_paths = HEADS[adapter_for(model).model_type]
+    head_paths_ = head_paths(model)
     with torch.no_grad():
         last_hidden = data[(num_layers - 1, "ffn_out")]  # LN2 output is not recorded: check pooling below
         pooled_in = data[("head", 0)][0].float()
         r = torch.nn.functional.one_hot(batch.targets, logits.shape[-1]).float()
-        for index in reversed(range(len(head_paths))):
+        for index in reversed(range(len(head_paths_))):
             x = data[("head", index)][0].float()
-            r = relprop_linear(x, get_module(model, head_paths[index]).weight.float(), r, trace, f"head.{index}")
+            r = relprop_linear(x, get_module(model, head_paths_[index]).weight.float(), r, trace, f"head.{index}")
         ln2 = layer_module(model, num_layers - 1, "ln_ffn")
         final = ln2(last_hidden[1] + data[(num_layers - 1, "ffn_in")][0]).float()
         if not torch.allclose(final[:, 0], pooled_in, atol=1e-4, rtol=1e-4):
@@ -236,12 +233,14 @@ class CheferLRP(Method):
     invariant = "relevance conserved by every relprop (sum in = sum out); scores >= 0"
 
     def check_model(self, model):
-        model_type = adapter_for(model).model_type
-        if model_type not in HEADS:
-            raise ValueError(
-                f"chefer_lrp needs per-module LRP rules for model_type {model_type!r}; it supports the post-LN "
-                f"encoders {sorted(HEADS)} (a pre-LN decoder with RMSNorm, rotary embeddings and last-token "
-                "pooling has no rules in the official code)")
+        super().check_model(model)
+        adapter = adapter_for(model)
+        if adapter.pre_norm or adapter.classifier_head is None or adapter.fused_qkv:
+            raise UnsupportedArchitecture(
+                f"chefer_lrp needs per-module LRP rules for model_type {adapter.model_type!r}: it has them for "
+                "post-LN encoders with separate q/k/v projections and a linear classification head on token 0 "
+                "(a pre-LN decoder with RMSNorm, rotary embeddings and last-token pooling has no rules in the "
+                "official code)")
 
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)

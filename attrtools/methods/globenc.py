@@ -130,6 +130,7 @@ class GlobEnc(Method):
     invariant = "sum_j g1_(i<-j) + beta1 + g1(b_O) equals the real LN1 output; all entries >= 0"
 
     def check_model(self, model):
+        super().check_model(model)
         require_post_ln(model, "globenc")
 
     def compute(self, model, batch: Batch, units=None, **params):
