@@ -31,7 +31,7 @@ from . import methods as method_registry
 from .cache import open_cache
 from .guard import check_unknown_share
 from .methods.base import Batch
-from .models import fingerprint, model_device, pool_position, tokenizer_fingerprint, adapter_for
+from .models import fingerprint, model_device, pool_position, pruned_heads, tokenizer_fingerprint, adapter_for
 from .types import FORMAT_VERSION, Attribution, Example
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
@@ -318,6 +318,9 @@ class Engine:
     def _build(self, enc: Encoded, impl, params, scores, target, predicted, probs) -> Attribution:
         public = {k: v for k, v in params.items()}
         public["_pool_position"] = pool_position(self.model)
+        gone = pruned_heads(self.model)
+        if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
+            public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
         return Attribution(
             tokens=enc.tokens, input_ids=enc.input_ids, scores=scores, kind=impl.kind, method=impl.name,
             params=public, target=target, predicted=predicted, probs=probs, label=enc.example.label,

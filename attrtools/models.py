@@ -350,6 +350,13 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 # ------------------------------------------------------------------------------------ loading
+PRUNED_HEADS_FILE = "pruned_heads.json"  # marks a folder written by attrtools.save_pruned
+
+
+class CheckpointMismatchError(ValueError):
+    """Weights whose shapes differ from config.json (a pruned model without its pruned_heads.json)."""
+
+
 def load_pretrained(name_or_path: str, device=None, num_labels: int | None = None, dtype=None, **kwargs):
     """``(model, tokenizer)`` through the real ``from_pretrained`` (hub id or local folder), eval mode.
 
@@ -359,7 +366,7 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "pruned_heads.json")) \
+    if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, PRUNED_HEADS_FILE)) \
             and not kwargs.pop("_allow_pruned", False):
         raise ValueError(f"{name_or_path} holds a pruned model: load it with attrtools.load_pruned()")
     from .guard import check_device, check_model_folder, check_tokenizer, explain_load_error
@@ -376,6 +383,11 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
             model_kwargs["dtype"] = dtype
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_kwargs)
     except Exception as err:  # noqa: BLE001 - re-raised unless it is one we can say in a sentence
+        if isinstance(err, RuntimeError) and "mismatch" in str(err):
+            raise CheckpointMismatchError(
+                f"{name_or_path}: the weights do not have the shapes config.json describes (size mismatch); "
+                f"a model pruned with attrtools loads only with its {PRUNED_HEADS_FILE} beside it (written by "
+                "attrtools.save_pruned)") from None
         reason = explain_load_error(err, name_or_path)
         if reason is None:
             raise

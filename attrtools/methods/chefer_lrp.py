@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture
-from ..models import adapter_for, get_module, layer_module, num_layers_heads
+from ..models import adapter_for, expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, Int, UnsupportedArchitecture
 from .gradsam import embedding_leaf
@@ -141,8 +141,8 @@ class _Recorder:
 
 
 def _split(t, heads):  # (B, n, H*d) -> (B, H, n, d)
-    B, n, _ = t.shape
-    return t.view(B, n, heads, -1).transpose(1, 2)
+    B, n, width = t.shape
+    return t.view(B, n, heads, width // heads if heads else 0).transpose(1, 2)
 
 
 def _merge(t):  # (B, H, n, d) -> (B, n, H*d)
@@ -155,7 +155,8 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
     ``R^A`` and ``∂y_c/∂A`` (B, H, n, n), and the relevance of the hidden states entering layer 0."""
     if batch.targets is None:
         raise ValueError("chefer_lrp needs target classes")
-    num_layers, heads = num_layers_heads(model)
+    num_layers = num_layers_heads(model)[0]
+    physical_heads = heads_per_layer(model)  # a pruned model: heads present per layer
     with _Recorder(model) as rec, embedding_leaf(model), torch.enable_grad(), \
             capture(model, record="all", retain_grad=True, record_hidden=True) as cap:
         logits = model(**batch.inputs).logits
@@ -195,10 +196,11 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
             ctx, attn_out = data[(l, "output")]
             r_attn, r_res1 = relprop_add(attn_out.float(), hidden, r, trace, f"{l}.add_attn")
             r_ctx = relprop_linear(ctx.float(), weight("output"), r_attn, trace, f"{l}.output")
-            a = attentions[l].detach().float()
+            heads = physical_heads[l]
+            a = select_kept(model, l, attentions[l].detach().float())
             v = _split(data[(l, "value")][1].float(), heads)
             r_a, r_v = relprop_matmul(a, v, _split(r_ctx, heads), trace, f"{l}.A@V")
-            cams[l] = r_a
+            cams[l] = expand_kept(model, l, r_a)  # original head numbering, 0 for pruned heads
             # softmax, mask add: identity; scores = Q·Kᵀ
             q = _split(data[(l, "query")][1].float(), heads)
             k = _split(data[(l, "key")][1].float(), heads)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models import adapter_for, get_module, layer_module
+from ..models import adapter_for, get_module, head_dim, layer_module
 from . import register
 from .alti import ln_params, real_sigma, trace_layers, value_output_weights
 from .base import Batch, Method, UnsupportedArchitecture, require_post_ln, Choice, INTERNAL_BATCH
@@ -114,7 +114,7 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
 def _block(model, trace, l, b, n, parts, mode, chunk):
     w_v, b_v, w_o, b_o, heads = value_output_weights(model, l)
     attn = trace.attentions[l][b, :, :n, :n]  # (H, n_i, n_j)
-    value = F.linear(parts, w_v).view(n, n, heads, -1)  # (n_j, n_k, H, d_h), no bias
+    value = F.linear(parts, w_v).view(n, n, heads, head_dim(model))  # (n_j, n_k, H, d_h), no bias
     mixed = torch.einsum("hij,jkhe->ikhe", attn, value).reshape(n, n, -1)  # (n_i, n_k, d_v)
     z = F.linear(mixed, w_o)
     z = add_bias(z, F.linear(b_v, w_o) + b_o, mode)  # b_Att = Σ_h b_V^h W_O^h + b_O

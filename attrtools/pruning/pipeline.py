@@ -20,7 +20,7 @@ import torch
 
 from ..engine import Engine
 from ..io import write_json, write_text
-from ..models import num_layers_heads
+from ..models import num_layers_heads, pruned_heads
 from ..types import Example
 from .curve import evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
 from .importance import check_strategies, head_importance
@@ -84,7 +84,11 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
     eval_batches = prepare_batches(engine, eval_examples, eval_batch_size)
     grid = sorted({round(float(f), 10) for f in fractions}) if fractions else fraction_grid(fraction_step)
-    counts = counts_for_fractions(grid, total)
+    # A model pruned before (a folder saved by save_pruned): its heads stay gone, every plan extends
+    # them, and fractions/counts are of the original L*H heads (never below what is already gone).
+    already = pruned_heads(model)
+    counts = [max(c, plan_size(already)) for c in counts_for_fractions(grid, total)]
+    target_count = max(target_count, plan_size(already))
     plan_kwargs = dict(per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, group_size=group)
     os.makedirs(run_dir, exist_ok=True)
 
@@ -104,12 +108,14 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
         tables[strategy] = score(None)
         if iterative:
             wanted = sorted(set(counts) | {target_count})
-            nested = iterative_plans(lambda p: tables[strategy] if not p else score(p), wanted, **plan_kwargs)
+            nested = iterative_plans(lambda p: tables[strategy] if p == already else score(p), wanted,
+                                     already=already, **plan_kwargs)
             plans[strategy] = {f: nested[c] for f, c in zip(grid, counts)}
             chosen_plans[strategy] = nested[target_count]
         else:
-            plans[strategy] = {f: make_plan(tables[strategy], count=c, **plan_kwargs) for f, c in zip(grid, counts)}
-            chosen_plans[strategy] = make_plan(tables[strategy], count=target_count, **plan_kwargs)
+            plans[strategy] = {f: make_plan(tables[strategy], count=c, already=already, **plan_kwargs)
+                               for f, c in zip(grid, counts)}
+            chosen_plans[strategy] = make_plan(tables[strategy], count=target_count, already=already, **plan_kwargs)
         seconds[strategy] = round(time.time() - started, 2)
     write_importance_csv(os.path.join(run_dir, "head_importance.csv"), tables)
 
@@ -129,7 +135,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     log(f"physical pruning: {plan_size(plan)} of {total} heads ({plan_strategy})")
     masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, num_layers, num_heads))
     pruned = copy.deepcopy(model)
-    prune_heads(pruned, plan)
+    prune_heads(pruned, {l: [h for h in hs if h not in already.get(l, [])] for l, hs in plan.items()})
     physical = evaluate_masked(pruned, eval_batches, None)
     unpruned = evaluate_masked(model, eval_batches, None)
     latency_inputs = engine.collate([engine.encode(e) for e in eval_examples[:latency_batch]])

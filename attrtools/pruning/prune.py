@@ -43,7 +43,7 @@ from torch import nn
 from .. import models
 from ..models import adapter_for, get_layers, get_module
 
-PRUNED_HEADS_FILE = "pruned_heads.json"
+PRUNED_HEADS_FILE = models.PRUNED_HEADS_FILE
 FORMAT = 1
 
 
