@@ -24,6 +24,7 @@ Every use is scoped by a context manager that removes what it installed, also on
 from __future__ import annotations
 
 import contextvars
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -191,6 +192,45 @@ def capture(
             del block.forward
 
 
+def install_emptied_attention(model: nn.Module, layer: int) -> None:
+    """Make the attention module of a layer whose heads are all pruned run without them.
+
+    Families whose attention module splits a fused projection by width (GPT-2 ``c_attn.split``)
+    cannot run with zero heads. The module then computes what every head masked computes: the
+    output projection of an empty context (its bias), after passing zero-head tensors through the
+    attrtools attention function, so an active capture still records (zeros) in this layer.
+    Instance attribute on the module; removed by nothing (the layer stays empty).
+    """
+    adapter = adapter_for(model)
+    block = get_layers(model)[layer]
+    attention = get_module(block, adapter.attention)
+    output_path = adapter.output[len(adapter.attention) + 1:] if adapter.output.startswith(adapter.attention + ".") \
+        else None
+    if output_path is None:
+        raise ValueError(f"model_type {adapter.model_type!r}: the output projection is not inside the attention module")
+    from .models import head_dim
+
+    attention._attrtools_emptied = (output_path, adapter.conv1d, head_dim(model))
+    # a bound method (not a closure): a deep copy of the model rebinds it to the copied module
+    attention.forward = types.MethodType(_emptied_forward, attention)
+
+
+def _emptied_forward(self, hidden_states, *args, **kwargs):
+    output_path, conv1d, d_h = self._attrtools_emptied
+    batch, length = hidden_states.shape[:2]
+    empty = hidden_states.new_zeros(batch, 0, length, d_h)
+    _, probs = attrtools_attention(self, empty, empty, empty, None)
+    projection = get_module(self, output_path)
+    width = projection.weight.shape[1] if conv1d else projection.weight.shape[0]
+    out = hidden_states.new_zeros(batch, length, width)  # W_O times an empty context
+    if projection.bias is not None:
+        out = out + projection.bias
+    return out, probs
+
+
+_IDLE = Capture(num_layers=0)  # touches nothing: the eager branch with no record / override / mask
+
+
 def _passthrough(hidden_states, *args, **kwargs):
     return hidden_states
 
@@ -217,11 +257,14 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
     layer = getattr(module, "_attrtools_layer", None)
     if state is not None and layer is not None:
         state.calls[layer] = state.calls.get(layer, 0) + 1
+    softcap = kwargs.get("softcap")  # Gemma 2: tanh soft-capping of the scores (SDPA has none)
     if state is None or layer is None or not state.touches(layer):
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        if softcap is None and query.shape[1] > 0:
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask,
-                                      dropout=dropout, scaling=scaling, **kwargs)
+            return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                          dropout=dropout, scaling=scaling, **kwargs)
+        state, layer = _IDLE, None  # nothing to do but soft-capping: the eager branch below
 
     kept = state.kept.get(layer)
     if kept is not None:
@@ -236,6 +279,8 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
     replacement = state.override.get(layer)
     if replacement is None:
         scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+        if softcap is not None:
+            scores = torch.tanh(scores / softcap) * softcap
         if attention_mask is not None:
             scores = scores + attention_mask[:, :, :, : key.shape[-2]]
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)

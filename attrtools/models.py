@@ -73,6 +73,7 @@ class Adapter:
     width_attrs: tuple = ("all_head_size",)
     fused_width_attrs: tuple = ()  # attributes equal to the query width (GPT-2 ``split_size``)
     config_head_count: bool = False
+    empty_layer_patch: bool = False  # the attention module cannot run with 0 heads (capture patches it)
     refuses: tuple = ()  # ((method, reason), ...)
     tiny_config: tuple = ()  # ((config key, value), ...)
     family: str = ""  # the family group shown in the README ("encoder", "decoder")
@@ -128,6 +129,45 @@ ADAPTERS: dict[str, Adapter] = {
     "mistral": _llama_like("mistral"),
     "qwen2": _llama_like("qwen2"),
     "qwen3": _llama_like("qwen3", tiny=(("head_dim", 8),)),  # q_norm/k_norm per head, explicit head_dim
+    # Gemma 2: tanh soft-capping of the attention scores (capture's eager branch applies it),
+    # alternating sliding-window / global layers (the window comes in through the mask interface).
+    "gemma2": _llama_like("gemma2", tiny=(("head_dim", 8), ("sliding_window", 4), ("attn_logit_softcapping", 20.0),
+                                          ("query_pre_attn_scalar", 8))),
+    "gemma3_text": _llama_like("gemma3_text", tiny=(("head_dim", 8), ("sliding_window", 4),
+                                                    ("layer_types", ["sliding_attention", "full_attention"]))),
+    # Phi-3: one fused qkv_proj (q | k | v rows); its attention reads config.num_attention_heads at
+    # forward time, so a pruned layer gets its own config view.
+    "phi3": Adapter(
+        "phi3", "model.layers", "model.embed_tokens", "model.embed_tokens",
+        attention="self_attn", query="self_attn.qkv_proj", key="self_attn.qkv_proj", value="self_attn.qkv_proj",
+        output="self_attn.o_proj", ln_attention="input_layernorm", ffn_in="mlp.gate_up_proj",
+        ffn_out="mlp.down_proj", ln_ffn="post_attention_layernorm", pre_norm=True, uses_token_type_ids=False,
+        pooling="last_non_pad", final_norm="model.norm", fused_qkv="self_attn.qkv_proj", config_head_count=True,
+        refuses=(("chefer_lrp", _DECODER_NORM_REASON),), tiny_config=(("num_key_value_heads", 2),),
+        family="decoder"),
+    # ModernBERT: pre-LN encoder, fused Wqkv (q | k | v blocks), rotary positions, alternating local
+    # (sliding-window, through the mask interface) and global layers; first-token ("cls") pooling
+    # by default (``classifier_pooling="mean"`` has no single pooled token: see pool_positions).
+    "modernbert": Adapter(
+        "modernbert", "model.layers", "model.embeddings", "model.embeddings.tok_embeddings",
+        attention="attn", query="attn.Wqkv", key="attn.Wqkv", value="attn.Wqkv", output="attn.Wo",
+        ln_attention="attn_norm", ffn_in="mlp.Wi", ffn_out="mlp.Wo", ln_ffn="mlp_norm", pre_norm=True,
+        uses_token_type_ids=False, final_norm="model.final_norm", fused_qkv="attn.Wqkv", empty_layer_patch=True,
+        refuses=(("chefer_lrp", "pre-LN encoder with a LayerNorm inside its classification head: the official "
+                                "relevance rules cover post-LN encoders only"),),
+        tiny_config=(("global_attn_every_n_layers", 2), ("local_attention", 4), ("cls_token_id", 2),
+                     ("sep_token_id", 3), ("mlp_dropout", 0.0), ("embedding_dropout", 0.0)),
+        family="encoder"),
+    # GPT-2: Conv1D projections (weight stored (in, out)), fused c_attn split at ``split_size``; the
+    # hidden state entering block 0 is the output of ``transformer.drop`` (token + position embeddings).
+    "gpt2": Adapter(
+        "gpt2", "transformer.h", "transformer.drop", "transformer.wte",
+        attention="attn", query="attn.c_attn", key="attn.c_attn", value="attn.c_attn", output="attn.c_proj",
+        ln_attention="ln_1", ffn_in="mlp.c_fc", ffn_out="mlp.c_proj", ln_ffn="ln_2", pre_norm=True,
+        uses_token_type_ids=False, pooling="last_non_pad", final_norm="transformer.ln_f", fused_qkv="attn.c_attn",
+        conv1d=True, fused_width_attrs=("split_size",), refuses=(("chefer_lrp", _DECODER_NORM_REASON),),
+        empty_layer_patch=True,
+        family="decoder"),
 }
 
 
@@ -291,6 +331,9 @@ def pool_positions(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     rightmost token whose id is not ``config.pad_token_id`` (transformers' decoder classifiers)."""
     adapter = adapter_for(model)
     batch, length = input_ids.shape
+    if getattr(model.config, "classifier_pooling", "cls") == "mean":
+        raise PoolingError(f"this {adapter.model_type} classifier averages every token (classifier_pooling='mean'): "
+                           "there is no single pooled token")
     if adapter.pooling == "first":
         return torch.zeros(batch, dtype=torch.long, device=input_ids.device)
     pad = model.config.pad_token_id

@@ -204,6 +204,10 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
         if adapter.config_head_count:
             attention.config = _ConfigView(model.config, num_attention_heads=remaining,
                                            num_key_value_heads=remaining // group)
+        if remaining == 0 and adapter.empty_layer_patch:
+            from ..capture import install_emptied_attention
+
+            install_emptied_attention(model, layer)
         state[layer] = after
     model._attrtools_pruned_heads = {l: sorted(h) for l, h in sorted(state.items()) if h}
     return pruned_heads_of(model)
