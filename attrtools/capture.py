@@ -32,7 +32,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .models import adapter_for, get_layers, get_module, kept_heads, original_heads, pruned_heads
+from .models import (ADAPTERS, UnsupportedModelError, adapter_for, get_layers, get_module, infer_adapter,
+                     kept_heads, original_heads, pruned_heads, register_adapter, supported_model_types)
 
 ATTN_IMPLEMENTATION = "attrtools"
 _ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("attrtools_capture", default=None)
@@ -61,12 +62,77 @@ def install(model: nn.Module) -> nn.Module:
     """Select the attrtools attention function on ``model`` and tag each attention module with its
     layer index (DistilBERT's attention modules carry no ``layer_idx``)."""
     register()
-    adapter = adapter_for(model)
+    try:
+        adapter = adapter_for(model)
+    except UnsupportedModelError:
+        adapter = _accept_inferred(model)
     model.set_attn_implementation(ATTN_IMPLEMENTATION)
     for index, block in enumerate(get_layers(model)):
         get_module(block, adapter.attention)._attrtools_layer = index
     model._attrtools_installed = True
     return model
+
+
+def _accept_inferred(model: nn.Module):
+    """An unknown family built the common way: infer its adapter (``models.infer_adapter``), then
+    accept it only if, on this very model, capture runs exactly once in every layer and the
+    recorded probabilities and the logits equal the eager forward (same rule as the family tests).
+    Otherwise refuse, naming the model type and what failed."""
+    import copy
+
+    adapter = infer_adapter(model)
+    register_adapter(adapter)
+    try:
+        _self_check(model, adapter, copy)
+    except Exception as err:
+        ADAPTERS.pop(adapter.model_type, None)
+        raise UnsupportedModelError(
+            f"attrtools cannot capture attention in model_type {adapter.model_type!r}: an adapter was inferred "
+            f"({adapter.layers}, {adapter.attention}) but its self-check failed: {err}; supported: "
+            f"{', '.join(supported_model_types())}") from None
+    return adapter
+
+
+def _self_check(model, adapter, copy) -> None:
+    config = model.config
+    vocab = int(getattr(config, "vocab_size", 8) or 8)
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    ids = torch.randint(0, vocab, (2, 7), generator=generator).to(device)
+    pad = config.pad_token_id
+    if pad is not None:
+        ids[ids == pad] = (pad + 1) % vocab
+        ids[1, 5:] = pad
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0 if pad is not None else 1
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    not_interface = "attention does not go through transformers' AttentionInterface"
+    try:
+        model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    except (ValueError, NotImplementedError) as err:
+        raise ValueError(f"the model refuses a registered attention function ({not_interface}: {err})") from None
+    if getattr(model.config, "_attn_implementation", None) != ATTN_IMPLEMENTATION:
+        raise ValueError(f"the model did not select the registered attention function ({not_interface})")
+    for index, block in enumerate(get_layers(model)):
+        get_module(block, adapter.attention)._attrtools_layer = index
+    model._attrtools_installed = True
+    with torch.no_grad():
+        reference = eager(input_ids=ids, attention_mask=mask, output_attentions=True)
+        with capture(model, record="all") as cap:
+            ours = model(input_ids=ids, attention_mask=mask).logits
+    layers = len(get_layers(model))
+    if sorted(cap.calls) != list(range(layers)) or any(c != 1 for c in cap.calls.values()):
+        raise ValueError(f"the attention function ran in layers {sorted(cap.calls)} of 0..{layers - 1} "
+                         f"({not_interface})")
+    attentions = reference.attentions
+    if attentions is None or len(attentions) != layers or any(a is None for a in attentions):
+        raise ValueError("the eager forward returns no attention probabilities to compare with")
+    for l in range(layers):
+        if not torch.allclose(cap.attentions[l], attentions[l], rtol=1e-4, atol=1e-5):
+            raise ValueError(f"recorded probabilities of layer {l} differ from eager attention")
+    if not torch.allclose(ours, reference.logits, rtol=1e-4, atol=1e-5):
+        raise ValueError("logits under capture differ from the eager forward")
 
 
 def is_installed(model: nn.Module) -> bool:

@@ -172,7 +172,7 @@ ADAPTERS: dict[str, Adapter] = {
 
 
 def supported_model_types() -> list[str]:
-    return sorted(ADAPTERS)
+    return sorted(t for t, a in ADAPTERS.items() if not a.family.startswith("inferred"))
 
 
 def adapter_for(model_or_config) -> Adapter:
@@ -184,6 +184,83 @@ def adapter_for(model_or_config) -> Adapter:
             f"supported: {', '.join(supported_model_types())}"
         )
     return ADAPTERS[model_type]
+
+
+# ------------------------------------------------------------------------------------ unknown families
+# Names under which the common ("Llama-like" or "BERT-like") blocks keep their projections.
+_SEPARATE_QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("query", "key", "value", "dense"),
+                  ("q", "k", "v", "o"), ("q_lin", "k_lin", "v_lin", "out_lin"))
+_FUSED_QKV = (("qkv_proj", "o_proj"), ("Wqkv", "Wo"), ("query_key_value", "dense"))
+_PRE_NORM_NAMES = ("input_layernorm", "ln_1", "attn_norm", "norm1")
+_POST_ATTN_NORM = ("post_attention_layernorm", "ln_2", "mlp_norm", "norm2")
+_FFN = (("mlp.up_proj", "mlp.down_proj"), ("mlp.c_fc", "mlp.c_proj"), ("mlp.fc1", "mlp.fc2"),
+        ("mlp.gate_up_proj", "mlp.down_proj"), ("mlp.dense_h_to_4h", "mlp.dense_4h_to_h"))
+
+
+def infer_adapter(model: nn.Module) -> Adapter:
+    """A candidate adapter for a ``model_type`` not in the table, read from the module tree:
+    the block list (a ModuleList of ``num_hidden_layers`` blocks), the attention module holding
+    separate or fused q/k/v/o projections under the usual names, the input embeddings, pre-LN
+    norms, and last-non-pad pooling for transformers' generic decoder classifiers.
+
+    Structural only: ``capture.install`` accepts it after a self-check on the real model (capture
+    ran in every layer; probabilities and logits equal the eager forward). Norm-based decompositions
+    and Chefer LRP are refused on inferred adapters. Raises :class:`UnsupportedModelError` naming
+    what was not found."""
+    config = model.config
+    model_type = getattr(config, "model_type", None)
+    supported = ", ".join(supported_model_types())
+
+    def refuse(missing: str):
+        return UnsupportedModelError(
+            f"attrtools cannot capture attention in model_type {model_type!r}: not in its adapter table, and "
+            f"{missing}; supported: {supported}")
+
+    num_layers = getattr(config, "num_hidden_layers", None)
+    names = dict(model.named_modules())
+    lists = [n for n, m in names.items() if isinstance(m, nn.ModuleList) and len(m) == num_layers and n]
+    if not lists:
+        raise refuse(f"no list of {num_layers} blocks was found")
+    layers = min(lists, key=lambda n: n.count("."))
+    block = names[layers][0]
+    block_modules = dict(block.named_modules())
+    found = None
+    for path, module in block_modules.items():
+        children = dict(module.named_children())
+        for q, k, v, o in _SEPARATE_QKVO:
+            if all(isinstance(children.get(x), nn.Linear) for x in (q, k, v, o)):
+                found = (path, f"{path}.{q}", f"{path}.{k}", f"{path}.{v}", f"{path}.{o}", None)
+                break
+        for qkv, o in _FUSED_QKV:
+            if found is None and all(isinstance(children.get(x), nn.Linear) for x in (qkv, o)):
+                found = (path, f"{path}.{qkv}", f"{path}.{qkv}", f"{path}.{qkv}", f"{path}.{o}", f"{path}.{qkv}")
+        if found:
+            break
+    if found is None or not found[0]:
+        raise refuse("no attention module with q/k/v/o (or fused qkv/o) projections under the usual names was found "
+                     f"in {layers}.0")
+    attention, query, key, value, output, fused = found
+    embeddings = model.get_input_embeddings()
+    embedding_path = next((n for n, m in names.items() if m is embeddings), None)
+    if embedding_path is None:
+        raise refuse("the input embeddings were not found")
+    pre = next((n for n in _PRE_NORM_NAMES if n in block_modules), None)
+    post = next((n for n in _POST_ATTN_NORM if n in block_modules), None)
+    ffn = next(((a, b) for a, b in _FFN if a in block_modules and b in block_modules), None)
+    decoder = hasattr(model, "score") and not hasattr(model, "classifier")
+    reason = "inferred adapter (a family attrtools has no relevance rules for)"
+    return Adapter(
+        model_type, layers, embedding_path, embedding_path, attention=attention, query=query, key=key, value=value,
+        output=output, ln_attention=pre or post or output, ffn_in=(ffn or (output, output))[0],
+        ffn_out=(ffn or (output, output))[1], ln_ffn=post or output, pre_norm=True,
+        uses_token_type_ids=False, pooling="last_non_pad" if decoder else "first", fused_qkv=fused,
+        refuses=tuple((m, reason) for m in ("chefer_lrp", "globenc", "alti", "decompx")),
+        family="inferred (decoder)" if decoder else "inferred (encoder)")
+
+
+def register_adapter(adapter: Adapter) -> None:
+    """Add an adapter (e.g. an inferred one that passed ``capture``'s self-check) to the table."""
+    ADAPTERS[adapter.model_type] = adapter
 
 
 def get_module(root: nn.Module, path: str) -> nn.Module:
@@ -435,7 +512,8 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
         if reason is None:
             raise
         raise ValueError(reason) from None
-    adapter_for(model)  # fail early, naming the model type
+    if getattr(model.config, "model_type", None) not in ADAPTERS:
+        infer_adapter(model)  # fail early, naming the model type and what is missing
     check_tokenizer(tokenizer, model.config, name_or_path)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id

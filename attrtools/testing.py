@@ -47,15 +47,15 @@ def write_tokenizer(directory: str):
 
 
 def tiny_config(model_type: str, vocab_size: int, layers: int = 2, heads: int = 4, hidden: int = 32,
-                num_labels: int = 2, pad_token_id: int = 0, max_positions: int = 160):
+                num_labels: int = 2, pad_token_id: int = 0, max_positions: int = 160, **overrides):
     """A tiny config of any supported family: the common sizes here, the family's own realistic
     extras (grouped KV heads, soft-capping, ...) from its adapter's ``tiny_config`` (``models.py``)."""
     from transformers import AutoConfig
 
     from .models import ADAPTERS
 
-    adapter = ADAPTERS[model_type]
-    extra = {k: (v(hidden) if callable(v) else v) for k, v in adapter.tiny_config}
+    adapter = ADAPTERS.get(model_type)  # None: a family attrtools would have to infer
+    extra = {k: (v(hidden) if callable(v) else v) for k, v in (adapter.tiny_config if adapter else ())}
     values = dict(vocab_size=vocab_size, num_labels=num_labels, pad_token_id=pad_token_id,
                   num_hidden_layers=layers, num_attention_heads=heads, hidden_size=hidden,
                   intermediate_size=hidden * 2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
@@ -63,6 +63,7 @@ def tiny_config(model_type: str, vocab_size: int, layers: int = 2, heads: int = 
                   # RoBERTa-style position ids start after the padding index
                   max_position_embeddings=max_positions + 2)
     values.update(extra)
+    values.update(overrides)
     return AutoConfig.for_model(model_type, **values)
 
 

@@ -181,3 +181,37 @@ def test_masked_equals_pruned_and_reloads(family, family_dirs, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         attrtools.attribute(reloaded, tok, TEXTS[:2], method="raw")
+
+
+def test_unknown_family_gets_a_checked_inferred_adapter(tmp_path):
+    """StarCoder2 is not in the table but is built the common way (AttentionInterface, q/k/v/o_proj):
+    its adapter is inferred, accepted after the self-check, and the family checks hold on it."""
+    directory = build_tiny_model("starcoder2", str(tmp_path / "sc2"), num_key_value_heads=2, max_positions=64)
+    model, tokenizer = attrtools.load_model(directory)
+    adapter = models.adapter_for(model)
+    assert adapter.family.startswith("inferred") and adapter.pooling == "last_non_pad"
+    assert "starcoder2" not in models.supported_model_types()
+    text = TEXTS[1]
+    ours = attrtools.attribute(model, tokenizer, text, method="attattr", steps=STEPS)[0]
+    reference = official_style_attattr(model, tokenizer, Example(text), steps=STEPS, chunk=STEPS, pad_to=16)
+    assert ((ours.scores - reference).abs().max() / reference.abs().max()).item() < 1e-5
+    with pytest.raises(UnsupportedArchitecture, match="inferred"):
+        get("globenc").check_model(model)
+    plan = {0: [0, 1]}
+    inputs = _inputs(model, tokenizer)
+    with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, *models.num_layers_heads(model))):
+        masked = model(**inputs).logits
+    prune_heads(model, plan)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, masked, rtol=1e-5, atol=1e-5)
+    reloaded, _ = attrtools.load_model(save_pruned(model, tokenizer, str(tmp_path / "p")))
+    assert models.pruned_heads(reloaded) == plan
+
+
+def test_unknown_family_failing_the_self_check_is_refused(tmp_path):
+    """MPNet computes attention in its own module (relative position bias), not through
+    AttentionInterface: the inferred adapter fails its self-check and the refusal says why."""
+    directory = build_tiny_model("mpnet", str(tmp_path / "mpnet"))
+    with pytest.raises(models.UnsupportedModelError, match=r"'mpnet'.*self-check failed.*AttentionInterface"):
+        attrtools.load_model(directory)
+    assert "mpnet" not in models.ADAPTERS

@@ -286,7 +286,9 @@ def load_pruned(directory: str, device=None, dtype=None, install: bool = True):
     check_tokenizer(tokenizer, config, directory)
     model = AutoModelForSequenceClassification.from_config(config, dtype=dtype) if dtype is not None \
         else AutoModelForSequenceClassification.from_config(config)
-    adapter_for(model)
+    from .. import capture
+
+    capture.install(model)  # a family with an inferred adapter is accepted here (after its self-check)
     prune_heads(model, plan)
     state = {}
     for path in _state_dict_files(directory):
