@@ -306,11 +306,13 @@ def test_input_that_is_mostly_unknown_tokens_is_refused(planted):
 def test_folder_without_config_json(planted_dir, tmp_path):
     folder = _copy_model(planted_dir, tmp_path / "no-config")
     os.unlink(os.path.join(folder, "config.json"))
-    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache"])
+    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache",
+                                      "--output-dir", str(tmp_path / "r1")])
     assert result.exit_code == 1 and _one_line(result.output) and "no config.json" in result.output, result.output
     file_model = tmp_path / "model.txt"
     file_model.write_text("x")
-    result = CliRunner().invoke(cli, ["attribute", "--model", str(file_model), "--text", "alpha", "--no-cache"])
+    result = CliRunner().invoke(cli, ["attribute", "--model", str(file_model), "--text", "alpha", "--no-cache",
+                                      "--output-dir", str(tmp_path / "r2")])
     assert result.exit_code == 1 and _one_line(result.output) and "is a file" in result.output, result.output
 
 
@@ -337,8 +339,8 @@ def test_remote_code_is_never_run(planted_dir, tmp_path):
     known = dict(config)
     config["model_type"] = "evil-bert"
     json.dump(config, open(config_path, "w"))
-    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache"],
-                                input="y\ny\ny\n")
+    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache",
+                                      "--output-dir", str(tmp_path / "run")], input="y\ny\ny\n")
     assert result.exit_code == 1 and _one_line(result.output), result.output
     assert "custom code" in result.output and "trust_remote_code=False" in result.output
     json.dump(known, open(config_path, "w"))
@@ -382,15 +384,167 @@ def test_pickle_weights_refused_in_one_line(planted_dir, tmp_path):
 
     state["payload"] = Payload()
     torch.save(state, os.path.join(folder, "pytorch_model.bin"))
-    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache"])
+    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache",
+                                      "--output-dir", str(tmp_path / "run")])
     assert result.exit_code == 1 and _one_line(result.output), result.output
     assert "pickle" in result.output and folder in result.output
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("device", ["banana", "cuda:7", "tpu"])
-def test_bad_device_is_a_usage_error(planted_dir, device, monkeypatch):
+def test_bad_device_is_a_usage_error(planted_dir, device, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = CliRunner().invoke(cli, ["attribute", "--model", planted_dir, "--text", "alpha beta", "--no-cache",
-                                      "--device", device])
+                                      "--device", device, "--output-dir", str(tmp_path / "run")])
     assert result.exit_code == 2 and _one_line(result.output) and device in result.output, result.output
+
+
+# ------------------------------------------------------------------------------ run directories
+def _dataset(path, texts):
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(texts)))
+    return str(path)
+
+
+TEXTS = ["alpha the beta", "beta good alpha", "the movie was good", "a dull story", "fun music", "it is fine"]
+
+
+def _attribute(model_dir, data, out, *extra):
+    return CliRunner().invoke(cli, ["attribute", "--model", model_dir, "--dataset", data, "--method", "raw",
+                                    "--output-dir", str(out), *extra])
+
+
+def test_rerun_with_other_rows_is_refused_or_overwritten_never_mixed(planted_dir, tmp_path):
+    out = tmp_path / "run"
+    assert _attribute(planted_dir, _dataset(tmp_path / "six.jsonl", TEXTS), out).exit_code == 0
+    assert len(os.listdir(out / "attributions")) == 6
+    again = _attribute(planted_dir, _dataset(tmp_path / "six.jsonl", TEXTS), out)  # same run: resumes
+    assert again.exit_code == 0 and len(os.listdir(out / "attributions")) == 6, again.output
+    two = _dataset(tmp_path / "two.jsonl", TEXTS[:2])
+    refused = _attribute(planted_dir, two, out)
+    assert refused.exit_code == 2 and _one_line(refused.output), refused.output
+    assert "--overwrite" in refused.output and "dataset" in refused.output
+    assert len(os.listdir(out / "attributions")) == 6  # nothing touched
+    replaced = _attribute(planted_dir, two, out, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(os.listdir(out / "attributions")) == ["000000.safetensors", "000001.safetensors"]
+    stored = json.load(open(out / "run_config.json"))
+    assert stored["n"] == 2 and stored["dataset"] == two
+    assert not (out / ".attrtools-run.lock").exists()  # released when the command ended
+
+
+def test_rerun_with_another_model_is_refused(planted_dir, tiny_dirs, tmp_path):
+    """The audit case: the same folder with another model must not report the first model's numbers."""
+    out = tmp_path / "run"
+    data = _dataset(tmp_path / "d.jsonl", TEXTS[:2])
+    assert _attribute(planted_dir, data, out).exit_code == 0
+    other = _attribute(tiny_dirs["bert"], data, out)
+    assert other.exit_code == 2 and "model" in other.output and _one_line(other.output), other.output
+    retrained = _copy_model(planted_dir, tmp_path / "model")
+    out2 = tmp_path / "run2"
+    assert _attribute(retrained, data, out2).exit_code == 0
+    from safetensors.torch import load_file, save_file
+
+    weights = os.path.join(retrained, "model.safetensors")
+    state = load_file(weights)
+    state["classifier.bias"] = state["classifier.bias"] + 1.0
+    save_file(state, weights, metadata={"format": "pt"})  # same path, new weights
+    changed = _attribute(retrained, data, out2)
+    assert changed.exit_code == 2 and "model_identity" in changed.output, changed.output
+
+
+def test_audit_rerun_with_another_model_is_refused(planted_dir, tiny_dirs, tmp_path):
+    from attrtools.commands.common import BadUsage, make_run_dir
+
+    out = str(tmp_path / "audit")
+    config = {"model": planted_dir, "dataset": "dev.tsv", "recipes": ["triggers"], "num_examples": 10}
+    import click
+
+    with click.Context(click.Command("audit")):  # the lock is released when the command's context closes
+        make_run_dir(out, "audit", config)
+    with click.Context(click.Command("audit")):
+        make_run_dir(out, "audit", config)  # same configuration: resumes
+    with click.Context(click.Command("audit")), pytest.raises(BadUsage, match="differs in: model, model_identity"):
+        make_run_dir(out, "audit", dict(config, model=tiny_dirs["bert"]))
+
+
+LOCK_HOLDER = """
+import sys, time
+from attrtools import rundir
+run = rundir.prepare(sys.argv[1], "attribute", {"n": 1})
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_second_concurrent_writer_is_refused(planted_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = _attribute(planted_dir, _dataset(tmp_path / "d.jsonl", TEXTS[:1]), out)
+        assert result.exit_code == 1 and _one_line(result.output), result.output
+        assert f"pid {holder.pid}" in result.output and "in use" in result.output
+        assert not (out / "attributions").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: its lock is stale and taken over.
+    assert (out / ".attrtools-run.lock").exists()
+    result = _attribute(planted_dir, _dataset(tmp_path / "d.jsonl", TEXTS[:1]), out, "--overwrite")
+    assert result.exit_code == 0, result.output
+
+
+def test_foreign_folder_is_never_emptied(planted_dir, tmp_path):
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    result = _attribute(planted_dir, _dataset(tmp_path / "d.jsonl", TEXTS[:1]), out, "--overwrite")
+    assert result.exit_code == 2 and "not an attrtools run directory" in result.output, result.output
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_unwritable_output_fails_before_the_model_loads(planted_dir, tmp_path, monkeypatch):
+    import attrtools.api
+
+    monkeypatch.setattr(attrtools.api, "load_model", lambda *a, **k: pytest.fail("model loaded first"))
+    data = _dataset(tmp_path / "d.jsonl", TEXTS[:1])
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "sub"):
+        result = _attribute(planted_dir, data, out)
+        assert result.exit_code == 1 and _one_line(result.output), result.output
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).endswith("ro") else real_access(p, mode))
+    result = _attribute(planted_dir, data, tmp_path / "ro")
+    assert result.exit_code == 1 and "permission denied" in result.output and _one_line(result.output)
+
+
+def test_save_pruned_is_atomic(planted, planted_dir, tmp_path, monkeypatch):
+    from attrtools.pruning import prune as P
+
+    model, tok = attrtools.load_model(planted_dir)
+    final = str(tmp_path / "pruned")
+    P.prune_heads(model, {0: [0]})
+    P.save_pruned(model, tok, final)
+    reference, _ = P.load_pruned(final)
+    original = P._write_pruned
+
+    def crash(model, tokenizer, directory, extra=None):
+        original(model, tokenizer, directory, extra)
+        os.unlink(os.path.join(directory, "model.safetensors"))  # half written ...
+        raise OSError(28, "No space left on device")  # ... when the disk fills
+
+    monkeypatch.setattr(P, "_write_pruned", crash)
+    with pytest.raises(OSError):
+        P.save_pruned(model, tok, final)
+    reloaded, _ = P.load_pruned(final)  # the old folder is still there, whole
+    assert P.pruned_heads_of(reloaded) == P.pruned_heads_of(reference)
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")] == []
+    with pytest.raises(OSError):
+        P.save_pruned(model, tok, str(tmp_path / "fresh"))
+    assert not os.path.exists(tmp_path / "fresh")  # never a folder that does not load

@@ -53,7 +53,7 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, limit,
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
     out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "steps": steps,
-                                                "num_train_examples": num_train_examples})
+                                                "num_train_examples": num_train_examples}, examples=train)
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
     from .pipeline import extract_and_save

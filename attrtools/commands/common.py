@@ -50,9 +50,18 @@ def dataset_options(f):
     return f
 
 
+def _remember_overwrite(ctx, param, value):
+    ctx.meta["attrtools.overwrite"] = bool(value)
+    return value
+
+
 def output_dir_option(f):
-    return click.option("--output-dir", type=click.Path(file_okay=False), default=None,
-                        help="Run directory (default: runs/<command>-<timestamp>).")(f)
+    """``--output-dir`` and ``--overwrite`` (read by ``make_run_dir`` from the click context)."""
+    f = click.option("--overwrite", is_flag=True, expose_value=False, callback=_remember_overwrite,
+                     help="Replace what --output-dir holds when it is another run (default: refuse).")(f)
+    return click.option("--output-dir", type=click.Path(), default=None,
+                        help="Run directory (default: runs/<command>-<timestamp>). Rerunning the same "
+                             "configuration into it resumes; another configuration is refused.")(f)
 
 
 def cache_options(f):
@@ -66,17 +75,41 @@ def device_option(f):
     return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")(f)
 
 
-def make_run_dir(output_dir: str | None, command: str, config: dict) -> str:
-    """Create the run directory and write run_config.json into it (atomically)."""
+def make_run_dir(output_dir: str | None, command: str, config: dict, examples=None,
+                 overwrite: bool | None = None) -> str:
+    """Create (or resume) and lock the run directory through ``attrtools.rundir.prepare``: the same
+    configuration resumes, another one is refused unless ``--overwrite`` (then the folder is emptied
+    first), a second concurrent writer is refused, an unwritable folder fails in one line. Call it
+    before loading the model. The configuration is completed with ``model_identity`` of
+    ``config["model"]``, a digest of a local ``config["dataset"]`` file and, when given,
+    ``data_identity(examples)``."""
+    from .. import rundir
+
     if output_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         output_dir = os.path.join("runs", f"{command}-{stamp}")
-    os.makedirs(output_dir, exist_ok=True)
-    from ..io import write_json
-
-    write_json(os.path.join(output_dir, "run_config.json"),
-               {"command": command, "argv": sys.argv[1:], **config})
-    return output_dir
+    if overwrite is None:
+        ctx = click.get_current_context(silent=True)
+        overwrite = bool(ctx.meta.get("attrtools.overwrite")) if ctx is not None else False
+    config = dict(config)
+    for key in ("model", "model_name"):
+        if isinstance(config.get(key), str):
+            config[f"{key}_identity"] = rundir.model_identity(config[key])
+    for key in ("dataset", "train_dataset", "eval_dataset"):
+        if isinstance(config.get(key), str) and os.path.isfile(config[key]):
+            config[f"{key}_identity"] = rundir.data_file_identity(config[key])
+    if examples is not None:
+        config["data_identity"] = rundir.data_identity(examples)
+    try:
+        run = rundir.prepare(output_dir, command, config, overwrite=overwrite)
+    except rundir.RunDirMismatch as err:
+        raise BadUsage(str(err)) from None
+    except rundir.RunDirError as err:
+        raise UserError(str(err)) from None
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.find_root().call_on_close(run.close)  # the lock goes when the command ends, however it ends
+    return run.path
 
 
 def load_model_or_fail(name: str, device=None):

@@ -215,7 +215,17 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
 
 # ------------------------------------------------------------------------------------ save / load
 def save_pruned(model, tokenizer, directory: str, extra: dict | None = None) -> str:
-    """``save_pretrained`` (full-size config + sliced safetensors) + tokenizer + ``pruned_heads.json``."""
+    """``save_pretrained`` (full-size config + sliced safetensors) + tokenizer + ``pruned_heads.json``,
+    built in a folder aside and renamed into place when complete (``rundir.publish_dir``): a crash
+    never leaves a folder under ``directory`` that does not load."""
+    from ..rundir import publish_dir
+
+    with publish_dir(directory) as building:
+        _write_pruned(model, tokenizer, building, extra)
+    return directory
+
+
+def _write_pruned(model, tokenizer, directory: str, extra: dict | None = None) -> str:
     from ..io import write_json
 
     os.makedirs(directory, exist_ok=True)

@@ -70,6 +70,10 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     else:
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
 
+    run_dir = make_run_dir(output_dir, "tree", {
+        "model": model_name, "dataset": dataset, "n": len(examples), "threshold": threshold, "root": root,
+        "use_last_layer": use_last_layer, "steps": steps, "target": target, "formats": list(chosen),
+        "method": "attattr"}, examples=examples)
     model, tokenizer = load_model_or_fail(model_name, device)
     from ..models import num_layers_heads
 
@@ -79,10 +83,6 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     if num_layers < 2 and not use_last_layer:
         raise UserError(f"{model_name} has {num_layers} layer; the official tree starts at layer L-2: "
                         "add --use-last-layer")
-    run_dir = make_run_dir(output_dir, "tree", {
-        "model": model_name, "dataset": dataset, "n": len(examples), "threshold": threshold, "root": root,
-        "use_last_layer": use_last_layer, "steps": steps, "target": target, "formats": list(chosen),
-        "method": "attattr"})
 
     from ..engine import Engine
     from .build import build_trees
