@@ -35,11 +35,19 @@ def load_table(spec: str):
 
     local, _, split = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
     ext = os.path.splitext(local)[1].lower()
+    if os.path.isdir(local):
+        raise DataError(f"{local} is a folder: give one .csv/.tsv/.jsonl file (a folder's files are not merged)")
     if ext in LOCAL_FORMATS:
         if not os.path.exists(local):
             raise DataError(f"dataset file not found: {local}")
         if os.path.getsize(local) == 0:
             raise DataError(f"dataset file is empty: {local}")
+        from .guard import InputFileError, check_data_file
+
+        try:
+            check_data_file(local, ext)  # encoding, JSON lines, header-only tables: said with line and byte
+        except InputFileError as err:
+            raise DataError(str(err)) from None
         builder, kwargs = LOCAL_FORMATS[ext]
         try:
             return datasets.load_dataset(builder, data_files={"data": os.path.abspath(local)}, split="data",

@@ -548,3 +548,153 @@ def test_save_pruned_is_atomic(planted, planted_dir, tmp_path, monkeypatch):
     with pytest.raises(OSError):
         P.save_pruned(model, tok, str(tmp_path / "fresh"))
     assert not os.path.exists(tmp_path / "fresh")  # never a folder that does not load
+
+
+# ------------------------------------------------------------------------------ disks
+def test_full_disk_in_the_cache_degrades_to_a_warning(planted, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    model, tok = planted
+    reference = Engine(model, tok, batch_size=1).attribute(SENTENCES[:3], method="grad_input")
+    calls = []
+
+    def full(*a, **k):
+        calls.append(1)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path / "c"), batch_size=1)
+    with pytest.warns(CacheWarning, match="No space left on device.*continuing without caching"):
+        results = engine.attribute(SENTENCES[:3], method="grad_input")
+    assert len(calls) == 1  # warned once, then stopped trying
+    assert all(torch.equal(a.scores, b.scores) for a, b in zip(results, reference))
+    assert _entries(tmp_path / "c") == []
+    a_file = tmp_path / "cache-is-a-file"
+    a_file.write_text("x")
+    monkeypatch.undo()
+    engine = Engine(model, tok, cache=AttributionCache(a_file), batch_size=1)
+    with pytest.warns(CacheWarning, match="cannot write"):
+        results = engine.attribute(SENTENCES[:1], method="grad_input")
+    assert torch.equal(results[0].scores, reference[0].scores)
+
+
+def test_full_disk_for_outputs_stops_in_one_line_and_keeps_the_work(planted_dir, tmp_path, monkeypatch):
+    import errno
+
+    from attrtools.types import Attribution
+
+    data = _dataset(tmp_path / "d.jsonl", TEXTS)
+    original = Attribution.save
+    saved = []
+
+    def save(self, path):
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        saved.append(path)
+        return original(self, path)
+
+    monkeypatch.setattr(Attribution, "save", save)
+    args = ["--cache-dir", str(tmp_path / "c")]
+    result = _attribute(planted_dir, data, tmp_path / "run", *args)
+    assert result.exit_code == 1 and _one_line(result.output), result.output
+    assert "No space left on device" in result.output and "000002.safetensors" in result.output
+    monkeypatch.setattr(Attribution, "save", original)  # space freed: the rerun takes everything from the cache
+    again = _attribute(planted_dir, data, tmp_path / "run", *args)
+    assert again.exit_code == 0 and re.search(r"from cache\s+6", again.output), again.output
+
+
+# ------------------------------------------------------------------------------ bad inputs
+def _bad_inputs(planted_dir, tmp_path):
+    """(name, argv, exit code, text the line must contain) for each bad input the issue lists."""
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes("text\tlabel\ncaf\xe9 au lait\t1\n".encode("latin-1"))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "fine", "label": 1}\n{"text": "oops", "label": \n')
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"text": "x", "label": 1}\n')
+    (folder / "b.jsonl").write_text('{"text": "y", "label": 0}\n')
+    good = _dataset(tmp_path / "good.jsonl", TEXTS[:2])
+    three_classes = tmp_path / "labels.jsonl"
+    three_classes.write_text('{"text": "alpha beta", "label": 0}\n{"text": "beta alpha", "label": 7}\n')
+    out = lambda name: ["--output-dir", str(tmp_path / "runs" / name)]  # noqa: E731
+    attr = ["attribute", "--model", planted_dir, "--method", "raw", "--no-cache"]
+    return [
+        ("device banana", [*attr, "--text", "a", "--device", "banana", *out("d1")], 2, "banana"),
+        ("device cuda:7", [*attr, "--text", "a", "--device", "cuda:7", *out("d2")], 2, "cuda:7"),
+        ("header-only csv", [*attr, "--dataset", str(header_only), *out("h")], 1, "header line but no rows"),
+        ("non-UTF-8 tsv", [*attr, "--dataset", str(latin1), *out("u")], 1, "line 2, byte offset 14"),
+        ("broken jsonl", [*attr, "--dataset", str(broken), *out("j")], 1, "line 2"),
+        ("dataset folder", [*attr, "--dataset", str(folder), *out("f")], 1, "is a folder"),
+        ("limit 0", [*attr, "--dataset", good, "--limit", "0", *out("l")], 2, "--limit must be at least 1"),
+        ("tree threshold nan", ["tree", "--model", planted_dir, "--text", "alpha beta", "--threshold", "nan",
+                                *out("t")], 2, "--threshold"),
+        ("evaluate steps=0", ["evaluate", "--model", planted_dir, "--dataset", good, "--methods", "attattr",
+                              "--param", "attattr:steps=0", *out("e")], 2, "'steps'"),
+        ("triggers steps 0", ["triggers", "--model", planted_dir, "--dataset", good, "--steps", "0", *out("s")],
+         2, "--steps must be at least 1"),
+        ("triggers label 7", ["triggers", "--model", planted_dir, "--dataset", str(three_classes),
+                              "--num-train-examples", "2", "--steps", "2", *out("lab")], 2, "label 7"),
+        ("audit chunk-size 0", ["audit", "--model", planted_dir, "--dataset", good, "--no-triggers",
+                                "--chunk-size", "0", *out("c")], 2, "--chunk-size must be at least 1"),
+        ("internal_batch_size -1", [*attr[:-1], "--param", "internal_batch_size=-1", "--method", "attattr",
+                                    "--text", "a", *out("i")], 2, "internal_batch_size"),
+        ("steps abc", [*attr[:4], "attattr", "--param", "steps=abc", "--text", "a", *out("sa")], 2, "'steps'"),
+        ("steps 1.5", [*attr[:4], "attattr", "--param", "steps=1.5", "--text", "a", *out("sb")], 2, "'steps'"),
+        ("cache clear without --yes", ["cache", "clear", "--cache-dir", str(tmp_path / "cache")], 2, "--yes"),
+    ]
+
+
+def test_each_bad_input_is_one_line_with_its_exit_code(planted_dir, tmp_path):
+    runner = CliRunner()
+    store = AttributionCache(tmp_path / "cache")
+    store.put("a" * 64, torch.ones(2), {})
+    answered = []
+    for name, argv, code, text in _bad_inputs(planted_dir, tmp_path):
+        result = runner.invoke(cli, argv)  # CliRunner's stdin is not a terminal
+        assert result.exception is None or isinstance(result.exception, SystemExit), (name, result.exception)
+        assert result.exit_code == code and _one_line(result.output) and text in result.output, (name, result.output)
+        assert "Traceback" not in result.output
+        answered.append(name)
+    assert len(_entries(tmp_path / "cache")) == 1  # `cache clear` without --yes deleted nothing
+    print(f"bad inputs answered with one line: {len(answered)}/{len(answered)}")
+
+
+# ------------------------------------------------------------------------------ evaluate resumes
+def test_evaluate_rerun_after_a_kill_redoes_no_finished_forwards(planted, tmp_path):
+    """A kill after the second method: the rerun takes the finished methods' perturbed forwards
+    (and the clean ones) from the cache, and its table equals an uninterrupted run's."""
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.testing import planted_dataset
+    from attrtools.types import Example
+
+    model, tok = planted
+    examples = [Example(t, label=y) for t, y in planted_dataset(12, seed=9)]
+    methods_ = ["grad_input", "raw", "rollout"]
+    plain = evaluate_methods(model, tok, examples, methods_, cache=None, reference=None)
+    cache = AttributionCache(tmp_path / "c")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(evaluation):
+        if len(evaluation.results) == 3:  # random, grad_input, raw finished
+            raise Killed
+
+    with pytest.raises(Killed):
+        evaluate_methods(model, tok, examples, methods_, cache=cache, reference=None, on_result=kill_after_two)
+    rerun = evaluate_methods(model, tok, examples, methods_, cache=AttributionCache(tmp_path / "c"), reference=None)
+    unfinished = evaluate_methods(model, tok, examples, ["rollout"], cache=None, reference=None)
+    # Only what the killed run had not reached is computed again: rollout's perturbations that no
+    # finished method shared (an uninterrupted rollout-only run computes those plus the clean pass).
+    assert rerun.forwards < plain.forwards and rerun.forwards <= unfinished.forwards - len(examples)
+    assert rerun.forwards_reused > 0
+    for a, b in zip(rerun.results, plain.results):
+        assert a.name == b.name and a.summary["aopc_comp"] == pytest.approx(b.summary["aopc_comp"], abs=1e-9)
+    again = evaluate_methods(model, tok, examples, methods_, cache=AttributionCache(tmp_path / "c"), reference=None)
+    assert again.forwards == 0  # everything, clean pass included, from the cache
+    print(f"evaluate rerun after kill: {rerun.forwards} forwards (uninterrupted: {plain.forwards}); "
+          f"complete rerun: {again.forwards}")

@@ -19,6 +19,37 @@ class BadUsage(UserError):
     exit_code = 2
 
 
+def at_least(option: str, value, minimum: int = 1):
+    """``value`` (an int option) or a one-line usage error naming ``option``."""
+    if value is not None and value < minimum:
+        raise BadUsage(f"{option} must be at least {minimum}, got {value}")
+    return value
+
+
+def finite(option: str, value, low: float | None = None, high: float | None = None):
+    """``value`` (a float option) finite and within [low, high], or a one-line usage error."""
+    import math
+
+    if value is None:
+        return value
+    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+        span = f" in [{low:g}, {high:g}]" if low is not None and high is not None else \
+            (f" >= {low:g}" if low is not None else "")
+        raise BadUsage(f"{option} must be a finite number{span}, got {value}")
+    return value
+
+
+def check_labels(examples, model, what: str = "--dataset"):
+    """Every gold label must be a class of the model (one line naming the row, else exit 2)."""
+    classes = getattr(model.config, "num_labels", None)
+    if not isinstance(classes, int):
+        return
+    for index, example in enumerate(examples):
+        if example.label is not None and not 0 <= example.label < classes:
+            raise BadUsage(f"{what}: row {index} has label {example.label}, but the model has {classes} classes "
+                           f"(0..{classes - 1}); use --label-names or another dataset")
+
+
 def check_method_params(method: str, params: dict, what: str = "--param") -> dict:
     """The method's parameters checked against its schema before anything loads (``BadUsage``)."""
     from .. import methods as registry
@@ -159,6 +190,7 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
 
     if not spec:
         raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
+    at_least("--limit", limit)
     try:
         examples = load_examples(spec, text_column, pair_column, label_column, limit, label_names=label_names)
     except DataError as err:

@@ -42,6 +42,7 @@ class Evaluation:
     clean_accuracy: float
     results: list  # [MethodResult]
     forwards: int = 0
+    forwards_reused: int = 0  # perturbed forwards taken from the cache instead of run
     notes: list = field(default_factory=list)
 
     def ok(self):
@@ -88,6 +89,12 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
 
     encoded = [engine.encode(e) for e in examples]
     clean = [(tuple(e.input_ids), tuple(e.token_type_ids or [0] * e.length)) for e in encoded]
+    store = getattr(engine, "cache", None)
+    store = store if store is not None and hasattr(store, "get") and hasattr(store, "put") else None
+    from ..models import fingerprint
+
+    model_fp = fingerprint(model) if store is not None else None
+    predictor.run_groups([clean], store, model_fp)
     clean_probs = predictor(clean)
     predicted = [max(range(len(p)), key=p.__getitem__) for p in clean_probs]
     labelled = [(p, e.label) for p, e in zip(predicted, examples) if e.label is not None]
@@ -149,7 +156,7 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
         plans = [plan_example(e.input_ids, e.token_type_ids, specials[i], token_lists[i], bins, perturber)
                  for i, e in enumerate(encoded[: len(subset)])]
         say(f"  perturbing: {sum(1 for p in plans for _ in p.sequences())} sequences ({name})")
-        predictor.run([s for p in plans for s in p.sequences()])
+        predictor.run_groups([list(p.sequences()) for p in plans], store, model_fp)  # cached per example
         result.per_example = [M.example_metrics(plan, predictor.memo, predicted[i], examples[i].label)
                               for i, plan in enumerate(plans)]
         result.summary = M.aggregate(result.per_example)
@@ -166,7 +173,9 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
             f"acc {summary['accuracy']:.3f}" if not math.isnan(summary['accuracy'])
             else f"  {name}: AOPC comp {summary['aopc_comp']:.3f}  suff {summary['aopc_suff']:.3f}")
         evaluation.forwards = predictor.evaluated
+        evaluation.forwards_reused = predictor.reused
         if on_result:
             on_result(evaluation)
     evaluation.forwards = predictor.evaluated
+    evaluation.forwards_reused = predictor.reused
     return evaluation

@@ -115,6 +115,9 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
         "seed": seed, "limit": limit, "eval_limit": eval_limit},
         examples=examples + (eval_examples or []))
     model, tokenizer = load_model_or_fail(model_name, device)
+    from ..commands.common import check_labels
+
+    check_labels(examples + (eval_examples or []), model)
     from ..models import num_layers_heads
 
     total = num_layers_heads(model)[0] * num_layers_heads(model)[1]

@@ -8,7 +8,7 @@ import os
 
 import click
 
-from ..commands.common import (UserError, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
+from ..commands.common import (UserError, finite, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
                                make_run_dir, model_option, output_dir_option, quiet_transformers)
 
 
@@ -52,6 +52,7 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
         raise UserError("give one --text-pair for every --text")
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    finite("--threshold", threshold, 0.0)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     try:
