@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -31,7 +32,8 @@ from . import methods as method_registry
 from .cache import open_cache
 from .guard import check_unknown_share
 from .methods.base import Batch
-from .models import fingerprint, model_device, pool_position, pruned_heads, tokenizer_fingerprint, adapter_for
+from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
+                     tokenizer_fingerprint)
 from .types import FORMAT_VERSION, Attribution, Example
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
@@ -47,10 +49,19 @@ class Encoded:
     token_type_ids: list[int] | None
     special_tokens_mask: list[int]
     tokens: list[str]
+    original_length: int | None = None  # tokens before truncation (None: not truncated)
 
     @property
     def length(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def truncated(self) -> bool:
+        return self.original_length is not None
+
+
+class TruncationWarning(UserWarning):
+    """An input longer than the model's limit was truncated (see ``models.max_input_length``)."""
 
 
 def resolve_target_spec(target, example: Example, index: int):
@@ -81,16 +92,22 @@ def _unit_order(units) -> tuple:
 class Engine:
     """Batches, caches and computes attributions for one model."""
 
-    def __init__(self, model, tokenizer, cache=None, batch_size: int = 8, max_length: int | None = 512,
+    def __init__(self, model, tokenizer, cache=None, batch_size: int = 8, max_length: int | None = None,
                  progress: bool | None = None):
+        """``max_length``: None for attrtools' one truncation rule (``models.max_input_length``: the
+        model's position table and the tokenizer's limit), or an override (``--max-length``), which
+        may not exceed the position table. Longer inputs are truncated, counted in
+        ``stats["truncated"]`` and reported once each as a ``TruncationWarning``."""
         adapter_for(model)
         self.model = model
         self.tokenizer = tokenizer
         self.cache = open_cache(cache)
         self.batch_size = batch_size
-        self.max_length = max_length
+        self.max_length = max_input_length(model, tokenizer, max_length)
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0}
+        self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
+        self.truncated: dict[tuple, tuple[int, int]] = {}  # (text, text_pair) -> (original, kept) tokens
+        self._unreported: list[tuple[str, int, int]] = []
         self._call_fingerprints: tuple[str, str] | None = None
         self._tokenizer_fp = None
         self._partial: dict[int, dict] = {}
@@ -99,14 +116,43 @@ class Engine:
 
     # ------------------------------------------------------------------------------ tokenizing
     def encode(self, example: Example) -> Encoded:
-        enc = self.tokenizer(example.text, example.text_pair, truncation=self.max_length is not None,
-                             max_length=self.max_length, return_special_tokens_mask=True,
-                             return_token_type_ids=True)
+        """Tokenize one example under the engine's truncation rule (``self.max_length``)."""
+        kwargs = dict(return_special_tokens_mask=True, return_token_type_ids=True)
+        enc = self.tokenizer(example.text, example.text_pair, truncation=False, verbose=False, **kwargs)
+        original = None
+        if self.max_length is not None and len(enc["input_ids"]) > self.max_length:
+            original = len(enc["input_ids"])
+            enc = self.tokenizer(example.text, example.text_pair, truncation=True, max_length=self.max_length,
+                                 **kwargs)
         ids = list(enc["input_ids"])
         if not ids:
             raise ValueError(f"example {example.id!r} tokenizes to nothing")
+        if original is not None:
+            self._note_truncated(example, original, len(ids))
         return Encoded(example, ids, list(enc.get("token_type_ids") or [0] * len(ids)),
-                       list(enc["special_tokens_mask"]), self.tokenizer.convert_ids_to_tokens(ids))
+                       list(enc["special_tokens_mask"]), self.tokenizer.convert_ids_to_tokens(ids), original)
+
+    def _note_truncated(self, example: Example, original: int, kept: int):
+        key = (example.text, example.text_pair)
+        if key in self.truncated:
+            return
+        self.truncated[key] = (original, kept)
+        self.stats["truncated"] += 1
+        label = example.id if example.id is not None else (example.text[:40] + ("..." if len(example.text) > 40 else ""))
+        self._unreported.append((str(label), original, kept))
+
+    def report_truncation(self):
+        """One ``TruncationWarning`` for the examples truncated since the last report (each example
+        is reported once per engine): how many, and the original and kept lengths."""
+        if not self._unreported:
+            return
+        shown = ", ".join(f"{label!r}: {original} -> {kept}" for label, original, kept in self._unreported[:5])
+        more = f" and {len(self._unreported) - 5} more" if len(self._unreported) > 5 else ""
+        warnings.warn(f"{len(self._unreported)} input(s) longer than the model's limit of {self.max_length} tokens "
+                      f"were truncated (tokens: original -> kept): {shown}{more}. Use --max-length / "
+                      f"max_length to change the limit (at most the model's position table).",
+                      TruncationWarning, stacklevel=3)
+        self._unreported = []
 
     def collate(self, encoded: list[Encoded]) -> dict:
         """Right-padded model inputs on the model's device."""
@@ -129,6 +175,11 @@ class Engine:
     def logits(self, examples: Iterable, batch_size: int | None = None) -> torch.Tensor:
         """``(N, C)`` float logits of the clean inputs, in input order (length-sorted batches)."""
         encoded = [self.encode(Example.coerce(e)) for e in examples]
+        self.report_truncation()
+        return self._forward(encoded, batch_size)
+
+    @torch.no_grad()
+    def _forward(self, encoded: list[Encoded], batch_size: int | None = None) -> torch.Tensor:
         if not encoded:
             return torch.zeros(0)
         batch_size = batch_size or self.batch_size
@@ -143,8 +194,8 @@ class Engine:
 
     # ------------------------------------------------------------------------------ keys
     def key(self, enc: Encoded, method: str, params: dict, target_spec, unit=None) -> str:
-        """sha256 over model fingerprint, tokenizer fingerprint, input (and segment) ids, target,
-        method, params (minus ``VOLATILE_PARAMS``), unit and the payload format version."""
+        """sha256 over model fingerprint, tokenizer fingerprint, input (and segment) ids, target
+        (the resolved class index, never a spec such as ``"pred"``), method, params (minus ``VOLATILE_PARAMS``), unit and the payload format version."""
         model_fp, tokenizer_fp = self._fingerprints()
         payload = {
             "model": model_fp,
@@ -188,8 +239,10 @@ class Engine:
         examples = [Example.coerce(e) for e in examples]
         encoded = [self.encode(e) for e in examples]
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
+        self.report_truncation()
         specs = [resolve_target_spec(target, e, i) for i, e in enumerate(examples)] if impl.needs_target(params) \
             else [None] * len(examples)
+        specs = self._resolve_targets(encoded, specs, batch_size)
         units = impl.units(self.model, params)
         unit_list = units if units is not None else [None]
 
@@ -275,14 +328,29 @@ class Engine:
         self.stats["hits"] += 1
         return []
 
+    def _resolve_targets(self, encoded, specs, batch_size=None) -> list:
+        """Spec -> class index for every example: ``"pred"`` by one clean forward (length-sorted
+        batches), class indices checked against the model's outputs. Cache keys hold the resolved
+        class, so every tool and every spelling of the same class share entries."""
+        need = [i for i, spec in enumerate(specs) if spec == "pred"]
+        resolved = list(specs)
+        if need:
+            logits = self._forward([encoded[i] for i in need], batch_size)
+            for i, row in zip(need, logits):
+                resolved[i] = int(row.argmax())
+        num_classes = int(getattr(self.model.config, "num_labels", 0) or 0)
+        bad = [int(t) for t in resolved if t is not None and num_classes and not 0 <= int(t) < num_classes]
+        if bad:
+            raise ValueError(f"target class {bad[0]} out of range for a {num_classes}-class model")
+        return resolved
+
     def _compute_batch(self, chunk, encoded, impl, params, specs, pending, results):
         encs = [encoded[i] for i in chunk]
         inputs = self.collate(encs)
         with torch.no_grad():
             logits = self.model(**inputs).logits.float()
         predicted = logits.argmax(-1)
-        targets = torch.tensor([predicted[r].item() if specs[i] == "pred" else (specs[i] if specs[i] is not None else -1)
-                                for r, i in enumerate(chunk)], device=logits.device)
+        targets = torch.tensor([specs[i] if specs[i] is not None else -1 for i in chunk], device=logits.device)
         num_classes = logits.shape[-1]
         bad = [(i, int(t)) for i, t in zip(chunk, targets.tolist()) if specs[i] is not None and not 0 <= t < num_classes]
         if bad:

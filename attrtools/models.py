@@ -427,35 +427,113 @@ def method_refusal(model: nn.Module, method: str) -> str | None:
     return adapter_for(model).refusal(method)
 
 
+# ------------------------------------------------------------------------------------ outputs
+class OneOutputError(ValueError):
+    """Something that needs class probabilities was asked of a model with one output (``num_labels=1``)."""
+
+
+def require_classes(model, what: str) -> int:
+    """The number of classes; raises ``OneOutputError`` naming ``what`` for a one-output model
+    (a regressor or a single-logit scorer: its softmax is constantly 1, so probabilities,
+    accuracies and probability drops would all be meaningless constants)."""
+    count = int(getattr(model.config, "num_labels", 0) or 0)
+    if count < 2:
+        raise OneOutputError(f"{what} needs class probabilities, but this model has a single output "
+                             f"(num_labels={count}); attribute its raw output with a logit target instead "
+                             f"(e.g. attrtools attribute --method grad_input, or --param target_kind=logit)")
+    return count
+
+
+# ------------------------------------------------------------------------------------ input length
+# Families whose position ids start after the padding index (fairseq's convention): the table holds
+# ``max_position_embeddings`` rows, of which ``pad_token_id + 1`` are never used by a real token.
+_PADDING_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text",
+                                       "xmod", "roberta-prelayernorm", "luke", "mpnet", "ibert"})
+# A tokenizer without a known limit reports this (``int(1e30)``, transformers' VERY_LARGE_INTEGER).
+_UNSET_TOKENIZER_LIMIT = int(1e9)
+
+
+def position_limit(model_or_config) -> int | None:
+    """Longest input (tokens, special tokens included) the model's position table can encode.
+
+    ``max_position_embeddings`` (``n_positions`` for GPT-2 style configs) minus the RoBERTa-style
+    offset (position ids start at ``pad_token_id + 1`` in RoBERTa, XLM-R, CamemBERT, MPNet, ...);
+    None when the config states no limit."""
+    config = getattr(model_or_config, "config", model_or_config)
+    table = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not table:
+        return None
+    offset = 0
+    if getattr(config, "model_type", None) in _PADDING_OFFSET_POSITIONS:
+        offset = (getattr(config, "pad_token_id", None) or 0) + 1
+    return int(table) - offset
+
+
+def tokenizer_limit(tokenizer) -> int | None:
+    """``tokenizer.model_max_length``, or None when it is transformers' "no limit" sentinel."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is None or limit >= _UNSET_TOKENIZER_LIMIT:
+        return None
+    return int(limit)
+
+
+def max_input_length(model, tokenizer, override: int | None = None) -> int | None:
+    """The one truncation rule of attrtools: the longest input (in tokens, specials included) that
+    every tool feeds ``model``.
+
+    Default: the smaller of ``position_limit(model)`` and ``tokenizer_limit(tokenizer)`` (None if
+    neither is known). ``override`` (``--max-length``) replaces the default; it must be >= 2 and
+    may not exceed the position table, which would index past it.
+
+    Raises ``ValueError`` for an override that is too small or beyond the position table."""
+    positions = position_limit(model)
+    if override is not None:
+        override = int(override)
+        if override < 2:
+            raise ValueError(f"max length must be at least 2 tokens, got {override}")
+        if positions is not None and override > positions:
+            raise ValueError(f"max length {override} exceeds the {positions} positions this model can encode "
+                             f"(model_type {getattr(model.config, 'model_type', '?')!r})")
+        return override
+    limits = [v for v in (positions, tokenizer_limit(tokenizer)) if v is not None]
+    return min(limits) if limits else None
+
+
 # ------------------------------------------------------------------------------------ fingerprint
-_FINGERPRINTS: dict[int, tuple[tuple, str]] = {}
+def _tensor_digest(tensor: torch.Tensor) -> bytes:
+    """xxh3-128 of a tensor's raw bytes (read in place for contiguous CPU tensors, else copied)."""
+    import xxhash
+
+    data = tensor.detach()
+    if data.device.type != "cpu":
+        data = data.cpu()
+    data = data.contiguous().reshape(-1)
+    if data.numel() == 0:
+        return xxhash.xxh3_128(b"").digest()
+    return xxhash.xxh3_128(memoryview(data.view(torch.uint8).numpy())).digest()
 
 
 def fingerprint(model: nn.Module) -> str:
-    """sha256 over the config and every parameter's bytes.
+    """sha256 over the config and the content of every parameter and buffer (name, shape, dtype,
+    and an xxh3-128 digest of its bytes).
 
-    Memoised on (data pointer, in-place version counter) of every parameter, so editing a weight
-    in place or loading new weights changes the fingerprint without rehashing unchanged models.
-    """
-    params = list(model.state_dict(keep_vars=True).items())
-    stamp = tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for name, t in params)
-    memo = _FINGERPRINTS.get(id(model))
-    if memo is not None and memo[0] == stamp:
-        return memo[1]
+    Nothing is memoised: the bytes are read on every call, so an edit through any route (in-place
+    ops, ``.data`` edits that leave the version counter alone, numpy views, ``load_state_dict``)
+    changes the fingerprint. xxh3 reads memory at several GB/s, so a warm call on a BERT-base
+    model costs a few tens of milliseconds (``scripts/bench_fingerprint.py`` measures it)."""
     digest = hashlib.sha256()
     config = model.config.to_dict()
     for volatile in ("_name_or_path", "transformers_version", "_attn_implementation_autoset", "dtype", "torch_dtype"):
         config.pop(volatile, None)
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in params:
-        digest.update(name.encode())
-        data = tensor.detach()
-        if data.dtype == torch.bfloat16:
-            data = data.float()
-        digest.update(data.cpu().contiguous().numpy().tobytes())
-    value = digest.hexdigest()
-    _FINGERPRINTS[id(model)] = (stamp, value)
-    return value
+    seen: dict[tuple, bytes] = {}  # tied weights (same storage, shape, dtype) are read once
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        ident = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype, tensor.device)
+        if ident not in seen or tensor.data_ptr() == 0:
+            seen[ident] = _tensor_digest(tensor)
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(seen[ident])
+    return digest.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -83,7 +83,9 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
         else:
             from .search import AttributionWIR
 
-            search = AttributionWIR(model, tokenizer, method=rank_method, cache=cache, **(rank_params or {}))
+            search = AttributionWIR(model, tokenizer, method=rank_method, cache=cache,
+                                    max_length=getattr(getattr(wrapper, "engine", None), "max_length", None),
+                                    **(rank_params or {}))
         attack = ta.Attack(base.goal_function, base.pre_transformation_constraints + base.constraints,
                            base.transformation, search)
         if query_budget:
@@ -189,7 +191,7 @@ def textattack_dataset(examples: list[Example]):
 def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, patterns=None,
               chunk_size: int = 10, max_inserted_words: int = 4, rank_method: str = "attattr",
               rank_params: dict | None = None, cache=None, query_budget: int | None = None, seed: int = 765,
-              batch_size: int = 32, max_length: int | None = 128, progress: bool | None = None) -> dict:
+              batch_size: int = 32, max_length: int | None = None, progress: bool | None = None) -> dict:
     """Attack ``examples`` (labelled) with each recipe; write/extend ``results.csv``; return the summary."""
     import sys
     import time
@@ -197,6 +199,9 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
     ta = load_textattack()
     from .wrapper import AttrtoolsModelWrapper
 
+    from ..models import require_classes
+
+    require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
     examples = [Example.coerce(e) for e in examples]
     if any(e.label is None for e in examples):
         raise ValueError("the audit needs gold labels for every example")

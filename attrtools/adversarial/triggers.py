@@ -175,8 +175,9 @@ def words_for_positions(positions, word_ids, segments, word_texts) -> list[Trigg
     return out
 
 
-def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int | None = 512):
-    """``(word_ids, segments, word_texts)`` for the tokenization the engine uses.
+def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int | None = None):
+    """``(word_ids, segments, word_texts)`` for the tokenization the engine uses (pass the engine's
+    ``max_length``, attrtools' one truncation rule).
 
     Uses the fast tokenizer's word ids and character offsets; falls back on merging ``##`` word
     pieces for slow tokenizers."""
@@ -294,7 +295,7 @@ def load_triggers(path: str) -> tuple[list[Pattern], dict]:
 
 
 # ------------------------------------------------------------------------------------ model-facing
-def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | None = 512):
+def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | None = None):
     """Predicted class of each example (one clean forward, length-sorted batches)."""
     from ..engine import Engine
 
@@ -305,12 +306,12 @@ def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | 
 def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps: int = 20, cache=None,
                      pattern_threshold: float = PATTERN_THRESHOLD, top2_ratio: float = TOP2_RATIO,
                      use_all: bool = False, batch_size: int = 8, progress: bool | None = None,
-                     max_length: int | None = 128) -> tuple[list[Pattern], dict]:
+                     max_length: int | None = None) -> tuple[list[Pattern], dict]:
     """Patterns from the first ``num_examples`` correctly classified ``examples`` (ranked, filtered).
 
     Returns ``(patterns, stats)``. AttAttr comes from the ``Engine`` (cached when ``cache`` is given),
-    target = predicted class, ``steps`` Riemann steps (official 64). ``max_length`` 128 as the
-    official code."""
+    target = predicted class, ``steps`` Riemann steps (official 64). ``max_length``: None for the
+    engine's truncation rule (``models.max_input_length``; the official code used 128)."""
     from ..engine import Engine
     from ..types import Example
 
@@ -334,7 +335,7 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
         p = pattern_from_matrix(att.scores, att.tokens, att.special_tokens_mask, target=att.predicted,
                                 label=e.label, example_id=e.id, top2_ratio=top2_ratio, use_all=use_all,
                                 text=e.text, text_pair=e.text_pair)
-        word_ids, segments, texts = word_alignment(tokenizer, e.text, e.text_pair, max_length)
+        word_ids, segments, texts = word_alignment(tokenizer, e.text, e.text_pair, engine.max_length)
         if len(word_ids) != len(att.tokens):
             raise RuntimeError("tokenization differs between the engine and the word alignment")
         p.words = words_for_positions(p.positions, word_ids, segments, texts)
@@ -346,7 +347,7 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
 
 
 def per_class_accuracy(model, tokenizer, examples, patterns: list[Pattern], top_k: int = 3,
-                       label_names: list[str] | None = None, max_length: int | None = 128) -> list[dict]:
+                       label_names: list[str] | None = None, max_length: int | None = None) -> list[dict]:
     """The paper's evaluation: per gold class, accuracy before and after inserting each of the
     top-k distinct triggers (fixed insertion, no search). One row per (trigger, class)."""
     from ..types import Example

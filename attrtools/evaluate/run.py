@@ -75,6 +75,9 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     from ..engine import Engine
     from ..types import Example
 
+    from ..models import require_classes
+
+    require_classes(model, "faithfulness evaluation (probability drops, log-odds, accuracy)")
     bins = get_bins(preset)
     perturber = Perturber.for_tokenizer(operator, tokenizer)
     method_params = method_params or {}

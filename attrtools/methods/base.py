@@ -13,6 +13,8 @@ from typing import ClassVar
 
 import torch
 
+from ..models import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
+
 
 @dataclass
 class Batch:
@@ -203,7 +205,16 @@ def crop(tensor: torch.Tensor, length: int, dims: tuple[int, ...]) -> torch.Tens
 
 
 def target_score(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
-    """(B,) the scalar that is explained: class probability (AttAttr) or logit (Chefer, Grad-SAM)."""
+    """(B,) the scalar that is explained: class probability (AttAttr) or logit (Chefer, Grad-SAM).
+
+    A model with one output (``num_labels=1``: a regressor or a single-logit scorer) has no class
+    probability (the softmax over one output is constantly 1, whose attribution is all zeros), so
+    ``kind="prob"`` raises ``OneOutputError`` there; ``kind="logit"`` explains the raw output."""
+    if kind in ("prob", "probability") and logits.shape[-1] == 1:
+        raise OneOutputError(
+            "this model has a single output (num_labels=1): its softmax probability is always 1 and every "
+            "attribution of it would be 0; explain the raw output instead (target_kind='logit', e.g. "
+            "--param target_kind=logit)")
     if kind in ("prob", "probability"):
         return torch.softmax(logits.float(), dim=-1).gather(1, targets.view(-1, 1)).squeeze(1)
     if kind == "logit":

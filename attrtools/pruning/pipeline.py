@@ -71,6 +71,9 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
                 cache=None, batch_size: int = 8, eval_batch_size: int = 64, latency_batch: int = 32,
                 latency_repeats: int = 20, save_model: bool = True, log=print) -> dict:
     """Run the planner; write every output into ``run_dir``; return the summary dict."""
+    from ..models import require_classes
+
+    require_classes(model, "head pruning (accuracy and cross-entropy under masking)")
     strategies = check_strategies(strategies)
     plan_strategy = plan_strategy or strategies[0]
     if plan_strategy not in strategies:

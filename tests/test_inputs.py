@@ -1,0 +1,212 @@
+"""Real inputs (issue 19): one truncation rule, one-output heads, an exact model fingerprint, cache
+keys on the resolved target class, output file modes. Tiny models from ``attrtools.testing``."""
+import os
+import stat
+import warnings
+
+import pytest
+import torch
+
+import attrtools
+from attrtools import methods
+from attrtools.cache import AttributionCache
+from attrtools.engine import Engine, TruncationWarning
+from attrtools.models import OneOutputError, fingerprint, max_input_length, position_limit, tokenizer_limit
+from attrtools.testing import build_tiny_model
+
+def _textattack():
+    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
+
+    try:
+        return load_textattack()
+    except TextAttackUnavailable:
+        pytest.skip("textattack (the attack extra) is not installed")
+
+
+LONG = " ".join(["the movie was very good and the acting was fine but the plot was long"] * 6)  # 84 words
+
+
+@pytest.fixture(scope="module")
+def short_table(tmp_path_factory):
+    """Tiny BERT and RoBERTa with a 34-row position table (tokenizer limit 128)."""
+    root = tmp_path_factory.mktemp("short")
+    return {arch: attrtools.load_model(build_tiny_model(arch, str(root / arch), max_positions=32))
+            for arch in ("bert", "roberta", "distilbert")}
+
+
+# ------------------------------------------------------------------------------ 1. truncation rule
+def test_limit_from_position_table_offset_and_tokenizer(short_table):
+    bert, tok = short_table["bert"]
+    roberta, _ = short_table["roberta"]
+    distil, _ = short_table["distilbert"]
+    assert bert.config.max_position_embeddings == 34 and position_limit(bert) == 34
+    assert position_limit(roberta) == 34 - (roberta.config.pad_token_id + 1)  # positions start after padding
+    assert position_limit(distil) == 32
+    assert tokenizer_limit(tok) == 128 and max_input_length(bert, tok) == 34
+    sentinel = type("Tok", (), {"model_max_length": int(1e30)})()  # transformers' "no limit" value
+    assert tokenizer_limit(sentinel) is None and max_input_length(bert, sentinel) == 34
+    small = type("Tok", (), {"model_max_length": 16})()
+    assert max_input_length(bert, small) == 16
+    assert max_input_length(bert, tok, override=20) == 20
+    with pytest.raises(ValueError, match="exceeds the 34 positions"):
+        max_input_length(bert, tok, override=40)
+    with pytest.raises(ValueError, match="at least 2"):
+        Engine(bert, tok, max_length=1)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
+def test_long_input_truncated_and_reported_not_a_crash(short_table, arch):
+    model, tok = short_table[arch]
+    engine = Engine(model, tok)
+    limit = position_limit(model)
+    with pytest.warns(TruncationWarning, match=rf"truncated .*: '0': \d+ -> {limit}"):
+        (att,) = engine.attribute([attrtools.Example(LONG, id="0")], method="raw")
+    assert att.n_tokens == limit and engine.stats["truncated"] == 1
+    assert att.tokens[-1] == tok.sep_token and att.scores.shape[-1] == limit
+    original, kept = engine.truncated[(LONG, None)]
+    assert original > 80 and kept == limit
+    # Reported once per engine, counted once per example.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)
+        engine.logits([LONG])
+    assert engine.stats["truncated"] == 1
+    # A pair is truncated too (longest first) and still runs.
+    with pytest.warns(TruncationWarning):
+        (pair,) = engine.attribute([(LONG, "a short film")], method="grad_input")
+    assert pair.n_tokens == limit
+
+
+def test_every_tool_predicts_through_the_same_rule(short_table):
+    """The engine, the TextAttack wrapper and the trigger code read the same tokens."""
+    _textattack()
+    from attrtools.adversarial.triggers import predict, word_alignment
+    from attrtools.adversarial.wrapper import AttrtoolsModelWrapper
+
+    model, tok = short_table["bert"]
+    texts = [LONG, "alpha " + LONG, "it is fine"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        engine = Engine(model, tok)
+        reference = engine.logits(texts)
+        wrapper = AttrtoolsModelWrapper(model, tok)
+        assert torch.allclose(wrapper(texts), reference, atol=1e-6)
+        assert predict(model, tok, texts) == reference.argmax(-1).tolist()
+        word_ids, _, _ = word_alignment(tok, LONG, None, engine.max_length)
+        assert len(word_ids) == engine.encode(attrtools.Example(LONG)).length == 34
+        assert wrapper.engine.max_length == engine.max_length == 34
+
+
+# ------------------------------------------------------------------------------ 5. one-output heads
+@pytest.fixture(scope="module")
+def one_output(tmp_path_factory):
+    return attrtools.load_model(build_tiny_model("bert", str(tmp_path_factory.mktemp("one")), num_labels=1))
+
+
+def test_one_output_probability_targets_refuse_logit_targets_work(one_output):
+    model, tok = one_output
+    engine = Engine(model, tok)
+    with pytest.raises(OneOutputError, match="single output"):
+        engine.attribute(["the movie was good"], method="attattr", steps=4)
+    (att,) = engine.attribute(["the movie was good"], method="attattr", steps=64, target_kind="logit")
+    assert att.scores.shape[:2] == (2, 4) and att.scores.abs().sum() > 0
+    # IG completeness on the raw output, per layer: sum(Attr^l) ~ y(A) - y(A^l = 0), nonzero.
+    from attrtools.capture import capture
+
+    enc = engine.collate([engine.encode(attrtools.Example("the movie was good"))])
+    with torch.no_grad():
+        full = model(**enc).logits[0, 0]
+        for layer in range(2):
+            attention = None
+            with capture(model, record="all") as rec:
+                model(**enc)
+            attention = rec.attention_list()[layer]
+            with capture(model, override={layer: attention * 0}):
+                zero = model(**enc).logits[0, 0]
+            assert abs(float(att.scores[layer].sum()) - float(full - zero)) < 0.05 * max(1e-3, abs(float(full - zero)))
+    for name in ("grad_input", "ig_embed", "gradsam"):
+        (other,) = engine.attribute(["the movie was good"], method=name)
+        assert other.scores.abs().sum() > 0, name
+    with pytest.raises(OneOutputError):
+        engine.attribute(["the movie was good"], method="ig_embed", target_kind="prob")
+
+
+def test_one_output_tools_refuse_clearly(one_output, tmp_path):
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.pruning.pipeline import run_pruning
+
+    model, tok = one_output
+    examples = [attrtools.Example("the movie was good", label=0), attrtools.Example("boring", label=0)]
+    with pytest.raises(OneOutputError, match="faithfulness"):
+        evaluate_methods(model, tok, examples, ["grad_input"])
+    with pytest.raises(OneOutputError, match="head pruning"):
+        run_pruning(model, tok, examples, str(tmp_path), strategies=["attattr"])
+
+
+# ------------------------------------------------------------------------------ 6. fingerprint
+def test_data_edit_changes_fingerprint_and_misses_the_cache(planted_dir, tmp_path):
+    model, tok = attrtools.load_model(planted_dir)  # a private copy to modify
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path))
+    (first,) = engine.attribute(["alpha the beta"], method="attattr", steps=2)
+    before = fingerprint(model)
+    model.classifier.bias.data[0] += 0.5  # .data: no version-counter bump
+    assert fingerprint(model) != before
+    (second,) = engine.attribute(["alpha the beta"], method="attattr", steps=2)
+    assert engine.stats["hits"] == 0 and engine.stats["computed"] == 2
+    assert second.probs != first.probs
+    # Another route: a numpy view of a weight, edited in place.
+    after = fingerprint(model)
+    model.bert.embeddings.word_embeddings.weight.detach().numpy()[5, 3] += 1e-6
+    assert fingerprint(model) != after
+    # Unchanged model: same value every call, and equal to a fresh load of the same weights.
+    fresh, _ = attrtools.load_model(planted_dir)
+    assert fingerprint(fresh) == fingerprint(fresh) == before
+
+
+# ------------------------------------------------------------------------------ 9. resolved-target keys
+def test_prune_then_tree_then_triggers_share_cache_entries(planted, tmp_path):
+    from attrtools.adversarial.triggers import extract_triggers, predict
+    from attrtools.pruning.importance import head_importance
+    from attrtools.testing import planted_dataset
+    from attrtools.tree.build import build_trees
+
+    model, tok = planted
+    examples = [attrtools.Example(t, label=y, id=str(i)) for i, (t, y) in enumerate(planted_dataset(30, seed=11))]
+    preds = predict(model, tok, examples)
+    correct = sum(p == e.label for p, e in zip(preds, examples))
+    assert correct >= 25
+    cache = AttributionCache(tmp_path)
+    prune_engine = Engine(model, tok, cache=cache)
+    head_importance(model, tok, examples, strategy="attattr", steps=4, engine=prune_engine)  # target = gold
+    assert prune_engine.stats["computed"] == 30 and prune_engine.stats["hits"] == 0
+    tree_engine = Engine(model, tok, cache=cache)
+    build_trees(tree_engine, examples, steps=4, target="pred")
+    assert tree_engine.stats["hits"] == correct and tree_engine.stats["computed"] == 30 - correct
+    # Triggers use the correctly classified examples, predicted class: all cached by now.
+    patterns, stats = extract_triggers(model, tok, examples, num_examples=30, steps=4, cache=cache)
+    assert stats["correct_used"] == correct
+    assert stats["engine"]["hits"] == correct and stats["engine"]["computed"] == 0
+    # Every spelling of the same class: one entry.
+    again = Engine(model, tok, cache=cache)
+    again.attribute(examples[:3], method="attattr", steps=4, target=[int(p) for p in preds[:3]])
+    assert again.stats["hits"] == 3
+
+
+# ------------------------------------------------------------------------------ 11. file modes
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_follow_the_umask(tmp_path, umask, planted):
+    from attrtools.io import write_json, write_text
+
+    old = os.umask(umask)
+    try:
+        write_text(str(tmp_path / "report.html"), "<html></html>")
+        write_json(str(tmp_path / "summary.json"), {"a": 1})
+        model, tok = planted
+        (att,) = attrtools.attribute(model, tok, ["alpha the beta"], method="raw")
+        att.save(str(tmp_path / "a.safetensors"))
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    for name in ("report.html", "summary.json", "a.safetensors", "plain.txt"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == expected, name
