@@ -60,6 +60,10 @@ class Encoded:
         return self.original_length is not None
 
 
+class CompletenessWarning(UserWarning):
+    """An integrated-gradients result misses completeness by more than the engine's tolerance."""
+
+
 class TruncationWarning(UserWarning):
     """An input longer than the model's limit was truncated (see ``models.max_input_length``)."""
 
@@ -93,17 +97,23 @@ class Engine:
     """Batches, caches and computes attributions for one model."""
 
     def __init__(self, model, tokenizer, cache=None, batch_size: int = 8, max_length: int | None = None,
-                 progress: bool | None = None):
+                 progress: bool | None = None, completeness_tolerance: float = 0.05):
         """``max_length``: None for attrtools' one truncation rule (``models.max_input_length``: the
         model's position table and the tokenizer's limit), or an override (``--max-length``), which
         may not exceed the position table. Longer inputs are truncated, counted in
-        ``stats["truncated"]`` and reported once each as a ``TruncationWarning``."""
+        ``stats["truncated"]`` and reported once each as a ``TruncationWarning``.
+
+        ``completeness_tolerance``: integrated-gradients methods (AttAttr per layer, ig_embed) store
+        their completeness gap in each ``Attribution.completeness``; a call whose worst relative
+        gap exceeds this raises one ``CompletenessWarning`` (``stats["worst_completeness_gap"]``
+        holds the worst gap of the last call)."""
         adapter_for(model)
         self.model = model
         self.tokenizer = tokenizer
         self.cache = open_cache(cache)
         self.batch_size = batch_size
         self.max_length = max_input_length(model, tokenizer, max_length)
+        self.completeness_tolerance = completeness_tolerance
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
         self.truncated: dict[tuple, tuple[int, int]] = {}  # (text, text_pair) -> (original, kept) tokens
@@ -227,9 +237,28 @@ class Engine:
         every computed batch is written to the cache before the next one starts."""
         self._call_fingerprints = self._fingerprints()
         try:
-            return self._attribute(examples, method, target, batch_size, **params)
+            results = self._attribute(examples, method, target, batch_size, **params)
         finally:
             self._call_fingerprints = None
+        self._report_completeness(results)
+        return results
+
+    def _report_completeness(self, results):
+        gaps = [(r.completeness["worst_relative_gap"], r) for r in results if r.completeness]
+        if not gaps:
+            self.stats.pop("worst_completeness_gap", None)
+            return
+        worst, example = max(gaps, key=lambda item: item[0])
+        self.stats["worst_completeness_gap"] = worst
+        over = [g for g, _ in gaps if g > self.completeness_tolerance]
+        if over:
+            where = example.completeness.get("worst_unit")
+            warnings.warn(
+                f"{example.method}: {len(over)} of {len(gaps)} attribution(s) miss IG completeness by more than "
+                f"{self.completeness_tolerance:g} (relative); worst {worst:.3g} on example "
+                f"{example.example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
+                f"converged: use more steps (--param steps=...) or another rule (steps_method)",
+                CompletenessWarning, stacklevel=3)
 
     def _attribute(self, examples, method, target, batch_size, **params):
         self._partial = {}
@@ -302,7 +331,7 @@ class Engine:
         (the units found are kept in ``self._partial[i]`` for reassembly)."""
         if self.cache is None:
             return list(unit_list)
-        found, missing, meta = {}, [], None
+        found, missing, meta, records = {}, [], None, {}
         for unit in unit_list:
             key = self.key(enc, impl.name, params, spec, unit)
             hit = self._get(key)
@@ -319,12 +348,15 @@ class Engine:
             else:
                 found[unit] = hit[0]
                 meta = hit[1]
+                if meta.get("completeness") is not None:
+                    records[unit] = meta["completeness"]
         if missing:
             if found:
-                self._partial[i] = found
+                self._partial[i] = (found, records)
             return missing
         scores = found[None] if unit_list == [None] else torch.cat([found[u] for u in unit_list], dim=0)
-        results[i] = self._build(enc, impl, params, scores, meta["target"], meta["predicted"], meta["probs"])
+        results[i] = self._build(enc, impl, params, scores, meta["target"], meta["predicted"], meta["probs"],
+                                 records)
         self.stats["hits"] += 1
         return []
 
@@ -366,30 +398,37 @@ class Engine:
             target = int(targets[r]) if specs[i] is not None else None
             meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r].tolist()}
             scores = payloads[r].detach()
+            records = dict(batch.info[r].get("completeness") or {})
             if self.cache is not None:
                 for pos, unit in enumerate(units):
                     part = scores if unit is None else scores[pos: pos + 1]
+                    extra = {"completeness": records[unit]} if unit in records else {}
                     self.cache.put(self.key(encoded[i], impl.name, params, specs[i], unit), part,
                                    dict(meta, method=impl.name, kind=impl.kind, model=model_fp, unit=unit,
-                                        n_tokens=encoded[i].length))
+                                        n_tokens=encoded[i].length, **extra))
             self.stats["units_computed"] += len(units)
             partial = self._partial.pop(i, None)
             if partial:
                 # Some units came from the cache: reassemble the full payload in unit order.
+                partial, cached_records = partial
+                records = {**cached_records, **records}
                 parts = dict(partial)
                 parts.update({unit: scores[pos: pos + 1] for pos, unit in enumerate(units)})
                 scores = torch.cat([parts[u] for u in impl.units(self.model, params)], dim=0)
                 self.stats["partial"] += 1
-            results[i] = self._build(encoded[i], impl, params, scores, target, meta["predicted"], meta["probs"])
+            results[i] = self._build(encoded[i], impl, params, scores, target, meta["predicted"], meta["probs"],
+                                     records)
             self.stats["computed"] += 1
 
-    def _build(self, enc: Encoded, impl, params, scores, target, predicted, probs) -> Attribution:
+    def _build(self, enc: Encoded, impl, params, scores, target, predicted, probs, records=None) -> Attribution:
         public = {k: v for k, v in params.items()}
         public["_pool_position"] = pool_position(self.model)
         gone = pruned_heads(self.model)
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
         return Attribution(
+            completeness=completeness_summary(records, impl.units(self.model, params)),
+            original_length=enc.original_length,
             tokens=enc.tokens, input_ids=enc.input_ids, scores=scores, kind=impl.kind, method=impl.name,
             params=public, target=target, predicted=predicted, probs=probs, label=enc.example.label,
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
@@ -423,6 +462,21 @@ def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes) -> s
             (impl.kind == "tokens" and unit is None and len(shape) != 1) or (unit is not None and shape[:1] != (1,)):
         return f"payload shape {list(shape)} does not fit a {n}-token example of kind {impl.kind}"
     return None
+
+
+def completeness_summary(records: dict | None, units) -> dict | None:
+    """``{unit: completeness_record}`` -> the ``Attribution.completeness`` dict: lists ``sum``,
+    ``delta``, ``gap``, ``relative_gap`` in unit order (one per layer for AttAttr, one entry for
+    single-unit methods), ``worst_relative_gap`` and ``worst_unit`` (the layer, or None)."""
+    if not records:
+        return None
+    order = [u for u in (units if units is not None else [None]) if u in records or str(u) in records]
+    order = order or list(records)
+    rows = [records.get(u, records.get(str(u))) for u in order]
+    worst = max(range(len(rows)), key=lambda k: rows[k]["relative_gap"])
+    out = {key: [float(row[key]) for row in rows] for key in ("sum", "delta", "gap", "relative_gap")}
+    out.update(units=list(order), worst_relative_gap=float(rows[worst]["relative_gap"]), worst_unit=order[worst])
+    return out
 
 
 class _NullBar:

@@ -210,3 +210,73 @@ def test_outputs_follow_the_umask(tmp_path, umask, planted):
     expected = 0o666 & ~umask
     for name in ("report.html", "summary.json", "a.safetensors", "plain.txt"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == expected, name
+
+
+# ------------------------------------------------------------------------------ 7. IG completeness gap
+def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
+    from attrtools.capture import capture
+    from attrtools.engine import CompletenessWarning
+    from attrtools.methods.base import target_score
+    from attrtools.methods.ig_embed import baseline_embeddings, score_with_embeddings, word_embeddings_replaced
+
+    model, tok = attrtools.load_model(tiny_dirs["bert"])
+    text = "the movie was very good but the plot was long"
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path))
+    with pytest.warns(CompletenessWarning, match=r"ig_embed: 1 of 1 .* more than 0.05"):
+        (coarse,) = engine.attribute([text], method="ig_embed", steps=1)
+    # The stored gap is the real one: |sum of IG - (y(e) - y(0))|.
+    inputs = engine.collate([engine.encode(attrtools.Example(text))])
+    target = torch.tensor([coarse.target])
+    with torch.no_grad(), word_embeddings_replaced(model) as rec:
+        full = target_score(model(**inputs).logits, target, "logit")
+    base = score_with_embeddings(model, inputs, baseline_embeddings(model, rec.original, "zero"), target)
+    delta = float(full - base)
+    record = coarse.completeness
+    assert record["delta"][0] == pytest.approx(delta, abs=1e-5)
+    assert record["sum"][0] == pytest.approx(float(coarse.scores.sum()), abs=1e-5)
+    assert record["relative_gap"][0] == pytest.approx(abs(float(coarse.scores.sum()) - delta) / max(abs(delta), 1e-3),
+                                                      rel=1e-4)
+    assert record["worst_relative_gap"] > 0.05 and engine.stats["worst_completeness_gap"] == record["worst_relative_gap"]
+    # More steps: the gap shrinks below the tolerance, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompletenessWarning)
+        (fine,) = engine.attribute([text], method="ig_embed", steps=200)
+    assert fine.completeness["worst_relative_gap"] < record["worst_relative_gap"] / 10
+    # A cache hit carries the same record; so does the saved file.
+    again = Engine(model, tok, cache=AttributionCache(tmp_path), completeness_tolerance=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompletenessWarning)  # tolerance is configurable
+        (hit,) = again.attribute([text], method="ig_embed", steps=1)
+    assert again.stats["hits"] == 1 and hit.completeness == record
+    coarse.save(tmp_path / "a.safetensors")
+    assert attrtools.Attribution.load(tmp_path / "a.safetensors").completeness == record
+    assert coarse.metadata()["completeness"] == record
+
+
+def test_attattr_completeness_gap_per_layer(tiny_dirs, tmp_path):
+    from attrtools.capture import capture
+
+    model, tok = attrtools.load_model(tiny_dirs["bert"])
+    text = "the movie was very good"
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path), completeness_tolerance=1e-9)
+    with pytest.warns(UserWarning, match=r"attattr: 1 of 1 .* \(layer \d\)"):
+        (att,) = engine.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
+    inputs = engine.collate([engine.encode(attrtools.Example(text))])
+    with torch.no_grad(), capture(model, record="all") as rec:
+        probs = torch.softmax(model(**inputs).logits, -1)[0, att.target]
+    record = att.completeness
+    assert record["units"] == [0, 1] and len(record["relative_gap"]) == 2
+    for layer in range(2):
+        with torch.no_grad(), capture(model, override={layer: rec.attention_list()[layer] * 0}):
+            zero = torch.softmax(model(**inputs).logits, -1)[0, att.target]
+        assert record["delta"][layer] == pytest.approx(float(probs - zero), abs=1e-6)
+        assert record["sum"][layer] == pytest.approx(float(att.scores[layer].sum()), abs=1e-6)
+    assert record["worst_unit"] == max(range(2), key=lambda l: record["relative_gap"][l])
+    # Partly cached (one layer evicted): the record is reassembled from both sources.
+    key = engine.key(engine.encode(attrtools.Example(text)), "attattr",
+                     attrtools.methods.get("attattr").params(steps=3, steps_method="gausslegendre"), att.target, 1)
+    os.unlink(engine.cache.path(key))
+    fresh = Engine(model, tok, cache=AttributionCache(tmp_path, memory_bytes=0), completeness_tolerance=1.0)
+    (again,) = fresh.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
+    assert fresh.stats["partial"] == 1
+    assert again.completeness["relative_gap"] == pytest.approx(record["relative_gap"], abs=1e-6)

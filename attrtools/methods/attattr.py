@@ -32,8 +32,8 @@ import torch
 from ..capture import capture
 from ..models import num_layers_heads
 from . import register
-from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, crop, frozen_parameters,
-                   target_score)
+from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, completeness_record, crop,
+                   frozen_parameters, target_score)
 
 
 STEPS_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
@@ -94,8 +94,17 @@ class AttAttr(Method):
 
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
-        per_layer = attattr_layers(model, batch, layers=units, **params)  # {l: (B, H, n, n)}
+        baseline_scores: dict = {}
+        per_layer = attattr_layers(model, batch, layers=units, baseline_scores=baseline_scores,
+                                   **params)  # {l: (B, H, n, n)}
         layers = sorted(per_layer)
+        full = target_score(batch.logits, batch.targets, params["target_kind"]) if batch.logits is not None else None
+        for b in range(batch.size):
+            if full is None:
+                break
+            batch.info[b]["completeness"] = {
+                l: completeness_record(float(per_layer[l][b].sum()), float(full[b] - baseline_scores[l][b]))
+                for l in layers}
         return [crop(torch.stack([per_layer[l][b] for l in layers]), n, (2, 3))
                 for b, n in enumerate(batch.lengths)]
 
@@ -110,17 +119,24 @@ def _autocast(model, autocast):
 
 
 def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="riemann_left",
-                   target_kind="prob", internal_batch_size=None, autocast=None) -> dict[int, torch.Tensor]:
+                   target_kind="prob", internal_batch_size=None, autocast=None,
+                   baseline_scores: dict | None = None) -> dict[int, torch.Tensor]:
     """AttAttr for the given layers of a padded batch: ``{layer: (B, H, n_pad, n_pad)}``.
 
     Rows of one pass are (example, step) pairs; ``internal_batch_size`` bounds how many run at
-    once (default: about 4096 tokens per pass).
+    once (default: about 4096 tokens per pass). ``baseline_scores``, when given, is filled with
+    ``{layer: (B,) F(A^l = 0)}`` (the baseline end of the integral, for the completeness gap): the
+    rule's own α = 0 node where it has one (official left Riemann), else one extra row per example
+    with weight 0.
     """
     if batch.targets is None:
         raise ValueError("AttAttr needs target classes")
     num_layers = num_layers_heads(model)[0]
     layers = list(range(num_layers)) if layers is None else [int(l) for l in layers]
     alphas, weights = quadrature(steps, steps_method)
+    if baseline_scores is not None and 0.0 not in alphas:
+        alphas, weights = list(alphas) + [0.0], list(weights) + [0.0]
+    zero_node = alphas.index(0.0) if baseline_scores is not None else -1
     size, n = batch.size, batch.max_length
     rows_per_pass = internal_batch_size or max(1, 4096 // n)
     targets = batch.targets
@@ -140,6 +156,7 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     with frozen_parameters(model):
         for layer in layers:
             grad_sum = torch.zeros_like(attention[layer], dtype=torch.float32)
+            at_zero = torch.zeros(size, dtype=torch.float32, device=device)
             hidden = clean.hidden_inputs[layer]
             for start in range(0, example_of.numel(), rows_per_pass):
                 rows = example_of[start:start + rows_per_pass]
@@ -151,5 +168,10 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
                 score = target_score(logits, targets[rows], target_kind)
                 (grad,) = torch.autograd.grad((score * weight_of[start:start + rows_per_pass]).sum(), scaled)
                 grad_sum.index_add_(0, rows, grad.float())
+                if zero_node >= 0:
+                    node = (torch.arange(start, start + rows.numel(), device=device) % len(alphas)) == zero_node
+                    at_zero.index_copy_(0, rows[node], score.detach().float()[node])
             result[layer] = attention[layer].float() * grad_sum
+            if baseline_scores is not None:
+                baseline_scores[layer] = at_zero
     return result

@@ -29,6 +29,11 @@ class Batch:
     targets: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     labels: list = field(default_factory=list)
+    info: list = field(default_factory=list)  # per example: a dict a method may fill (e.g. completeness)
+
+    def __post_init__(self):
+        if not self.info:
+            self.info = [{} for _ in self.lengths]
 
     @property
     def size(self) -> int:
@@ -220,6 +225,16 @@ def target_score(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torc
     if kind == "logit":
         return logits.float().gather(1, targets.view(-1, 1)).squeeze(1)
     raise ValueError(f"target_kind must be 'prob' or 'logit', got {kind!r}")
+
+
+def completeness_record(attributed: float, delta: float) -> dict:
+    """How far an integrated-gradients result is from completeness (``sum = F(x) - F(baseline)``).
+
+    ``gap = |sum - delta|``; ``relative_gap = gap / max(|delta|, 1e-3)`` (the floor keeps layers or
+    inputs whose delta is ~0 from reporting huge ratios of rounding noise)."""
+    gap = abs(attributed - delta)
+    return {"sum": float(attributed), "delta": float(delta), "gap": float(gap),
+            "relative_gap": float(gap / max(abs(delta), 1e-3))}
 
 
 class frozen_parameters:
