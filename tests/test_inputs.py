@@ -280,3 +280,57 @@ def test_attattr_completeness_gap_per_layer(tiny_dirs, tmp_path):
     (again,) = fresh.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
     assert fresh.stats["partial"] == 1
     assert again.completeness["relative_gap"] == pytest.approx(record["relative_gap"], abs=1e-6)
+
+
+# ------------------------------------------------------------------------------ 10. trigger insertion slots
+BOUNDARY_TEXTS = ["it 's a charming and often affecting journey .", "it's a charming film", "a well-made , witty film",
+                  'good, "great" fun.', "(good) movie -- really", "don't", "state-of-the-art"]
+
+
+def _regex_words(text):
+    import re
+
+    return re.findall(r"[\w'-]+", text)
+
+
+def _rebuild(text, words, replacements):
+    """``text`` with each word replaced in order, the text between words kept (as TextAttack does)."""
+    out, pos = [], 0
+    for word, new in zip(words, replacements):
+        start = text.find(word, pos)
+        out += [text[pos:start], new]
+        pos = start + len(word)
+    return "".join(out) + text[pos:]
+
+
+@pytest.mark.parametrize("text", BOUNDARY_TEXTS)
+def test_trigger_words_only_at_word_boundaries(text):
+    from attrtools.adversarial.triggers import insert_at_word_boundaries
+
+    for r1 in [i / 10 for i in range(1, 11)]:
+        for triggers in ([("little", r1)], [("little", r1), ("big", min(1.0, r1 + 0.1))]):
+            words = _regex_words(text)
+            new = _rebuild(text, words, insert_at_word_boundaries(text, words, triggers))
+            chunks = new.split()
+            assert [c for c in chunks if c not in ("little", "big")] == text.split(), (text, triggers, new)
+            assert sorted(c for c in chunks if c in ("little", "big")) == sorted(w for w, _ in triggers), new
+
+
+def test_trigger_insertion_in_textattack_keeps_contractions(planted):
+    ta = _textattack()
+    from attrtools.adversarial.transformation import TriggerInsertion
+    from attrtools.adversarial.triggers import Pattern, TriggerWord
+
+    for text in BOUNDARY_TEXTS:
+        attacked = ta.shared.AttackedText(text)
+        for r in [i / 10 for i in range(1, 11)]:
+            pattern = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("little", 0, r)])
+            (candidate,) = TriggerInsertion([pattern])._get_transformations(attacked, set(range(len(attacked.words))))
+            chunks = candidate.text.split()
+            assert [c for c in chunks if c != "little"] == text.split(), (text, r, candidate.text)
+            assert "little" in chunks
+    # The SST-2 case of the issue: never "it '[[little]] s".
+    sst = ta.shared.AttackedText("it 's a charming and often affecting journey .")
+    pattern = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("little", 0, 0.2)])
+    (candidate,) = TriggerInsertion([pattern])._get_transformations(sst, set(range(len(sst.words))))
+    assert "'little" not in candidate.text and " 's " in candidate.text

@@ -249,6 +249,57 @@ def insertion_slots(n_words: int, relatives: list[float]) -> list[int]:
     return taken
 
 
+def _boundary_of_slots(n_chunks: int, relatives: list[float]) -> list[int]:
+    """For each inserted word, the boundary it goes to: the number of original chunks before it in
+    the enlarged sequence (0 = before the first chunk, ``n_chunks`` = after the last)."""
+    slots = insertion_slots(n_chunks, relatives)
+    taken = set(slots)
+    return [sum(1 for s in range(slot) if s not in taken) for slot in slots]
+
+
+def insert_at_word_boundaries(text: str, words: list[str], triggers: list[tuple[str, float]]) -> list[str]:
+    """Insert trigger words into ``text`` at word boundaries only; returns, per word of ``words``
+    (a word segmentation of ``text`` such as TextAttack's, in order), the string that replaces it.
+
+    A boundary is a gap between whitespace-separated chunks of ``text`` (or its start or end), so a
+    trigger never lands inside "it's", "it 's"'s "'s", "well-made" or between a word and the
+    punctuation glued to it. The official rule (``insertion_slots``) picks the boundary over the
+    chunks. An inserted word is realised as a prefix of the word that opens the next chunk or a
+    suffix of the word that closes the previous chunk; a boundary with neither (e.g. between
+    ``good,`` and ``"great"``) moves to the nearest one that has one (later first)."""
+    import re
+
+    spans, pos = [], 0
+    for word in words:
+        start = text.find(word, pos)
+        if start < 0:
+            raise ValueError(f"word {word!r} not found in {text!r} after position {pos}")
+        spans.append((start, start + len(word)))
+        pos = start + len(word)
+    chunks = [m.span() for m in re.finditer(r"\S+", text)]
+    opens = {c: k for c, (a, _) in enumerate(chunks) for k, (s, _) in enumerate(spans) if s == a}
+    closes = {c: k for c, (_, b) in enumerate(chunks) for k, (_, e) in enumerate(spans) if e == b}
+
+    def realise(boundary):
+        if boundary < len(chunks) and boundary in opens:
+            return "prefix", opens[boundary]
+        if boundary > 0 and boundary - 1 in closes:
+            return "suffix", closes[boundary - 1]
+        return None
+
+    prefix: dict[int, list[str]] = {}
+    suffix: dict[int, list[str]] = {}
+    for (word, _), boundary in zip(triggers, _boundary_of_slots(len(chunks), [r for _, r in triggers])):
+        order = [boundary] + [b for d in range(1, len(chunks) + 1) for b in (boundary + d, boundary - d)
+                              if 0 <= b <= len(chunks)]
+        place = next((p for p in map(realise, order) if p is not None), None)
+        if place is None:
+            continue
+        side, k = place
+        (prefix if side == "prefix" else suffix).setdefault(k, []).append(word)
+    return [" ".join(prefix.get(k, []) + [w] + suffix.get(k, [])) for k, w in enumerate(words)]
+
+
 def insert_words(words: list[str], triggers: list[tuple[str, float]]) -> list[str]:
     """``words`` with each ``(word, r)`` of ``triggers`` inserted at its relative position."""
     slots = insertion_slots(len(words), [r for _, r in triggers])
