@@ -366,7 +366,9 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
     from ..engine import Engine
     from ..types import Example
 
-    examples = [Example.coerce(e) for e in examples]
+    from ..data import keep_content
+
+    examples = keep_content(examples)  # rows without content are skipped, with their reason in stats
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
         raise ValueError("trigger extraction needs labelled examples (correctly classified ones are used)")
@@ -393,38 +395,50 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
         patterns.append(p)
     ranked = rank_patterns(patterns, pattern_threshold)
     stats = {"scanned": scanned, "correct_used": len(correct), "patterns": len(patterns),
-             "kept": len(ranked), "engine": dict(engine.stats)}
+             "kept": len(ranked), "engine": dict(engine.stats), "skipped_rows": list(examples.skipped)}
     return ranked, stats
 
 
 def per_class_accuracy(model, tokenizer, examples, patterns: list[Pattern], top_k: int = 3,
                        label_names: list[str] | None = None, max_length: int | None = None) -> list[dict]:
     """The paper's evaluation: per gold class, accuracy before and after inserting each of the
-    top-k distinct triggers (fixed insertion, no search). One row per (trigger, class)."""
-    from ..types import Example
+    top-k distinct triggers (fixed insertion, no search). One row per (trigger, class).
 
-    examples = [Example.coerce(e) for e in examples if Example.coerce(e).label is not None]
-    classes = sorted({e.label for e in examples})
+    Every class of the model is listed; a class with no example has ``n = 0`` and empty
+    accuracy cells. Rows without content are left out (``data.keep_content``). Class names: the
+    given ``label_names``, else the model's own non-generic ``id2label``, else the index."""
+    from ..data import keep_content, model_label_names
+
+    examples = [e for e in keep_content(examples) if e.label is not None]
+    count = int(getattr(model.config, "num_labels", 0) or 0)
+    classes = sorted(set(range(count)) | {e.label for e in examples})
+    label_names = label_names or model_label_names(model.config)
     base = predict(model, tokenizer, examples, max_length=max_length)
 
     def acc(preds, c):
         idx = [i for i, e in enumerate(examples) if e.label == c]
-        return sum(preds[i] == c for i in idx) / len(idx), len(idx)
+        return (sum(preds[i] == c for i in idx) / len(idx) if idx else None), len(idx)
 
     def name(c):
         return label_names[c] if label_names and c < len(label_names) else str(c)
+
+    def cell(value):
+        return "" if value is None else round(value, 4)
 
     rows = []
     baseline = {c: acc(base, c) for c in classes}
     for c in classes:
         rows.append({"trigger_rank": 0, "trigger": "", "source_class": "", "score": "", "gold_class": name(c),
-                     "n": baseline[c][1], "accuracy": round(baseline[c][0], 4), "accuracy_drop": 0.0})
+                     "n": baseline[c][1], "accuracy": cell(baseline[c][0]),
+                     "accuracy_drop": "" if baseline[c][0] is None else 0.0})
+    from ..types import Example
+
     for rank, p in enumerate(unique_triggers(patterns)[:top_k], start=1):
         inserted = [Example(*apply_pattern(e.text, e.text_pair, p), label=e.label, id=e.id) for e in examples]
         preds = predict(model, tokenizer, inserted, max_length=max_length)
         for c in classes:
             a, n = acc(preds, c)
             rows.append({"trigger_rank": rank, "trigger": " ".join(p.trigger), "source_class": name(p.target),
-                         "score": round(p.score, 6), "gold_class": name(c), "n": n, "accuracy": round(a, 4),
-                         "accuracy_drop": round(baseline[c][0] - a, 4)})
+                         "score": round(p.score, 6), "gold_class": name(c), "n": n, "accuracy": cell(a),
+                         "accuracy_drop": "" if a is None else round(baseline[c][0] - a, 4)})
     return rows

@@ -44,6 +44,8 @@ class Evaluation:
     forwards: int = 0
     forwards_reused: int = 0  # perturbed forwards taken from the cache instead of run
     notes: list = field(default_factory=list)
+    skipped_rows: list = field(default_factory=list)  # rows without content: {index, id, reason, text}
+    example_ids: list = field(default_factory=list)  # ids of the evaluated examples, in order
 
     def ok(self):
         return [r for r in self.results if r.status == "ok"]
@@ -83,9 +85,12 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     method_params = method_params or {}
     method_limits = method_limits or {}
     say = log or (lambda message: None)
-    examples = [Example.coerce(e) for e in examples]
+    from ..data import keep_content
+
+    examples = keep_content(examples)  # rows without content are skipped with their reason, never scored 0
     if not examples:
-        raise ValueError("no examples to evaluate")
+        raise ValueError("no examples to evaluate" + (f" ({len(examples.skipped)} row(s) without content skipped)"
+                                                      if examples.skipped else ""))
     engine = engine or Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
     use_types = getattr(engine, "_uses_token_types", True)
     predictor = Predictor.for_model(model, tokenizer, use_types, progress=bool(engine.progress))
@@ -119,7 +124,11 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     results = []
     evaluation = Evaluation(preset=preset, operator=operator, reference=reference if reference_scores is not None
                             else None, n_examples=len(examples), clean_accuracy=clean_accuracy, results=results,
-                            notes=notes)
+                            notes=notes, skipped_rows=list(examples.skipped), example_ids=[e.id for e in examples])
+    if examples.skipped:
+        notes.append(f"{len(examples.skipped)} row(s) without content skipped (not evaluated, not averaged): "
+                     + "; ".join(f"row {r['index']} ({r['reason']})" for r in examples.skipped[:10])
+                     + (" ..." if len(examples.skipped) > 10 else ""))
     for name in [RANDOM] + list(methods):  # random first: every partial report has its floor
         limit = method_limits.get(name)
         subset = examples if limit is None else examples[:limit]
