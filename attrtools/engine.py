@@ -205,7 +205,8 @@ class Engine:
     # ------------------------------------------------------------------------------ keys
     def key(self, enc: Encoded, method: str, params: dict, target_spec, unit=None) -> str:
         """sha256 over model fingerprint, tokenizer fingerprint, input (and segment) ids, target
-        (the resolved class index, never a spec such as ``"pred"``), method, params (minus ``VOLATILE_PARAMS``), unit and the payload format version."""
+        (the resolved class index, never a spec such as ``"pred"``), method, params (minus
+        ``VOLATILE_PARAMS``), unit and the payload format version."""
         model_fp, tokenizer_fp = self._fingerprints()
         payload = {
             "model": model_fp,
