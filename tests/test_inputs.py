@@ -334,3 +334,144 @@ def test_trigger_insertion_in_textattack_keeps_contractions(planted):
     pattern = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("little", 0, 0.2)])
     (candidate,) = TriggerInsertion([pattern])._get_transformations(sst, set(range(len(sst.words))))
     assert "'little" not in candidate.text and " 's " in candidate.text
+
+
+# ------------------------------------------------------------------------------ 2. rows without content
+def test_rows_without_content_are_skipped_with_reasons(tmp_path):
+    from attrtools.data import ExampleList, content_problem, keep_content, load_examples
+
+    E = attrtools.Example
+    assert content_problem(E("12345")).startswith("no letters in text")
+    assert content_problem(E("...")).startswith("no letters")
+    assert content_problem(E("\U0001F600 \U0001F44D")).startswith("no letters")
+    assert content_problem(E("   ")) == "whitespace-only text"
+    assert content_problem(E("")) == "empty text"
+    assert content_problem(E("a premise", "")) == "empty text_pair"
+    assert content_problem(E("ok", "fine")) is None and content_problem(E("très bien")) is None
+    kept = keep_content([E("12345", id="a"), "the movie", E("  ", id="c")])
+    assert isinstance(kept, ExampleList) and [e.text for e in kept] == ["the movie"]
+    assert [(r["index"], r["id"]) for r in kept.skipped] == [(0, "a"), (2, "c")] and kept.total == 3
+    csv = tmp_path / "rows.csv"
+    csv.write_text('text,label\n12345,0\n"   ",1\n,0\nthe movie was good,1\n...,0\n', encoding="utf-8")
+    rows = load_examples(str(csv))
+    assert [e.text for e in rows] == ["the movie was good"] and rows[0].label == 1
+    assert [r["index"] for r in rows.skipped] == [0, 1, 2, 4] and rows.total == 5
+    assert rows.skipped_summary() == "4 (no letters in text: 2, whitespace-only text: 1, empty text: 1)"
+
+
+def test_evaluate_skips_contentless_rows_instead_of_averaging_zeros(planted):
+    from attrtools.evaluate.report import markdown
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = planted
+    good = [attrtools.Example("alpha the movie beta", label=1, id="g1"),
+            attrtools.Example("beta was alpha", label=0, id="g2")]
+    with_blank = [good[0], attrtools.Example("   ", label=0, id="blank"), good[1]]
+    clean = evaluate_methods(model, tok, good, ["grad_input"], reference=None, preset="eraser")
+    mixed = evaluate_methods(model, tok, with_blank, ["grad_input"], reference=None, preset="eraser")
+    assert mixed.n_examples == 2 and mixed.example_ids == ["g1", "g2"]
+    assert [r["id"] for r in mixed.skipped_rows] == ["blank"] and "whitespace-only" in mixed.skipped_rows[0]["reason"]
+    for a, b in zip(clean.results, mixed.results):
+        assert a.summary["aopc_comp"] == pytest.approx(b.summary["aopc_comp"]) and len(b.per_example) == 2
+    assert "1 row(s) without content skipped, 3 rows read" in markdown(mixed)
+
+
+def test_audit_skips_rows_textattack_cannot_read(planted, tmp_path):
+    _textattack()
+    from attrtools.adversarial.audit import read_rows, run_audit
+    from attrtools.adversarial.report import render_report
+
+    model, tok = planted
+    dev = [attrtools.Example("12345", label=0), attrtools.Example("...", label=0),
+           attrtools.Example("\U0001F600", label=1), attrtools.Example("   ", label=1),
+           attrtools.Example("the alpha movie was beta", label=1)]
+    out = str(tmp_path / "audit")
+    summary = run_audit(model, tok, dev, out, recipes=("deepwordbug",), progress=False, num_requested=50)
+    assert summary["num_examples"] == 1 and summary["num_rows"] == 5 and len(summary["skipped_rows"]) == 4
+    assert summary["recipes"]["deepwordbug"]["total"] == 1
+    assert summary["num_examples"] + len(summary["skipped_rows"]) == summary["num_rows"]
+    assert any("50 examples were asked for" in n for n in summary["notes"])
+    assert summary["class_mix"] == {"0": 0, "1": 1}  # the empty class is listed with 0
+    html = render_report(summary, read_rows(os.path.join(out, "results.csv")))
+    assert "Rows without content" in html and "no letters" in html and "gold classes: 0: 0, 1: 1" in html
+
+
+# ------------------------------------------------------------------------------ 8. audit bookkeeping
+def test_input_reduction_reported_in_its_own_terms(planted, tmp_path):
+    _textattack()
+    from attrtools.adversarial.audit import read_rows, run_audit, summarize_reduction
+    from attrtools.adversarial.report import render_report
+
+    rows = [{"result_type": "Maximized", "perturbed_text": "[[beta]]", "num_words": 4, "num_queries": 10},
+            {"result_type": "Maximized", "perturbed_text": "alpha [[the]] beta", "num_words": 4, "num_queries": 6},
+            {"result_type": "Failed", "perturbed_text": "alpha the beta", "num_words": 3, "num_queries": 3},
+            {"result_type": "Skipped", "perturbed_text": "x y", "num_words": 2, "num_queries": 0}]
+    s = summarize_reduction(rows)
+    assert s["attack_success_rate"] is None and s["attack_accuracy_perc"] is None
+    assert (s["reduced"], s["reached_target"], s["not_reduced"], s["skipped_attacks"]) == (2, 1, 1, 1)
+    assert s["avg_words_kept_perc"] == pytest.approx((25.0 + 75.0) / 2)
+    model, tok = planted
+    dev = [attrtools.Example("the alpha movie was beta", label=1), attrtools.Example("beta and alpha", label=0)]
+    out = str(tmp_path / "audit")
+    summary = run_audit(model, tok, dev, out, recipes=("input-reduction",), progress=False)
+    red = summary["recipes"]["input-reduction"]
+    assert red["kind"] == "input-reduction" and red["attack_success_rate"] is None
+    assert red["reduced"] + red["not_reduced"] + red["skipped_attacks"] == red["total"] == 2
+    assert red["prediction_kept_perc"] == 100.0 and 0 < red["avg_words_kept_perc"] < 100
+    html = render_report(summary, read_rows(os.path.join(out, "results.csv")))
+    assert "Input reduction (not an attack" in html
+
+
+def test_per_class_table_lists_empty_classes(planted):
+    from attrtools.adversarial.triggers import Pattern, TriggerWord, per_class_accuracy
+
+    model, tok = planted
+    dev = [attrtools.Example("the alpha movie was beta", label=1), attrtools.Example("alpha then beta", label=1)]
+    trig = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("beta", 0, 0.01)])
+    rows = per_class_accuracy(model, tok, dev, [trig], top_k=1)
+    base = {r["gold_class"]: r for r in rows if r["trigger_rank"] == 0}
+    assert set(base) == {"0", "1"} and base["0"]["n"] == 0 and base["0"]["accuracy"] == ""
+    assert base["1"]["n"] == 2
+    assert [r["n"] for r in rows if r["trigger_rank"] == 1 and r["gold_class"] == "0"] == [0]
+
+
+# ------------------------------------------------------------------------------ 4. labels
+@pytest.fixture(scope="module")
+def nli_dir(tmp_path_factory):
+    from transformers import AutoConfig
+
+    directory = build_tiny_model("bert", str(tmp_path_factory.mktemp("nli")), num_labels=3)
+    config = AutoConfig.from_pretrained(directory)
+    config.id2label = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    config.save_pretrained(directory)
+    return directory
+
+
+def test_string_labels_map_through_the_models_label2id(nli_dir, tmp_path):
+    from transformers import AutoConfig
+
+    from attrtools.data import DataError, label_names_for, load_examples
+
+    config = AutoConfig.from_pretrained(nli_dir)
+    data = tmp_path / "nli.csv"
+    data.write_text("premise,hypothesis,label\nthe movie,a film,entailment\nthe plot,the story,neutral\n"
+                    "good,bad,contradiction\n", encoding="utf-8")
+    rows = load_examples(str(data), model_config=config)
+    assert [e.label for e in rows] == [1, 2, 0] and rows[0].text_pair == "a film"
+    with pytest.raises(DataError) as err:
+        load_examples(str(data), model_config=config, label_names="entailment,neutral,contradiction")
+    message = str(err.value)
+    assert "{0: 'entailment', 1: 'neutral', 2: 'contradiction'}" in message
+    assert "{0: 'contradiction', 1: 'entailment', 2: 'neutral'}" in message
+    assert [e.label for e in load_examples(str(data), model_config=config,
+                                           label_names="contradiction,entailment,neutral")] == [1, 2, 0]
+    # A generic map (LABEL_0...) defers to --label-names; without either, string labels are an error.
+    generic = AutoConfig.for_model("bert", num_labels=3)
+    assert label_names_for(None, generic) is None
+    assert [e.label for e in load_examples(str(data), model_config=generic,
+                                           label_names="entailment,neutral,contradiction")] == [0, 1, 2]
+    with pytest.raises(DataError, match="known label name"):
+        load_examples(str(data), model_config=generic)
+    with pytest.raises(DataError, match="3-class model"):
+        label_names_for("a,b", generic)

@@ -136,7 +136,13 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
                 os.path.join(output_dir, "triggers.json"))):
             raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
         names = ["triggers"] + names
-    dev = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")[:num_examples]
+    from ..data import ExampleList
+
+    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
+    dev = ExampleList(rows[:num_examples], getattr(rows, "skipped", []))
+    if num_examples > len(rows):
+        click.echo(f"--num-examples {num_examples}: the dataset has only {len(rows)} usable example(s) "
+                   f"({getattr(rows, 'total', len(rows))} rows read); attacking {len(dev)}", err=True)
     train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset") \
         if train_dataset and not no_triggers else None
     try:
@@ -163,11 +169,20 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
                                  top_triggers=top_triggers, top_k=top_k, max_inserted_words=max_inserted_words,
                                  rank_method=rank_method, rank_steps=rank_steps, query_budget=query_budget,
                                  chunk_size=chunk_size, seed=seed, cache=_cache(use_cache), progress=progress,
-                                 config={"model": model_name, "dataset": dataset, "examples": len(dev)})
+                                 config={"model": model_name, "dataset": dataset, "examples": len(dev)},
+                                 num_requested=num_examples)
     except AuditError as err:
         raise UserError(str(err)) from None
-    lines = {"output": out}
+    lines = {"output": out, "examples": f"{summary['num_examples']} attacked of {summary.get('num_rows')} rows; "
+                                         f"classes {summary.get('class_mix')}"}
+    for i, note in enumerate(summary.get("notes") or []):
+        lines[f"note {i + 1}"] = note
     for name, s in summary["recipes"].items():
+        if s.get("kind") == "input-reduction":
+            lines[name] = (f"reduced {s['reduced']} of {s['total']} inputs with the prediction kept "
+                           f"({s['reached_target']} down to one word), avg {s['avg_words_kept_perc']}% of words kept, "
+                           f"avg queries {s['avg_num_queries']}")
+            continue
         lines[name] = (f"success {s['attack_success_rate']}%, acc. under attack {s['attack_accuracy_perc']}% "
                        f"(clean {s['original_accuracy']}%), avg queries {s['avg_num_queries']}")
     echo_summary(lines)
