@@ -41,7 +41,7 @@ def test_limit_from_position_table_offset_and_tokenizer(short_table):
     distil, _ = short_table["distilbert"]
     assert bert.config.max_position_embeddings == 34 and position_limit(bert) == 34
     assert position_limit(roberta) == 34 - (roberta.config.pad_token_id + 1)  # positions start after padding
-    assert position_limit(distil) == 32
+    assert position_limit(distil) == distil.config.max_position_embeddings  # no offset
     assert tokenizer_limit(tok) == 128 and max_input_length(bert, tok) == 34
     sentinel = type("Tok", (), {"model_max_length": int(1e30)})()  # transformers' "no limit" value
     assert tokenizer_limit(sentinel) is None and max_input_length(bert, sentinel) == 34
