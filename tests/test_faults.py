@@ -150,7 +150,7 @@ def test_forged_entry_with_a_valid_checksum_is_not_served(planted, tmp_path):
     original = engine.attribute(SENTENCES[:2], method="grad_input")
     params = methods.get("grad_input").params()
     enc = engine.encode(attrtools.Example(SENTENCES[0]))
-    key = engine.key(enc, "grad_input", params, "pred")
+    key = engine.key(enc, "grad_input", params, original[0].target)  # keys hold the resolved class
     store = AttributionCache(cache_dir, memory_bytes=0)
     tensor, meta = store.get(key)
     classes = model.config.num_labels
