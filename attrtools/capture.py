@@ -66,7 +66,16 @@ def install(model: nn.Module) -> nn.Module:
         adapter = adapter_for(model)
     except UnsupportedModelError:
         adapter = _accept_inferred(model)
-    model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    if adapter.probs_hook is None:
+        model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    else:  # second mechanism: the family computes attention itself; hook its probability step
+        model.set_attn_implementation("eager")
+        for index, block in enumerate(get_layers(model)):
+            step = get_module(block, adapter.probs_hook)
+            step._attrtools_layer = index
+            if not getattr(step, "_attrtools_hooked", False):
+                step.register_forward_hook(_probability_hook)
+                step._attrtools_hooked = True
     for index, block in enumerate(get_layers(model)):
         get_module(block, adapter.attention)._attrtools_layer = index
     model._attrtools_installed = True
@@ -136,8 +145,11 @@ def _self_check(model, adapter, copy) -> None:
 
 
 def is_installed(model: nn.Module) -> bool:
-    return getattr(model, "_attrtools_installed", False) and \
-        getattr(model.config, "_attn_implementation", None) == ATTN_IMPLEMENTATION
+    if not getattr(model, "_attrtools_installed", False):
+        return False
+    if adapter_for(model).probs_hook is not None:
+        return True
+    return getattr(model.config, "_attn_implementation", None) == ATTN_IMPLEMENTATION
 
 
 @dataclass
@@ -245,9 +257,10 @@ def capture(
                 raise ValueError(f"replay layer {start} out of range 0..{num_layers - 1}")
             embeddings = get_module(model, adapter_for(model).embeddings)
             handles.append(embeddings.register_forward_hook(lambda module, args, output: hidden))
+            passthrough = _passthrough_tuple if adapter_for(model).block_returns_tuple else _passthrough
             for block in layers[:start]:
                 # Instance attribute shadows the class forward: the block returns its input unchanged.
-                block.forward = _passthrough
+                block.forward = passthrough
                 patched.append(block)
         yield state
     finally:
@@ -270,10 +283,9 @@ def install_emptied_attention(model: nn.Module, layer: int) -> None:
     adapter = adapter_for(model)
     block = get_layers(model)[layer]
     attention = get_module(block, adapter.attention)
+    # None: W_O lives outside the attention module (DeBERTa), which then returns an empty context
     output_path = adapter.output[len(adapter.attention) + 1:] if adapter.output.startswith(adapter.attention + ".") \
         else None
-    if output_path is None:
-        raise ValueError(f"model_type {adapter.model_type!r}: the output projection is not inside the attention module")
     from .models import head_dim
 
     attention._attrtools_emptied = (output_path, adapter.conv1d, head_dim(model))
@@ -286,6 +298,8 @@ def _emptied_forward(self, hidden_states, *args, **kwargs):
     batch, length = hidden_states.shape[:2]
     empty = hidden_states.new_zeros(batch, 0, length, d_h)
     _, probs = attrtools_attention(self, empty, empty, empty, None)
+    if output_path is None:
+        return hidden_states.new_zeros(batch, length, 0), probs
     projection = get_module(self, output_path)
     width = projection.weight.shape[1] if conv1d else projection.weight.shape[0]
     out = hidden_states.new_zeros(batch, length, width)  # W_O times an empty context
@@ -299,6 +313,10 @@ _IDLE = Capture(num_layers=0)  # touches nothing: the eager branch with no recor
 
 def _passthrough(hidden_states, *args, **kwargs):
     return hidden_states
+
+
+def _passthrough_tuple(hidden_states, *args, **kwargs):
+    return hidden_states, None
 
 
 def _hidden_recorder(state: Capture, index: int):
@@ -342,8 +360,7 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
 
-    replacement = state.override.get(layer)
-    if replacement is None:
+    if state.override.get(layer) is None:
         scores = torch.matmul(query, key.transpose(2, 3)) * scaling
         if softcap is not None:
             scores = torch.tanh(scores / softcap) * softcap
@@ -352,16 +369,37 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
         probs = nn.functional.dropout(probs, p=dropout, training=module.training)
     else:
-        probs = replacement.to(value.dtype)
+        probs = None
+    probs = _intervene(state, layer, probs, kept, value.dtype, value.shape[0])
+
+    context = torch.matmul(probs, value)
+    if layer in state.record_context:
+        if kept is not None:
+            full = _expanded(context, kept, state.num_heads)
+            context = full.index_select(1, kept)
+        else:
+            full = context
+        if full.requires_grad:
+            full.retain_grad()
+        state.contexts[layer] = full
+    return context.transpose(1, 2).contiguous(), probs
+
+
+def _intervene(state: Capture, layer, probs, kept, dtype, batch: int) -> torch.Tensor:
+    """Override, head mask and recording of one layer's probabilities ``(B, H_present, q, k)``
+    (shared by both capture mechanisms). ``probs`` may be None when an override replaces it."""
+    replacement = state.override.get(layer)
+    if replacement is not None:
+        probs = replacement.to(dtype)
         if kept is not None:
             probs = probs.index_select(1, kept)
-        if probs.shape[0] != value.shape[0]:
+        if probs.shape[0] != batch:
             # transformers 5 reshapes the context with the *input's* batch right after this
             # function, so the official broadcast of a batch-m override over a batch-1 input cannot
             # work here. Give inputs of the override's batch; with `replay`, the blocks below the
             # layer are not recomputed, which is what the broadcast saved.
             raise ValueError(
-                f"override for layer {layer} has batch {probs.shape[0]} but the input batch is {value.shape[0]}: "
+                f"override for layer {layer} has batch {probs.shape[0]} but the input batch is {batch}: "
                 "repeat the inputs (and use replay=) instead")
 
     if state.head_mask is not None and layer < state.head_mask.shape[0]:
@@ -379,18 +417,35 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
         if state.retain_grad and recorded.requires_grad:
             recorded.retain_grad()
         state.attentions[layer] = recorded if state.retain_grad else recorded.detach()
+    return probs
 
-    context = torch.matmul(probs, value)
+
+# ------------------------------------------------------------------ second mechanism: probability step
+def _probability_hook(module, args, output):
+    """Forward hook on the module a family applies to its attention probabilities right after the
+    softmax (DeBERTa-v2's ``attention.self.dropout``), for families whose attention does not go
+    through ``AttentionInterface``. Same semantics as the attention function: record (original head
+    numbering), override, head mask; ``record_context`` records the probabilities themselves, the
+    only per-head tensor on the path (``Σ x ⊙ ∂L/∂x`` is the same for ``x = A_h`` and
+    ``x = A_h V_h``, which is what Taylor importance reads)."""
+    state = _ACTIVE.get()
+    layer = getattr(module, "_attrtools_layer", None)
+    if state is None or layer is None:
+        return None
+    state.calls[layer] = state.calls.get(layer, 0) + 1
+    if not state.touches(layer):
+        return None
+    kept = state.kept.get(layer)
+    if kept is not None:
+        kept = kept.to(output.device)
+    probs = _intervene(state, layer, output, kept, output.dtype, output.shape[0])  # (B, H, q, k)
     if layer in state.record_context:
-        if kept is not None:
-            full = _expanded(context, kept, state.num_heads)
-            context = full.index_select(1, kept)
-        else:
-            full = context
+        full = _expanded(probs, kept, state.num_heads) if kept is not None else probs
+        probs = full.index_select(1, kept) if kept is not None else full
         if full.requires_grad:
             full.retain_grad()
         state.contexts[layer] = full
-    return context.transpose(1, 2).contiguous(), probs
+    return probs
 
 
 def _expanded(tensor: torch.Tensor, kept: torch.Tensor, num_heads: int) -> torch.Tensor:

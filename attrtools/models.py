@@ -74,7 +74,11 @@ class Adapter:
     fused_width_attrs: tuple = ()  # attributes equal to the query width (GPT-2 ``split_size``)
     config_head_count: bool = False
     empty_layer_patch: bool = False  # the attention module cannot run with 0 heads (capture patches it)
-    refuses: tuple = ()  # ((method, reason), ...)
+    probs_hook: str | None = None  # second capture mechanism: module applied to the probabilities
+    #   right after the softmax, from a layer (families whose attention bypasses AttentionInterface)
+    head_projections: tuple = ()  # further per-head projections sliced like the key (DeBERTa's pos_*_proj)
+    block_returns_tuple: bool = False  # a block returns (hidden, attention) rather than hidden
+    refuses: tuple = ()  # ((method, reason), ...); "prune_heads" names a family that cannot be pruned physically
     tiny_config: tuple = ()  # ((config key, value), ...)
     family: str = ""  # the family group shown in the README ("encoder", "decoder")
 
@@ -158,6 +162,37 @@ ADAPTERS: dict[str, Adapter] = {
         tiny_config=(("global_attn_every_n_layers", 2), ("local_attention", 4), ("cls_token_id", 2),
                      ("sep_token_id", 3), ("mlp_dropout", 0.0), ("embedding_dropout", 0.0)),
         family="encoder"),
+    # DeBERTa-v2/v3: disentangled attention (content + relative-position terms) computed in its own
+    # module, not through AttentionInterface: captured at its probability step (the dropout applied
+    # right after the softmax), capture.py's second mechanism. Tiny config in the v3 style.
+    "deberta-v2": Adapter(
+        "deberta-v2", "deberta.encoder.layer", "deberta.embeddings", "deberta.embeddings.word_embeddings",
+        attention="attention.self", query="attention.self.query_proj", key="attention.self.key_proj",
+        value="attention.self.value_proj", output="attention.output.dense", ln_attention="attention.output.LayerNorm",
+        ffn_in="intermediate.dense", ffn_out="output.dense", ln_ffn="output.LayerNorm", uses_token_type_ids=False,
+        classifier_head=("pooler.dense", "classifier"), probs_hook="attention.self.dropout",
+        head_projections=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
+        block_returns_tuple=True, empty_layer_patch=True,
+        refuses=(("chefer_lrp", "disentangled attention adds relative-position terms to the scores, which the "
+                                "official relevance rules (Q·Kᵀ only) do not cover"),),
+        tiny_config=(("relative_attention", True), ("pos_att_type", ["p2c", "c2p"]), ("share_att_key", True),
+                     ("position_buckets", 8), ("max_relative_positions", -1), ("norm_rel_ebd", "layer_norm"),
+                     ("type_vocab_size", 0)),
+        family="encoder"),
+    # MPNet: relative position bias added to the scores inside its own attention module (not through
+    # AttentionInterface): captured at its probability step like DeBERTa.
+    "mpnet": Adapter(
+        "mpnet", "mpnet.encoder.layer", "mpnet.embeddings", "mpnet.embeddings.word_embeddings",
+        attention="attention.attn", query="attention.attn.q", key="attention.attn.k", value="attention.attn.v",
+        output="attention.attn.o", ln_attention="attention.LayerNorm", ffn_in="intermediate.dense",
+        ffn_out="output.dense", ln_ffn="output.LayerNorm", uses_token_type_ids=False,
+        classifier_head=("classifier.dense", "classifier.out_proj"), probs_hook="attention.attn.dropout",
+        block_returns_tuple=True, empty_layer_patch=True,
+        refuses=(("chefer_lrp", "the relative position bias added to the scores has no rule in the official "
+                                "relevance propagation (Q·Kᵀ only)"),
+                 ("prune_heads", "one relative position bias table (per head) is shared by every layer, so a head "
+                                 "cannot be removed from one layer physically; masking (the pruning curve) works")),
+        family="encoder"),
     # GPT-2: Conv1D projections (weight stored (in, out)), fused c_attn split at ``split_size``; the
     # hidden state entering block 0 is the output of ``transformer.drop`` (token + position embeddings).
     "gpt2": Adapter(
@@ -231,6 +266,11 @@ def infer_adapter(model: nn.Module) -> Adapter:
             if all(isinstance(children.get(x), nn.Linear) for x in (q, k, v, o)):
                 found = (path, f"{path}.{q}", f"{path}.{k}", f"{path}.{v}", f"{path}.{o}", None)
                 break
+        if found is None and all(isinstance(children.get(x), nn.Linear) for x in ("query", "key", "value")) \
+                and "." in path and isinstance(block_modules.get(path.rsplit(".", 1)[0] + ".output.dense"), nn.Linear):
+            # BERT-like: W_O is the sibling ``output.dense`` of the self-attention module
+            found = (path, f"{path}.query", f"{path}.key", f"{path}.value", path.rsplit(".", 1)[0] + ".output.dense",
+                     None)
         for qkv, o in _FUSED_QKV:
             if found is None and all(isinstance(children.get(x), nn.Linear) for x in (qkv, o)):
                 found = (path, f"{path}.{qkv}", f"{path}.{qkv}", f"{path}.{qkv}", f"{path}.{o}", f"{path}.{qkv}")

@@ -165,6 +165,11 @@ def test_masked_equals_pruned_and_reloads(family, family_dirs, tmp_path):
     with torch.no_grad(), capture(model, record="all", head_mask=plan_to_mask(plan, L, H)) as masked_cap:
         masked = model(**inputs).logits
     pruned = copy.deepcopy(model)
+    reason = models.adapter_for(model).refusal("prune_heads")
+    if reason:  # masking still works (above); physical pruning is refused with the adapter's reason
+        with pytest.raises(ValueError, match=f"{family}.*cannot be pruned physically"):
+            prune_heads(pruned, plan)
+        return
     prune_heads(pruned, plan)
     assert models.heads_per_layer(pruned) == [H - len(plan[0]), 0]
     with torch.no_grad(), capture(pruned, record="all") as cap:
@@ -209,9 +214,47 @@ def test_unknown_family_gets_a_checked_inferred_adapter(tmp_path):
 
 
 def test_unknown_family_failing_the_self_check_is_refused(tmp_path):
-    """MPNet computes attention in its own module (relative position bias), not through
+    """RoFormer has BERT-like module names but computes attention in its own module, not through
     AttentionInterface: the inferred adapter fails its self-check and the refusal says why."""
-    directory = build_tiny_model("mpnet", str(tmp_path / "mpnet"))
-    with pytest.raises(models.UnsupportedModelError, match=r"'mpnet'.*self-check failed.*AttentionInterface"):
+    directory = build_tiny_model("roformer", str(tmp_path / "roformer"))
+    with pytest.raises(models.UnsupportedModelError, match=r"'roformer'.*self-check failed.*AttentionInterface"):
         attrtools.load_model(directory)
-    assert "mpnet" not in models.ADAPTERS
+    assert "roformer" not in models.ADAPTERS
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if models.ADAPTERS[f].probs_hook])
+def test_probability_step_mechanism(family, family_models):
+    """capture.py's second mechanism (a hook on the family's own probability step) has the same
+    record / override / mask / replay semantics as the attention function, against the model's own
+    forward."""
+    model, tokenizer = family_models(family)
+    inputs = _inputs(model, tokenizer)
+    L, H = models.num_layers_heads(model)
+    with torch.no_grad():
+        plain = model(**inputs).logits  # no capture active: the hook changes nothing
+        with capture(model, record="all", record_hidden=True) as rec:
+            recorded = model(**inputs).logits
+        with capture(model, override={1: rec.attentions[1]}):
+            same = model(**inputs).logits
+        with capture(model, override={1: torch.zeros_like(rec.attentions[1])}):
+            zeroed = model(**inputs).logits
+        mask = torch.ones(L, H)
+        mask[1, 2] = 0
+        with capture(model, head_mask=mask):
+            masked = model(**inputs).logits
+        d = models.head_dim(model)
+        hook = models.layer_module(model, 1, "output").register_forward_pre_hook(
+            lambda m, a: (a[0].index_fill(-1, torch.arange(2 * d, 3 * d), 0.0),))
+        try:
+            zero_context = model(**inputs).logits
+        finally:
+            hook.remove()
+        with capture(model, replay=(1, rec.hidden_inputs[1])) as cap:
+            replayed = model(**inputs).logits
+    torch.testing.assert_close(recorded, plain, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(same, plain, rtol=1e-5, atol=1e-6)
+    assert (zeroed - plain).abs().max() > 1e-4
+    torch.testing.assert_close(masked, zero_context, rtol=1e-5, atol=1e-6)
+    assert (masked - plain).abs().max() > 1e-4
+    torch.testing.assert_close(replayed, plain, rtol=1e-5, atol=1e-6)
+    assert sorted(cap.calls) == [1]

@@ -44,6 +44,10 @@ from .. import models
 from ..models import adapter_for, get_layers, get_module
 
 PRUNED_HEADS_FILE = models.PRUNED_HEADS_FILE
+
+
+class UnsupportedPruningError(ValueError):
+    """A family whose heads cannot be removed physically (the adapter says why)."""
 FORMAT = 1
 
 
@@ -147,6 +151,9 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
     layers = get_layers(model)
     num_heads = original_heads(model)
     plan = normalize_plan(plan, len(layers), num_heads)
+    reason = adapter.refusal("prune_heads")
+    if reason and plan:
+        raise UnsupportedPruningError(f"model_type {adapter.model_type!r} cannot be pruned physically: {reason}")
     group = kv_group_size(model)
     head_dim = head_dim_of(model)
     state = {int(l): set(h) for l, h in getattr(model, "_attrtools_pruned_heads", {}).items()}
@@ -190,6 +197,12 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
             _replace(block, adapter.key, _slice_linear(get_module(block, adapter.key), kv_index, 0, adapter.conv1d))
             _replace(block, adapter.value,
                      _slice_linear(get_module(block, adapter.value), kv_index, 0, adapter.conv1d))
+        for path in adapter.head_projections:  # e.g. DeBERTa's relative-position projections (per head)
+            try:
+                extra = get_module(block, path)
+            except AttributeError:
+                continue
+            _replace(block, path, _slice_linear(extra, kv_index, 0, adapter.conv1d))
         _replace(block, adapter.output, _slice_linear(get_module(block, adapter.output), index, 1, adapter.conv1d))
         remaining = len(kept_positions)
         attention = get_module(block, adapter.attention)
