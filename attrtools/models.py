@@ -252,6 +252,9 @@ def infer_adapter(model: nn.Module) -> Adapter:
             f"{missing}; supported: {supported}")
 
     num_layers = getattr(config, "num_hidden_layers", None)
+    if getattr(config, "num_hidden_groups", None) is not None:
+        raise refuse("it shares one block's weights across layers (ALBERT-style): the layer index would have to "
+                     "come from the call, which attrtools does not do yet")
     names = dict(model.named_modules())
     lists = [n for n, m in names.items() if isinstance(m, nn.ModuleList) and len(m) == num_layers and n]
     if not lists:

@@ -66,15 +66,17 @@ def measure(family: str, root: str) -> dict:
     plan = {0: list(range(group)), 1: list(range(H))}
     with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)):
         masked = model(**inputs).logits
-    pruned = copy.deepcopy(model)
-    prune_heads(pruned, plan)
-    with torch.no_grad():
-        physical = pruned(**inputs).logits
-    pruned_rel = float((physical - masked).abs().max() / masked.abs().max())
-    reloaded, _ = attrtools.load_model(save_pruned(pruned, tokenizer, os.path.join(root, family + "-pruned")))
-    with torch.no_grad():
-        reload_ok = bool(torch.allclose(reloaded(**inputs).logits, physical, atol=1e-6))
     adapter = models.adapter_for(model)
+    pruned_rel, reload_ok = None, None
+    if not adapter.refusal("prune_heads"):
+        pruned = copy.deepcopy(model)
+        prune_heads(pruned, plan)
+        with torch.no_grad():
+            physical = pruned(**inputs).logits
+        pruned_rel = float((physical - masked).abs().max() / masked.abs().max())
+        reloaded, _ = attrtools.load_model(save_pruned(pruned, tokenizer, os.path.join(root, family + "-pruned")))
+        with torch.no_grad():
+            reload_ok = bool(torch.allclose(reloaded(**inputs).logits, physical, atol=1e-6))
     return dict(family=family, kind=("decoder" if adapter.pooling == "last_non_pad" else "encoder")
                 + (", pre-LN" if adapter.pre_norm else ", post-LN"),
                 heads=f"{H}" + (f" (KV {H // group})" if group > 1 else ""), probs=probs_diff, logits=logits_diff,
@@ -97,8 +99,9 @@ def main(argv=None):
     for r in rows:
         assert sorted(r["ran"] + r["refused"]) == every
         print(f"| {r['family']} | {r['kind']} | {r['heads']} | {r['probs']:.1e} / {r['logits']:.1e} | "
-              f"{r['attattr']:.1e} | {', '.join(r['refused']) or 'none'} | {r['pruned']:.1e} | "
-              f"{'yes' if r['reload'] else 'NO'} |")
+              f"{r['attattr']:.1e} | {', '.join(r['refused']) or 'none'} | "
+              f"{'refused (masking only)' if r['pruned'] is None else format(r['pruned'], '.1e')} | "
+              f"{'-' if r['reload'] is None else ('yes' if r['reload'] else 'NO')} |")
 
 
 if __name__ == "__main__":

@@ -164,6 +164,8 @@ def test_masked_equals_pruned_and_reloads(family, family_dirs, tmp_path):
     L, H = models.num_layers_heads(model)
     with torch.no_grad(), capture(model, record="all", head_mask=plan_to_mask(plan, L, H)) as masked_cap:
         masked = model(**inputs).logits
+    with torch.no_grad():
+        assert (masked - model(**inputs).logits).abs().max() > 1e-4  # the plan changes the model
     pruned = copy.deepcopy(model)
     reason = models.adapter_for(model).refusal("prune_heads")
     if reason:  # masking still works (above); physical pruning is refused with the adapter's reason
@@ -258,3 +260,18 @@ def test_probability_step_mechanism(family, family_models):
     assert (masked - plain).abs().max() > 1e-4
     torch.testing.assert_close(replayed, plain, rtol=1e-5, atol=1e-6)
     assert sorted(cap.calls) == [1]
+
+
+def test_shared_layer_family_is_refused_with_its_reason(tmp_path):
+    directory = build_tiny_model("albert", str(tmp_path / "albert"), embedding_size=16)
+    with pytest.raises(models.UnsupportedModelError, match=r"'albert'.*shares one block's weights"):
+        attrtools.load_model(directory)
+
+
+def test_pipeline_refuses_unprunable_family_before_computing(family_models, tmp_path):
+    from attrtools.pruning.pipeline import run_pruning
+
+    model, tokenizer = family_models("mpnet")
+    with pytest.raises(ValueError, match="'mpnet' cannot be pruned physically"):
+        run_pruning(model, tokenizer, [Example("a b", label=0)], str(tmp_path / "run"), strategies=("random",))
+    assert not (tmp_path / "run").exists()

@@ -20,13 +20,13 @@ import torch
 
 from ..engine import Engine
 from ..io import write_json, write_text
-from ..models import num_layers_heads, pruned_heads
+from ..models import adapter_for, num_layers_heads, pruned_heads
 from ..types import Example
 from .curve import evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
 from .importance import check_strategies, head_importance
 from .plan import (counts_for_fractions, fraction_grid, heads_for, iterative_plans, make_plan, plan_size,
                    plan_to_json, plan_to_mask)
-from .prune import count_parameters, kv_group_size, prune_heads, save_pruned
+from .prune import UnsupportedPruningError, count_parameters, kv_group_size, prune_heads, save_pruned
 
 
 def write_importance_csv(path: str, tables: dict[str, torch.Tensor]) -> str:
@@ -75,6 +75,10 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
 
     require_classes(model, "head pruning (accuracy and cross-entropy under masking)")
     strategies = check_strategies(strategies)
+    refusal = adapter_for(model).refusal("prune_heads")
+    if refusal:  # say so before any importance is computed
+        raise UnsupportedPruningError(f"model_type {model.config.model_type!r} cannot be pruned physically: "
+                                      f"{refusal}")
     plan_strategy = plan_strategy or strategies[0]
     if plan_strategy not in strategies:
         raise ValueError(f"plan strategy {plan_strategy!r} is not among the strategies run ({', '.join(strategies)})")
