@@ -8,7 +8,16 @@ from .models import load_pretrained
 
 def load_model(name_or_path: str, device=None, **kwargs):
     """``(model, tokenizer)`` from a hub id or a local folder via ``from_pretrained``, in eval mode,
-    with the attrtools attention function selected (see ``capture.py``)."""
+    with the attrtools attention function selected (see ``capture.py``). A folder written by
+    ``save_pruned`` (it holds ``pruned_heads.json``) is loaded with its pruning re-applied."""
+    import os
+
+    from .pruning.prune import PRUNED_HEADS_FILE, load_pruned
+
+    if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, PRUNED_HEADS_FILE)):
+        if kwargs.get("num_labels") is not None:
+            raise ValueError(f"{name_or_path} holds a pruned model: its number of labels is fixed")
+        return load_pruned(name_or_path, device=device, dtype=kwargs.get("dtype"))
     model, tokenizer = load_pretrained(name_or_path, device=device, **kwargs)
     capture.install(model)
     return model, tokenizer

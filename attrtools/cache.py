@@ -214,6 +214,7 @@ class AttributionCache:
         self.dtype = "fp16" if _DTYPES[dtype] == torch.float16 else "fp32"
         self.device = torch.device(device) if device is not None else None
         self.disk = disk
+        self.writable = True  # False after a failed disk write (see _stop_writing)
         self._memory: OrderedDict[str, tuple[torch.Tensor, dict, int]] = OrderedDict()
         self._memory_used = 0
         self._lock = threading.RLock()
@@ -252,7 +253,14 @@ class AttributionCache:
             with open(path, "rb") as f:
                 data = f.read()
                 inode = os.fstat(f.fileno()).st_ino
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            self.stats["misses"] += 1
+            return None
+        except OSError as err:  # unreadable (permissions, I/O error): a miss, said once
+            if not getattr(self, "_read_warned", False):
+                self._read_warned = True
+                warnings.warn(f"attrtools cache: cannot read {path}: {err.strerror or err}", CacheWarning,
+                              stacklevel=2)
             self.stats["misses"] += 1
             return None
         try:
@@ -280,8 +288,22 @@ class AttributionCache:
         stored = stored.clone().contiguous()
         self.stats["puts"] += 1
         self._remember(key, stored, meta)
-        if self.disk:
-            self._write(key, stored, meta)
+        if self.disk and self.writable:
+            try:
+                self._write(key, stored, meta)
+            except OSError as err:  # full disk, read-only or missing folder, a file in the way ...
+                self._stop_writing(err)
+
+    def _stop_writing(self, err: OSError) -> None:
+        """The disk tier cannot take writes: warn once and go on without writing (reads continue;
+        the memory tier keeps working), so a full disk costs caching, never the run."""
+        self.writable = False
+        self.stats["write_errors"] = self.stats.get("write_errors", 0) + 1
+        reason = err.strerror or str(err)
+        message = (f"attrtools cache: cannot write to {self.directory} ({reason}); continuing without "
+                   "caching new results on disk")
+        log.warning(message)
+        warnings.warn(message, CacheWarning, stacklevel=4)
 
     def invalidate(self, key: str, reason: str) -> None:
         """Drop an entry the caller found inconsistent (e.g. metadata that does not fit the example):
@@ -299,7 +321,7 @@ class AttributionCache:
         with self._lock:
             if key in self._memory:
                 return True
-        return self.disk and os.path.exists(self.path(key))
+        return self.disk and os.path.isfile(self.path(key))
 
     # ------------------------------------------------------------------------------ memory tier
     def _out(self, tensor: torch.Tensor, device) -> torch.Tensor:

@@ -24,6 +24,7 @@ Every use is scoped by a context manager that removes what it installed, also on
 from __future__ import annotations
 
 import contextvars
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable
@@ -31,7 +32,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .models import adapter_for, get_layers, get_module
+from .models import (ADAPTERS, UnsupportedModelError, adapter_for, get_layers, get_module, infer_adapter,
+                     kept_heads, original_heads, pruned_heads, register_adapter, supported_model_types)
 
 ATTN_IMPLEMENTATION = "attrtools"
 _ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("attrtools_capture", default=None)
@@ -60,17 +62,94 @@ def install(model: nn.Module) -> nn.Module:
     """Select the attrtools attention function on ``model`` and tag each attention module with its
     layer index (DistilBERT's attention modules carry no ``layer_idx``)."""
     register()
-    adapter = adapter_for(model)
-    model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    try:
+        adapter = adapter_for(model)
+    except UnsupportedModelError:
+        adapter = _accept_inferred(model)
+    if adapter.probs_hook is None:
+        model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    else:  # second mechanism: the family computes attention itself; hook its probability step
+        model.set_attn_implementation("eager")
+        for index, block in enumerate(get_layers(model)):
+            step = get_module(block, adapter.probs_hook)
+            step._attrtools_layer = index
+            if not getattr(step, "_attrtools_hooked", False):
+                step.register_forward_hook(_probability_hook)
+                step._attrtools_hooked = True
     for index, block in enumerate(get_layers(model)):
         get_module(block, adapter.attention)._attrtools_layer = index
     model._attrtools_installed = True
     return model
 
 
+def _accept_inferred(model: nn.Module):
+    """An unknown family built the common way: infer its adapter (``models.infer_adapter``), then
+    accept it only if, on this very model, capture runs exactly once in every layer and the
+    recorded probabilities and the logits equal the eager forward (same rule as the family tests).
+    Otherwise refuse, naming the model type and what failed."""
+    import copy
+
+    adapter = infer_adapter(model)
+    register_adapter(adapter)
+    try:
+        _self_check(model, adapter, copy)
+    except Exception as err:
+        ADAPTERS.pop(adapter.model_type, None)
+        raise UnsupportedModelError(
+            f"attrtools cannot capture attention in model_type {adapter.model_type!r}: an adapter was inferred "
+            f"({adapter.layers}, {adapter.attention}) but its self-check failed: {err}; supported: "
+            f"{', '.join(supported_model_types())}") from None
+    return adapter
+
+
+def _self_check(model, adapter, copy) -> None:
+    config = model.config
+    vocab = int(getattr(config, "vocab_size", 8) or 8)
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    ids = torch.randint(0, vocab, (2, 7), generator=generator).to(device)
+    pad = config.pad_token_id
+    if pad is not None:
+        ids[ids == pad] = (pad + 1) % vocab
+        ids[1, 5:] = pad
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0 if pad is not None else 1
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    not_interface = "attention does not go through transformers' AttentionInterface"
+    try:
+        model.set_attn_implementation(ATTN_IMPLEMENTATION)
+    except (ValueError, NotImplementedError) as err:
+        raise ValueError(f"the model refuses a registered attention function ({not_interface}: {err})") from None
+    if getattr(model.config, "_attn_implementation", None) != ATTN_IMPLEMENTATION:
+        raise ValueError(f"the model did not select the registered attention function ({not_interface})")
+    for index, block in enumerate(get_layers(model)):
+        get_module(block, adapter.attention)._attrtools_layer = index
+    model._attrtools_installed = True
+    with torch.no_grad():
+        reference = eager(input_ids=ids, attention_mask=mask, output_attentions=True)
+        with capture(model, record="all") as cap:
+            ours = model(input_ids=ids, attention_mask=mask).logits
+    layers = len(get_layers(model))
+    if sorted(cap.calls) != list(range(layers)) or any(c != 1 for c in cap.calls.values()):
+        raise ValueError(f"the attention function ran in layers {sorted(cap.calls)} of 0..{layers - 1} "
+                         f"({not_interface})")
+    attentions = reference.attentions
+    if attentions is None or len(attentions) != layers or any(a is None for a in attentions):
+        raise ValueError("the eager forward returns no attention probabilities to compare with")
+    for l in range(layers):
+        if not torch.allclose(cap.attentions[l], attentions[l], rtol=1e-4, atol=1e-5):
+            raise ValueError(f"recorded probabilities of layer {l} differ from eager attention")
+    if not torch.allclose(ours, reference.logits, rtol=1e-4, atol=1e-5):
+        raise ValueError("logits under capture differ from the eager forward")
+
+
 def is_installed(model: nn.Module) -> bool:
-    return getattr(model, "_attrtools_installed", False) and \
-        getattr(model.config, "_attn_implementation", None) == ATTN_IMPLEMENTATION
+    if not getattr(model, "_attrtools_installed", False):
+        return False
+    if adapter_for(model).probs_hook is not None:
+        return True
+    return getattr(model.config, "_attn_implementation", None) == ATTN_IMPLEMENTATION
 
 
 @dataclass
@@ -95,6 +174,8 @@ class Capture:
     contexts: dict = field(default_factory=dict)
     hidden_inputs: dict = field(default_factory=dict)
     calls: dict = field(default_factory=dict)
+    kept: dict = field(default_factory=dict)  # {layer: LongTensor of original head indices} of pruned layers
+    num_heads: int = 0  # heads per layer of the original architecture
 
     def touches(self, layer: int) -> bool:
         return (layer in self.record or layer in self.override or layer in self.record_context
@@ -156,7 +237,14 @@ def capture(
         head_mask=head_mask,
         record_context=_layers_arg(record_context, num_layers),
         record_hidden=record_hidden,
+        num_heads=original_heads(model),
     )
+    # A physically pruned model keeps the original head numbering at this interface: recorded
+    # probabilities and contexts are (B, H, ...) with zeros for pruned heads, and override / head_mask
+    # are given in that numbering (pruned heads' entries are ignored). Hence a pruned model records
+    # exactly what the unpruned model records with those heads masked.
+    for layer in pruned_heads(model):
+        state.kept[layer] = torch.tensor(kept_heads(model, layer), dtype=torch.long)
     if head_mask is not None and head_mask.dim() != 2:
         raise ValueError(f"head_mask must be (layers, heads), got shape {tuple(head_mask.shape)}")
     handles = []
@@ -174,14 +262,15 @@ def capture(
             embeddings = get_module(model, adapter_for(model).embeddings)
             embeddings.forward = lambda *args, **kwargs: hidden
             patched.append(embeddings)
+            passthrough = _passthrough_tuple if adapter_for(model).block_returns_tuple else _passthrough
             for block in layers[:start]:
                 # Instance attribute shadows the class forward: the block returns its input unchanged.
-                block.forward = _passthrough
+                block.forward = passthrough
                 patched.append(block)
         for index, fn in (replace or {}).items():
             block = layers[index]
             if block not in patched:
-                block.forward = _replacement(fn)
+                block.forward = _replacement(fn, adapter_for(model).block_returns_tuple)
                 patched.append(block)
         yield state
     finally:
@@ -192,13 +281,58 @@ def capture(
             del block.forward
 
 
+def install_emptied_attention(model: nn.Module, layer: int) -> None:
+    """Make the attention module of a layer whose heads are all pruned run without them.
+
+    Families whose attention module splits a fused projection by width (GPT-2 ``c_attn.split``)
+    cannot run with zero heads. The module then computes what every head masked computes: the
+    output projection of an empty context (its bias), after passing zero-head tensors through the
+    attrtools attention function, so an active capture still records (zeros) in this layer.
+    Instance attribute on the module; removed by nothing (the layer stays empty).
+    """
+    adapter = adapter_for(model)
+    block = get_layers(model)[layer]
+    attention = get_module(block, adapter.attention)
+    # None: W_O lives outside the attention module (DeBERTa), which then returns an empty context
+    output_path = adapter.output[len(adapter.attention) + 1:] if adapter.output.startswith(adapter.attention + ".") \
+        else None
+    from .models import head_dim
+
+    attention._attrtools_emptied = (output_path, adapter.conv1d, head_dim(model))
+    # a bound method (not a closure): a deep copy of the model rebinds it to the copied module
+    attention.forward = types.MethodType(_emptied_forward, attention)
+
+
+def _emptied_forward(self, hidden_states, *args, **kwargs):
+    output_path, conv1d, d_h = self._attrtools_emptied
+    batch, length = hidden_states.shape[:2]
+    empty = hidden_states.new_zeros(batch, 0, length, d_h)
+    _, probs = attrtools_attention(self, empty, empty, empty, None)
+    if output_path is None:
+        return hidden_states.new_zeros(batch, length, 0), probs
+    projection = get_module(self, output_path)
+    width = projection.weight.shape[1] if conv1d else projection.weight.shape[0]
+    out = hidden_states.new_zeros(batch, length, width)  # W_O times an empty context
+    if projection.bias is not None:
+        out = out + projection.bias
+    return out, probs
+
+
+_IDLE = Capture(num_layers=0)  # touches nothing: the eager branch with no record / override / mask
+
+
 def _passthrough(hidden_states, *args, **kwargs):
     return hidden_states
 
 
-def _replacement(fn):
+def _passthrough_tuple(hidden_states, *args, **kwargs):
+    return hidden_states, None
+
+
+def _replacement(fn, returns_tuple: bool = False):
     def forward(hidden_states, *args, **kwargs):
-        return fn(hidden_states)
+        out = fn(hidden_states)
+        return (out, None) if returns_tuple else out
     return forward
 
 
@@ -224,12 +358,18 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
     layer = getattr(module, "_attrtools_layer", None)
     if state is not None and layer is not None:
         state.calls[layer] = state.calls.get(layer, 0) + 1
+    softcap = kwargs.get("softcap")  # Gemma 2: tanh soft-capping of the scores (SDPA has none)
     if state is None or layer is None or not state.touches(layer):
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        if softcap is None and query.shape[1] > 0:
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, attention_mask,
-                                      dropout=dropout, scaling=scaling, **kwargs)
+            return sdpa_attention_forward(module, query, key, value, attention_mask,
+                                          dropout=dropout, scaling=scaling, **kwargs)
+        state, layer = _IDLE, None  # nothing to do but soft-capping: the eager branch below
 
+    kept = state.kept.get(layer)
+    if kept is not None:
+        kept = kept.to(query.device)
     groups = getattr(module, "num_key_value_groups", 1)
     if groups > 1:
         key = key.repeat_interleave(groups, dim=1)
@@ -237,38 +377,98 @@ def attrtools_attention(module, query, key, value, attention_mask, scaling=None,
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
 
-    replacement = state.override.get(layer)
-    if replacement is None:
+    if state.override.get(layer) is None:
         scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+        if softcap is not None:
+            scores = torch.tanh(scores / softcap) * softcap
         if attention_mask is not None:
             scores = scores + attention_mask[:, :, :, : key.shape[-2]]
         probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
         probs = nn.functional.dropout(probs, p=dropout, training=module.training)
     else:
-        probs = replacement.to(value.dtype)
-        if probs.shape[0] != value.shape[0]:
+        probs = None
+    probs = _intervene(state, layer, probs, kept, value.dtype, value.shape[0])
+
+    context = torch.matmul(probs, value)
+    if layer in state.record_context:
+        if kept is not None:
+            full = _expanded(context, kept, state.num_heads)
+            context = full.index_select(1, kept)
+        else:
+            full = context
+        if full.requires_grad:
+            full.retain_grad()
+        state.contexts[layer] = full
+    return context.transpose(1, 2).contiguous(), probs
+
+
+def _intervene(state: Capture, layer, probs, kept, dtype, batch: int) -> torch.Tensor:
+    """Override, head mask and recording of one layer's probabilities ``(B, H_present, q, k)``
+    (shared by both capture mechanisms). ``probs`` may be None when an override replaces it."""
+    replacement = state.override.get(layer)
+    if replacement is not None:
+        probs = replacement.to(dtype)
+        if kept is not None:
+            probs = probs.index_select(1, kept)
+        if probs.shape[0] != batch:
             # transformers 5 reshapes the context with the *input's* batch right after this
             # function, so the official broadcast of a batch-m override over a batch-1 input cannot
             # work here. Give inputs of the override's batch; with `replay`, the blocks below the
             # layer are not recomputed, which is what the broadcast saved.
             raise ValueError(
-                f"override for layer {layer} has batch {probs.shape[0]} but the input batch is {value.shape[0]}: "
+                f"override for layer {layer} has batch {probs.shape[0]} but the input batch is {batch}: "
                 "repeat the inputs (and use replay=) instead")
 
     if state.head_mask is not None and layer < state.head_mask.shape[0]:
-        probs = probs * state.head_mask[layer].to(probs.dtype).view(1, -1, 1, 1)
+        row = state.head_mask[layer].to(device=probs.device, dtype=probs.dtype)
+        if kept is not None:
+            row = row.index_select(0, kept)
+        probs = probs * row.view(1, -1, 1, 1)
 
     if layer in state.record:
-        if state.retain_grad and probs.requires_grad:
-            probs.retain_grad()
-        state.attentions[layer] = probs if state.retain_grad else probs.detach()
+        if kept is not None:  # original numbering: the recorded tensor is on the forward path
+            probs = _expanded(probs, kept, state.num_heads)
+            recorded, probs = probs, probs.index_select(1, kept)
+        else:
+            recorded = probs
+        if state.retain_grad and recorded.requires_grad:
+            recorded.retain_grad()
+        state.attentions[layer] = recorded if state.retain_grad else recorded.detach()
+    return probs
 
-    context = torch.matmul(probs, value)
+
+# ------------------------------------------------------------------ second mechanism: probability step
+def _probability_hook(module, args, output):
+    """Forward hook on the module a family applies to its attention probabilities right after the
+    softmax (DeBERTa-v2's ``attention.self.dropout``), for families whose attention does not go
+    through ``AttentionInterface``. Same semantics as the attention function: record (original head
+    numbering), override, head mask; ``record_context`` records the probabilities themselves, the
+    only per-head tensor on the path (``Σ x ⊙ ∂L/∂x`` is the same for ``x = A_h`` and
+    ``x = A_h V_h``, which is what Taylor importance reads)."""
+    state = _ACTIVE.get()
+    layer = getattr(module, "_attrtools_layer", None)
+    if state is None or layer is None:
+        return None
+    state.calls[layer] = state.calls.get(layer, 0) + 1
+    if not state.touches(layer):
+        return None
+    kept = state.kept.get(layer)
+    if kept is not None:
+        kept = kept.to(output.device)
+    probs = _intervene(state, layer, output, kept, output.dtype, output.shape[0])  # (B, H, q, k)
     if layer in state.record_context:
-        if context.requires_grad:
-            context.retain_grad()
-        state.contexts[layer] = context
-    return context.transpose(1, 2).contiguous(), probs
+        full = _expanded(probs, kept, state.num_heads) if kept is not None else probs
+        probs = full.index_select(1, kept) if kept is not None else full
+        if full.requires_grad:
+            full.retain_grad()
+        state.contexts[layer] = full
+    return probs
+
+
+def _expanded(tensor: torch.Tensor, kept: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``(B, H_kept, ...)`` placed at the original head indices of ``(B, num_heads, ...)`` (zeros elsewhere)."""
+    shape = (tensor.shape[0], num_heads) + tuple(tensor.shape[2:])
+    return tensor.new_zeros(shape).index_copy(1, kept, tensor)
 
 
 # ----------------------------------------------------------------------------- post-LN block pieces

@@ -1,9 +1,21 @@
 """Datasets as lists of ``Example``: hub names (``glue/sst2:validation``) or local csv/tsv/jsonl files,
 both through ``datasets.load_dataset``, with column mapping and label names.
+
+Two input rules live here (DESIGN.md, "Inputs, one rule"):
+
+- **Rows without content** (an empty or missing field, only spaces, nothing but digits,
+  punctuation or emoji: no letter at all) are not examples: ``keep_content`` drops them and
+  records each with its row index and reason in ``ExampleList.skipped``; every tool calls it, so
+  such a row never crashes a run (TextAttack's language detection) nor counts as zeros.
+- **Labels**: string labels map through the model's own ``label2id`` when it is not generic
+  (``LABEL_0``...); ``--label-names`` that disagree with it are an error showing both maps
+  (``label_names_for``). Integer labels are used as they are, except that a dataset whose
+  ``ClassLabel`` names are a permutation of the model's names is re-numbered by name.
 """
 from __future__ import annotations
 
 import os
+import re
 
 from .types import Example
 
@@ -17,6 +29,97 @@ LOCAL_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t", "quoti
 
 class DataError(ValueError):
     """A dataset, file or column that cannot be used, with a message saying why."""
+
+
+class ExampleList(list):
+    """A list of ``Example`` that remembers the rows left out (``skipped``: dicts with ``index``,
+    ``id``, ``reason`` and the start of the ``text``). ``total`` = kept + skipped rows."""
+
+    def __init__(self, items=(), skipped=None):
+        super().__init__(items)
+        self.skipped: list[dict] = list(skipped or [])
+
+    @property
+    def total(self) -> int:
+        return len(self) + len(self.skipped)
+
+    def skipped_summary(self) -> str:
+        """``"2 (empty text: 1, no letters in text: 1)"`` or ``"0"``."""
+        if not self.skipped:
+            return "0"
+        counts: dict[str, int] = {}
+        for row in self.skipped:
+            kind = row["reason"].split(" (")[0]
+            counts[kind] = counts.get(kind, 0) + 1
+        return f"{len(self.skipped)} (" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")"
+
+
+def content_problem(example: Example) -> str | None:
+    """Why ``example`` has no content (None if it has): an empty/missing or whitespace-only text or
+    pair, or one without a single letter (digits, punctuation, emoji only)."""
+    fields = [("text", example.text)] + ([("text_pair", example.text_pair)] if example.text_pair is not None else [])
+    for name, value in fields:
+        if value is None or value == "":
+            return f"empty {name}"
+        if not value.strip():
+            return f"whitespace-only {name}"
+        if not any(ch.isalpha() for ch in value):
+            return f"no letters in {name} ({value.strip()[:30]!r})"
+    return None
+
+
+def keep_content(examples) -> ExampleList:
+    """``examples`` without the rows that have no content (``content_problem``), as an
+    ``ExampleList`` whose ``skipped`` lists them (row index in ``examples``, id, reason); rows an
+    input ``ExampleList`` already skipped are kept in the record."""
+    kept, skipped = [], list(getattr(examples, "skipped", []))
+    for index, example in enumerate(examples):
+        example = Example.coerce(example)
+        reason = content_problem(example)
+        if reason is None:
+            kept.append(example)
+        else:
+            skipped.append({"index": index, "id": example.id, "reason": reason, "text": (example.text or "")[:80]})
+    return ExampleList(kept, skipped)
+
+
+_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+
+
+def model_label_names(config) -> list[str] | None:
+    """The model's class names in id order (``config.id2label``), or None when they are the
+    generic ``LABEL_0, LABEL_1, ...`` (or missing)."""
+    config = getattr(config, "config", config)
+    id2label = getattr(config, "id2label", None) or {}
+    if not id2label:
+        return None
+    names = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(len(id2label))]
+    if all(_GENERIC_LABEL.match(name) for name in names):
+        return None
+    return names
+
+
+def _as_map(names) -> str:
+    return "{" + ", ".join(f"{i}: {name!r}" for i, name in enumerate(names)) + "}"
+
+
+def label_names_for(given=None, config=None) -> list[str] | None:
+    """The class names string labels map through: the model's own (non-generic) ``id2label``,
+    or ``given`` (``--label-names``: a list or a comma-separated string, index = class id).
+
+    Raises ``DataError`` showing both maps when ``given`` disagrees with the model's own names."""
+    if isinstance(given, str):
+        given = [name.strip() for name in given.split(",") if name.strip()]
+    given = list(given) if given else None
+    own = model_label_names(config) if config is not None else None
+    if given and own and given != own:
+        raise DataError(f"--label-names {_as_map(given)} conflict with the model's own labels {_as_map(own)}; "
+                        f"drop --label-names (the model's map is used) or give them in the model's order")
+    if given and config is not None:
+        count = int(getattr(getattr(config, "config", config), "num_labels", len(given)) or len(given))
+        if len(given) != count:
+            raise DataError(f"--label-names gives {len(given)} names {_as_map(given)} for a {count}-class model")
+    return given or own
 
 
 def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
@@ -35,11 +138,19 @@ def load_table(spec: str):
 
     local, _, split = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
     ext = os.path.splitext(local)[1].lower()
+    if os.path.isdir(local):
+        raise DataError(f"{local} is a folder: give one .csv/.tsv/.jsonl file (a folder's files are not merged)")
     if ext in LOCAL_FORMATS:
         if not os.path.exists(local):
             raise DataError(f"dataset file not found: {local}")
         if os.path.getsize(local) == 0:
             raise DataError(f"dataset file is empty: {local}")
+        from .guard import InputFileError, check_data_file
+
+        try:
+            check_data_file(local, ext)  # encoding, JSON lines, header-only tables: said with line and byte
+        except InputFileError as err:
+            raise DataError(str(err)) from None
         builder, kwargs = LOCAL_FORMATS[ext]
         try:
             return datasets.load_dataset(builder, data_files={"data": os.path.abspath(local)}, split="data",
@@ -68,12 +179,16 @@ def _pick(columns, given, guesses, role, required):
 
 def load_examples(spec: str, text_column: str | None = None, pair_column: str | None = None,
                   label_column: str | None = None, limit: int | None = None,
-                  label_names: list[str] | None = None) -> list[Example]:
-    """Examples from a dataset spec. Labels given as strings are mapped through ``label_names``
-    (a list, or a comma-separated string, index = class id), else the dataset's ClassLabel names;
-    integer labels (or integer strings) are used as they are; negative labels mean "unknown"."""
-    if isinstance(label_names, str):
-        label_names = [name.strip() for name in label_names.split(",") if name.strip()]
+                  label_names: list[str] | None = None, model_config=None) -> ExampleList:
+    """Examples from a dataset spec, rows without content left out (``ExampleList.skipped``).
+
+    Labels given as strings map through ``label_names_for(label_names, model_config)`` (the
+    model's own non-generic ``label2id``, or ``label_names``: a list or a comma-separated string,
+    index = class id), else the dataset's ClassLabel names; integer labels (or integer strings)
+    are used as they are, re-numbered by name when the dataset's ClassLabel names are a
+    permutation of the model's; negative labels mean "unknown". ``model_config``: the model (or
+    its config) whose labels these are."""
+    label_names = label_names_for(label_names, model_config)
     table = load_table(spec)
     if len(table) == 0:
         raise DataError(f"dataset {spec!r} has no rows")
@@ -83,26 +198,36 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
         any(c in columns for c in PAIR_GUESSES) else None
     label = _pick(columns, label_column, LABEL_GUESSES, "label", False)
     names = label_names
-    if names is None and label is not None:
-        feature = table.features[label]
-        names = getattr(feature, "names", None)
+    remap = None
+    if label is not None:
+        dataset_names = getattr(table.features[label], "names", None)
+        if names is None:
+            names = dataset_names
+        elif dataset_names and list(dataset_names) != list(names) and sorted(dataset_names) == sorted(names):
+            remap = {i: list(names).index(name) for i, name in enumerate(dataset_names)}
     if limit is not None:
         table = table.select(range(min(limit, len(table))))
     examples = []
     for index, row in enumerate(table):
         value = row[label] if label is not None else None
         if isinstance(value, str):
-            if value.strip().lstrip("-").isdigit():
+            folded = [str(n).lower() for n in names] if names else []
+            if not value.strip():
+                value = None  # an empty label field: unknown
+            elif value.strip().lstrip("-").isdigit():
                 value = int(value)
             elif names and value in names:
-                value = names.index(value)
+                value = list(names).index(value)
+            elif value.strip().lower() in folded:
+                value = folded.index(value.strip().lower())
             else:
                 known = f"known names: {list(names)}" if names else "no label names given (--label-names)"
                 raise DataError(f"row {index}: label {value!r} is not an integer or a known label name; {known}")
         if value is not None and value < 0:
             value = None  # GLUE test splits mark unknown labels with -1
-        if row[text] is None:
-            raise DataError(f"row {index}: empty text")
-        examples.append(Example(str(row[text]), str(row[pair]) if pair and row[pair] is not None else None,
+        elif value is not None and remap is not None and not isinstance(row[label], str):
+            value = remap.get(value, value)
+        pair_text = (str(row[pair]) if row[pair] is not None else "") if pair else None
+        examples.append(Example(str(row[text]) if row[text] is not None else "", pair_text,
                                 value, str(row.get("id", index)) if "id" in columns else str(index)))
-    return examples
+    return keep_content(examples)

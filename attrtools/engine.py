@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -31,7 +32,8 @@ from . import methods as method_registry
 from .cache import open_cache
 from .guard import check_unknown_share
 from .methods.base import Batch
-from .models import fingerprint, model_device, pool_position, tokenizer_fingerprint, adapter_for
+from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
+                     tokenizer_fingerprint)
 from .types import FORMAT_VERSION, Attribution, Example
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
@@ -47,10 +49,23 @@ class Encoded:
     token_type_ids: list[int] | None
     special_tokens_mask: list[int]
     tokens: list[str]
+    original_length: int | None = None  # tokens before truncation (None: not truncated)
 
     @property
     def length(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def truncated(self) -> bool:
+        return self.original_length is not None
+
+
+class CompletenessWarning(UserWarning):
+    """An integrated-gradients result misses completeness by more than the engine's tolerance."""
+
+
+class TruncationWarning(UserWarning):
+    """An input longer than the model's limit was truncated (see ``models.max_input_length``)."""
 
 
 def resolve_target_spec(target, example: Example, index: int):
@@ -81,16 +96,28 @@ def _unit_order(units) -> tuple:
 class Engine:
     """Batches, caches and computes attributions for one model."""
 
-    def __init__(self, model, tokenizer, cache=None, batch_size: int = 8, max_length: int | None = 512,
-                 progress: bool | None = None):
+    def __init__(self, model, tokenizer, cache=None, batch_size: int = 8, max_length: int | None = None,
+                 progress: bool | None = None, completeness_tolerance: float = 0.05):
+        """``max_length``: None for attrtools' one truncation rule (``models.max_input_length``: the
+        model's position table and the tokenizer's limit), or an override (``--max-length``), which
+        may not exceed the position table. Longer inputs are truncated, counted in
+        ``stats["truncated"]`` and reported once each as a ``TruncationWarning``.
+
+        ``completeness_tolerance``: integrated-gradients methods (AttAttr per layer, ig_embed) store
+        their completeness gap in each ``Attribution.completeness``; a call whose worst relative
+        gap exceeds this raises one ``CompletenessWarning`` (``stats["worst_completeness_gap"]``
+        holds the worst gap of the last call)."""
         adapter_for(model)
         self.model = model
         self.tokenizer = tokenizer
         self.cache = open_cache(cache)
         self.batch_size = batch_size
-        self.max_length = max_length
+        self.max_length = max_input_length(model, tokenizer, max_length)
+        self.completeness_tolerance = completeness_tolerance
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0}
+        self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
+        self.truncated: dict[tuple, tuple[int, int]] = {}  # (text, text_pair) -> (original, kept) tokens
+        self._unreported: list[tuple[str, int, int]] = []
         self._call_fingerprints: tuple[str, str] | None = None
         self._tokenizer_fp = None
         self._partial: dict[int, dict] = {}
@@ -99,14 +126,43 @@ class Engine:
 
     # ------------------------------------------------------------------------------ tokenizing
     def encode(self, example: Example) -> Encoded:
-        enc = self.tokenizer(example.text, example.text_pair, truncation=self.max_length is not None,
-                             max_length=self.max_length, return_special_tokens_mask=True,
-                             return_token_type_ids=True)
+        """Tokenize one example under the engine's truncation rule (``self.max_length``)."""
+        kwargs = dict(return_special_tokens_mask=True, return_token_type_ids=True)
+        enc = self.tokenizer(example.text, example.text_pair, truncation=False, verbose=False, **kwargs)
+        original = None
+        if self.max_length is not None and len(enc["input_ids"]) > self.max_length:
+            original = len(enc["input_ids"])
+            enc = self.tokenizer(example.text, example.text_pair, truncation=True, max_length=self.max_length,
+                                 **kwargs)
         ids = list(enc["input_ids"])
         if not ids:
             raise ValueError(f"example {example.id!r} tokenizes to nothing")
+        if original is not None:
+            self._note_truncated(example, original, len(ids))
         return Encoded(example, ids, list(enc.get("token_type_ids") or [0] * len(ids)),
-                       list(enc["special_tokens_mask"]), self.tokenizer.convert_ids_to_tokens(ids))
+                       list(enc["special_tokens_mask"]), self.tokenizer.convert_ids_to_tokens(ids), original)
+
+    def _note_truncated(self, example: Example, original: int, kept: int):
+        key = (example.text, example.text_pair)
+        if key in self.truncated:
+            return
+        self.truncated[key] = (original, kept)
+        self.stats["truncated"] += 1
+        label = example.id if example.id is not None else (example.text[:40] + ("..." if len(example.text) > 40 else ""))
+        self._unreported.append((str(label), original, kept))
+
+    def report_truncation(self):
+        """One ``TruncationWarning`` for the examples truncated since the last report (each example
+        is reported once per engine): how many, and the original and kept lengths."""
+        if not self._unreported:
+            return
+        shown = ", ".join(f"{label!r}: {original} -> {kept}" for label, original, kept in self._unreported[:5])
+        more = f" and {len(self._unreported) - 5} more" if len(self._unreported) > 5 else ""
+        warnings.warn(f"{len(self._unreported)} input(s) longer than the model's limit of {self.max_length} tokens "
+                      f"were truncated (tokens: original -> kept): {shown}{more}. Use --max-length / "
+                      f"max_length to change the limit (at most the model's position table).",
+                      TruncationWarning, stacklevel=3)
+        self._unreported = []
 
     def collate(self, encoded: list[Encoded]) -> dict:
         """Right-padded model inputs on the model's device."""
@@ -129,6 +185,11 @@ class Engine:
     def logits(self, examples: Iterable, batch_size: int | None = None) -> torch.Tensor:
         """``(N, C)`` float logits of the clean inputs, in input order (length-sorted batches)."""
         encoded = [self.encode(Example.coerce(e)) for e in examples]
+        self.report_truncation()
+        return self._forward(encoded, batch_size)
+
+    @torch.no_grad()
+    def _forward(self, encoded: list[Encoded], batch_size: int | None = None) -> torch.Tensor:
         if not encoded:
             return torch.zeros(0)
         batch_size = batch_size or self.batch_size
@@ -143,8 +204,9 @@ class Engine:
 
     # ------------------------------------------------------------------------------ keys
     def key(self, enc: Encoded, method: str, params: dict, target_spec, unit=None) -> str:
-        """sha256 over model fingerprint, tokenizer fingerprint, input (and segment) ids, target,
-        method, params (minus ``VOLATILE_PARAMS``), unit and the payload format version."""
+        """sha256 over model fingerprint, tokenizer fingerprint, input (and segment) ids, target
+        (the resolved class index, never a spec such as ``"pred"``), method, params (minus
+        ``VOLATILE_PARAMS``), unit and the payload format version."""
         model_fp, tokenizer_fp = self._fingerprints()
         payload = {
             "model": model_fp,
@@ -176,9 +238,28 @@ class Engine:
         every computed batch is written to the cache before the next one starts."""
         self._call_fingerprints = self._fingerprints()
         try:
-            return self._attribute(examples, method, target, batch_size, **params)
+            results = self._attribute(examples, method, target, batch_size, **params)
         finally:
             self._call_fingerprints = None
+        self._report_completeness(results)
+        return results
+
+    def _report_completeness(self, results):
+        gaps = [(r.completeness["worst_relative_gap"], r) for r in results if r.completeness]
+        if not gaps:
+            self.stats.pop("worst_completeness_gap", None)
+            return
+        worst, example = max(gaps, key=lambda item: item[0])
+        self.stats["worst_completeness_gap"] = worst
+        over = [g for g, _ in gaps if g > self.completeness_tolerance]
+        if over:
+            where = example.completeness.get("worst_unit")
+            warnings.warn(
+                f"{example.method}: {len(over)} of {len(gaps)} attribution(s) miss IG completeness by more than "
+                f"{self.completeness_tolerance:g} (relative); worst {worst:.3g} on example "
+                f"{example.example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
+                f"converged: use more steps (--param steps=...) or another rule (steps_method)",
+                CompletenessWarning, stacklevel=3)
 
     def _attribute(self, examples, method, target, batch_size, **params):
         self._partial = {}
@@ -188,8 +269,10 @@ class Engine:
         examples = [Example.coerce(e) for e in examples]
         encoded = [self.encode(e) for e in examples]
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
+        self.report_truncation()
         specs = [resolve_target_spec(target, e, i) for i, e in enumerate(examples)] if impl.needs_target(params) \
             else [None] * len(examples)
+        specs = self._resolve_targets(encoded, specs, batch_size)
         units = impl.units(self.model, params)
         unit_list = units if units is not None else [None]
 
@@ -249,7 +332,7 @@ class Engine:
         (the units found are kept in ``self._partial[i]`` for reassembly)."""
         if self.cache is None:
             return list(unit_list)
-        found, missing, meta = {}, [], None
+        found, missing, meta, records = {}, [], None, {}
         for unit in unit_list:
             key = self.key(enc, impl.name, params, spec, unit)
             hit = self._get(key)
@@ -266,14 +349,33 @@ class Engine:
             else:
                 found[unit] = hit[0]
                 meta = hit[1]
+                if meta.get("completeness") is not None:
+                    records[unit] = meta["completeness"]
         if missing:
             if found:
-                self._partial[i] = found
+                self._partial[i] = (found, records)
             return missing
         scores = found[None] if unit_list == [None] else torch.cat([found[u] for u in unit_list], dim=0)
-        results[i] = self._build(enc, impl, params, scores, meta["target"], meta["predicted"], meta["probs"])
+        results[i] = self._build(enc, impl, params, scores, meta["target"], meta["predicted"], meta["probs"],
+                                 records)
         self.stats["hits"] += 1
         return []
+
+    def _resolve_targets(self, encoded, specs, batch_size=None) -> list:
+        """Spec -> class index for every example: ``"pred"`` by one clean forward (length-sorted
+        batches), class indices checked against the model's outputs. Cache keys hold the resolved
+        class, so every tool and every spelling of the same class share entries."""
+        need = [i for i, spec in enumerate(specs) if spec == "pred"]
+        resolved = list(specs)
+        if need:
+            logits = self._forward([encoded[i] for i in need], batch_size)
+            for i, row in zip(need, logits):
+                resolved[i] = int(row.argmax())
+        num_classes = int(getattr(self.model.config, "num_labels", 0) or 0)
+        bad = [int(t) for t in resolved if t is not None and num_classes and not 0 <= int(t) < num_classes]
+        if bad:
+            raise ValueError(f"target class {bad[0]} out of range for a {num_classes}-class model")
+        return resolved
 
     def _compute_batch(self, chunk, encoded, impl, params, specs, pending, results):
         encs = [encoded[i] for i in chunk]
@@ -281,8 +383,7 @@ class Engine:
         with torch.no_grad():
             logits = self.model(**inputs).logits.float()
         predicted = logits.argmax(-1)
-        targets = torch.tensor([predicted[r].item() if specs[i] == "pred" else (specs[i] if specs[i] is not None else -1)
-                                for r, i in enumerate(chunk)], device=logits.device)
+        targets = torch.tensor([specs[i] if specs[i] is not None else -1 for i in chunk], device=logits.device)
         num_classes = logits.shape[-1]
         bad = [(i, int(t)) for i, t in zip(chunk, targets.tolist()) if specs[i] is not None and not 0 <= t < num_classes]
         if bad:
@@ -298,27 +399,37 @@ class Engine:
             target = int(targets[r]) if specs[i] is not None else None
             meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r].tolist()}
             scores = payloads[r].detach()
+            records = dict(batch.info[r].get("completeness") or {})
             if self.cache is not None:
                 for pos, unit in enumerate(units):
                     part = scores if unit is None else scores[pos: pos + 1]
+                    extra = {"completeness": records[unit]} if unit in records else {}
                     self.cache.put(self.key(encoded[i], impl.name, params, specs[i], unit), part,
                                    dict(meta, method=impl.name, kind=impl.kind, model=model_fp, unit=unit,
-                                        n_tokens=encoded[i].length))
+                                        n_tokens=encoded[i].length, **extra))
             self.stats["units_computed"] += len(units)
             partial = self._partial.pop(i, None)
             if partial:
                 # Some units came from the cache: reassemble the full payload in unit order.
+                partial, cached_records = partial
+                records = {**cached_records, **records}
                 parts = dict(partial)
                 parts.update({unit: scores[pos: pos + 1] for pos, unit in enumerate(units)})
                 scores = torch.cat([parts[u] for u in impl.units(self.model, params)], dim=0)
                 self.stats["partial"] += 1
-            results[i] = self._build(encoded[i], impl, params, scores, target, meta["predicted"], meta["probs"])
+            results[i] = self._build(encoded[i], impl, params, scores, target, meta["predicted"], meta["probs"],
+                                     records)
             self.stats["computed"] += 1
 
-    def _build(self, enc: Encoded, impl, params, scores, target, predicted, probs) -> Attribution:
+    def _build(self, enc: Encoded, impl, params, scores, target, predicted, probs, records=None) -> Attribution:
         public = {k: v for k, v in params.items()}
         public["_pool_position"] = pool_position(self.model)
+        gone = pruned_heads(self.model)
+        if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
+            public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
         return Attribution(
+            completeness=completeness_summary(records, impl.units(self.model, params)),
+            original_length=enc.original_length,
             tokens=enc.tokens, input_ids=enc.input_ids, scores=scores, kind=impl.kind, method=impl.name,
             params=public, target=target, predicted=predicted, probs=probs, label=enc.example.label,
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
@@ -352,6 +463,21 @@ def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes) -> s
             (impl.kind == "tokens" and unit is None and len(shape) != 1) or (unit is not None and shape[:1] != (1,)):
         return f"payload shape {list(shape)} does not fit a {n}-token example of kind {impl.kind}"
     return None
+
+
+def completeness_summary(records: dict | None, units) -> dict | None:
+    """``{unit: completeness_record}`` -> the ``Attribution.completeness`` dict: lists ``sum``,
+    ``delta``, ``gap``, ``relative_gap`` in unit order (one per layer for AttAttr, one entry for
+    single-unit methods), ``worst_relative_gap`` and ``worst_unit`` (the layer, or None)."""
+    if not records:
+        return None
+    order = [u for u in (units if units is not None else [None]) if u in records or str(u) in records]
+    order = order or list(records)
+    rows = [records.get(u, records.get(str(u))) for u in order]
+    worst = max(range(len(rows)), key=lambda k: rows[k]["relative_gap"])
+    out = {key: [float(row[key]) for row in rows] for key in ("sum", "delta", "gap", "relative_gap")}
+    out.update(units=list(order), worst_relative_gap=float(rows[worst]["relative_gap"]), worst_unit=order[worst])
+    return out
 
 
 class _NullBar:

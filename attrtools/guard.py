@@ -40,6 +40,51 @@ class DeviceError(ValueError):
     """A ``--device`` that torch cannot parse or this machine does not have."""
 
 
+class InputFileError(ValueError):
+    """A local data file that cannot be read as its extension says (the message gives line and byte)."""
+
+
+def check_data_file(path: str, ext: str) -> None:
+    """Read a local .csv/.tsv/.jsonl file once, streaming: it must be UTF-8 (a BOM is allowed), a
+    .jsonl file must hold one JSON object per non-blank line, and a .csv/.tsv file must have rows
+    after its header. Raises ``InputFileError`` naming the line and byte offset."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    rows = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = decoder.decode(raw)
+            except UnicodeDecodeError as err:
+                raise InputFileError(
+                    f"{path} is not UTF-8 text: byte 0x{raw[err.start]:02x} at line {number}, byte offset "
+                    f"{offset + err.start} (re-save the file as UTF-8)") from None
+            if number == 1:
+                line = line.lstrip("\ufeff")
+            offset += len(raw)
+            if not line.strip():
+                continue
+            rows += 1
+            if ext == ".jsonl":
+                try:
+                    row = json.loads(line)
+                except (ValueError, RecursionError) as err:
+                    raise InputFileError(f"{path} line {number} (byte offset {offset - len(raw)}) is not JSON: "
+                                         f"{str(err)[:80]}") from None
+                if not isinstance(row, dict):
+                    raise InputFileError(f"{path} line {number} is JSON but not an object ({{\"text\": ...}})")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise InputFileError(f"{path} is not UTF-8 text: it ends inside a character (byte offset {offset})") from None
+    if ext in (".csv", ".tsv") and rows < 2:
+        raise InputFileError(f"{path} has a header line but no rows")
+    if rows == 0:
+        raise InputFileError(f"{path} has no rows (only blank lines)")
+
+
 class VocabularyError(ValueError):
     """Input that the tokenizer mostly cannot represent (mostly the unknown token)."""
 

@@ -21,87 +21,193 @@ class UnsupportedModelError(ValueError):
 
 @dataclass(frozen=True)
 class Adapter:
-    """Where things live inside one architecture (paths relative to the model or to one layer)."""
+    """Everything attrtools knows about one architecture family, in one place.
+
+    Paths are attribute paths relative to the model root (``layers``, ``embeddings``,
+    ``word_embeddings``, ``final_norm``, ``classifier_head``) or to one block (the rest).
+
+    - ``query``/``key``/``value``/``output``: the projections. Families with one fused q/k/v
+      projection (GPT-2 ``c_attn``, Phi-3 ``qkv_proj``) name it in ``fused_qkv``; ``query``/``key``/
+      ``value`` then name the same module and :func:`qkv_slices` gives the output ranges of each.
+    - ``conv1d``: the projections are transformers ``Conv1D`` (weight stored ``(in, out)``).
+    - ``ln_attention``: post-LN: the LayerNorm after attention + residual; pre-LN: the norm before
+      attention. ``pre_norm`` tells which.
+    - ``pooling``: ``"first"`` (the classifier reads token 0: [CLS] / <s>) or ``"last_non_pad"``
+      (decoder classifiers: the rightmost token whose id is not ``config.pad_token_id``, the model's
+      own rule; see :func:`pool_positions`).
+    - ``classifier_head``: the linear layers applied in order to the pooled vector (the relevance
+      rules of Chefer LRP and DecompX walk them); ``None`` where the head is not a chain of linears
+      with element-wise non-linearities in between.
+    - ``head_count_attrs``: attributes of the attention module that hold its head count, read at
+      forward time and updated by physical pruning (``width_attrs``: the same times the head dim);
+      ``config_head_count``: the family reads ``self.config.num_attention_heads`` in forward (Phi-3),
+      so a pruned layer gets its own config view.
+    - ``refuses``: ``{method: reason}`` for methods that do not apply to this family (beyond the
+      generic rule that norm-based decompositions need post-LN blocks).
+    - ``tiny_config``: extra config values for the tiny test models of :mod:`attrtools.testing`
+      (what makes the family realistic: grouped KV heads, soft-capping, ...); a callable value
+      receives the hidden size.
+    """
 
     model_type: str
-    layers: str  # ModuleList of transformer blocks, from the model root
-    embeddings: str  # module whose output enters layer 0, from the model root
-    word_embeddings: str  # token embedding table, from the model root
-    attention: str  # module that calls the attention function, from a layer
+    layers: str
+    embeddings: str
+    word_embeddings: str
+    attention: str
     query: str
     key: str
     value: str
-    output: str  # attention output projection W_O, from a layer
-    ln_attention: str  # post-LN: LayerNorm after attention+residual; pre-LN: norm before attention
+    output: str
+    ln_attention: str
     ffn_in: str
     ffn_out: str
     ln_ffn: str
-    pre_norm: bool = False  # True for pre-LN blocks (Llama); the norm-based methods need post-LN
+    pre_norm: bool = False
     uses_token_type_ids: bool = True
-    pool_position: int = 0  # which token the classifier reads: 0 = first ([CLS]/<s>), -1 = last token
-    final_norm: str | None = None  # pre-LN models normalise after the last layer
+    pooling: str = "first"
+    final_norm: str | None = None
+    classifier_head: tuple | None = None
+    fused_qkv: str | None = None
+    conv1d: bool = False
+    head_count_attrs: tuple = ("num_attention_heads", "n_heads", "num_heads")
+    width_attrs: tuple = ("all_head_size",)
+    fused_width_attrs: tuple = ()  # attributes equal to the query width (GPT-2 ``split_size``)
+    config_head_count: bool = False
+    empty_layer_patch: bool = False  # the attention module cannot run with 0 heads (capture patches it)
+    probs_hook: str | None = None  # second capture mechanism: module applied to the probabilities
+    #   right after the softmax, from a layer (families whose attention bypasses AttentionInterface)
+    head_projections: tuple = ()  # further per-head projections sliced like the key (DeBERTa's pos_*_proj)
+    block_returns_tuple: bool = False  # a block returns (hidden, attention) rather than hidden
+    refuses: tuple = ()  # ((method, reason), ...); "prune_heads" names a family that cannot be pruned physically
+    tiny_config: tuple = ()  # ((config key, value), ...)
+    family: str = ""  # the family group shown in the README ("encoder", "decoder")
+
+    @property
+    def pool_position(self) -> int:
+        """0 for first-token pooling, -1 (the last real token) for last-non-pad pooling."""
+        return 0 if self.pooling == "first" else -1
+
+    def refusal(self, method: str) -> str | None:
+        return dict(self.refuses).get(method)
 
 
-_BERT_LIKE = dict(
-    attention="attention.self",
-    query="attention.self.query",
-    key="attention.self.key",
-    value="attention.self.value",
-    output="attention.output.dense",
-    ln_attention="attention.output.LayerNorm",
-    ffn_in="intermediate.dense",
-    ffn_out="output.dense",
-    ln_ffn="output.LayerNorm",
-)
+def _bert_like(model_type: str, prefix: str, head=("classifier.dense", "classifier.out_proj"), **kw) -> Adapter:
+    return Adapter(
+        model_type, f"{prefix}.encoder.layer", f"{prefix}.embeddings", f"{prefix}.embeddings.word_embeddings",
+        attention="attention.self", query="attention.self.query", key="attention.self.key",
+        value="attention.self.value", output="attention.output.dense", ln_attention="attention.output.LayerNorm",
+        ffn_in="intermediate.dense", ffn_out="output.dense", ln_ffn="output.LayerNorm",
+        classifier_head=head, family="encoder", **kw)
+
+
+_DECODER_NORM_REASON = ("pre-LN decoder (RMSNorm, rotary positions, last-token pooling): the official relevance "
+                        "rules cover post-LN encoders only")
+
+
+def _llama_like(model_type: str, tiny=(), refuses=(), **kw) -> Adapter:
+    return Adapter(
+        model_type, "model.layers", "model.embed_tokens", "model.embed_tokens",
+        attention="self_attn", query="self_attn.q_proj", key="self_attn.k_proj", value="self_attn.v_proj",
+        output="self_attn.o_proj", ln_attention="input_layernorm", ffn_in="mlp.up_proj", ffn_out="mlp.down_proj",
+        ln_ffn="post_attention_layernorm", pre_norm=True, uses_token_type_ids=False, pooling="last_non_pad",
+        final_norm="model.norm", family="decoder",
+        refuses=(("chefer_lrp", _DECODER_NORM_REASON),) + tuple(refuses),
+        tiny_config=(("num_key_value_heads", 2),) + tuple(tiny), **kw)
+
 
 ADAPTERS: dict[str, Adapter] = {
-    "bert": Adapter("bert", "bert.encoder.layer", "bert.embeddings", "bert.embeddings.word_embeddings", **_BERT_LIKE),
-    "roberta": Adapter(
-        "roberta", "roberta.encoder.layer", "roberta.embeddings", "roberta.embeddings.word_embeddings", **_BERT_LIKE
-    ),
-    "electra": Adapter(
-        "electra", "electra.encoder.layer", "electra.embeddings", "electra.embeddings.word_embeddings", **_BERT_LIKE
-    ),
+    "bert": _bert_like("bert", "bert", head=("bert.pooler.dense", "classifier")),
+    "roberta": _bert_like("roberta", "roberta", tiny_config=(("type_vocab_size", 1),)),
+    # XLM-R and CamemBERT are RoBERTa under another name (same modules, same head).
+    "xlm-roberta": _bert_like("xlm-roberta", "roberta", tiny_config=(("type_vocab_size", 1),)),
+    "camembert": _bert_like("camembert", "roberta", tiny_config=(("type_vocab_size", 1),)),
+    "electra": _bert_like("electra", "electra", tiny_config=(("embedding_size", lambda hidden: hidden),)),
+    "ernie": _bert_like("ernie", "ernie", head=("ernie.pooler.dense", "classifier")),
     "distilbert": Adapter(
-        "distilbert",
-        "distilbert.transformer.layer",
-        "distilbert.embeddings",
-        "distilbert.embeddings.word_embeddings",
-        attention="attention",
-        query="attention.q_lin",
-        key="attention.k_lin",
-        value="attention.v_lin",
-        output="attention.out_lin",
-        ln_attention="sa_layer_norm",
-        ffn_in="ffn.lin1",
-        ffn_out="ffn.lin2",
-        ln_ffn="output_layer_norm",
-        uses_token_type_ids=False,
-    ),
-    "llama": Adapter(
-        "llama",
-        "model.layers",
-        "model.embed_tokens",
-        "model.embed_tokens",
-        attention="self_attn",
-        query="self_attn.q_proj",
-        key="self_attn.k_proj",
-        value="self_attn.v_proj",
-        output="self_attn.o_proj",
-        ln_attention="input_layernorm",
-        ffn_in="mlp.up_proj",
-        ffn_out="mlp.down_proj",
-        ln_ffn="post_attention_layernorm",
-        pre_norm=True,
-        uses_token_type_ids=False,
-        pool_position=-1,
-        final_norm="model.norm",
-    ),
+        "distilbert", "distilbert.transformer.layer", "distilbert.embeddings", "distilbert.embeddings.word_embeddings",
+        attention="attention", query="attention.q_lin", key="attention.k_lin", value="attention.v_lin",
+        output="attention.out_lin", ln_attention="sa_layer_norm", ffn_in="ffn.lin1", ffn_out="ffn.lin2",
+        ln_ffn="output_layer_norm", uses_token_type_ids=False, classifier_head=("pre_classifier", "classifier"),
+        family="encoder", tiny_config=(("hidden_dim", lambda hidden: 2 * hidden), ("dropout", 0.0))),
+    "llama": _llama_like("llama"),
+    "mistral": _llama_like("mistral"),
+    "qwen2": _llama_like("qwen2"),
+    "qwen3": _llama_like("qwen3", tiny=(("head_dim", 8),)),  # q_norm/k_norm per head, explicit head_dim
+    # Gemma 2: tanh soft-capping of the attention scores (capture's eager branch applies it),
+    # alternating sliding-window / global layers (the window comes in through the mask interface).
+    "gemma2": _llama_like("gemma2", tiny=(("head_dim", 8), ("sliding_window", 4), ("attn_logit_softcapping", 20.0),
+                                          ("query_pre_attn_scalar", 8))),
+    "gemma3_text": _llama_like("gemma3_text", tiny=(("head_dim", 8), ("sliding_window", 4),
+                                                    ("layer_types", ["sliding_attention", "full_attention"]))),
+    # Phi-3: one fused qkv_proj (q | k | v rows); its attention reads config.num_attention_heads at
+    # forward time, so a pruned layer gets its own config view.
+    "phi3": Adapter(
+        "phi3", "model.layers", "model.embed_tokens", "model.embed_tokens",
+        attention="self_attn", query="self_attn.qkv_proj", key="self_attn.qkv_proj", value="self_attn.qkv_proj",
+        output="self_attn.o_proj", ln_attention="input_layernorm", ffn_in="mlp.gate_up_proj",
+        ffn_out="mlp.down_proj", ln_ffn="post_attention_layernorm", pre_norm=True, uses_token_type_ids=False,
+        pooling="last_non_pad", final_norm="model.norm", fused_qkv="self_attn.qkv_proj", config_head_count=True,
+        refuses=(("chefer_lrp", _DECODER_NORM_REASON),), tiny_config=(("num_key_value_heads", 2),),
+        family="decoder"),
+    # ModernBERT: pre-LN encoder, fused Wqkv (q | k | v blocks), rotary positions, alternating local
+    # (sliding-window, through the mask interface) and global layers; first-token ("cls") pooling
+    # by default (``classifier_pooling="mean"`` has no single pooled token: see pool_positions).
+    "modernbert": Adapter(
+        "modernbert", "model.layers", "model.embeddings", "model.embeddings.tok_embeddings",
+        attention="attn", query="attn.Wqkv", key="attn.Wqkv", value="attn.Wqkv", output="attn.Wo",
+        ln_attention="attn_norm", ffn_in="mlp.Wi", ffn_out="mlp.Wo", ln_ffn="mlp_norm", pre_norm=True,
+        uses_token_type_ids=False, final_norm="model.final_norm", fused_qkv="attn.Wqkv", empty_layer_patch=True,
+        refuses=(("chefer_lrp", "pre-LN encoder with a LayerNorm inside its classification head: the official "
+                                "relevance rules cover post-LN encoders only"),),
+        tiny_config=(("global_attn_every_n_layers", 2), ("local_attention", 4), ("cls_token_id", 2),
+                     ("sep_token_id", 3), ("mlp_dropout", 0.0), ("embedding_dropout", 0.0)),
+        family="encoder"),
+    # DeBERTa-v2/v3: disentangled attention (content + relative-position terms) computed in its own
+    # module, not through AttentionInterface: captured at its probability step (the dropout applied
+    # right after the softmax), capture.py's second mechanism. Tiny config in the v3 style.
+    "deberta-v2": Adapter(
+        "deberta-v2", "deberta.encoder.layer", "deberta.embeddings", "deberta.embeddings.word_embeddings",
+        attention="attention.self", query="attention.self.query_proj", key="attention.self.key_proj",
+        value="attention.self.value_proj", output="attention.output.dense", ln_attention="attention.output.LayerNorm",
+        ffn_in="intermediate.dense", ffn_out="output.dense", ln_ffn="output.LayerNorm", uses_token_type_ids=False,
+        classifier_head=("pooler.dense", "classifier"), probs_hook="attention.self.dropout",
+        head_projections=("attention.self.pos_key_proj", "attention.self.pos_query_proj"),
+        block_returns_tuple=True, empty_layer_patch=True,
+        refuses=(("chefer_lrp", "disentangled attention adds relative-position terms to the scores, which the "
+                                "official relevance rules (Q·Kᵀ only) do not cover"),),
+        tiny_config=(("relative_attention", True), ("pos_att_type", ["p2c", "c2p"]), ("share_att_key", True),
+                     ("position_buckets", 8), ("max_relative_positions", -1), ("norm_rel_ebd", "layer_norm"),
+                     ("type_vocab_size", 0)),
+        family="encoder"),
+    # MPNet: relative position bias added to the scores inside its own attention module (not through
+    # AttentionInterface): captured at its probability step like DeBERTa.
+    "mpnet": Adapter(
+        "mpnet", "mpnet.encoder.layer", "mpnet.embeddings", "mpnet.embeddings.word_embeddings",
+        attention="attention.attn", query="attention.attn.q", key="attention.attn.k", value="attention.attn.v",
+        output="attention.attn.o", ln_attention="attention.LayerNorm", ffn_in="intermediate.dense",
+        ffn_out="output.dense", ln_ffn="output.LayerNorm", uses_token_type_ids=False,
+        classifier_head=("classifier.dense", "classifier.out_proj"), probs_hook="attention.attn.dropout",
+        block_returns_tuple=True, empty_layer_patch=True,
+        refuses=(("chefer_lrp", "the relative position bias added to the scores has no rule in the official "
+                                "relevance propagation (Q·Kᵀ only)"),
+                 ("prune_heads", "one relative position bias table (per head) is shared by every layer, so a head "
+                                 "cannot be removed from one layer physically; masking (the pruning curve) works")),
+        family="encoder"),
+    # GPT-2: Conv1D projections (weight stored (in, out)), fused c_attn split at ``split_size``; the
+    # hidden state entering block 0 is the output of ``transformer.drop`` (token + position embeddings).
+    "gpt2": Adapter(
+        "gpt2", "transformer.h", "transformer.drop", "transformer.wte",
+        attention="attn", query="attn.c_attn", key="attn.c_attn", value="attn.c_attn", output="attn.c_proj",
+        ln_attention="ln_1", ffn_in="mlp.c_fc", ffn_out="mlp.c_proj", ln_ffn="ln_2", pre_norm=True,
+        uses_token_type_ids=False, pooling="last_non_pad", final_norm="transformer.ln_f", fused_qkv="attn.c_attn",
+        conv1d=True, fused_width_attrs=("split_size",), refuses=(("chefer_lrp", _DECODER_NORM_REASON),),
+        empty_layer_patch=True,
+        family="decoder"),
 }
 
 
 def supported_model_types() -> list[str]:
-    return sorted(ADAPTERS)
+    return sorted(t for t, a in ADAPTERS.items() if not a.family.startswith("inferred"))
 
 
 def adapter_for(model_or_config) -> Adapter:
@@ -113,6 +219,91 @@ def adapter_for(model_or_config) -> Adapter:
             f"supported: {', '.join(supported_model_types())}"
         )
     return ADAPTERS[model_type]
+
+
+# ------------------------------------------------------------------------------------ unknown families
+# Names under which the common ("Llama-like" or "BERT-like") blocks keep their projections.
+_SEPARATE_QKVO = (("q_proj", "k_proj", "v_proj", "o_proj"), ("query", "key", "value", "dense"),
+                  ("q", "k", "v", "o"), ("q_lin", "k_lin", "v_lin", "out_lin"))
+_FUSED_QKV = (("qkv_proj", "o_proj"), ("Wqkv", "Wo"), ("query_key_value", "dense"))
+_PRE_NORM_NAMES = ("input_layernorm", "ln_1", "attn_norm", "norm1")
+_POST_ATTN_NORM = ("post_attention_layernorm", "ln_2", "mlp_norm", "norm2")
+_FFN = (("mlp.up_proj", "mlp.down_proj"), ("mlp.c_fc", "mlp.c_proj"), ("mlp.fc1", "mlp.fc2"),
+        ("mlp.gate_up_proj", "mlp.down_proj"), ("mlp.dense_h_to_4h", "mlp.dense_4h_to_h"))
+
+
+def infer_adapter(model: nn.Module) -> Adapter:
+    """A candidate adapter for a ``model_type`` not in the table, read from the module tree:
+    the block list (a ModuleList of ``num_hidden_layers`` blocks), the attention module holding
+    separate or fused q/k/v/o projections under the usual names, the input embeddings, pre-LN
+    norms, and last-non-pad pooling for transformers' generic decoder classifiers.
+
+    Structural only: ``capture.install`` accepts it after a self-check on the real model (capture
+    ran in every layer; probabilities and logits equal the eager forward). Norm-based decompositions
+    and Chefer LRP are refused on inferred adapters. Raises :class:`UnsupportedModelError` naming
+    what was not found."""
+    config = model.config
+    model_type = getattr(config, "model_type", None)
+    supported = ", ".join(supported_model_types())
+
+    def refuse(missing: str):
+        return UnsupportedModelError(
+            f"attrtools cannot capture attention in model_type {model_type!r}: not in its adapter table, and "
+            f"{missing}; supported: {supported}")
+
+    num_layers = getattr(config, "num_hidden_layers", None)
+    if getattr(config, "num_hidden_groups", None) is not None:
+        raise refuse("it shares one block's weights across layers (ALBERT-style): the layer index would have to "
+                     "come from the call, which attrtools does not do yet")
+    names = dict(model.named_modules())
+    lists = [n for n, m in names.items() if isinstance(m, nn.ModuleList) and len(m) == num_layers and n]
+    if not lists:
+        raise refuse(f"no list of {num_layers} blocks was found")
+    layers = min(lists, key=lambda n: n.count("."))
+    block = names[layers][0]
+    block_modules = dict(block.named_modules())
+    found = None
+    for path, module in block_modules.items():
+        children = dict(module.named_children())
+        for q, k, v, o in _SEPARATE_QKVO:
+            if all(isinstance(children.get(x), nn.Linear) for x in (q, k, v, o)):
+                found = (path, f"{path}.{q}", f"{path}.{k}", f"{path}.{v}", f"{path}.{o}", None)
+                break
+        if found is None and all(isinstance(children.get(x), nn.Linear) for x in ("query", "key", "value")) \
+                and "." in path and isinstance(block_modules.get(path.rsplit(".", 1)[0] + ".output.dense"), nn.Linear):
+            # BERT-like: W_O is the sibling ``output.dense`` of the self-attention module
+            found = (path, f"{path}.query", f"{path}.key", f"{path}.value", path.rsplit(".", 1)[0] + ".output.dense",
+                     None)
+        for qkv, o in _FUSED_QKV:
+            if found is None and all(isinstance(children.get(x), nn.Linear) for x in (qkv, o)):
+                found = (path, f"{path}.{qkv}", f"{path}.{qkv}", f"{path}.{qkv}", f"{path}.{o}", f"{path}.{qkv}")
+        if found:
+            break
+    if found is None or not found[0]:
+        raise refuse("no attention module with q/k/v/o (or fused qkv/o) projections under the usual names was found "
+                     f"in {layers}.0")
+    attention, query, key, value, output, fused = found
+    embeddings = model.get_input_embeddings()
+    embedding_path = next((n for n, m in names.items() if m is embeddings), None)
+    if embedding_path is None:
+        raise refuse("the input embeddings were not found")
+    pre = next((n for n in _PRE_NORM_NAMES if n in block_modules), None)
+    post = next((n for n in _POST_ATTN_NORM if n in block_modules), None)
+    ffn = next(((a, b) for a, b in _FFN if a in block_modules and b in block_modules), None)
+    decoder = hasattr(model, "score") and not hasattr(model, "classifier")
+    reason = "inferred adapter (a family attrtools has no relevance rules for)"
+    return Adapter(
+        model_type, layers, embedding_path, embedding_path, attention=attention, query=query, key=key, value=value,
+        output=output, ln_attention=pre or post or output, ffn_in=(ffn or (output, output))[0],
+        ffn_out=(ffn or (output, output))[1], ln_ffn=post or output, pre_norm=True,
+        uses_token_type_ids=False, pooling="last_non_pad" if decoder else "first", fused_qkv=fused,
+        refuses=tuple((m, reason) for m in ("chefer_lrp", "globenc", "alti", "decompx")),
+        family="inferred (decoder)" if decoder else "inferred (encoder)")
+
+
+def register_adapter(adapter: Adapter) -> None:
+    """Add an adapter (e.g. an inferred one that passed ``capture``'s self-check) to the table."""
+    ADAPTERS[adapter.model_type] = adapter
 
 
 def get_module(root: nn.Module, path: str) -> nn.Module:
@@ -132,66 +323,260 @@ def layer_module(model: nn.Module, layer: int, part: str) -> nn.Module:
     return get_module(get_layers(model)[layer], getattr(adapter, part))
 
 
-def num_layers_heads(model: nn.Module) -> tuple[int, int]:
-    layers = get_layers(model)
-    attention = get_module(layers[0], adapter_for(model).attention)
-    heads = getattr(attention, "num_attention_heads", None) or getattr(attention, "n_heads", None)
-    if heads is None:
-        heads = model.config.num_attention_heads
-    return len(layers), int(heads)
+def attention_module(model: nn.Module, layer: int) -> nn.Module:
+    return layer_module(model, layer, "attention")
+
+
+# ------------------------------------------------------------------------------------ heads
+def original_heads(model_or_config) -> int:
+    """Query heads per layer of the unpruned architecture (from the config)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return int(config.num_attention_heads)
+
+
+def kv_heads(model_or_config) -> int:
+    """Key/value heads per layer of the unpruned architecture (= query heads without GQA)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    return int(getattr(config, "num_key_value_heads", None) or original_heads(config))
+
+
+def kv_group_size(model_or_config) -> int:
+    """How many query heads share one key/value head (1 without GQA)."""
+    return original_heads(model_or_config) // kv_heads(model_or_config)
+
+
+def head_dim(model_or_config) -> int:
+    """Dimension of one head (the config's ``head_dim`` where the family has one, else hidden / heads)."""
+    config = getattr(model_or_config, "config", model_or_config)
+    explicit = getattr(config, "head_dim", None)
+    if explicit:
+        return int(explicit)
+    return int(config.hidden_size) // original_heads(config)
+
+
+def pruned_heads(model: nn.Module) -> dict[int, list[int]]:
+    """``{layer: [original head indices removed]}`` of a physically pruned model (empty if unpruned)."""
+    return {int(l): sorted(h) for l, h in getattr(model, "_attrtools_pruned_heads", {}).items() if h}
+
+
+def kept_heads(model: nn.Module, layer: int) -> list[int]:
+    """Original indices of the heads still present in ``layer``, in their physical order."""
+    gone = set(pruned_heads(model).get(int(layer), ()))
+    return [h for h in range(original_heads(model)) if h not in gone]
 
 
 def heads_per_layer(model: nn.Module) -> list[int]:
-    """Current number of heads in each layer (differs between layers once a model is pruned)."""
+    """Current number of query heads in each layer (differs between layers once a model is pruned)."""
+    return [len(kept_heads(model, l)) for l in range(len(get_layers(model)))]
+
+
+def num_layers_heads(model: nn.Module) -> tuple[int, int]:
+    """``(L, H)``: layers and heads per layer of the *original* architecture. Per-head tables and
+    matrices of a pruned model keep this numbering (pruned heads read 0; see ``pruned_heads``)."""
+    return len(get_layers(model)), original_heads(model)
+
+
+def select_kept(model: nn.Module, layer: int, tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """The heads of ``tensor`` (original numbering along ``dim``) still present in ``layer``."""
+    gone = pruned_heads(model).get(int(layer))
+    if not gone:
+        return tensor
+    index = torch.tensor(kept_heads(model, layer), dtype=torch.long, device=tensor.device)
+    return tensor.index_select(dim, index)
+
+
+def expand_kept(model: nn.Module, layer: int, tensor: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Inverse of :func:`select_kept`: physical heads back at their original indices, 0 for pruned ones."""
+    gone = pruned_heads(model).get(int(layer))
+    if not gone:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = original_heads(model)
+    index = torch.tensor(kept_heads(model, layer), dtype=torch.long, device=tensor.device)
+    return tensor.new_zeros(shape).index_copy(dim, index, tensor)
+
+
+def qkv_slices(model: nn.Module, layer: int) -> dict[str, slice]:
+    """Output ranges of q, k and v in a fused projection of ``layer`` (current, possibly pruned, sizes)."""
+    d = head_dim(model)
+    q = heads_per_layer(model)[layer] * d
+    kv = q // kv_group_size(model)
+    return {"query": slice(0, q), "key": slice(q, q + kv), "value": slice(q + kv, q + 2 * kv)}
+
+
+def projection(model: nn.Module, layer: int, part: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(weight (out, in), bias or None)`` of ``part`` ("query", "key", "value", "output") of a
+    block in ``nn.Linear`` layout, fused projections sliced and ``Conv1D`` transposed (views)."""
     adapter = adapter_for(model)
-    out = []
-    for block in get_layers(model):
-        attn = get_module(block, adapter.attention)
-        head_dim = _head_dim(attn, model.config)
-        out.append(get_module(block, adapter.query).out_features // head_dim)
-    return out
+    module = layer_module(model, layer, part)
+    weight = module.weight.t() if adapter.conv1d else module.weight
+    bias = module.bias
+    if adapter.fused_qkv and part in ("query", "key", "value"):
+        rows = qkv_slices(model, layer)[part]
+        weight = weight[rows]
+        bias = bias[rows] if bias is not None else None
+    return weight, bias
 
 
-def _head_dim(attention: nn.Module, config) -> int:
-    for name in ("attention_head_size", "head_dim"):
-        if hasattr(attention, name):
-            return int(getattr(attention, name))
-    return config.hidden_size // config.num_attention_heads
-
-
+# ------------------------------------------------------------------------------------ pooling
 def pool_position(model: nn.Module) -> int:
     return adapter_for(model).pool_position
 
 
+class PoolingError(ValueError):
+    """A decoder classifier that cannot tell which token it reads (no pad token)."""
+
+
+def check_pooling(model: nn.Module, tokenizer=None) -> None:
+    """Decoder classifiers read the last non-pad token, found through ``config.pad_token_id``; without
+    one (and a batch of more than one) the model cannot find it. Refuse that clearly, and refuse a
+    tokenizer that pads with another id than the model looks for (the model would read a pad)."""
+    adapter = adapter_for(model)
+    if adapter.pooling != "last_non_pad":
+        return
+    pad = model.config.pad_token_id
+    if pad is None:
+        raise PoolingError(
+            f"model_type {adapter.model_type!r} classifies the last non-pad token and finds it through "
+            "config.pad_token_id, which is not set (nor does the tokenizer have a pad token): set "
+            "tokenizer.pad_token (e.g. to its eos token) and model.config.pad_token_id to its id")
+    if tokenizer is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id != pad:
+        raise PoolingError(
+            f"the tokenizer pads with id {tokenizer.pad_token_id} but model_type {adapter.model_type!r} "
+            f"looks for pad id {pad} (config.pad_token_id) to find its last token: make them equal")
+
+
+def pool_positions(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` position of the token the classifier reads, by the model's own rule: 0, or the
+    rightmost token whose id is not ``config.pad_token_id`` (transformers' decoder classifiers)."""
+    adapter = adapter_for(model)
+    batch, length = input_ids.shape
+    if getattr(model.config, "classifier_pooling", "cls") == "mean":
+        raise PoolingError(f"this {adapter.model_type} classifier averages every token (classifier_pooling='mean'): "
+                           "there is no single pooled token")
+    if adapter.pooling == "first":
+        return torch.zeros(batch, dtype=torch.long, device=input_ids.device)
+    pad = model.config.pad_token_id
+    if pad is None:
+        if batch != 1:
+            check_pooling(model)
+        return torch.full((batch,), length - 1, dtype=torch.long, device=input_ids.device)
+    positions = torch.arange(length, device=input_ids.device)
+    return ((input_ids != pad).long() * positions).argmax(-1)
+
+
+def method_refusal(model: nn.Module, method: str) -> str | None:
+    """Why ``method`` does not apply to this family, or None (the adapter's ``refuses``)."""
+    return adapter_for(model).refusal(method)
+
+
+# ------------------------------------------------------------------------------------ outputs
+class OneOutputError(ValueError):
+    """Something that needs class probabilities was asked of a model with one output (``num_labels=1``)."""
+
+
+def require_classes(model, what: str) -> int:
+    """The number of classes; raises ``OneOutputError`` naming ``what`` for a one-output model
+    (a regressor or a single-logit scorer: its softmax is constantly 1, so probabilities,
+    accuracies and probability drops would all be meaningless constants)."""
+    count = int(getattr(model.config, "num_labels", 0) or 0)
+    if count < 2:
+        raise OneOutputError(f"{what} needs class probabilities, but this model has a single output "
+                             f"(num_labels={count}); attribute its raw output with a logit target instead "
+                             f"(e.g. attrtools attribute --method grad_input, or --param target_kind=logit)")
+    return count
+
+
+# ------------------------------------------------------------------------------------ input length
+# Families whose position ids start after the padding index (fairseq's convention): the table holds
+# ``max_position_embeddings`` rows, of which ``pad_token_id + 1`` are never used by a real token.
+_PADDING_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text",
+                                       "xmod", "roberta-prelayernorm", "luke", "mpnet", "ibert"})
+# A tokenizer without a known limit reports this (``int(1e30)``, transformers' VERY_LARGE_INTEGER).
+_UNSET_TOKENIZER_LIMIT = int(1e9)
+
+
+def position_limit(model_or_config) -> int | None:
+    """Longest input (tokens, special tokens included) the model's position table can encode.
+
+    ``max_position_embeddings`` (``n_positions`` for GPT-2 style configs) minus the RoBERTa-style
+    offset (position ids start at ``pad_token_id + 1`` in RoBERTa, XLM-R, CamemBERT, MPNet, ...);
+    None when the config states no limit."""
+    config = getattr(model_or_config, "config", model_or_config)
+    table = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not table:
+        return None
+    offset = 0
+    if getattr(config, "model_type", None) in _PADDING_OFFSET_POSITIONS:
+        offset = (getattr(config, "pad_token_id", None) or 0) + 1
+    return int(table) - offset
+
+
+def tokenizer_limit(tokenizer) -> int | None:
+    """``tokenizer.model_max_length``, or None when it is transformers' "no limit" sentinel."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if limit is None or limit >= _UNSET_TOKENIZER_LIMIT:
+        return None
+    return int(limit)
+
+
+def max_input_length(model, tokenizer, override: int | None = None) -> int | None:
+    """The one truncation rule of attrtools: the longest input (in tokens, specials included) that
+    every tool feeds ``model``.
+
+    Default: the smaller of ``position_limit(model)`` and ``tokenizer_limit(tokenizer)`` (None if
+    neither is known). ``override`` (``--max-length``) replaces the default; it must be >= 2 and
+    may not exceed the position table, which would index past it.
+
+    Raises ``ValueError`` for an override that is too small or beyond the position table."""
+    positions = position_limit(model)
+    if override is not None:
+        override = int(override)
+        if override < 2:
+            raise ValueError(f"max length must be at least 2 tokens, got {override}")
+        if positions is not None and override > positions:
+            raise ValueError(f"max length {override} exceeds the {positions} positions this model can encode "
+                             f"(model_type {getattr(model.config, 'model_type', '?')!r})")
+        return override
+    limits = [v for v in (positions, tokenizer_limit(tokenizer)) if v is not None]
+    return min(limits) if limits else None
+
+
 # ------------------------------------------------------------------------------------ fingerprint
-_FINGERPRINTS: dict[int, tuple[tuple, str]] = {}
+def _tensor_digest(tensor: torch.Tensor) -> bytes:
+    """xxh3-128 of a tensor's raw bytes (read in place for contiguous CPU tensors, else copied)."""
+    import xxhash
+
+    data = tensor.detach()
+    if data.device.type != "cpu":
+        data = data.cpu()
+    data = data.contiguous().reshape(-1)
+    if data.numel() == 0:
+        return xxhash.xxh3_128(b"").digest()
+    return xxhash.xxh3_128(memoryview(data.view(torch.uint8).numpy())).digest()
 
 
 def fingerprint(model: nn.Module) -> str:
-    """sha256 over the config and every parameter's bytes.
+    """sha256 over the config and the content of every parameter and buffer (name, shape, dtype,
+    and an xxh3-128 digest of its bytes).
 
-    Memoised on (data pointer, in-place version counter) of every parameter, so editing a weight
-    in place or loading new weights changes the fingerprint without rehashing unchanged models.
-    """
-    params = list(model.state_dict(keep_vars=True).items())
-    stamp = tuple((name, t.data_ptr(), t._version, tuple(t.shape), str(t.dtype)) for name, t in params)
-    memo = _FINGERPRINTS.get(id(model))
-    if memo is not None and memo[0] == stamp:
-        return memo[1]
+    Nothing is memoised: the bytes are read on every call, so an edit through any route (in-place
+    ops, ``.data`` edits that leave the version counter alone, numpy views, ``load_state_dict``)
+    changes the fingerprint. xxh3 reads memory at several GB/s, so a warm call on a BERT-base
+    model costs a few tens of milliseconds (``scripts/bench_fingerprint.py`` measures it)."""
     digest = hashlib.sha256()
     config = model.config.to_dict()
     for volatile in ("_name_or_path", "transformers_version", "_attn_implementation_autoset", "dtype", "torch_dtype"):
         config.pop(volatile, None)
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in params:
-        digest.update(name.encode())
-        data = tensor.detach()
-        if data.dtype == torch.bfloat16:
-            data = data.float()
-        digest.update(data.cpu().contiguous().numpy().tobytes())
-    value = digest.hexdigest()
-    _FINGERPRINTS[id(model)] = (stamp, value)
-    return value
+    seen: dict[tuple, bytes] = {}  # tied weights (same storage, shape, dtype) are read once
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        ident = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype, tensor.device)
+        if ident not in seen or tensor.data_ptr() == 0:
+            seen[ident] = _tensor_digest(tensor)
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(seen[ident])
+    return digest.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -206,6 +591,13 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 # ------------------------------------------------------------------------------------ loading
+PRUNED_HEADS_FILE = "pruned_heads.json"  # marks a folder written by attrtools.save_pruned
+
+
+class CheckpointMismatchError(ValueError):
+    """Weights whose shapes differ from config.json (a pruned model without its pruned_heads.json)."""
+
+
 def load_pretrained(name_or_path: str, device=None, num_labels: int | None = None, dtype=None, **kwargs):
     """``(model, tokenizer)`` through the real ``from_pretrained`` (hub id or local folder), eval mode.
 
@@ -215,7 +607,7 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, "pruned_heads.json")) \
+    if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, PRUNED_HEADS_FILE)) \
             and not kwargs.pop("_allow_pruned", False):
         raise ValueError(f"{name_or_path} holds a pruned model: load it with attrtools.load_pruned()")
     from .guard import check_device, check_model_folder, check_tokenizer, explain_load_error
@@ -232,11 +624,17 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
             model_kwargs["dtype"] = dtype
         model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_kwargs)
     except Exception as err:  # noqa: BLE001 - re-raised unless it is one we can say in a sentence
+        if isinstance(err, RuntimeError) and "mismatch" in str(err):
+            raise CheckpointMismatchError(
+                f"{name_or_path}: the weights do not have the shapes config.json describes (size mismatch); "
+                f"a model pruned with attrtools loads only with its {PRUNED_HEADS_FILE} beside it (written by "
+                "attrtools.save_pruned)") from None
         reason = explain_load_error(err, name_or_path)
         if reason is None:
             raise
         raise ValueError(reason) from None
-    adapter_for(model)  # fail early, naming the model type
+    if getattr(model.config, "model_type", None) not in ADAPTERS:
+        infer_adapter(model)  # fail early, naming the model type and what is missing
     check_tokenizer(tokenizer, model.config, name_or_path)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id

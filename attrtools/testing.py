@@ -21,7 +21,18 @@ FILLER = ["the", "a", "movie", "film", "was", "is", "very", "quite", "story", "p
           "boring", "fine", "long", "short", "funny", "sad", "scene", "actor", "music", "ending", "not"]
 PLANTED = ["alpha", "beta"]
 WORDS = FILLER + PLANTED + ["gamma", "delta"]
+# The architectures the whole suite is parametrized over (one per kind of block), and every family
+# in the adapter table (tests/test_families.py proves each one).
 ARCHITECTURES = ("bert", "roberta", "distilbert", "electra", "llama")
+
+
+def _families():
+    from .models import ADAPTERS
+
+    return tuple(ADAPTERS)
+
+
+FAMILIES = _families()
 
 
 def write_tokenizer(directory: str):
@@ -36,24 +47,24 @@ def write_tokenizer(directory: str):
 
 
 def tiny_config(model_type: str, vocab_size: int, layers: int = 2, heads: int = 4, hidden: int = 32,
-                num_labels: int = 2, pad_token_id: int = 0, max_positions: int = 160):
+                num_labels: int = 2, pad_token_id: int = 0, max_positions: int = 160, **overrides):
+    """A tiny config of any supported family: the common sizes here, the family's own realistic
+    extras (grouped KV heads, soft-capping, ...) from its adapter's ``tiny_config`` (``models.py``)."""
     from transformers import AutoConfig
 
-    common = dict(vocab_size=vocab_size, num_labels=num_labels, pad_token_id=pad_token_id)
-    if model_type == "distilbert":
-        return AutoConfig.for_model("distilbert", n_layers=layers, n_heads=heads, dim=hidden, hidden_dim=hidden * 2,
-                                    max_position_embeddings=max_positions, **common)
-    if model_type == "llama":
-        return AutoConfig.for_model("llama", num_hidden_layers=layers, num_attention_heads=heads,
-                                    num_key_value_heads=max(1, heads // 2), hidden_size=hidden,
-                                    intermediate_size=hidden * 2, max_position_embeddings=max_positions,
-                                    bos_token_id=2, eos_token_id=3, **common)
-    extra = {"embedding_size": hidden} if model_type == "electra" else {}
-    if model_type == "roberta":
-        extra["type_vocab_size"] = 1
-    return AutoConfig.for_model(model_type, num_hidden_layers=layers, num_attention_heads=heads, hidden_size=hidden,
-                                intermediate_size=hidden * 2, max_position_embeddings=max_positions + 2,
-                                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra, **common)
+    from .models import ADAPTERS
+
+    adapter = ADAPTERS.get(model_type)  # None: a family attrtools would have to infer
+    extra = {k: (v(hidden) if callable(v) else v) for k, v in (adapter.tiny_config if adapter else ())}
+    values = dict(vocab_size=vocab_size, num_labels=num_labels, pad_token_id=pad_token_id,
+                  num_hidden_layers=layers, num_attention_heads=heads, hidden_size=hidden,
+                  intermediate_size=hidden * 2, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                  attention_dropout=0.0, bos_token_id=2, eos_token_id=3,
+                  # RoBERTa-style position ids start after the padding index
+                  max_position_embeddings=max_positions + 2)
+    values.update(extra)
+    values.update(overrides)
+    return AutoConfig.for_model(model_type, **values)
 
 
 def build_tiny_model(model_type: str, directory: str, seed: int = 0, **config_kwargs) -> str:

@@ -68,6 +68,11 @@ class Attribution:
     example_id: str | None = None
     segment_ids: list[int] = field(default_factory=list)
     special_tokens_mask: list[int] = field(default_factory=list)
+    # Integrated-gradients methods: how far ``sum(scores)`` is from ``F(x) - F(baseline)``, per
+    # layer for AttAttr (lists ``sum``, ``delta``, ``gap``, ``relative_gap``, ``units``, and
+    # ``worst_relative_gap`` / ``worst_unit``); None for methods without a completeness property.
+    completeness: dict | None = None
+    original_length: int | None = None  # tokens before truncation, None if the input was not truncated
 
     def __post_init__(self):
         if self.kind not in KINDS:

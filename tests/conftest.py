@@ -16,8 +16,12 @@ import pytest
 import torch
 
 import attrtools
-from attrtools.testing import ARCHITECTURES, build_tiny_model, train_planted_model
+from attrtools.testing import ARCHITECTURES, build_tiny_model
 
+# The planted model is committed (scripts/make_planted_model.py made it): retraining it on each
+# machine gives another model wherever the float arithmetic differs, and the planted-model tests
+# check where the rule lives, which must not depend on the machine CI runs on.
+PLANTED_ASSET = os.path.join(os.path.dirname(__file__), "assets", "planted")
 SHARED_SST2 = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "sst2")
 
 
@@ -59,8 +63,11 @@ def tiny(tiny_models, arch):
 
 @pytest.fixture(scope="session")
 def planted_dir(tmp_path_factory):
-    directory, accuracy = train_planted_model(str(tmp_path_factory.mktemp("planted")))
-    assert accuracy > 0.9, f"planted model did not learn the rule (accuracy {accuracy:.2f})"
+    """A private copy of the committed planted model (tests may write beside it)."""
+    import shutil
+
+    directory = str(tmp_path_factory.mktemp("planted") / "model")
+    shutil.copytree(PLANTED_ASSET, directory)
     return directory
 
 

@@ -114,17 +114,28 @@ def test_extracted_triggers_are_the_planted_tokens(planted_triggers):
 
 
 def test_inserting_planted_order_flips_predictions(planted):
-    """Inserting "beta ... alpha" (the class-0 trigger) into class-1 sentences at the start flips them."""
+    """Inserting the class-0 order ("beta" first, "alpha" last) into class-1 sentences flips them,
+    and inserting two filler words at the same places flips none.
+
+    The words go to the two ends of the sentence, so the inserted order is the first and the last
+    planted order in the text. The sentence then holds two alphas and two betas, which training
+    never showed: how many flip is a property of the trained model (7 of 20 on the committed one),
+    so the bound leaves margin and the control shows the flips come from the planted words."""
     model, tok = planted
     data = [(t, l) for t, l in planted_dataset(60, seed=3) if l == 1][:20]
     examples = [Example(t, label=l) for t, l in data]
     before = T.predict(model, tok, examples)
-    trig = T.Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [],
-                     [T.TriggerWord("beta", 0, 0.01), T.TriggerWord("alpha", 0, 0.02)])
-    after = T.predict(model, tok, [Example(*T.apply_pattern(e.text, None, trig), label=e.label) for e in examples])
+
+    def flips(first, last):
+        pattern = T.Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [],
+                            [T.TriggerWord(first, 0, 0.01), T.TriggerWord(last, 0, 1.0)])
+        after = T.predict(model, tok, [Example(*T.apply_pattern(e.text, None, pattern), label=e.label)
+                                       for e in examples])
+        return sum(b == 1 and a == 0 for b, a in zip(before, after))
+
     assert sum(b == 1 for b in before) >= 17
-    flipped = sum(b == 1 and a == 0 for b, a in zip(before, after))
-    assert flipped >= 10
+    assert flips("beta", "alpha") >= 5
+    assert flips("movie", "plot") == 0
 
 
 def test_per_class_table(planted, planted_triggers):

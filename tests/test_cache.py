@@ -164,7 +164,7 @@ def test_partial_example_recomputes_only_missing_units(planted, tmp_path, monkey
     texts = _texts(3, seed=5)
     first = Engine(model, tok, cache=AttributionCache(tmp_path), batch_size=1).attribute(texts, steps=3)
     engine = Engine(model, tok, cache=AttributionCache(tmp_path, memory_bytes=0), batch_size=1)
-    spec = "pred"
+    spec = first[1].target  # keys hold the resolved class, not the "pred" spec
     params = methods.get("attattr").params(steps=3)
     os.unlink(engine.cache.path(engine.key(engine.encode(attrtools.Example(texts[1])), "attattr", params, spec, 1)))
     impl = methods.get("attattr")
@@ -178,7 +178,8 @@ def test_partial_example_recomputes_only_missing_units(planted, tmp_path, monkey
     monkeypatch.setattr(impl, "compute", spy)
     again = engine.attribute(texts, steps=3)
     assert calls == [(1, [1])]
-    assert engine.stats == {"hits": 2, "computed": 1, "partial": 1, "units_computed": 1}
+    counts = {k: engine.stats[k] for k in ("hits", "computed", "partial", "units_computed", "truncated")}
+    assert counts == {"hits": 2, "computed": 1, "partial": 1, "units_computed": 1, "truncated": 0}
     assert all(torch.equal(a.scores, b.scores) for a, b in zip(first, again))
 
 

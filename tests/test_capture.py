@@ -167,12 +167,13 @@ def test_uninstalled_model_is_refused(tiny_dirs):
 def test_unsupported_architecture_names_model_type(tmp_path):
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model("gpt2", n_layer=1, n_head=2, n_embd=16, vocab_size=50, num_labels=2)
+    config = AutoConfig.for_model("roformer", num_hidden_layers=1, num_attention_heads=2, hidden_size=16,
+                                  intermediate_size=32, vocab_size=50, num_labels=2)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(tmp_path / "m")
     from attrtools.testing import write_tokenizer
 
     write_tokenizer(str(tmp_path / "m"))
-    with pytest.raises(UnsupportedModelError, match="gpt2.*supported: bert"):
+    with pytest.raises(UnsupportedModelError, match="roformer.*supported: bert"):
         attrtools.load_model(str(tmp_path / "m"))
 
 

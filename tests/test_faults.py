@@ -150,7 +150,7 @@ def test_forged_entry_with_a_valid_checksum_is_not_served(planted, tmp_path):
     original = engine.attribute(SENTENCES[:2], method="grad_input")
     params = methods.get("grad_input").params()
     enc = engine.encode(attrtools.Example(SENTENCES[0]))
-    key = engine.key(enc, "grad_input", params, "pred")
+    key = engine.key(enc, "grad_input", params, original[0].target)  # keys hold the resolved class
     store = AttributionCache(cache_dir, memory_bytes=0)
     tensor, meta = store.get(key)
     classes = model.config.num_labels
@@ -306,11 +306,13 @@ def test_input_that_is_mostly_unknown_tokens_is_refused(planted):
 def test_folder_without_config_json(planted_dir, tmp_path):
     folder = _copy_model(planted_dir, tmp_path / "no-config")
     os.unlink(os.path.join(folder, "config.json"))
-    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache"])
+    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache",
+                                      "--output-dir", str(tmp_path / "r1")])
     assert result.exit_code == 1 and _one_line(result.output) and "no config.json" in result.output, result.output
     file_model = tmp_path / "model.txt"
     file_model.write_text("x")
-    result = CliRunner().invoke(cli, ["attribute", "--model", str(file_model), "--text", "alpha", "--no-cache"])
+    result = CliRunner().invoke(cli, ["attribute", "--model", str(file_model), "--text", "alpha", "--no-cache",
+                                      "--output-dir", str(tmp_path / "r2")])
     assert result.exit_code == 1 and _one_line(result.output) and "is a file" in result.output, result.output
 
 
@@ -337,8 +339,8 @@ def test_remote_code_is_never_run(planted_dir, tmp_path):
     known = dict(config)
     config["model_type"] = "evil-bert"
     json.dump(config, open(config_path, "w"))
-    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache"],
-                                input="y\ny\ny\n")
+    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache",
+                                      "--output-dir", str(tmp_path / "run")], input="y\ny\ny\n")
     assert result.exit_code == 1 and _one_line(result.output), result.output
     assert "custom code" in result.output and "trust_remote_code=False" in result.output
     json.dump(known, open(config_path, "w"))
@@ -382,15 +384,317 @@ def test_pickle_weights_refused_in_one_line(planted_dir, tmp_path):
 
     state["payload"] = Payload()
     torch.save(state, os.path.join(folder, "pytorch_model.bin"))
-    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache"])
+    result = CliRunner().invoke(cli, ["attribute", "--model", folder, "--text", "alpha beta", "--no-cache",
+                                      "--output-dir", str(tmp_path / "run")])
     assert result.exit_code == 1 and _one_line(result.output), result.output
     assert "pickle" in result.output and folder in result.output
     assert not marker.exists()
 
 
 @pytest.mark.parametrize("device", ["banana", "cuda:7", "tpu"])
-def test_bad_device_is_a_usage_error(planted_dir, device, monkeypatch):
+def test_bad_device_is_a_usage_error(planted_dir, device, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = CliRunner().invoke(cli, ["attribute", "--model", planted_dir, "--text", "alpha beta", "--no-cache",
-                                      "--device", device])
+                                      "--device", device, "--output-dir", str(tmp_path / "run")])
     assert result.exit_code == 2 and _one_line(result.output) and device in result.output, result.output
+
+
+# ------------------------------------------------------------------------------ run directories
+def _dataset(path, texts):
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(texts)))
+    return str(path)
+
+
+TEXTS = ["alpha the beta", "beta good alpha", "the movie was good", "a dull story", "fun music", "it is fine"]
+
+
+def _attribute(model_dir, data, out, *extra):
+    return CliRunner().invoke(cli, ["attribute", "--model", model_dir, "--dataset", data, "--method", "raw",
+                                    "--output-dir", str(out), *extra])
+
+
+def test_rerun_with_other_rows_is_refused_or_overwritten_never_mixed(planted_dir, tmp_path):
+    out = tmp_path / "run"
+    assert _attribute(planted_dir, _dataset(tmp_path / "six.jsonl", TEXTS), out).exit_code == 0
+    assert len(os.listdir(out / "attributions")) == 6
+    again = _attribute(planted_dir, _dataset(tmp_path / "six.jsonl", TEXTS), out)  # same run: resumes
+    assert again.exit_code == 0 and len(os.listdir(out / "attributions")) == 6, again.output
+    two = _dataset(tmp_path / "two.jsonl", TEXTS[:2])
+    refused = _attribute(planted_dir, two, out)
+    assert refused.exit_code == 2 and _one_line(refused.output), refused.output
+    assert "--overwrite" in refused.output and "dataset" in refused.output
+    assert len(os.listdir(out / "attributions")) == 6  # nothing touched
+    replaced = _attribute(planted_dir, two, out, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert sorted(os.listdir(out / "attributions")) == ["000000.safetensors", "000001.safetensors"]
+    stored = json.load(open(out / "run_config.json"))
+    assert stored["n"] == 2 and stored["dataset"] == two
+    assert not (out / ".attrtools-run.lock").exists()  # released when the command ended
+
+
+def test_rerun_with_another_model_is_refused(planted_dir, tiny_dirs, tmp_path):
+    """The audit case: the same folder with another model must not report the first model's numbers."""
+    out = tmp_path / "run"
+    data = _dataset(tmp_path / "d.jsonl", TEXTS[:2])
+    assert _attribute(planted_dir, data, out).exit_code == 0
+    other = _attribute(tiny_dirs["bert"], data, out)
+    assert other.exit_code == 2 and "model" in other.output and _one_line(other.output), other.output
+    retrained = _copy_model(planted_dir, tmp_path / "model")
+    out2 = tmp_path / "run2"
+    assert _attribute(retrained, data, out2).exit_code == 0
+    from safetensors.torch import load_file, save_file
+
+    weights = os.path.join(retrained, "model.safetensors")
+    state = load_file(weights)
+    state["classifier.bias"] = state["classifier.bias"] + 1.0
+    save_file(state, weights, metadata={"format": "pt"})  # same path, new weights
+    changed = _attribute(retrained, data, out2)
+    assert changed.exit_code == 2 and "model_identity" in changed.output, changed.output
+
+
+def test_audit_rerun_with_another_model_is_refused(planted_dir, tiny_dirs, tmp_path):
+    from attrtools.commands.common import BadUsage, make_run_dir
+
+    out = str(tmp_path / "audit")
+    config = {"model": planted_dir, "dataset": "dev.tsv", "recipes": ["triggers"], "num_examples": 10}
+    import click
+
+    with click.Context(click.Command("audit")):  # the lock is released when the command's context closes
+        make_run_dir(out, "audit", config)
+    with click.Context(click.Command("audit")):
+        make_run_dir(out, "audit", config)  # same configuration: resumes
+    with click.Context(click.Command("audit")), pytest.raises(BadUsage, match="differs in: model, model_identity"):
+        make_run_dir(out, "audit", dict(config, model=tiny_dirs["bert"]))
+
+
+LOCK_HOLDER = """
+import sys, time
+from attrtools import rundir
+run = rundir.prepare(sys.argv[1], "attribute", {"n": 1})
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_second_concurrent_writer_is_refused(planted_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = _attribute(planted_dir, _dataset(tmp_path / "d.jsonl", TEXTS[:1]), out)
+        assert result.exit_code == 1 and _one_line(result.output), result.output
+        assert f"pid {holder.pid}" in result.output and "in use" in result.output
+        assert not (out / "attributions").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: its lock is stale and taken over.
+    assert (out / ".attrtools-run.lock").exists()
+    result = _attribute(planted_dir, _dataset(tmp_path / "d.jsonl", TEXTS[:1]), out, "--overwrite")
+    assert result.exit_code == 0, result.output
+
+
+def test_foreign_folder_is_never_emptied(planted_dir, tmp_path):
+    out = tmp_path / "home"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    result = _attribute(planted_dir, _dataset(tmp_path / "d.jsonl", TEXTS[:1]), out, "--overwrite")
+    assert result.exit_code == 2 and "not an attrtools run directory" in result.output, result.output
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_unwritable_output_fails_before_the_model_loads(planted_dir, tmp_path, monkeypatch):
+    import attrtools.api
+
+    monkeypatch.setattr(attrtools.api, "load_model", lambda *a, **k: pytest.fail("model loaded first"))
+    data = _dataset(tmp_path / "d.jsonl", TEXTS[:1])
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "sub"):
+        result = _attribute(planted_dir, data, out)
+        assert result.exit_code == 1 and _one_line(result.output), result.output
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).endswith("ro") else real_access(p, mode))
+    result = _attribute(planted_dir, data, tmp_path / "ro")
+    assert result.exit_code == 1 and "permission denied" in result.output and _one_line(result.output)
+
+
+def test_save_pruned_is_atomic(planted, planted_dir, tmp_path, monkeypatch):
+    from attrtools.pruning import prune as P
+
+    model, tok = attrtools.load_model(planted_dir)
+    final = str(tmp_path / "pruned")
+    P.prune_heads(model, {0: [0]})
+    P.save_pruned(model, tok, final)
+    reference, _ = P.load_pruned(final)
+    original = P._write_pruned
+
+    def crash(model, tokenizer, directory, extra=None):
+        original(model, tokenizer, directory, extra)
+        os.unlink(os.path.join(directory, "model.safetensors"))  # half written ...
+        raise OSError(28, "No space left on device")  # ... when the disk fills
+
+    monkeypatch.setattr(P, "_write_pruned", crash)
+    with pytest.raises(OSError):
+        P.save_pruned(model, tok, final)
+    reloaded, _ = P.load_pruned(final)  # the old folder is still there, whole
+    assert P.pruned_heads_of(reloaded) == P.pruned_heads_of(reference)
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")] == []
+    with pytest.raises(OSError):
+        P.save_pruned(model, tok, str(tmp_path / "fresh"))
+    assert not os.path.exists(tmp_path / "fresh")  # never a folder that does not load
+
+
+# ------------------------------------------------------------------------------ disks
+def test_full_disk_in_the_cache_degrades_to_a_warning(planted, tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    model, tok = planted
+    reference = Engine(model, tok, batch_size=1).attribute(SENTENCES[:3], method="grad_input")
+    calls = []
+
+    def full(*a, **k):
+        calls.append(1)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path / "c"), batch_size=1)
+    with pytest.warns(CacheWarning, match="No space left on device.*continuing without caching"):
+        results = engine.attribute(SENTENCES[:3], method="grad_input")
+    assert len(calls) == 1  # warned once, then stopped trying
+    assert all(torch.equal(a.scores, b.scores) for a, b in zip(results, reference))
+    assert _entries(tmp_path / "c") == []
+    a_file = tmp_path / "cache-is-a-file"
+    a_file.write_text("x")
+    monkeypatch.undo()
+    engine = Engine(model, tok, cache=AttributionCache(a_file), batch_size=1)
+    with pytest.warns(CacheWarning, match="cannot write"):
+        results = engine.attribute(SENTENCES[:1], method="grad_input")
+    assert torch.equal(results[0].scores, reference[0].scores)
+
+
+def test_full_disk_for_outputs_stops_in_one_line_and_keeps_the_work(planted_dir, tmp_path, monkeypatch):
+    import errno
+
+    from attrtools.types import Attribution
+
+    data = _dataset(tmp_path / "d.jsonl", TEXTS)
+    original = Attribution.save
+    saved = []
+
+    def save(self, path):
+        if len(saved) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        saved.append(path)
+        return original(self, path)
+
+    monkeypatch.setattr(Attribution, "save", save)
+    args = ["--cache-dir", str(tmp_path / "c")]
+    result = _attribute(planted_dir, data, tmp_path / "run", *args)
+    assert result.exit_code == 1 and _one_line(result.output), result.output
+    assert "No space left on device" in result.output and "000002.safetensors" in result.output
+    monkeypatch.setattr(Attribution, "save", original)  # space freed: the rerun takes everything from the cache
+    again = _attribute(planted_dir, data, tmp_path / "run", *args)
+    assert again.exit_code == 0 and re.search(r"from cache\s+6", again.output), again.output
+
+
+# ------------------------------------------------------------------------------ bad inputs
+def _bad_inputs(planted_dir, tmp_path):
+    """(name, argv, exit code, text the line must contain) for each bad input the issue lists."""
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n")
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes("text\tlabel\ncaf\xe9 au lait\t1\n".encode("latin-1"))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "fine", "label": 1}\n{"text": "oops", "label": \n')
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"text": "x", "label": 1}\n')
+    (folder / "b.jsonl").write_text('{"text": "y", "label": 0}\n')
+    good = _dataset(tmp_path / "good.jsonl", TEXTS[:2])
+    three_classes = tmp_path / "labels.jsonl"
+    three_classes.write_text('{"text": "alpha beta", "label": 0}\n{"text": "beta alpha", "label": 7}\n')
+    out = lambda name: ["--output-dir", str(tmp_path / "runs" / name)]  # noqa: E731
+    attr = ["attribute", "--model", planted_dir, "--method", "raw", "--no-cache"]
+    return [
+        ("device banana", [*attr, "--text", "a", "--device", "banana", *out("d1")], 2, "banana"),
+        ("device cuda:7", [*attr, "--text", "a", "--device", "cuda:7", *out("d2")], 2, "cuda:7"),
+        ("header-only csv", [*attr, "--dataset", str(header_only), *out("h")], 1, "header line but no rows"),
+        ("non-UTF-8 tsv", [*attr, "--dataset", str(latin1), *out("u")], 1, "line 2, byte offset 14"),
+        ("broken jsonl", [*attr, "--dataset", str(broken), *out("j")], 1, "line 2"),
+        ("dataset folder", [*attr, "--dataset", str(folder), *out("f")], 1, "is a folder"),
+        ("limit 0", [*attr, "--dataset", good, "--limit", "0", *out("l")], 2, "--limit must be at least 1"),
+        ("tree threshold nan", ["tree", "--model", planted_dir, "--text", "alpha beta", "--threshold", "nan",
+                                *out("t")], 2, "--threshold"),
+        ("evaluate steps=0", ["evaluate", "--model", planted_dir, "--dataset", good, "--methods", "attattr",
+                              "--param", "attattr:steps=0", *out("e")], 2, "'steps'"),
+        ("triggers steps 0", ["triggers", "--model", planted_dir, "--dataset", good, "--steps", "0", *out("s")],
+         2, "--steps must be at least 1"),
+        ("triggers label 7", ["triggers", "--model", planted_dir, "--dataset", str(three_classes),
+                              "--num-train-examples", "2", "--steps", "2", *out("lab")], 2, "label 7"),
+        ("audit chunk-size 0", ["audit", "--model", planted_dir, "--dataset", good, "--no-triggers",
+                                "--chunk-size", "0", *out("c")], 2, "--chunk-size must be at least 1"),
+        ("internal_batch_size -1", [*attr[:-1], "--param", "internal_batch_size=-1", "--method", "attattr",
+                                    "--text", "a", *out("i")], 2, "internal_batch_size"),
+        ("steps abc", [*attr[:4], "attattr", "--param", "steps=abc", "--text", "a", *out("sa")], 2, "'steps'"),
+        ("steps 1.5", [*attr[:4], "attattr", "--param", "steps=1.5", "--text", "a", *out("sb")], 2, "'steps'"),
+        ("cache clear without --yes", ["cache", "clear", "--cache-dir", str(tmp_path / "cache")], 2, "--yes"),
+    ]
+
+
+def test_each_bad_input_is_one_line_with_its_exit_code(planted_dir, tmp_path):
+    runner = CliRunner()
+    store = AttributionCache(tmp_path / "cache")
+    store.put("a" * 64, torch.ones(2), {})
+    answered = []
+    for name, argv, code, text in _bad_inputs(planted_dir, tmp_path):
+        result = runner.invoke(cli, argv)  # CliRunner's stdin is not a terminal
+        assert result.exception is None or isinstance(result.exception, SystemExit), (name, result.exception)
+        assert result.exit_code == code and _one_line(result.output) and text in result.output, (name, result.output)
+        assert "Traceback" not in result.output
+        answered.append(name)
+    assert len(_entries(tmp_path / "cache")) == 1  # `cache clear` without --yes deleted nothing
+    print(f"bad inputs answered with one line: {len(answered)}/{len(answered)}")
+
+
+# ------------------------------------------------------------------------------ evaluate resumes
+def test_evaluate_rerun_after_a_kill_redoes_no_finished_forwards(planted, tmp_path):
+    """A kill after the second method: the rerun takes the finished methods' perturbed forwards
+    (and the clean ones) from the cache, and its table equals an uninterrupted run's."""
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.testing import planted_dataset
+    from attrtools.types import Example
+
+    model, tok = planted
+    examples = [Example(t, label=y) for t, y in planted_dataset(12, seed=9)]
+    methods_ = ["grad_input", "raw", "rollout"]
+    plain = evaluate_methods(model, tok, examples, methods_, cache=None, reference=None)
+    cache = AttributionCache(tmp_path / "c")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(evaluation):
+        if len(evaluation.results) == 3:  # random, grad_input, raw finished
+            raise Killed
+
+    with pytest.raises(Killed):
+        evaluate_methods(model, tok, examples, methods_, cache=cache, reference=None, on_result=kill_after_two)
+    rerun = evaluate_methods(model, tok, examples, methods_, cache=AttributionCache(tmp_path / "c"), reference=None)
+    unfinished = evaluate_methods(model, tok, examples, ["rollout"], cache=None, reference=None)
+    # Only what the killed run had not reached is computed again: rollout's perturbations that no
+    # finished method shared (an uninterrupted rollout-only run computes those plus the clean pass).
+    assert rerun.forwards < plain.forwards and rerun.forwards <= unfinished.forwards - len(examples)
+    assert rerun.forwards_reused > 0
+    for a, b in zip(rerun.results, plain.results):
+        assert a.name == b.name and a.summary["aopc_comp"] == pytest.approx(b.summary["aopc_comp"], abs=1e-9)
+    again = evaluate_methods(model, tok, examples, methods_, cache=AttributionCache(tmp_path / "c"), reference=None)
+    assert again.forwards == 0  # everything, clean pass included, from the cache
+    print(f"evaluate rerun after kill: {rerun.forwards} forwards (uninterrupted: {plain.forwards}); "
+          f"complete rerun: {again.forwards}")

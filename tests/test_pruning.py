@@ -55,10 +55,17 @@ def test_masked_equals_pruned(tiny, arch):
     assert count_parameters(pruned) < count_parameters(model)
     assert attrtools.models.heads_per_layer(pruned) == [0, attrtools.models.num_layers_heads(model)[1]
                                                          - len(plan[1])]
-    # the attrtools attention still runs on the pruned model, with the pruned head count
-    with torch.no_grad(), capture(pruned, record=[1]) as cap:
+    # the attrtools attention still runs on the pruned model and records in the original (L, H)
+    # numbering: pruned heads read 0, exactly what the unpruned model records with them masked
+    L, H = attrtools.models.num_layers_heads(model)
+    with torch.no_grad(), capture(pruned, record="all") as cap:
         pruned(**inputs)
-    assert cap.attentions[1].shape[1] == attrtools.models.heads_per_layer(pruned)[1]
+    with torch.no_grad(), capture(model, record="all", head_mask=plan_to_mask(plan, L, H)) as ref:
+        model(**inputs)
+    for l in range(L):
+        assert cap.attentions[l].shape[1] == H
+        torch.testing.assert_close(cap.attentions[l], ref.attentions[l], rtol=1e-5, atol=1e-6)
+    assert float(cap.attentions[1][:, plan[1]].abs().sum()) == 0.0
 
 
 def test_incremental_pruning_uses_original_indices(tiny_models):
@@ -66,7 +73,8 @@ def test_incremental_pruning_uses_original_indices(tiny_models):
     inputs = _inputs(model, tokenizer)
     twice = copy.deepcopy(model)
     prune_heads(twice, {1: [0]})
-    prune_heads(twice, {1: [0, 2]})  # head 0 is already gone: only original head 2 goes now
+    with pytest.warns(UserWarning, match=r"already pruned, skipped: \{1: \[0\]\}"):
+        prune_heads(twice, {1: [0, 2]})  # head 0 is already gone: only original head 2 goes now
     with torch.no_grad():
         out = twice(**inputs).logits
     assert torch.allclose(out, _mask_logits(model, inputs, {1: [0, 2]}), atol=1e-5)
@@ -99,9 +107,9 @@ def test_save_and_reload(tiny_dirs, arch, tmp_path):
     directory = save_pruned(model, tokenizer, str(tmp_path / "pruned"))
     saved = json.load(open(os.path.join(directory, "pruned_heads.json")))
     assert {int(k): v for k, v in saved["pruned_heads"].items()} == plan
-    with pytest.raises(ValueError, match="load_pruned"):
-        attrtools.load_model(directory)
     reloaded, tok = attrtools.load_pruned(directory)
+    via_load_model, _ = attrtools.load_model(directory)  # recognised by its pruned_heads.json
+    assert attrtools.models.pruned_heads(via_load_model) == plan
     with torch.no_grad():
         after = reloaded(**_inputs(reloaded, tok)).logits
     assert torch.allclose(after, before, atol=1e-6)

@@ -83,7 +83,9 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
         else:
             from .search import AttributionWIR
 
-            search = AttributionWIR(model, tokenizer, method=rank_method, cache=cache, **(rank_params or {}))
+            search = AttributionWIR(model, tokenizer, method=rank_method, cache=cache,
+                                    max_length=getattr(getattr(wrapper, "engine", None), "max_length", None),
+                                    **(rank_params or {}))
         attack = ta.Attack(base.goal_function, base.pre_transformation_constraints + base.constraints,
                            base.transformation, search)
         if query_budget:
@@ -141,6 +143,51 @@ def summarize_rows(rows: list[dict]) -> dict:
     }
 
 
+def summarize_reduction(rows: list[dict]) -> dict:
+    """InputReduction (Feng et al. 2018) in its own terms: it never changes a prediction, it removes
+    words while the prediction stays, so "success"/"accuracy under attack" would mislabel it.
+    ``reduced``: inputs TextAttack reduced with the prediction kept (its "Maximized" or
+    "Successful" results); ``reached_target``: those left with at most one word (TextAttack's
+    target size); ``not_reduced``: inputs it could not shorten ("Failed"); ``skipped``: inputs
+    the model already misclassified; ``avg_words_kept_perc``: words left, in % of the original,
+    over the reduced inputs."""
+    import re
+
+    import numpy as np
+
+    def words(text):
+        return len(re.findall(r"[\w'-]+", str(text).replace("[[", "").replace("]]", "")))
+
+    reduced = [r for r in rows if r["result_type"] in ("Maximized", "Successful")]
+    kept = [100.0 * words(r["perturbed_text"]) / r["num_words"] for r in reduced if r["num_words"]]
+    queries = [float(r["num_queries"]) for r in rows if r["result_type"] != "Skipped"]
+    total = len(rows)
+    skipped = sum(r["result_type"] == "Skipped" for r in rows)
+    return {
+        "kind": "input-reduction", "total": total, "reduced": len(reduced),
+        "reached_target": sum(words(r["perturbed_text"]) <= 1 for r in reduced),
+        "not_reduced": sum(r["result_type"] == "Failed" for r in rows), "skipped_attacks": skipped,
+        "original_accuracy": round(100.0 * (total - skipped) / total, 2) if total else None,
+        "prediction_kept_perc": 100.0 if reduced else None,
+        "avg_words_kept_perc": round(float(np.mean(kept)), 2) if kept else None,
+        "avg_num_words": round(float(np.mean([r["num_words"] for r in rows])), 2) if rows else None,
+        "avg_num_queries": round(float(np.mean(queries)), 2) if queries else None,
+        "attack_success_rate": None, "attack_accuracy_perc": None,
+        "note": "InputReduction removes words while keeping the prediction; it is not an attack, so it has "
+                "no success rate or accuracy under attack",
+    }
+
+
+def class_mix(examples, names=None, num_classes: int | None = None) -> dict:
+    """``{class name: count}`` of the gold labels of ``examples``, every class of the model listed
+    (0 for a class without examples)."""
+    counts: dict[int, int] = {c: 0 for c in range(num_classes or 0)}
+    for e in examples:
+        if e.label is not None:
+            counts[int(e.label)] = counts.get(int(e.label), 0) + 1
+    return {(names[c] if names and c < len(names) else str(c)): n for c, n in sorted(counts.items())}
+
+
 def textattack_metrics(results) -> dict:
     """The metrics TextAttack itself computes on result objects."""
     ta = load_textattack()
@@ -189,15 +236,28 @@ def textattack_dataset(examples: list[Example]):
 def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, patterns=None,
               chunk_size: int = 10, max_inserted_words: int = 4, rank_method: str = "attattr",
               rank_params: dict | None = None, cache=None, query_budget: int | None = None, seed: int = 765,
-              batch_size: int = 32, max_length: int | None = 128, progress: bool | None = None) -> dict:
-    """Attack ``examples`` (labelled) with each recipe; write/extend ``results.csv``; return the summary."""
+              batch_size: int = 32, max_length: int | None = None, progress: bool | None = None,
+              num_requested: int | None = None) -> dict:
+    """Attack ``examples`` (labelled) with each recipe; write/extend ``results.csv``; return the summary.
+
+    Rows without content (``data.keep_content``) are not attacked: the summary lists them under
+    ``skipped_rows`` with their reason (``num_rows`` = attacked + skipped). ``num_requested``: the
+    number of examples the user asked for; when fewer are available the summary says so
+    (``notes``). The summary also holds the gold-class mix of the attacked examples
+    (``class_mix``, every class of the model, 0 included); InputReduction is summarised in its own
+    terms (``summarize_reduction``)."""
     import sys
     import time
 
     ta = load_textattack()
     from .wrapper import AttrtoolsModelWrapper
 
-    examples = [Example.coerce(e) for e in examples]
+    from ..models import require_classes
+
+    from ..data import keep_content, model_label_names
+
+    num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
+    examples = keep_content(examples)
     if any(e.label is None for e in examples):
         raise ValueError("the audit needs gold labels for every example")
     wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length)
@@ -238,10 +298,21 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
         if search is not None and hasattr(search, "stats"):
             session[recipe]["ranking"] = dict(search.stats, method=rank_method)
     bar.close()
-    summary = {"recipes": {}, "num_examples": len(examples), "results_csv": "results.csv"}
+    notes = []
+    if num_requested is not None and num_requested > examples.total:
+        notes.append(f"{num_requested} examples were asked for but the dataset has {examples.total} row(s): "
+                     f"attacking {len(examples)}")
+    if examples.skipped:
+        notes.append(f"{len(examples.skipped)} row(s) without content not attacked: " + "; ".join(
+            f"row {r['index']} ({r['reason']})" for r in examples.skipped[:10]) + (" ..." if len(examples.skipped) > 10
+                                                                                 else ""))
+    summary = {"recipes": {}, "num_examples": len(examples), "num_rows": examples.total,
+               "num_requested": num_requested, "skipped_rows": list(examples.skipped),
+               "class_mix": class_mix(examples, model_label_names(model.config), num_classes),
+               "notes": notes, "results_csv": "results.csv"}
     for recipe in recipes:
         mine = [r for r in rows if r["recipe"] == recipe]
-        summary["recipes"][recipe] = summarize_rows(mine)
+        summary["recipes"][recipe] = summarize_reduction(mine) if recipe == "input-reduction" else summarize_rows(mine)
         if recipe in session:
             summary["recipes"][recipe]["this_session"] = session[recipe]
     write_json(os.path.join(output_dir, "summary.json"), summary)

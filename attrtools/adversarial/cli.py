@@ -5,7 +5,7 @@ import os
 
 import click
 
-from ..commands.common import (UserError, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
+from ..commands.common import (UserError, at_least, check_labels, finite, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
                                make_run_dir, model_option, output_dir_option, quiet_transformers)
 
 
@@ -27,6 +27,13 @@ extraction_options = [
     click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
                  help="Use the shared attribution cache."),
 ]
+
+
+def _check_extraction(num_train_examples, steps, pattern_threshold, top2_ratio):
+    at_least("--num-train-examples", num_train_examples)
+    at_least("--steps", steps)
+    finite("--pattern-threshold", pattern_threshold, 0.0)
+    finite("--top2-ratio", top2_ratio, 0.0, 1.0)
 
 
 def _with(options):
@@ -51,11 +58,14 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, limit,
     (Hao et al. 2021, §6); with --eval-dataset, also the per-class accuracy after inserting the
     top-k triggers. Writes triggers.json (and per_class.csv)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _check_extraction(num_train_examples, steps, pattern_threshold, top2_ratio)
+    at_least("--top-k", top_k)
     train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
     out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "steps": steps,
-                                                "num_train_examples": num_train_examples})
+                                                "num_train_examples": num_train_examples}, examples=train)
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
+    check_labels(train, model, "--dataset")
     from .pipeline import extract_and_save
 
     patterns, stats = extract_and_save(model, tok, train, out, num_train_examples, steps, pattern_threshold,
@@ -71,6 +81,7 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, limit,
         from .triggers import per_class_accuracy
 
         dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset")
+        check_labels(dev, model, "--eval-dataset")
         rows = per_class_accuracy(model, tok, dev, patterns, top_k=top_k)
         write_per_class(os.path.join(out, "per_class.csv"), rows)
         lines["per_class.csv"] = f"{len(rows)} rows"
@@ -111,6 +122,11 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from .audit import ALL_RECIPES
 
+    _check_extraction(num_train_examples, steps, pattern_threshold, top2_ratio)
+    for option, value in (("--num-examples", num_examples), ("--top-triggers", top_triggers), ("--top-k", top_k),
+                          ("--max-inserted-words", max_inserted_words), ("--rank-steps", rank_steps),
+                          ("--query-budget", query_budget), ("--chunk-size", chunk_size)):
+        at_least(option, value)
     names = [r.strip() for r in recipes.split(",") if r.strip()]
     unknown = [r for r in names if r not in ALL_RECIPES or r == "triggers"]
     if unknown:
@@ -120,7 +136,13 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
                 os.path.join(output_dir, "triggers.json"))):
             raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
         names = ["triggers"] + names
-    dev = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")[:num_examples]
+    from ..data import ExampleList
+
+    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
+    dev = ExampleList(rows[:num_examples], getattr(rows, "skipped", []))
+    if num_examples > len(rows):
+        click.echo(f"--num-examples {num_examples}: the dataset has only {len(rows)} usable example(s) "
+                   f"({getattr(rows, 'total', len(rows))} rows read); attacking {len(dev)}", err=True)
     train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset") \
         if train_dataset and not no_triggers else None
     try:
@@ -134,6 +156,9 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
                                              "rank_method": rank_method, "seed": seed})
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
+    check_labels(dev, model, "--dataset")
+    if train is not None:
+        check_labels(train, model, "--train-dataset")
     from .pipeline import AuditError, run_full_audit
 
     try:
@@ -144,11 +169,20 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
                                  top_triggers=top_triggers, top_k=top_k, max_inserted_words=max_inserted_words,
                                  rank_method=rank_method, rank_steps=rank_steps, query_budget=query_budget,
                                  chunk_size=chunk_size, seed=seed, cache=_cache(use_cache), progress=progress,
-                                 config={"model": model_name, "dataset": dataset, "examples": len(dev)})
+                                 config={"model": model_name, "dataset": dataset, "examples": len(dev)},
+                                 num_requested=num_examples)
     except AuditError as err:
         raise UserError(str(err)) from None
-    lines = {"output": out}
+    lines = {"output": out, "examples": f"{summary['num_examples']} attacked of {summary.get('num_rows')} rows; "
+                                         f"classes {summary.get('class_mix')}"}
+    for i, note in enumerate(summary.get("notes") or []):
+        lines[f"note {i + 1}"] = note
     for name, s in summary["recipes"].items():
+        if s.get("kind") == "input-reduction":
+            lines[name] = (f"reduced {s['reduced']} of {s['total']} inputs with the prediction kept "
+                           f"({s['reached_target']} down to one word), avg {s['avg_words_kept_perc']}% of words kept, "
+                           f"avg queries {s['avg_num_queries']}")
+            continue
         lines[name] = (f"success {s['attack_success_rate']}%, acc. under attack {s['attack_accuracy_perc']}% "
                        f"(clean {s['original_accuracy']}%), avg queries {s['avg_num_queries']}")
     echo_summary(lines)

@@ -27,7 +27,7 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
                    use_triggers=True, num_train_examples=500, steps=20, pattern_threshold=0.02, top2_ratio=0.2,
                    use_all=False, top_triggers=10, top_k=3, max_inserted_words=4, rank_method="attattr",
                    rank_steps=20, query_budget=None, chunk_size=10, seed=765, cache=None, progress=None,
-                   config=None) -> dict:
+                   config=None, num_requested=None, max_length=None) -> dict:
     """Run the audit into ``out_dir`` (resumable) and return TextAttack's summary.
 
     Triggers come from ``triggers_path``, else from ``out_dir/triggers.json`` when resuming, else
@@ -62,7 +62,8 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
     rank_params = {"steps": rank_steps} if rank_method == "attattr" else {}
     summary = run_audit(model, tokenizer, dev, out_dir, recipes=names, patterns=patterns, chunk_size=chunk_size,
                         max_inserted_words=max_inserted_words, rank_method=rank_method, rank_params=rank_params,
-                        cache=cache, query_budget=query_budget, seed=seed, progress=progress)
+                        cache=cache, query_budget=query_budget, seed=seed, progress=progress,
+                        num_requested=num_requested, max_length=max_length)
     write_text(os.path.join(out_dir, "report.html"),
                render_report(summary, read_rows(os.path.join(out_dir, "results.csv")), per_class, patterns,
                              config=config or {"examples": len(dev)}))

@@ -39,9 +39,31 @@ def render_report(summary: dict, rows: list[dict], per_class: list[dict] | None 
     if config:
         parts.append("<p class='small'>" + html.escape(", ".join(f"{k}={v}" for k, v in config.items())) + "</p>")
     recipes = summary.get("recipes", {})
+    attacks = {n: s for n, s in recipes.items() if s.get("kind") != "input-reduction"}
+    reductions = {n: s for n, s in recipes.items() if s.get("kind") == "input-reduction"}
+    rows_line = f"{summary.get('num_examples')} example(s) attacked"
+    if summary.get("num_rows") is not None:
+        rows_line += f" of {summary['num_rows']} row(s) read"
+    if summary.get("class_mix"):
+        rows_line += "; gold classes: " + ", ".join(f"{k}: {v}" for k, v in summary["class_mix"].items())
+    parts.append(f"<p>{html.escape(rows_line)}</p>")
+    for note in summary.get("notes") or []:
+        parts.append(f"<p class='small'>{html.escape(note)}</p>")
     parts.append("<h2>Summary (TextAttack metrics)</h2>")
     parts.append(_table(["recipe"] + [label for _, label in SUMMARY_KEYS],
-                        [[name] + [s.get(k) for k, _ in SUMMARY_KEYS] for name, s in recipes.items()]))
+                        [[name] + [s.get(k) for k, _ in SUMMARY_KEYS] for name, s in attacks.items()]))
+    if reductions:
+        parts.append("<h2>Input reduction (not an attack: the prediction is kept while words are removed)</h2>")
+        keys = [("total", "examples"), ("original_accuracy", "accuracy %"), ("reduced", "reduced"),
+                ("reached_target", "down to 1 word"), ("not_reduced", "not reduced"),
+                ("skipped_attacks", "skipped (misclassified)"),
+                ("avg_words_kept_perc", "avg % words kept"), ("avg_num_queries", "avg queries")]
+        parts.append(_table(["recipe"] + [label for _, label in keys],
+                            [[name] + [s.get(k) for k, _ in keys] for name, s in reductions.items()]))
+    if summary.get("skipped_rows"):
+        parts.append("<h2>Rows without content (not attacked)</h2>")
+        parts.append(_table(["row", "id", "reason"], [[r.get("index"), r.get("id"), r.get("reason")]
+                                                       for r in summary["skipped_rows"]]))
     ranking = {n: s["this_session"]["ranking"] for n, s in recipes.items() if "ranking" in s.get("this_session", {})}
     if ranking:
         parts.append("<p class='small'>Attribution-ranked search: word ranking costs no model queries; "

@@ -27,7 +27,7 @@ ta = load_textattack()
 class AttributionWIR(ta.search_methods.GreedyWordSwapWIR):
     """``GreedyWordSwapWIR`` whose word order comes from an attrtools attribution."""
 
-    def __init__(self, model, tokenizer, method: str = "attattr", cache=None, max_length: int | None = 128,
+    def __init__(self, model, tokenizer, method: str = "attattr", cache=None, max_length: int | None = None,
                  batch_size: int = 8, **params):
         super().__init__(wir_method="attribution")
         self.engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length,

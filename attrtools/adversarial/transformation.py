@@ -1,7 +1,8 @@
 """Trigger insertion as a TextAttack transformation, and the constraint that bounds it.
 
 ``TriggerInsertion`` inserts the words of one extracted pattern (``triggers.Pattern``) at their
-relative positions (the official rule, ``triggers.insertion_slots``), one candidate text per
+relative positions (the official rule, ``triggers.insertion_slots``, over the whitespace-separated
+chunks of the text, so only at word boundaries: ``triggers.insert_at_word_boundaries``), one candidate text per
 pattern not yet applied to the text. It subclasses ``WordSwap`` because TextAttack's searches check
 the transformation type (GreedyWordSwapWIR refuses plain ``Transformation`` subclasses); it
 overrides ``_get_transformations`` since it inserts rather than swaps. It needs at least one
@@ -13,29 +14,11 @@ candidates).
 from __future__ import annotations
 
 from .textattack_compat import load_textattack
-from .triggers import Pattern, insertion_slots
+from .triggers import Pattern, insert_at_word_boundaries
 
 ta = load_textattack()
 
 APPLIED = "attrtools_triggers"
-
-
-def _spread(words: list[str], triggers: list[tuple[str, float]]) -> list[str]:
-    """Per original word, the string replacing it: inserted words that precede it, then itself
-    (inserted words after the last word are attached to it)."""
-    slots = insertion_slots(len(words), [r for _, r in triggers])
-    total = len(words) + len(triggers)
-    placed = dict(zip(slots, (w for w, _ in triggers)))
-    out, pending, k = [], [], 0
-    for slot in range(total):
-        if slot in placed:
-            pending.append(placed[slot])
-        else:
-            out.append(" ".join(pending + [words[k]]))
-            pending, k = [], k + 1
-    if pending:
-        out[-1] = " ".join([out[-1]] + pending)
-    return out
 
 
 class TriggerInsertion(ta.transformations.WordSwap):
@@ -57,9 +40,10 @@ class TriggerInsertion(ta.transformations.WordSwap):
             if pid in applied:
                 continue
             new_words = []
+            texts = list(current_text._text_input.values())
             for s, words in enumerate(per_input):
                 trig = [(w.word, w.relative) for w in pattern.words if w.segment == s]
-                new_words += _spread(words, trig) if trig and words else list(words)
+                new_words += insert_at_word_boundaries(texts[s], words, trig) if trig and words else list(words)
             if new_words == current_text.words:
                 continue
             text = current_text.generate_new_attacked_text(new_words)

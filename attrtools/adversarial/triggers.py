@@ -175,8 +175,9 @@ def words_for_positions(positions, word_ids, segments, word_texts) -> list[Trigg
     return out
 
 
-def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int | None = 512):
-    """``(word_ids, segments, word_texts)`` for the tokenization the engine uses.
+def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int | None = None):
+    """``(word_ids, segments, word_texts)`` for the tokenization the engine uses (pass the engine's
+    ``max_length``, attrtools' one truncation rule).
 
     Uses the fast tokenizer's word ids and character offsets; falls back on merging ``##`` word
     pieces for slow tokenizers."""
@@ -248,6 +249,57 @@ def insertion_slots(n_words: int, relatives: list[float]) -> list[int]:
     return taken
 
 
+def _boundary_of_slots(n_chunks: int, relatives: list[float]) -> list[int]:
+    """For each inserted word, the boundary it goes to: the number of original chunks before it in
+    the enlarged sequence (0 = before the first chunk, ``n_chunks`` = after the last)."""
+    slots = insertion_slots(n_chunks, relatives)
+    taken = set(slots)
+    return [sum(1 for s in range(slot) if s not in taken) for slot in slots]
+
+
+def insert_at_word_boundaries(text: str, words: list[str], triggers: list[tuple[str, float]]) -> list[str]:
+    """Insert trigger words into ``text`` at word boundaries only; returns, per word of ``words``
+    (a word segmentation of ``text`` such as TextAttack's, in order), the string that replaces it.
+
+    A boundary is a gap between whitespace-separated chunks of ``text`` (or its start or end), so a
+    trigger never lands inside "it's", "it 's"'s "'s", "well-made" or between a word and the
+    punctuation glued to it. The official rule (``insertion_slots``) picks the boundary over the
+    chunks. An inserted word is realised as a prefix of the word that opens the next chunk or a
+    suffix of the word that closes the previous chunk; a boundary with neither (e.g. between
+    ``good,`` and ``"great"``) moves to the nearest one that has one (later first)."""
+    import re
+
+    spans, pos = [], 0
+    for word in words:
+        start = text.find(word, pos)
+        if start < 0:
+            raise ValueError(f"word {word!r} not found in {text!r} after position {pos}")
+        spans.append((start, start + len(word)))
+        pos = start + len(word)
+    chunks = [m.span() for m in re.finditer(r"\S+", text)]
+    opens = {c: k for c, (a, _) in enumerate(chunks) for k, (s, _) in enumerate(spans) if s == a}
+    closes = {c: k for c, (_, b) in enumerate(chunks) for k, (_, e) in enumerate(spans) if e == b}
+
+    def realise(boundary):
+        if boundary < len(chunks) and boundary in opens:
+            return "prefix", opens[boundary]
+        if boundary > 0 and boundary - 1 in closes:
+            return "suffix", closes[boundary - 1]
+        return None
+
+    prefix: dict[int, list[str]] = {}
+    suffix: dict[int, list[str]] = {}
+    for (word, _), boundary in zip(triggers, _boundary_of_slots(len(chunks), [r for _, r in triggers])):
+        order = [boundary] + [b for d in range(1, len(chunks) + 1) for b in (boundary + d, boundary - d)
+                              if 0 <= b <= len(chunks)]
+        place = next((p for p in map(realise, order) if p is not None), None)
+        if place is None:
+            continue
+        side, k = place
+        (prefix if side == "prefix" else suffix).setdefault(k, []).append(word)
+    return [" ".join(prefix.get(k, []) + [w] + suffix.get(k, [])) for k, w in enumerate(words)]
+
+
 def insert_words(words: list[str], triggers: list[tuple[str, float]]) -> list[str]:
     """``words`` with each ``(word, r)`` of ``triggers`` inserted at its relative position."""
     slots = insertion_slots(len(words), [r for _, r in triggers])
@@ -294,7 +346,7 @@ def load_triggers(path: str) -> tuple[list[Pattern], dict]:
 
 
 # ------------------------------------------------------------------------------------ model-facing
-def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | None = 512):
+def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | None = None):
     """Predicted class of each example (one clean forward, length-sorted batches)."""
     from ..engine import Engine
 
@@ -305,16 +357,18 @@ def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | 
 def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps: int = 20, cache=None,
                      pattern_threshold: float = PATTERN_THRESHOLD, top2_ratio: float = TOP2_RATIO,
                      use_all: bool = False, batch_size: int = 8, progress: bool | None = None,
-                     max_length: int | None = 128) -> tuple[list[Pattern], dict]:
+                     max_length: int | None = None) -> tuple[list[Pattern], dict]:
     """Patterns from the first ``num_examples`` correctly classified ``examples`` (ranked, filtered).
 
     Returns ``(patterns, stats)``. AttAttr comes from the ``Engine`` (cached when ``cache`` is given),
-    target = predicted class, ``steps`` Riemann steps (official 64). ``max_length`` 128 as the
-    official code."""
+    target = predicted class, ``steps`` Riemann steps (official 64). ``max_length``: None for the
+    engine's truncation rule (``models.max_input_length``; the official code used 128)."""
     from ..engine import Engine
     from ..types import Example
 
-    examples = [Example.coerce(e) for e in examples]
+    from ..data import keep_content
+
+    examples = keep_content(examples)  # rows without content are skipped, with their reason in stats
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
         raise ValueError("trigger extraction needs labelled examples (correctly classified ones are used)")
@@ -334,45 +388,57 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
         p = pattern_from_matrix(att.scores, att.tokens, att.special_tokens_mask, target=att.predicted,
                                 label=e.label, example_id=e.id, top2_ratio=top2_ratio, use_all=use_all,
                                 text=e.text, text_pair=e.text_pair)
-        word_ids, segments, texts = word_alignment(tokenizer, e.text, e.text_pair, max_length)
+        word_ids, segments, texts = word_alignment(tokenizer, e.text, e.text_pair, engine.max_length)
         if len(word_ids) != len(att.tokens):
             raise RuntimeError("tokenization differs between the engine and the word alignment")
         p.words = words_for_positions(p.positions, word_ids, segments, texts)
         patterns.append(p)
     ranked = rank_patterns(patterns, pattern_threshold)
     stats = {"scanned": scanned, "correct_used": len(correct), "patterns": len(patterns),
-             "kept": len(ranked), "engine": dict(engine.stats)}
+             "kept": len(ranked), "engine": dict(engine.stats), "skipped_rows": list(examples.skipped)}
     return ranked, stats
 
 
 def per_class_accuracy(model, tokenizer, examples, patterns: list[Pattern], top_k: int = 3,
-                       label_names: list[str] | None = None, max_length: int | None = 128) -> list[dict]:
+                       label_names: list[str] | None = None, max_length: int | None = None) -> list[dict]:
     """The paper's evaluation: per gold class, accuracy before and after inserting each of the
-    top-k distinct triggers (fixed insertion, no search). One row per (trigger, class)."""
-    from ..types import Example
+    top-k distinct triggers (fixed insertion, no search). One row per (trigger, class).
 
-    examples = [Example.coerce(e) for e in examples if Example.coerce(e).label is not None]
-    classes = sorted({e.label for e in examples})
+    Every class of the model is listed; a class with no example has ``n = 0`` and empty
+    accuracy cells. Rows without content are left out (``data.keep_content``). Class names: the
+    given ``label_names``, else the model's own non-generic ``id2label``, else the index."""
+    from ..data import keep_content, model_label_names
+
+    examples = [e for e in keep_content(examples) if e.label is not None]
+    count = int(getattr(model.config, "num_labels", 0) or 0)
+    classes = sorted(set(range(count)) | {e.label for e in examples})
+    label_names = label_names or model_label_names(model.config)
     base = predict(model, tokenizer, examples, max_length=max_length)
 
     def acc(preds, c):
         idx = [i for i, e in enumerate(examples) if e.label == c]
-        return sum(preds[i] == c for i in idx) / len(idx), len(idx)
+        return (sum(preds[i] == c for i in idx) / len(idx) if idx else None), len(idx)
 
     def name(c):
         return label_names[c] if label_names and c < len(label_names) else str(c)
+
+    def cell(value):
+        return "" if value is None else round(value, 4)
 
     rows = []
     baseline = {c: acc(base, c) for c in classes}
     for c in classes:
         rows.append({"trigger_rank": 0, "trigger": "", "source_class": "", "score": "", "gold_class": name(c),
-                     "n": baseline[c][1], "accuracy": round(baseline[c][0], 4), "accuracy_drop": 0.0})
+                     "n": baseline[c][1], "accuracy": cell(baseline[c][0]),
+                     "accuracy_drop": "" if baseline[c][0] is None else 0.0})
+    from ..types import Example
+
     for rank, p in enumerate(unique_triggers(patterns)[:top_k], start=1):
         inserted = [Example(*apply_pattern(e.text, e.text_pair, p), label=e.label, id=e.id) for e in examples]
         preds = predict(model, tokenizer, inserted, max_length=max_length)
         for c in classes:
             a, n = acc(preds, c)
             rows.append({"trigger_rank": rank, "trigger": " ".join(p.trigger), "source_class": name(p.target),
-                         "score": round(p.score, 6), "gold_class": name(c), "n": n, "accuracy": round(a, 4),
-                         "accuracy_drop": round(baseline[c][0] - a, 4)})
+                         "score": round(p.score, 6), "gold_class": name(c), "n": n, "accuracy": cell(a),
+                         "accuracy_drop": "" if a is None else round(baseline[c][0] - a, 4)})
     return rows

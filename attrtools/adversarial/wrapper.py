@@ -2,7 +2,8 @@
 
 TextAttack's ``HuggingFaceModelWrapper`` pads every query to ``tokenizer.model_max_length``
 (512 for MiniLM/BERT: about 5x slower on SST-2); this wrapper pads each batch to its longest
-input (the engine's collation), truncates at ``max_length``, runs under ``torch.no_grad`` and keeps
+input (the engine's collation), truncates by the engine's rule (``models.max_input_length``, or a
+``max_length`` override), runs under ``torch.no_grad`` and keeps
 the model in eval mode, also for ``get_grad`` (TextAttack switches to train mode there, i.e.
 dropout on; we keep results deterministic). Tokens are the engine's tokens, so word/token
 alignment matches the attributions.
@@ -29,7 +30,7 @@ def _example(text_input) -> Example:
 
 
 class AttrtoolsModelWrapper(ta.models.wrappers.ModelWrapper):
-    def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = 128):
+    def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size

@@ -65,10 +65,11 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
     from .common import load_model_or_fail
 
+    run_dir = make_run_dir(output_dir, "attribute", {"model": model_name, "method": method, "target": target,
+                                                     "params": parsed, "dataset": dataset, "n": len(examples)},
+                           examples=examples)  # before the model loads: an unusable folder fails at once
     model, tokenizer = load_model_or_fail(model_name, device)
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
-    run_dir = make_run_dir(output_dir, "attribute", {"model": model_name, "method": method, "target": target,
-                                                     "params": parsed, "dataset": dataset, "n": len(examples)})
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
     try:
         results = engine.attribute(examples, method=method, target=target_spec, **parsed)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .common import UserError, dump
+from .common import BadUsage, UserError, dump
 
 cache_dir_option = click.option("--cache-dir", default=None, envvar="ATTRTOOLS_CACHE",
                                 help="Cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools).")
@@ -102,7 +102,10 @@ def verify(cache_dir, fix):
 def clear(cache_dir, yes):
     """Delete every cache entry."""
     store = _open(cache_dir)
-    if not yes and sys.stdin.isatty():
+    if not yes:
+        if not sys.stdin.isatty():  # no one to ask: never delete everything on a pipe's say-so
+            raise BadUsage(f"cache clear would delete every entry under {store.directory}: pass --yes "
+                           "(stdin is not a terminal, so it cannot ask)")
         click.confirm(f"Delete every entry under {store.directory}?", abort=True)
     try:
         removed = store.clear()

@@ -19,6 +19,37 @@ class BadUsage(UserError):
     exit_code = 2
 
 
+def at_least(option: str, value, minimum: int = 1):
+    """``value`` (an int option) or a one-line usage error naming ``option``."""
+    if value is not None and value < minimum:
+        raise BadUsage(f"{option} must be at least {minimum}, got {value}")
+    return value
+
+
+def finite(option: str, value, low: float | None = None, high: float | None = None):
+    """``value`` (a float option) finite and within [low, high], or a one-line usage error."""
+    import math
+
+    if value is None:
+        return value
+    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+        span = f" in [{low:g}, {high:g}]" if low is not None and high is not None else \
+            (f" >= {low:g}" if low is not None else "")
+        raise BadUsage(f"{option} must be a finite number{span}, got {value}")
+    return value
+
+
+def check_labels(examples, model, what: str = "--dataset"):
+    """Every gold label must be a class of the model (one line naming the row, else exit 2)."""
+    classes = getattr(model.config, "num_labels", None)
+    if not isinstance(classes, int):
+        return
+    for index, example in enumerate(examples):
+        if example.label is not None and not 0 <= example.label < classes:
+            raise BadUsage(f"{what}: row {index} has label {example.label}, but the model has {classes} classes "
+                           f"(0..{classes - 1}); use --label-names or another dataset")
+
+
 def check_method_params(method: str, params: dict, what: str = "--param") -> dict:
     """The method's parameters checked against its schema before anything loads (``BadUsage``)."""
     from .. import methods as registry
@@ -50,9 +81,18 @@ def dataset_options(f):
     return f
 
 
+def _remember_overwrite(ctx, param, value):
+    ctx.meta["attrtools.overwrite"] = bool(value)
+    return value
+
+
 def output_dir_option(f):
-    return click.option("--output-dir", type=click.Path(file_okay=False), default=None,
-                        help="Run directory (default: runs/<command>-<timestamp>).")(f)
+    """``--output-dir`` and ``--overwrite`` (read by ``make_run_dir`` from the click context)."""
+    f = click.option("--overwrite", is_flag=True, expose_value=False, callback=_remember_overwrite,
+                     help="Replace what --output-dir holds when it is another run (default: refuse).")(f)
+    return click.option("--output-dir", type=click.Path(), default=None,
+                        help="Run directory (default: runs/<command>-<timestamp>). Rerunning the same "
+                             "configuration into it resumes; another configuration is refused.")(f)
 
 
 def cache_options(f):
@@ -66,17 +106,41 @@ def device_option(f):
     return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")(f)
 
 
-def make_run_dir(output_dir: str | None, command: str, config: dict) -> str:
-    """Create the run directory and write run_config.json into it (atomically)."""
+def make_run_dir(output_dir: str | None, command: str, config: dict, examples=None,
+                 overwrite: bool | None = None) -> str:
+    """Create (or resume) and lock the run directory through ``attrtools.rundir.prepare``: the same
+    configuration resumes, another one is refused unless ``--overwrite`` (then the folder is emptied
+    first), a second concurrent writer is refused, an unwritable folder fails in one line. Call it
+    before loading the model. The configuration is completed with ``model_identity`` of
+    ``config["model"]``, a digest of a local ``config["dataset"]`` file and, when given,
+    ``data_identity(examples)``."""
+    from .. import rundir
+
     if output_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         output_dir = os.path.join("runs", f"{command}-{stamp}")
-    os.makedirs(output_dir, exist_ok=True)
-    from ..io import write_json
-
-    write_json(os.path.join(output_dir, "run_config.json"),
-               {"command": command, "argv": sys.argv[1:], **config})
-    return output_dir
+    if overwrite is None:
+        ctx = click.get_current_context(silent=True)
+        overwrite = bool(ctx.meta.get("attrtools.overwrite")) if ctx is not None else False
+    config = dict(config)
+    for key in ("model", "model_name"):
+        if isinstance(config.get(key), str):
+            config[f"{key}_identity"] = rundir.model_identity(config[key])
+    for key in ("dataset", "train_dataset", "eval_dataset"):
+        if isinstance(config.get(key), str) and os.path.isfile(config[key]):
+            config[f"{key}_identity"] = rundir.data_file_identity(config[key])
+    if examples is not None:
+        config["data_identity"] = rundir.data_identity(examples)
+    try:
+        run = rundir.prepare(output_dir, command, config, overwrite=overwrite)
+    except rundir.RunDirMismatch as err:
+        raise BadUsage(str(err)) from None
+    except rundir.RunDirError as err:
+        raise UserError(str(err)) from None
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.find_root().call_on_close(run.close)  # the lock goes when the command ends, however it ends
+    return run.path
 
 
 def load_model_or_fail(name: str, device=None):
@@ -126,6 +190,7 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
 
     if not spec:
         raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
+    at_least("--limit", limit)
     try:
         examples = load_examples(spec, text_column, pair_column, label_column, limit, label_names=label_names)
     except DataError as err:

@@ -104,13 +104,14 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
     from ..commands.common import load_model_or_fail
 
+    run_dir = make_run_dir(output_dir, "evaluate", {
+        "model": model_name, "dataset": dataset, "n": len(examples), "methods": chosen, "preset": preset,
+        "operator": operator, "params": parsed, "method_limits": limits, "reference": reference, "seed": seed},
+        examples=examples)  # before the model loads: an unusable folder fails at once
     model, tokenizer = load_model_or_fail(model_name, device)
     if operator == "mask" and tokenizer.mask_token_id is None:
         raise UserError("this tokenizer has no mask token: use --operator delete or pad")
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
-    run_dir = make_run_dir(output_dir, "evaluate", {
-        "model": model_name, "dataset": dataset, "n": len(examples), "methods": chosen, "preset": preset,
-        "operator": operator, "params": parsed, "method_limits": limits, "reference": reference, "seed": seed})
 
     from .report import write_all
     from .run import evaluate_methods
@@ -133,4 +134,5 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     click.echo(open(paths["markdown"], encoding="utf-8").read())
     echo_summary({"examples": len(examples), "methods evaluated": len(evaluation.ok()),
                   "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",
-                  "perturbed forwards": evaluation.forwards, "output": os.path.abspath(run_dir)})
+                  "perturbed forwards": evaluation.forwards,
+                  "perturbed forwards from cache": getattr(evaluation, "forwards_reused", 0), "output": os.path.abspath(run_dir)})

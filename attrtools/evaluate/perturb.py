@@ -138,6 +138,16 @@ def plan_example(input_ids, token_type_ids, special_mask, scores, bins: Bins, pe
     )
 
 
+def forwards_key(model_fingerprint: str, sequences) -> str:
+    """Cache key of the class probabilities of ``sequences`` ((ids, types) pairs) under a model."""
+    import hashlib
+    import json
+
+    payload = {"kind": "perturbed-forwards", "model": model_fingerprint, "format": 1,
+               "sequences": [[list(ids), list(types)] for ids, types in sequences]}
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+
+
 class Predictor:
     """Memoised class probabilities of sequences: ``predictor([(ids, types), ...]) -> list of prob lists``.
 
@@ -152,6 +162,7 @@ class Predictor:
         self.progress = progress
         self.memo: dict = {}
         self.evaluated = 0
+        self.reused = 0  # sequences whose probabilities came from the persistent cache
 
     @classmethod
     def for_model(cls, model, tokenizer, use_token_types: bool, **kwargs) -> "Predictor":
@@ -182,6 +193,35 @@ class Predictor:
     def __call__(self, sequences) -> list:
         self.run(sequences)
         return [self.memo[s] for s in sequences]
+
+    def run_groups(self, groups, store=None, model_fingerprint: str | None = None) -> None:
+        """``run`` over several groups of sequences (one example's perturbations each), with a
+        persistent tier: each group's probabilities are one cache entry keyed by the model
+        fingerprint and the group's input ids, so a rerun (after a kill, or with more methods)
+        does not redo forwards it already did. ``store``: an ``AttributionCache`` (or None)."""
+        groups = [list(g) for g in groups]
+        keys = [None] * len(groups)
+        if store is not None and model_fingerprint:
+            for index, group in enumerate(groups):
+                if not group:
+                    continue
+                keys[index] = forwards_key(model_fingerprint, group)
+                hit = store.get(keys[index])
+                if hit is not None and tuple(hit[0].shape[:1]) == (len(group),) and hit[0].dim() == 2 and \
+                        hit[1].get("kind") == "forwards":
+                    rows = hit[0].float().tolist()
+                    for seq, probs in zip(group, rows):
+                        self.memo.setdefault(seq, probs)
+                    self.reused += len(group)
+                    keys[index] = None  # nothing to write back
+        self.run([s for g in groups for s in g])
+        if store is not None:
+            import torch
+
+            for key, group in zip(keys, groups):
+                if key is not None:
+                    store.put(key, torch.tensor([self.memo[s] for s in group], dtype=torch.float32),
+                              {"kind": "forwards", "model": model_fingerprint, "sequences": len(group)})
 
     def run(self, sequences) -> None:
         todo = sorted({s for s in sequences if s not in self.memo}, key=lambda s: len(s[0]))

@@ -82,7 +82,10 @@ def markdown(evaluation, title: str = "Faithfulness", command: str | None = None
     if evaluation.reference:
         metrics.append("spearman_gxi")
     lines = [f"# {title}", ""]
-    lines.append(f"Preset `{evaluation.preset}`, operator `{evaluation.operator}`, {evaluation.n_examples} examples, "
+    skipped = len(getattr(evaluation, "skipped_rows", []) or [])
+    lines.append(f"Preset `{evaluation.preset}`, operator `{evaluation.operator}`, {evaluation.n_examples} examples"
+                 + (f" ({skipped} row(s) without content skipped, {evaluation.n_examples + skipped} rows read)"
+                    if skipped else "") + ", "
                  f"clean accuracy {_fmt(evaluation.clean_accuracy)}; {evaluation.forwards} perturbed forwards. "
                  "Target: class predicted on the clean input; special tokens never ranked or perturbed.")
     if command:
@@ -167,7 +170,8 @@ def write_all(evaluation, output_dir: str, command: str | None = None, example_i
         "csv": write_csv(evaluation, os.path.join(output_dir, "faithfulness.csv")),
         "markdown": write_text(os.path.join(output_dir, "faithfulness.md"), markdown(evaluation, command=command)),
         "curves": write_curves_csv(evaluation, os.path.join(output_dir, "curves.csv")),
-        "per_example": write_per_example_csv(evaluation, os.path.join(output_dir, "per_example.csv"), example_ids),
+        "per_example": write_per_example_csv(evaluation, os.path.join(output_dir, "per_example.csv"),
+                                             getattr(evaluation, "example_ids", None) or example_ids),
     }
     if evaluation.ok():
         paths["png"] = plot_curves(evaluation, os.path.join(output_dir, "faithfulness_curves.png"))

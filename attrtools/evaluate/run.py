@@ -42,7 +42,10 @@ class Evaluation:
     clean_accuracy: float
     results: list  # [MethodResult]
     forwards: int = 0
+    forwards_reused: int = 0  # perturbed forwards taken from the cache instead of run
     notes: list = field(default_factory=list)
+    skipped_rows: list = field(default_factory=list)  # rows without content: {index, id, reason, text}
+    example_ids: list = field(default_factory=list)  # ids of the evaluated examples, in order
 
     def ok(self):
         return [r for r in self.results if r.status == "ok"]
@@ -74,20 +77,32 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     from ..engine import Engine
     from ..types import Example
 
+    from ..models import require_classes
+
+    require_classes(model, "faithfulness evaluation (probability drops, log-odds, accuracy)")
     bins = get_bins(preset)
     perturber = Perturber.for_tokenizer(operator, tokenizer)
     method_params = method_params or {}
     method_limits = method_limits or {}
     say = log or (lambda message: None)
-    examples = [Example.coerce(e) for e in examples]
+    from ..data import keep_content
+
+    examples = keep_content(examples)  # rows without content are skipped with their reason, never scored 0
     if not examples:
-        raise ValueError("no examples to evaluate")
+        raise ValueError("no examples to evaluate" + (f" ({len(examples.skipped)} row(s) without content skipped)"
+                                                      if examples.skipped else ""))
     engine = engine or Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
     use_types = getattr(engine, "_uses_token_types", True)
     predictor = Predictor.for_model(model, tokenizer, use_types, progress=bool(engine.progress))
 
     encoded = [engine.encode(e) for e in examples]
     clean = [(tuple(e.input_ids), tuple(e.token_type_ids or [0] * e.length)) for e in encoded]
+    store = getattr(engine, "cache", None)
+    store = store if store is not None and hasattr(store, "get") and hasattr(store, "put") else None
+    from ..models import fingerprint
+
+    model_fp = fingerprint(model) if store is not None else None
+    predictor.run_groups([clean], store, model_fp)
     clean_probs = predictor(clean)
     predicted = [max(range(len(p)), key=p.__getitem__) for p in clean_probs]
     labelled = [(p, e.label) for p, e in zip(predicted, examples) if e.label is not None]
@@ -109,7 +124,11 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     results = []
     evaluation = Evaluation(preset=preset, operator=operator, reference=reference if reference_scores is not None
                             else None, n_examples=len(examples), clean_accuracy=clean_accuracy, results=results,
-                            notes=notes)
+                            notes=notes, skipped_rows=list(examples.skipped), example_ids=[e.id for e in examples])
+    if examples.skipped:
+        notes.append(f"{len(examples.skipped)} row(s) without content skipped (not evaluated, not averaged): "
+                     + "; ".join(f"row {r['index']} ({r['reason']})" for r in examples.skipped[:10])
+                     + (" ..." if len(examples.skipped) > 10 else ""))
     for name in [RANDOM] + list(methods):  # random first: every partial report has its floor
         limit = method_limits.get(name)
         subset = examples if limit is None else examples[:limit]
@@ -149,7 +168,7 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
         plans = [plan_example(e.input_ids, e.token_type_ids, specials[i], token_lists[i], bins, perturber)
                  for i, e in enumerate(encoded[: len(subset)])]
         say(f"  perturbing: {sum(1 for p in plans for _ in p.sequences())} sequences ({name})")
-        predictor.run([s for p in plans for s in p.sequences()])
+        predictor.run_groups([list(p.sequences()) for p in plans], store, model_fp)  # cached per example
         result.per_example = [M.example_metrics(plan, predictor.memo, predicted[i], examples[i].label)
                               for i, plan in enumerate(plans)]
         result.summary = M.aggregate(result.per_example)
@@ -166,7 +185,9 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
             f"acc {summary['accuracy']:.3f}" if not math.isnan(summary['accuracy'])
             else f"  {name}: AOPC comp {summary['aopc_comp']:.3f}  suff {summary['aopc_suff']:.3f}")
         evaluation.forwards = predictor.evaluated
+        evaluation.forwards_reused = predictor.reused
         if on_result:
             on_result(evaluation)
     evaluation.forwards = predictor.evaluated
+    evaluation.forwards_reused = predictor.reused
     return evaluation

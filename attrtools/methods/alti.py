@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..capture import capture
-from ..models import get_layers, heads_per_layer, layer_module
+from ..models import get_layers, head_dim, heads_per_layer, layer_module, select_kept
 from . import register
 from .base import Batch, Method, crop, require_post_ln
 
@@ -90,7 +90,8 @@ def trace_layers(model, inputs: dict, extra: dict | None = None) -> Trace:
         for h in handles:
             h.remove()
     trace = Trace(logits=logits.detach().float())
-    trace.attentions = [a.float() for a in cap.attention_list()]
+    # the heads present in each layer (a pruned model records zeros at its pruned heads' indices)
+    trace.attentions = [select_kept(model, l, a.float()) for l, a in enumerate(cap.attention_list())]
     for l in range(num_layers):
         if l not in cap.hidden_inputs:
             raise RuntimeError(f"hidden state entering layer {l} was not recorded")
@@ -135,8 +136,8 @@ def alti_layer_parts(model, trace: Trace, layer: int, b: int, n: int):
     w_v, b_v, w_o, b_o, heads = value_output_weights(model, layer)
     x = trace.hidden_in[layer][b, :n]  # (n, d)
     attn = trace.attentions[layer][b, :, :n, :n]  # (H, n, n)
-    value = F.linear(x, w_v, b_v).view(n, heads, -1)  # (n, H, d_h)
-    w_o_heads = w_o.view(w_o.shape[0], heads, -1)  # (d, H, d_h)
+    value = F.linear(x, w_v, b_v).view(n, heads, head_dim(model))  # (n, H, d_h)
+    w_o_heads = w_o.view(w_o.shape[0], heads, head_dim(model))  # (d, H, d_h)
     transformed = torch.einsum("jhe,dhe->hjd", value, w_o_heads)  # f_h(x_j): (H, n, d)
     z = torch.einsum("hij,hjd->ijd", attn, transformed)  # (n_i, n_j, d)
     z = z + torch.diag_embed(x.transpose(0, 1)).permute(1, 2, 0)  # + δ_ij x_i
@@ -169,6 +170,7 @@ class ALTI(Method):
     invariant = "Σ_j T_i(x_j) + L(b_O)/σ_i + β1 = LN1 output; every row of every rolled-out layer sums to 1"
 
     def check_model(self, model):
+        super().check_model(model)
         require_post_ln(model, "ALTI")
 
     @torch.no_grad()

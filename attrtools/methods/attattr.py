@@ -36,8 +36,8 @@ import torch
 from ..capture import PostLNBlock, capture
 from ..models import adapter_for, get_layers, num_layers_heads, pool_position
 from . import register
-from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, crop, frozen_parameters,
-                   target_score)
+from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, completeness_record, crop,
+                   frozen_parameters, target_score)
 
 
 STEPS_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
@@ -98,8 +98,17 @@ class AttAttr(Method):
 
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
-        per_layer = attattr_layers(model, batch, layers=units, **params)  # {l: (B, H, n, n)}
+        baseline_scores: dict = {}
+        per_layer = attattr_layers(model, batch, layers=units, baseline_scores=baseline_scores,
+                                   **params)  # {l: (B, H, n, n)}
         layers = sorted(per_layer)
+        full = target_score(batch.logits, batch.targets, params["target_kind"]) if batch.logits is not None else None
+        for b in range(batch.size):
+            if full is None:
+                break
+            batch.info[b]["completeness"] = {
+                l: completeness_record(float(per_layer[l][b].sum()), float(full[b] - baseline_scores[l][b]))
+                for l in layers}
         return [crop(torch.stack([per_layer[l][b] for l in layers]), n, (2, 3))
                 for b, n in enumerate(batch.lengths)]
 
@@ -115,14 +124,17 @@ def _autocast(model, autocast):
 
 def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="riemann_left",
                    target_kind="prob", internal_batch_size=None, autocast=None,
-                   schedule: str = "auto") -> dict[int, torch.Tensor]:
+                   baseline_scores: dict | None = None, schedule: str = "auto") -> dict[int, torch.Tensor]:
     """AttAttr for the given layers of a padded batch: ``{layer: (B, H, n_pad, n_pad)}``.
 
     Rows of one pass are (example, step) pairs; ``internal_batch_size`` bounds how many run at
-    once (default: about 4096 tokens per pass). ``schedule``: ``"decomposed"`` (post-LN encoders
-    pooling the first token; see :func:`_decomposed`), ``"replay"`` (any architecture), or
-    ``"auto"``: decomposed where the model's blocks pass the check against its own forward, else
-    replay. Both give the official numbers; the choice is not part of the cache key.
+    once (default: about 4096 tokens per pass). ``baseline_scores``, when given, is filled with
+    ``{layer: (B,) F(A^l = 0)}`` (the baseline end of the integral, for the completeness gap): the
+    rule's own α = 0 node where it has one (official left Riemann), else one extra row per example
+    with weight 0. ``schedule``: ``"decomposed"`` (post-LN encoders pooling the first token; see
+    :func:`_decomposed`), ``"replay"`` (any architecture), or ``"auto"``: decomposed where the
+    model's blocks pass the check against its own forward, else replay. Both give the official
+    numbers; the choice is not part of the cache key.
     """
     if batch.targets is None:
         raise ValueError("AttAttr needs target classes")
@@ -131,6 +143,9 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     num_layers = num_layers_heads(model)[0]
     layers = list(range(num_layers)) if layers is None else [int(l) for l in layers]
     alphas, weights = quadrature(steps, steps_method)
+    if baseline_scores is not None and 0.0 not in alphas:
+        alphas, weights = list(alphas) + [0.0], list(weights) + [0.0]
+    zero_node = alphas.index(0.0) if baseline_scores is not None else -1
     n = batch.max_length
     rows_per_pass = internal_batch_size or max(1, 4096 // n)
 
@@ -146,24 +161,27 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     finally:
         handle.remove()
     attention = clean.attention_list()
-    plan = _Plan(batch, alphas, weights, rows_per_pass)
+    plan = _Plan(batch, alphas, weights, rows_per_pass, zero_node)
 
     if schedule != "replay":
         pieces = _decomposable(model, batch, attention, clean.hidden_inputs, final.get("out"), layers)
         if pieces is not None:
             return _decomposed(model, batch, layers, attention, clean.hidden_inputs, *pieces, plan, target_kind,
-                               autocast)
+                               autocast, baseline_scores)
         if schedule == "decomposed":
             raise ValueError("this model's blocks do not match the decomposed schedule (post-LN encoder "
                              "blocks pooling the first token); use schedule='replay'")
-    return _replay(model, batch, layers, attention, clean.hidden_inputs, plan, target_kind, autocast)
+    return _replay(model, batch, layers, attention, clean.hidden_inputs, plan, target_kind, autocast,
+                   baseline_scores)
 
 
 class _Plan:
-    """All (example, step) rows of a batch, flattened so passes can mix examples."""
+    """All (example, step) rows of a batch, flattened so passes can mix examples; ``zero_node``: the
+    index of the α = 0 node whose scores are kept (-1: none)."""
 
-    def __init__(self, batch: Batch, alphas, weights, rows_per_pass: int):
+    def __init__(self, batch: Batch, alphas, weights, rows_per_pass: int, zero_node: int = -1):
         device = batch.targets.device
+        self.size, self.device, self.nodes, self.zero_node = batch.size, device, len(alphas), zero_node
         self.example_of = torch.arange(batch.size, device=device).repeat_interleave(len(alphas))
         self.alpha_of = torch.tensor(alphas, device=device, dtype=torch.float32).repeat(batch.size)
         self.weight_of = torch.tensor(weights, device=device, dtype=torch.float32).repeat(batch.size)
@@ -172,17 +190,26 @@ class _Plan:
     def passes(self):
         for start in range(0, self.example_of.numel(), self.rows_per_pass):
             stop = start + self.rows_per_pass
-            yield self.example_of[start:stop], self.alpha_of[start:stop], self.weight_of[start:stop]
+            yield start, self.example_of[start:stop], self.alpha_of[start:stop], self.weight_of[start:stop]
+
+    def baseline(self):
+        return torch.zeros(self.size, dtype=torch.float32, device=self.device)
+
+    def keep_baseline(self, at_zero, start, rows, score):
+        if self.zero_node >= 0:
+            node = (torch.arange(start, start + rows.numel(), device=self.device) % self.nodes) == self.zero_node
+            at_zero.index_copy_(0, rows[node], score.detach().float()[node])
 
 
-def _replay(model, batch, layers, attention, hidden, plan, target_kind, autocast):
+def _replay(model, batch, layers, attention, hidden, plan, target_kind, autocast, baseline_scores=None):
     """Any architecture: per target layer, the blocks from that layer up are run for every step with
     the layer's probabilities replaced by ``alpha * A`` (the blocks below are replayed)."""
     result = {}
     with frozen_parameters(model):
         for layer in layers:
             grad_sum = torch.zeros_like(attention[layer], dtype=torch.float32)
-            for rows, alpha, weight in plan.passes():
+            at_zero = plan.baseline()
+            for start, rows, alpha, weight in plan.passes():
                 scaled = (attention[layer][rows].float() * alpha.view(-1, 1, 1, 1)).requires_grad_(True)
                 with capture(model, override={layer: scaled}, replay=(layer, hidden[layer][rows])), \
                         _autocast(model, autocast):
@@ -190,7 +217,10 @@ def _replay(model, batch, layers, attention, hidden, plan, target_kind, autocast
                 score = target_score(logits, batch.targets[rows], target_kind)
                 (grad,) = torch.autograd.grad((score * weight).sum(), scaled)
                 grad_sum.index_add_(0, rows, grad.float())
+                plan.keep_baseline(at_zero, start, rows, score)
             result[layer] = attention[layer].float() * grad_sum
+            if baseline_scores is not None:
+                baseline_scores[layer] = at_zero
     return result
 
 
@@ -233,7 +263,8 @@ def _close(ours, reference, mask, tolerance) -> bool:
     return bool(diff.max() <= tolerance * max(1.0, float(reference.float().abs().max())))
 
 
-def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan, target_kind, autocast):
+def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan, target_kind, autocast,
+                baseline_scores=None):
     """Post-LN encoders: the same integral with less work per step.
 
     In target layer ``l`` the context is linear in the scaled probabilities:
@@ -257,7 +288,8 @@ def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan,
             if layer == last:
                 projected = projected[:, position:position + 1]
             grad_sum = torch.zeros_like(projected, dtype=torch.float32)
-            for rows, alpha, weight in plan.passes():
+            at_zero = plan.baseline()
+            for start, rows, alpha, weight in plan.passes():
                 u = (projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)
                 replace = _step_blocks(blocks, layer, u, mask[rows], position, n)
                 with capture(model, replay=(layer, hidden[layer][rows]), replace=replace), \
@@ -266,6 +298,9 @@ def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan,
                 score = target_score(logits, batch.targets[rows], target_kind)
                 (grad,) = torch.autograd.grad((score * weight).sum(), u)
                 grad_sum.index_add_(0, rows, grad.float())
+                plan.keep_baseline(at_zero, start, rows, score)
+            if baseline_scores is not None:
+                baseline_scores[layer] = at_zero
             with torch.no_grad():
                 grad_context = block._heads(torch.matmul(grad_sum, block.output.weight.float()))  # (B, H, r, d_h)
                 grad_scaled = torch.matmul(grad_context, values.transpose(2, 3))  # (B, H, r, n)

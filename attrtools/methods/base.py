@@ -13,6 +13,8 @@ from typing import ClassVar
 
 import torch
 
+from ..models import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
+
 
 @dataclass
 class Batch:
@@ -27,6 +29,11 @@ class Batch:
     targets: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     labels: list = field(default_factory=list)
+    info: list = field(default_factory=list)  # per example: a dict a method may fill (e.g. completeness)
+
+    def __post_init__(self):
+        if not self.info:
+            self.info = [{} for _ in self.lengths]
 
     @property
     def size(self) -> int:
@@ -159,7 +166,16 @@ class Method:
         return None
 
     def check_model(self, model) -> None:
-        """Raise a clear error if this method cannot run on ``model``'s architecture."""
+        """Raise a clear error if this method cannot run on ``model``'s architecture.
+
+        The base check asks the model's adapter (``models.Adapter.refuses``); methods with their own
+        requirements extend it (and call ``super().check_model``)."""
+        from ..models import adapter_for
+
+        reason = adapter_for(model).refusal(self.name)
+        if reason:
+            raise UnsupportedArchitecture(
+                f"{self.name} does not apply to model_type {adapter_for(model).model_type!r}: {reason}")
 
     def compute(self, model, batch: Batch, units: list[int] | None = None, **params) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -181,7 +197,7 @@ def require_post_ln(model, method: str) -> None:
     adapter = adapter_for(model)
     if adapter.pre_norm:
         raise UnsupportedArchitecture(
-            f"{method} decomposes post-LayerNorm encoder blocks (BERT, RoBERTa, ELECTRA, DistilBERT); "
+            f"{method} decomposes post-LayerNorm encoder blocks (BERT-like encoders, DistilBERT); "
             f"model_type {adapter.model_type!r} is pre-LN, where this decomposition does not apply")
 
 
@@ -194,12 +210,31 @@ def crop(tensor: torch.Tensor, length: int, dims: tuple[int, ...]) -> torch.Tens
 
 
 def target_score(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
-    """(B,) the scalar that is explained: class probability (AttAttr) or logit (Chefer, Grad-SAM)."""
+    """(B,) the scalar that is explained: class probability (AttAttr) or logit (Chefer, Grad-SAM).
+
+    A model with one output (``num_labels=1``: a regressor or a single-logit scorer) has no class
+    probability (the softmax over one output is constantly 1, whose attribution is all zeros), so
+    ``kind="prob"`` raises ``OneOutputError`` there; ``kind="logit"`` explains the raw output."""
+    if kind in ("prob", "probability") and logits.shape[-1] == 1:
+        raise OneOutputError(
+            "this model has a single output (num_labels=1): its softmax probability is always 1 and every "
+            "attribution of it would be 0; explain the raw output instead (target_kind='logit', e.g. "
+            "--param target_kind=logit)")
     if kind in ("prob", "probability"):
         return torch.softmax(logits.float(), dim=-1).gather(1, targets.view(-1, 1)).squeeze(1)
     if kind == "logit":
         return logits.float().gather(1, targets.view(-1, 1)).squeeze(1)
     raise ValueError(f"target_kind must be 'prob' or 'logit', got {kind!r}")
+
+
+def completeness_record(attributed: float, delta: float) -> dict:
+    """How far an integrated-gradients result is from completeness (``sum = F(x) - F(baseline)``).
+
+    ``gap = |sum - delta|``; ``relative_gap = gap / max(|delta|, 1e-3)`` (the floor keeps layers or
+    inputs whose delta is ~0 from reporting huge ratios of rounding noise)."""
+    gap = abs(attributed - delta)
+    return {"sum": float(attributed), "delta": float(delta), "gap": float(gap),
+            "relative_gap": float(gap / max(abs(delta), 1e-3))}
 
 
 class frozen_parameters:

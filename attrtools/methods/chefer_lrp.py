@@ -40,21 +40,18 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture
-from ..models import adapter_for, get_module, layer_module, num_layers_heads
+from ..models import adapter_for, expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
 from . import register
-from .base import Batch, Method, Int
+from .base import Batch, Method, Int, UnsupportedArchitecture
 from .gradsam import embedding_leaf
 
 EPS = 1e-9
 
-# Linear layers of the classification head, applied in order to the token-0 vector of the last
-# hidden state (non-linearities between them are identity for LRP).
-HEADS = {
-    "bert": ("bert.pooler.dense", "classifier"),
-    "roberta": ("classifier.dense", "classifier.out_proj"),
-    "electra": ("classifier.dense", "classifier.out_proj"),
-    "distilbert": ("pre_classifier", "classifier"),
-}
+
+def head_paths(model) -> tuple:
+    """Linear layers of the classification head, applied in order to the token-0 vector of the last
+    hidden state (non-linearities between them are identity for LRP): the adapter's ``classifier_head``."""
+    return adapter_for(model).classifier_head
 
 
 def safe_divide(a, b):
@@ -133,7 +130,7 @@ class _Recorder:
         for l in range(num_layers_heads(self.model)[0]):
             for part in self.PARTS:
                 self.handles.append(layer_module(self.model, l, part).register_forward_hook(self._hook((l, part))))
-        for index, path in enumerate(HEADS[adapter_for(self.model).model_type]):
+        for index, path in enumerate(head_paths(self.model)):
             self.handles.append(get_module(self.model, path).register_forward_hook(self._hook(("head", index))))
         return self
 
@@ -144,8 +141,8 @@ class _Recorder:
 
 
 def _split(t, heads):  # (B, n, H*d) -> (B, H, n, d)
-    B, n, _ = t.shape
-    return t.view(B, n, heads, -1).transpose(1, 2)
+    B, n, width = t.shape
+    return t.view(B, n, heads, width // heads if heads else 0).transpose(1, 2)
 
 
 def _merge(t):  # (B, H, n, d) -> (B, n, H*d)
@@ -158,7 +155,8 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
     ``R^A`` and ``∂y_c/∂A`` (B, H, n, n), and the relevance of the hidden states entering layer 0."""
     if batch.targets is None:
         raise ValueError("chefer_lrp needs target classes")
-    num_layers, heads = num_layers_heads(model)
+    num_layers = num_layers_heads(model)[0]
+    physical_heads = heads_per_layer(model)  # a pruned model: heads present per layer
     with _Recorder(model) as rec, embedding_leaf(model), torch.enable_grad(), \
             capture(model, record="all", retain_grad=True, record_hidden=True) as cap:
         logits = model(**batch.inputs).logits
@@ -166,14 +164,14 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
         score = logits.float().gather(1, batch.targets.view(-1, 1)).sum()
         grads = torch.autograd.grad(score, attentions)
     data = rec.data
-    head_paths = HEADS[adapter_for(model).model_type]
+    head_paths_ = head_paths(model)
     with torch.no_grad():
         last_hidden = data[(num_layers - 1, "ffn_out")]  # LN2 output is not recorded: check pooling below
         pooled_in = data[("head", 0)][0].float()
         r = torch.nn.functional.one_hot(batch.targets, logits.shape[-1]).float()
-        for index in reversed(range(len(head_paths))):
+        for index in reversed(range(len(head_paths_))):
             x = data[("head", index)][0].float()
-            r = relprop_linear(x, get_module(model, head_paths[index]).weight.float(), r, trace, f"head.{index}")
+            r = relprop_linear(x, get_module(model, head_paths_[index]).weight.float(), r, trace, f"head.{index}")
         ln2 = layer_module(model, num_layers - 1, "ln_ffn")
         final = ln2(last_hidden[1] + data[(num_layers - 1, "ffn_in")][0]).float()
         if not torch.allclose(final[:, 0], pooled_in, atol=1e-4, rtol=1e-4):
@@ -198,10 +196,11 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
             ctx, attn_out = data[(l, "output")]
             r_attn, r_res1 = relprop_add(attn_out.float(), hidden, r, trace, f"{l}.add_attn")
             r_ctx = relprop_linear(ctx.float(), weight("output"), r_attn, trace, f"{l}.output")
-            a = attentions[l].detach().float()
+            heads = physical_heads[l]
+            a = select_kept(model, l, attentions[l].detach().float())
             v = _split(data[(l, "value")][1].float(), heads)
             r_a, r_v = relprop_matmul(a, v, _split(r_ctx, heads), trace, f"{l}.A@V")
-            cams[l] = r_a
+            cams[l] = expand_kept(model, l, r_a)  # original head numbering, 0 for pruned heads
             # softmax, mask add: identity; scores = Q·Kᵀ
             q = _split(data[(l, "query")][1].float(), heads)
             k = _split(data[(l, "key")][1].float(), heads)
@@ -236,12 +235,14 @@ class CheferLRP(Method):
     invariant = "relevance conserved by every relprop (sum in = sum out); scores >= 0"
 
     def check_model(self, model):
-        model_type = adapter_for(model).model_type
-        if model_type not in HEADS:
-            raise ValueError(
-                f"chefer_lrp needs per-module LRP rules for model_type {model_type!r}; it supports the post-LN "
-                f"encoders {sorted(HEADS)} (a pre-LN decoder with RMSNorm, rotary embeddings and last-token "
-                "pooling has no rules in the official code)")
+        super().check_model(model)
+        adapter = adapter_for(model)
+        if adapter.pre_norm or adapter.classifier_head is None or adapter.fused_qkv:
+            raise UnsupportedArchitecture(
+                f"chefer_lrp needs per-module LRP rules for model_type {adapter.model_type!r}: it has them for "
+                "post-LN encoders with separate q/k/v projections and a linear classification head on token 0 "
+                "(a pre-LN decoder with RMSNorm, rotary embeddings and last-token pooling has no rules in the "
+                "official code)")
 
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)

@@ -35,19 +35,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models import adapter_for, get_module, layer_module
+from ..models import adapter_for, get_module, head_dim, layer_module
 from . import register
 from .alti import ln_params, real_sigma, trace_layers, value_output_weights
-from .base import Batch, Method, require_post_ln, Choice, INTERNAL_BATCH
+from .base import Batch, Method, UnsupportedArchitecture, require_post_ln, Choice, INTERNAL_BATCH
 
-# The classification head of each architecture: (first linear on the pooled token, classifier linear).
-# The non-linearity between them is read from the real forward (zero-origin slope).
-HEADS = {
-    "bert": ("bert.pooler.dense", "classifier"),
-    "roberta": ("classifier.dense", "classifier.out_proj"),
-    "electra": ("classifier.dense", "classifier.out_proj"),
-    "distilbert": ("pre_classifier", "classifier"),
-}
+# The classification head is the adapter's ``classifier_head``: (first linear on the pooled token,
+# classifier linear). The non-linearity between them is read from the real forward (zero-origin slope).
 
 
 def absdot_weights(bias: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
@@ -99,7 +93,7 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
     ``Σ_k last_hidden_parts[i, k] = hidden state of token i after the last block`` and
     ``Σ_k logit_parts[k] = logits``."""
     adapter = adapter_for(model)
-    first_name, classifier_name = HEADS[adapter.model_type]
+    first_name, classifier_name = adapter.classifier_head
     first, classifier = get_module(model, first_name), get_module(model, classifier_name)
     trace = trace_layers(model, batch.inputs, extra={"pre": (first, "out"), "post": (classifier, "in")})
     num_layers = len(trace.hidden_in)
@@ -120,7 +114,7 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
 def _block(model, trace, l, b, n, parts, mode, chunk):
     w_v, b_v, w_o, b_o, heads = value_output_weights(model, l)
     attn = trace.attentions[l][b, :, :n, :n]  # (H, n_i, n_j)
-    value = F.linear(parts, w_v).view(n, n, heads, -1)  # (n_j, n_k, H, d_h), no bias
+    value = F.linear(parts, w_v).view(n, n, heads, head_dim(model))  # (n_j, n_k, H, d_h), no bias
     mixed = torch.einsum("hij,jkhe->ikhe", attn, value).reshape(n, n, -1)  # (n_i, n_k, d_v)
     z = F.linear(mixed, w_o)
     z = add_bias(z, F.linear(b_v, w_o) + b_o, mode)  # b_Att = Σ_h b_V^h W_O^h + b_O
@@ -150,10 +144,13 @@ class DecompX(Method):
     invariant = "Σ_k y_{t<=k} = logit of the target class (biases included)"
 
     def check_model(self, model):
+        super().check_model(model)
         require_post_ln(model, "DecompX")
-        model_type = adapter_for(model).model_type
-        if model_type not in HEADS:
-            raise ValueError(f"DecompX does not know the classification head of model_type {model_type!r}")
+        adapter = adapter_for(model)
+        if adapter.classifier_head is None or len(adapter.classifier_head) != 2 or adapter.pooling != "first":
+            raise UnsupportedArchitecture(
+                f"DecompX needs a two-linear classification head on token 0; model_type {adapter.model_type!r} "
+                "has none in its adapter")
 
     @torch.no_grad()
     def compute(self, model, batch: Batch, units=None, **params):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture
-from ..models import layer_module, num_layers_heads
+from ..models import head_dim, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, require_post_ln, Choice
 
@@ -80,10 +80,11 @@ def layer_vectors(model, layer: int, attention, hidden, rec, rows: slice, upto: 
     ``upto`` ("N": Σ_h A f; "N_Res": + residual; "N_ResLN": g1; "N_Enc": g2)."""
     value = rec.value[layer].float()  # (B, n, H*d_h)
     B, n, _ = value.shape
+    attention = select_kept(model, layer, attention)  # pruned model: the heads present
     heads = attention.shape[1]
-    value = value.view(B, n, heads, -1).transpose(1, 2)  # (B, H, n, d_h)
+    value = value.view(B, n, heads, head_dim(model)).transpose(1, 2)  # (B, H, n, d_h)
     w_o = layer_module(model, layer, "output").weight.float()  # (d, H*d_h)
-    w_o = w_o.view(w_o.shape[0], heads, -1)
+    w_o = w_o.view(w_o.shape[0], heads, head_dim(model))
     transformed = torch.einsum("bhjv,dhv->bhjd", value, w_o)  # (B, H, n, d)
     z = torch.einsum("bhij,bhjd->bijd", attention[:, :, rows].float(), transformed)  # (B, c, n, d)
     if upto == "N":
@@ -130,6 +131,7 @@ class GlobEnc(Method):
     invariant = "sum_j g1_(i<-j) + beta1 + g1(b_O) equals the real LN1 output; all entries >= 0"
 
     def check_model(self, model):
+        super().check_model(model)
         require_post_ln(model, "globenc")
 
     def compute(self, model, batch: Batch, units=None, **params):

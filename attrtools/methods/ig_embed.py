@@ -25,7 +25,7 @@ import torch
 from ..models import adapter_for, get_module
 from . import register
 from .attattr import STEPS_METHODS, quadrature
-from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, frozen_parameters,
+from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, completeness_record, frozen_parameters,
                    target_score)
 from .grad_input import aggregate_hidden
 
@@ -93,6 +93,9 @@ class IntegratedGradientsEmbeddings(Method):
         if batch.targets is None:
             raise ValueError("ig_embed needs target classes")
         alphas, weights = quadrature(params["steps"], params["steps_method"])
+        if 0.0 not in alphas:  # one weight-0 row per example gives F(baseline) for the completeness gap
+            alphas, weights = list(alphas) + [0.0], list(weights) + [0.0]
+        zero_node = alphas.index(0.0)
         aggregate_hidden(torch.zeros(1, 1), params["aggregate"])
         with torch.no_grad(), word_embeddings_replaced(model) as rec:
             model(**batch.inputs)
@@ -105,6 +108,7 @@ class IntegratedGradientsEmbeddings(Method):
         weight_of = torch.tensor(weights, device=device).repeat(size)
         per_pass = params["internal_batch_size"] or max(1, 4096 // n)
         grad_sum = torch.zeros_like(emb)
+        at_zero = torch.zeros(size, dtype=torch.float32, device=device)
         with frozen_parameters(model), torch.enable_grad():
             for start in range(0, example_of.numel(), per_pass):
                 rows = example_of[start:start + per_pass]
@@ -115,5 +119,13 @@ class IntegratedGradientsEmbeddings(Method):
                 score = target_score(logits, batch.targets[rows], params["target_kind"])
                 (grad,) = torch.autograd.grad((score * weight_of[start:start + per_pass]).sum(), path)
                 grad_sum.index_add_(0, rows, grad.float())
+                node = (torch.arange(start, start + rows.numel(), device=device) % len(alphas)) == zero_node
+                at_zero.index_copy_(0, rows[node], score.detach().float()[node])
+        signed = ((emb - base) * grad_sum).sum(-1)  # (B, n): per-token signed IG, for completeness
+        if batch.logits is not None:
+            full = target_score(batch.logits, batch.targets, params["target_kind"])
+            for b, n_b in enumerate(batch.lengths):
+                batch.info[b]["completeness"] = {
+                    None: completeness_record(float(signed[b, :n_b].sum()), float(full[b] - at_zero[b]))}
         scores = aggregate_hidden((emb - base) * grad_sum, params["aggregate"])
         return [scores[b, :n_b].contiguous() for b, n_b in enumerate(batch.lengths)]

@@ -106,20 +106,24 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     if any(e.label is None for e in examples[:num_examples]) or \
             (eval_examples is not None and any(e.label is None for e in eval_examples)):
         raise UserError("head pruning needs gold labels: the dataset has no label column (use --label-column)")
-    model, tokenizer = load_model_or_fail(model_name, device)
-    from ..models import num_layers_heads
-
-    total = num_layers_heads(model)[0] * num_layers_heads(model)[1]
-    if prune_count is not None and not 0 <= prune_count <= total:
-        raise UserError(f"--prune-count must be in 0..{total} (the model has {total} heads)")
-    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     run_dir = make_run_dir(output_dir, "prune", {
         "model": model_name, "dataset": dataset, "eval_dataset": eval_dataset, "strategies": names,
         "plan_strategy": plan_strategy or names[0], "num_examples": num_examples, "prune_fraction": prune_fraction,
         "prune_count": prune_count, "per_layer": per_layer, "keep_one_per_layer": keep_one_per_layer,
         "iterative": iterative, "steps": steps, "fraction_step": fraction_step, "fractions": grid,
         "ablation_metric": ablation_metric,
-        "seed": seed, "limit": limit, "eval_limit": eval_limit})
+        "seed": seed, "limit": limit, "eval_limit": eval_limit},
+        examples=examples + (eval_examples or []))
+    model, tokenizer = load_model_or_fail(model_name, device)
+    from ..commands.common import check_labels
+
+    check_labels(examples + (eval_examples or []), model)
+    from ..models import num_layers_heads
+
+    total = num_layers_heads(model)[0] * num_layers_heads(model)[1]
+    if prune_count is not None and not 0 <= prune_count <= total:
+        raise UserError(f"--prune-count must be in 0..{total} (the model has {total} heads)")
+    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     from .pipeline import run_pruning
 
     try:

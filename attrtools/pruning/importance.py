@@ -29,6 +29,11 @@ through ``capture`` here, with the engine's tokenization and collation.
 engine on a copy of the model whose pruned heads' columns of ``W_O`` are zero (exactly a masked
 head: zero context, ``b_O`` kept; a different fingerprint, so a different cache key); Taylor and
 ablation put the mask in ``capture``'s ``head_mask``.
+
+A physically pruned model (``prune_heads``, or a folder saved by ``save_pruned``) is scored in its
+original ``(L, H)`` numbering, its pruned heads counting as ``base_plan``. Heads that are gone
+(pruned or in ``base_plan``) score exactly 0 under every strategy, so the table of a pruned model
+equals the table of the unpruned model with those heads masked.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ import torch
 from ..capture import capture
 from ..engine import Engine
 from ..methods.base import frozen_parameters
-from ..models import layer_module, num_layers_heads
+from ..models import kept_heads, num_layers_heads, projection, pruned_heads
 from ..types import Example
 from .curve import evaluate_masked, prepare_batches
 from .plan import plan_to_mask
@@ -59,24 +64,49 @@ def check_strategies(names) -> list[str]:
 
 
 def masked_copy(model, plan: dict | None):
-    """A deep copy whose pruned heads have zero ``W_O`` columns (= head masked; ``b_O`` kept)."""
+    """A deep copy whose pruned heads have zero ``W_O`` columns (= head masked; ``b_O`` kept).
+    Heads are original indices; on a physically pruned model they map to the heads still present
+    (heads already gone are skipped)."""
+    plan = {int(l): [int(h) for h in hs if int(h) in kept_heads(model, int(l))] for l, hs in (plan or {}).items()}
+    plan = {l: hs for l, hs in plan.items() if hs}
     if not plan:
         return model
     clone = copy.deepcopy(model)
     head_dim = head_dim_of(clone)
     with torch.no_grad():
         for layer, heads in plan.items():
-            weight = layer_module(clone, int(layer), "output").weight
+            weight, _ = projection(clone, layer, "output")  # (d, H*d_h) Linear layout (a view)
+            kept = kept_heads(clone, layer)
             for head in heads:
-                weight[:, int(head) * head_dim:(int(head) + 1) * head_dim] = 0
+                position = kept.index(head)
+                weight[:, position * head_dim:(position + 1) * head_dim] = 0
     return clone
+
+
+def gone_heads(model, base_plan: dict | None) -> dict[int, list[int]]:
+    """Heads that no longer count: physically pruned ones plus ``base_plan`` (original numbering)."""
+    gone = {l: set(h) for l, h in pruned_heads(model).items()}
+    for layer, heads in (base_plan or {}).items():
+        gone.setdefault(int(layer), set()).update(int(h) for h in heads)
+    return {l: sorted(h) for l, h in sorted(gone.items()) if h}
 
 
 def head_importance(model, tokenizer, examples, strategy: str, engine: Engine | None = None, cache=None,
                     steps: int = 20, seed: int = 0, ablation_metric: str = "loss", batch_size: int = 8,
                     eval_batch_size: int = 64, base_plan: dict | None = None, taylor_normalize: bool = True,
                     progress: bool | None = None) -> torch.Tensor:
-    """``(L, H)`` float64 importance of every head of ``model`` under ``strategy`` (see module doc)."""
+    """``(L, H)`` float64 importance of every head of ``model`` under ``strategy`` (see module doc).
+
+    Heads that are gone (physically pruned, or in ``base_plan``) score 0."""
+    table = _head_importance(model, tokenizer, examples, strategy, engine, cache, steps, seed, ablation_metric,
+                             batch_size, eval_batch_size, gone_heads(model, base_plan), taylor_normalize, progress)
+    for layer, heads in gone_heads(model, base_plan).items():
+        table[layer, heads] = 0.0
+    return table
+
+
+def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps, seed, ablation_metric, batch_size,
+                     eval_batch_size, base_plan, taylor_normalize, progress):
     check_strategies([strategy])
     examples = [Example.coerce(e) for e in examples]
     if not examples:

@@ -20,13 +20,13 @@ import torch
 
 from ..engine import Engine
 from ..io import write_json, write_text
-from ..models import num_layers_heads
+from ..models import adapter_for, num_layers_heads, pruned_heads
 from ..types import Example
 from .curve import batches_digest, evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
 from .importance import check_strategies, head_importance
 from .plan import (counts_for_fractions, fraction_grid, heads_for, iterative_plans, make_plan, plan_size,
                    plan_to_json, plan_to_mask)
-from .prune import count_parameters, kv_group_size, prune_heads, save_pruned
+from .prune import UnsupportedPruningError, count_parameters, kv_group_size, prune_heads, save_pruned
 
 
 def write_importance_csv(path: str, tables: dict[str, torch.Tensor]) -> str:
@@ -71,7 +71,14 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
                 cache=None, batch_size: int = 8, eval_batch_size: int = 64, latency_batch: int = 32,
                 latency_repeats: int = 20, save_model: bool = True, log=print) -> dict:
     """Run the planner; write every output into ``run_dir``; return the summary dict."""
+    from ..models import require_classes
+
+    require_classes(model, "head pruning (accuracy and cross-entropy under masking)")
     strategies = check_strategies(strategies)
+    refusal = adapter_for(model).refusal("prune_heads")
+    if refusal:  # say so before any importance is computed
+        raise UnsupportedPruningError(f"model_type {model.config.model_type!r} cannot be pruned physically: "
+                                      f"{refusal}")
     plan_strategy = plan_strategy or strategies[0]
     if plan_strategy not in strategies:
         raise ValueError(f"plan strategy {plan_strategy!r} is not among the strategies run ({', '.join(strategies)})")
@@ -84,7 +91,11 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
     eval_batches = prepare_batches(engine, eval_examples, eval_batch_size)
     grid = sorted({round(float(f), 10) for f in fractions}) if fractions else fraction_grid(fraction_step)
-    counts = counts_for_fractions(grid, total)
+    # A model pruned before (a folder saved by save_pruned): its heads stay gone, every plan extends
+    # them, and fractions/counts are of the original L*H heads (never below what is already gone).
+    already = pruned_heads(model)
+    counts = [max(c, plan_size(already)) for c in counts_for_fractions(grid, total)]
+    target_count = max(target_count, plan_size(already))
     plan_kwargs = dict(per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, group_size=group)
     os.makedirs(run_dir, exist_ok=True)
 
@@ -104,12 +115,14 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
         tables[strategy] = score(None)
         if iterative:
             wanted = sorted(set(counts) | {target_count})
-            nested = iterative_plans(lambda p: tables[strategy] if not p else score(p), wanted, **plan_kwargs)
+            nested = iterative_plans(lambda p: tables[strategy] if p == already else score(p), wanted,
+                                     already=already, **plan_kwargs)
             plans[strategy] = {f: nested[c] for f, c in zip(grid, counts)}
             chosen_plans[strategy] = nested[target_count]
         else:
-            plans[strategy] = {f: make_plan(tables[strategy], count=c, **plan_kwargs) for f, c in zip(grid, counts)}
-            chosen_plans[strategy] = make_plan(tables[strategy], count=target_count, **plan_kwargs)
+            plans[strategy] = {f: make_plan(tables[strategy], count=c, already=already, **plan_kwargs)
+                               for f, c in zip(grid, counts)}
+            chosen_plans[strategy] = make_plan(tables[strategy], count=target_count, already=already, **plan_kwargs)
         seconds[strategy] = round(time.time() - started, 2)
     write_importance_csv(os.path.join(run_dir, "head_importance.csv"), tables)
 
@@ -131,7 +144,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, num_layers, num_heads), cache=engine.cache,
                              digest=digest)
     pruned = copy.deepcopy(model)
-    prune_heads(pruned, plan)
+    prune_heads(pruned, {l: [h for h in hs if h not in already.get(l, [])] for l, hs in plan.items()})
     physical = evaluate_masked(pruned, eval_batches, None)  # always run: it checks the physical pruning
     unpruned = evaluate_masked(model, eval_batches, None, cache=engine.cache, digest=digest)
     latency_inputs = engine.collate([engine.encode(e) for e in eval_examples[:latency_batch]])

@@ -124,15 +124,16 @@ def make_plan(importance, count: int | None = None, fraction: float | None = Non
 
 def iterative_plans(score: Callable[[dict], torch.Tensor], counts: Iterable[int], per_layer: bool = False,
                     keep_one_per_layer: bool = False, group_size: int = 1,
-                    on_step: Callable[[int, dict, torch.Tensor], None] | None = None) -> dict[int, dict]:
+                    on_step: Callable[[int, dict, torch.Tensor], None] | None = None,
+                    already: dict | None = None) -> dict[int, dict]:
     """Nested plans for increasing head counts, re-scoring after every step.
 
     ``score(plan)`` returns the ``(L, H)`` importance of the model with ``plan``'s heads masked;
     the heads removed at step ``k`` are the least important *remaining* heads under that score.
-    Returns ``{count: plan}``.
+    Returns ``{count: plan}``. ``already``: heads removed before the first step (a pruned model's).
     """
     plans: dict[int, dict] = {}
-    current: dict[int, list[int]] = {}
+    current: dict[int, list[int]] = {int(l): sorted(int(h) for h in hs) for l, hs in (already or {}).items() if hs}
     for count in sorted(set(int(c) for c in counts)):
         if count <= plan_size(current):
             plans[count] = current

@@ -40,39 +40,24 @@ import warnings
 import torch
 from torch import nn
 
+from .. import models
 from ..models import adapter_for, get_layers, get_module
 
-PRUNED_HEADS_FILE = "pruned_heads.json"
+PRUNED_HEADS_FILE = models.PRUNED_HEADS_FILE
+
+
+class UnsupportedPruningError(ValueError):
+    """A family whose heads cannot be removed physically (the adapter says why)."""
 FORMAT = 1
 
 
 # ------------------------------------------------------------------------------------ structure
-def original_heads(model) -> int:
-    """Heads per layer of the unpruned architecture (from the config)."""
-    config = model.config
-    return int(getattr(config, "num_attention_heads", None) or getattr(config, "n_heads"))
-
-
-def kv_group_size(model) -> int:
-    """How many query heads share one key/value head (1 without GQA)."""
-    config = model.config
-    kv = getattr(config, "num_key_value_heads", None)
-    if not kv:
-        return 1
-    return original_heads(model) // int(kv)
-
-
-def head_dim_of(model) -> int:
-    attention = get_module(get_layers(model)[0], adapter_for(model).attention)
-    for name in ("attention_head_size", "head_dim"):
-        if hasattr(attention, name):
-            return int(getattr(attention, name))
-    return model.config.hidden_size // original_heads(model)
-
-
-def pruned_heads_of(model) -> dict[int, list[int]]:
-    """``{layer: [original head indices removed]}`` (empty dict for an unpruned model)."""
-    return {int(l): sorted(h) for l, h in getattr(model, "_attrtools_pruned_heads", {}).items() if h}
+# Head counts, head dimension, KV groups and pruned heads are the adapter's (models.py); re-exported
+# here under the names the pruning tools have always used.
+original_heads = models.original_heads
+kv_group_size = models.kv_group_size
+head_dim_of = models.head_dim
+pruned_heads_of = models.pruned_heads
 
 
 def normalize_plan(plan, num_layers: int, num_heads: int) -> dict[int, list[int]]:
@@ -96,20 +81,29 @@ def count_parameters(model) -> int:
 
 
 # ------------------------------------------------------------------------------------ slicing
-def _slice_linear(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
-    """A new Linear keeping ``index`` along ``dim`` (0 = output rows, 1 = input columns); dtype and
-    device kept (``transformers.pytorch_utils.prune_linear_layer`` always makes float32)."""
+def _slice_linear(linear: nn.Module, index: torch.Tensor, dim: int, conv1d: bool = False) -> nn.Module:
+    """A new projection keeping ``index`` along ``dim`` (0 = output rows, 1 = input columns, in
+    ``nn.Linear`` terms); dtype and device kept (``prune_linear_layer`` always makes float32).
+    ``conv1d``: a transformers ``Conv1D`` (weight stored ``(in, out)``), returned as a Conv1D."""
     index = index.to(linear.weight.device)
-    weight = linear.weight.detach().index_select(dim, index).clone()
+    weight = linear.weight.detach()
+    if conv1d:
+        weight = weight.t()
+    weight = weight.index_select(dim, index).clone()
     bias = None
     if linear.bias is not None:
         bias = linear.bias.detach().clone() if dim == 1 else linear.bias.detach()[index].clone()
     with warnings.catch_warnings():  # "Initializing zero-element tensors is a no-op" for emptied layers
         warnings.simplefilter("ignore", UserWarning)
-        new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
-                        device=weight.device, dtype=weight.dtype)
+        if conv1d:
+            from transformers.pytorch_utils import Conv1D
+
+            new = Conv1D(weight.shape[0], weight.shape[1]).to(device=weight.device, dtype=weight.dtype)
+        else:
+            new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
+                            device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
-        new.weight.copy_(weight)
+        new.weight.copy_(weight.t() if conv1d else weight)
         if bias is not None:
             new.bias.copy_(bias)
     new.weight.requires_grad_(linear.weight.requires_grad)
@@ -130,20 +124,43 @@ def _keep_index(kept_positions: list[int], head_dim: int) -> torch.Tensor:
     return torch.cat([torch.arange(p * head_dim, (p + 1) * head_dim) for p in kept_positions])
 
 
+class _ConfigView:
+    """The model's config with a layer's own head counts (for families whose attention reads
+    ``self.config.num_attention_heads`` at forward time, e.g. Phi-3); everything else is live."""
+
+    def __init__(self, config, **overrides):
+        object.__setattr__(self, "_config", config)
+        object.__setattr__(self, "_overrides", overrides)
+
+    def __getattr__(self, name):
+        overrides = object.__getattribute__(self, "_overrides")
+        if name in overrides:
+            return overrides[name]
+        return getattr(object.__getattribute__(self, "_config"), name)
+
+
 def prune_heads(model, plan) -> dict[int, list[int]]:
     """Remove the heads in ``plan`` (``{layer: [original head indices]}``) from ``model`` in place.
 
-    Returns the model's full pruned-heads map afterwards. Heads already removed are ignored.
-    For GQA models (llama with ``num_key_value_heads < num_attention_heads``) every plan entry must
-    consist of whole key/value groups.
+    Returns the model's full pruned-heads map afterwards. Heads already removed are skipped with a
+    ``UserWarning`` naming them. For GQA models (``num_key_value_heads < num_attention_heads``) every
+    plan entry must consist of whole key/value groups. Fused q/k/v projections (GPT-2 ``c_attn``,
+    Phi-3 ``qkv_proj``) are sliced in their three parts; ``Conv1D`` projections keep their layout.
     """
     adapter = adapter_for(model)
     layers = get_layers(model)
     num_heads = original_heads(model)
     plan = normalize_plan(plan, len(layers), num_heads)
+    reason = adapter.refusal("prune_heads")
+    if reason and plan:
+        raise UnsupportedPruningError(f"model_type {adapter.model_type!r} cannot be pruned physically: {reason}")
     group = kv_group_size(model)
     head_dim = head_dim_of(model)
     state = {int(l): set(h) for l, h in getattr(model, "_attrtools_pruned_heads", {}).items()}
+    again = {l: sorted(set(h) & state.get(l, set())) for l, h in plan.items() if set(h) & state.get(l, set())}
+    if again:
+        warnings.warn(f"head(s) already pruned, skipped: {again} (layer: heads, original numbering)", UserWarning,
+                      stacklevel=2)
     for layer, heads in plan.items():
         gone = state.get(layer, set())
         new = set(heads) - gone
@@ -162,7 +179,6 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
         kept_positions = [pos for pos, h in enumerate(current) if h not in new]
         block = layers[layer]
         index = _keep_index(kept_positions, head_dim)
-        _replace(block, adapter.query, _slice_linear(get_module(block, adapter.query), index, 0))
         if group > 1:
             current_groups = sorted({h // group for h in current})
             kept_group_positions = [pos for pos, g in enumerate(current_groups)
@@ -170,21 +186,41 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
             kv_index = _keep_index(kept_group_positions, head_dim)
         else:
             kv_index = index
-        _replace(block, adapter.key, _slice_linear(get_module(block, adapter.key), kv_index, 0))
-        _replace(block, adapter.value, _slice_linear(get_module(block, adapter.value), kv_index, 0))
-        _replace(block, adapter.output, _slice_linear(get_module(block, adapter.output), index, 1))
+        if adapter.fused_qkv:
+            q_width = len(current) * head_dim
+            kv_width = q_width // group
+            fused = torch.cat([index, q_width + kv_index, q_width + kv_width + kv_index])
+            _replace(block, adapter.fused_qkv,
+                     _slice_linear(get_module(block, adapter.fused_qkv), fused, 0, adapter.conv1d))
+        else:
+            _replace(block, adapter.query, _slice_linear(get_module(block, adapter.query), index, 0, adapter.conv1d))
+            _replace(block, adapter.key, _slice_linear(get_module(block, adapter.key), kv_index, 0, adapter.conv1d))
+            _replace(block, adapter.value,
+                     _slice_linear(get_module(block, adapter.value), kv_index, 0, adapter.conv1d))
+        for path in adapter.head_projections:  # e.g. DeBERTa's relative-position projections (per head)
+            try:
+                extra = get_module(block, path)
+            except AttributeError:
+                continue
+            _replace(block, path, _slice_linear(extra, kv_index, 0, adapter.conv1d))
+        _replace(block, adapter.output, _slice_linear(get_module(block, adapter.output), index, 1, adapter.conv1d))
         remaining = len(kept_positions)
         attention = get_module(block, adapter.attention)
-        if hasattr(attention, "num_attention_heads"):
-            attention.num_attention_heads = remaining
-        if hasattr(attention, "all_head_size"):
-            attention.all_head_size = remaining * head_dim
-        if hasattr(attention, "n_heads"):
-            attention.n_heads = remaining
-        if hasattr(attention, "num_heads"):
-            attention.num_heads = remaining
+        for name in adapter.head_count_attrs:
+            if hasattr(attention, name):
+                setattr(attention, name, remaining)
+        for name in adapter.width_attrs + adapter.fused_width_attrs:
+            if hasattr(attention, name):
+                setattr(attention, name, remaining * head_dim)
         if hasattr(attention, "num_key_value_heads"):
             attention.num_key_value_heads = remaining // group
+        if adapter.config_head_count:
+            attention.config = _ConfigView(model.config, num_attention_heads=remaining,
+                                           num_key_value_heads=remaining // group)
+        if remaining == 0 and adapter.empty_layer_patch:
+            from ..capture import install_emptied_attention
+
+            install_emptied_attention(model, layer)
         state[layer] = after
     model._attrtools_pruned_heads = {l: sorted(h) for l, h in sorted(state.items()) if h}
     return pruned_heads_of(model)
@@ -192,7 +228,17 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
 
 # ------------------------------------------------------------------------------------ save / load
 def save_pruned(model, tokenizer, directory: str, extra: dict | None = None) -> str:
-    """``save_pretrained`` (full-size config + sliced safetensors) + tokenizer + ``pruned_heads.json``."""
+    """``save_pretrained`` (full-size config + sliced safetensors) + tokenizer + ``pruned_heads.json``,
+    built in a folder aside and renamed into place when complete (``rundir.publish_dir``): a crash
+    never leaves a folder under ``directory`` that does not load."""
+    from ..rundir import publish_dir
+
+    with publish_dir(directory) as building:
+        _write_pruned(model, tokenizer, building, extra)
+    return directory
+
+
+def _write_pruned(model, tokenizer, directory: str, extra: dict | None = None) -> str:
     from ..io import write_json
 
     os.makedirs(directory, exist_ok=True)
@@ -263,7 +309,9 @@ def load_pruned(directory: str, device=None, dtype=None, install: bool = True):
     check_tokenizer(tokenizer, config, directory)
     model = AutoModelForSequenceClassification.from_config(config, dtype=dtype) if dtype is not None \
         else AutoModelForSequenceClassification.from_config(config)
-    adapter_for(model)
+    from .. import capture
+
+    capture.install(model)  # a family with an inferred adapter is accepted here (after its self-check)
     prune_heads(model, plan)
     state = {}
     for path in _state_dict_files(directory):

@@ -8,7 +8,7 @@ import os
 
 import click
 
-from ..commands.common import (UserError, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
+from ..commands.common import (UserError, finite, cache_options, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
                                make_run_dir, model_option, output_dir_option, quiet_transformers)
 
 
@@ -52,6 +52,7 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
         raise UserError("give one --text-pair for every --text")
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    finite("--threshold", threshold, 0.0)
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     try:
@@ -70,6 +71,10 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     else:
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
 
+    run_dir = make_run_dir(output_dir, "tree", {
+        "model": model_name, "dataset": dataset, "n": len(examples), "threshold": threshold, "root": root,
+        "use_last_layer": use_last_layer, "steps": steps, "target": target, "formats": list(chosen),
+        "method": "attattr"}, examples=examples)
     model, tokenizer = load_model_or_fail(model_name, device)
     from ..models import num_layers_heads
 
@@ -79,10 +84,6 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     if num_layers < 2 and not use_last_layer:
         raise UserError(f"{model_name} has {num_layers} layer; the official tree starts at layer L-2: "
                         "add --use-last-layer")
-    run_dir = make_run_dir(output_dir, "tree", {
-        "model": model_name, "dataset": dataset, "n": len(examples), "threshold": threshold, "root": root,
-        "use_last_layer": use_last_layer, "steps": steps, "target": target, "formats": list(chosen),
-        "method": "attattr"})
 
     from ..engine import Engine
     from .build import build_trees

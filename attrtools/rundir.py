@@ -1,0 +1,290 @@
+"""Run directories that never mix runs: resume only the same run, refuse (or ``overwrite``) another,
+refuse a second concurrent writer, and publish whole folders atomically.
+
+``prepare(path, command, config, overwrite=False) -> RunDir``, called before any output is written
+(and before the model loads, so an unwritable folder fails in seconds):
+
+- the folder is created (or must be a folder) and must be writable;
+- a lock file ``.attrtools-run.lock`` is created with ``O_CREAT | O_EXCL`` holding the pid and host:
+  while another live process holds it, the run is refused (``RunDirBusy``); a lock left by a dead
+  process on this host is taken over; the lock goes when the process exits (``atexit``) or on
+  ``RunDir.close()``;
+- ``run_config.json`` from an earlier run is compared with ``config`` (minus volatile settings:
+  ``argv``, device, batch size, cache folder, progress): equal, the run resumes in place (its
+  outputs are rewritten, the attribution cache spares the work); different, it is refused with
+  the settings that differ (``RunDirMismatch``) unless ``overwrite``, which empties the folder
+  first so no file of the old run survives. A non-empty folder without ``run_config.json`` is not
+  a run directory and is never emptied.
+
+``config`` should identify the run: the tool settings, ``model_identity(name)`` (a digest of a
+local model folder's config, tokenizer and weight files, or the hub id) and
+``data_identity(examples)`` (a digest of every example's text, pair and label).
+
+``publish_dir(final)`` builds a folder aside (``.tmp-<name>-*`` next to ``final``) and renames it
+into place only when complete (``save_pruned`` uses it), so a crash never leaves a half-written
+folder under the final name.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+
+CONFIG_FILE = "run_config.json"
+LOCK_FILE = ".attrtools-run.lock"
+VOLATILE = frozenset({"argv", "device", "batch_size", "cache_dir", "no_cache", "use_cache", "progress",
+                      "output_dir", "overwrite", "created", "command_line"})
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked; the message says what to do."""
+
+
+class RunDirMismatch(RunDirError):
+    """The folder holds a run of another configuration (and ``overwrite`` was not given)."""
+
+
+class RunDirBusy(RunDirError):
+    """Another live process is writing into the folder."""
+
+
+class RunDirNotWritable(RunDirError):
+    """The folder cannot be created or written (read-only, a file, no space)."""
+
+
+def _digest_file(digest, path: str, chunk: int = 1 << 20) -> None:
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            digest.update(block)
+
+
+def model_identity(name_or_path: str) -> str:
+    """A digest identifying a model before it loads: for a local folder, sha256 over its config,
+    tokenizer files and weight files (name, size and content of the small files; name, size and
+    modification time of weight files, which are rewritten whenever the weights change); for a hub
+    id, the id itself."""
+    path = os.fspath(name_or_path)
+    if not os.path.isdir(path):
+        return f"id:{path}"
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if not os.path.isfile(full) or name.startswith("."):
+            continue
+        st = os.stat(full)
+        digest.update(f"{name}\0{st.st_size}\0".encode())
+        if st.st_size <= 16 * 2 ** 20:
+            _digest_file(digest, full)
+        else:
+            digest.update(str(st.st_mtime_ns).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def data_identity(examples) -> str:
+    """sha256 over every example's (text, text_pair, label, id), in order."""
+    digest = hashlib.sha256()
+    count = 0
+    for e in examples:
+        row = [getattr(e, "text", e), getattr(e, "text_pair", None), getattr(e, "label", None), getattr(e, "id", None)]
+        digest.update(json.dumps(row, default=str).encode() + b"\n")
+        count += 1
+    return f"{count}:{digest.hexdigest()}"
+
+
+def data_file_identity(path: str) -> str:
+    """sha256 of a local data file's bytes."""
+    digest = hashlib.sha256()
+    _digest_file(digest, path)
+    return "sha256:" + digest.hexdigest()
+
+
+def identity(config: dict) -> dict:
+    """The part of a run configuration that decides whether two runs are the same run."""
+    return {k: v for k, v in config.items() if k not in VOLATILE}
+
+
+def _normal(obj):
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunDir:
+    """A locked run directory (see the module docstring). ``path``: the folder; ``resumed``:
+    whether an earlier run of the same configuration was found there."""
+
+    def __init__(self, path: str, resumed: bool, lock_path: str):
+        self.path = path
+        self.resumed = resumed
+        self._lock_path = lock_path
+        self._closed = False
+        atexit.register(self.close)
+
+    def __fspath__(self):
+        return self.path
+
+    def __str__(self):
+        return self.path
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            os.unlink(self._lock_path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _take_lock(path: str) -> str:
+    lock = os.path.join(path, LOCK_FILE)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                with open(lock, encoding="utf-8") as f:
+                    holder = json.loads(f.read() or "{}")
+            except (OSError, ValueError):
+                holder = {}
+            pid, host = holder.get("pid"), holder.get("host")
+            if isinstance(pid, int) and host == me["host"] and not _pid_alive(pid):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(lock)  # left by a process that died: take it over
+                continue
+            if not holder:  # being written this instant by another process, or unreadable
+                time.sleep(0.05)
+                with contextlib.suppress(OSError, ValueError):
+                    with open(lock, encoding="utf-8") as f:
+                        holder = json.loads(f.read() or "{}")
+            who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
+            raise RunDirBusy(f"{path} is in use by another attrtools run ({who}); wait for it, or choose another "
+                             f"--output-dir (if no run is active, delete {lock})") from None
+        except PermissionError:
+            raise RunDirNotWritable(f"cannot write into {path}: permission denied") from None
+        except OSError as err:
+            raise RunDirNotWritable(f"cannot write into {path}: {err.strerror or err}") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(me))
+        return lock
+    raise RunDirBusy(f"{path}: could not take the run lock")
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [k for k in keys if old.get(k) != new.get(k)]
+
+
+def _empty(path: str, keep: str) -> None:
+    for entry in os.scandir(path):
+        if entry.name == keep:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
+def prepare(path: str, command: str, config: dict, overwrite: bool = False) -> RunDir:
+    """Create or reopen the run directory ``path`` for ``command`` with ``config`` and lock it;
+    write ``run_config.json``. Raises ``RunDirNotWritable``, ``RunDirBusy``, ``RunDirMismatch``."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise RunDirNotWritable(f"--output-dir {path} is a file, not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        raise RunDirNotWritable(f"cannot create the run directory {path}: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirNotWritable(f"cannot write into {path}: permission denied")
+    lock = _take_lock(path)
+    try:
+        record = _normal({"command": command, **config})
+        config_path = os.path.join(path, CONFIG_FILE)
+        resumed = False
+        if os.path.exists(config_path):
+            try:
+                with open(config_path, encoding="utf-8") as f:
+                    stored = json.loads(f.read())
+                if not isinstance(stored, dict):
+                    raise ValueError("not an object")
+            except (OSError, ValueError, RecursionError):
+                stored = {"unreadable": True}
+            differ = _differences(identity(stored), identity(record))
+            if not differ:
+                resumed = True
+            elif overwrite:
+                _empty(path, keep=LOCK_FILE)
+            else:
+                shown = ", ".join(differ[:6]) + (" ..." if len(differ) > 6 else "")
+                raise RunDirMismatch(
+                    f"{path} holds another run ({stored.get('command', '?')}; differs in: {shown}); "
+                    "use --overwrite to replace it, or choose another --output-dir")
+        else:
+            others = [e.name for e in os.scandir(path) if e.name != LOCK_FILE]
+            if others:
+                raise RunDirMismatch(
+                    f"{path} is not empty and holds no {CONFIG_FILE} (not an attrtools run directory): choose a new "
+                    "or empty --output-dir")
+        from .io import write_json
+
+        write_json(config_path, {**record, "argv": sys.argv[1:]})
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        raise
+    return RunDir(path, resumed, lock)
+
+
+@contextlib.contextmanager
+def publish_dir(final: str):
+    """Yield a fresh folder next to ``final``; when the block succeeds, it replaces ``final`` by
+    renames (an existing ``final`` is moved aside first and deleted after), so ``final`` is always
+    either the old complete folder or the new complete one. On error the new folder is removed."""
+    final = os.path.abspath(os.fspath(final))
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    if os.path.exists(final) and not os.path.isdir(final):
+        raise RunDirNotWritable(f"{final} is a file, not a folder")
+    building = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(final)}-", dir=parent)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(building, 0o777 & ~mask)  # mkdtemp makes 0700; the published folder gets the usual mode
+    try:
+        yield building
+        old = None
+        if os.path.exists(final):
+            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(final)}-", dir=parent)
+            os.rmdir(old)
+            os.rename(final, old)
+        os.rename(building, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise

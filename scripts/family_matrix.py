@@ -1,0 +1,108 @@
+"""Measure what works on every family in the adapter table, on tiny random classifiers.
+
+For each family: capture vs eager attention and logits (max abs difference), AttAttr vs the slow
+whole-model reference (max relative difference), which registered methods run and which refuse,
+masked vs physically pruned logits (max relative difference, one KV group of layer 0 and all of
+layer 1 pruned), and whether the pruned model saves and reloads to the same logits. Prints a
+Markdown table (the README's family table is this output).
+
+    python scripts/family_matrix.py [--families bert,gpt2,...]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import attrtools  # noqa: E402
+from attrtools import models  # noqa: E402
+from attrtools.capture import capture  # noqa: E402
+from attrtools.engine import Engine  # noqa: E402
+from attrtools.methods import get, list_methods  # noqa: E402
+from attrtools.methods.base import UnsupportedArchitecture  # noqa: E402
+from attrtools.pruning.plan import plan_to_mask  # noqa: E402
+from attrtools.pruning.prune import prune_heads, save_pruned  # noqa: E402
+from attrtools.testing import FAMILIES, build_tiny_model, official_style_attattr  # noqa: E402
+from attrtools.types import Example  # noqa: E402
+
+TEXTS = ["the movie was very good", "a dull story but the music was fun", "boring"]
+
+
+def measure(family: str, root: str) -> dict:
+    from transformers import AutoModelForSequenceClassification
+
+    directory = build_tiny_model(family, os.path.join(root, family))
+    model, tokenizer = attrtools.load_model(directory)
+    engine = Engine(model, tokenizer)
+    inputs = engine.collate([engine.encode(Example(t)) for t in TEXTS])
+    eager = AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation="eager").eval()
+    L, H = models.num_layers_heads(model)
+    with torch.no_grad():
+        ref = eager(**inputs, output_attentions=True)
+        with capture(model, record="all") as cap:
+            logits = model(**inputs).logits
+    probs_diff = max(float((cap.attentions[l] - ref.attentions[l]).abs().max()) for l in range(L))
+    logits_diff = float((logits - ref.logits).abs().max())
+    ours = attrtools.attribute(model, tokenizer, TEXTS[1], method="attattr", steps=4)[0].scores
+    slow = official_style_attattr(model, tokenizer, Example(TEXTS[1]), steps=4, chunk=4, pad_to=16)
+    attattr_rel = float((ours - slow).abs().max() / slow.abs().max())
+    ran, refused = [], []
+    for name in list_methods():
+        try:
+            get(name).check_model(model)
+        except UnsupportedArchitecture:
+            refused.append(name)
+            continue
+        attrtools.attribute(model, tokenizer, TEXTS[:1], method=name,
+                            **({"steps": 2} if name in ("attattr", "ig_embed") else {}))
+        ran.append(name)
+    group = models.kv_group_size(model)
+    plan = {0: list(range(group)), 1: list(range(H))}
+    with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)):
+        masked = model(**inputs).logits
+    adapter = models.adapter_for(model)
+    pruned_rel, reload_ok = None, None
+    if not adapter.refusal("prune_heads"):
+        pruned = copy.deepcopy(model)
+        prune_heads(pruned, plan)
+        with torch.no_grad():
+            physical = pruned(**inputs).logits
+        pruned_rel = float((physical - masked).abs().max() / masked.abs().max())
+        reloaded, _ = attrtools.load_model(save_pruned(pruned, tokenizer, os.path.join(root, family + "-pruned")))
+        with torch.no_grad():
+            reload_ok = bool(torch.allclose(reloaded(**inputs).logits, physical, atol=1e-6))
+    return dict(family=family, kind=("decoder" if adapter.pooling == "last_non_pad" else "encoder")
+                + (", pre-LN" if adapter.pre_norm else ", post-LN"),
+                heads=f"{H}" + (f" (KV {H // group})" if group > 1 else ""), probs=probs_diff, logits=logits_diff,
+                attattr=attattr_rel, ran=ran, refused=refused, pruned=pruned_rel, reload=reload_ok)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        for family in args.families.split(","):
+            rows.append(measure(family, root))
+    every = sorted(list_methods())
+    print("| family | block | heads | capture = eager (probs / logits, max abs) | AttAttr vs reference (rel) "
+          "| methods refused (all others run) | masked vs pruned (rel) | pruned save + reload |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        assert sorted(r["ran"] + r["refused"]) == every
+        print(f"| {r['family']} | {r['kind']} | {r['heads']} | {r['probs']:.1e} / {r['logits']:.1e} | "
+              f"{r['attattr']:.1e} | {', '.join(r['refused']) or 'none'} | "
+              f"{'refused (masking only)' if r['pruned'] is None else format(r['pruned'], '.1e')} | "
+              f"{'-' if r['reload'] is None else ('yes' if r['reload'] else 'NO')} |")
+
+
+if __name__ == "__main__":
+    main()

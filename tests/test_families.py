@@ -1,0 +1,277 @@
+"""Every family in the adapter table, proven on a tiny classifier built from its config.
+
+Per family (issue 12, "Done when"): the model goes through ``from_pretrained``; capture runs in
+every layer; recorded probabilities equal eager attention; logits equal the model's own forward
+(eager, and the fused path); AttAttr equals the slow whole-model reference within 1e-5 relative;
+batched equals unbatched; every registered method runs or refuses with an error naming the
+reason; masked equals physically pruned within 1e-5; a pruned model saves and reloads and
+explains like the masked model. Decoder families also prove their pooling rule.
+
+The tiny configs come from ``attrtools.testing.tiny_config`` (family extras in ``models.py``):
+2 layers, 4 heads, hidden 32, grouped KV heads where the family has them.
+"""
+import copy
+import warnings
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import attrtools
+from attrtools import models
+from attrtools.capture import capture
+from attrtools.engine import Engine
+from attrtools.methods import get, list_methods
+from attrtools.methods.base import UnsupportedArchitecture
+from attrtools.pruning.plan import plan_to_mask
+from attrtools.pruning.prune import load_pruned, prune_heads, save_pruned
+from attrtools.testing import FAMILIES, build_tiny_model, official_style_attattr
+from attrtools.types import Example
+
+TEXTS = ["the movie was very good", "a dull story but the music was fun", "boring"]
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("families")
+    built = {}
+
+    def get_dir(family):
+        if family not in built:
+            built[family] = build_tiny_model(family, str(root / family))
+        return built[family]
+    return get_dir
+
+
+@pytest.fixture(scope="module")
+def family_models(family_dirs):
+    loaded = {}
+
+    def get_model(family):
+        if family not in loaded:
+            loaded[family] = attrtools.load_model(family_dirs(family))
+        return loaded[family]
+    return get_model
+
+
+def _inputs(model, tokenizer, texts=TEXTS):
+    engine = Engine(model, tokenizer)
+    return engine.collate([engine.encode(Example(t)) for t in texts])
+
+
+def _plan(model):
+    """Layer 0 loses one KV group, layer 1 all its heads (whole groups for GQA families)."""
+    group = models.kv_group_size(model)
+    heads = models.original_heads(model)
+    return {0: list(range(group)), 1: list(range(heads))}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_capture_equals_eager_forward(family, family_dirs, family_models):
+    model, tokenizer = family_models(family)
+    assert model.config.model_type == family
+    eager = AutoModelForSequenceClassification.from_pretrained(family_dirs(family), attn_implementation="eager").eval()
+    inputs = _inputs(model, tokenizer)  # padded batch: the masks reach the attention function
+    L, H = models.num_layers_heads(model)
+    with torch.no_grad():
+        reference = eager(**inputs, output_attentions=True)
+        with capture(model, record="all") as cap:
+            ours = model(**inputs).logits
+        fused = model(**inputs).logits
+        single = torch.cat([model(**_inputs(model, tokenizer, [t])).logits for t in TEXTS])
+    assert sorted(cap.calls) == list(range(L)) and all(c == 1 for c in cap.calls.values()), cap.calls
+    assert len(reference.attentions) == L
+    for l in range(L):
+        assert cap.attentions[l].shape[1] == H
+        torch.testing.assert_close(cap.attentions[l], reference.attentions[l], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours, reference.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused, reference.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(single, reference.logits, rtol=1e-5, atol=1e-5)  # batched == unbatched
+    assert (reference.logits[0] - reference.logits[1]).abs().max() > 1e-4  # outputs depend on the input
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pooling_rule(family, family_models):
+    """The position the methods treat as pooled is the one the model's own head reads."""
+    model, tokenizer = family_models(family)
+    inputs = _inputs(model, tokenizer)
+    positions = models.pool_positions(model, inputs["input_ids"])
+    lengths = inputs["attention_mask"].sum(1)
+    if models.adapter_for(model).pooling == "first":
+        assert positions.tolist() == [0] * len(TEXTS)
+        return
+    assert positions.tolist() == (lengths - 1).tolist()
+    # the model's own head reads exactly that token's hidden state
+    captured = {}
+    handle = model.score.register_forward_hook(lambda m, a, o: captured.update(h=a[0]))
+    try:
+        with torch.no_grad():
+            logits = model(**inputs).logits
+    finally:
+        handle.remove()
+    rows = captured["h"][torch.arange(len(TEXTS)), positions]
+    torch.testing.assert_close(model.score(rows), logits, rtol=1e-5, atol=1e-6)
+    # no pad token: a clear error, never the logits of a pad position
+    broken = copy.copy(model.config)
+    broken.pad_token_id = None
+    holder = type("M", (), {"config": broken})()
+    with pytest.raises(models.PoolingError, match="pad_token_id"):
+        models.check_pooling(holder)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_attattr_equals_reference(family, family_models):
+    model, tokenizer = family_models(family)
+    text = TEXTS[1]
+    ours = attrtools.attribute(model, tokenizer, [text, TEXTS[0]], method="attattr", steps=STEPS, batch_size=2)
+    single = attrtools.attribute(model, tokenizer, text, method="attattr", steps=STEPS)[0]
+    reference = official_style_attattr(model, tokenizer, Example(text), steps=STEPS, chunk=STEPS, pad_to=16)
+    scale = reference.abs().max()
+    assert scale > 0
+    assert ((ours[0].scores - reference).abs().max() / scale).item() < 1e-5
+    assert ((ours[0].scores - single.scores).abs().max() / scale).item() < 1e-5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_method_runs_or_refuses(family, family_models):
+    model, tokenizer = family_models(family)
+    fast = {"attattr": {"steps": 2}, "ig_embed": {"steps": 2}}
+    ran, refused = [], []
+    for name in list_methods():
+        try:
+            get(name).check_model(model)
+        except UnsupportedArchitecture as err:
+            assert family in str(err) and len(str(err)) > 40, str(err)
+            refused.append(name)
+            with pytest.raises(UnsupportedArchitecture):
+                attrtools.attribute(model, tokenizer, TEXTS[:1], method=name)
+            continue
+        result = attrtools.attribute(model, tokenizer, TEXTS[:2], method=name, **fast.get(name, {}))
+        for a in result:
+            assert torch.isfinite(a.scores).all(), name
+        ran.append(name)
+    assert "attattr" in ran and "raw" in ran
+    if models.adapter_for(model).pre_norm:
+        assert {"globenc", "alti", "decompx", "chefer_lrp"} <= set(refused)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_masked_equals_pruned_and_reloads(family, family_dirs, tmp_path):
+    model, tokenizer = attrtools.load_model(family_dirs(family))  # own copy: it gets pruned
+    inputs = _inputs(model, tokenizer)
+    plan = _plan(model)
+    L, H = models.num_layers_heads(model)
+    with torch.no_grad(), capture(model, record="all", head_mask=plan_to_mask(plan, L, H)) as masked_cap:
+        masked = model(**inputs).logits
+    with torch.no_grad():
+        assert (masked - model(**inputs).logits).abs().max() > 1e-4  # the plan changes the model
+    pruned = copy.deepcopy(model)
+    reason = models.adapter_for(model).refusal("prune_heads")
+    if reason:  # masking still works (above); physical pruning is refused with the adapter's reason
+        with pytest.raises(ValueError, match=f"{family}.*cannot be pruned physically"):
+            prune_heads(pruned, plan)
+        return
+    prune_heads(pruned, plan)
+    assert models.heads_per_layer(pruned) == [H - len(plan[0]), 0]
+    with torch.no_grad(), capture(pruned, record="all") as cap:
+        out = pruned(**inputs).logits
+    assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5
+    for l in range(L):
+        torch.testing.assert_close(cap.attentions[l], masked_cap.attentions[l], rtol=1e-5, atol=1e-6)
+    directory = save_pruned(pruned, tokenizer, str(tmp_path / "pruned"))
+    reloaded, tok = attrtools.load_model(directory)
+    assert models.pruned_heads(reloaded) == plan
+    with torch.no_grad():
+        again = reloaded(**_inputs(reloaded, tok)).logits
+    torch.testing.assert_close(again, out, rtol=1e-6, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        attrtools.attribute(reloaded, tok, TEXTS[:2], method="raw")
+
+
+def test_unknown_family_gets_a_checked_inferred_adapter(tmp_path):
+    """StarCoder2 is not in the table but is built the common way (AttentionInterface, q/k/v/o_proj):
+    its adapter is inferred, accepted after the self-check, and the family checks hold on it."""
+    directory = build_tiny_model("starcoder2", str(tmp_path / "sc2"), num_key_value_heads=2, max_positions=64)
+    model, tokenizer = attrtools.load_model(directory)
+    adapter = models.adapter_for(model)
+    assert adapter.family.startswith("inferred") and adapter.pooling == "last_non_pad"
+    assert "starcoder2" not in models.supported_model_types()
+    text = TEXTS[1]
+    ours = attrtools.attribute(model, tokenizer, text, method="attattr", steps=STEPS)[0]
+    reference = official_style_attattr(model, tokenizer, Example(text), steps=STEPS, chunk=STEPS, pad_to=16)
+    assert ((ours.scores - reference).abs().max() / reference.abs().max()).item() < 1e-5
+    with pytest.raises(UnsupportedArchitecture, match="inferred"):
+        get("globenc").check_model(model)
+    plan = {0: [0, 1]}
+    inputs = _inputs(model, tokenizer)
+    with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, *models.num_layers_heads(model))):
+        masked = model(**inputs).logits
+    prune_heads(model, plan)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, masked, rtol=1e-5, atol=1e-5)
+    reloaded, _ = attrtools.load_model(save_pruned(model, tokenizer, str(tmp_path / "p")))
+    assert models.pruned_heads(reloaded) == plan
+
+
+def test_unknown_family_failing_the_self_check_is_refused(tmp_path):
+    """RoFormer has BERT-like module names but computes attention in its own module, not through
+    AttentionInterface: the inferred adapter fails its self-check and the refusal says why."""
+    directory = build_tiny_model("roformer", str(tmp_path / "roformer"))
+    with pytest.raises(models.UnsupportedModelError, match=r"'roformer'.*self-check failed.*AttentionInterface"):
+        attrtools.load_model(directory)
+    assert "roformer" not in models.ADAPTERS
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if models.ADAPTERS[f].probs_hook])
+def test_probability_step_mechanism(family, family_models):
+    """capture.py's second mechanism (a hook on the family's own probability step) has the same
+    record / override / mask / replay semantics as the attention function, against the model's own
+    forward."""
+    model, tokenizer = family_models(family)
+    inputs = _inputs(model, tokenizer)
+    L, H = models.num_layers_heads(model)
+    with torch.no_grad():
+        plain = model(**inputs).logits  # no capture active: the hook changes nothing
+        with capture(model, record="all", record_hidden=True) as rec:
+            recorded = model(**inputs).logits
+        with capture(model, override={1: rec.attentions[1]}):
+            same = model(**inputs).logits
+        with capture(model, override={1: torch.zeros_like(rec.attentions[1])}):
+            zeroed = model(**inputs).logits
+        mask = torch.ones(L, H)
+        mask[1, 2] = 0
+        with capture(model, head_mask=mask):
+            masked = model(**inputs).logits
+        d = models.head_dim(model)
+        hook = models.layer_module(model, 1, "output").register_forward_pre_hook(
+            lambda m, a: (a[0].index_fill(-1, torch.arange(2 * d, 3 * d), 0.0),))
+        try:
+            zero_context = model(**inputs).logits
+        finally:
+            hook.remove()
+        with capture(model, replay=(1, rec.hidden_inputs[1])) as cap:
+            replayed = model(**inputs).logits
+    torch.testing.assert_close(recorded, plain, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(same, plain, rtol=1e-5, atol=1e-6)
+    assert (zeroed - plain).abs().max() > 1e-4
+    torch.testing.assert_close(masked, zero_context, rtol=1e-5, atol=1e-6)
+    assert (masked - plain).abs().max() > 1e-4
+    torch.testing.assert_close(replayed, plain, rtol=1e-5, atol=1e-6)
+    assert sorted(cap.calls) == [1]
+
+
+def test_shared_layer_family_is_refused_with_its_reason(tmp_path):
+    directory = build_tiny_model("albert", str(tmp_path / "albert"), embedding_size=16)
+    with pytest.raises(models.UnsupportedModelError, match=r"'albert'.*shares one block's weights"):
+        attrtools.load_model(directory)
+
+
+def test_pipeline_refuses_unprunable_family_before_computing(family_models, tmp_path):
+    from attrtools.pruning.pipeline import run_pruning
+
+    model, tokenizer = family_models("mpnet")
+    with pytest.raises(ValueError, match="'mpnet' cannot be pruned physically"):
+        run_pruning(model, tokenizer, [Example("a b", label=0)], str(tmp_path / "run"), strategies=("random",))
+    assert not (tmp_path / "run").exists()

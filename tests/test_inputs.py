@@ -1,0 +1,477 @@
+"""Real inputs (issue 19): one truncation rule, one-output heads, an exact model fingerprint, cache
+keys on the resolved target class, output file modes. Tiny models from ``attrtools.testing``."""
+import os
+import stat
+import warnings
+
+import pytest
+import torch
+
+import attrtools
+from attrtools import methods
+from attrtools.cache import AttributionCache
+from attrtools.engine import Engine, TruncationWarning
+from attrtools.models import OneOutputError, fingerprint, max_input_length, position_limit, tokenizer_limit
+from attrtools.testing import build_tiny_model
+
+def _textattack():
+    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
+
+    try:
+        return load_textattack()
+    except TextAttackUnavailable:
+        pytest.skip("textattack (the attack extra) is not installed")
+
+
+LONG = " ".join(["the movie was very good and the acting was fine but the plot was long"] * 6)  # 84 words
+
+
+@pytest.fixture(scope="module")
+def short_table(tmp_path_factory):
+    """Tiny BERT and RoBERTa with a 34-row position table (tokenizer limit 128)."""
+    root = tmp_path_factory.mktemp("short")
+    return {arch: attrtools.load_model(build_tiny_model(arch, str(root / arch), max_positions=32))
+            for arch in ("bert", "roberta", "distilbert")}
+
+
+# ------------------------------------------------------------------------------ 1. truncation rule
+def test_limit_from_position_table_offset_and_tokenizer(short_table):
+    bert, tok = short_table["bert"]
+    roberta, _ = short_table["roberta"]
+    distil, _ = short_table["distilbert"]
+    assert bert.config.max_position_embeddings == 34 and position_limit(bert) == 34
+    assert position_limit(roberta) == 34 - (roberta.config.pad_token_id + 1)  # positions start after padding
+    assert position_limit(distil) == distil.config.max_position_embeddings  # no offset
+    assert tokenizer_limit(tok) == 128 and max_input_length(bert, tok) == 34
+    sentinel = type("Tok", (), {"model_max_length": int(1e30)})()  # transformers' "no limit" value
+    assert tokenizer_limit(sentinel) is None and max_input_length(bert, sentinel) == 34
+    small = type("Tok", (), {"model_max_length": 16})()
+    assert max_input_length(bert, small) == 16
+    assert max_input_length(bert, tok, override=20) == 20
+    with pytest.raises(ValueError, match="exceeds the 34 positions"):
+        max_input_length(bert, tok, override=40)
+    with pytest.raises(ValueError, match="at least 2"):
+        Engine(bert, tok, max_length=1)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
+def test_long_input_truncated_and_reported_not_a_crash(short_table, arch):
+    model, tok = short_table[arch]
+    engine = Engine(model, tok)
+    limit = position_limit(model)
+    with pytest.warns(TruncationWarning, match=rf"truncated .*: '0': \d+ -> {limit}"):
+        (att,) = engine.attribute([attrtools.Example(LONG, id="0")], method="raw")
+    assert att.n_tokens == limit and engine.stats["truncated"] == 1
+    assert att.tokens[-1] == tok.sep_token and att.scores.shape[-1] == limit
+    original, kept = engine.truncated[(LONG, None)]
+    assert original > 80 and kept == limit
+    # Reported once per engine, counted once per example.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)
+        engine.logits([LONG])
+    assert engine.stats["truncated"] == 1
+    # A pair is truncated too (longest first) and still runs.
+    with pytest.warns(TruncationWarning):
+        (pair,) = engine.attribute([(LONG, "a short film")], method="grad_input")
+    assert pair.n_tokens == limit
+
+
+def test_every_tool_predicts_through_the_same_rule(short_table):
+    """The engine, the TextAttack wrapper and the trigger code read the same tokens."""
+    _textattack()
+    from attrtools.adversarial.triggers import predict, word_alignment
+    from attrtools.adversarial.wrapper import AttrtoolsModelWrapper
+
+    model, tok = short_table["bert"]
+    texts = [LONG, "alpha " + LONG, "it is fine"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        engine = Engine(model, tok)
+        reference = engine.logits(texts)
+        wrapper = AttrtoolsModelWrapper(model, tok)
+        assert torch.allclose(wrapper(texts), reference, atol=1e-6)
+        assert predict(model, tok, texts) == reference.argmax(-1).tolist()
+        word_ids, _, _ = word_alignment(tok, LONG, None, engine.max_length)
+        assert len(word_ids) == engine.encode(attrtools.Example(LONG)).length == 34
+        assert wrapper.engine.max_length == engine.max_length == 34
+
+
+# ------------------------------------------------------------------------------ 5. one-output heads
+@pytest.fixture(scope="module")
+def one_output(tmp_path_factory):
+    return attrtools.load_model(build_tiny_model("bert", str(tmp_path_factory.mktemp("one")), num_labels=1))
+
+
+def test_one_output_probability_targets_refuse_logit_targets_work(one_output):
+    model, tok = one_output
+    engine = Engine(model, tok)
+    with pytest.raises(OneOutputError, match="single output"):
+        engine.attribute(["the movie was good"], method="attattr", steps=4)
+    (att,) = engine.attribute(["the movie was good"], method="attattr", steps=64, target_kind="logit")
+    assert att.scores.shape[:2] == (2, 4) and att.scores.abs().sum() > 0
+    # IG completeness on the raw output, per layer: sum(Attr^l) ~ y(A) - y(A^l = 0), nonzero.
+    from attrtools.capture import capture
+
+    enc = engine.collate([engine.encode(attrtools.Example("the movie was good"))])
+    with torch.no_grad():
+        full = model(**enc).logits[0, 0]
+        for layer in range(2):
+            attention = None
+            with capture(model, record="all") as rec:
+                model(**enc)
+            attention = rec.attention_list()[layer]
+            with capture(model, override={layer: attention * 0}):
+                zero = model(**enc).logits[0, 0]
+            assert abs(float(att.scores[layer].sum()) - float(full - zero)) < 0.05 * max(1e-3, abs(float(full - zero)))
+    for name in ("grad_input", "ig_embed", "gradsam"):
+        (other,) = engine.attribute(["the movie was good"], method=name)
+        assert other.scores.abs().sum() > 0, name
+    with pytest.raises(OneOutputError):
+        engine.attribute(["the movie was good"], method="ig_embed", target_kind="prob")
+
+
+def test_one_output_tools_refuse_clearly(one_output, tmp_path):
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.pruning.pipeline import run_pruning
+
+    model, tok = one_output
+    examples = [attrtools.Example("the movie was good", label=0), attrtools.Example("boring", label=0)]
+    with pytest.raises(OneOutputError, match="faithfulness"):
+        evaluate_methods(model, tok, examples, ["grad_input"])
+    with pytest.raises(OneOutputError, match="head pruning"):
+        run_pruning(model, tok, examples, str(tmp_path), strategies=["attattr"])
+
+
+# ------------------------------------------------------------------------------ 6. fingerprint
+def test_data_edit_changes_fingerprint_and_misses_the_cache(planted_dir, tmp_path):
+    model, tok = attrtools.load_model(planted_dir)  # a private copy to modify
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path))
+    (first,) = engine.attribute(["alpha the beta"], method="attattr", steps=2)
+    before = fingerprint(model)
+    model.classifier.bias.data[0] += 0.5  # .data: no version-counter bump
+    assert fingerprint(model) != before
+    (second,) = engine.attribute(["alpha the beta"], method="attattr", steps=2)
+    assert engine.stats["hits"] == 0 and engine.stats["computed"] == 2
+    assert second.probs != first.probs
+    # Another route: a numpy view of a weight, edited in place.
+    after = fingerprint(model)
+    model.bert.embeddings.word_embeddings.weight.detach().numpy()[5, 3] += 1e-6
+    assert fingerprint(model) != after
+    # Unchanged model: same value every call, and equal to a fresh load of the same weights.
+    fresh, _ = attrtools.load_model(planted_dir)
+    assert fingerprint(fresh) == fingerprint(fresh) == before
+
+
+# ------------------------------------------------------------------------------ 9. resolved-target keys
+def test_prune_then_tree_then_triggers_share_cache_entries(planted, tmp_path):
+    from attrtools.adversarial.triggers import extract_triggers, predict
+    from attrtools.pruning.importance import head_importance
+    from attrtools.testing import planted_dataset
+    from attrtools.tree.build import build_trees
+
+    model, tok = planted
+    examples = [attrtools.Example(t, label=y, id=str(i)) for i, (t, y) in enumerate(planted_dataset(30, seed=11))]
+    preds = predict(model, tok, examples)
+    correct = sum(p == e.label for p, e in zip(preds, examples))
+    assert correct >= 25
+    cache = AttributionCache(tmp_path)
+    prune_engine = Engine(model, tok, cache=cache)
+    head_importance(model, tok, examples, strategy="attattr", steps=4, engine=prune_engine)  # target = gold
+    assert prune_engine.stats["computed"] == 30 and prune_engine.stats["hits"] == 0
+    tree_engine = Engine(model, tok, cache=cache)
+    build_trees(tree_engine, examples, steps=4, target="pred")
+    assert tree_engine.stats["hits"] == correct and tree_engine.stats["computed"] == 30 - correct
+    # Triggers use the correctly classified examples, predicted class: all cached by now.
+    patterns, stats = extract_triggers(model, tok, examples, num_examples=30, steps=4, cache=cache)
+    assert stats["correct_used"] == correct
+    assert stats["engine"]["hits"] == correct and stats["engine"]["computed"] == 0
+    # Every spelling of the same class: one entry.
+    again = Engine(model, tok, cache=cache)
+    again.attribute(examples[:3], method="attattr", steps=4, target=[int(p) for p in preds[:3]])
+    assert again.stats["hits"] == 3
+
+
+# ------------------------------------------------------------------------------ 11. file modes
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_outputs_follow_the_umask(tmp_path, umask, planted):
+    from attrtools.io import write_json, write_text
+
+    old = os.umask(umask)
+    try:
+        write_text(str(tmp_path / "report.html"), "<html></html>")
+        write_json(str(tmp_path / "summary.json"), {"a": 1})
+        model, tok = planted
+        (att,) = attrtools.attribute(model, tok, ["alpha the beta"], method="raw")
+        att.save(str(tmp_path / "a.safetensors"))
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    for name in ("report.html", "summary.json", "a.safetensors", "plain.txt"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == expected, name
+
+
+# ------------------------------------------------------------------------------ 7. IG completeness gap
+def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
+    from attrtools.capture import capture
+    from attrtools.engine import CompletenessWarning
+    from attrtools.methods.base import target_score
+    from attrtools.methods.ig_embed import baseline_embeddings, score_with_embeddings, word_embeddings_replaced
+
+    model, tok = attrtools.load_model(tiny_dirs["bert"])
+    text = "the movie was very good but the plot was long"
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path))
+    with pytest.warns(CompletenessWarning, match=r"ig_embed: 1 of 1 .* more than 0.05"):
+        (coarse,) = engine.attribute([text], method="ig_embed", steps=1)
+    # The stored gap is the real one: |sum of IG - (y(e) - y(0))|.
+    inputs = engine.collate([engine.encode(attrtools.Example(text))])
+    target = torch.tensor([coarse.target])
+    with torch.no_grad(), word_embeddings_replaced(model) as rec:
+        full = target_score(model(**inputs).logits, target, "logit")
+    base = score_with_embeddings(model, inputs, baseline_embeddings(model, rec.original, "zero"), target)
+    delta = float(full - base)
+    record = coarse.completeness
+    assert record["delta"][0] == pytest.approx(delta, abs=1e-5)
+    assert record["sum"][0] == pytest.approx(float(coarse.scores.sum()), abs=1e-5)
+    assert record["relative_gap"][0] == pytest.approx(abs(float(coarse.scores.sum()) - delta) / max(abs(delta), 1e-3),
+                                                      rel=1e-4)
+    assert record["worst_relative_gap"] > 0.05 and engine.stats["worst_completeness_gap"] == record["worst_relative_gap"]
+    # More steps: the gap shrinks below the tolerance, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompletenessWarning)
+        (fine,) = engine.attribute([text], method="ig_embed", steps=200)
+    assert fine.completeness["worst_relative_gap"] < record["worst_relative_gap"] / 10
+    # A cache hit carries the same record; so does the saved file.
+    again = Engine(model, tok, cache=AttributionCache(tmp_path), completeness_tolerance=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompletenessWarning)  # tolerance is configurable
+        (hit,) = again.attribute([text], method="ig_embed", steps=1)
+    assert again.stats["hits"] == 1 and hit.completeness == record
+    coarse.save(tmp_path / "a.safetensors")
+    assert attrtools.Attribution.load(tmp_path / "a.safetensors").completeness == record
+    assert coarse.metadata()["completeness"] == record
+
+
+def test_attattr_completeness_gap_per_layer(tiny_dirs, tmp_path):
+    from attrtools.capture import capture
+
+    model, tok = attrtools.load_model(tiny_dirs["bert"])
+    text = "the movie was very good"
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path), completeness_tolerance=1e-9)
+    with pytest.warns(UserWarning, match=r"attattr: 1 of 1 .* \(layer \d\)"):
+        (att,) = engine.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
+    inputs = engine.collate([engine.encode(attrtools.Example(text))])
+    with torch.no_grad(), capture(model, record="all") as rec:
+        probs = torch.softmax(model(**inputs).logits, -1)[0, att.target]
+    record = att.completeness
+    assert record["units"] == [0, 1] and len(record["relative_gap"]) == 2
+    for layer in range(2):
+        with torch.no_grad(), capture(model, override={layer: rec.attention_list()[layer] * 0}):
+            zero = torch.softmax(model(**inputs).logits, -1)[0, att.target]
+        assert record["delta"][layer] == pytest.approx(float(probs - zero), abs=1e-6)
+        assert record["sum"][layer] == pytest.approx(float(att.scores[layer].sum()), abs=1e-6)
+    assert record["worst_unit"] == max(range(2), key=lambda l: record["relative_gap"][l])
+    # Partly cached (one layer evicted): the record is reassembled from both sources.
+    key = engine.key(engine.encode(attrtools.Example(text)), "attattr",
+                     attrtools.methods.get("attattr").params(steps=3, steps_method="gausslegendre"), att.target, 1)
+    os.unlink(engine.cache.path(key))
+    fresh = Engine(model, tok, cache=AttributionCache(tmp_path, memory_bytes=0), completeness_tolerance=1.0)
+    (again,) = fresh.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
+    assert fresh.stats["partial"] == 1
+    assert again.completeness["relative_gap"] == pytest.approx(record["relative_gap"], abs=1e-6)
+
+
+# ------------------------------------------------------------------------------ 10. trigger insertion slots
+BOUNDARY_TEXTS = ["it 's a charming and often affecting journey .", "it's a charming film", "a well-made , witty film",
+                  'good, "great" fun.', "(good) movie -- really", "don't", "state-of-the-art"]
+
+
+def _regex_words(text):
+    import re
+
+    return re.findall(r"[\w'-]+", text)
+
+
+def _rebuild(text, words, replacements):
+    """``text`` with each word replaced in order, the text between words kept (as TextAttack does)."""
+    out, pos = [], 0
+    for word, new in zip(words, replacements):
+        start = text.find(word, pos)
+        out += [text[pos:start], new]
+        pos = start + len(word)
+    return "".join(out) + text[pos:]
+
+
+@pytest.mark.parametrize("text", BOUNDARY_TEXTS)
+def test_trigger_words_only_at_word_boundaries(text):
+    from attrtools.adversarial.triggers import insert_at_word_boundaries
+
+    for r1 in [i / 10 for i in range(1, 11)]:
+        for triggers in ([("little", r1)], [("little", r1), ("big", min(1.0, r1 + 0.1))]):
+            words = _regex_words(text)
+            new = _rebuild(text, words, insert_at_word_boundaries(text, words, triggers))
+            chunks = new.split()
+            assert [c for c in chunks if c not in ("little", "big")] == text.split(), (text, triggers, new)
+            assert sorted(c for c in chunks if c in ("little", "big")) == sorted(w for w, _ in triggers), new
+
+
+def test_trigger_insertion_in_textattack_keeps_contractions(planted):
+    ta = _textattack()
+    from attrtools.adversarial.transformation import TriggerInsertion
+    from attrtools.adversarial.triggers import Pattern, TriggerWord
+
+    for text in BOUNDARY_TEXTS:
+        attacked = ta.shared.AttackedText(text)
+        for r in [i / 10 for i in range(1, 11)]:
+            pattern = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("little", 0, r)])
+            (candidate,) = TriggerInsertion([pattern])._get_transformations(attacked, set(range(len(attacked.words))))
+            chunks = candidate.text.split()
+            assert [c for c in chunks if c != "little"] == text.split(), (text, r, candidate.text)
+            assert "little" in chunks
+    # The SST-2 case of the issue: never "it '[[little]] s".
+    sst = ta.shared.AttackedText("it 's a charming and often affecting journey .")
+    pattern = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("little", 0, 0.2)])
+    (candidate,) = TriggerInsertion([pattern])._get_transformations(sst, set(range(len(sst.words))))
+    assert "'little" not in candidate.text and " 's " in candidate.text
+
+
+# ------------------------------------------------------------------------------ 2. rows without content
+def test_rows_without_content_are_skipped_with_reasons(tmp_path):
+    from attrtools.data import ExampleList, content_problem, keep_content, load_examples
+
+    E = attrtools.Example
+    assert content_problem(E("12345")).startswith("no letters in text")
+    assert content_problem(E("...")).startswith("no letters")
+    assert content_problem(E("\U0001F600 \U0001F44D")).startswith("no letters")
+    assert content_problem(E("   ")) == "whitespace-only text"
+    assert content_problem(E("")) == "empty text"
+    assert content_problem(E("a premise", "")) == "empty text_pair"
+    assert content_problem(E("ok", "fine")) is None and content_problem(E("très bien")) is None
+    kept = keep_content([E("12345", id="a"), "the movie", E("  ", id="c")])
+    assert isinstance(kept, ExampleList) and [e.text for e in kept] == ["the movie"]
+    assert [(r["index"], r["id"]) for r in kept.skipped] == [(0, "a"), (2, "c")] and kept.total == 3
+    csv = tmp_path / "rows.csv"
+    csv.write_text('text,label\n12345,0\n"   ",1\n,0\nthe movie was good,1\n...,0\n', encoding="utf-8")
+    rows = load_examples(str(csv))
+    assert [e.text for e in rows] == ["the movie was good"] and rows[0].label == 1
+    assert [r["index"] for r in rows.skipped] == [0, 1, 2, 4] and rows.total == 5
+    assert rows.skipped_summary() == "4 (no letters in text: 2, whitespace-only text: 1, empty text: 1)"
+
+
+def test_evaluate_skips_contentless_rows_instead_of_averaging_zeros(planted):
+    from attrtools.evaluate.report import markdown
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = planted
+    good = [attrtools.Example("alpha the movie beta", label=1, id="g1"),
+            attrtools.Example("beta was alpha", label=0, id="g2")]
+    with_blank = [good[0], attrtools.Example("   ", label=0, id="blank"), good[1]]
+    clean = evaluate_methods(model, tok, good, ["grad_input"], reference=None, preset="eraser")
+    mixed = evaluate_methods(model, tok, with_blank, ["grad_input"], reference=None, preset="eraser")
+    assert mixed.n_examples == 2 and mixed.example_ids == ["g1", "g2"]
+    assert [r["id"] for r in mixed.skipped_rows] == ["blank"] and "whitespace-only" in mixed.skipped_rows[0]["reason"]
+    for a, b in zip(clean.results, mixed.results):
+        assert a.summary["aopc_comp"] == pytest.approx(b.summary["aopc_comp"]) and len(b.per_example) == 2
+    assert "1 row(s) without content skipped, 3 rows read" in markdown(mixed)
+
+
+def test_audit_skips_rows_textattack_cannot_read(planted, tmp_path):
+    _textattack()
+    from attrtools.adversarial.audit import read_rows, run_audit
+    from attrtools.adversarial.report import render_report
+
+    model, tok = planted
+    dev = [attrtools.Example("12345", label=0), attrtools.Example("...", label=0),
+           attrtools.Example("\U0001F600", label=1), attrtools.Example("   ", label=1),
+           attrtools.Example("the alpha movie was beta", label=1)]
+    out = str(tmp_path / "audit")
+    summary = run_audit(model, tok, dev, out, recipes=("deepwordbug",), progress=False, num_requested=50)
+    assert summary["num_examples"] == 1 and summary["num_rows"] == 5 and len(summary["skipped_rows"]) == 4
+    assert summary["recipes"]["deepwordbug"]["total"] == 1
+    assert summary["num_examples"] + len(summary["skipped_rows"]) == summary["num_rows"]
+    assert any("50 examples were asked for" in n for n in summary["notes"])
+    assert summary["class_mix"] == {"0": 0, "1": 1}  # the empty class is listed with 0
+    html = render_report(summary, read_rows(os.path.join(out, "results.csv")))
+    assert "Rows without content" in html and "no letters" in html and "gold classes: 0: 0, 1: 1" in html
+
+
+# ------------------------------------------------------------------------------ 8. audit bookkeeping
+def test_input_reduction_reported_in_its_own_terms(planted, tmp_path):
+    _textattack()
+    from attrtools.adversarial.audit import read_rows, run_audit, summarize_reduction
+    from attrtools.adversarial.report import render_report
+
+    rows = [{"result_type": "Maximized", "perturbed_text": "[[beta]]", "num_words": 4, "num_queries": 10},
+            {"result_type": "Maximized", "perturbed_text": "alpha [[the]] beta", "num_words": 4, "num_queries": 6},
+            {"result_type": "Failed", "perturbed_text": "alpha the beta", "num_words": 3, "num_queries": 3},
+            {"result_type": "Skipped", "perturbed_text": "x y", "num_words": 2, "num_queries": 0}]
+    s = summarize_reduction(rows)
+    assert s["attack_success_rate"] is None and s["attack_accuracy_perc"] is None
+    assert (s["reduced"], s["reached_target"], s["not_reduced"], s["skipped_attacks"]) == (2, 1, 1, 1)
+    assert s["avg_words_kept_perc"] == pytest.approx((25.0 + 75.0) / 2)
+    model, tok = planted
+    dev = [attrtools.Example("the alpha movie was beta", label=1), attrtools.Example("beta and alpha", label=0)]
+    out = str(tmp_path / "audit")
+    summary = run_audit(model, tok, dev, out, recipes=("input-reduction",), progress=False)
+    red = summary["recipes"]["input-reduction"]
+    assert red["kind"] == "input-reduction" and red["attack_success_rate"] is None
+    assert red["reduced"] + red["not_reduced"] + red["skipped_attacks"] == red["total"] == 2
+    assert red["prediction_kept_perc"] == 100.0 and 0 < red["avg_words_kept_perc"] < 100
+    html = render_report(summary, read_rows(os.path.join(out, "results.csv")))
+    assert "Input reduction (not an attack" in html
+
+
+def test_per_class_table_lists_empty_classes(planted):
+    from attrtools.adversarial.triggers import Pattern, TriggerWord, per_class_accuracy
+
+    model, tok = planted
+    dev = [attrtools.Example("the alpha movie was beta", label=1), attrtools.Example("alpha then beta", label=1)]
+    trig = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("beta", 0, 0.01)])
+    rows = per_class_accuracy(model, tok, dev, [trig], top_k=1)
+    base = {r["gold_class"]: r for r in rows if r["trigger_rank"] == 0}
+    assert set(base) == {"0", "1"} and base["0"]["n"] == 0 and base["0"]["accuracy"] == ""
+    assert base["1"]["n"] == 2
+    assert [r["n"] for r in rows if r["trigger_rank"] == 1 and r["gold_class"] == "0"] == [0]
+
+
+# ------------------------------------------------------------------------------ 4. labels
+@pytest.fixture(scope="module")
+def nli_dir(tmp_path_factory):
+    from transformers import AutoConfig
+
+    directory = build_tiny_model("bert", str(tmp_path_factory.mktemp("nli")), num_labels=3)
+    config = AutoConfig.from_pretrained(directory)
+    config.id2label = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    config.save_pretrained(directory)
+    return directory
+
+
+def test_string_labels_map_through_the_models_label2id(nli_dir, tmp_path):
+    from transformers import AutoConfig
+
+    from attrtools.data import DataError, label_names_for, load_examples
+
+    config = AutoConfig.from_pretrained(nli_dir)
+    data = tmp_path / "nli.csv"
+    data.write_text("premise,hypothesis,label\nthe movie,a film,entailment\nthe plot,the story,neutral\n"
+                    "good,bad,contradiction\n", encoding="utf-8")
+    rows = load_examples(str(data), model_config=config)
+    assert [e.label for e in rows] == [1, 2, 0] and rows[0].text_pair == "a film"
+    with pytest.raises(DataError) as err:
+        load_examples(str(data), model_config=config, label_names="entailment,neutral,contradiction")
+    message = str(err.value)
+    assert "{0: 'entailment', 1: 'neutral', 2: 'contradiction'}" in message
+    assert "{0: 'contradiction', 1: 'entailment', 2: 'neutral'}" in message
+    assert [e.label for e in load_examples(str(data), model_config=config,
+                                           label_names="contradiction,entailment,neutral")] == [1, 2, 0]
+    # A generic map (LABEL_0...) defers to --label-names; without either, string labels are an error.
+    generic = AutoConfig.for_model("bert", num_labels=3)
+    assert label_names_for(None, generic) is None
+    assert [e.label for e in load_examples(str(data), model_config=generic,
+                                           label_names="entailment,neutral,contradiction")] == [0, 1, 2]
+    with pytest.raises(DataError, match="known label name"):
+        load_examples(str(data), model_config=generic)
+    with pytest.raises(DataError, match="3-class model"):
+        label_names_for("a,b", generic)
