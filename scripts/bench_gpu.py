@@ -140,7 +140,6 @@ def method_rows(model, tokenizer, texts, device, methods, precisions, steps, fra
 
 
 def cache_rows(model, tokenizer, texts, device, steps, log):
-    import attrtools
     from attrtools.cache import AttributionCache
     from attrtools.engine import Engine
 
@@ -154,8 +153,7 @@ def cache_rows(model, tokenizer, texts, device, steps, log):
         disk_engine = Engine(model, tokenizer, cache=disk_cache, batch_size=len(texts))
         disk, third = time_call(lambda: disk_engine.attribute(texts, method="attattr", steps=steps), device)
         assert deviation(second, first) == 0 and deviation(third, first) == 0, "cached != computed"
-        key = engine.key(engine.encode(attrtools.Example(texts[0])), "attattr",
-                         attrtools.methods.get("attattr").params(steps=steps), "pred", 0)
+        key = next(row["key"] for row in cache.ls() if row.get("method") == "attattr")
         memory_hit = _hit_latency(lambda: cache.get(key, device=device), device)
         disk_hit = _hit_latency(lambda: AttributionCache(folder, memory_bytes=0, device=device).get(key, device=device),
                                 device)
