@@ -56,7 +56,10 @@ def test_limit_from_position_table_offset_and_tokenizer(short_table):
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
 def test_long_input_truncated_and_reported_not_a_crash(short_table, arch):
+    from attrtools.engine import reset_run_report, run_report
+
     model, tok = short_table[arch]
+    reset_run_report()
     engine = Engine(model, tok)
     limit = position_limit(model)
     with pytest.warns(TruncationWarning, match=rf"truncated .*: '0': \d+ -> {limit}"):
@@ -69,7 +72,7 @@ def test_long_input_truncated_and_reported_not_a_crash(short_table, arch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", TruncationWarning)
         engine.logits([LONG])
-    assert engine.stats["truncated"] == 1
+    assert engine.stats["truncated"] == 1 and run_report()["truncated"] == 1  # what the CLI summary prints
     # A pair is truncated too (longest first) and still runs.
     with pytest.warns(TruncationWarning):
         (pair,) = engine.attribute([(LONG, "a short film")], method="grad_input")
@@ -219,6 +222,9 @@ def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
     from attrtools.methods.base import target_score
     from attrtools.methods.ig_embed import baseline_embeddings, score_with_embeddings, word_embeddings_replaced
 
+    from attrtools.engine import reset_run_report
+
+    reset_run_report()
     model, tok = attrtools.load_model(tiny_dirs["bert"])
     text = "the movie was very good but the plot was long"
     engine = Engine(model, tok, cache=AttributionCache(tmp_path))
@@ -237,6 +243,9 @@ def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
     assert record["relative_gap"][0] == pytest.approx(abs(float(coarse.scores.sum()) - delta) / max(abs(delta), 1e-3),
                                                       rel=1e-4)
     assert record["worst_relative_gap"] > 0.05 and engine.stats["worst_completeness_gap"] == record["worst_relative_gap"]
+    from attrtools.engine import run_report
+
+    assert run_report()["worst_completeness_gap"][:2] == (record["worst_relative_gap"], "ig_embed")
     # More steps: the gap shrinks below the tolerance, no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompletenessWarning)
