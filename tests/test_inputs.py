@@ -484,3 +484,21 @@ def test_string_labels_map_through_the_models_label2id(nli_dir, tmp_path):
         load_examples(str(data), model_config=generic)
     with pytest.raises(DataError, match="3-class model"):
         label_names_for("a,b", generic)
+
+
+def test_tree_evaluate_and_trigger_extraction_run_on_long_inputs(short_table):
+    """The issue's reproducer for the other tools: each ended in a size mismatch (82 vs 34)."""
+    from attrtools.adversarial.triggers import extract_triggers
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.tree.build import build_trees
+
+    model, tok = short_table["bert"]
+    examples = [attrtools.Example(LONG, label=0, id="long"), attrtools.Example("the movie was good", label=1, id="s")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        graphs, _ = build_trees(Engine(model, tok), examples, steps=2, use_last_layer=True)
+        assert len(graphs) == 2 and max(g.graph["n_tokens"] for g in graphs) == 34
+        evaluation = evaluate_methods(model, tok, examples, ["grad_input"], reference=None, preset="eraser")
+        assert [r.status for r in evaluation.results] == ["ok", "ok"] and evaluation.n_examples == 2
+        _, stats = extract_triggers(model, tok, examples, num_examples=2, steps=2)
+        assert stats["engine"]["truncated"] <= 1
