@@ -60,6 +60,21 @@ class Encoded:
         return self.original_length is not None
 
 
+# What every engine of this process reported since the last ``reset_run_report()``: the CLI prints it
+# in each command's summary (inputs truncated, worst IG completeness gap), whichever tool ran them.
+RUN_REPORT: dict = {}
+
+
+def reset_run_report() -> None:
+    RUN_REPORT.clear()
+
+
+def run_report() -> dict:
+    """``{"truncated": n, "worst_completeness_gap": (gap, method, example_id, unit)}`` (keys only
+    when something happened) since the last ``reset_run_report()``."""
+    return dict(RUN_REPORT)
+
+
 class CompletenessWarning(UserWarning):
     """An integrated-gradients result misses completeness by more than the engine's tolerance."""
 
@@ -148,6 +163,7 @@ class Engine:
             return
         self.truncated[key] = (original, kept)
         self.stats["truncated"] += 1
+        RUN_REPORT["truncated"] = RUN_REPORT.get("truncated", 0) + 1
         label = example.id if example.id is not None else (example.text[:40] + ("..." if len(example.text) > 40 else ""))
         self._unreported.append((str(label), original, kept))
 
@@ -251,6 +267,10 @@ class Engine:
             return
         worst, example = max(gaps, key=lambda item: item[0])
         self.stats["worst_completeness_gap"] = worst
+        previous = RUN_REPORT.get("worst_completeness_gap")
+        if previous is None or worst > previous[0]:
+            RUN_REPORT["worst_completeness_gap"] = (worst, example.method, example.example_id,
+                                                    example.completeness.get("worst_unit"))
         over = [g for g, _ in gaps if g > self.completeness_tolerance]
         if over:
             where = example.completeness.get("worst_unit")

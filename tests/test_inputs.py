@@ -56,7 +56,10 @@ def test_limit_from_position_table_offset_and_tokenizer(short_table):
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
 def test_long_input_truncated_and_reported_not_a_crash(short_table, arch):
+    from attrtools.engine import reset_run_report, run_report
+
     model, tok = short_table[arch]
+    reset_run_report()
     engine = Engine(model, tok)
     limit = position_limit(model)
     with pytest.warns(TruncationWarning, match=rf"truncated .*: '0': \d+ -> {limit}"):
@@ -69,7 +72,7 @@ def test_long_input_truncated_and_reported_not_a_crash(short_table, arch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", TruncationWarning)
         engine.logits([LONG])
-    assert engine.stats["truncated"] == 1
+    assert engine.stats["truncated"] == 1 and run_report()["truncated"] == 1  # what the CLI summary prints
     # A pair is truncated too (longest first) and still runs.
     with pytest.warns(TruncationWarning):
         (pair,) = engine.attribute([(LONG, "a short film")], method="grad_input")
@@ -219,6 +222,9 @@ def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
     from attrtools.methods.base import target_score
     from attrtools.methods.ig_embed import baseline_embeddings, score_with_embeddings, word_embeddings_replaced
 
+    from attrtools.engine import reset_run_report
+
+    reset_run_report()
     model, tok = attrtools.load_model(tiny_dirs["bert"])
     text = "the movie was very good but the plot was long"
     engine = Engine(model, tok, cache=AttributionCache(tmp_path))
@@ -237,6 +243,9 @@ def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
     assert record["relative_gap"][0] == pytest.approx(abs(float(coarse.scores.sum()) - delta) / max(abs(delta), 1e-3),
                                                       rel=1e-4)
     assert record["worst_relative_gap"] > 0.05 and engine.stats["worst_completeness_gap"] == record["worst_relative_gap"]
+    from attrtools.engine import run_report
+
+    assert run_report()["worst_completeness_gap"][:2] == (record["worst_relative_gap"], "ig_embed")
     # More steps: the gap shrinks below the tolerance, no warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", CompletenessWarning)
@@ -475,3 +484,21 @@ def test_string_labels_map_through_the_models_label2id(nli_dir, tmp_path):
         load_examples(str(data), model_config=generic)
     with pytest.raises(DataError, match="3-class model"):
         label_names_for("a,b", generic)
+
+
+def test_tree_evaluate_and_trigger_extraction_run_on_long_inputs(short_table):
+    """The issue's reproducer for the other tools: each ended in a size mismatch (82 vs 34)."""
+    from attrtools.adversarial.triggers import extract_triggers
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.tree.build import build_trees
+
+    model, tok = short_table["bert"]
+    examples = [attrtools.Example(LONG, label=0, id="long"), attrtools.Example("the movie was good", label=1, id="s")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        graphs, _ = build_trees(Engine(model, tok), examples, steps=2, use_last_layer=True)
+        assert len(graphs) == 2 and max(g.graph["n_tokens"] for g in graphs) == 34
+        evaluation = evaluate_methods(model, tok, examples, ["grad_input"], reference=None, preset="eraser")
+        assert [r.status for r in evaluation.results] == ["ok", "ok"] and evaluation.n_examples == 2
+        _, stats = extract_triggers(model, tok, examples, num_examples=2, steps=2)
+        assert stats["engine"]["truncated"] <= 1
