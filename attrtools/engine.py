@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from . import distributed
 from . import methods as method_registry
 from .cache import open_cache
 from .guard import check_unknown_share
@@ -281,8 +282,8 @@ class Engine:
                 f"converged: use more steps (--param steps=...) or another rule (steps_method)",
                 CompletenessWarning, stacklevel=3)
 
-    def _attribute(self, examples, method, target, batch_size, **params):
-        self._partial = {}
+    def _prepare(self, examples, method, target, batch_size=None, **params):
+        """Tokenize, resolve target specs and units: what every path of ``attribute`` starts from."""
         impl = method_registry.get(method)
         impl.check_model(self.model)
         params = impl.params(**params)
@@ -295,8 +296,15 @@ class Engine:
         specs = self._resolve_targets(encoded, specs, batch_size)
         units = impl.units(self.model, params)
         unit_list = units if units is not None else [None]
+        return impl, params, encoded, specs, unit_list
 
-        results: list[Attribution | None] = [None] * len(examples)
+    def _attribute(self, examples, method, target, batch_size, **params):
+        self._partial = {}
+        if distributed.is_distributed():
+            return list(self._sharded(examples, method, target, batch_size, params, emit="all"))
+        impl, params, encoded, specs, unit_list = self._prepare(examples, method, target, batch_size, **params)
+
+        results: list[Attribution | None] = [None] * len(encoded)
         pending: dict[int, list] = {}
         for i, enc in enumerate(encoded):
             missing = self._lookup(i, enc, impl, params, specs[i], unit_list, results)
@@ -306,9 +314,15 @@ class Engine:
         # Examples missing the same units share batches (so a partially cached example only
         # recomputes its missing units); within that, length-sorted for tight padding.
         order = sorted(pending, key=lambda i: (_unit_order(pending[i]), encoded[i].length))
-        batch_size = batch_size or self.batch_size
-        bar = _progress(len(examples), self.progress, f"{method}")
-        bar.update(len(examples) - len(pending))
+        bar = _progress(len(encoded), self.progress, f"{method}")
+        bar.update(len(encoded) - len(pending))
+        self._run(order, batch_size or self.batch_size, encoded, impl, params, specs, pending, results, bar.update)
+        bar.close()
+        return results  # type: ignore[return-value]
+
+    def _run(self, order, batch_size, encoded, impl, params, specs, pending, results, done=None):
+        """Compute the examples of ``order`` in consecutive chunks of at most ``batch_size`` that
+        miss the same units, backing off on out-of-memory errors (the back-off sticks)."""
         position = 0
         while position < len(order):
             chunk = order[position: position + batch_size]
@@ -321,9 +335,119 @@ class Engine:
                 params, batch_size = self._back_off(err, params, batch_size, encoded, chunk)
                 continue
             position += len(chunk)
-            bar.update(len(chunk))
+            if done is not None:
+                done(len(chunk))
+
+    # ------------------------------------------------------------------------------ plan, shards, streams
+    def plan(self, encoded, pending: dict, batch_size: int, params: dict) -> list[dict]:
+        """The batches the single-process engine computes, in order: ``[{"indices": [...],
+        "units": [...], "cost": float}]``. Examples missing the same units share batches,
+        length-sorted; ``cost`` estimates the work as rows × (padded tokens)² × steps × units."""
+        order = sorted(pending, key=lambda i: (_unit_order(pending[i]), encoded[i].length))
+        steps = params.get("steps") or 1
+        batches, position = [], 0
+        while position < len(order):
+            chunk = order[position: position + batch_size]
+            chunk = [i for i in chunk if pending[i] == pending[chunk[0]]]
+            width = max(encoded[i].length for i in chunk)
+            units = list(pending[chunk[0]])
+            batches.append({"indices": chunk, "units": units,
+                            "cost": float(len(chunk) * width * width * steps * len(units))})
+            position += len(chunk)
+        return batches
+
+    def stream(self, examples, method: str = "attattr", target=None, batch_size: int | None = None,
+               **params):
+        """Like ``attribute`` but yields the ``Attribution`` objects one at a time in input order,
+        never holding the dataset's results: every missing unit is computed and written to the
+        cache first (batch by batch), then each example is read back. Under a launcher
+        (``WORLD_SIZE > 1``) each rank computes its share of the plan and only rank 0 yields.
+        Needs a cache that keeps entries (a disk or object-store tier); without one it falls back
+        to ``attribute`` (results held in memory)."""
+        if self.cache is None or not getattr(self.cache, "disk", True):
+            if distributed.is_distributed():
+                raise distributed.DistributedError(
+                    "a distributed job needs the attribution cache on storage every rank sees (drop --no-cache)")
+            yield from self.attribute(examples, method, target, batch_size, **params)
+            return
+        self._call_fingerprints = self._fingerprints()
+        try:
+            yield from self._sharded(examples, method, target, batch_size, params, emit="main")
+        finally:
+            self._call_fingerprints = None
+
+    def _sharded(self, examples, method, target, batch_size, params, emit: str):
+        """Compute this rank's share of the plan into the cache, wait for every rank, then read the
+        results back in input order (``emit``: "main" yields on rank 0 only, "all" on every rank)."""
+        here = distributed.init()
+        if self.cache is None or not getattr(self.cache, "disk", True):
+            raise distributed.DistributedError(
+                "a distributed job needs the attribution cache on storage every rank sees (drop --no-cache)")
+        distributed.check_shared_cache(self.cache)
+        impl, params, encoded, specs, unit_list = self._prepare(examples, method, target, batch_size, **params)
+        batch_size = batch_size or self.batch_size
+        # Rank 0 looks up what is missing and every rank takes that: nobody computes (and writes)
+        # before the lookup is complete, so all ranks plan from the same state of the cache.
+        pending = None
+        if here.is_main:
+            pending = {}
+            for i, enc in enumerate(encoded):
+                missing = self._missing(enc, impl, params, specs[i], unit_list)
+                if missing:
+                    pending[i] = missing
+        pending = distributed.broadcast(pending)
+        batches = self.plan(encoded, pending, batch_size, params)
+        distributed.agree(_plan_digest(batches), "the batch plan")
+        mine = distributed.shard([b["cost"] for b in batches], here.rank, here.size)
+        self.last_plan = {"world_size": here.size, "batches": [
+            dict(b, rank=r) for b, r in zip(batches, distributed.assign([b["cost"] for b in batches], here.size))]}
+        counter = distributed.Counter(f"{method}-examples")
+        bar = _progress(len(encoded), self.progress and here.is_main, f"{method}")
+        bar.update(len(encoded) - len(pending))
+        done = len(encoded) - len(pending)
+
+        def report(count):
+            bar.n = done + count
+            bar.refresh()
+
+        computed_before = self.stats["computed"]
+        for b in mine:
+            chunk = batches[b]["indices"]
+            self._run(chunk, len(chunk), encoded, impl, params, specs, pending, _Discard(),
+                      lambda n: report(counter.add(n)) if here.is_main else counter.add(n))
+        counter.wait(len(pending), report if here.is_main else None)
         bar.close()
-        return results  # type: ignore[return-value]
+        computed = sum(distributed.all_gather(self.stats["computed"] - computed_before))
+        self.stats["computed"] = computed_before + computed
+        self.stats["hits"] += len(encoded) - len(pending)
+        if emit == "main" and not here.is_main:
+            return
+        for i, enc in enumerate(encoded):
+            result: list = [None]
+            missing = self._lookup_into(enc, impl, params, specs[i], unit_list, result)
+            if missing:  # vanished meanwhile (evicted, deleted): compute it alone
+                self._partial = {}
+                holder = {0: None}
+                self._compute_batch([0], [enc], impl, params, [specs[i]], {0: missing}, holder)
+                result[0] = holder[0]
+            yield result[0]
+
+    def _missing(self, enc, impl, params, spec, unit_list) -> list:
+        """The units of one example the cache does not hold (read nothing but existence when the
+        cache can tell it)."""
+        if hasattr(self.cache, "__contains__") and hasattr(self.cache, "path"):
+            return [u for u in unit_list if self.key(enc, impl.name, params, spec, u) not in self.cache]
+        return [u for u in unit_list if self._get(self.key(enc, impl.name, params, spec, u)) is None]
+
+    def _lookup_into(self, enc, impl, params, spec, unit_list, out: list):
+        saved, self._partial = self._partial, {}
+        try:
+            hits_before = self.stats["hits"]
+            missing = self._lookup(0, enc, impl, params, spec, unit_list, out)
+            self.stats["hits"] = hits_before
+            return missing
+        finally:
+            self._partial = saved
 
     def _back_off(self, err, params, batch_size, encoded, chunk):
         """After an out-of-memory error: halve the batch; at batch size 1, halve the method's
@@ -500,8 +624,25 @@ def completeness_summary(records: dict | None, units) -> dict | None:
     return out
 
 
+def _plan_digest(batches) -> str:
+    text = json.dumps([[b["indices"], b["units"], b["cost"]] for b in batches], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _Discard(dict):
+    """A results sink that keeps nothing (computed results live in the cache)."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
 class _NullBar:
+    n = 0
+
     def update(self, n=1):
+        pass
+
+    def refresh(self):
         pass
 
     def close(self):

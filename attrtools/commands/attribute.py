@@ -64,23 +64,34 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     else:
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
     from .common import load_model_or_fail
+    from .. import distributed
 
-    run_dir = make_run_dir(output_dir, "attribute", {"model": model_name, "method": method, "target": target,
-                                                     "params": parsed, "dataset": dataset, "n": len(examples)},
-                           examples=examples)  # before the model loads: an unusable folder fails at once
+    here = distributed.init()
+    config = {"model": model_name, "method": method, "target": target, "params": parsed, "dataset": dataset,
+              "n": len(examples)}
+    # before the model loads: an unusable folder fails at once (rank 0 writes the outputs)
+    run_dir = make_run_dir(output_dir, "attribute", config, examples=examples) if here.is_main else None
     model, tokenizer = load_model_or_fail(model_name, device)
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
+    out = os.path.join(run_dir, "attributions") if run_dir else None
+    count = 0
     try:
-        results = engine.attribute(examples, method=method, target=target_spec, **parsed)
-    except (TypeError, ValueError) as err:
+        # Streamed: each result is written as soon as it comes (input order), never all held.
+        for count, attribution in enumerate(engine.stream(examples, method=method, target=target_spec, **parsed), 1):
+            attribution.save(os.path.join(out, f"{count - 1:06d}.safetensors"))
+    except (TypeError, ValueError, distributed.DistributedError) as err:
         raise UserError(str(err)) from None
-    out = os.path.join(run_dir, "attributions")
-    for index, attribution in enumerate(results):
-        attribution.save(os.path.join(out, f"{index:06d}.safetensors"))
-    echo_summary({"method": method, "examples": len(results), "computed": engine.stats["computed"],
+    if not here.is_main:
+        return
+    plan = getattr(engine, "last_plan", None)
+    if plan is not None:
+        from ..io import write_json
+
+        write_json(os.path.join(run_dir, "plan.json"), plan)
+    echo_summary({"method": method, "examples": count, "computed": engine.stats["computed"],
                   "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
-                  "output": out})
+                  **({"ranks": here.size} if here.distributed else {}), "output": out})
 
 
 @click.command()
