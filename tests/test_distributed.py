@@ -1,0 +1,219 @@
+"""Scale-out: the plan's assignment to ranks, the no-launcher path, the shared-cache check, and
+whole commands under ``torchrun --standalone --nproc_per_node 2`` (gloo, one thread per rank)
+equal to the single-process run."""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import attrtools
+from attrtools import distributed
+from attrtools.cache import AttributionCache
+from attrtools.cli import main as cli
+from attrtools.engine import Engine
+from attrtools.testing import planted_dataset
+from attrtools.types import Attribution
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                 "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "GROUP_RANK")
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               TOKENIZERS_PARALLELISM="false", GLOO_SOCKET_IFNAME="lo")
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def _torchrun(args, nproc=2, extra=(), timeout=600, **env):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           *extra, "-m", "attrtools", *args]
+    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def _dataset(path, count, seed):
+    rows = planted_dataset(count, seed=seed)
+    path.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in rows))
+    return str(path)
+
+
+def _load_all(folder):
+    names = sorted(os.listdir(folder))
+    return names, [Attribution.load(os.path.join(folder, n)) for n in names]
+
+
+def _assert_same_attributions(a, b, atol=1e-6):
+    names_a, attrs_a = _load_all(a)
+    names_b, attrs_b = _load_all(b)
+    assert names_a == names_b and names_a
+    for x, y in zip(attrs_a, attrs_b):
+        assert x.tokens == y.tokens and x.predicted == y.predicted and x.target == y.target and x.text == y.text
+        assert torch.allclose(x.scores, y.scores, rtol=0, atol=atol)
+
+
+# ------------------------------------------------------------------------------ the assignment
+def _check_partition(costs, world_size):
+    ranks = distributed.assign(costs, world_size)
+    assert len(ranks) == len(costs) and all(0 <= r < world_size for r in ranks)
+    shards = [distributed.shard(costs, r, world_size) for r in range(world_size)]
+    flat = sorted(b for s in shards for b in s)
+    assert flat == list(range(len(costs)))  # complete and disjoint
+    assert all(s == sorted(s) for s in shards)  # each shard in plan order
+    loads = [sum(costs[b] for b in s) for s in shards]
+    if costs:
+        assert max(loads) - min(loads) <= max(costs) + 1e-9  # the LPT balance bound
+    return ranks
+
+
+def test_assignment_is_a_disjoint_complete_balanced_partition():
+    rng = random.Random(0)
+    for trial in range(300):
+        n = rng.randint(0, 60)
+        kind = trial % 3
+        if kind == 0:
+            costs = [rng.randint(1, 50) ** 2 * 8 for _ in range(n)]  # many ties
+        elif kind == 1:
+            costs = [rng.random() * 1e6 for _ in range(n)]
+        else:
+            costs = sorted(rng.randint(1, 30) ** 2 for _ in range(n))  # a length-sorted plan
+        world_size = rng.randint(1, 9)
+        ranks = _check_partition(costs, world_size)
+        assert ranks == distributed.assign(list(costs), world_size)  # deterministic
+    # longest first, ties by batch index, least-loaded rank (ties: lowest rank)
+    assert distributed.assign([5, 5, 5, 5], 2) == [0, 1, 0, 1]
+    assert distributed.assign([1, 9, 4, 4], 2) == [1, 0, 1, 1]
+    # contiguous slicing would hand rank 1 every long batch; LPT mixes them
+    sorted_costs = [i * i for i in range(1, 21)]
+    ranks = distributed.assign(sorted_costs, 2)
+    assert 0 in ranks[10:] and 1 in ranks[10:]
+    with pytest.raises(ValueError):
+        distributed.assign([1.0], 0)
+
+
+PLAN_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import attrtools
+    from attrtools import distributed, methods
+    from attrtools.engine import Engine
+    from attrtools.testing import planted_dataset
+    model, tok = attrtools.load_model(sys.argv[1])
+    engine = Engine(model, tok, batch_size=3)
+    texts = [t for t, _ in planted_dataset(40, seed=2)]
+    encoded = [engine.encode(attrtools.Example(t)) for t in texts]
+    params = methods.get("attattr").params(steps=5)
+    pending = {i: [0, 1] if i % 7 else [1] for i in range(len(texts))}
+    plan = engine.plan(encoded, pending, 3, params)
+    print(json.dumps({"plan": plan, "ranks": distributed.assign([b["cost"] for b in plan], 3)}))
+""")
+
+
+def test_plan_and_assignment_stable_across_hash_seeds(planted_dir, tmp_path):
+    script = tmp_path / "plan.py"
+    script.write_text(PLAN_SCRIPT)
+    outputs = []
+    for seed in ("0", "1", "12345"):
+        proc = subprocess.run([sys.executable, str(script), planted_dir], env=_env(PYTHONHASHSEED=seed),
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert outputs[0] == outputs[1] == outputs[2]
+    plan = outputs[0]["plan"]
+    covered = sorted(i for b in plan for i in b["indices"])
+    assert covered == list(range(40))  # every pending example in exactly one batch
+    assert all(len(b["indices"]) <= 3 and b["cost"] > 0 for b in plan)
+    assert {b["units"] == [1] for b in plan} == {True, False}  # examples missing other units apart
+
+
+# ------------------------------------------------------------------------------ no launcher
+def test_no_launcher_is_the_single_process_path(planted, monkeypatch, tmp_path):
+    for name in LAUNCHER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    here = distributed.world()
+    assert (here.rank, here.size, here.local_rank, here.distributed, here.is_main) == (0, 1, 0, False, True)
+    assert distributed.init() == here and not distributed.initialized()
+    assert distributed.all_gather({"a": 1}) == [{"a": 1}] and distributed.broadcast(7) == 7
+    distributed.barrier()
+    distributed.check_shared_cache(AttributionCache(tmp_path / "c"))  # nothing to check
+    assert not os.path.exists(tmp_path / "c")
+    model, tok = planted
+    texts = [t for t, _ in planted_dataset(6, seed=4)]
+    listed = Engine(model, tok, cache=AttributionCache(tmp_path / "c"), batch_size=4).attribute(texts, steps=4)
+    fresh = Engine(model, tok, cache=AttributionCache(tmp_path / "d"), batch_size=4)
+    streamed = list(fresh.stream(texts, steps=4))
+    assert fresh.stats["computed"] == 6 and fresh.stats["hits"] == 0
+    assert [a.text for a in streamed] == texts
+    assert all(torch.equal(a.scores, b.scores) for a, b in zip(listed, streamed))
+    nocache = list(Engine(model, tok, cache=None, batch_size=4).stream(texts, steps=4))
+    assert all(torch.equal(a.scores, b.scores) for a, b in zip(listed, nocache))
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(distributed.DistributedError, match="inconsistent"):
+        distributed.world()
+
+
+# ------------------------------------------------------------------------------ under torchrun
+SENTINEL_SCRIPT = textwrap.dedent("""
+    import os, sys
+    from attrtools import distributed
+    from attrtools.cache import AttributionCache
+    distributed.init()
+    rank = distributed.world().rank
+    where = sys.argv[1] if sys.argv[2] == "shared" else os.path.join(sys.argv[1], f"rank{rank}")
+    try:
+        distributed.check_shared_cache(AttributionCache(where))
+        print(f"rank {rank} ok", flush=True)
+    except distributed.DistributedError as err:
+        print(f"rank {rank} error: {err}", flush=True)
+    distributed.shutdown()
+""")
+
+
+def test_shared_cache_sentinel_fails_fast_when_ranks_see_different_folders(tmp_path):
+    script = tmp_path / "sentinel.py"
+    script.write_text(SENTINEL_SCRIPT)
+    for mode in ("shared", "private"):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(script), str(tmp_path / mode), mode]
+        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        if mode == "shared":
+            assert sorted(re.findall(r"rank \d ok", proc.stdout)) == ["rank 0 ok", "rank 1 ok"], proc.stdout
+            assert [n for n in os.listdir(tmp_path / mode) if n.startswith(distributed.SENTINEL_PREFIX)] == []
+        else:
+            errors = re.findall(r"rank (\d) error: (.*)", proc.stdout)
+            assert sorted(r for r, _ in errors) == ["0", "1"], proc.stdout  # every rank stops
+            assert all("rank 1" in msg and "not shared" in msg for _, msg in errors)
+
+
+def test_attribute_dataset_two_ranks_equals_one_process(planted_dir, tmp_path):
+    data = _dataset(tmp_path / "data.jsonl", 30, seed=21)
+    common = ["attribute", "--model", planted_dir, "--dataset", data, "--param", "steps=6", "--batch-size", "4"]
+    single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    proc = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(tmp_path / "two")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "two" / "attributions")
+    summary = dict(re.findall(r"^(computed|from cache|examples|ranks)\s+(\d+)$", proc.stdout, re.M))
+    assert summary == {"examples": "30", "computed": "30", "from cache": "0", "ranks": "2"}, proc.stdout
+    assert proc.stdout.count("examples") == 1  # one summary, from rank 0
+    plan = json.loads((tmp_path / "two" / "plan.json").read_text())
+    assert plan["world_size"] == 2 and {b["rank"] for b in plan["batches"]} == {0, 1}
+    assert json.loads((tmp_path / "two" / "run_config.json").read_text())["world_size"] == 2
+    # The cache entries are the single process's, bit for bit: a rerun reads everything.
+    again = _torchrun([*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "three")])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "computed    0" in again.stdout and "from cache  30" in again.stdout
+    _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "three" / "attributions", atol=0)
