@@ -379,7 +379,12 @@ class AttributionCache:
             else:
                 self._disk_estimate += len(blob)
             if self._disk_estimate > self.max_disk_bytes:
-                self.evict()
+                from . import distributed
+
+                if distributed.is_distributed():  # other ranks may be about to read what would go
+                    distributed.defer_eviction(self)
+                else:
+                    self.evict()
 
     def _discard(self, path: str, inode: int | None, reason: str) -> None:
         """Report and remove a corrupt entry (only if the file is still the one that was read)."""

@@ -69,9 +69,17 @@ def _available(name: str) -> bool:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="attrtools")
-def main():
+@click.pass_context
+def main(ctx):
     """attrtools: explain transformer classifiers through their self-attention, and use the
-    explanations to prune heads, draw attribution trees and audit robustness."""
+    explanations to prune heads, draw attribution trees and audit robustness.
+
+    Under torchrun or accelerate launch (WORLD_SIZE > 1) every dataset command splits its work
+    across the ranks; see the README, "Scale out"."""
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
+        from .distributed import setup_cli
+
+        setup_cli(ctx)
 
 
 def run():  # pragma: no cover - console entry for `python -m attrtools`

@@ -348,3 +348,61 @@ def check_shared_cache(cache) -> None:
             f"{reports[0]['host']}; {detail}): put --cache-dir (or $ATTRTOOLS_CACHE) on a filesystem "
             f"every node mounts, or an object store")
     _checked.add(location)
+
+
+# ---------------------------------------------------------------------------------- the CLI
+_deferred_eviction: list = []
+
+
+def defer_eviction(cache) -> None:
+    """Called by a cache that went over its size cap during a distributed job: eviction waits for
+    the end of the job (rank 0, after the final barrier), so no rank loses an entry it is about
+    to read back."""
+    if all(c is not cache for c in _deferred_eviction):
+        _deferred_eviction.append(cache)
+
+
+def private_run_dir() -> str:
+    """Where a rank other than 0 puts the outputs a command writes (a temporary folder removed at
+    exit): every rank runs the same command, rank 0 alone writes the real outputs."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=f"attrtools-rank{world().rank}-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def setup_cli(ctx=None) -> World:
+    """For the ``attrtools`` command group under a launcher: join the group, keep the output of
+    ranks other than 0 off the terminal (their errors still reach stderr), and at the end run the
+    final barrier, then rank 0's deferred cache eviction, then leave the group."""
+    owner = not initialized()  # whoever joined the group leaves it (a driver running commands)
+    here = init()
+    if not here.distributed:
+        return here
+    import sys
+
+    if not here.is_main and not getattr(sys.stdout, "_attrtools_quiet", False):
+        sys.stdout = open(os.devnull, "w")
+        sys.stdout._attrtools_quiet = True
+    if ctx is not None:
+        ctx.call_on_close(finish if owner else _release_evictions)
+    return here
+
+
+def _release_evictions() -> None:
+    barrier()
+    if is_main():
+        for cache in _deferred_eviction:
+            cache.evict()
+    _deferred_eviction.clear()
+
+
+def finish() -> None:
+    """End of a distributed command: barrier, rank 0 evicts what was deferred, leave the group."""
+    if not initialized():
+        return
+    _release_evictions()
+    shutdown()

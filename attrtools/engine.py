@@ -130,7 +130,7 @@ class Engine:
         self.batch_size = batch_size
         self.max_length = max_input_length(model, tokenizer, max_length)
         self.completeness_tolerance = completeness_tolerance
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
         self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
         self.truncated: dict[tuple, tuple[int, int]] = {}  # (text, text_pair) -> (original, kept) tokens
         self._unreported: list[tuple[str, int, int]] = []

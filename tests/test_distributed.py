@@ -217,3 +217,78 @@ def test_attribute_dataset_two_ranks_equals_one_process(planted_dir, tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "computed    0" in again.stdout and "from cache  30" in again.stdout
     _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "three" / "attributions", atol=0)
+
+
+# ------------------------------------------------------------------------------ every dataset command
+DRIVER = textwrap.dedent("""
+    # Runs several attrtools commands in one process (one process group for all of them under
+    # torchrun), so the test pays for starting torch once per launch.
+    import json, sys
+    from attrtools import distributed
+    from attrtools.cli import main
+    distributed.init()
+    for args in json.loads(open(sys.argv[1]).read()):
+        try:
+            main(args, standalone_mode=False)
+        except SystemExit as err:
+            if err.code:
+                raise
+    distributed.shutdown()
+""")
+
+
+def _commands(planted_dir, data, out):
+    model = ["--model", planted_dir]
+    return [
+        ["prune", *model, "--dataset", data, "--num-examples", "10", "--steps", "4", "--strategies",
+         "attattr,attention,random", "--fractions", "0,0.5,1", "--latency-repeats", "1", "--no-save-model",
+         "--output-dir", f"{out}/prune"],
+        ["tree", *model, "--dataset", data, "--limit", "8", "--steps", "4", "--formats", "json",
+         "--output-dir", f"{out}/tree"],
+        ["triggers", *model, "--dataset", data, "--num-train-examples", "10", "--steps", "4",
+         "--eval-dataset", data, "--output-dir", f"{out}/triggers"],
+        ["evaluate", *model, "--dataset", data, "--methods", "attattr,grad_input", "--param", "attattr:steps=4",
+         "--limit", "6", "--output-dir", f"{out}/evaluate"],
+    ]
+
+
+# Outputs that hold no timings, paths or cache counters: equal byte for byte across the runs.
+COMPARED = {
+    "prune": ["head_importance.csv", "pruning_curve.csv", "pruned_heads.json"],
+    "tree": ["layer_stats.csv", "patterns.csv", "trees.csv", "edges.csv", "trees/000000.json", "trees/000007.json"],
+    "triggers": ["triggers.json", "per_class.csv"],
+    "evaluate": ["curves.csv", "per_example.csv"],
+}
+
+
+def _csv_without(path, columns):
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: v for k, v in row.items() if k not in columns} for row in rows]
+
+
+def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
+    data = _dataset(tmp_path / "data.jsonl", 24, seed=31)
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    for mode in ("one", "two"):
+        spec = tmp_path / f"{mode}.json"
+        spec.write_text(json.dumps(_commands(planted_dir, data, str(tmp_path / mode))))
+        launcher = [sys.executable] if mode == "one" else \
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        proc = subprocess.run([*launcher, str(script), str(spec)], capture_output=True, text=True, timeout=1200,
+                              env=_env(ATTRTOOLS_CACHE=str(tmp_path / f"cache-{mode}")))
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    for command, names in COMPARED.items():
+        for name in names:
+            one, two = tmp_path / "one" / command / name, tmp_path / "two" / command / name
+            assert one.exists(), (command, name)
+            assert one.read_bytes() == two.read_bytes(), (command, name)
+        assert json.loads((tmp_path / "two" / command / "run_config.json").read_text())["world_size"] == 2
+    timing = {"attribution_seconds"}  # wall time, the only column that may differ
+    assert _csv_without(tmp_path / "one" / "evaluate" / "faithfulness.csv", timing) == \
+        _csv_without(tmp_path / "two" / "evaluate" / "faithfulness.csv", timing)
+    # only rank 0 wrote: no stray outputs from rank 1 anywhere in the run folders
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(COMPARED)

@@ -100,7 +100,12 @@ def verify(cache_dir, fix):
 @cache_dir_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def clear(cache_dir, yes):
-    """Delete every cache entry."""
+    """Delete every cache entry (never during a distributed job)."""
+    from ..distributed import is_distributed
+
+    if is_distributed():
+        raise UserError("cache clear does not run inside a distributed job (other ranks read and write the "
+                        "cache); run it offline, without torchrun/accelerate")
     store = _open(cache_dir)
     if not yes:
         if not sys.stdin.isatty():  # no one to ask: never delete everything on a pipe's say-so

@@ -113,8 +113,15 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
     first), a second concurrent writer is refused, an unwritable folder fails in one line. Call it
     before loading the model. The configuration is completed with ``model_identity`` of
     ``config["model"]``, a digest of a local ``config["dataset"]`` file and, when given,
-    ``data_identity(examples)``."""
-    from .. import rundir
+    ``data_identity(examples)``. Under a launcher, ranks other than 0 get a private temporary
+    folder instead (every rank runs the command; rank 0 alone writes the outputs)."""
+    from .. import distributed, rundir
+
+    here = distributed.world()
+    if not here.is_main:
+        output_dir = distributed.private_run_dir()
+    elif here.distributed:
+        config = dict(config, world_size=here.size)
 
     if output_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -148,6 +155,10 @@ def load_model_or_fail(name: str, device=None):
     from ..guard import DeviceError, ModelFolderError, check_device
     from ..models import UnsupportedModelError
 
+    from .. import distributed
+
+    if device is None and distributed.is_distributed():
+        device = str(distributed.device())  # one device per rank
     try:
         check_device(device)
     except DeviceError as err:

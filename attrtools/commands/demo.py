@@ -233,11 +233,23 @@ def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
     quiet_transformers()
     from ..default_model import ensure_default_model, sentiment_data
 
+    from .. import distributed
+
     data = sentiment_data()
+    here = distributed.world()
+    if here.distributed and not model_name:
+        distributed.init()
+        if not here.is_main:
+            distributed.barrier()  # rank 0 builds the default model once; the others then load it
     try:
         model_dir = model_name or ensure_default_model(log=click.echo)
     except RuntimeError as err:
         raise UserError(str(err)) from None
+    finally:
+        if here.distributed and not model_name and here.is_main:
+            distributed.barrier()
+    if device is None and here.distributed:
+        device = str(distributed.device())
     out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train_data or data["train"],
                                             "dev": dev_data or data["dev"]})
     summary = run_demo(model_dir, train_data or data["train"], dev_data or data["dev"], out,
