@@ -292,3 +292,59 @@ def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
         _csv_without(tmp_path / "two" / "evaluate" / "faithfulness.csv", timing)
     # only rank 0 wrote: no stray outputs from rank 1 anywhere in the run folders
     assert sorted(os.listdir(tmp_path / "two")) == sorted(COMPARED)
+
+
+# ------------------------------------------------------------------------------ a rank dies
+def _children_with_rank(parent: int, rank: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        except (OSError, ValueError, IndexError):
+            continue
+        if env.get(b"RANK") == str(rank).encode():
+            found.append(int(name))
+    return found
+
+
+def _entries(directory):
+    return [os.path.join(d, f) for d, _, files in os.walk(directory) for f in files
+            if f.endswith(".safetensors") and not f.startswith(".tmp-")]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the rank's process through /proc")
+def test_killed_rank_restarts_and_recomputes_only_unfinished(planted_dir, tmp_path):
+    data = _dataset(tmp_path / "data.jsonl", 12, seed=41)
+    common = ["attribute", "--model", planted_dir, "--dataset", data, "--param", "steps=60", "--batch-size", "1"]
+    single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    cache = tmp_path / "c2"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
+           "-m", "attrtools", *common, "--cache-dir", str(cache), "--output-dir", str(tmp_path / "two")]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 400
+    victims = []
+    while time.time() < deadline and proc.poll() is None:
+        victims = _children_with_rank(proc.pid, 1)
+        if victims and len(_entries(cache)) >= 2:  # the first entries are written (batch size 1, 2 layers each)
+            break
+        time.sleep(0.02)
+    assert victims and proc.poll() is None, "the job ended before a rank could be killed"
+    os.kill(victims[0], signal.SIGKILL)
+    at_kill = len(_entries(cache))
+    out, err = proc.communicate(timeout=600)
+    (tmp_path / "torchrun.log").write_text(err)
+    assert proc.returncode == 0, err[-4000:]
+    assert "restart" in err.lower() or "Restarting" in err  # torchrun's agent restarted the group
+    summary = dict(re.findall(r"^(computed|from cache|examples)\s+(\d+)$", out, re.M))
+    assert int(summary["examples"]) == 12
+    assert int(summary["from cache"]) >= at_kill // 2 >= 1  # what the first attempt finished was kept ...
+    assert int(summary["computed"]) + int(summary["from cache"]) == 12  # ... and only the rest computed
+    _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "two" / "attributions")
