@@ -204,6 +204,13 @@ class AttributionCache:
 
     accepts_device = True  # the engine passes ``device=`` to get() when this is set
 
+    def __new__(cls, cache_dir=None, *args, **kwargs):
+        if cls is AttributionCache:
+            location = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+            if is_url(location) or os.environ.get(STORAGE_ENV) == "fsspec":
+                return super().__new__(FsspecCache)  # Python then runs FsspecCache.__init__
+        return super().__new__(cls)
+
     def __init__(self, cache_dir: str | os.PathLike | None = None, memory_bytes: int = DEFAULT_MEMORY_BYTES,
                  max_disk_bytes: int | None = None, dtype: str = "fp32", device=None, disk: bool = True):
         if dtype not in _DTYPES:
@@ -250,9 +257,7 @@ class AttributionCache:
             return None
         path = self.path(key)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-                inode = os.fstat(f.fileno()).st_ino
+            data, inode = self._read_blob(path)
         except (FileNotFoundError, NotADirectoryError):
             self.stats["misses"] += 1
             return None
@@ -269,8 +274,7 @@ class AttributionCache:
             self._discard(path, inode, str(err))
             self.stats["misses"] += 1
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # LRU on disk: a hit makes the entry recent
+        self._touch(path)  # LRU on disk: a hit makes the entry recent
         self.stats["disk_hits"] += 1
         if target is not None:
             stored = stored.to(target)
@@ -321,7 +325,7 @@ class AttributionCache:
         with self._lock:
             if key in self._memory:
                 return True
-        return self.disk and os.path.isfile(self.path(key))
+        return self.disk and self._exists(self.path(key))
 
     # ------------------------------------------------------------------------------ memory tier
     def _out(self, tensor: torch.Tensor, device) -> torch.Tensor:
@@ -355,24 +359,7 @@ class AttributionCache:
     # ------------------------------------------------------------------------------ disk tier
     def _write(self, key: str, stored: torch.Tensor, meta: dict) -> None:
         blob = encode_entry(key, stored, meta)
-        path = self.path(key)
-        folder = os.path.dirname(path)
-        for attempt in range(3):  # another process's clear() may remove the shard folder meanwhile
-            os.makedirs(folder, exist_ok=True)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        self._store_blob(self.path(key), blob)
         if self.max_disk_bytes is not None:
             if self._disk_estimate is None:
                 self._disk_estimate = self._scan_bytes()
@@ -393,10 +380,70 @@ class AttributionCache:
         log.warning(message)
         warnings.warn(message, CacheWarning, stacklevel=3)
         try:
-            if inode is None or os.stat(path).st_ino == inode:
-                os.unlink(path)
+            if inode is None or self._identity(path) == inode:
+                self._unlink(path)
         except FileNotFoundError:
             pass
+
+    # ------------------------------------------------------------------------------ storage
+    # Every byte the disk tier reads or writes goes through these few methods (a local folder
+    # here; ``FsspecCache`` below puts the same entry files on any fsspec filesystem).
+    def _read_blob(self, path: str) -> tuple[bytes, object]:
+        """(bytes, identity) of one file; raises FileNotFoundError."""
+        with open(path, "rb") as f:
+            return f.read(), os.fstat(f.fileno()).st_ino
+
+    def _read_head(self, path: str) -> bytes:
+        """The safetensors header of a file (length prefix + JSON), without the tensor data."""
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            return head + f.read(min(size, 1 << 24))
+
+    def _identity(self, path: str):
+        return os.stat(path).st_ino
+
+    def _touch(self, path: str) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(path)
+
+    def _exists(self, path: str) -> bool:
+        return os.path.isfile(path)
+
+    def _unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def _store_blob(self, path: str, blob: bytes) -> None:
+        """Write ``blob`` at ``path`` atomically: a temporary file in the same folder, written,
+        fsynced (so a crash cannot leave a short file under the final name), made readable like
+        any file the user creates (mkstemp makes 0600), then renamed over ``path``."""
+        folder = os.path.dirname(path)
+        for attempt in range(3):  # another process's clear() may remove the shard folder meanwhile
+            os.makedirs(folder, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+                with contextlib.suppress(OSError):
+                    os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _remove_shards(self) -> None:
+        for shard in list(os.scandir(self.directory)):
+            if shard.is_dir() and len(shard.name) == 2:
+                with contextlib.suppress(OSError):
+                    os.rmdir(shard.path)
 
     def _files(self, include_tmp: bool = False):
         """``os.DirEntry`` of every entry file (and temporary files when asked)."""
@@ -458,7 +505,7 @@ class AttributionCache:
                 if total <= target_bytes:
                     break
                 try:
-                    os.unlink(path)
+                    self._unlink(path)
                     removed += 1
                 except FileNotFoundError:
                     pass
@@ -474,10 +521,7 @@ class AttributionCache:
         for entry in self._files():
             try:
                 st = entry.stat()
-                with open(entry.path, "rb") as f:
-                    head = f.read(8)
-                    size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-                    header = read_header(head + f.read(min(size, 1 << 24)))
+                header = read_header(self._read_head(entry.path))
                 record = parse_record(header)
                 meta = record["meta"]
                 yield {"key": record["key"], "path": entry.path, "bytes": st.st_size, "mtime": st.st_mtime,
@@ -525,8 +569,7 @@ class AttributionCache:
                         stale.append(entry.path)
                 continue
             try:
-                with open(entry.path, "rb") as f:
-                    data = f.read()
+                data, _ = self._read_blob(entry.path)
             except FileNotFoundError:
                 continue
             checked += 1
@@ -541,7 +584,7 @@ class AttributionCache:
         if fix:
             for path in [p for p, _ in bad] + stale:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                    self._unlink(path)
                     removed += 1
         return {"checked": checked, "bad": bad, "stale_tmp": stale, "removed": removed}
 
@@ -553,20 +596,177 @@ class AttributionCache:
         with self._exclusive():
             for entry in list(self._files(include_tmp=True)):
                 try:
-                    os.unlink(entry.path)
+                    self._unlink(entry.path)
                     removed += not entry.name.startswith(TMP_PREFIX)
                 except FileNotFoundError:
                     pass
-            for shard in list(os.scandir(self.directory)):
-                if shard.is_dir() and len(shard.name) == 2:
-                    with contextlib.suppress(OSError):
-                        os.rmdir(shard.path)
+            self._remove_shards()
         self._disk_estimate = 0
         return removed
 
 
 def _text(value):
     return value if isinstance(value, str) else None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------------------------- object stores
+STORAGE_ENV = "ATTRTOOLS_CACHE_STORAGE"  # "fsspec": local folders too go through fsspec (tests)
+
+
+def is_url(location) -> bool:
+    return isinstance(location, str) and "://" in location
+
+
+class _Entry:
+    """What ``_files`` yields on an fsspec filesystem: the parts of ``os.DirEntry`` the cache uses."""
+
+    __slots__ = ("name", "path", "_size", "_mtime")
+
+    def __init__(self, path: str, size: int, mtime: float):
+        self.path, self.name, self._size, self._mtime = path, path.rsplit("/", 1)[-1], size, mtime
+
+    def stat(self):
+        return os.stat_result((0, 0, 0, 0, 0, 0, self._size, self._mtime, self._mtime, self._mtime))
+
+
+class FsspecCache(AttributionCache):
+    """The same cache (same entry files, same checks) on any fsspec filesystem: an object store
+    (``s3://bucket/prefix``, ``gs://...``, with s3fs/gcsfs installed), ``memory://`` or
+    ``file://``. Each entry is one whole-object put (``pipe_file``), which object stores make
+    atomic, so no rename and no temporary object is needed; entries are immutable and
+    content-addressed, so concurrent writers of one key write the same bytes. There is no lock:
+    a size-capped eviction and ``clear`` are for a quiet moment (never during a distributed job).
+    Object stores cannot touch an object's time, so eviction order there is by creation time.
+
+    ``AttributionCache("s3://...")`` (and ``--cache-dir s3://...``) returns one of these."""
+
+    def __init__(self, cache_dir, memory_bytes: int = DEFAULT_MEMORY_BYTES, max_disk_bytes: int | None = None,
+                 dtype: str = "fp32", device=None, disk: bool = True, storage_options: dict | None = None):
+        import fsspec
+
+        location = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+        if not is_url(location):
+            location = "file://" + os.path.abspath(location)
+        self.fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
+        super().__init__(None, memory_bytes=memory_bytes, max_disk_bytes=max_disk_bytes, dtype=dtype,
+                         device=device, disk=disk)
+        self.root = root.rstrip("/")
+        protocol = self.fs.protocol[0] if isinstance(self.fs.protocol, (tuple, list)) else self.fs.protocol
+        # A local folder keeps its plain path (what users, tests and `cache ls` expect to see).
+        self.directory = self.root if protocol in ("file", "local") else f"{protocol}://{self.root.lstrip('/')}"
+
+    def path(self, key: str) -> str:
+        name = self.filename_key(key)
+        return f"{self.root}/{name[:2]}/{name}{SUFFIX}"
+
+    def _read_blob(self, path: str):
+        try:
+            data = self.fs.cat_file(path)
+        except FileNotFoundError:
+            raise
+        except OSError as err:  # some backends report a missing object differently
+            if not self.fs.exists(path):
+                raise FileNotFoundError(path) from err
+            raise
+        return data, None
+
+    def _read_head(self, path: str) -> bytes:
+        data, _ = self._read_blob(path)
+        return data
+
+    def _identity(self, path: str):
+        return None
+
+    def _touch(self, path: str) -> None:
+        with contextlib.suppress(Exception):  # where the filesystem can (local); object stores cannot
+            self.fs.touch(path, truncate=False)
+
+    def _exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def _unlink(self, path: str) -> None:
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            if self.fs.exists(path):
+                raise
+            raise FileNotFoundError(path) from None
+
+    def _store_blob(self, path: str, blob: bytes) -> None:
+        # One whole-object put: atomic on object stores. Local/memory filesystems write in
+        # place, so a reader might see a short file there; the checksum turns that into a miss.
+        folder = path.rsplit("/", 1)[0]
+        with contextlib.suppress(OSError):
+            self.fs.makedirs(folder, exist_ok=True)
+        self.fs.pipe_file(path, blob)
+
+    def _remove_shards(self) -> None:
+        for info in self._listdir(self.root):
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if info.get("type") == "directory" and len(name) == 2:
+                with contextlib.suppress(OSError):
+                    self.fs.rmdir(info["name"])
+
+    def _listdir(self, path: str) -> list:
+        try:
+            return self.fs.ls(path, detail=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _files(self, include_tmp: bool = False):
+        for shard in self._listdir(self.root):
+            name = shard["name"].rstrip("/").rsplit("/", 1)[-1]
+            if shard.get("type") != "directory" or len(name) != 2:
+                continue
+            for info in self._listdir(shard["name"]):
+                entry_name = info["name"].rsplit("/", 1)[-1]
+                if info.get("type") == "directory" or not entry_name.endswith(SUFFIX):
+                    continue
+                if entry_name.startswith(TMP_PREFIX) and not include_tmp:
+                    continue
+                yield _Entry(info["name"], int(info.get("size") or 0), _mtime(info))
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        yield  # no locks on object stores (see the class docstring)
+
+    # markers (the distributed job's shared-storage sentinel)
+    def write_marker(self, name: str, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.fs.makedirs(self.root, exist_ok=True)
+        self.fs.pipe_file(f"{self.root}/{name}", data)
+
+    def read_marker(self, name: str):
+        try:
+            return self.fs.cat_file(f"{self.root}/{name}")
+        except OSError:
+            return None
+
+    def remove_marker(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            self.fs.rm_file(f"{self.root}/{name}")
+
+
+def _mtime(info: dict) -> float:
+    for field in ("mtime", "LastModified", "updated", "created", "last_modified"):
+        value = info.get(field)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return 0.0
 
 
 def open_cache(cache) -> AttributionCache | None:
