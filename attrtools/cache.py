@@ -646,7 +646,7 @@ class FsspecCache(AttributionCache):
 
     ``AttributionCache("s3://...")`` (and ``--cache-dir s3://...``) returns one of these."""
 
-    def __init__(self, cache_dir, memory_bytes: int = DEFAULT_MEMORY_BYTES, max_disk_bytes: int | None = None,
+    def __init__(self, cache_dir=None, memory_bytes: int = DEFAULT_MEMORY_BYTES, max_disk_bytes: int | None = None,
                  dtype: str = "fp32", device=None, disk: bool = True, storage_options: dict | None = None):
         import fsspec
 
