@@ -8,6 +8,7 @@ For each file (or every ``*.html`` under a folder), through the DevTools protoco
 - requests that leave the file (anything but ``file:``, ``data:``, ``blob:`` or ``about:``: the
   report must open offline);
 - empty sections (a ``<section>`` with a heading and nothing a reader can look at);
+- a page wider than the window (it scrolls sideways: wide pictures must scale or scroll in their box);
 - raw dumps left in the visible text (``{"key": ...`` / ``{'key': ...``: JSON or Python reprs);
 - an empty page.
 
@@ -54,6 +55,7 @@ CHECK_PAGE = r"""
   const body = document.body ? document.body.innerText : '';
   out.text = body.trim().length;
   out.visible = body;
+  out.overflow = document.documentElement.scrollWidth - window.innerWidth;
   return out;
 })()
 """
@@ -167,6 +169,8 @@ class Browser:
                 problems.append(f"resource failed to load: {params.get('errorText')}")
         problems += [f"image did not load: {name}" for name in page.get("badImages", [])]
         problems += [f"empty section: {name}" for name in page.get("emptySections", [])]
+        if page.get("overflow", 0) > 20:
+            problems.append(f"page is {page['overflow']} px wider than a {self.width}-px window (scrolls sideways)")
         if not page.get("text"):
             problems.append("page shows no text")
         dump = RAW_DUMP.search(page.get("visible", ""))

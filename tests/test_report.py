@@ -246,3 +246,126 @@ def test_browser_check_passes_views_and_catches_broken_pages(bert, tmp_path):
     assert sorted(p.name for p in shots.iterdir()) == ["bad.png", "pages_matrix.png", "pages_pair.png",
                                                        "pages_summary.png"]
     assert all(p.stat().st_size > 1000 for p in shots.iterdir())
+
+
+# --------------------------------------------------------------------------------------- tool reports
+def _fake_pruning_run(run_dir):
+    """The files run_pruning writes, for a 2-layer × 3-head model, two strategies."""
+    run_dir.mkdir()
+    rows = ["strategy,layer,head,importance,rank"]
+    for s, base in (("attattr", 0.0), ("random", 10.0)):
+        for l in range(2):
+            for h in range(3):
+                rows.append(f"{s},{l},{h},{base + l * 3 + h},{l * 3 + h}")
+    (run_dir / "head_importance.csv").write_text("\n".join(rows) + "\n")
+    curve = ["strategy,fraction,heads_pruned,accuracy,loss,n",
+             "attattr,0.000000,0,0.900000,0.300000,10", "attattr,0.500000,3,0.800000,0.500000,10",
+             "random,0.000000,0,0.900000,0.300000,10", "random,0.500000,3,0.600000,0.900000,10"]
+    (run_dir / "pruning_curve.csv").write_text("\n".join(curve) + "\n")
+    (run_dir / "pruned_heads.json").write_text(json.dumps({
+        "strategy": "attattr", "pruned_heads": {"0": [0, 1, 2]},
+        "all_strategies": {"attattr": {"0": [0, 1, 2]}, "random": {"1": [0], "0": [2, 1]}}}))
+    (run_dir / "summary.json").write_text(json.dumps({
+        "model": "/some/cache/path/models/my-model", "fingerprint": "ab" * 32, "layers": 2, "heads_per_layer": 3,
+        "heads_total": 6, "strategies": ["attattr", "random"], "plan_strategy": "attattr", "importance_examples": 8,
+        "eval_examples": 10, "accuracy_unpruned": 0.9, "loss_unpruned": 0.3,
+        "plan": {"heads_pruned": 3, "fraction": 0.5, "accuracy_masked": 0.8, "accuracy_pruned": 0.8,
+                 "loss_masked": 0.5, "loss_pruned": 0.5, "masked_equals_pruned": True},
+        "parameters": {"before": 1000, "after": 800, "saving": 0.2},
+        "latency": {"batch_size": 4, "repeats": 2, "median_s_before": 0.02, "median_s_after": 0.01, "speedup": 2.0,
+                    "single_median_s_before": 0.004, "single_median_s_after": 0.005, "single_speedup": 0.8,
+                    "device": "cpu", "threads": 1},
+        "importance_seconds": {"attattr": 75.2, "random": 0.001}}))
+
+
+def test_pruning_report_has_tables_and_figures_not_dumps(tmp_path):
+    from attrtools.pruning.report import write_pruning_report
+
+    run = tmp_path / "run"
+    _fake_pruning_run(run)
+    page = open(write_pruning_report(str(run)), encoding="utf-8").read()
+    root = parse(page)
+    sections = {text_of(find(s, "h2")[0]): s for s in find(root, "section")}
+    assert list(sections) == ["Outcome", "Head importance (layer × head)", "Accuracy and loss as heads are pruned",
+                              "The plan", "Time"]
+    facts = text_of(find(root, "table", "facts")[0])
+    assert "models/my-model (local folder) · fingerprint abababababab" in facts and "/some/cache" not in facts
+    assert find(sections["Head importance (layer × head)"], "img")[0]["attrs"]["src"].startswith("data:image/png")
+    tables = find(sections["Accuracy and loss as heads are pruned"], "table")
+    accuracy = [[text_of(td) for td in find(tr, "td")] for tr in find(find(tables[0], "tbody")[0], "tr")]
+    assert accuracy == [["0 %", "0", "0.900", "0.900"], ["50 %", "3", "0.800", "0.600"]]
+    best = [text_of(td) for td in find(tables[0], "td", "best")]
+    assert best == ["0.800"]  # marked only where strategies differ
+    loss_best = [text_of(td) for td in find(tables[1], "td", "best")]
+    assert loss_best == ["0.500"]
+    outcome = text_of(sections["Outcome"])
+    assert "×2.00 faster" in outcome and "×1.25 slower" in outcome and "−20.0 %" in outcome
+    assert "1 min 15 s" in text_of(sections["Time"])
+    plan_rows = [[text_of(td) for td in find(tr, "td")] for tr in find(find(sections["The plan"], "tbody")[0], "tr")]
+    assert plan_rows == [["0", "0, 1, 2", "0"], ["1", "–", "3"]]
+    assert not re.search(r"\{\s*(&#34;|&#39;|[\"'])\w+", re.sub(r"<(script|style)[^>]*>.*?</\1>", "", page, flags=re.S))
+
+
+def test_attribute_cli_prints_scores_writes_csv_and_views(tiny_dirs, tmp_path):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["attribute", "--model", tiny_dirs["bert"], "--text", "the movie was good",
+                                       "--method", "attattr", "--param", "steps=2", "--html", "--no-cache",
+                                       "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "'the movie was good' -> class" in result.output
+    assert re.search(r"movie [+-]\d", result.output)
+    rows = (out / "attributions" / "token_scores.csv").read_text().splitlines()
+    attribution = Attribution.load(out / "attributions" / "000000.safetensors")
+    assert rows[0] == "example,example_id,position,token,score,special"
+    assert [r.split(",")[3] for r in rows[1:]] == attribution.tokens
+    scores = [float(r.split(",")[4]) for r in rows[1:]]
+    assert torch.allclose(torch.tensor(scores), attribution.token_scores().float(), rtol=1e-4, atol=1e-9)
+    page = parse((out / "attributions" / "000000.html").read_text())
+    assert find(page, cls="matrix-view") and find(page, cls="token-heatmap")
+    assert find(parse((out / "attributions" / "index.html").read_text()), "tbody")
+
+
+def test_tree_picture_routes_around_boxes_and_bounds_width(tmp_path):
+    import numpy as np
+
+    from attrtools.tree.build import build_tree
+    from attrtools.tree.export import MAX_WIDTH_IN, _route, draw
+
+    # a straight arrow from (0, 1) to (4, 1) would cross the box at (2, 1): it must bend
+    rad, _ = _route((0, 1), (4, 1), [(2, 1, 0.3, 0.13)], (1.0, 0.75), 0.04)
+    assert rad != 0.0
+    assert _route((0, 1), (4, 1), [(2, 3, 0.3, 0.13)], (1.0, 0.75), 0.04)[0] == 0.0  # nothing in the way
+    rng = np.random.default_rng(1)
+    n = 60
+    tokens = ["[CLS]"] + [f"word{i}" for i in range(n - 2)] + ["[SEP]"]
+    graph = build_tree(rng.random((4, n, n)) ** 8, tokens, threshold=0.3)
+    path = draw(graph, str(tmp_path / "long.png"), dpi=100)
+    from matplotlib.image import imread
+
+    height, width = imread(path).shape[:2]
+    assert width <= MAX_WIDTH_IN * 100 + 1
+
+
+def test_evaluate_html_report_sorted_with_best_marked(tmp_path):
+    from attrtools.evaluate.report import html_report
+    from attrtools.evaluate.run import Evaluation
+
+    class R:
+        def __init__(self, name, comp, suff):
+            self.name, self.status, self.n_examples, self.reason = name, "ok", 5, None
+            self.summary = {"aopc_comp": comp, "aopc_suff": suff, "deletion_auc": 0.5, "insertion_auc": 0.5,
+                            "log_odds": -1.0, "accuracy": 0.5, "curves": {"bins": [0.1, 0.2],
+                                                                          "accuracy": [0.9, 0.7],
+                                                                          "comprehensiveness": [0.1, 0.2]}}
+            self.spearman, self.spearman_std, self.seconds, self.from_cache, self.params = 0.5, 0.1, 2.0, 0, {}
+
+    evaluation = Evaluation("decompx", "mask", None, 5, 0.8, [R("a", 0.1, 0.2), R("b", 0.3, 0.4)], forwards=40)
+    root = parse(html_report(evaluation, model="m").to_html())
+    body = find(find(root, "tbody")[0], "tr")
+    assert [text_of(find(tr, "td")[0]) for tr in body] == ["b", "a"]  # sorted by AOPC comprehensiveness
+    best = {text_of(td) for td in find(find(root, "table", "tbl")[1], "td", "best")}
+    assert best == {"0.300", "0.200"}  # higher comp is better, lower suff is better; ties not marked

@@ -21,12 +21,16 @@ from .common import (UserError, cache_options, check_method_params, load_example
 @click.option("--label-names", default=None, metavar="NAME,NAME,...",
               help="Class names in class-id order, to map string labels of the dataset (e.g. negative,positive).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--html", "write_html", is_flag=True,
+              help="Also write NNNNNN.html per example (token heat-map; layer/head view for matrix methods) and "
+                   "index.html (all examples in one table). Self-contained, open offline.")
 @cache_options
 @output_dir_option
 @device_option
 def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, method, target,
-              params, label_names, batch_size, cache_dir, no_cache, output_dir, device):
-    """Attribute texts or a dataset with one method; one safetensors file per example.
+              params, label_names, batch_size, write_html, cache_dir, no_cache, output_dir, device):
+    """Attribute texts or a dataset with one method; one safetensors file per example, token_scores.csv
+    (one row per token) beside them, and with --html a view per example.
 
     Results go through the attribution cache (unless --no-cache): each batch is written as soon as
     it is computed, so an interrupted run resumes where it stopped when started again."""
@@ -78,9 +82,55 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     out = os.path.join(run_dir, "attributions")
     for index, attribution in enumerate(results):
         attribution.save(os.path.join(out, f"{index:06d}.safetensors"))
+    csv_path = write_token_scores(os.path.join(out, "token_scores.csv"), results)
+    pages = {}
+    if write_html:
+        from ..types import Attributions
+
+        for index, attribution in enumerate(results):
+            attribution.to_html(os.path.join(out, f"{index:06d}.html"))
+        Attributions(results).to_html(os.path.join(out, "index.html"))
+        pages["html"] = os.path.join(out, "index.html")
+    if texts:
+        for attribution in results:
+            click.echo(format_scores(attribution))
     echo_summary({"method": method, "examples": len(results), "computed": engine.stats["computed"],
                   "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
-                  "output": out})
+                  "output": out, "token scores": csv_path, **({"views": pages["html"]} if pages else {})})
+
+
+def write_token_scores(path: str, attributions) -> str:
+    """``example,position,token,score,special`` for every token of every attribution (``token_scores()``)."""
+    import csv
+    import io
+
+    from ..io import write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["example", "example_id", "position", "token", "score", "special"])
+    for index, a in enumerate(attributions):
+        special = a.special_tokens_mask or [0] * a.n_tokens
+        for position, (token, score) in enumerate(zip(a.tokens, a.token_scores().tolist())):
+            writer.writerow([index, a.example_id if a.example_id is not None else "", position, token,
+                             f"{score:.6g}", int(special[position])])
+    return write_text(path, buffer.getvalue())
+
+
+def format_scores(attribution, width: int = 100) -> str:
+    """The text, the prediction and each token with its score, wrapped for a terminal."""
+    import textwrap
+
+    from ..report import class_name
+
+    names = attribution.label_names
+    p = attribution.probs[attribution.predicted] if attribution.probs else float("nan")
+    head = (f"{attribution.text!r}" + (f" / {attribution.text_pair!r}" if attribution.text_pair else "")
+            + f" -> {class_name(attribution.predicted, names)} (p = {p:.3f})"
+            + (f", explaining {class_name(attribution.target, names)}" if attribution.target is not None else ""))
+    cells = [f"{t}\u00a0{s:+.3g}" for t, s in zip(attribution.tokens, attribution.token_scores().tolist())]
+    body = textwrap.fill("  ".join(cells), width=width, initial_indent="  ", subsequent_indent="  ")
+    return head + "\n" + body.replace("\u00a0", " ")
 
 
 @click.command()

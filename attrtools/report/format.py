@@ -20,6 +20,8 @@ def fmt_seconds(seconds) -> str:
         return f"{seconds:.1f} s"
     if seconds < 3600:
         minutes, rest = divmod(round(seconds), 60)
+        if minutes >= 10:
+            return f"{round(seconds / 60)} min"
         return f"{minutes} min {rest:02d} s"
     hours, rest = divmod(round(seconds) // 60, 60)
     return f"{hours} h {rest:02d} min"
