@@ -369,3 +369,29 @@ def test_evaluate_html_report_sorted_with_best_marked(tmp_path):
     assert [text_of(find(tr, "td")[0]) for tr in body] == ["b", "a"]  # sorted by AOPC comprehensiveness
     best = {text_of(td) for td in find(find(root, "table", "tbl")[1], "td", "best")}
     assert best == {"0.300", "0.200"}  # higher comp is better, lower suff is better; ties not marked
+
+
+def test_tree_view_renders_in_a_notebook_iframe():
+    import html as html_lib
+
+    import numpy as np
+
+    from attrtools.tree import build_tree, view
+
+    graph = build_tree(np.random.default_rng(0).random((3, 6, 6)) ** 4, ["[CLS]", "a", "b", "c", "d", "[SEP]"])
+    root = parse(view(graph)._repr_html_())
+    frame = find(root, "iframe")[0]
+    inner = parse(frame["attrs"]["srcdoc"])  # the parser unescapes the attribute: the whole page
+    assert find(inner, "svg") and len(find(inner, "g", "node")) == graph.number_of_nodes()
+    assert html_lib.escape("<svg") not in frame["attrs"]["srcdoc"]
+
+
+def test_tool_report_displays_in_a_notebook(tmp_path):
+    from attrtools.pruning.report import pruning_report
+
+    run = tmp_path / "run"
+    _fake_pruning_run(run)
+    fragment = pruning_report(str(run))._repr_html_()
+    root = parse(fragment)
+    assert root["children"][0]["tag"] == "div" and "attrtools" in root["children"][0]["attrs"]["class"]
+    assert "<html" not in fragment and len(find(root, "section")) == 5

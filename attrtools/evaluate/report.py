@@ -218,7 +218,8 @@ def html_report(evaluation, command: str | None = None, model: str | None = None
             table = [[r.name] + [_none(y) for y in (r.summary.get("curves", {}).get("comprehensiveness") or
                                                     [None] * len(bins))] for r in sorted(ok, key=lambda r: r.name)]
             curves.add(Table(["method"] + [f"{100 * b:g} %" for b in bins], table,
-                             caption="Comprehensiveness: drop in p(ŷ) after removing the top-k % (higher = more faithful)"))
+                             caption="p(ŷ) after removing the top-k % of tokens (AOPC comprehensiveness averages "
+                                     "p(ŷ|x) minus these; lower = more faithful)"))
     return report
 
 

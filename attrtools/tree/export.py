@@ -377,6 +377,38 @@ def write_html(graph, path: str) -> str:
     return write_text(path, to_html(graph))
 
 
+class TreeView:
+    """A tree for Jupyter: ``_repr_html_`` is the interactive page of ``to_html`` in an ``<iframe srcdoc>``
+    (its ids, styles and script stay separate from the notebook's; no server needed). ``show()``
+    displays it, or writes a temporary page outside IPython."""
+
+    def __init__(self, graph, height: int | None = None):
+        self.graph = graph
+        top = int(graph.graph.get("top_layer", 0)) + 1
+        self.height = height or 260 + 70 * (top + 1) + 24 * graph.number_of_edges()
+
+    def to_html(self, path: str | None = None) -> str:
+        page = to_html(self.graph)
+        if path is not None:
+            write_text(path, page)
+        return page
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(to_html(self.graph), quote=True)}" '
+                f'style="width:100%;height:{self.height}px;border:1px solid #ddd" '
+                'title="attribution tree"></iframe>')
+
+    def show(self):
+        from ..types import _show
+
+        return _show(self)
+
+
+def view(graph, height: int | None = None) -> TreeView:
+    """``view(tree)`` in a notebook cell shows the interactive tree (see ``TreeView``)."""
+    return TreeView(graph, height)
+
+
 WRITERS = {"graphml": write_graphml, "json": write_node_link, "dot": write_dot,
            "png": lambda g, p: draw(g, p, "png"), "svg": lambda g, p: draw(g, p, "svg"), "html": write_html}
 

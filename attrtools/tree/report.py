@@ -78,7 +78,7 @@ def tree_report(stats_dir: str, pictures=(), title: str = "Attribution trees", t
     if patterns:
         report.section("Most frequent word dependencies",
                        "Query → key token pairs of tree edges, counted over all trees (edges with [CLS]/[SEP] left "
-                       "out).").add(Table(["query token", "key token", "edges", "trees", "mean |i − j|", "layers"],
+                       "out).").add(Table(["query token", "key token", "edges", "trees", "mean |i − j|", "layer:edges"],
                                           [[r["source_token"], r["target_token"], int(r["count"]), int(r["trees"]),
                                             _float(r["mean_distance"]), r["layers"]] for r in patterns[:top_patterns]],
                                           digits=2))
