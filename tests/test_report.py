@@ -395,3 +395,28 @@ def test_tool_report_displays_in_a_notebook(tmp_path):
     root = parse(fragment)
     assert root["children"][0]["tag"] == "div" and "attrtools" in root["children"][0]["attrs"]["class"]
     assert "<html" not in fragment and len(find(root, "section")) == 5
+
+
+def test_demo_says_what_it_will_do_and_how_long():
+    from attrtools.commands.demo import DemoConfig, plan_text
+
+    first = plan_text(DemoConfig(), needs_training=True, device="cpu", threads=2, train_rows=6000)
+    again = plan_text(DemoConfig(), needs_training=False, device="cpu", threads=2)
+    assert "fine-tune the default classifier" in first and "fine-tune" not in again
+    assert "1. run every attribution method" in again
+    assert re.search(r"Roughly \d+ min in all on this machine \(cpu, 2 CPU thread", first)
+    faster = plan_text(DemoConfig(), needs_training=False, device="cpu", threads=8)
+    assert faster != again  # scaled to the machine
+
+
+def test_progress_bars_only_on_a_terminal(capsys):
+    from attrtools.progress import NullBar, bar, track
+
+    assert isinstance(bar(10, "x", enabled=False), NullBar)
+    assert isinstance(bar(0, "x", enabled=True), NullBar)
+    assert list(track([1, 2, 3], "x", enabled=False)) == [1, 2, 3]
+    shown = bar(3, "work", unit="step", enabled=True)
+    shown.update(3)
+    shown.close()
+    err = capsys.readouterr().err
+    assert "work" in err and "3/3" in err and "step/s" in err  # a rate is shown
