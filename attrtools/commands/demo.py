@@ -278,8 +278,10 @@ def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
 
     needs_training = model_name is None and not os.path.exists(os.path.join(models_dir(), DEFAULT_NAME, "training.json"))
     chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    with open(train_data or data["train"], encoding="utf-8") as f:
-        train_rows = max(0, sum(1 for _ in f) - 1)
+    train_rows = None
+    if os.path.isfile(train_data or data["train"]):
+        with open(train_data or data["train"], encoding="utf-8") as f:
+            train_rows = max(0, sum(1 for _ in f) - 1)
     click.echo(plan_text(DemoConfig(), needs_training, chosen, torch.get_num_threads(), train_rows))
     try:
         model_dir = model_name or ensure_default_model(log=click.echo)
