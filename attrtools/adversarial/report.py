@@ -61,7 +61,7 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
     if summary.get("num_rows") is not None:
         rows_line += f" of {summary['num_rows']} row(s) read"
     if summary.get("class_mix"):
-        rows_line += "; gold classes: " + ", ".join(f"{_cls(_num(k), label_names)}: {v}"
+        rows_line += "; gold classes: " + ", ".join(f"{_cls(_num(k), label_names) if label_names else k}: {v}"
                                                     for k, v in summary["class_mix"].items())
     section = report.section("Attacks", rows_line + ". One row per attack on the same examples. Success rate: "
                                         "share of correctly classified examples whose prediction the attack "
@@ -94,7 +94,7 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
                 ("reached_target", "down to 1 word"), ("not_reduced", "not reduced"),
                 ("skipped_attacks", "skipped (misclassified)"),
                 ("avg_words_kept_perc", "avg % words kept"), ("avg_num_queries", "avg queries")]
-        report.section("Input reduction", "Not an attack: words are removed while the prediction is kept.").add(
+        report.section("Input reduction (not an attack)", "Words are removed while the prediction is kept.").add(
             Table(["recipe"] + [label for _, label in keys],
                   [[name] + [_num(s.get(k)) for k, _ in keys] for name, s in reductions.items()], digits=2))
     if summary.get("skipped_rows"):
