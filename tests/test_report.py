@@ -318,15 +318,16 @@ def test_attribute_cli_prints_scores_writes_csv_and_views(tiny_dirs, tmp_path):
     assert result.exit_code == 0, result.output
     assert "'the movie was good' -> class" in result.output
     assert re.search(r"movie [+-]\d", result.output)
-    rows = (out / "attributions" / "token_scores.csv").read_text().splitlines()
+    rows = (out / "token_scores.csv").read_text().splitlines()
     attribution = Attribution.load(out / "attributions" / "000000.safetensors")
     assert rows[0] == "example,example_id,position,token,score,special"
     assert [r.split(",")[3] for r in rows[1:]] == attribution.tokens
     scores = [float(r.split(",")[4]) for r in rows[1:]]
     assert torch.allclose(torch.tensor(scores), attribution.token_scores().float(), rtol=1e-4, atol=1e-9)
-    page = parse((out / "attributions" / "000000.html").read_text())
+    page = parse((out / "views" / "000000.html").read_text())
     assert find(page, cls="matrix-view") and find(page, cls="token-heatmap")
-    assert find(parse((out / "attributions" / "index.html").read_text()), "tbody")
+    assert find(parse((out / "views" / "index.html").read_text()), "tbody")
+    assert sorted(os.listdir(out / "attributions")) == ["000000.safetensors"]
 
 
 def test_tree_picture_routes_around_boxes_and_bounds_width(tmp_path):

@@ -22,15 +22,15 @@ from .common import (UserError, cache_options, check_method_params, load_example
               help="Class names in class-id order, to map string labels of the dataset (e.g. negative,positive).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--html", "write_html", is_flag=True,
-              help="Also write NNNNNN.html per example (token heat-map; layer/head view for matrix methods) and "
-                   "index.html (all examples in one table). Self-contained, open offline.")
+              help="Also write views/NNNNNN.html per example (token heat-map; layer/head view for matrix methods) "
+                   "and views/index.html (all examples in one table). Self-contained, open offline.")
 @cache_options
 @output_dir_option
 @device_option
 def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, method, target,
               params, label_names, batch_size, write_html, cache_dir, no_cache, output_dir, device):
-    """Attribute texts or a dataset with one method; one safetensors file per example, token_scores.csv
-    (one row per token) beside them, and with --html a view per example.
+    """Attribute texts or a dataset with one method: attributions/NNNNNN.safetensors per example,
+    token_scores.csv beside that folder (one row per token), and with --html views/ (one page per example).
 
     Results go through the attribution cache (unless --no-cache): each batch is written as soon as
     it is computed, so an interrupted run resumes where it stopped when started again."""
@@ -82,15 +82,16 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     out = os.path.join(run_dir, "attributions")
     for index, attribution in enumerate(results):
         attribution.save(os.path.join(out, f"{index:06d}.safetensors"))
-    csv_path = write_token_scores(os.path.join(out, "token_scores.csv"), results)
+    csv_path = write_token_scores(os.path.join(run_dir, "token_scores.csv"), results)
     pages = {}
     if write_html:
         from ..types import Attributions
 
+        views = os.path.join(run_dir, "views")
         for index, attribution in enumerate(results):
-            attribution.to_html(os.path.join(out, f"{index:06d}.html"))
-        Attributions(results).to_html(os.path.join(out, "index.html"))
-        pages["html"] = os.path.join(out, "index.html")
+            attribution.to_html(os.path.join(views, f"{index:06d}.html"))
+        Attributions(results).to_html(os.path.join(views, "index.html"))
+        pages["html"] = os.path.join(views, "index.html")
     if texts:
         for attribution in results:
             click.echo(format_scores(attribution))
