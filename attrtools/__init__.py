@@ -13,6 +13,7 @@ _LAZY = {
     "attribute": "attrtools.api",
     "Engine": "attrtools.engine",
     "Attribution": "attrtools.types",
+    "Attributions": "attrtools.types",
     "Example": "attrtools.types",
     "fingerprint": "attrtools.models",
     "supported_model_types": "attrtools.models",
@@ -39,5 +40,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'attrtools' has no attribute {name!r}")
 
 
-__all__ = ["load_model", "attribute", "list_methods", "get_method", "Engine", "Attribution", "Example",
+__all__ = ["load_model", "attribute", "list_methods", "get_method", "Engine", "Attribution", "Attributions", "Example",
            "fingerprint", "supported_model_types", "UnsupportedModelError"]

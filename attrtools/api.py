@@ -30,11 +30,15 @@ def attribute(model, tokenizer, inputs, method: str = "attattr", target=None, ca
     ``target``: None (predicted class), "gold" (the examples' labels), a class index, or a list.
     ``cache``: None (no caching, the default), True (the default cache: ``$ATTRTOOLS_CACHE``, else
     ``$XDG_CACHE_HOME/attrtools``), a cache folder, or an ``attrtools.cache.AttributionCache``.
-    Returns one ``Attribution`` per input, in order.
+    Returns one ``Attribution`` per input, in order, as an ``Attributions`` list (a plain list that a
+    notebook shows as a summary table).
     """
+    from .types import Attributions
+
     if not capture.is_installed(model):
         capture.install(model)
     single = isinstance(inputs, (str, dict)) or (isinstance(inputs, tuple) and len(inputs) == 2
                                                  and all(isinstance(x, str) for x in inputs))
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
-    return engine.attribute([inputs] if single else list(inputs), method=method, target=target, **params)
+    return Attributions(engine.attribute([inputs] if single else list(inputs), method=method, target=target,
+                                         **params))

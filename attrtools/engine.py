@@ -572,6 +572,7 @@ class Engine:
         gone = pruned_heads(self.model)
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
+        public["_signed"] = bool(getattr(impl, "signed", True))
         return Attribution(
             completeness=completeness_summary(records, impl.units(self.model, params)),
             original_length=enc.original_length,
@@ -579,6 +580,7 @@ class Engine:
             params=public, target=target, predicted=predicted, probs=probs, label=enc.example.label,
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
             segment_ids=enc.token_type_ids or [], special_tokens_mask=enc.special_tokens_mask,
+            label_names=_label_names(self.model.config),
         )
 
 
@@ -667,6 +669,15 @@ class _NullBar:
 
     def close(self):
         pass
+
+
+def _label_names(config) -> list[str]:
+    """Class names in id order from ``config.id2label``; ``[]`` for transformers' ``LABEL_k`` placeholders."""
+    mapping = getattr(config, "id2label", None) or {}
+    names = [mapping.get(k, mapping.get(str(k))) for k in range(len(mapping))]
+    if not names or any(n is None for n in names) or all(str(n).upper().startswith("LABEL_") for n in names):
+        return []
+    return [str(n) for n in names]
 
 
 def _progress(total: int, enabled: bool, desc: str):

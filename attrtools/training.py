@@ -42,6 +42,9 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
     model.train()
+    from .progress import bar
+
+    progress = bar(total, "fine-tuning", unit="step")
     step, started = 0, time.time()
     order = list(range(len(train)))
     while step < total:
@@ -59,8 +62,11 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
             schedule.step()
             optimizer.zero_grad()
             step += 1
-            if step % 50 == 0 or step == total:
+            progress.update(1)
+            progress.set_postfix_str(f"loss {loss.item():.3f}")
+            if (step % 50 == 0 or step == total) and not getattr(progress, "total", None):  # no bar: log
                 log(f"step {step}/{total} loss {loss.item():.4f} ({time.time() - started:.0f}s)")
+    progress.close()
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)

@@ -73,6 +73,7 @@ class Attribution:
     # ``worst_relative_gap`` / ``worst_unit``); None for methods without a completeness property.
     completeness: dict | None = None
     original_length: int | None = None  # tokens before truncation, None if the input was not truncated
+    label_names: list[str] = field(default_factory=list)  # class names in id order ([] when generic)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -119,6 +120,30 @@ class Attribution:
         pool = self.params.get("_pool_position", 0)
         return pool if pool >= 0 else self.n_tokens + pool
 
+    # ----------------------------------------------------------------------------- display
+    def to_html(self, path: str | os.PathLike | None = None) -> str:
+        """A self-contained HTML page: token heat-map with its colour scale, and for ``matrix`` /
+        ``layer_matrix`` payloads the interactive layer/head view. Written atomically to ``path``
+        when given; returns the HTML."""
+        from .report import attribution_page
+
+        page = attribution_page(self)
+        if path is not None:
+            from .io import write_text
+
+            write_text(os.fspath(path), page)
+        return page
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the same views as ``to_html`` (no server; scripts inline)."""
+        from .report import attribution_html
+
+        return attribution_html(self)
+
+    def show(self):
+        """Display in Jupyter/IPython; elsewhere write a temporary HTML file and return its path."""
+        return _show(self)
+
     # ----------------------------------------------------------------------------- I/O
     def metadata(self) -> dict:
         meta = asdict(self)
@@ -152,3 +177,46 @@ class Attribution:
         if version != FORMAT_VERSION:
             raise ValueError(f"{path} has attribution format {version}, this attrtools reads {FORMAT_VERSION}")
         return cls(scores=scores, **meta)
+
+
+class Attributions(list):
+    """A list of ``Attribution`` that shows as one summary table in Jupyter (text, prediction, top
+    tokens and a small heat-map per row); ``to_html(path)`` writes the same as a page."""
+
+    def _report(self):
+        from .report import summary_report
+
+        return summary_report(self)
+
+    def _repr_html_(self) -> str:
+        return self._report()._repr_html_()
+
+    def to_html(self, path: str | os.PathLike | None = None) -> str:
+        page = self._report().to_html()
+        if path is not None:
+            from .io import write_text
+
+            write_text(os.fspath(path), page)
+        return page
+
+    def show(self):
+        return _show(self)
+
+
+def _show(obj):
+    """IPython's ``display`` when a shell is running, else a temporary HTML file (path returned)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(HTML(obj._repr_html_()))
+        return None
+    import tempfile
+
+    handle, path = tempfile.mkstemp(prefix="attrtools-", suffix=".html")
+    os.close(handle)
+    obj.to_html(path)
+    print(f"attrtools: view written to {path}")
+    return path

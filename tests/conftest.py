@@ -86,3 +86,30 @@ def sst2_dir():
 SENTENCES = ["the movie was very good", "a dull and long story but the music was fun",
              "it is fine", "boring"]
 PAIRS = [("the plot was good", "the acting was bad"), ("a short film", "quite funny and sad")]
+
+
+@pytest.fixture
+def html_check(tmp_path):
+    """``html_check(paths)``: run scripts/check_html.py's headless-Chromium check on HTML files or
+    folders and assert every page passes (screenshots under tmp_path/screenshots); skips where
+    Chromium or websocket-client is not installed."""
+    import importlib.util
+    import sys
+
+    scripts = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+    sys.path.insert(0, scripts)
+    try:
+        import check_html
+    finally:
+        sys.path.remove(scripts)
+    if check_html.find_chromium() is None or importlib.util.find_spec("websocket") is None:
+        pytest.skip("headless Chromium or websocket-client not installed")
+
+    def run(paths):
+        results = check_html.check_files([str(p) for p in paths], str(tmp_path / "screenshots"), log=lambda *a: None)
+        assert results, "no HTML files found"
+        failed = {p: problems for p, problems in results.items() if problems}
+        assert not failed, failed
+        return results
+
+    return run

@@ -240,4 +240,7 @@ def test_audit_on_planted_model(ta, planted, planted_triggers, tmp_path):
     from attrtools.adversarial.report import render_report
 
     html = render_report(summary, read_rows(os.path.join(out, "results.csv")))
-    assert "<table>" in html and "triggers" in html and "http" not in html.split("<body>")[1]
+    assert "triggers" in html and "http" not in html.split("<body>")[1]
+    first_table = html.split("<tbody>")[1].split("</tbody>")[0]
+    assert first_table.count("<tr>") == 3  # one row per attack, TextAttack's metrics in the columns
+    assert "data:image/png;base64," in html  # the accuracy-under-attack chart

@@ -1,6 +1,7 @@
 """The demo path end to end on the planted tiny model: every section, every output file, the report."""
 import json
 import os
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -28,7 +29,7 @@ def planted_data(tmp_path):
             _write_tsv(tmp_path / "dev.tsv", planted_dataset(40, seed=4)))
 
 
-def test_demo_writes_every_output(planted_dir, planted_data, tmp_path):
+def test_demo_writes_every_output(planted_dir, planted_data, tmp_path, request):
     from attrtools import methods
 
     out = str(tmp_path / "demo")
@@ -45,8 +46,15 @@ def test_demo_writes_every_output(planted_dir, planted_data, tmp_path):
     assert not missing, missing
     assert any(f.startswith("pruning/pruned_model/") for f in files)
     report = open(os.path.join(out, "report.html"), encoding="utf-8").read()
-    for heading in ("Attributions", "Head pruning", "Attribution trees", "Robustness audit"):
-        assert f"<h2>{heading}</h2>" in report
+    headings = re.findall(r"<h2>(.*?)</h2>", report)
+    for heading in ("Steps", "Attributions", "Head pruning: Head importance (layer × head)",
+                    "Head pruning: Accuracy and loss as heads are pruned", "Trees: Per layer", "Trees: Example trees",
+                    "Configuration"):
+        assert heading in headings, (heading, headings)
+    assert any(h.startswith("Robustness audit") for h in headings)
+    visible = re.sub(r"<(script|style)[^>]*>.*?</\1>", "", report, flags=re.S)
+    assert not re.search(r"\{\s*(&#34;|&#39;|[\"'])\w+(&#34;|&#39;|[\"'])\s*:", visible)  # no dict/JSON dumps
+    assert 'class="matrix-view"' in report  # the interactive layer/head view of AttAttr
     assert "data:image/png;base64," in report and "<svg" in report
     assert "src='http" not in report and 'src="http' not in report  # self-contained
     saved = json.load(open(os.path.join(out, "summary.json")))
@@ -58,6 +66,16 @@ def test_demo_writes_every_output(planted_dir, planted_data, tmp_path):
     else:
         assert {"audit/results.csv", "audit/summary.json", "audit/report.html", "audit/triggers.json"} <= files
         assert "triggers" in saved["audit"]["recipes"]
+    # In a real browser: no script error, no missing image, no empty section, no raw dump, no sideways
+    # scrolling, in the demo report and in every tool report and view it wrote (skips without Chromium).
+    pages = [os.path.join(out, f) for f in sorted(files) if f.endswith(".html")]
+    assert {"report.html", "pruning/report.html", "trees/tree-00.html"} <= {os.path.relpath(p, out) for p in pages}
+    try:
+        check = request.getfixturevalue("html_check")
+    except pytest.skip.Exception:
+        check = None
+    if check is not None:
+        check(pages)
     # A second run is served from the cache: no attribution is recomputed.
     again = run_demo(planted_dir, *planted_data, str(tmp_path / "demo2"), config=SMALL,
                      cache=str(tmp_path / "cache"), log=lambda *a: None)

@@ -253,7 +253,7 @@ def test_cli_end_to_end(planted_dir, tmp_path):
                                        "--latency-repeats", "2", "--output-dir", str(out)])
     assert result.exit_code == 0, result.output
     for name in ["head_importance.csv", "pruning_curve.csv", "pruning_curve.png", "pruned_heads.json",
-                 "summary.json", "run_config.json", "pruned_model/pruned_heads.json"]:
+                 "summary.json", "run_config.json", "pruned_model/pruned_heads.json", "report.html"]:
         assert (out / name).exists(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["plan"]["heads_pruned"] == 4 and summary["plan"]["masked_equals_pruned"]

@@ -323,7 +323,7 @@ def test_cli_text_and_dataset(planted_dir, tmp_path):
     for ext in FORMATS:
         assert (out / "trees" / f"000000.{ext}").exists()
     for name in ("layer_stats.csv", "patterns.csv", "trees.csv", "edges.csv", "tree_stats.json", "layer_stats.png",
-                 "run_config.json"):
+                 "run_config.json", "report.html"):
         assert (out / name).exists(), name
     assert "first picture" in result.output
 

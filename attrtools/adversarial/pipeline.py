@@ -64,7 +64,12 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
                         max_inserted_words=max_inserted_words, rank_method=rank_method, rank_params=rank_params,
                         cache=cache, query_budget=query_budget, seed=seed, progress=progress,
                         num_requested=num_requested, max_length=max_length)
+    from ..models import fingerprint
+    from ..report import label_names_from_config, model_label
+
     write_text(os.path.join(out_dir, "report.html"),
                render_report(summary, read_rows(os.path.join(out_dir, "results.csv")), per_class, patterns,
-                             config=config or {"examples": len(dev)}))
+                             config=config or {"examples": len(dev)},
+                             label_names=label_names_from_config(model.config),
+                             model=model_label(getattr(model.config, "_name_or_path", None), fingerprint(model))))
     return summary

@@ -374,12 +374,18 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
         raise ValueError("trigger extraction needs labelled examples (correctly classified ones are used)")
     # Scan in order, a chunk at a time, until enough are correct: the official code takes the
     # first correctly classified training examples, so a large training set need not be predicted whole.
+    from ..progress import bar
+
     correct, scanned, chunk = [], 0, max(64, 2 * num_examples)
+    scan = bar(len(labelled), "finding correctly classified examples", unit="ex", enabled=progress)
     while len(correct) < num_examples and scanned < len(labelled):
         part = labelled[scanned: scanned + chunk]
         preds = predict(model, tokenizer, part, max_length=max_length)
         correct += [e for e, p in zip(part, preds) if p == e.label]
         scanned += len(part)
+        scan.update(len(part))
+        scan.set_postfix_str(f"{min(len(correct), num_examples)}/{num_examples} correct")
+    scan.close()
     correct = correct[:num_examples]
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length, progress=progress)
     attributions = engine.attribute(correct, "attattr", target="pred", steps=steps)

@@ -21,12 +21,16 @@ from .common import (UserError, cache_options, check_method_params, load_example
 @click.option("--label-names", default=None, metavar="NAME,NAME,...",
               help="Class names in class-id order, to map string labels of the dataset (e.g. negative,positive).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--html", "write_html", is_flag=True,
+              help="Also write views/NNNNNN.html per example (token heat-map; layer/head view for matrix methods) "
+                   "and views/index.html (all examples in one table). Self-contained, open offline.")
 @cache_options
 @output_dir_option
 @device_option
 def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, method, target,
-              params, label_names, batch_size, cache_dir, no_cache, output_dir, device):
-    """Attribute texts or a dataset with one method; one safetensors file per example.
+              params, label_names, batch_size, write_html, cache_dir, no_cache, output_dir, device):
+    """Attribute texts or a dataset with one method: attributions/NNNNNN.safetensors per example,
+    token_scores.csv beside that folder (one row per token), and with --html views/ (one page per example).
 
     Results go through the attribution cache (unless --no-cache): each batch is written as soon as
     it is computed, so an interrupted run resumes where it stopped when started again."""
@@ -89,9 +93,61 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
         from ..io import write_json
 
         write_json(os.path.join(run_dir, "plan.json"), plan)
+    # token scores and views from the saved files, one at a time (the run never holds all results)
+    from ..types import Attribution
+
+    saved = [os.path.join(out, f"{i:06d}.safetensors") for i in range(count)]
+    csv_path = write_token_scores(os.path.join(run_dir, "token_scores.csv"), (Attribution.load(f) for f in saved))
+    pages = {}
+    if write_html:
+        from ..types import Attributions
+
+        views = os.path.join(run_dir, "views")
+        for index, path in enumerate(saved):
+            Attribution.load(path).to_html(os.path.join(views, f"{index:06d}.html"))
+        Attributions([Attribution.load(f) for f in saved]).to_html(os.path.join(views, "index.html"))
+        pages["html"] = os.path.join(views, "index.html")
+    if texts:
+        for path in saved:
+            click.echo(format_scores(Attribution.load(path)))
     echo_summary({"method": method, "examples": count, "computed": engine.stats["computed"],
                   "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
-                  **({"ranks": here.size} if here.distributed else {}), "output": out})
+                  **({"ranks": here.size} if here.distributed else {}), "output": out, "token scores": csv_path,
+                  **({"views": pages["html"]} if pages else {})})
+
+
+def write_token_scores(path: str, attributions) -> str:
+    """``example,position,token,score,special`` for every token of every attribution (``token_scores()``)."""
+    import csv
+    import io
+
+    from ..io import write_text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["example", "example_id", "position", "token", "score", "special"])
+    for index, a in enumerate(attributions):
+        special = a.special_tokens_mask or [0] * a.n_tokens
+        for position, (token, score) in enumerate(zip(a.tokens, a.token_scores().tolist())):
+            writer.writerow([index, a.example_id if a.example_id is not None else "", position, token,
+                             f"{score:.6g}", int(special[position])])
+    return write_text(path, buffer.getvalue())
+
+
+def format_scores(attribution, width: int = 100) -> str:
+    """The text, the prediction and each token with its score, wrapped for a terminal."""
+    import textwrap
+
+    from ..report import class_name
+
+    names = attribution.label_names
+    p = attribution.probs[attribution.predicted] if attribution.probs else float("nan")
+    head = (f"{attribution.text!r}" + (f" / {attribution.text_pair!r}" if attribution.text_pair else "")
+            + f" -> {class_name(attribution.predicted, names)} (p = {p:.3f})"
+            + (f", explaining {class_name(attribution.target, names)}" if attribution.target is not None else ""))
+    cells = [f"{t}\u00a0{s:+.3g}" for t, s in zip(attribution.tokens, attribution.token_scores().tolist())]
+    body = textwrap.fill("  ".join(cells), width=width, initial_indent="  ", subsequent_indent="  ")
+    return head + "\n" + body.replace("\u00a0", " ")
 
 
 @click.command()

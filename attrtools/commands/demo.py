@@ -8,8 +8,6 @@ Everything goes through one attribution cache, so a second run takes seconds.
 """
 from __future__ import annotations
 
-import base64
-import html
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -41,7 +39,9 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     from ..cache import open_cache
     from ..data import load_examples
     from ..engine import Engine
-    from ..io import write_json, write_text
+    from ..io import write_json
+    from ..models import fingerprint
+    from ..report import Report, fmt_seconds, model_label
 
     config = config or DemoConfig()
     started = time.time()
@@ -49,33 +49,59 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     cache = open_cache(cache)
     train, dev = load_examples(train_path), load_examples(dev_path)
     engine = Engine(model, tokenizer, cache=cache)
-    sections, summary, timings = [], {"model": model_dir}, {}
+    summary, timings = {"model": model_dir, "fingerprint": fingerprint(model)}, {}
+    name = model_label(model_dir, summary["fingerprint"])
+    parts = {}
 
-    def timed(name, fn):
+    def timed(step, fn):
         t0 = time.time()
-        log(f"[demo] {name} ...")
+        log(f"[demo] {step} ...")
         result = fn()
-        timings[name] = round(time.time() - t0, 1)
+        timings[step] = round(time.time() - t0, 1)
+        log(f"[demo] {step} done in {fmt_seconds(timings[step])}")
         return result
 
-    sections.append(timed("attribution", lambda: _attributions(engine, dev[: config.attribution_examples], config,
-                                                               os.path.join(output_dir, "attributions"))))
+    parts["attribution"] = timed("attribution", lambda: _attributions(
+        engine, dev[: config.attribution_examples], config, os.path.join(output_dir, "attributions")))
     pruning = timed("pruning", lambda: _pruning(model, tokenizer, dev, config, cache,
                                                 os.path.join(output_dir, "pruning"), log))
     summary["pruning"] = pruning["summary"]
-    sections.append(pruning["html"])
     trees = timed("trees", lambda: _trees(engine, dev, config, os.path.join(output_dir, "trees")))
     summary["trees"] = trees["summary"]
-    sections.append(trees["html"])
     audit = timed("audit", lambda: _audit(model, tokenizer, train, dev, config, cache,
                                           os.path.join(output_dir, "audit"), log))
     summary["audit"] = audit["summary"]
-    sections.append(audit["html"])
     summary["timings_s"] = timings
     summary["seconds"] = round(time.time() - started, 1)
     summary["engine"] = dict(engine.stats)
     write_json(os.path.join(output_dir, "summary.json"), summary)
-    write_text(os.path.join(output_dir, "report.html"), _page(model_dir, sections, summary, config))
+
+    report = Report("attrtools demo", "Every tool of attrtools on one classifier: attributions, head pruning, "
+                                      "attribution trees and a robustness audit, all sharing one attribution cache.",
+                    facts=[("model", name), ("training data", f"{os.path.basename(train_path)} ({len(train)} rows)"),
+                           ("evaluation data", f"{os.path.basename(dev_path)} ({len(dev)} rows)"),
+                           ("device", str(next(model.parameters()).device)),
+                           ("total time", fmt_seconds(summary["seconds"])),
+                           ("attributions", f"{engine.stats['computed']} computed, {engine.stats['hits']} from the "
+                                            "cache")])
+    steps = report.section("Steps", "What ran, on how much data, and how long it took.")
+    steps.table(["step", "what", "time"], [
+        ["attribution", f"every attribution method on {config.attribution_examples} dev sentences",
+         fmt_seconds(timings["attribution"])],
+        ["pruning", f"head importance ({', '.join(config.prune_strategies)}) on {config.prune_importance_examples} "
+                    f"sentences, accuracy curve on {min(len(dev), config.prune_eval_examples)}, physical pruning",
+         fmt_seconds(timings["pruning"])],
+        ["trees", f"AttAttr trees for {min(len(dev), max(config.tree_examples, config.tree_stats_examples))} "
+                  "sentences and their statistics", fmt_seconds(timings["trees"])],
+        ["audit", audit["what"], fmt_seconds(timings["audit"])]])
+    report.extend(parts["attribution"])
+    report.extend(pruning["report"], prefix="Head pruning")
+    report.extend(trees["report"], prefix="Trees")
+    report.extend(audit["report"], prefix="Robustness audit")
+    report.section("Configuration", "The demo's settings (DemoConfig).").table(
+        ["setting", "value"], [[k, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v]
+                               for k, v in asdict(config).items()])
+    report.save(os.path.join(output_dir, "report.html"))
     return summary
 
 
@@ -83,8 +109,12 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
 def _attributions(engine, examples, config, out_dir):
     from .. import methods as registry
     from ..io import write_text
+    from ..report import Report, attribution_heatmap, class_name, matrix_view
+    from ..report.page import Table, markup
+    from ..report.colors import scale_for
+    from ..report.views import is_signed
 
-    rows, skipped, blocks = [], {}, []
+    rows, skipped = [], {}
     per_method = {}
     for name in registry.list_methods():
         impl = registry.get(name)
@@ -97,125 +127,133 @@ def _attributions(engine, examples, config, out_dir):
         for index, attribution in enumerate(per_method[name]):
             attribution.save(os.path.join(out_dir, f"{name}-{index:02d}.safetensors"))
             rows.append([name, index] + [f"{v:.6g}" for v in attribution.token_scores().tolist()])
-    for index, example in enumerate(examples):
-        lines = []
-        for name, attributions in per_method.items():
-            a = attributions[index]
-            lines.append(f"<tr><th>{html.escape(name)}</th><td>{_heat(a.tokens, a.token_scores().tolist(), a.special_tokens_mask)}</td></tr>")
-        first = next(iter(per_method.values()))[index]
-        blocks.append(f"<h3>{html.escape(example.text)}</h3><p>predicted class {first.predicted} "
-                      f"(p = {first.probs[first.predicted]:.3f}), gold {example.label}</p>"
-                      f"<table class='heat'>{''.join(lines)}</table>")
     write_text(os.path.join(out_dir, "token_scores.csv"),
                "method,example,scores...\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
-    note = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in skipped.items())
-    return ("<h2>Attributions</h2><p>Token view of every method (red: supports the explained class, blue: "
-            "against; each row scaled by its largest magnitude). Files: <code>attributions/</code>.</p>"
-            + "".join(blocks) + (f"<p>Skipped:</p><ul>{note}</ul>" if note else ""))
+    report = Report("Attributions")
+    section = report.section("Attributions", "Every attribution method on the same sentences. Signed methods "
+                                             "(blue – white – red, 0 in the middle): red raises the predicted "
+                                             "class's score, blue lowers it. Unsigned methods (white – orange): "
+                                             "shares without a direction. Each row has its own scale; hover a "
+                                             "token for its score. Files: attributions/.")
+    for index, example in enumerate(examples):
+        first = next(iter(per_method.values()))[index]
+        names = first.label_names
+        p = first.probs[first.predicted]
+        table = []
+        for name, attributions in per_method.items():
+            a = attributions[index]
+            scores = a.token_scores().tolist()
+            special = a.special_tokens_mask or [0] * len(scores)
+            content = [v for v, m in zip(scores, special) if not m] or scores
+            scale = scale_for(content, is_signed(a))
+            table.append([name, f"±{scale.vmax:.3g}" if scale.signed else f"0 – {scale.vmax:.3g}",
+                          markup(attribution_heatmap(a, header=False, show_legend=False))])
+        section.add(Table(["method", "colour range", "tokens"], table,
+                          caption=f"“{example.text}” — predicted {class_name(first.predicted, names)} "
+                                  f"(p = {p:.3f}), gold {class_name(example.label, names)}"))
+    if skipped:
+        section.table(["method", "why it was skipped"], list(skipped.items()))
+    matrix_method = next((n for n, a in per_method.items() if a[0].kind == "matrix" and a[0].params.get("_signed")),
+                         None)
+    if matrix_method and examples:
+        a = per_method[matrix_method][0]
+        a.to_html(os.path.join(out_dir, f"{matrix_method}-00.html"))
+        report.section(f"{matrix_method}: token × token maps per layer and head",
+                       f"The first sentence's {matrix_method} maps: pick a layer and a head (or their sums). Row i, "
+                       "column j: how much query token i draws from key token j. The same view for any attribution: "
+                       "attrtools attribute --html, or the attribution itself in a notebook."
+                       ).html(attribution_heatmap(a) + matrix_view(a))
+    return report
 
 
 def _pruning(model, tokenizer, dev, config, cache, out_dir, log):
     from ..pruning.pipeline import run_pruning
+    from ..pruning.report import pruning_report
 
     os.makedirs(out_dir, exist_ok=True)
     summary = run_pruning(model, tokenizer, dev[: config.prune_importance_examples], out_dir,
                           eval_examples=dev[: config.prune_eval_examples], strategies=config.prune_strategies,
                           num_examples=config.prune_importance_examples, prune_fraction=0.5, steps=config.steps,
                           cache=cache, latency_repeats=config.latency_repeats, log=lambda *a: None)
-    body = [f"<h2>Head pruning</h2><p>Importance from {config.prune_importance_examples} dev sentences "
-            f"(AttAttr: gold-label probability, m = {config.steps}); accuracy on "
-            f"{min(len(dev), config.prune_eval_examples)} dev sentences as heads are masked.</p>",
-            _img(os.path.join(out_dir, "pruning_curve.png")),
-            f"<pre>{html.escape(_short_json(summary))}</pre>"]
-    return {"summary": summary, "html": "".join(body)}
+    return {"summary": summary, "report": pruning_report(out_dir)}
 
 
 def _trees(engine, dev, config, out_dir):
+    from ..report import class_name
     from ..tree.build import build_trees
     from ..tree.export import export_tree
+    from ..tree.report import tree_report
     from ..tree.stats import TreeStatistics
 
     os.makedirs(out_dir, exist_ok=True)
     examples = dev[: max(config.tree_examples, config.tree_stats_examples)]
-    trees, _ = build_trees(engine, examples, steps=config.steps)
+    trees, attributions = build_trees(engine, examples, steps=config.steps)
     pictures = []
     for index, graph in enumerate(trees[: config.tree_examples]):
         files = export_tree(graph, os.path.join(out_dir, f"tree-{index:02d}"), ("graphml", "json", "png", "svg", "html"))
-        with open(files["svg"], encoding="utf-8") as f:
-            svg = f.read()
-        pictures.append(f"<h3>{html.escape(examples[index].text)}</h3><div class='svg'>{svg[svg.find('<svg'):]}</div>")
+        a = attributions[index]
+        pictures.append((f"“{examples[index].text}” — predicted {class_name(a.predicted, a.label_names)}, "
+                         f"gold {class_name(examples[index].label, a.label_names)}", files["svg"]))
     stats = TreeStatistics().extend(trees)
-    stats.write(os.path.join(out_dir, "stats"))
-    summary = stats.summary()
-    body = (f"<h2>Attribution trees</h2><p>AttAttr trees (threshold 0.4). Statistics over {len(trees)} dev "
-            f"sentences in <code>trees/stats/</code>.</p>" + "".join(pictures)
-            + _img(os.path.join(out_dir, "stats", "layer_stats.png"))
-            + f"<pre>{html.escape(_short_json(summary))}</pre>")
-    return {"summary": summary, "html": body}
+    stats_dir = os.path.join(out_dir, "stats")
+    stats.write(stats_dir)
+    return {"summary": stats.summary(), "report": tree_report(stats_dir, pictures, threshold=0.4)}
 
 
 def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
     from ..adversarial.textattack_compat import TextAttackUnavailable, load_textattack
+    from ..report import Report
 
     try:
         load_textattack()
     except TextAttackUnavailable as err:
         note = f"TextAttack is not installed, audit skipped: {err}"
         log(f"[demo] {note}")
-        return {"summary": {"skipped": note}, "html": f"<h2>Robustness audit</h2><p>{html.escape(note)}</p>"}
+        report = Report("Robustness audit")
+        report.section("Skipped", note)
+        return {"summary": {"skipped": note}, "report": report, "what": "skipped (TextAttack not installed)"}
     from ..adversarial.pipeline import run_full_audit
+    from ..adversarial.report import audit_report
 
     summary = run_full_audit(model, tokenizer, dev[: config.audit_examples], out_dir, train=train,
                              recipes=config.audit_recipes, num_train_examples=config.trigger_train_examples,
                              steps=config.steps, cache=cache, progress=False)
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{s.get('attack_success_rate')}</td><td>{s.get('attack_accuracy_perc')}</td>"
-        f"<td>{s.get('original_accuracy')}</td><td>{s.get('avg_num_queries')}</td></tr>"
-        for name, s in summary.get("recipes", {}).items())
-    body = ("<h2>Robustness audit</h2><p>Attribution triggers and TextAttack recipes on the same "
-            f"{config.audit_examples} dev sentences; full report: <code>audit/report.html</code>.</p>"
-            "<table><tr><th>attack</th><th>success %</th><th>accuracy under attack %</th><th>clean accuracy %</th>"
-            f"<th>avg queries</th></tr>{rows}</table>")
-    return {"summary": summary, "html": body}
+    from ..report import label_names_from_config
+
+    return {"summary": summary, "report": audit_report(out_dir, label_names=label_names_from_config(model.config)),
+            "what": f"triggers from {config.trigger_train_examples} training sentences, then attacks "
+                    f"({', '.join(['triggers', *config.audit_recipes])}) on {config.audit_examples} dev sentences"}
 
 
-# ----------------------------------------------------------------------------------- HTML helpers
-def _heat(tokens, scores, special) -> str:
-    real = [abs(s) for s, m in zip(scores, special or [0] * len(scores)) if not m] or [abs(s) for s in scores]
-    top = max(real) or 1.0
-    spans = []
-    for token, score, is_special in zip(tokens, scores, special or [0] * len(tokens)):
-        v = max(-1.0, min(1.0, score / top))
-        color = f"rgba(220,40,40,{v:.2f})" if v >= 0 else f"rgba(40,90,220,{-v:.2f})"
-        style = "opacity:.5;" if is_special else ""
-        spans.append(f"<span title='{score:.4g}' style='background:{color};{style}'>{html.escape(token)}</span>")
-    return " ".join(spans)
+# ----------------------------------------------------------------------------------- announcement
+#: wall time of each step of a first run on a 2-core CPU (measured on the project's development
+#: machines with the embedded MiniLM default; see issue 17); scaled by cores below. Rough by design.
+COST_2CPU_S = {"fine-tune": 25 * 60, "attribution": 60, "pruning": 8 * 60, "trees": 3 * 60, "audit": 5 * 60}
 
 
-def _img(path: str) -> str:
-    if not os.path.exists(path):
-        return ""
-    with open(path, "rb") as f:
-        data = base64.b64encode(f.read()).decode()
-    return f"<img src='data:image/png;base64,{data}' style='max-width:100%'>"
+def plan_text(config: DemoConfig, needs_training: bool, device: str, threads: int, train_rows: int | None = None) -> str:
+    """What the demo is about to do and roughly how long it takes on this kind of machine."""
+    from ..report import fmt_seconds
 
-
-def _short_json(obj) -> str:
-    import json
-
-    return json.dumps(obj, indent=1, default=str)[:4000]
-
-
-def _page(model_dir, sections, summary, config) -> str:
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>attrtools demo</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}}
-.heat span{{padding:1px 2px;border-radius:3px}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}
-.svg svg{{max-width:100%;height:auto}}</style></head><body>
-<h1>attrtools demo</h1><p>Model: <code>{html.escape(model_dir)}</code> &middot; total {summary['seconds']} s
-&middot; timings {html.escape(str(summary['timings_s']))}</p>
-{''.join(sections)}
-<h2>Configuration</h2><pre>{html.escape(_short_json(asdict(config)))}</pre></body></html>"""
+    speed = 8.0 if device.startswith("cuda") else max(1.0, min(threads, 16) / 2)
+    steps = []
+    if needs_training:
+        steps.append(("fine-tune", f"fine-tune the default classifier (MiniLM) on {train_rows or 'the'} sentiment "
+                                   "sentences, once (cached for later runs)"))
+    steps += [("attribution", f"run every attribution method on {config.attribution_examples} sentences"),
+              ("pruning", f"rank attention heads ({', '.join(config.prune_strategies)}), draw the pruning curve on "
+                          f"{config.prune_eval_examples} sentences and prune the model physically"),
+              ("trees", f"build attribution trees for {config.tree_stats_examples} sentences with statistics"),
+              ("audit", f"extract triggers from {config.trigger_train_examples} training sentences and attack "
+                        f"{config.audit_examples} sentences (triggers, {', '.join(config.audit_recipes)})")]
+    total = sum(COST_2CPU_S[name] for name, _ in steps) / speed
+    lines = ["attrtools demo will:"]
+    for k, (name, what) in enumerate(steps, 1):
+        lines.append(f"  {k}. {what}  [~{fmt_seconds(COST_2CPU_S[name] / speed)}]")
+    where = f"{device}, {threads} CPU thread(s)" if not device.startswith("cuda") else device
+    lines.append(f"Roughly {fmt_seconds(total)} in all on this machine ({where}); later runs reuse the "
+                 "attribution cache and take a fraction of that. Report: <run dir>/report.html")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------- command
@@ -237,6 +275,18 @@ def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
 
     data = sentiment_data()
     here = distributed.world()
+    import torch
+
+    from ..default_model import DEFAULT_NAME, models_dir
+
+    needs_training = model_name is None and not os.path.exists(os.path.join(models_dir(), DEFAULT_NAME, "training.json"))
+    chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    train_rows = None
+    if os.path.isfile(train_data or data["train"]):
+        with open(train_data or data["train"], encoding="utf-8") as f:
+            train_rows = max(0, sum(1 for _ in f) - 1)
+    if here.is_main:  # one announcement for the whole job
+        click.echo(plan_text(DemoConfig(), needs_training, chosen, torch.get_num_threads(), train_rows))
     if here.distributed and not model_name:
         distributed.init()
         if not here.is_main:
@@ -255,5 +305,8 @@ def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
     summary = run_demo(model_dir, train_data or data["train"], dev_data or data["dev"], out,
                        cache=not no_cache, device=device, log=click.echo)
     files = sorted(os.path.relpath(os.path.join(root, f), out) for root, _, names in os.walk(out) for f in names)
-    echo_summary({"report": os.path.join(out, "report.html"), "files": len(files), "seconds": summary["seconds"],
-                  "timings": summary["timings_s"]})
+    from ..report import fmt_seconds
+
+    echo_summary({"report": os.path.join(out, "report.html"), "files": len(files),
+                  "time": fmt_seconds(summary["seconds"]),
+                  "steps": ", ".join(f"{k} {fmt_seconds(v)}" for k, v in summary["timings_s"].items())})

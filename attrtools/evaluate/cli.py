@@ -116,12 +116,16 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     from .report import write_all
     from .run import evaluate_methods
 
+    from ..models import fingerprint
+    from ..report import model_label
+
+    label = model_label(model_name, fingerprint(model))
     progress = sys.stderr.isatty()
     command = "attrtools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     ids = [e.id for e in examples]
 
     def partial(evaluation):  # rewrite the reports after every method: a killed run keeps what it finished
-        write_all(evaluation, run_dir, command=command, example_ids=ids)
+        write_all(evaluation, run_dir, command=command, example_ids=ids, model=label)
 
     try:
         evaluation = evaluate_methods(model, tokenizer, examples, chosen, preset=preset, operator=operator,
@@ -130,7 +134,7 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
                                       log=lambda m: click.echo(m, err=True), on_result=partial)
     except ValueError as err:
         raise UserError(str(err)) from None
-    paths = write_all(evaluation, run_dir, command=command, example_ids=ids)
+    paths = write_all(evaluation, run_dir, command=command, example_ids=ids, model=label)
     click.echo(open(paths["markdown"], encoding="utf-8").read())
     echo_summary({"examples": len(examples), "methods evaluated": len(evaluation.ok()),
                   "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",

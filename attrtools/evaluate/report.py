@@ -164,7 +164,71 @@ def plot_curves(evaluation, path: str) -> str:
     return path
 
 
-def write_all(evaluation, output_dir: str, command: str | None = None, example_ids=None) -> dict:
+def html_report(evaluation, command: str | None = None, model: str | None = None, curves_png: str | None = None):
+    """The faithfulness table as an ``attrtools.report.Report``: methods sorted by AOPC comprehensiveness,
+    the best value per column marked, the curves, and the accuracy-after-removal numbers beside them."""
+    from ..report import Report, fmt_number, fmt_seconds
+    from ..report.page import Table, figure_from_png
+
+    ok = sorted(evaluation.ok(), key=lambda r: -_sort_key(r.summary.get("aopc_comp")))
+    metrics = ["aopc_comp", "aopc_suff", "deletion_auc", "insertion_auc", "log_odds", "accuracy"]
+    if evaluation.reference:
+        metrics.append("spearman_gxi")
+    facts = [("model", model)] if model else []
+    facts += [("examples", evaluation.n_examples), ("perturbation", f"{evaluation.operator} (preset {evaluation.preset})"),
+              ("clean accuracy", fmt_number(evaluation.clean_accuracy)), ("perturbed forwards", evaluation.forwards)]
+    if command:
+        facts.append(("command", command))
+    report = Report("Faithfulness", "Do the attributions point at the tokens the model really uses? Tokens are "
+                                    "removed (or kept) in the order each method ranks them and the prediction is "
+                                    "re-measured.", facts=facts)
+    rows, best = [], set()
+    for m_index, m in enumerate(metrics):
+        values = [_value(r, m) for r in ok if not math.isnan(_value(r, m))]
+        if values and len(set(values)) > 1:  # nothing to mark where every method ties
+            target = max(values) if DIRECTION[m] > 0 else min(values)
+            best |= {(r_index, 2 + m_index) for r_index, r in enumerate(ok) if _value(r, m) == target}
+    for r in ok:
+        cells = [None if math.isnan(_value(r, m)) else _value(r, m) for m in metrics]
+        seconds = fmt_seconds(r.seconds) + (f" ({r.from_cache} cached)" if r.from_cache else "")
+        rows.append([r.name, r.n_examples] + cells + [seconds])
+    section = report.section("Methods, best first",
+                             "Sorted by AOPC comprehensiveness; arrows give the better direction; ★ marks the best "
+                             "value of each column.")
+    section.add(Table(["method", "examples"] + [HEADERS[m] for m in metrics] + ["attribution time"], rows, best=best))
+    if evaluation.skipped():
+        section.add(Table(["skipped method", "reason"], [[r.name, r.reason or ""] for r in evaluation.skipped()]))
+    if evaluation.notes:
+        for note in evaluation.notes:
+            section.text(note, muted=True)
+    if ok:
+        curves = report.section("Curves", "Probability of the predicted class as tokens are deleted (most "
+                                          "important first) or inserted, and accuracy after removing the top-k %.")
+        if curves_png and os.path.exists(curves_png):
+            with open(curves_png, "rb") as f:
+                curves.figure(figure_from_png(f.read(), "Deletion (lower is better), insertion (higher is better) "
+                                                        "and accuracy after removing the top tokens; random "
+                                                        "attribution dashed.", wide=True))
+        bins = next((r.summary.get("curves", {}).get("bins") for r in ok if r.summary.get("curves", {}).get("bins")), [])
+        if bins:
+            table = [[r.name] + [_none(y) for y in (r.summary.get("curves", {}).get("accuracy") or [None] * len(bins))]
+                     for r in sorted(ok, key=lambda r: r.name)]
+            curves.add(Table(["method"] + [f"{100 * b:g} %" for b in bins], table,
+                             caption="Accuracy after removing the top-k % of tokens (lower = more faithful)"))
+            table = [[r.name] + [_none(y) for y in (r.summary.get("curves", {}).get("comprehensiveness") or
+                                                    [None] * len(bins))] for r in sorted(ok, key=lambda r: r.name)]
+            curves.add(Table(["method"] + [f"{100 * b:g} %" for b in bins], table,
+                             caption="p(ŷ) after removing the top-k % of tokens (AOPC comprehensiveness averages "
+                                     "p(ŷ|x) minus these; lower = more faithful)"))
+    return report
+
+
+def _none(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def write_all(evaluation, output_dir: str, command: str | None = None, example_ids=None,
+              model: str | None = None) -> dict:
     os.makedirs(output_dir, exist_ok=True)
     paths = {
         "csv": write_csv(evaluation, os.path.join(output_dir, "faithfulness.csv")),
@@ -175,4 +239,6 @@ def write_all(evaluation, output_dir: str, command: str | None = None, example_i
     }
     if evaluation.ok():
         paths["png"] = plot_curves(evaluation, os.path.join(output_dir, "faithfulness_curves.png"))
+    paths["html"] = html_report(evaluation, command, model, paths.get("png")).save(
+        os.path.join(output_dir, "report.html"))
     return paths

@@ -165,6 +165,7 @@ class ALTI(Method):
     paper = ("Ferrando, Gállego, Costa-jussà. Measuring the Mixing of Contextual Information in the "
              "Transformer. EMNLP 2022")
     kind = "layer_matrix"
+    signed = False
     target = "none"
     defaults = {}
     invariant = "Σ_j T_i(x_j) + L(b_O)/σ_i + β1 = LN1 output; every row of every rolled-out layer sums to 1"

@@ -135,6 +135,7 @@ class Method:
     defaults: ClassVar[dict] = {}
     schema: ClassVar[dict] = {}  # name -> Param, one per default
     invariant: ClassVar[str] = ""  # the property the tests check, one line
+    signed: ClassVar[bool] = True  # False: non-negative shares (drawn with a sequential colour map from 0)
 
     def params(self, **given) -> dict:
         """The defaults updated with ``given``, every value checked against ``schema``; raises
@@ -183,7 +184,8 @@ class Method:
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "paper": self.paper, "kind": self.kind,
                 "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant,
-                "schema": {name: spec.describe() for name, spec in self.schema.items()}}
+                "schema": {name: spec.describe() for name, spec in self.schema.items()},
+                "signed": self.signed}
 
 
 class UnsupportedArchitecture(ValueError):

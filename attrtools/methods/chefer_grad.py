@@ -43,6 +43,7 @@ class CheferGrad(Method):
     paper = ("Chefer, Gur, Wolf. Generic Attention-model Explainability for Interpreting Bi-Modal and "
              "Encoder-Decoder Transformers. ICCV 2021")
     kind = "tokens"
+    signed = False  # relu / clamp(min=0): non-negative relevance
     target = "logit"
     defaults = {"target_kind": "logit"}
     schema = {"target_kind": TARGET_KIND}

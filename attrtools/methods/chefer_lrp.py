@@ -229,6 +229,7 @@ class CheferLRP(Method):
     title = "Chefer 2021a (LRP relevance x gradient, rolled out)"
     paper = "Chefer, Gur, Wolf. Transformer Interpretability Beyond Attention Visualization. CVPR 2021"
     kind = "tokens"
+    signed = False  # relu / clamp(min=0): non-negative relevance
     target = "logit"
     defaults = {"start_layer": -1}
     schema = {"start_layer": Int()}  # the range depends on the model: checked in compute

@@ -83,6 +83,7 @@ class AttentionFlow(Method):
     title = "Attention flow"
     paper = "Abnar, Zuidema. Quantifying Attention Flow in Transformers. ACL 2020"
     kind = "tokens"
+    signed = False
     target = "none"
     defaults = {"solver": "networkx", "scale": 1e7}
     schema = {"solver": Choice("networkx", "scipy"), "scale": Float(above=0)}

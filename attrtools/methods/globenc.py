@@ -125,6 +125,7 @@ class GlobEnc(Method):
     paper = ("Modarressi, Fayyaz, Yaghoobzadeh, Pilehvar. GlobEnc: Quantifying Global Token Attribution by "
              "Incorporating the Whole Encoder Layer in Transformers. NAACL 2022")
     kind = "layer_matrix"
+    signed = False
     target = "none"
     defaults = {"variant": "N_Enc"}
     schema = {"variant": Choice(*VARIANTS)}

@@ -78,6 +78,7 @@ class GradSAM(Method):
     paper = ("Barkan, Hauon, Caciularu, Katz, Malkiel, Armstrong, Koenigstein. Grad-SAM: Explaining Transformers "
              "via Gradient Self-Attention Maps. CIKM 2021")
     kind = "tokens"
+    signed = False  # relu / clamp(min=0): non-negative relevance
     target = "logit"
     defaults = {"target_kind": "logit", "rows": "all"}
     schema = {"target_kind": TARGET_KIND, "rows": Choice("all", "cls")}

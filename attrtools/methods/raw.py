@@ -18,6 +18,7 @@ class RawAttention(Method):
     title = "Raw attention"
     paper = "Vaswani et al., NeurIPS 2017 (attention weights as explanation: baseline in all four papers)"
     kind = "matrix"
+    signed = False
     target = "none"
     defaults = {}
     invariant = "every row of every head sums to 1 over real tokens"

@@ -37,6 +37,7 @@ class Rollout(Method):
     title = "Attention rollout"
     paper = "Abnar, Zuidema. Quantifying Attention Flow in Transformers. ACL 2020"
     kind = "layer_matrix"
+    signed = False
     target = "none"
     defaults = {}
     invariant = "every row of every aggregated layer matrix sums to 1"

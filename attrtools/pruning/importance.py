@@ -133,8 +133,8 @@ def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps,
     mask = plan_to_mask(base_plan or {}, num_layers, num_heads)
     batches = prepare_batches(engine, examples, eval_batch_size)
     if strategy == "taylor":
-        return taylor_importance(model, batches, mask, normalize=taylor_normalize)
-    return ablation_importance(model, batches, mask, metric=ablation_metric)
+        return taylor_importance(model, batches, mask, normalize=taylor_normalize, progress=engine.progress)
+    return ablation_importance(model, batches, mask, metric=ablation_metric, progress=engine.progress)
 
 
 def taylor_gradients(model, inputs, labels, mask: torch.Tensor):
@@ -150,9 +150,12 @@ def taylor_gradients(model, inputs, labels, mask: torch.Tensor):
     return per_example.detach(), grads[-1].detach()
 
 
-def taylor_importance(model, batches, mask: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+def taylor_importance(model, batches, mask: torch.Tensor, normalize: bool = True,
+                      progress: bool | None = False) -> torch.Tensor:
+    from ..progress import track
+
     total, count = None, 0
-    for inputs, labels in batches:
+    for inputs, labels in track(batches, "taylor importance", unit="batch", enabled=progress):
         per_example, _ = taylor_gradients(model, inputs, labels, mask)
         part = per_example.abs().double().sum(0).cpu()
         total = part if total is None else total + part
@@ -164,19 +167,25 @@ def taylor_importance(model, batches, mask: torch.Tensor, normalize: bool = True
     return importance
 
 
-def ablation_importance(model, batches, mask: torch.Tensor, metric: str = "loss") -> torch.Tensor:
+def ablation_importance(model, batches, mask: torch.Tensor, metric: str = "loss",
+                        progress: bool | None = False) -> torch.Tensor:
     if metric not in ("loss", "accuracy"):
         raise ValueError(f"ablation_metric must be 'loss' or 'accuracy', got {metric!r}")
     num_layers, num_heads = mask.shape
     base = evaluate_masked(model, batches, mask)
     importance = torch.zeros(num_layers, num_heads, dtype=torch.float64)
+    from ..progress import bar
+
+    heads = bar(int((mask != 0).sum()), "ablation importance", unit="head", enabled=progress)
     for layer in range(num_layers):
         for head in range(num_heads):
             if mask[layer, head] == 0:
                 continue
+            heads.update(1)
             ablated = mask.clone()
             ablated[layer, head] = 0
             result = evaluate_masked(model, batches, ablated)
             importance[layer, head] = (result["loss"] - base["loss"]) if metric == "loss" \
                 else (base["accuracy"] - result["accuracy"])
+    heads.close()
     return importance

@@ -127,7 +127,11 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     write_importance_csv(os.path.join(run_dir, "head_importance.csv"), tables)
 
     log(f"pruning curve on {len(eval_examples)} examples")
-    rows = pruning_curve(model, eval_batches, plans, cache=engine.cache)
+    from ..progress import bar
+
+    curve_bar = bar(sum(len(p) for p in plans.values()), "pruning curve", unit="plan", enabled=engine.progress)
+    rows = pruning_curve(model, eval_batches, plans, progress=lambda row: curve_bar.update(1), cache=engine.cache)
+    curve_bar.close()
     write_curve_csv(os.path.join(run_dir, "pruning_curve.csv"), rows)
     plot_curve(os.path.join(run_dir, "pruning_curve.png"), rows,
                title=f"{getattr(model.config, '_name_or_path', '') or model.config.model_type}: heads pruned by masking")
@@ -163,7 +167,11 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
                 return row["accuracy"]
         return None
 
+    from ..models import fingerprint
+
     summary = {
+        "model": getattr(model.config, "_name_or_path", None) or model.config.model_type,
+        "fingerprint": fingerprint(model),
         "model_type": model.config.model_type,
         "layers": num_layers, "heads_per_layer": num_heads, "heads_total": total, "kv_group_size": group,
         "importance_examples": len(importance_examples), "eval_examples": len(eval_examples),
@@ -187,9 +195,12 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
                     "device": str(next(model.parameters()).device), "threads": torch.get_num_threads()},
         "pruned_model": model_dir,
         "outputs": ["head_importance.csv", "pruning_curve.csv", "pruning_curve.png", "pruned_heads.json",
-                    "summary.json"] + (["pruned_model/"] if model_dir else []),
+                    "summary.json", "report.html"] + (["pruned_model/"] if model_dir else []),
     }
     if engine.cache is not None:
         summary["cache"] = dict(engine.stats)
     write_json(os.path.join(run_dir, "summary.json"), summary)
+    from .report import write_pruning_report
+
+    write_pruning_report(run_dir)
     return summary

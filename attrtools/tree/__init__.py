@@ -9,7 +9,8 @@ from __future__ import annotations
 _EXPORTS = {
     "build_tree": "build", "tree_from_attribution": "build", "build_trees": "build", "normalise_layers": "build",
     "top_token": "build", "export_tree": "export", "to_dot": "export", "to_html": "export", "draw": "export",
-    "read_node_link": "export", "FORMATS": "export", "TreeStatistics": "stats",
+    "read_node_link": "export", "FORMATS": "export", "TreeStatistics": "stats", "view": "export",
+    "tree_report": "report",
 }
 
 __all__ = sorted(_EXPORTS)

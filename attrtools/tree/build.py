@@ -242,6 +242,7 @@ def tree_from_attribution(attribution, threshold: float = DEFAULT_THRESHOLD, roo
         "label": attribution.label,
         "confidence": float(probs[attribution.predicted]) if 0 <= attribution.predicted < len(probs) else None,
         "steps": attribution.params.get("steps"),
+        "label_names": json.dumps(list(getattr(attribution, "label_names", None) or [])),
     }
     return build_tree(attribution.layer_matrices(), attribution.tokens, threshold=threshold, root=root,
                       use_last_layer=use_last_layer, cls_index=cls_index,

@@ -99,16 +99,27 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
 
     tree_dir = os.path.join(run_dir, "trees")
     first_picture = None
-    for index, graph in enumerate(graphs):
+    drawn = []
+    from ..progress import track
+
+    for index, graph in track(list(enumerate(graphs)), "writing trees", unit="tree"):
         wanted = chosen
         if dataset and 0 <= max_pictures <= index:
             wanted = tuple(f for f in chosen if f not in ("png", "svg"))
         written = export_tree(graph, os.path.join(tree_dir, f"{index:06d}"), wanted)
         first_picture = first_picture or written.get("png") or written.get("svg") or written.get("html")
+        if (written.get("svg") or written.get("png")) and len(drawn) < 5:
+            drawn.append((examples[index].text, written.get("svg") or written["png"]))
     stats = TreeStatistics()
     stats.extend(graphs)
     files = stats.write(run_dir, top_patterns=top_patterns)
     summary = stats.summary()
+    from ..models import fingerprint
+    from ..report import model_label
+    from .report import tree_report
+
+    report_path = tree_report(run_dir, drawn, threshold=threshold,
+                              model=model_label(model_name, fingerprint(model))).save(os.path.join(run_dir, "report.html"))
     distances = ", ".join(f"{layer}:{row['mean_distance']}" for layer, row in summary["layers"].items()
                           if row["mean_distance"] != "")
     echo_summary({
@@ -116,5 +127,6 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
         "mean depth": summary["mean_depth"], "mean |i-j| per layer": distances or "-",
         "computed / from cache": f"{engine.stats['computed']} / {engine.stats['hits']}",
         "cache": engine.cache.directory if getattr(engine.cache, "directory", None) else "off",
-        "first picture": first_picture or "-", "statistics": files["layer_stats"], "output": run_dir,
+        "first picture": first_picture or "-", "statistics": files["layer_stats"], "report": report_path,
+        "output": run_dir,
     })

@@ -103,6 +103,17 @@ def write_dot(graph, path: str) -> str:
 
 
 # --------------------------------------------------------------------------------- pictures
+def _class(graph, key) -> str:
+    value = graph.graph.get(key)
+    try:
+        names = json.loads(graph.graph.get("label_names") or "[]")
+    except ValueError:
+        names = []
+    if names and isinstance(value, int) and 0 <= value < len(names):
+        return f"{names[value]} ({value})"
+    return str(value)
+
+
 def _title(graph) -> str:
     g = graph.graph
     parts = []
@@ -114,59 +125,151 @@ def _title(graph) -> str:
         parts.append(repr(text))
     if g.get("predicted") is not None:
         conf = g.get("confidence")
-        parts.append(f"pred {g['predicted']}" + (f" (p={conf:.2f})" if conf is not None else ""))
+        parts.append(f"pred {_class(graph, 'predicted')}" + (f" (p={conf:.2f})" if conf is not None else ""))
     if g.get("label") is not None:
-        parts.append(f"gold {g['label']}")
+        parts.append(f"gold {_class(graph, 'label')}")
     parts.append(f"τ={g.get('threshold')} root={g.get('root_mode')}")
     return "  ".join(parts)
 
 
+#: above this many tokens the picture places only the tree's tokens (in sentence order) instead of
+#: one column per token, so long inputs stay readable at a bounded width
+COMPACT_ABOVE = 24
+MAX_WIDTH_IN = 16.0
+
+
+def _layout(graph, tokens):
+    """x position per node (and per sentence token when drawn), column width in inches, compact flag."""
+    n = len(tokens)
+    compact = n > COMPACT_ABOVE
+    if compact:
+        order = sorted(graph.nodes)
+        xs = {node: float(k) for k, node in enumerate(order)}
+        columns = max(1, len(order))
+    else:
+        xs = {node: float(node) for node in graph.nodes}
+        columns = max(1, n)
+    longest = max((len(str(d.get("token", node))) for node, d in graph.nodes(data=True)), default=4)
+    column_in = min(max(0.62, 0.085 * longest + 0.25), MAX_WIDTH_IN / columns) if columns else 0.7
+    return xs, columns, column_in, compact
+
+
+def _route(start, end, obstacles, scale, clearance):
+    """The arc3 curvature (``rad``) and control point (inches) of the candidate curve that crosses the
+    fewest obstacle boxes (ties: the straightest): straight first, then growing bends to either side."""
+    (x1, y1), (x2, y2) = start, end
+    sx, sy = scale
+    a = (x1 * sx, y1 * sy)
+    b = (x2 * sx, y2 * sy)
+    best = None
+    for rad in (0.0, 0.2, -0.2, 0.35, -0.35, 0.5, -0.5):
+        # matplotlib's arc3: control point = midpoint + rad * (dy, -dx), in display (here: inch) units
+        c = ((a[0] + b[0]) / 2 + rad * (b[1] - a[1]), (a[1] + b[1]) / 2 - rad * (b[0] - a[0]))
+        hits = 0
+        for ox, oy, half_w, half_h in obstacles:
+            for t in (k / 24 for k in range(2, 23)):
+                px = (1 - t) ** 2 * a[0] + 2 * (1 - t) * t * c[0] + t ** 2 * b[0]
+                py = (1 - t) ** 2 * a[1] + 2 * (1 - t) * t * c[1] + t ** 2 * b[1]
+                if abs(px - ox * sx) < half_w + clearance and abs(py - oy * sy) < half_h + clearance:
+                    hits += 1
+                    break
+        if best is None or hits < best[0]:
+            best = (hits, rad, c)
+        if hits == 0:
+            break
+    return best[1], best[2]
+
+
 def draw(graph, path: str, fmt: str | None = None, dpi: int = 120) -> str:
-    """PNG or SVG picture: x = token position, y = layer; edge colour and width = normalised score."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """PNG or SVG picture: x = token position (or, for long inputs, the tree's tokens in sentence order),
+    y = layer where the token joined the tree. Tokens sit in boxes sized to their text; arrows go from
+    query to key, bent around boxes they would otherwise cross, with width and colour by the normalised
+    score (colour bar); the score is written on each arrow. At most 16 inches wide."""
+    import textwrap
+
     from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch
 
     fmt = fmt or os.path.splitext(path)[1].lstrip(".").lower()
     tokens = all_tokens(graph)
     n = len(tokens)
     top = int(graph.graph.get("top_layer", 0)) + 1
-    fig = Figure(figsize=(min(40.0, max(8.0, 0.7 * n + 2.0)), min(16.0, 2.0 + 0.45 * (top + 2))))
+    xs, columns, column_in, compact = _layout(graph, tokens)
+    row_in = 0.75
+    width = min(MAX_WIDTH_IN, max(6.5, columns * column_in + 2.2))
+    bottom_in = 0.3 if compact else 0.25 + 0.07 * max((len(t) for t in tokens), default=4)
+    title = textwrap.fill(_title(graph), width=int(width * 11))
+    title_in = 0.2 * (title.count("\n") + 1) + 0.55  # the title plus headroom for arcs bending upwards
+    height = (top + 1) * row_in + bottom_in + title_in + 0.4
+    fig = Figure(figsize=(width, height))
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    ax = fig.add_axes((1.1 / width, (bottom_in + 0.25) / height, 1 - 1.9 / width,
+                       1 - (bottom_in + 0.25 + title_in) / height))
+    x_low, x_high = -0.6, columns - 0.4
+    y_low, y_high = -0.6, top + 0.6
+    ax.set_xlim(x_low, x_high)
+    ax.set_ylim(y_low, y_high)
+    box = ax.get_position()
+    scale = (width * box.width / (x_high - x_low), height * box.height / (y_high - y_low))  # inches per unit
+    font = 8 if column_in >= 0.55 else 7
+    label = {node: str(d.get("token", node)) for node, d in graph.nodes(data=True)}
+    half = {node: ((0.045 * len(label[node]) + 0.12) * font / 8, 0.13) for node in graph.nodes}  # inches
+    pos = {node: (xs[node], float(d.get("layer", 0))) for node, d in graph.nodes(data=True)}
+    by_row: dict = {}
+    for node in sorted(graph.nodes, key=lambda k: xs[k]):
+        by_row.setdefault(pos[node][1], []).append(node)
+    for row in by_row.values():  # boxes that would overlap their left neighbour move up by a third of a row
+        for left, right in zip(row, row[1:]):
+            gap = (xs[right] - xs[left]) * scale[0]
+            if gap < half[left][0] + half[right][0] + 0.04 and pos[left][1] == int(pos[left][1]):
+                pos[right] = (pos[right][0], pos[right][1] + 0.33)
     cmap = colormaps["Blues"]
     scores = [float(d.get("score", 0.0)) for _, _, d in graph.edges(data=True)]
-    high = max(scores, default=1.0)
     low = float(graph.graph.get("threshold", 0.0))
-    span = max(high - low, 1e-9)
-    pos = {node: (node, int(d.get("layer", 0))) for node, d in graph.nodes(data=True)}
+    high = max(scores + [low + 1e-6])
+    norm = Normalize(vmin=low, vmax=high)
     for i, j, d in graph.edges(data=True):
-        strength = min(1.0, max(0.0, (float(d.get("score", 0.0)) - low) / span))
-        same_row = pos[i][1] == pos[j][1]
-        ax.add_patch(FancyArrowPatch(pos[i], pos[j], arrowstyle="-|>", mutation_scale=12,
-                                     color=cmap(0.45 + 0.55 * strength), lw=1.0 + 2.0 * strength,
-                                     shrinkA=11, shrinkB=11, zorder=1,
-                                     connectionstyle="arc3,rad=0.35" if same_row else "arc3,rad=0.0"))
-        mx, my = (pos[i][0] + pos[j][0]) / 2, (pos[i][1] + pos[j][1]) / 2 + (0.22 if same_row else 0)
-        ax.text(mx, my, f"{d.get('score', 0):.2f}", fontsize=6, color="#555", ha="center", va="center", zorder=3)
+        score = float(d.get("score", 0.0))
+        strength = min(1.0, max(0.0, norm(score)))
+        obstacles = [(pos[k][0], pos[k][1], half[k][0], half[k][1]) for k in graph.nodes if k not in (i, j)]
+        rad, control = _route(pos[i], pos[j], obstacles, scale, 0.04)
+        colour = cmap(0.45 + 0.55 * strength)
+        ax.add_patch(FancyArrowPatch(pos[i], pos[j], arrowstyle="-|>", mutation_scale=11, color=colour,
+                                     lw=1.0 + 2.2 * strength, shrinkA=11, shrinkB=11, zorder=1, clip_on=False,
+                                     connectionstyle=f"arc3,rad={rad}"))
+        # the label sits on the curve's midpoint (the quadratic Bezier at t = 1/2)
+        (ax0, ay0), (bx0, by0) = pos[i], pos[j]
+        mx = (0.25 * ax0 * scale[0] + 0.5 * control[0] + 0.25 * bx0 * scale[0]) / scale[0]
+        my = (0.25 * ay0 * scale[1] + 0.5 * control[1] + 0.25 * by0 * scale[1]) / scale[1]
+        ax.text(mx, my, f"{score:.2f}", fontsize=7, color="#234", ha="center", va="center", zorder=3,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     for node, d in graph.nodes(data=True):
         x, y = pos[node]
-        color = "#f6c85f" if d.get("is_root") else ("#cfd8e3" if d.get("is_special") else "#9ecae1")
-        ax.scatter([x], [y], s=420, c=color, edgecolors="#234", linewidths=0.8, zorder=2)
-        ax.text(x, y, str(d.get("token", node)), fontsize=8, ha="center", va="center", zorder=4)
-    for x, token in enumerate(tokens):  # the whole sentence along the bottom, tree tokens in bold
-        ax.text(x, -0.9, token, fontsize=8, rotation=60, ha="right", va="top",
-                color="#111" if x in graph else "#999", fontweight="bold" if x in graph else "normal")
-    ax.set_xlim(-0.8, n - 0.2)
-    ax.set_ylim(-1.0, top + 0.6)
+        colour = "#f6c85f" if d.get("is_root") else ("#e4e7eb" if d.get("is_special") else "#dbe9f6")
+        ax.text(x, y, label[node], fontsize=font, ha="center", va="center", zorder=4,
+                bbox=dict(boxstyle="round,pad=0.35", fc=colour, ec="#234", lw=0.8))
+    if not compact:
+        for x, token in enumerate(tokens):  # the whole sentence along the bottom, tree tokens in bold
+            ax.text(x, y_low - 0.05, token, fontsize=7.5, rotation=50, ha="right", va="top", rotation_mode="anchor",
+                    color="#111" if x in graph else "#888", fontweight="bold" if x in graph else "normal")
+    else:
+        ax.text(x_low, y_low - 0.1, f"{n} tokens; only the {graph.number_of_nodes()} tokens of the tree are placed, "
+                                    "in sentence order", fontsize=7.5, color="#555", va="top")
     ax.set_yticks(range(0, top + 1))
-    ax.set_yticklabels([f"layer {l}" for l in range(top)] + ["root"])
+    ax.set_yticklabels([f"layer {l}" for l in range(top)] + ["root"], fontsize=8)
     ax.set_xticks([])
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
-    ax.set_title(_title(graph), fontsize=9)
-    fig.tight_layout()
+    fig.text(1.1 / width, 1 - 0.12 / height, title, fontsize=9, ha="left", va="top")
+    if scores:
+        cax = fig.add_axes((1 - 0.62 / width, box.y0, 0.1 / width, box.height))
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax)
+        bar.set_label("normalised score", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
     with atomic_path(path, suffix="." + fmt) as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi)
     return path
@@ -182,11 +285,11 @@ svg text{{font-size:12px;pointer-events:none}} .node rect{{fill:#dbe9f6;stroke:#
 .node.root rect{{fill:#f6c85f}} .node.special rect{{fill:#e4e7eb}} .edge{{fill:none;stroke-opacity:.85}}
 .dim{{opacity:.15}} .hl rect{{stroke:#d62728;stroke-width:2.5}} .edge.hl{{stroke:#d62728!important}}
 .word{{fill:#999}} .word.in{{fill:#111;font-weight:bold}} #info{{font-size:.9em;min-height:1.4em;color:#333}}
-table{{border-collapse:collapse;font-size:.85em;margin-top:.8em}} td,th{{border:1px solid #ccc;padding:2px 6px}}
+table{{border-collapse:collapse;font-size:.85em;margin-top:.8em}} .scroll{{overflow-x:auto;max-width:100%}} td,th{{border:1px solid #ccc;padding:2px 6px}}
 </style></head><body>
 <h1>Attribution tree</h1><div class="meta">{meta}</div>
 <div id="info">Click a token to highlight its path from the root and its subtree; click the background to reset.</div>
-{svg}
+<div class="scroll">{svg}</div>
 <table><tr><th>#</th><th>layer</th><th>from (query)</th><th>to (key)</th><th>score</th><th>|i-j|</th></tr>{rows}</table>
 <script type="application/json" id="tree-data">{data}</script>
 <script>
@@ -272,6 +375,38 @@ def to_html(graph) -> str:
 
 def write_html(graph, path: str) -> str:
     return write_text(path, to_html(graph))
+
+
+class TreeView:
+    """A tree for Jupyter: ``_repr_html_`` is the interactive page of ``to_html`` in an ``<iframe srcdoc>``
+    (its ids, styles and script stay separate from the notebook's; no server needed). ``show()``
+    displays it, or writes a temporary page outside IPython."""
+
+    def __init__(self, graph, height: int | None = None):
+        self.graph = graph
+        top = int(graph.graph.get("top_layer", 0)) + 1
+        self.height = height or 260 + 70 * (top + 1) + 24 * graph.number_of_edges()
+
+    def to_html(self, path: str | None = None) -> str:
+        page = to_html(self.graph)
+        if path is not None:
+            write_text(path, page)
+        return page
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(to_html(self.graph), quote=True)}" '
+                f'style="width:100%;height:{self.height}px;border:1px solid #ddd" '
+                'title="attribution tree"></iframe>')
+
+    def show(self):
+        from ..types import _show
+
+        return _show(self)
+
+
+def view(graph, height: int | None = None) -> TreeView:
+    """``view(tree)`` in a notebook cell shows the interactive tree (see ``TreeView``)."""
+    return TreeView(graph, height)
 
 
 WRITERS = {"graphml": write_graphml, "json": write_node_link, "dot": write_dot,

@@ -1,0 +1,187 @@
+"""HTML views of attributions: the token heat-map (any kind), the interactive layer/head view of the
+``(n × n)`` maps (``matrix`` and ``layer_matrix`` kinds), a whole view per attribution, and a summary
+table for a list. The same fragments serve files (``attribution_page``), reports and Jupyter
+(``Attribution._repr_html_``)."""
+from __future__ import annotations
+
+import json
+import math
+
+from .colors import scale_for
+from .format import class_name, fmt_number, truncate
+from .page import Report, environment, markup, new_id
+
+#: above this many numbers the per-head maps are summed over heads before embedding (file size)
+MAX_MATRIX_VALUES = 3_000_000
+
+
+def is_signed(attribution) -> bool:
+    """Whether the attribution's scores carry a direction: the method's declaration recorded by the
+    engine (``params["_signed"]``), else the data (any negative score)."""
+    declared = (attribution.params or {}).get("_signed")
+    if declared is not None:
+        return bool(declared)
+    return bool(float(attribution.scores.min()) < 0)
+
+
+def _segments(attribution) -> list[tuple[str | None, list[int]]]:
+    """Token positions per line: one line for a single text, two (A and B) for a pair."""
+    n = attribution.n_tokens
+    positions = list(range(n))
+    if not attribution.text_pair:
+        return [(None, positions)]
+    seg = attribution.segment_ids or []
+    if seg and any(s == 1 for s in seg) and len(seg) == n:
+        first = [i for i in positions if seg[i] == 0]
+        second = [i for i in positions if seg[i] != 0]
+        return [("A", first), ("B", second)]
+    special = attribution.special_tokens_mask or [0] * n
+    # without segment ids: the first run of content tokens (and the specials around it) is A
+    i = 0
+    while i < n and special[i]:
+        i += 1
+    while i < n and not special[i]:
+        i += 1
+    while i < n and special[i]:
+        i += 1
+    return [("A", positions[:i]), ("B", positions[i:])]
+
+
+def token_heatmap(tokens, scores, special_mask=None, signed: bool = True, lines=None, header: str | None = None,
+                  show_legend: bool = True) -> str:
+    """Tokens coloured by their score; ``lines``: ``[(label, [positions])]`` (pairs: two lines).
+    Special tokens are drawn dashed and left out of the colour scale (they often dominate)."""
+    scores = [float(s) for s in scores]
+    special = list(special_mask or [0] * len(tokens))
+    content = [s for s, m in zip(scores, special) if not m] or scores
+    scale = scale_for(content, signed)
+    lines = lines or [(None, list(range(len(tokens))))]
+    rendered = []
+    for label, positions in lines:
+        items = []
+        for i in positions:
+            s = scores[i]
+            items.append({"text": tokens[i], "special": bool(special[i]), "bg": scale.colour(s),
+                          "fg": scale.text_colour(s), "title": f"{tokens[i]} (position {i}): {s:.4g}"})
+        rendered.append({"label": label, "tokens": items})
+    return environment().get_template("heatmap.html.j2").render(
+        lines=rendered, scale=scale, header=header, show_legend=show_legend, has_special=any(special))
+
+
+def _header(attribution) -> str:
+    names = getattr(attribution, "label_names", None) or []
+    parts = [f"method {attribution.method}"]
+    if attribution.target is not None:
+        parts.append(f"explains {class_name(attribution.target, names)}")
+    probs = attribution.probs or []
+    p = probs[attribution.predicted] if 0 <= attribution.predicted < len(probs) else None
+    parts.append(f"predicted {class_name(attribution.predicted, names)}" + (f", p = {p:.3f}" if p is not None else ""))
+    if attribution.label is not None:
+        parts.append(f"gold {class_name(attribution.label, names)}")
+    return " · ".join(parts)
+
+
+def attribution_heatmap(attribution, header: bool = True, show_legend: bool = True) -> str:
+    """The token heat-map fragment of one ``Attribution`` (``token_scores()``; pairs on two lines)."""
+    return token_heatmap(attribution.tokens, attribution.token_scores().tolist(), attribution.special_tokens_mask,
+                         is_signed(attribution), _segments(attribution), _header(attribution) if header else None,
+                         show_legend)
+
+
+def matrix_view(attribution) -> str:
+    """Interactive view of the ``(n × n)`` maps: a layer (or the sum of layers) and, for ``matrix``
+    payloads, a head (or the sum of heads). Self-contained: the numbers are embedded as JSON and
+    drawn as SVG by a few lines of inline JavaScript (no library, no network)."""
+    if attribution.kind == "tokens":
+        raise ValueError("a 'tokens' attribution has no token × token maps")
+    scores = attribution.scores.detach().float().cpu()
+    note = None
+    if attribution.kind == "matrix":
+        L, H, n = scores.shape[0], scores.shape[1], scores.shape[-1]
+        if scores.numel() > MAX_MATRIX_VALUES:
+            scores, H, note = scores.sum(1), 0, "heads summed before embedding (too large for a per-head view)"
+    else:
+        L, H, n = scores.shape[0], 0, scores.shape[-1]
+    flat = scores.reshape(-1).tolist()
+    signed = is_signed(attribution)
+    scale = scale_for([0.0, 1.0], signed)
+    longest = max((len(t) for t in attribution.tokens), default=4)
+    payload = {"n": n, "layers": L, "heads": H, "signed": signed, "tokens": attribution.tokens,
+               "special": [int(m) for m in (attribution.special_tokens_mask or [0] * n)],
+               "colours": scale.colours, "pad": min(140, 14 + 7 * longest),
+               "scores": "@@SCORES@@"}
+    text = json.dumps(payload).replace("</", "<\\/")
+    numbers = ",".join("0" if (v != v or math.isinf(v)) else f"{v:.4g}" for v in flat)
+    text = text.replace('"@@SCORES@@"', "[" + numbers + "]")
+    fragment = environment().get_template("matrix.html.j2").render(
+        mid=new_id("mx"), layers=L, heads=H, default_layer=L - 1, payload=markup(text))
+    if note:
+        fragment = f'<p class="muted">{note}</p>' + fragment
+    return fragment
+
+
+def attribution_report(attribution, title: str | None = None) -> Report:
+    """A report for one attribution: the token heat-map and, for matrix kinds, the layer/head view."""
+    text = attribution.text or ""
+    if attribution.text_pair:
+        text = f"A: {truncate(text, 120)}   B: {truncate(attribution.text_pair, 120)}"
+    report = Report(title or f"{attribution.method} attribution", truncate(text, 260) or None)
+    section = report.section("Token scores", _token_intro(attribution))
+    section.html(attribution_heatmap(attribution))
+    if attribution.kind != "tokens":
+        what = "per layer and head" if attribution.kind == "matrix" else "per layer"
+        report.section(f"Token × token maps ({what})",
+                       "Pick a layer (or the sum over layers)" + (" and a head (or the sum over heads)"
+                                                                  if attribution.kind == "matrix" else "")
+                       + ". Row i, column j: how much the query token i draws from the key token j."
+                       ).html(matrix_view(attribution))
+    return report
+
+
+def _token_intro(attribution) -> str:
+    how = {"tokens": "the method's own per-token scores",
+           "layer_matrix": "what the classification position draws from each token in the last layer",
+           "matrix": "the total attribution flowing out of each token (layers, heads and query rows summed)"}
+    return f"One score per token: {how[attribution.kind]}."
+
+
+def attribution_html(attribution) -> str:
+    """Notebook fragment of one attribution (same templates as the files)."""
+    return attribution_report(attribution)._repr_html_()
+
+
+def attribution_page(attribution, title: str | None = None) -> str:
+    """A whole self-contained page for one attribution (``attrtools attribute --html``)."""
+    return attribution_report(attribution, title).to_html()
+
+
+def summary_report(attributions, title: str = "Attributions") -> Report:
+    """A list of attributions as one table: text, prediction, top tokens and a small heat-map per row."""
+    from .page import Table
+
+    attributions = list(attributions)
+    report = Report(title, f"{len(attributions)} attribution(s); each heat-map is scaled by its own row "
+                           "(special tokens left out); hover a token for its score.")
+    rows = []
+    for index, a in enumerate(attributions):
+        names = getattr(a, "label_names", None) or []
+        scores = a.token_scores().tolist()
+        special = a.special_tokens_mask or [0] * len(scores)
+        ranked = sorted((i for i in range(len(scores)) if not special[i]), key=lambda i: -scores[i])[:3]
+        p = a.probs[a.predicted] if a.probs and 0 <= a.predicted < len(a.probs) else None
+        rows.append([a.example_id if a.example_id is not None else str(index), a.method,
+                     class_name(a.predicted, names) + (f" ({fmt_number(p)})" if p is not None else ""),
+                     class_name(a.label, names) if a.label is not None else "–",
+                     ", ".join(a.tokens[i] for i in ranked), _range(a, scores, special),
+                     markup(attribution_heatmap(a, header=False, show_legend=False))])
+    report.section("Summary", "Colour range: the row's own scale; signed methods use blue (lowers the "
+                              "explained score) – white (0) – red (raises it), unsigned ones white (0) to orange."
+                   ).add(Table(["example", "method", "predicted (p)", "gold", "top tokens", "colour range", "tokens"],
+                               rows))
+    return report
+
+
+def _range(attribution, scores, special) -> str:
+    content = [s for s, m in zip(scores, special) if not m] or scores
+    scale = scale_for(content, is_signed(attribution))
+    return f"±{scale.vmax:.3g} (signed)" if scale.signed else f"0 – {scale.vmax:.3g} (unsigned)"
