@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 
-class UnsupportedModelError(ValueError):
-    """The model's architecture is not in the adapter table."""
+from .errors import UnsupportedModelError  # noqa: F401  (re-exported: the old import path)
 
 
 @dataclass(frozen=True)

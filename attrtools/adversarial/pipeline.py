@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 
 
-class AuditError(ValueError):
+from ..errors import UsageError
+
+
+class AuditError(UsageError):
     """An audit that cannot run as asked (no trigger source, no pattern above the threshold, ...)."""
 
 

@@ -60,7 +60,10 @@ yourself yourselves s t d ll m o re ve y
 """.split())
 
 
-class TextAttackUnavailable(ImportError):
+from ..errors import MissingDependencyError
+
+
+class TextAttackUnavailable(MissingDependencyError):
     """TextAttack (the ``attack`` extra) is not installed or cannot be imported."""
 
 

@@ -175,64 +175,6 @@ def words_for_positions(positions, word_ids, segments, word_texts) -> list[Trigg
     return out
 
 
-def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int | None = None):
-    """``(word_ids, segments, word_texts)`` for the tokenization the engine uses (pass the engine's
-    ``max_length``, attrtools' one truncation rule).
-
-    Uses the fast tokenizer's word ids and character offsets; falls back on merging ``##`` word
-    pieces for slow tokenizers."""
-    enc = tokenizer(text, text_pair, truncation=max_length is not None, max_length=max_length,
-                    return_offsets_mapping=True, return_special_tokens_mask=True)
-    try:
-        word_ids = enc.word_ids()
-        seq_ids = enc.sequence_ids()
-    except (ValueError, AttributeError):
-        return _merge_wordpieces(tokenizer.convert_ids_to_tokens(enc["input_ids"]), enc["special_tokens_mask"],
-                                 enc.get("token_type_ids"))
-    sources = [text, text_pair]
-    word_ids = [None if m else w for w, m in zip(word_ids, enc["special_tokens_mask"])]
-    segments = [s if s is not None else 0 for s in seq_ids]
-    spans: dict[tuple[int, int], list[int]] = {}
-    for t, (w, s) in enumerate(zip(word_ids, segments)):
-        if w is None:
-            continue
-        start, end = enc["offset_mapping"][t]
-        span = spans.setdefault((s, w), [start, end])
-        span[0], span[1] = min(span[0], start), max(span[1], end)
-    texts = {key: sources[key[0]][a:b] for key, (a, b) in spans.items()}
-    # Renumber words densely per segment (truncation or tokenizers may leave gaps).
-    dense: dict[tuple[int, int], int] = {}
-    for s, w in sorted(spans):
-        dense[(s, w)] = sum(1 for key in dense if key[0] == s)
-    word_ids = [None if w is None else dense[(s, w)] for w, s in zip(word_ids, segments)]
-    texts = {(s, dense[(s, w)]): v for (s, w), v in texts.items()}
-    return word_ids, segments, texts
-
-
-def _merge_wordpieces(tokens, special_mask, token_type_ids=None):
-    word_ids, segments, texts = [], [], {}
-    segment, count = 0, {}
-    for t, tok in enumerate(tokens):
-        if special_mask[t]:
-            word_ids.append(None)
-            segments.append(segment)
-            if t > 0 and token_type_ids is None and t < len(tokens) - 1:
-                segment = 1
-            continue
-        if token_type_ids is not None:
-            segment = token_type_ids[t]
-        if tok.startswith("##") and word_ids and word_ids[-1] is not None:
-            w = word_ids[-1]
-            texts[(segment, w)] += tok[2:]
-        else:
-            w = count.get(segment, 0)
-            count[segment] = w + 1
-            texts[(segment, w)] = tok
-        word_ids.append(w)
-        segments.append(segment)
-    return word_ids, segments, texts
-
-
 # ------------------------------------------------------------------------------------ insertion (pure)
 def insertion_slots(n_words: int, relatives: list[float]) -> list[int]:
     """0-based slots of the inserted words in the enlarged segment of ``n_words + k`` words.
@@ -382,16 +324,15 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
         scanned += len(part)
     correct = correct[:num_examples]
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length, progress=progress)
-    attributions = engine.attribute(correct, "attattr", target="pred", steps=steps)
+    encoded = engine.encode_all(correct)  # one tokenization: the attributions and the word alignment share it
+    attributions = engine.attribute(encoded, "attattr", target="pred", steps=steps)
     patterns = []
-    for e, att in zip(correct, attributions):
+    for enc, att in zip(encoded, attributions):
+        e = enc.example
         p = pattern_from_matrix(att.scores, att.tokens, att.special_tokens_mask, target=att.predicted,
                                 label=e.label, example_id=e.id, top2_ratio=top2_ratio, use_all=use_all,
                                 text=e.text, text_pair=e.text_pair)
-        word_ids, segments, texts = word_alignment(tokenizer, e.text, e.text_pair, engine.max_length)
-        if len(word_ids) != len(att.tokens):
-            raise RuntimeError("tokenization differs between the engine and the word alignment")
-        p.words = words_for_positions(p.positions, word_ids, segments, texts)
+        p.words = words_for_positions(p.positions, enc.word_ids, enc.segments, enc.words)
         patterns.append(p)
     ranked = rank_patterns(patterns, pattern_threshold)
     stats = {"scanned": scanned, "correct_used": len(correct), "patterns": len(patterns),

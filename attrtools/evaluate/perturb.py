@@ -166,29 +166,25 @@ class Predictor:
 
     @classmethod
     def for_model(cls, model, tokenizer, use_token_types: bool, **kwargs) -> "Predictor":
+        """A predictor running ``model`` on batches collated by ``attrtools.engine.collate``."""
         import torch
 
+        from ..engine import collate
         from ..models import model_device
 
         device = model_device(model)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
         def forward(seqs):
-            n = max(len(ids) for ids, _ in seqs)
-            ids = torch.full((len(seqs), n), pad, dtype=torch.long)
-            mask = torch.zeros((len(seqs), n), dtype=torch.long)
-            types = torch.zeros((len(seqs), n), dtype=torch.long)
-            for row, (i, t) in enumerate(seqs):
-                ids[row, : len(i)] = torch.tensor(i, dtype=torch.long)
-                mask[row, : len(i)] = 1
-                types[row, : len(t)] = torch.tensor(t, dtype=torch.long)
-            inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-            if use_token_types:
-                inputs["token_type_ids"] = types.to(device)
+            inputs = collate(seqs, tokenizer.pad_token_id, device, use_token_types)
             with torch.inference_mode():
                 return torch.softmax(model(**inputs).logits.float(), -1).cpu()
 
         return cls(forward, **kwargs)
+
+    @classmethod
+    def for_engine(cls, engine, **kwargs) -> "Predictor":
+        """``for_model`` with the engine's model, tokenizer and token-type rule."""
+        return cls.for_model(engine.model, engine.tokenizer, engine.uses_token_types, **kwargs)
 
     def __call__(self, sequences) -> list:
         self.run(sequences)
@@ -224,27 +220,23 @@ class Predictor:
                               {"kind": "forwards", "model": model_fingerprint, "sequences": len(group)})
 
     def run(self, sequences) -> None:
-        todo = sorted({s for s in sequences if s not in self.memo}, key=lambda s: len(s[0]))
+        """Evaluate the sequences not memoised yet, in the engine's batch plan (length-sorted, at
+        most ``max_batch`` sequences and ``batch_tokens`` padded tokens per batch)."""
+        from ..engine import plan_batches
+
+        todo = list(dict.fromkeys(s for s in sequences if s not in self.memo))
         bar = None
         if self.progress and todo:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(todo), desc="perturbed forwards", unit="seq", leave=False)
-        start = 0
-        while start < len(todo):
-            longest = len(todo[start][0])
-            stop = start + 1
-            while stop < len(todo) and stop - start < self.max_batch and \
-                    (stop - start + 1) * max(longest, len(todo[stop][0])) <= self.batch_tokens:
-                longest = max(longest, len(todo[stop][0]))
-                stop += 1
-            chunk = todo[start:stop]
+        for planned in plan_batches([len(s[0]) for s in todo], self.max_batch, max_tokens=self.batch_tokens):
+            chunk = [todo[i] for i in planned.members]
             probs = self.forward(chunk)
             for seq, p in zip(chunk, probs):
                 self.memo[seq] = [float(v) for v in p]
             self.evaluated += len(chunk)
             if bar is not None:
                 bar.update(len(chunk))
-            start = stop
         if bar is not None:
             bar.close()

@@ -92,10 +92,9 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
         raise ValueError("no examples to evaluate" + (f" ({len(examples.skipped)} row(s) without content skipped)"
                                                       if examples.skipped else ""))
     engine = engine or Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
-    use_types = getattr(engine, "_uses_token_types", True)
-    predictor = Predictor.for_model(model, tokenizer, use_types, progress=bool(engine.progress))
+    predictor = Predictor.for_engine(engine, progress=bool(engine.progress))
 
-    encoded = [engine.encode(e) for e in examples]
+    encoded = engine.encode_all(examples)
     clean = [(tuple(e.input_ids), tuple(e.token_type_ids or [0] * e.length)) for e in encoded]
     store = getattr(engine, "cache", None)
     store = store if store is not None and hasattr(store, "get") and hasattr(store, "put") else None
@@ -114,7 +113,7 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     if reference and reference in available:
         say(f"reference for Spearman: {reference}")
         try:
-            refs = engine.attribute(examples, reference, target="pred", **method_params.get(reference, {}))
+            refs = engine.attribute(encoded, reference, target="pred", **method_params.get(reference, {}))
             reference_scores = [r.token_scores().float().tolist() for r in refs]
         except Exception as err:  # noqa: BLE001 - reported, not fatal
             notes.append(f"reference {reference} failed ({type(err).__name__}: {err}): no Spearman column")
@@ -148,7 +147,7 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
             hits_before = engine.stats["hits"]
             start = time.perf_counter()
             try:
-                attrs = engine.attribute(subset, name, target="pred", **result.params)
+                attrs = engine.attribute(encoded[: len(subset)], name, target="pred", **result.params)
                 token_lists = [a.token_scores().float().tolist() for a in attrs]
             except Exception as err:  # noqa: BLE001 - a method failing on this model is a table row, not a crash
                 result.status, result.reason = "skipped", f"{type(err).__name__}: {err}"

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import torch
 
+from ..errors import UnsupportedArchitecture  # noqa: F401  (re-exported: the old import path)
 from ..models import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
 
 
@@ -184,10 +185,6 @@ class Method:
         return {"name": self.name, "title": self.title, "paper": self.paper, "kind": self.kind,
                 "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant,
                 "schema": {name: spec.describe() for name, spec in self.schema.items()}}
-
-
-class UnsupportedArchitecture(ValueError):
-    """A method that cannot run on this model's architecture (raised by ``Method.check_model``)."""
 
 
 def require_post_ln(model, method: str) -> None:
