@@ -1,24 +1,25 @@
 """The errors attrtools raises on purpose, under one base class.
 
 Every error that means "this cannot be done as asked" derives from :class:`AttrtoolsError`; the
-command line prints those as one line and exits with their ``exit_code`` (2: the request was wrong,
-1: something at run time refused), while any other exception is a bug and keeps its traceback
-(see ``docs/architecture.md``, "Errors").
+command line prints those as one line and exits with their ``exit_code`` (2: the request itself is
+malformed, as click does for bad options; 1: the request was well formed but what it names cannot
+be used: a missing file, an unsupported model, an unreadable cache), while any other exception is a
+bug and keeps its traceback (see ``docs/architecture.md``, "Errors").
 
 The concrete classes also derive from the built-in exception they used to be (``ValueError``,
 ``RuntimeError``, ``ImportError``), so code written against the older classes keeps working.
 
 Hierarchy::
 
-    AttrtoolsError
-    ├── UsageError (exit 2)          the request itself is wrong
-    │   ├── ParameterError           a bad option or method parameter value
-    │   ├── InputDataError           a dataset, file, column or row that cannot be used
-    │   └── UnsupportedModelError    an architecture attrtools (or one method) cannot handle
-    │       └── UnsupportedArchitecture  (a method refusing a model; old name kept)
-    ├── CacheError (exit 1)          the attribution cache cannot be opened, read or written
-    ├── CaptureError (exit 1)        attention capture is not installed or did not run
-    └── MissingDependencyError (exit 1)  an optional extra (textattack, ...) is not installed
+    AttrtoolsError (exit 1)
+    ├── UsageError (exit 2)          the request itself is malformed
+    │   └── ParameterError           a bad option or method parameter value
+    ├── InputDataError               a dataset, file, column or row that cannot be used
+    ├── UnsupportedModelError        an architecture attrtools (or one method) cannot handle
+    │   └── UnsupportedArchitecture  (a method refusing a model; old name kept)
+    ├── CacheError                   the attribution cache cannot be opened, read or written
+    ├── CaptureError                 attention capture is not installed or did not run
+    └── MissingDependencyError       an optional extra (textattack, ...) is not installed
 
 This module imports nothing, so any layer may raise these types.
 """
@@ -35,7 +36,7 @@ class AttrtoolsError(Exception):
 
 
 class UsageError(AttrtoolsError, ValueError):
-    """The request is wrong (an option, a parameter, an input, a model choice): exit code 2."""
+    """The request itself is malformed (an option or parameter value that cannot be right): exit code 2."""
 
     exit_code = 2
 
@@ -44,11 +45,11 @@ class ParameterError(UsageError):
     """A parameter value that cannot be used (unknown method parameter, out-of-range target, ...)."""
 
 
-class InputDataError(UsageError):
+class InputDataError(AttrtoolsError, ValueError):
     """A dataset, file, column or row that cannot be used, with a message saying why."""
 
 
-class UnsupportedModelError(UsageError):
+class UnsupportedModelError(AttrtoolsError, ValueError):
     """A model whose architecture attrtools cannot capture, or that a method does not apply to."""
 
 

@@ -98,7 +98,8 @@ def test_errors_keep_their_old_types():
                      (AuditError, ValueError), (TextAttackUnavailable, ImportError),
                      (CaptureNotInstalledError, RuntimeError)]:
         assert issubclass(cls, errors.AttrtoolsError) and issubclass(cls, old)
-    assert errors.exit_code_for(DataError("x")) == 2 and errors.exit_code_for(errors.CacheError("x")) == 1
+    assert errors.exit_code_for(errors.ParameterError("x")) == 2 and errors.exit_code_for(DataError("x")) == 1
+    assert errors.exit_code_for(errors.CacheError("x")) == 1
     assert errors.exit_code_for(ValueError("x")) is None
     assert issubclass(UnsupportedArchitecture, UnsupportedModelError)
     with pytest.raises(errors.ParameterError):
