@@ -13,7 +13,8 @@ Hierarchy::
 
     AttrtoolsError (exit 1)
     ├── UsageError (exit 2)          the request itself is malformed
-    │   └── ParameterError           a bad option or method parameter value
+    │   └── ParameterError           a bad option or method parameter (also a TypeError)
+    │       └── UnknownMethodError     a method name that is not registered (also a KeyError)
     ├── InputDataError               a dataset, file, column or row that cannot be used
     ├── UnsupportedModelError        an architecture attrtools (or one method) cannot handle
     │   └── UnsupportedArchitecture  (a method refusing a model; old name kept)
@@ -25,7 +26,7 @@ This module imports nothing, so any layer may raise these types.
 """
 from __future__ import annotations
 
-__all__ = ["AttrtoolsError", "UsageError", "ParameterError", "InputDataError", "UnsupportedModelError",
+__all__ = ["AttrtoolsError", "UsageError", "ParameterError", "UnknownMethodError", "InputDataError", "UnsupportedModelError",
            "UnsupportedArchitecture", "CacheError", "CaptureError", "MissingDependencyError", "exit_code_for"]
 
 
@@ -41,8 +42,17 @@ class UsageError(AttrtoolsError, ValueError):
     exit_code = 2
 
 
-class ParameterError(UsageError):
-    """A parameter value that cannot be used (unknown method parameter, out-of-range target, ...)."""
+class ParameterError(UsageError, TypeError):
+    """A parameter that is unknown, of the wrong type or out of range (a method parameter, a
+    target, a tool option). One line naming the parameter; raised before anything is computed.
+    A ``TypeError`` and a ``ValueError``, so callers catching either keep working."""
+
+
+class UnknownMethodError(ParameterError, KeyError):
+    """A method name that is not registered (a ``KeyError`` too, as a registry lookup)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class InputDataError(AttrtoolsError, ValueError):

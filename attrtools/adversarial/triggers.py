@@ -33,6 +33,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
+from ..errors import InputDataError
+
 PATTERN_THRESHOLD = 0.02
 TOP2_RATIO = 0.2
 
@@ -283,7 +285,7 @@ def load_triggers(path: str) -> tuple[list[Pattern], dict]:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if data.get("format") != "attrtools.triggers/1":
-        raise ValueError(f"{path} is not an attrtools triggers.json file")
+        raise InputDataError(f"{path} is not an attrtools triggers.json file")
     return [Pattern.from_dict(d) for d in data["patterns"]], data.get("config", {})
 
 
@@ -313,7 +315,7 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
     examples = keep_content(examples)  # rows without content are skipped, with their reason in stats
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
-        raise ValueError("trigger extraction needs labelled examples (correctly classified ones are used)")
+        raise InputDataError("trigger extraction needs labelled examples (correctly classified ones are used)")
     # Scan in order, a chunk at a time, until enough are correct: the official code takes the
     # first correctly classified training examples, so a large training set need not be predicted whole.
     correct, scanned, chunk = [], 0, max(64, 2 * num_examples)

@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ..errors import ParameterError
+
 OPERATORS = ("delete", "mask", "pad")
 
 
@@ -54,7 +56,7 @@ def get_bins(preset: str) -> Bins:
     try:
         return PRESETS[preset]
     except KeyError:
-        raise ValueError(f"unknown bin preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
+        raise ParameterError(f"unknown bin preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
 
 
 def curve_grid(bins: Bins) -> tuple[float, ...]:
@@ -78,11 +80,11 @@ class Perturber:
 
     def __post_init__(self):
         if self.operator not in OPERATORS:
-            raise ValueError(f"unknown perturbation operator {self.operator!r}; choose one of {', '.join(OPERATORS)}")
+            raise ParameterError(f"unknown perturbation operator {self.operator!r}; choose one of {', '.join(OPERATORS)}")
         if self.operator == "mask" and self.mask_token_id is None:
-            raise ValueError("operator 'mask' needs a tokenizer with a mask token")
+            raise ParameterError("operator 'mask' needs a tokenizer with a mask token")
         if self.operator == "pad" and self.pad_token_id is None:
-            raise ValueError("operator 'pad' needs a tokenizer with a pad token")
+            raise ParameterError("operator 'pad' needs a tokenizer with a pad token")
 
     @classmethod
     def for_tokenizer(cls, operator: str, tokenizer) -> "Perturber":

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from ..errors import UnsupportedArchitecture  # noqa: F401  (re-exported: the old import path)
+from ..errors import ParameterError, UnsupportedArchitecture  # noqa: F401  (re-exported: the old import paths)
 from ..models import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
 
 
@@ -47,12 +47,6 @@ class Batch:
     def select(self, rows) -> dict:
         """Model inputs for the given rows (a LongTensor of row indices, repeats allowed)."""
         return {name: value[rows] for name, value in self.inputs.items()}
-
-
-class ParameterError(TypeError, ValueError):
-    """A method parameter that is unknown, of the wrong type or out of range. One line naming the
-    method and the parameter; raised before anything is computed (a ``TypeError`` and a
-    ``ValueError``, so callers catching either keep working)."""
 
 
 _NUMBER = (int, float)

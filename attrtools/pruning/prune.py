@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from .. import models
+from ..errors import InputDataError, ParameterError
 from ..models import adapter_for, get_layers, get_module
 
 PRUNED_HEADS_FILE = models.PRUNED_HEADS_FILE
@@ -66,11 +67,11 @@ def normalize_plan(plan, num_layers: int, num_heads: int) -> dict[int, list[int]
     for layer, heads in dict(plan).items():
         l = int(layer)
         if not 0 <= l < num_layers:
-            raise ValueError(f"plan names layer {l}, the model has layers 0..{num_layers - 1}")
+            raise ParameterError(f"plan names layer {l}, the model has layers 0..{num_layers - 1}")
         hs = sorted({int(h) for h in heads})
         bad = [h for h in hs if not 0 <= h < num_heads]
         if bad:
-            raise ValueError(f"plan names head(s) {bad} of layer {l}, the model has heads 0..{num_heads - 1}")
+            raise ParameterError(f"plan names head(s) {bad} of layer {l}, the model has heads 0..{num_heads - 1}")
         if hs:
             out[l] = hs
     return out
@@ -269,7 +270,7 @@ def read_plan(path: str) -> dict[int, list[int]]:
         data = json.load(f)
     plan = data.get("pruned_heads", data) if isinstance(data, dict) else data
     if not isinstance(plan, dict):
-        raise ValueError(f"{path}: expected {{layer: [heads]}}")
+        raise InputDataError(f"{path}: expected {{layer: [heads]}}")
     return {int(l): [int(h) for h in hs] for l, hs in plan.items() if hs}
 
 
@@ -298,7 +299,7 @@ def load_pruned(directory: str, device=None, dtype=None, install: bool = True):
 
     marker = os.path.join(directory, PRUNED_HEADS_FILE)
     if not os.path.exists(marker):
-        raise ValueError(f"{directory} has no {PRUNED_HEADS_FILE}: not a model saved by attrtools.save_pruned "
+        raise InputDataError(f"{directory} has no {PRUNED_HEADS_FILE}: not a model saved by attrtools.save_pruned "
                          "(load it with attrtools.load_model)")
     plan = read_plan(marker)
     from ..guard import check_model_folder, check_tokenizer
@@ -323,12 +324,12 @@ def load_pruned(directory: str, device=None, dtype=None, install: bool = True):
     missing = [k for k in missing if k not in tied]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(f"{directory}: checkpoint does not match the pruned architecture "
+        raise InputDataError(f"{directory}: checkpoint does not match the pruned architecture "
                          f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     shape_errors = [k for k in state if tuple(state[k].shape) != tuple(expected[k].shape)]
     if shape_errors:
         k = shape_errors[0]
-        raise ValueError(f"{directory}: tensor {k} has shape {tuple(state[k].shape)}, the pruned model expects "
+        raise InputDataError(f"{directory}: tensor {k} has shape {tuple(state[k].shape)}, the pruned model expects "
                          f"{tuple(expected[k].shape)} ({len(shape_errors)} mismatches)")
     model.load_state_dict(state, strict=not tied)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
