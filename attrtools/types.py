@@ -1,6 +1,6 @@
 """Core value types: an input `Example` and an `Attribution` result.
 
-`Attribution` payload kinds (DESIGN.md, "Core types"):
+`Attribution` payload kinds (docs/architecture.md):
 
 - ``matrix``: per layer, per head, token x token, shape ``(L, H, n, n)`` (AttAttr, raw attention);
 - ``layer_matrix``: per layer token x token, ``(L, n, n)`` (GlobEnc, ALTI, rollout);

@@ -1,6 +1,6 @@
 """Adversarial trigger patterns from self-attention attribution (Hao et al., AAAI 2021, §6).
 
-Protocol of the official code (``run_adver_connection.py`` + ``run_adver_evaluate.py``; METHODS.md §2.4):
+Protocol of the official code (``run_adver_connection.py`` + ``run_adver_evaluate.py``; docs/methods.md, "Adversarial triggers"):
 
 1. Take correctly classified **training** examples (official: the first 500), compute AttAttr per
    layer w.r.t. the predicted class probability (official m = 64 steps; here ``steps``, default 20).

@@ -1,4 +1,4 @@
-"""One perturbation engine for every faithfulness metric (METHODS.md §11, "Recommended harness").
+"""One perturbation engine for every faithfulness metric (docs/methods.md, "Faithfulness evaluation").
 
 - **Operators** (how a token is taken out):
   ``delete`` — the token is removed from the sequence, special tokens stay (ERASER, ferret, ALTI);

@@ -6,7 +6,7 @@ Koenigstein; CIKM 2021, arXiv 2204.11073).
 ``A^l_h`` are the post-softmax attention probabilities (query i, key j), ``y_c`` the explained
 class score. One forward pass and one backward pass; output is one non-negative score per token.
 
-No official code exists (METHODS.md §3). Conventions here, following the unofficial
+No official code exists (docs/methods.md, "Grad-SAM"). Conventions here, following the unofficial
 implementations: ReLU on the gradient only; plain means over layers, heads and **all query rows**
 of the example's real tokens (``rows="all"``, default) or only the pooling row (``rows="cls"``:
 [CLS] for encoders, the last real token for decoder classifiers); target = class **logit**

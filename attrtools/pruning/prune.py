@@ -8,7 +8,7 @@ al. 2019): the head's context is 0, so it contributes nothing to ``W_O · contex
 still added. A layer whose heads are all pruned keeps 0-row projections and a 0-column ``W_O``: its
 attention outputs ``b_O`` only, which is what masking every head gives.
 
-transformers 5 removed ``prune_heads`` and ``config.pruned_heads`` (ECOSYSTEM.md §0.1), so the
+transformers 5 removed ``prune_heads`` and ``config.pruned_heads`` (docs/architecture.md, "Pruned models"), so the
 slicing is ours, and the head-count attributes each architecture's attention module reads at
 forward time are updated here (checked against transformers 5.23):
 

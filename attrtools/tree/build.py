@@ -4,7 +4,7 @@ The paper extracts, per layer, the *salient* token-to-token dependencies of an e
 self-attention attribution and assembles them, from the top layer down, into a tree rooted at
 the top of the network: an edge ``i -> j`` at layer ``l`` means "query token ``i`` takes
 information from key token ``j`` in layer ``l``". The spec is the official code
-(YRdddream/attattr, ``examples/attribution_tree.py``), restated here and in METHODS.md §2.3.
+(YRdddream/attattr, ``examples/attribution_tree.py``), restated here and in docs/methods.md ("Attribution trees").
 
 Algorithm (``build_tree``), for one example with AttAttr scores ``Attr^l_h`` (``L`` layers):
 
