@@ -661,7 +661,6 @@ class Engine:
 
     def _build(self, enc: Encoded, impl, params, scores, target, predicted, probs, records=None) -> Attribution:
         public = {k: v for k, v in params.items()}
-        public["_pool_position"] = pool_position(self.model)
         gone = pruned_heads(self.model)
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
@@ -672,6 +671,7 @@ class Engine:
             params=public, target=target, predicted=predicted, probs=probs, label=enc.example.label,
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
             segment_ids=enc.token_type_ids or [], special_tokens_mask=enc.special_tokens_mask,
+            pool_position=pool_position(self.model),
         )
 
 

@@ -235,8 +235,7 @@ def tree_from_attribution(attribution, threshold: float = DEFAULT_THRESHOLD, roo
 
     The example's text, id, predicted/target/gold class and method parameters become graph attributes.
     """
-    pool = attribution.params.get("_pool_position", 0)
-    cls_index = pool if pool >= 0 else attribution.n_tokens + pool
+    cls_index = attribution.pool_row()
     probs = attribution.probs or []
     attributes = {
         "example_id": attribution.example_id, "text": attribution.text, "text_pair": attribution.text_pair,
