@@ -461,8 +461,26 @@ class Engine:
     # ------------------------------------------------------------------------------ main entry
     def attribute(self, examples: Iterable, method: str = "attattr", target=None,
                   batch_size: int | None = None, **params) -> list[Attribution]:
-        """One ``Attribution`` per example, in input order; cached units are not recomputed and
-        every computed batch is written to the cache before the next one starts."""
+        """One ``Attribution`` per example, in input order (see ``attrtools.attribute``).
+
+        Args:
+            examples: anything ``Example.coerce`` takes, or ``Encoded`` items from this engine
+                (no second tokenization).
+            method: a registered method name; target: None/"pred", "gold", a class index, or
+                one per example; batch_size: examples per batch (default: the engine's);
+            **params: the method's parameters (checked against its schema first).
+
+        The cache is asked first (per example and unit); the examples it lacks are planned
+        (``plan_batches``: grouped by the units they miss, length-sorted), computed batch by
+        batch, and every computed batch is written to the cache before the next one starts,
+        so a killed job loses at most the batch in flight. Out of memory: the batch halves,
+        then the method's internal batch; at 1 and 1 the error is raised. With ``plan_filter``
+        set, only the chosen planned batches are computed (the others' results are None).
+
+        Returns ``Attribution`` objects whose ``scores`` have the layout of the method's
+        ``kind`` (``(L, H, n, n)``, ``(L, n, n)`` or ``(n,)``, cropped to each example).
+        Raises ``UnknownMethodError``, ``ParameterError``, ``UnsupportedArchitecture``,
+        ``InputDataError`` (see ``attrtools.attribute``)."""
         self._call_fingerprints = self._fingerprints()
         try:
             results = self._attribute(examples, method, target, batch_size, **params)

@@ -304,9 +304,17 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
                      max_length: int | None = None) -> tuple[list[Pattern], dict]:
     """Patterns from the first ``num_examples`` correctly classified ``examples`` (ranked, filtered).
 
-    Returns ``(patterns, stats)``. AttAttr comes from the ``Engine`` (cached when ``cache`` is given),
-    target = predicted class, ``steps`` Riemann steps (official 64). ``max_length``: None for the
-    engine's truncation rule (``models.max_input_length``; the official code used 128)."""
+    Args: ``examples`` labelled training examples (scanned in order until ``num_examples`` are
+    correctly classified); ``steps`` AttAttr integration steps m (official 64); ``cache`` the
+    attribution cache; ``pattern_threshold`` / ``top2_ratio`` / ``use_all`` the selection rules
+    of the module docstring; ``batch_size`` examples per batch; ``max_length`` tokens (None: the
+    engine's truncation rule, ``models.max_input_length``; the official code used 128).
+
+    Returns ``(patterns, stats)``: patterns ranked by v1 + v2 (AttAttr values: probability times
+    attention), each with its trigger words and their relative positions; stats count the
+    examples scanned and used. AttAttr comes from the ``Engine`` (one tokenization shared with
+    the word alignment), target = predicted class. Raises ``InputDataError`` without labelled
+    examples. Source: Hao et al. 2021 (AAAI), §6."""
     from ..engine import Engine
     from ..types import Example
 
