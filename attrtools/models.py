@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 
-from .errors import UnsupportedModelError  # noqa: F401  (re-exported: the old import path)
+from .errors import UnsupportedModelError  # also the old import path
 
 
 @dataclass(frozen=True)
@@ -422,7 +422,7 @@ def pool_position(model: nn.Module) -> int:
     return adapter_for(model).pool_position
 
 
-class PoolingError(ValueError):
+class PoolingError(UnsupportedModelError):
     """A decoder classifier that cannot tell which token it reads (no pad token)."""
 
 
@@ -593,7 +593,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 PRUNED_HEADS_FILE = "pruned_heads.json"  # marks a folder written by attrtools.save_pruned
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UnsupportedModelError):
     """Weights whose shapes differ from config.json (a pruned model without its pruned_heads.json)."""
 
 
