@@ -12,7 +12,7 @@ def load_model(name_or_path: str, device=None, **kwargs):
     ``save_pruned`` (it holds ``pruned_heads.json``) is loaded with its pruning re-applied."""
     import os
 
-    from .pruning.prune import PRUNED_HEADS_FILE, load_pruned
+    from .pruned import PRUNED_HEADS_FILE, load_pruned
 
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, PRUNED_HEADS_FILE)):
         if kwargs.get("num_labels") is not None:
