@@ -62,6 +62,7 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
                                                 **config_dict(config)}, examples=train)
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
+    check_labels(train, model, "--dataset")
     from .pipeline import extract_and_save
 
     patterns, stats = extract_and_save(model, tok, train, out, config, open_cache_or_fail(cache_dir, not no_cache))
