@@ -354,7 +354,10 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
             config[f"{key}_identity"] = rundir.data_file_identity(config[key])
     if examples is not None:
         config["data_identity"] = rundir.data_identity(examples)
-    run = rundir.prepare(output_dir, command, config, overwrite=overwrite)
+    try:
+        run = rundir.prepare(output_dir, command, config, overwrite=overwrite)
+    except rundir.RunDirMismatch as err:  # a request that contradicts the folder: exit 2, one line
+        raise UserError(str(err)) from None
     if ctx is not None:
         ctx.find_root().call_on_close(run.close)  # the lock goes when the command ends, however it ends
     return run.path
