@@ -99,6 +99,50 @@ class Group(click.Group):
         super().__init__(*args, context_settings=settings, **kwargs)
 
 
+class AtLeast(click.ParamType):
+    """An integer option of at least ``minimum``; anything else is one line, exit 2
+    (``--limit must be at least 1, got 0``), not click's usage block."""
+
+    name = "integer"
+
+    def __init__(self, minimum: int = 1):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                raise UserError(f"{_option_name(param)} must be a whole number, got {value!r}") from None
+        return at_least(_option_name(param), number, self.minimum)
+
+    def get_metavar(self, param, *args):
+        return f"N>={self.minimum}"
+
+
+class Finite(click.ParamType):
+    """A float option that must be finite and within ``[low, high]`` (one line, exit 2 otherwise)."""
+
+    name = "float"
+
+    def __init__(self, low: float | None = None, high: float | None = None):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{_option_name(param)} must be a number, got {value!r}") from None
+        return finite(_option_name(param), number, self.low, self.high)
+
+
+def _option_name(param) -> str:
+    opts = getattr(param, "opts", None) or []
+    return max(opts, key=len) if opts else "option"
+
+
 def command(*args, **kwargs):
     """``click.command`` with :class:`Command` (use for every attrtools command and script)."""
     kwargs.setdefault("cls", Command)
@@ -139,7 +183,7 @@ def dataset_options(f=None, *, limit_help: str = "Read only the first N examples
             click.option("--label-column", default=None, help="Column holding the gold label (default: guessed)."),
             click.option("--label-names", default=None, metavar="NAME,NAME,...",
                          help="Class names in class-id order, mapping string labels (e.g. negative,positive)."),
-            click.option("--limit", type=click.IntRange(min=1), default=None, help=limit_help),
+            click.option("--limit", type=AtLeast(1), default=None, help=limit_help),
         )(f)
     return decorate(f) if f is not None else decorate
 
@@ -174,13 +218,13 @@ def output_dir_option(f):
 
 
 def max_length_option(default: int | None = None):
-    return click.option("--max-length", type=click.IntRange(min=2), default=default,
+    return click.option("--max-length", type=AtLeast(2), default=default,
                         help="Truncate inputs to this many tokens, special tokens included (default: the "
                              "model's limit, from its position table and the tokenizer).")
 
 
 def batch_size_option(default: int = 8, what: str = "Examples per attribution batch."):
-    return click.option("--batch-size", type=click.IntRange(min=1), default=default, help=what)
+    return click.option("--batch-size", type=AtLeast(1), default=default, help=what)
 
 
 def progress_option(f):
@@ -190,7 +234,7 @@ def progress_option(f):
 
 def steps_option(default: int = 20, note: str = ""):
     """``--steps``: AttAttr's integration steps ``m`` (left Riemann sum, Hao et al. 2021)."""
-    return click.option("--steps", type=click.IntRange(min=1), default=default,
+    return click.option("--steps", type=AtLeast(1), default=default,
                         help="AttAttr integration steps m (left Riemann sum over the attention scaling)"
                              + (f"; {note}" if note else "") + ".")
 

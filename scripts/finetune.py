@@ -14,7 +14,7 @@ import click
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from attrtools.cli_kit import UserError, batch_size_option, command, max_length_option, seed_option  # noqa: E402
+from attrtools.cli_kit import AtLeast, UserError, batch_size_option, command, max_length_option, seed_option  # noqa: E402
 
 
 @command()
@@ -24,7 +24,7 @@ from attrtools.cli_kit import UserError, batch_size_option, command, max_length_
 @click.option("--text-column", default=None, help="Column holding the text (default: guessed).")
 @click.option("--pair-column", default=None, help="Column holding the second segment (default: none).")
 @click.option("--label-column", default=None, help="Column holding the gold label (default: guessed).")
-@click.option("--limit", type=click.IntRange(min=1), default=None,
+@click.option("--limit", type=AtLeast(1), default=None,
               help="Train on a random subset of this many training examples (default: all).")
 @click.option("--epochs", type=float, default=1.0, help="Training epochs (fractions allowed).")
 @batch_size_option(32, "Training examples per step.")

@@ -5,7 +5,7 @@ import os
 
 import click
 
-from ..cli_kit import (UserError, check_labels, command, common_run_options, dataset_options, echo_summary, finite,
+from ..cli_kit import (AtLeast, UserError, check_labels, command, common_run_options, dataset_options, echo_summary, finite,
                        load_examples_or_fail, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail,
                        options, parse_list, quiet_transformers, resolve_progress, seed_option, steps_option)
 from .config import AuditConfig
@@ -19,7 +19,7 @@ def _examples(spec, text_column, pair_column, label_column, limit, what, label_n
 
 
 extraction_options = options(
-    click.option("--num-train-examples", type=click.IntRange(min=1), default=D.num_train_examples,
+    click.option("--num-train-examples", type=AtLeast(1), default=D.num_train_examples,
                  help="Correctly classified training examples to extract patterns from (official: 500)."),
     steps_option(D.steps, "the official trigger code used 64"),
     click.option("--pattern-threshold", type=float, default=D.pattern_threshold,
@@ -43,7 +43,7 @@ def _config(**fields) -> AuditConfig:
 @dataset_options(limit_help="Read only the first N training examples of --dataset.")
 @extraction_options
 @click.option("--eval-dataset", default=None, help="Labelled dataset for the per-class accuracy table (e.g. dev).")
-@click.option("--top-k", type=click.IntRange(min=1), default=D.top_k, help="Triggers evaluated in the per-class table.")
+@click.option("--top-k", type=AtLeast(1), default=D.top_k, help="Triggers evaluated in the per-class table.")
 @common_run_options(batch_size=D.batch_size, max_length=D.max_length)
 def triggers(model_name, dataset, text_column, pair_column, label_column, label_names, limit, num_train_examples,
              steps, pattern_threshold, top2_ratio, use_all, old_cache_flag, eval_dataset, top_k, cache_dir, no_cache,
@@ -93,21 +93,21 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
 @click.option("--recipes", default=",".join(D.recipes),
               help="Comma list among deepwordbug, pruthi, input-reduction, wir-delete, wir-attribution.")
 @click.option("--no-triggers", is_flag=True, help="Skip the trigger attack and the per-class table.")
-@click.option("--num-examples", type=click.IntRange(min=1), default=100,
+@click.option("--num-examples", type=AtLeast(1), default=100,
               help="Examples of --dataset to attack (the first N, after --limit).")
 @extraction_options
-@click.option("--top-triggers", type=click.IntRange(min=1), default=D.top_triggers,
+@click.option("--top-triggers", type=AtLeast(1), default=D.top_triggers,
               help="Trigger candidates the search chooses from.")
-@click.option("--top-k", type=click.IntRange(min=1), default=D.top_k, help="Triggers evaluated in the per-class table.")
-@click.option("--max-inserted-words", type=click.IntRange(min=1), default=D.max_inserted_words,
+@click.option("--top-k", type=AtLeast(1), default=D.top_k, help="Triggers evaluated in the per-class table.")
+@click.option("--max-inserted-words", type=AtLeast(1), default=D.max_inserted_words,
               help="Constraint of the trigger attack.")
 @click.option("--rank-method", default=D.rank_method,
               help="Attribution ranking the words for wir-attribution (any attrtools method, e.g. grad_input).")
-@click.option("--rank-steps", type=click.IntRange(min=1), default=D.rank_steps,
+@click.option("--rank-steps", type=AtLeast(1), default=D.rank_steps,
               help="AttAttr integration steps m of the ranking (attattr only).")
-@click.option("--query-budget", default=D.query_budget, type=click.IntRange(min=1),
+@click.option("--query-budget", default=D.query_budget, type=AtLeast(1),
               help="TextAttack query budget per example (default: unlimited).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=D.chunk_size,
+@click.option("--chunk-size", type=AtLeast(1), default=D.chunk_size,
               help="Examples per Attacker run (resume granularity).")
 @seed_option(D.seed, "TextAttack random seed.")
 @common_run_options(batch_size=D.batch_size, max_length=D.max_length)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from ..cli_kit import (UserError, check_labels, command, common_run_options, dataset_options, echo_summary, finite,
+from ..cli_kit import (AtLeast, Finite, UserError, check_labels, command, common_run_options, dataset_options,
+                       echo_summary, finite,
                        load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir, model_option,
                        open_cache_or_fail, options, parse_floats, parse_list, quiet_transformers, seed_option,
                        steps_option)
@@ -18,12 +19,12 @@ def prune_options(f):
                      help="Comma-separated importance strategies: attattr, taylor, attention, ablation, random."),
         click.option("--plan-strategy", default=None,
                      help="Strategy whose plan is pruned physically and saved (default: the first of --strategies)."),
-        click.option("--num-examples", type=click.IntRange(min=1), default=D.num_examples,
+        click.option("--num-examples", type=AtLeast(1), default=D.num_examples,
                      help="Importance from the first N examples of --dataset (after --limit; official AttAttr "
                           "protocol: 200 dev examples)."),
-        click.option("--prune-fraction", type=click.FloatRange(0, 1), default=None,
+        click.option("--prune-fraction", type=Finite(0.0, 1.0), default=None,
                      help=f"Fraction of all heads to prune physically (default {D.prune_fraction} unless --prune-count)."),
-        click.option("--prune-count", type=click.IntRange(min=0), default=None,
+        click.option("--prune-count", type=AtLeast(0), default=None,
                      help="Number of heads to prune physically (instead of --prune-fraction)."),
         click.option("--per-layer", is_flag=True, help="Rank heads within each layer; prune evenly across layers."),
         click.option("--keep-one-per-layer", is_flag=True, help="Never remove the last head of a layer."),
@@ -31,7 +32,7 @@ def prune_options(f):
                      help="Re-estimate importance with the already-pruned heads masked after each step of the "
                           "curve (each 10% with the default --fraction-step)."),
         steps_option(D.steps, "importance of the attattr strategy"),
-        click.option("--fraction-step", type=click.FloatRange(0, 1, min_open=True), default=D.fraction_step,
+        click.option("--fraction-step", type=Finite(0.0, 1.0), default=D.fraction_step,
                      help="Spacing of the pruning curve (fractions of heads)."),
         click.option("--fractions", default=None,
                      help="Explicit curve points instead of the grid, e.g. 0,0.3,0.5,0.7 (saves time)."),
@@ -39,12 +40,12 @@ def prune_options(f):
                      help="What the single-head ablation baseline measures."),
         click.option("--eval-dataset", default=None,
                      help="Dataset for the curve and checks (default: the whole --dataset, as the official code)."),
-        click.option("--eval-limit", type=click.IntRange(min=1), default=None,
+        click.option("--eval-limit", type=AtLeast(1), default=None,
                      help="Use only the first N evaluation examples."),
         seed_option(D.seed, "Seed of the random strategy."),
-        click.option("--eval-batch-size", type=click.IntRange(min=1), default=D.eval_batch_size,
+        click.option("--eval-batch-size", type=AtLeast(1), default=D.eval_batch_size,
                      help="Examples per batch of the masked evaluation (curve, checks)."),
-        click.option("--latency-repeats", type=click.IntRange(min=1), default=D.latency_repeats,
+        click.option("--latency-repeats", type=AtLeast(1), default=D.latency_repeats,
                      help="Timed forwards per model for the latency before/after."),
         click.option("--no-save-model", is_flag=True, help="Do not write the pruned model."),
     )(f)
