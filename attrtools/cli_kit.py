@@ -118,7 +118,7 @@ class AtLeast(click.ParamType):
                 raise UserError(f"{_option_name(param)} must be a whole number, got {value!r}") from None
         return at_least(_option_name(param), number, self.minimum)
 
-    def get_metavar(self, param, *args):
+    def get_metavar(self, param, *args, **kwargs):
         return f"N>={self.minimum}"
 
 
