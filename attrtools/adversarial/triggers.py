@@ -177,6 +177,18 @@ def words_for_positions(positions, word_ids, segments, word_texts) -> list[Trigg
     return out
 
 
+def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int | None = None):
+    """``(word_ids, segments, word_texts)`` of ``(text, text_pair)`` truncated at ``max_length`` (pass
+    the engine's), for callers holding only a tokenizer. The tools do not call it: they read
+    ``Encoded.word_ids`` / ``segments`` / ``words`` from the engine's one tokenization."""
+    from ..engine import word_alignment as align
+
+    enc = tokenizer(text, text_pair, truncation=max_length is not None, max_length=max_length,
+                    return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+                    return_special_tokens_mask=True, return_token_type_ids=True)
+    return align(enc, tokenizer, text, text_pair)
+
+
 # ------------------------------------------------------------------------------------ insertion (pure)
 def insertion_slots(n_words: int, relatives: list[float]) -> list[int]:
     """0-based slots of the inserted words in the enlarged segment of ``n_words + k`` words.
