@@ -16,11 +16,23 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from .common import UserError, device_option, echo_summary, make_run_dir, quiet_transformers
+from ..cli_kit import (cache_options, command, device_option, echo_summary, make_run_dir, open_cache_or_fail,
+                       output_dir_option, quiet_transformers)
 
 
 @dataclass
 class DemoConfig:
+    """Sizes of the demo's sections (small, so the demo runs in minutes on a laptop CPU).
+
+    ``attribution_examples``: dev sentences explained by every method; ``steps``: AttAttr
+    integration steps m everywhere; ``prune_importance_examples`` / ``prune_eval_examples``: the
+    pruning planner's importance and evaluation sets; ``prune_strategies``: its strategies;
+    ``tree_examples``: trees drawn; ``tree_stats_examples``: trees in the statistics;
+    ``trigger_train_examples``: training sentences for trigger extraction; ``audit_examples``:
+    dev sentences attacked; ``audit_recipes``: TextAttack recipes besides the trigger attack;
+    ``latency_repeats``: timed forwards of the pruned model.
+    """
+
     attribution_examples: int = 3
     steps: int = 20
     prune_importance_examples: int = 64
@@ -36,7 +48,13 @@ class DemoConfig:
 
 def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, config: DemoConfig | None = None,
              cache=True, device=None, log=print) -> dict:
-    """Run every tool on ``model_dir`` and write ``output_dir/report.html``; returns the summary."""
+    """Run every tool on ``model_dir`` and write ``output_dir/report.html``; returns the summary.
+
+    ``train_path`` / ``dev_path``: datasets (local files or hub names) for trigger extraction and
+    for everything else; ``config``: a :class:`DemoConfig`; ``cache``: an attribution cache, a
+    folder, True (the default folder) or None; ``log``: called with progress lines. Each section
+    calls its tool's pipeline (``run_pruning``, ``run_trees``, ``run_full_audit``) with the
+    tool's config, so the demo and the commands cannot drift apart."""
     from ..api import load_model
     from ..cache import open_cache
     from ..data import load_examples
@@ -115,13 +133,15 @@ def _attributions(engine, examples, config, out_dir):
 
 
 def _pruning(model, tokenizer, dev, config, cache, out_dir, log):
+    from ..pruning.config import PruneConfig
     from ..pruning.pipeline import run_pruning
 
     os.makedirs(out_dir, exist_ok=True)
+    prune_config = PruneConfig(strategies=tuple(config.prune_strategies), num_examples=config.prune_importance_examples,
+                               prune_fraction=0.5, steps=config.steps, latency_repeats=config.latency_repeats)
     summary = run_pruning(model, tokenizer, dev[: config.prune_importance_examples], out_dir,
-                          eval_examples=dev[: config.prune_eval_examples], strategies=config.prune_strategies,
-                          num_examples=config.prune_importance_examples, prune_fraction=0.5, steps=config.steps,
-                          cache=cache, latency_repeats=config.latency_repeats, log=lambda *a: None)
+                          eval_examples=dev[: config.prune_eval_examples], config=prune_config, cache=cache,
+                          log=lambda *a: None)
     body = [f"<h2>Head pruning</h2><p>Importance from {config.prune_importance_examples} dev sentences "
             f"(AttAttr: gold-label probability, m = {config.steps}); accuracy on "
             f"{min(len(dev), config.prune_eval_examples)} dev sentences as heads are masked.</p>",
@@ -131,22 +151,21 @@ def _pruning(model, tokenizer, dev, config, cache, out_dir, log):
 
 
 def _trees(engine, dev, config, out_dir):
-    from ..tree.build import build_trees
-    from ..tree.export import export_tree
-    from ..tree.stats import TreeStatistics
+    from ..tree.config import TreeConfig
+    from ..tree.pipeline import run_trees
 
     os.makedirs(out_dir, exist_ok=True)
     examples = dev[: max(config.tree_examples, config.tree_stats_examples)]
-    trees, _ = build_trees(engine, examples, steps=config.steps)
+    tree_config = TreeConfig(steps=config.steps, formats=("graphml", "json", "png", "svg", "html"), max_pictures=-1)
+    result = run_trees(engine, examples, out_dir, tree_config, tree_dir=out_dir, stats_dir=os.path.join(out_dir, "stats"),
+                       file_name="tree-{index:02d}", export_limit=config.tree_examples)
+    trees = result["trees"]
     pictures = []
-    for index, graph in enumerate(trees[: config.tree_examples]):
-        files = export_tree(graph, os.path.join(out_dir, f"tree-{index:02d}"), ("graphml", "json", "png", "svg", "html"))
+    for index, files in enumerate(result["written"]):
         with open(files["svg"], encoding="utf-8") as f:
             svg = f.read()
         pictures.append(f"<h3>{html.escape(examples[index].text)}</h3><div class='svg'>{svg[svg.find('<svg'):]}</div>")
-    stats = TreeStatistics().extend(trees)
-    stats.write(os.path.join(out_dir, "stats"))
-    summary = stats.summary()
+    summary = result["summary"]
     body = (f"<h2>Attribution trees</h2><p>AttAttr trees (threshold 0.4). Statistics over {len(trees)} dev "
             f"sentences in <code>trees/stats/</code>.</p>" + "".join(pictures)
             + _img(os.path.join(out_dir, "stats", "layer_stats.png"))
@@ -163,11 +182,13 @@ def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
         note = f"TextAttack is not installed, audit skipped: {err}"
         log(f"[demo] {note}")
         return {"summary": {"skipped": note}, "html": f"<h2>Robustness audit</h2><p>{html.escape(note)}</p>"}
+    from ..adversarial.config import AuditConfig
     from ..adversarial.pipeline import run_full_audit
 
-    summary = run_full_audit(model, tokenizer, dev[: config.audit_examples], out_dir, train=train,
-                             recipes=config.audit_recipes, num_train_examples=config.trigger_train_examples,
-                             steps=config.steps, cache=cache, progress=False)
+    audit_config = AuditConfig(recipes=tuple(config.audit_recipes), num_train_examples=config.trigger_train_examples,
+                               steps=config.steps, progress=False)
+    summary = run_full_audit(model, tokenizer, dev[: config.audit_examples], out_dir, train=train, config=audit_config,
+                             cache=cache)
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{s.get('attack_success_rate')}</td><td>{s.get('attack_accuracy_perc')}</td>"
         f"<td>{s.get('original_accuracy')}</td><td>{s.get('avg_num_queries')}</td></tr>"
@@ -219,23 +240,28 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ddd;padding:4px 8px;te
 
 
 # ----------------------------------------------------------------------------------- command
-@click.command()
+@command()
 @click.option("--model", "model_name", default=None,
               help="Classifier to use instead of the embedded default (hub id or folder).")
-@click.option("--train-data", default=None, help="Training data for trigger extraction (default: attrtools' own).")
-@click.option("--dev-data", default=None, help="Evaluation data (default: attrtools' own sentiment dev set).")
-@click.option("--output-dir", type=click.Path(file_okay=False), default=None, help="Run directory.")
-@click.option("--no-cache", is_flag=True, help="Recompute everything.")
+@click.option("--train-dataset", default=None, help="Training data for trigger extraction (default: attrtools' own).")
+@click.option("--dataset", default=None, help="Evaluation data (default: attrtools' own sentiment dev set).")
+@click.option("--train-data", "old_train_data", default=None, hidden=True, help="Old spelling of --train-dataset.")
+@click.option("--dev-data", "old_dev_data", default=None, hidden=True, help="Old spelling of --dataset.")
+@cache_options
+@output_dir_option
 @device_option
-def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
+def demo(model_name, train_dataset, dataset, old_train_data, old_dev_data, cache_dir, no_cache, output_dir, device):
     """Run attribution, pruning, trees and a robustness audit end to end, offline, into one HTML report."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_transformers()
     from ..default_model import ensure_default_model, sentiment_data
+    from ..errors import MissingDependencyError
 
     from .. import distributed
 
     data = sentiment_data()
+    train = train_dataset or old_train_data or data["train"]
+    dev = dataset or old_dev_data or data["dev"]
     here = distributed.world()
     if here.distributed and not model_name:
         distributed.init()
@@ -243,17 +269,17 @@ def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
             distributed.barrier()  # rank 0 builds the default model once; the others then load it
     try:
         model_dir = model_name or ensure_default_model(log=click.echo)
-    except RuntimeError as err:
-        raise UserError(str(err)) from None
+    except RuntimeError as err:  # the default model's package is missing or cannot be built
+        raise MissingDependencyError(str(err)) from None
     finally:
         if here.distributed and not model_name and here.is_main:
             distributed.barrier()
     if device is None and here.distributed:
         device = str(distributed.device())
-    out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train_data or data["train"],
-                                            "dev": dev_data or data["dev"]})
-    summary = run_demo(model_dir, train_data or data["train"], dev_data or data["dev"], out,
-                       cache=not no_cache, device=device, log=click.echo)
+    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
+    config = DemoConfig()
+    out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train, "dev": dev, **asdict(config)})
+    summary = run_demo(model_dir, train, dev, out, config=config, cache=cache, device=device, log=click.echo)
     files = sorted(os.path.relpath(os.path.join(root, f), out) for root, _, names in os.walk(out) for f in names)
     echo_summary({"report": os.path.join(out, "report.html"), "files": len(files), "seconds": summary["seconds"],
                   "timings": summary["timings_s"]})
