@@ -37,6 +37,25 @@ def test_plan_respects_groups_and_token_budget():
         plan_batches([1], 0)
 
 
+def test_plan_pending_is_plan_batches_over_the_missing_examples(tiny_models):
+    """wt-13's sharding plans with the one planner: plan_pending = plan_batches over the pending
+    examples (grouped by missing units), members mapped back to example indices."""
+    model, tokenizer = tiny_models["bert"]
+    engine = Engine(model, tokenizer, batch_size=2)
+    encoded = engine.encode_all([Example(t) for t in TEXTS])
+    pending = {0: [0, 1], 1: [0, 1], 3: [1], 4: [0, 1], 5: [1]}
+    plan = engine.plan_pending(encoded, pending, 2, {"steps": 3})
+    todo = sorted(pending)
+    reference = plan_batches([encoded[i].length for i in todo], 2, steps=3,
+                             groups=[tuple(pending[i]) for i in todo])
+    assert [b.members for b in plan] == [tuple(todo[m] for m in r.members) for r in reference]
+    assert sorted(i for b in plan for i in b.members) == todo  # every pending example once, no other
+    for b, r in zip(plan, reference):
+        assert all(pending[i] == pending[b.members[0]] for i in b.members)  # one unit set per batch
+        assert (b.index, b.length) == (r.index, r.length)
+        assert b.cost == r.cost * len(pending[b.members[0]])
+
+
 def test_batches_scatter_and_subsets_equal_the_whole(tiny_models):
     model, tokenizer = tiny_models["bert"]
     engine = Engine(model, tokenizer, batch_size=2)
