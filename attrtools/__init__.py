@@ -18,7 +18,7 @@ _LAZY = {
     "fingerprint": "attrtools.models",
     "supported_model_types": "attrtools.models",
     "UnsupportedModelError": "attrtools.models",
-    "load_pruned": "attrtools.pruning.prune",
+    "load_pruned": "attrtools.pruned",
 }
 
 

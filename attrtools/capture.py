@@ -32,6 +32,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from .errors import CaptureError
 from .models import (ADAPTERS, UnsupportedModelError, adapter_for, get_layers, get_module, infer_adapter,
                      kept_heads, original_heads, pruned_heads, register_adapter, supported_model_types)
 
@@ -40,8 +41,8 @@ _ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("attr
 _REGISTERED = False
 
 
-class CaptureNotInstalledError(RuntimeError):
-    pass
+class CaptureNotInstalledError(CaptureError):
+    """A capture context was used on a model whose attention does not go through attrtools."""
 
 
 def register() -> None:

@@ -5,12 +5,13 @@ imports torch only when it runs, so ``attrtools --help`` stays fast and torch-fr
 """
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import sys
 
 import click
+
+from .cli_kit import disk_failure
 
 # name -> (module:function, short help). The help text is here so listing commands imports nothing.
 COMMANDS = {
@@ -26,21 +27,15 @@ COMMANDS = {
 }
 
 
-# Errors of the disk or the file system, not of attrtools: one line naming the file, exit 1.
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
-                         errno.EISDIR, errno.EFBIG, errno.EIO})
-
-
 class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except OSError as err:
-            if err.errno not in DISK_ERRNOS:
+        except OSError as err:  # e.g. while resolving a command; commands map their own (cli_kit.Command)
+            failure = disk_failure(err)
+            if failure is None:
                 raise
-            where = f": {err.filename}" if err.filename else ""
-            raise click.ClickException(f"{err.strerror or err}{where} (results already computed stay in the "
-                                       "attribution cache: rerun to resume)") from None
+            raise failure from None
 
     def list_commands(self, ctx):
         return [name for name in COMMANDS if _available(name)]

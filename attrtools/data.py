@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 
+from .errors import InputDataError
 from .types import Example
 
 TEXT_GUESSES = ("text", "sentence", "sentence1", "premise", "question", "review", "content")
@@ -27,8 +28,8 @@ LOCAL_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t", "quoti
                  ".json": ("json", {})}
 
 
-class DataError(ValueError):
-    """A dataset, file or column that cannot be used, with a message saying why."""
+#: The old name of :class:`attrtools.errors.InputDataError`.
+DataError = InputDataError
 
 
 class ExampleList(list):

@@ -23,14 +23,15 @@ import hashlib
 import json
 import sys
 import warnings
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
 from . import distributed
 from . import methods as method_registry
 from .cache import open_cache
+from .errors import InputDataError, ParameterError
 from .guard import check_unknown_share
 from .methods.base import Batch
 from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
@@ -43,7 +44,13 @@ VOLATILE_PARAMS = frozenset({"internal_batch_size"})
 
 @dataclass
 class Encoded:
-    """One tokenized example."""
+    """One tokenized example, as the engine tokenizes it (the only tokenization any tool uses).
+
+    ``word_ids[t]``: 0-based index of the word holding token ``t`` within its segment (None for
+    special tokens); ``segments[t]``: segment of token ``t`` (0 = ``text``, 1 = ``text_pair``);
+    ``words[(segment, word_id)]``: the word's text. Fast tokenizers give these from their word ids
+    and character offsets; slow ones by merging ``##`` word pieces.
+    """
 
     example: Example
     input_ids: list[int]
@@ -51,6 +58,9 @@ class Encoded:
     special_tokens_mask: list[int]
     tokens: list[str]
     original_length: int | None = None  # tokens before truncation (None: not truncated)
+    word_ids: list[int | None] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
+    words: dict = field(default_factory=dict)
 
     @property
     def length(self) -> int:
@@ -84,19 +94,181 @@ class TruncationWarning(UserWarning):
     """An input longer than the model's limit was truncated (see ``models.max_input_length``)."""
 
 
+@dataclass(frozen=True)
+class PlannedBatch:
+    """One batch of a plan: ``members`` are positions in the planned list, shortest first.
+
+    ``length``: padded length (the longest member); ``cost``: estimated work,
+    ``len(members) · length² · steps`` (attention is quadratic in length, and an integrated-gradient
+    method runs ``steps`` forwards), in arbitrary units, for balancing batches across processes.
+    """
+
+    index: int
+    members: tuple[int, ...]
+    length: int
+    cost: float
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+
+@dataclass
+class EncodedBatch:
+    """A planned batch with its encodings and its collated model inputs (on the model's device)."""
+
+    plan: PlannedBatch
+    encoded: list
+    inputs: dict
+
+    @property
+    def index(self) -> int:
+        return self.plan.index
+
+    @property
+    def members(self) -> tuple[int, ...]:
+        return self.plan.members
+
+    @property
+    def size(self) -> int:
+        return self.plan.size
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int | None = None, *, max_tokens: int | None = None,
+                 steps: int = 1, groups: Sequence | None = None) -> list[PlannedBatch]:
+    """The batch plan of items with the given token ``lengths``: deterministic, length-sorted.
+
+    Items are ordered by ``(group, length, position)`` and packed greedily: a batch ends at a group
+    change, at ``batch_size`` items, or when padding the next item in would exceed ``max_tokens``
+    (``items × longest``). A batch always takes at least one item. The result depends on nothing
+    but the arguments, so every process of a distributed job computes the same plan and may run any
+    subset of it (``Engine.batches(..., subset=...)``).
+
+    ``groups``: per item, a sortable key; items of different groups never share a batch (the
+    engine groups attributions by the units they miss). ``steps``: forwards per item, for ``cost``.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise ParameterError(f"batch_size must be at least 1, got {batch_size}")
+    keys = [(groups[i] if groups is not None else 0, lengths[i], i) for i in range(len(lengths))]
+    order = [k[2] for k in sorted(keys)]
+    plan: list[PlannedBatch] = []
+    start = 0
+    while start < len(order):
+        group, longest, stop = keys[order[start]][0], lengths[order[start]], start + 1
+        while stop < len(order):
+            nxt = order[stop]
+            if keys[nxt][0] != group or (batch_size is not None and stop - start >= batch_size):
+                break
+            if max_tokens is not None and (stop - start + 1) * max(longest, lengths[nxt]) > max_tokens:
+                break
+            longest = max(longest, lengths[nxt])
+            stop += 1
+        members = tuple(order[start:stop])
+        plan.append(PlannedBatch(len(plan), members, longest, float(len(members) * longest ** 2 * steps)))
+        start = stop
+    return plan
+
+
+def collate(sequences: Sequence, pad_token_id: int | None, device=None, token_types: bool = True) -> dict:
+    """Right-padded model inputs of a batch: ``{"input_ids", "attention_mask"[, "token_type_ids"]}``.
+
+    ``sequences``: ``Encoded`` items or ``(input_ids, token_type_ids)`` pairs (``token_type_ids``
+    may be None or shorter: zeros fill). Tensors are ``(B, n)`` long, ``n`` the longest sequence,
+    padding with ``pad_token_id`` (0 when None), mask 1 on real tokens; on ``device`` when given.
+    ``token_types``: include ``token_type_ids`` (only for models that use them, see
+    ``Engine.uses_token_types``).
+    """
+    pairs = [(s.input_ids, s.token_type_ids) if isinstance(s, Encoded) else (s[0], s[1]) for s in sequences]
+    n = max(len(ids) for ids, _ in pairs)
+    pad = pad_token_id if pad_token_id is not None else 0
+    ids = torch.full((len(pairs), n), pad, dtype=torch.long)
+    mask = torch.zeros((len(pairs), n), dtype=torch.long)
+    types = torch.zeros((len(pairs), n), dtype=torch.long)
+    for row, (i, t) in enumerate(pairs):
+        ids[row, : len(i)] = torch.tensor(i, dtype=torch.long)
+        mask[row, : len(i)] = 1
+        if t:
+            types[row, : len(t)] = torch.tensor(t, dtype=torch.long)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if token_types:
+        inputs["token_type_ids"] = types
+    return {k: v.to(device) for k, v in inputs.items()} if device is not None else inputs
+
+
+def word_alignment(enc, tokenizer, text: str, text_pair: str | None):
+    """``(word_ids, segments, words)`` of one tokenizer output (see ``Encoded``).
+
+    ``enc``: the tokenizer's output for ``(text, text_pair)``, with ``special_tokens_mask`` and,
+    for fast tokenizers, ``offset_mapping``."""
+    try:
+        word_ids = enc.word_ids()
+        seq_ids = enc.sequence_ids()
+        offsets = enc["offset_mapping"]
+    except (ValueError, AttributeError, KeyError):
+        return _merge_wordpieces(tokenizer.convert_ids_to_tokens(enc["input_ids"]), enc["special_tokens_mask"],
+                                 enc.get("token_type_ids"))
+    sources = [text, text_pair]
+    word_ids = [None if m else w for w, m in zip(word_ids, enc["special_tokens_mask"])]
+    segments = [s if s is not None else 0 for s in seq_ids]
+    spans: dict[tuple[int, int], list[int]] = {}
+    for t, (w, s) in enumerate(zip(word_ids, segments)):
+        if w is None:
+            continue
+        start, end = offsets[t]
+        span = spans.setdefault((s, w), [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+    texts = {key: sources[key[0]][a:b] for key, (a, b) in spans.items()}
+    # Renumber words densely per segment (truncation or tokenizers may leave gaps).
+    dense: dict[tuple[int, int], int] = {}
+    for s, w in sorted(spans):
+        dense[(s, w)] = sum(1 for key in dense if key[0] == s)
+    word_ids = [None if w is None else dense[(s, w)] for w, s in zip(word_ids, segments)]
+    texts = {(s, dense[(s, w)]): v for (s, w), v in texts.items()}
+    return word_ids, segments, texts
+
+
+def _merge_wordpieces(tokens, special_mask, token_type_ids=None):
+    word_ids, segments, texts = [], [], {}
+    segment, count = 0, {}
+    for t, tok in enumerate(tokens):
+        if special_mask[t]:
+            word_ids.append(None)
+            segments.append(segment)
+            if t > 0 and token_type_ids is None and t < len(tokens) - 1:
+                segment = 1
+            continue
+        if token_type_ids is not None:
+            segment = token_type_ids[t]
+        if tok.startswith("##") and word_ids and word_ids[-1] is not None:
+            w = word_ids[-1]
+            texts[(segment, w)] += tok[2:]
+        else:
+            w = count.get(segment, 0)
+            count[segment] = w + 1
+            texts[(segment, w)] = tok
+        word_ids.append(w)
+        segments.append(segment)
+    return word_ids, segments, texts
+
+
 def resolve_target_spec(target, example: Example, index: int):
     """The per-example target *spec*: ``"pred"``, or a class index (gold label or given)."""
     if target is None or target == "pred" or target == "predicted":
         return "pred"
     if target == "gold":
         if example.label is None:
-            raise ValueError(f"target='gold' but example {example.id or index} has no label")
+            raise InputDataError(f"target='gold' but example {example.id or index} has no label")
         return int(example.label)
     if isinstance(target, int):
         return int(target)
     if isinstance(target, Sequence) and not isinstance(target, str):
         return resolve_target_spec(target[index], example, index)
-    raise ValueError(f"target must be None/'pred', 'gold', a class index or a list of them, got {target!r}")
+    raise ParameterError(f"target must be None/'pred', 'gold', a class index or a list of them, got {target!r}")
+
+
+def _is_sequence(item) -> bool:
+    """An ``(input_ids, token_type_ids)`` pair of integer sequences (not a ``(text, text_pair)`` pair)."""
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], (tuple, list))
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -134,16 +306,26 @@ class Engine:
         self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
         self.truncated: dict[tuple, tuple[int, int]] = {}  # (text, text_pair) -> (original, kept) tokens
         self._unreported: list[tuple[str, int, int]] = []
+        #: Optional hook for distributed runs: ``plan_filter(plan) -> indices of the planned batches
+        #: this process computes`` in ``attribute`` (the others' results come back as None).
+        self.plan_filter: Callable[[list[PlannedBatch]], Iterable[int]] | None = None
         self._call_fingerprints: tuple[str, str] | None = None
         self._tokenizer_fp = None
         self._partial: dict[int, dict] = {}
-        self._uses_token_types = adapter_for(model).uses_token_type_ids and \
+        self.uses_token_types = adapter_for(model).uses_token_type_ids and \
             getattr(model.config, "type_vocab_size", 1) > 1
+
+    @property
+    def _uses_token_types(self) -> bool:  # the old private name
+        return self.uses_token_types
 
     # ------------------------------------------------------------------------------ tokenizing
     def encode(self, example: Example) -> Encoded:
-        """Tokenize one example under the engine's truncation rule (``self.max_length``)."""
-        kwargs = dict(return_special_tokens_mask=True, return_token_type_ids=True)
+        """Tokenize one example under the engine's truncation rule (``self.max_length``), with its
+        word alignment (``Encoded.word_ids``, ``segments``, ``words``)."""
+        example = Example.coerce(example)
+        kwargs = dict(return_special_tokens_mask=True, return_token_type_ids=True,
+                      return_offsets_mapping=bool(getattr(self.tokenizer, "is_fast", False)))
         enc = self.tokenizer(example.text, example.text_pair, truncation=False, verbose=False, **kwargs)
         original = None
         if self.max_length is not None and len(enc["input_ids"]) > self.max_length:
@@ -152,11 +334,13 @@ class Engine:
                                  **kwargs)
         ids = list(enc["input_ids"])
         if not ids:
-            raise ValueError(f"example {example.id!r} tokenizes to nothing")
+            raise InputDataError(f"example {example.id!r} tokenizes to nothing")
         if original is not None:
             self._note_truncated(example, original, len(ids))
+        word_ids, segments, words = word_alignment(enc, self.tokenizer, example.text, example.text_pair)
         return Encoded(example, ids, list(enc.get("token_type_ids") or [0] * len(ids)),
-                       list(enc["special_tokens_mask"]), self.tokenizer.convert_ids_to_tokens(ids), original)
+                       list(enc["special_tokens_mask"]), self.tokenizer.convert_ids_to_tokens(ids), original,
+                       word_ids=list(word_ids), segments=list(segments), words=words)
 
     def _note_truncated(self, example: Example, original: int, kept: int):
         key = (example.text, example.text_pair)
@@ -181,42 +365,69 @@ class Engine:
                       TruncationWarning, stacklevel=3)
         self._unreported = []
 
-    def collate(self, encoded: list[Encoded]) -> dict:
-        """Right-padded model inputs on the model's device."""
-        device = model_device(self.model)
-        n = max(e.length for e in encoded)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(encoded), n), pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), n), dtype=torch.long)
-        types = torch.zeros((len(encoded), n), dtype=torch.long)
-        for row, e in enumerate(encoded):
-            ids[row, : e.length] = torch.tensor(e.input_ids)
-            mask[row, : e.length] = 1
-            types[row, : e.length] = torch.tensor(e.token_type_ids)
-        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        if self._uses_token_types:
-            inputs["token_type_ids"] = types.to(device)
-        return inputs
+    def encode_all(self, items: Iterable) -> list[Encoded]:
+        """``encode`` each item; ``Encoded`` items (from this engine) are kept as they are."""
+        return [e if isinstance(e, Encoded) else self.encode(e) for e in items]
+
+    def collate(self, encoded: Sequence) -> dict:
+        """Right-padded model inputs on the model's device (see the module function ``collate``)."""
+        return collate(encoded, self.tokenizer.pad_token_id, model_device(self.model), self.uses_token_types)
+
+    # ------------------------------------------------------------------------------ batching
+    def plan(self, items: Sequence, batch_size: int | None = None, *, max_tokens: int | None = None,
+             steps: int = 1, groups: Sequence | None = None) -> list[PlannedBatch]:
+        """The batch plan of ``items`` (``Encoded`` or ``(input_ids, token_type_ids)`` pairs):
+        ``plan_batches`` over their lengths, ``batch_size`` defaulting to the engine's (None with
+        ``max_tokens`` alone: the token budget only)."""
+        if batch_size is None and max_tokens is None:
+            batch_size = self.batch_size
+        lengths = [e.length if isinstance(e, Encoded) else len(e[0]) for e in items]
+        return plan_batches(lengths, batch_size, max_tokens=max_tokens, steps=steps, groups=groups)
+
+    def batches(self, items: Iterable, batch_size: int | None = None, *, plan: list[PlannedBatch] | None = None,
+                subset: Iterable[int] | None = None, max_tokens: int | None = None, steps: int = 1,
+                groups: Sequence | None = None) -> Iterator[EncodedBatch]:
+        """Length-sorted, dynamically padded batches of ``items``, each with its collated inputs.
+
+        ``items``: examples (anything ``Example.coerce`` takes; tokenized once here), ``Encoded``
+        items, or ``(input_ids, token_type_ids)`` pairs. ``plan``: a plan from ``Engine.plan`` /
+        ``plan_batches`` (default: made here from the other arguments). ``subset``: indices of the
+        planned batches to yield (default all), in plan order; a distributed job gives each process
+        its share of the same plan. ``EncodedBatch.members`` map each row back to its item."""
+        items = [e if isinstance(e, Encoded) or _is_sequence(e) else self.encode(e) for e in items]
+        if plan is None:
+            plan = self.plan(items, batch_size, max_tokens=max_tokens, steps=steps, groups=groups)
+        chosen = plan if subset is None else [plan[k] for k in sorted(set(subset))]
+        for planned in chosen:
+            members = [items[i] for i in planned.members]
+            yield EncodedBatch(planned, members, self.collate(members))
+
+    def scatter(self, items: Iterable, fn: Callable[[EncodedBatch], Sequence], batch_size: int | None = None,
+                **plan_options) -> list:
+        """``fn(batch)`` over the planned batches of ``items``, its rows put back in input order.
+
+        ``fn`` returns one row per batch member (a tensor's first dimension or a list)."""
+        items = list(items)
+        rows: list = [None] * len(items)
+        for batch in self.batches(items, batch_size, **plan_options):
+            out = fn(batch)
+            for row, i in enumerate(batch.members):
+                rows[i] = out[row]
+        return rows
 
     @torch.no_grad()
     def logits(self, examples: Iterable, batch_size: int | None = None) -> torch.Tensor:
         """``(N, C)`` float logits of the clean inputs, in input order (length-sorted batches)."""
-        encoded = [self.encode(Example.coerce(e)) for e in examples]
+        encoded = self.encode_all(examples)
         self.report_truncation()
         return self._forward(encoded, batch_size)
 
     @torch.no_grad()
     def _forward(self, encoded: list[Encoded], batch_size: int | None = None) -> torch.Tensor:
+        """``(N, C)`` float logits of encoded inputs, in their order (the engine's batch plan)."""
         if not encoded:
             return torch.zeros(0)
-        batch_size = batch_size or self.batch_size
-        order = sorted(range(len(encoded)), key=lambda i: encoded[i].length)
-        rows: list = [None] * len(encoded)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
-            out = self.model(**self.collate([encoded[i] for i in chunk])).logits.float().cpu()
-            for row, i in enumerate(chunk):
-                rows[i] = out[row]
+        rows = self.scatter(encoded, lambda b: self.model(**b.inputs).logits.float().cpu(), batch_size)
         return torch.stack(rows)
 
     # ------------------------------------------------------------------------------ keys
@@ -229,7 +440,7 @@ class Engine:
             "model": model_fp,
             "tokenizer": tokenizer_fp,
             "input_ids": enc.input_ids,
-            "token_type_ids": enc.token_type_ids if self._uses_token_types else None,
+            "token_type_ids": enc.token_type_ids if self.uses_token_types else None,
             "target": target_spec,
             "method": method,
             "params": {k: v for k, v in sorted(params.items()) if k not in VOLATILE_PARAMS},
@@ -251,8 +462,26 @@ class Engine:
     # ------------------------------------------------------------------------------ main entry
     def attribute(self, examples: Iterable, method: str = "attattr", target=None,
                   batch_size: int | None = None, **params) -> list[Attribution]:
-        """One ``Attribution`` per example, in input order; cached units are not recomputed and
-        every computed batch is written to the cache before the next one starts."""
+        """One ``Attribution`` per example, in input order (see ``attrtools.attribute``).
+
+        Args:
+            examples: anything ``Example.coerce`` takes, or ``Encoded`` items from this engine
+                (no second tokenization).
+            method: a registered method name; target: None/"pred", "gold", a class index, or
+                one per example; batch_size: examples per batch (default: the engine's);
+            **params: the method's parameters (checked against its schema first).
+
+        The cache is asked first (per example and unit); the examples it lacks are planned
+        (``plan_batches``: grouped by the units they miss, length-sorted), computed batch by
+        batch, and every computed batch is written to the cache before the next one starts,
+        so a killed job loses at most the batch in flight. Out of memory: the batch halves,
+        then the method's internal batch; at 1 and 1 the error is raised. With ``plan_filter``
+        set, only the chosen planned batches are computed (the others' results are None).
+
+        Returns ``Attribution`` objects whose ``scores`` have the layout of the method's
+        ``kind`` (``(L, H, n, n)``, ``(L, n, n)`` or ``(n,)``, cropped to each example).
+        Raises ``UnknownMethodError``, ``ParameterError``, ``UnsupportedArchitecture``,
+        ``InputDataError`` (see ``attrtools.attribute``)."""
         self._call_fingerprints = self._fingerprints()
         try:
             results = self._attribute(examples, method, target, batch_size, **params)
@@ -262,7 +491,7 @@ class Engine:
         return results
 
     def _report_completeness(self, results):
-        gaps = [(r.completeness["worst_relative_gap"], r) for r in results if r.completeness]
+        gaps = [(r.completeness["worst_relative_gap"], r) for r in results if r is not None and r.completeness]
         if not gaps:
             self.stats.pop("worst_completeness_gap", None)
             return
@@ -287,8 +516,8 @@ class Engine:
         impl = method_registry.get(method)
         impl.check_model(self.model)
         params = impl.params(**params)
-        examples = [Example.coerce(e) for e in examples]
-        encoded = [self.encode(e) for e in examples]
+        encoded = self.encode_all(examples)
+        examples = [e.example for e in encoded]
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
         self.report_truncation()
         specs = [resolve_target_spec(target, e, i) for i, e in enumerate(examples)] if impl.needs_target(params) \
@@ -313,48 +542,53 @@ class Engine:
 
         # Examples missing the same units share batches (so a partially cached example only
         # recomputes its missing units); within that, length-sorted for tight padding.
-        order = sorted(pending, key=lambda i: (_unit_order(pending[i]), encoded[i].length))
+        plan = self.plan_pending(encoded, pending, batch_size or self.batch_size, params)
+        if self.plan_filter is not None:
+            plan = [plan[k] for k in sorted(set(self.plan_filter(plan)))]
         bar = _progress(len(encoded), self.progress, f"{method}")
         bar.update(len(encoded) - len(pending))
-        self._run(order, batch_size or self.batch_size, encoded, impl, params, specs, pending, results, bar.update)
+        self._run([list(planned.members) for planned in plan], batch_size or self.batch_size, encoded, impl, params,
+                  specs, pending, results, bar.update)
         bar.close()
         return results  # type: ignore[return-value]
 
-    def _run(self, order, batch_size, encoded, impl, params, specs, pending, results, done=None):
-        """Compute the examples of ``order`` in consecutive chunks of at most ``batch_size`` that
-        miss the same units, backing off on out-of-memory errors (the back-off sticks)."""
-        position = 0
-        while position < len(order):
-            chunk = order[position: position + batch_size]
-            chunk = [i for i in chunk if pending[i] == pending[chunk[0]]]
+    def _run(self, chunks, batch_size, encoded, impl, params, specs, pending, results, done=None):
+        """Compute the planned batches ``chunks`` (lists of example indices, from ``plan_pending``)
+        in order, backing off on out-of-memory errors (the back-off sticks: a batch larger than the
+        reduced size is split). Returns the (possibly reduced) ``params, batch_size``."""
+        queue = [list(chunk) for chunk in chunks]
+        while queue:
+            chunk = queue.pop(0)
+            if len(chunk) > batch_size:  # after an out-of-memory back-off
+                queue[:0] = [chunk[k: k + batch_size] for k in range(0, len(chunk), batch_size)]
+                continue
             try:
                 self._compute_batch(chunk, encoded, impl, params, specs, pending, results)
             except RuntimeError as err:
                 if not _is_oom(err):
                     raise
                 params, batch_size = self._back_off(err, params, batch_size, encoded, chunk)
+                queue.insert(0, chunk)
                 continue
-            position += len(chunk)
             if done is not None:
                 done(len(chunk))
+        return params, batch_size
 
     # ------------------------------------------------------------------------------ plan, shards, streams
-    def plan(self, encoded, pending: dict, batch_size: int, params: dict) -> list[dict]:
-        """The batches the single-process engine computes, in order: ``[{"indices": [...],
-        "units": [...], "cost": float}]``. Examples missing the same units share batches,
-        length-sorted; ``cost`` estimates the work as rows × (padded tokens)² × steps × units."""
-        order = sorted(pending, key=lambda i: (_unit_order(pending[i]), encoded[i].length))
-        steps = params.get("steps") or 1
-        batches, position = [], 0
-        while position < len(order):
-            chunk = order[position: position + batch_size]
-            chunk = [i for i in chunk if pending[i] == pending[chunk[0]]]
-            width = max(encoded[i].length for i in chunk)
-            units = list(pending[chunk[0]])
-            batches.append({"indices": chunk, "units": units,
-                            "cost": float(len(chunk) * width * width * steps * len(units))})
-            position += len(chunk)
-        return batches
+    def plan_pending(self, encoded, pending: dict, batch_size: int, params: dict) -> list[PlannedBatch]:
+        """The batches ``attribute`` computes for the examples the cache lacks, in order: the one
+        planner ``plan_batches`` over ``pending`` (example index -> missing units), grouped by the
+        units missed (examples missing the same units share batches), length-sorted. Each
+        ``PlannedBatch.members`` holds indices into ``encoded``; ``cost`` estimates the work as
+        rows x (padded tokens)^2 x steps x missing units. Deterministic: every rank of a
+        distributed job computes the same plan from the same ``pending``."""
+        todo = sorted(pending)
+        steps = int(params.get("steps") or 1)
+        plan = plan_batches([encoded[i].length for i in todo], batch_size,
+                            groups=[_unit_order(pending[i]) for i in todo], steps=steps)
+        return [replace(planned, members=tuple(todo[m] for m in planned.members),
+                        cost=planned.cost * len(pending[todo[planned.members[0]]]))
+                for planned in plan]
 
     def stream(self, examples, method: str = "attattr", target=None, batch_size: int | None = None,
                **params):
@@ -396,11 +630,13 @@ class Engine:
                 if missing:
                     pending[i] = missing
         pending = distributed.broadcast(pending)
-        batches = self.plan(encoded, pending, batch_size, params)
-        distributed.agree(_plan_digest(batches), "the batch plan")
-        mine = distributed.shard([b["cost"] for b in batches], here.rank, here.size)
+        batches = self.plan_pending(encoded, pending, batch_size, params)
+        distributed.agree(_plan_digest(batches, pending), "the batch plan")
+        costs = [b.cost for b in batches]
+        mine = distributed.shard(costs, here.rank, here.size)
         self.last_plan = {"world_size": here.size, "batches": [
-            dict(b, rank=r) for b, r in zip(batches, distributed.assign([b["cost"] for b in batches], here.size))]}
+            {"indices": list(b.members), "units": list(pending[b.members[0]]), "cost": b.cost, "rank": r}
+            for b, r in zip(batches, distributed.assign(costs, here.size))]}
         counter = distributed.Counter(f"{method}-examples")
         bar = _progress(len(encoded), self.progress and here.is_main, f"{method}")
         bar.update(len(encoded) - len(pending))
@@ -412,9 +648,9 @@ class Engine:
 
         computed_before = self.stats["computed"]
         for b in mine:
-            chunk = batches[b]["indices"]
-            self._run(chunk, len(chunk), encoded, impl, params, specs, pending, _Discard(),
-                      lambda n: report(counter.add(n)) if here.is_main else counter.add(n))
+            params, batch_size = self._run([list(batches[b].members)], batch_size, encoded, impl, params, specs,
+                                           pending, _Discard(),
+                                           lambda n: report(counter.add(n)) if here.is_main else counter.add(n))
             _trim_heap()
         counter.wait(len(pending), report if here.is_main else None)
         bar.close()
@@ -532,7 +768,7 @@ class Engine:
         num_classes = logits.shape[-1]
         bad = [(i, int(t)) for i, t in zip(chunk, targets.tolist()) if specs[i] is not None and not 0 <= t < num_classes]
         if bad:
-            raise ValueError(f"target class {bad[0][1]} out of range for a {num_classes}-class model")
+            raise ParameterError(f"target class {bad[0][1]} out of range for a {num_classes}-class model")
         batch = Batch(inputs=inputs, lengths=[e.length for e in encs],
                       targets=targets if impl.needs_target(params) else None, logits=logits,
                       labels=[e.example.label for e in encs])
@@ -568,7 +804,6 @@ class Engine:
 
     def _build(self, enc: Encoded, impl, params, scores, target, predicted, probs, records=None) -> Attribution:
         public = {k: v for k, v in params.items()}
-        public["_pool_position"] = pool_position(self.model)
         gone = pruned_heads(self.model)
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
@@ -581,6 +816,7 @@ class Engine:
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
             segment_ids=enc.token_type_ids or [], special_tokens_mask=enc.special_tokens_mask,
             label_names=_label_names(self.model.config),
+            pool_position=pool_position(self.model),
         )
 
 
@@ -646,8 +882,8 @@ def _trim_heap() -> None:
         _LIBC[0].malloc_trim(0)
 
 
-def _plan_digest(batches) -> str:
-    text = json.dumps([[b["indices"], b["units"], b["cost"]] for b in batches], default=str)
+def _plan_digest(batches, pending) -> str:
+    text = json.dumps([[list(b.members), list(pending[b.members[0]]), b.cost] for b in batches], default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

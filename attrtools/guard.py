@@ -14,12 +14,15 @@ instead of a traceback or, worse, a run on the wrong vocabulary.
 - ``explain_load_error(err, name)``: the one-line reason for errors transformers raises while
   loading (pickle weights refused by ``weights_only``, remote code), or None.
 
-Errors derive from ``ValueError`` (the command line prints them as one line).
+Errors derive from ``attrtools.errors`` types (and so from ``ValueError``): the command line prints
+them as one line (a bad device exits 2, the others 1).
 """
 from __future__ import annotations
 
 import json
 import os
+
+from .errors import InputDataError, ParameterError, UnsupportedModelError
 
 # Files from which transformers can build a real tokenizer (any one of them is enough).
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
@@ -28,7 +31,7 @@ UNKNOWN_SHARE_LIMIT = 0.5  # refuse input where more than half the (non-special)
 UNKNOWN_MIN_TOKENS = 8  # ... once there are at least this many tokens to judge by
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(UnsupportedModelError):
     """A model folder (or hub id) that cannot be used as it is; the message names it."""
 
 
@@ -36,11 +39,11 @@ class RemoteCodeError(ModelFolderError):
     """A model that needs its own Python code (``auto_map``), which attrtools will not run."""
 
 
-class DeviceError(ValueError):
+class DeviceError(ParameterError):
     """A ``--device`` that torch cannot parse or this machine does not have."""
 
 
-class InputFileError(ValueError):
+class InputFileError(InputDataError):
     """A local data file that cannot be read as its extension says (the message gives line and byte)."""
 
 
@@ -85,7 +88,7 @@ def check_data_file(path: str, ext: str) -> None:
         raise InputFileError(f"{path} has no rows (only blank lines)")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(InputDataError):
     """Input that the tokenizer mostly cannot represent (mostly the unknown token)."""
 
 

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 
-class UnsupportedModelError(ValueError):
-    """The model's architecture is not in the adapter table."""
+from .errors import UnsupportedModelError  # also the old import path
 
 
 @dataclass(frozen=True)
@@ -423,7 +422,7 @@ def pool_position(model: nn.Module) -> int:
     return adapter_for(model).pool_position
 
 
-class PoolingError(ValueError):
+class PoolingError(UnsupportedModelError):
     """A decoder classifier that cannot tell which token it reads (no pad token)."""
 
 
@@ -594,7 +593,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 PRUNED_HEADS_FILE = "pruned_heads.json"  # marks a folder written by attrtools.save_pruned
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UnsupportedModelError):
     """Weights whose shapes differ from config.json (a pruned model without its pruned_heads.json)."""
 
 

@@ -37,18 +37,22 @@ import sys
 import tempfile
 import time
 
+from .errors import AttrtoolsError
+
 CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".attrtools-run.lock"
-VOLATILE = frozenset({"argv", "device", "batch_size", "cache_dir", "no_cache", "use_cache", "progress",
+VOLATILE = frozenset({"argv", "device", "batch_size", "eval_batch_size", "cache_dir", "no_cache", "use_cache", "progress",
                       "output_dir", "overwrite", "created", "command_line"})
 
 
-class RunDirError(ValueError):
-    """A run directory that cannot be used as asked; the message says what to do."""
+class RunDirError(AttrtoolsError, ValueError):
+    """A run directory that cannot be used as asked; the message says what to do (exit 1)."""
 
 
 class RunDirMismatch(RunDirError):
-    """The folder holds a run of another configuration (and ``overwrite`` was not given)."""
+    """The folder holds a run of another configuration (and ``overwrite`` was not given): exit 2."""
+
+    exit_code = 2
 
 
 class RunDirBusy(RunDirError):

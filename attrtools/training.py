@@ -9,6 +9,7 @@ import time
 
 import torch
 
+from .errors import InputDataError
 from .io import write_json
 from .types import Example
 
@@ -33,7 +34,7 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
         model.config.id2label = dict(enumerate(label_names))
         model.config.label2id = {n: i for i, n in enumerate(label_names)}
     if any(e.label is None for e in train):
-        raise ValueError("every training example needs a label")
+        raise InputDataError("every training example needs a label")
     frozen = _freeze(model, freeze_embeddings, freeze_layers)
     steps_per_epoch = math.ceil(len(train) / batch_size)
     total = max(1, int(steps_per_epoch * epochs))

@@ -1,6 +1,6 @@
 """Core value types: an input `Example` and an `Attribution` result.
 
-`Attribution` payload kinds (DESIGN.md, "Core types"):
+`Attribution` payload kinds (docs/architecture.md):
 
 - ``matrix``: per layer, per head, token x token, shape ``(L, H, n, n)`` (AttAttr, raw attention);
 - ``layer_matrix``: per layer token x token, ``(L, n, n)`` (GlobEnc, ALTI, rollout);
@@ -74,6 +74,7 @@ class Attribution:
     completeness: dict | None = None
     original_length: int | None = None  # tokens before truncation, None if the input was not truncated
     label_names: list[str] = field(default_factory=list)  # class names in id order ([] when generic)
+    pool_position: int = 0  # the token the classifier reads: 0 = first ([CLS]/<s>), -1 = last (decoders)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -116,9 +117,11 @@ class Attribution:
             return self.scores[-1, self._pool_row()]
         return self.scores.sum((0, 1)).sum(0)
 
-    def _pool_row(self) -> int:
-        pool = self.params.get("_pool_position", 0)
-        return pool if pool >= 0 else self.n_tokens + pool
+    def pool_row(self) -> int:
+        """Index of the token the classifier reads (``pool_position`` resolved against ``n``)."""
+        return self.pool_position if self.pool_position >= 0 else self.n_tokens + self.pool_position
+
+    _pool_row = pool_row  # the old private name
 
     # ----------------------------------------------------------------------------- display
     def to_html(self, path: str | os.PathLike | None = None) -> str:
@@ -173,6 +176,8 @@ class Attribution:
                 raise ValueError(f"{path} is not an attrtools attribution file (no 'attrtools' metadata)")
             scores = f.get_tensor("scores")
         meta = json.loads(raw)
+        if "pool_position" not in meta:  # written before pool_position was a field: it rode in params
+            meta["pool_position"] = (meta.get("params") or {}).pop("_pool_position", 0)
         version = meta.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise ValueError(f"{path} has attribution format {version}, this attrtools reads {FORMAT_VERSION}")

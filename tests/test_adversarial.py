@@ -62,8 +62,10 @@ def test_threshold_ranking_and_grouping():
 
 def test_words_merge_wordpieces_with_relative_positions():
     tokens = ["[CLS]", "un", "##believ", "##able", "film", "[SEP]", "so", "good", "[SEP]"]
-    word_ids, segments, texts = T._merge_wordpieces(tokens, [1, 0, 0, 0, 0, 1, 0, 0, 1],
-                                                   [0, 0, 0, 0, 0, 0, 1, 1, 1])
+    from attrtools.engine import _merge_wordpieces  # the engine's slow-tokenizer word alignment
+
+    word_ids, segments, texts = _merge_wordpieces(tokens, [1, 0, 0, 0, 0, 1, 0, 0, 1],
+                                                 [0, 0, 0, 0, 0, 0, 1, 1, 1])
     assert texts[(0, 0)] == "unbelievable" and texts[(1, 1)] == "good"
     words = T.words_for_positions([2, 3, 7], word_ids, segments, texts)
     assert [(w.word, w.segment, w.relative) for w in words] == [("unbelievable", 0, 0.5), ("good", 1, 1.0)]

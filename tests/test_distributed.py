@@ -114,8 +114,10 @@ PLAN_SCRIPT = textwrap.dedent("""
     encoded = [engine.encode(attrtools.Example(t)) for t in texts]
     params = methods.get("attattr").params(steps=5)
     pending = {i: [0, 1] if i % 7 else [1] for i in range(len(texts))}
-    plan = engine.plan(encoded, pending, 3, params)
-    print(json.dumps({"plan": plan, "ranks": distributed.assign([b["cost"] for b in plan], 3)}))
+    plan = engine.plan_pending(encoded, pending, 3, params)
+    rows = [{"indices": list(b.members), "units": pending[b.members[0]], "cost": b.cost} for b in plan]
+    assert all(pending[i] == pending[b.members[0]] for b in plan for i in b.members)
+    print(json.dumps({"plan": rows, "ranks": distributed.assign([b.cost for b in plan], 3)}))
 """)
 
 

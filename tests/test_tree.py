@@ -21,7 +21,7 @@ def edge_list(graph):
 
 
 def spec_edges(m, tau, root, top_layer, cls=0):
-    """Independent, literal restatement of METHODS.md §2.3 steps 5-6 (full loops over every (i, j))."""
+    """Independent, literal restatement of the official tree code's growth loop (docs/methods.md) (full loops over every (i, j))."""
     n = m.shape[1]
     p = normalise_layers(m, cls)
     if root == cls:

@@ -28,6 +28,7 @@ import logging
 import os
 import warnings
 
+from ..errors import InputDataError, ParameterError
 from ..io import atomic_path, write_json, write_text
 from ..types import Example
 from .textattack_compat import load_textattack
@@ -67,7 +68,7 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
         from .transformation import build_trigger_attack
 
         if not patterns:
-            raise ValueError("the triggers recipe needs trigger patterns (extract them first)")
+            raise ParameterError("the triggers recipe needs trigger patterns (extract them first)")
         return build_trigger_attack(wrapper, patterns, max_inserted_words=max_inserted_words,
                                     query_budget=query_budget), None
     if name == "deepwordbug":
@@ -92,7 +93,7 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
             attack.goal_function.query_budget = query_budget
         return attack, search
     else:
-        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(ALL_RECIPES)}")
+        raise ParameterError(f"unknown recipe {name!r}; choose from {', '.join(ALL_RECIPES)}")
     if query_budget:
         attack.goal_function.query_budget = query_budget
     return attack, None
@@ -212,7 +213,7 @@ def read_rows(path: str) -> list[dict]:
     df = pd.read_csv(path, keep_default_na=False)
     missing = [c for c in TEXTATTACK_COLUMNS + EXTRA_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path} is not an attrtools audit results.csv (missing {missing})")
+        raise InputDataError(f"{path} is not an attrtools audit results.csv (missing {missing})")
     return df.to_dict("records")
 
 
@@ -259,7 +260,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
     num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
     examples = keep_content(examples)
     if any(e.label is None for e in examples):
-        raise ValueError("the audit needs gold labels for every example")
+        raise InputDataError("the audit needs gold labels for every example")
     wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length)
     results_path = os.path.join(output_dir, "results.csv")
     rows = read_rows(results_path)

@@ -5,71 +5,67 @@ import os
 
 import click
 
-from ..commands.common import (UserError, at_least, check_labels, finite, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, load_model_or_fail,
-                               make_run_dir, model_option, output_dir_option, quiet_transformers)
+from ..cli_kit import (AtLeast, UserError, check_labels, command, common_run_options, dataset_options, echo_summary, finite,
+                       load_examples_or_fail, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail,
+                       options, parse_list, quiet_transformers, resolve_progress, seed_option, steps_option)
+from .config import AuditConfig
+
+D = AuditConfig()  # the defaults shown by --help are the config's
 
 
-def _examples(spec, text_column, pair_column, label_column, limit, what):
-    return load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True)
+def _examples(spec, text_column, pair_column, label_column, limit, what, label_names=None):
+    return load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True,
+                                 label_names=label_names)
 
 
-def _cache(use_cache: bool):
-    return open_cache_or_fail(None, enabled=use_cache)
-
-
-extraction_options = [
-    click.option("--num-train-examples", default=500, show_default=True,
+extraction_options = options(
+    click.option("--num-train-examples", type=AtLeast(1), default=D.num_train_examples,
                  help="Correctly classified training examples to extract patterns from (official: 500)."),
-    click.option("--steps", default=20, show_default=True, help="AttAttr Riemann steps (official trigger code: 64)."),
-    click.option("--pattern-threshold", default=0.02, show_default=True, help="Drop patterns with v1+v2 below this."),
-    click.option("--top2-ratio", default=0.2, show_default=True, help="Keep the top-2 pair when v2/v1 >= this."),
+    steps_option(D.steps, "the official trigger code used 64"),
+    click.option("--pattern-threshold", type=float, default=D.pattern_threshold,
+                 help="Drop patterns with v1+v2 below this."),
+    click.option("--top2-ratio", type=float, default=D.top2_ratio, help="Keep the top-2 pair when v2/v1 >= this."),
     click.option("--use-all", is_flag=True, help="Always keep the top-2 pair (official --if_all)."),
-    click.option("--cache/--no-cache", "use_cache", default=True, show_default=True,
-                 help="Use the shared attribution cache."),
-]
+    click.option("--cache", "old_cache_flag", is_flag=True, hidden=True,
+                 help="Old spelling: the cache is on unless --no-cache."),
+)
 
 
-def _check_extraction(num_train_examples, steps, pattern_threshold, top2_ratio):
-    at_least("--num-train-examples", num_train_examples)
-    at_least("--steps", steps)
-    finite("--pattern-threshold", pattern_threshold, 0.0)
-    finite("--top2-ratio", top2_ratio, 0.0, 1.0)
+def _config(**fields) -> AuditConfig:
+    fields["progress"] = resolve_progress(fields.get("progress"))
+    finite("--pattern-threshold", fields.get("pattern_threshold"), 0.0)
+    finite("--top2-ratio", fields.get("top2_ratio"), 0.0, 1.0)
+    return AuditConfig(**fields)
 
 
-def _with(options):
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return decorate
-
-
-@click.command()
-@model_option
-@dataset_options
-@_with(extraction_options)
+@command()
+@model_option()
+@dataset_options(limit_help="Read only the first N training examples of --dataset.")
+@extraction_options
 @click.option("--eval-dataset", default=None, help="Labelled dataset for the per-class accuracy table (e.g. dev).")
-@click.option("--top-k", default=3, show_default=True, help="Triggers evaluated in the per-class table.")
-@output_dir_option
-@device_option
-def triggers(model_name, dataset, text_column, pair_column, label_column, limit, num_train_examples, steps,
-             pattern_threshold, top2_ratio, use_all, use_cache, eval_dataset, top_k, output_dir, device):
+@click.option("--top-k", type=AtLeast(1), default=D.top_k, help="Triggers evaluated in the per-class table.")
+@common_run_options(batch_size=D.batch_size, max_length=D.max_length)
+def triggers(model_name, dataset, text_column, pair_column, label_column, label_names, limit, num_train_examples,
+             steps, pattern_threshold, top2_ratio, use_all, old_cache_flag, eval_dataset, top_k, cache_dir, no_cache,
+             batch_size, max_length, progress, output_dir, device):
     """Extract adversarial trigger patterns from AttAttr on correctly classified training examples
     (Hao et al. 2021, §6); with --eval-dataset, also the per-class accuracy after inserting the
     top-k triggers. Writes triggers.json (and per_class.csv)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _check_extraction(num_train_examples, steps, pattern_threshold, top2_ratio)
-    at_least("--top-k", top_k)
-    train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
-    out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "steps": steps,
-                                                "num_train_examples": num_train_examples}, examples=train)
+    config = _config(num_train_examples=num_train_examples, steps=steps, pattern_threshold=pattern_threshold,
+                     top2_ratio=top2_ratio, use_all=use_all, top_k=top_k, batch_size=batch_size, max_length=max_length,
+                     progress=progress)
+    train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names)
+    from ..config import config_dict
+
+    out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "eval_dataset": eval_dataset,
+                                                **config_dict(config)}, examples=train)
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
     check_labels(train, model, "--dataset")
     from .pipeline import extract_and_save
 
-    patterns, stats = extract_and_save(model, tok, train, out, num_train_examples, steps, pattern_threshold,
-                                       top2_ratio, use_all, _cache(use_cache))
+    patterns, stats = extract_and_save(model, tok, train, out, config, open_cache_or_fail(cache_dir, not no_cache))
     lines = {"output": out, "patterns kept": f"{stats['kept']} of {stats['patterns']}",
              "examples used": stats["correct_used"]}
     from .triggers import unique_triggers
@@ -80,41 +76,45 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, limit,
         from .audit import write_per_class
         from .triggers import per_class_accuracy
 
-        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset")
+        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset", label_names)
         check_labels(dev, model, "--eval-dataset")
-        rows = per_class_accuracy(model, tok, dev, patterns, top_k=top_k)
+        rows = per_class_accuracy(model, tok, dev, patterns, top_k=top_k, max_length=max_length)
         write_per_class(os.path.join(out, "per_class.csv"), rows)
         lines["per_class.csv"] = f"{len(rows)} rows"
     echo_summary(lines)
 
 
-@click.command()
-@model_option
-@dataset_options
+@command()
+@model_option()
+@dataset_options(limit_help="Read only the first N examples of --dataset (then --num-examples of those are attacked).")
 @click.option("--train-dataset", default=None, help="Labelled training data to extract triggers from.")
 @click.option("--triggers", "triggers_path", default=None, type=click.Path(dir_okay=False),
               help="A triggers.json from `attrtools triggers` (instead of --train-dataset).")
-@click.option("--recipes", default="deepwordbug,pruthi,input-reduction,wir-delete,wir-attribution", show_default=True,
+@click.option("--recipes", default=",".join(D.recipes),
               help="Comma list among deepwordbug, pruthi, input-reduction, wir-delete, wir-attribution.")
 @click.option("--no-triggers", is_flag=True, help="Skip the trigger attack and the per-class table.")
-@click.option("--num-examples", default=100, show_default=True, help="Examples of --dataset to attack.")
-@_with(extraction_options)
-@click.option("--top-triggers", default=10, show_default=True, help="Trigger candidates the search chooses from.")
-@click.option("--top-k", default=3, show_default=True, help="Triggers evaluated in the per-class table.")
-@click.option("--max-inserted-words", default=4, show_default=True, help="Constraint of the trigger attack.")
-@click.option("--rank-method", default="attattr", show_default=True,
+@click.option("--num-examples", type=AtLeast(1), default=100,
+              help="Examples of --dataset to attack (the first N, after --limit).")
+@extraction_options
+@click.option("--top-triggers", type=AtLeast(1), default=D.top_triggers,
+              help="Trigger candidates the search chooses from.")
+@click.option("--top-k", type=AtLeast(1), default=D.top_k, help="Triggers evaluated in the per-class table.")
+@click.option("--max-inserted-words", type=AtLeast(1), default=D.max_inserted_words,
+              help="Constraint of the trigger attack.")
+@click.option("--rank-method", default=D.rank_method,
               help="Attribution ranking the words for wir-attribution (any attrtools method, e.g. grad_input).")
-@click.option("--rank-steps", default=20, show_default=True, help="AttAttr steps for the ranking (attattr only).")
-@click.option("--query-budget", default=None, type=int, help="TextAttack query budget per example.")
-@click.option("--chunk-size", default=10, show_default=True, help="Examples per Attacker run (resume granularity).")
-@click.option("--seed", default=765, show_default=True, help="TextAttack random seed.")
-@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")
-@output_dir_option
-@device_option
-def audit(model_name, dataset, text_column, pair_column, label_column, limit, train_dataset, triggers_path, recipes,
-          no_triggers, num_examples, num_train_examples, steps, pattern_threshold, top2_ratio, use_all, use_cache,
-          top_triggers, top_k, max_inserted_words, rank_method, rank_steps, query_budget, chunk_size, seed, progress,
-          output_dir, device):
+@click.option("--rank-steps", type=AtLeast(1), default=D.rank_steps,
+              help="AttAttr integration steps m of the ranking (attattr only).")
+@click.option("--query-budget", default=D.query_budget, type=AtLeast(1),
+              help="TextAttack query budget per example (default: unlimited).")
+@click.option("--chunk-size", type=AtLeast(1), default=D.chunk_size,
+              help="Examples per Attacker run (resume granularity).")
+@seed_option(D.seed, "TextAttack random seed.")
+@common_run_options(batch_size=D.batch_size, max_length=D.max_length)
+def audit(model_name, dataset, text_column, pair_column, label_column, label_names, limit, train_dataset,
+          triggers_path, recipes, no_triggers, num_examples, num_train_examples, steps, pattern_threshold, top2_ratio,
+          use_all, old_cache_flag, top_triggers, top_k, max_inserted_words, rank_method, rank_steps, query_budget,
+          chunk_size, seed, cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
     """Robustness audit with TextAttack: the attribution-trigger attack and the offline recipes
     (DeepWordBug, Pruthi, InputReduction), plus attribution-ranked vs leave-one-out word ranking,
     on the same examples. Writes results.csv (TextAttack's CSV columns), summary.json,
@@ -122,57 +122,46 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from .audit import ALL_RECIPES
 
-    _check_extraction(num_train_examples, steps, pattern_threshold, top2_ratio)
-    for option, value in (("--num-examples", num_examples), ("--top-triggers", top_triggers), ("--top-k", top_k),
-                          ("--max-inserted-words", max_inserted_words), ("--rank-steps", rank_steps),
-                          ("--query-budget", query_budget), ("--chunk-size", chunk_size)):
-        at_least(option, value)
-    names = [r.strip() for r in recipes.split(",") if r.strip()]
+    names = parse_list(recipes, "--recipes")
     unknown = [r for r in names if r not in ALL_RECIPES or r == "triggers"]
     if unknown:
         raise UserError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ALL_RECIPES[1:])}")
-    if not no_triggers:
-        if not train_dataset and not triggers_path and not (output_dir and os.path.exists(
-                os.path.join(output_dir, "triggers.json"))):
-            raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
-        names = ["triggers"] + names
+    if not no_triggers and not train_dataset and not triggers_path and not (
+            output_dir and os.path.exists(os.path.join(output_dir, "triggers.json"))):
+        raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
+    config = _config(recipes=tuple(names), use_triggers=not no_triggers, num_train_examples=num_train_examples,
+                     steps=steps, pattern_threshold=pattern_threshold, top2_ratio=top2_ratio, use_all=use_all,
+                     top_triggers=top_triggers, top_k=top_k, max_inserted_words=max_inserted_words,
+                     rank_method=rank_method, rank_steps=rank_steps, query_budget=query_budget, chunk_size=chunk_size,
+                     seed=seed, batch_size=batch_size, max_length=max_length, progress=progress)
     from ..data import ExampleList
 
-    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
+    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names)
     dev = ExampleList(rows[:num_examples], getattr(rows, "skipped", []))
     if num_examples > len(rows):
         click.echo(f"--num-examples {num_examples}: the dataset has only {len(rows)} usable example(s) "
                    f"({getattr(rows, 'total', len(rows))} rows read); attacking {len(dev)}", err=True)
-    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset") \
+    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset", label_names) \
         if train_dataset and not no_triggers else None
-    try:
-        from .textattack_compat import TextAttackUnavailable, load_textattack
+    from .textattack_compat import load_textattack
 
-        load_textattack()
-    except TextAttackUnavailable as err:
-        raise UserError(str(err)) from None
+    load_textattack()  # TextAttackUnavailable (a MissingDependencyError): one line
+    from ..config import config_dict
+
     out = make_run_dir(output_dir, "audit", {"model": model_name, "dataset": dataset, "train_dataset": train_dataset,
-                                             "recipes": names, "num_examples": num_examples, "steps": steps,
-                                             "rank_method": rank_method, "seed": seed})
+                                             "num_examples": num_examples, **config_dict(config),
+                                             "recipes": (["triggers"] if not no_triggers else []) + names})
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
     check_labels(dev, model, "--dataset")
     if train is not None:
         check_labels(train, model, "--train-dataset")
-    from .pipeline import AuditError, run_full_audit
+    from .pipeline import run_full_audit
 
-    try:
-        summary = run_full_audit(model, tok, dev, out, train=train, triggers_path=triggers_path,
-                                 recipes=[n for n in names if n != "triggers"], use_triggers=not no_triggers,
-                                 num_train_examples=num_train_examples, steps=steps,
-                                 pattern_threshold=pattern_threshold, top2_ratio=top2_ratio, use_all=use_all,
-                                 top_triggers=top_triggers, top_k=top_k, max_inserted_words=max_inserted_words,
-                                 rank_method=rank_method, rank_steps=rank_steps, query_budget=query_budget,
-                                 chunk_size=chunk_size, seed=seed, cache=_cache(use_cache), progress=progress,
-                                 config={"model": model_name, "dataset": dataset, "examples": len(dev)},
-                                 num_requested=num_examples)
-    except AuditError as err:
-        raise UserError(str(err)) from None
+    summary = run_full_audit(model, tok, dev, out, train=train, triggers_path=triggers_path, config=config,
+                             cache=open_cache_or_fail(cache_dir, not no_cache),
+                             report={"model": model_name, "dataset": dataset, "examples": len(dev)},
+                             num_requested=num_examples)
     lines = {"output": out, "examples": f"{summary['num_examples']} attacked of {summary.get('num_rows')} rows; "
                                          f"classes {summary.get('class_mix')}"}
     for i, note in enumerate(summary.get("notes") or []):

@@ -4,35 +4,54 @@ from __future__ import annotations
 
 import os
 
+from ..config import resolve_config
+from ..errors import AttrtoolsError
+from .config import AuditConfig
 
-class AuditError(ValueError):
+
+class AuditError(AttrtoolsError, ValueError):
     """An audit that cannot run as asked (no trigger source, no pattern above the threshold, ...)."""
 
 
-def extract_and_save(model, tokenizer, train, out_dir, num_train_examples=500, steps=20, pattern_threshold=0.02,
-                     top2_ratio=0.2, use_all=False, cache=None):
-    """``extract_triggers`` and write ``triggers.json`` (with its settings) into ``out_dir``."""
+def extract_and_save(model, tokenizer, train, out_dir, config: AuditConfig | None = None, cache=None, **options):
+    """``extract_triggers`` with the extraction settings of ``config`` (``options``: overrides),
+    and write ``triggers.json`` (with its settings) into ``out_dir``. Returns ``(patterns, stats)``."""
     from .triggers import extract_triggers, save_triggers
 
-    patterns, stats = extract_triggers(model, tokenizer, train, num_examples=num_train_examples, steps=steps,
-                                       cache=cache, pattern_threshold=pattern_threshold, top2_ratio=top2_ratio,
-                                       use_all=use_all)
+    c = resolve_config(AuditConfig, config, options)
+    patterns, stats = extract_triggers(model, tokenizer, train, num_examples=c.num_train_examples, steps=c.steps,
+                                       cache=cache, pattern_threshold=c.pattern_threshold, top2_ratio=c.top2_ratio,
+                                       use_all=c.use_all, batch_size=c.batch_size, progress=c.progress,
+                                       max_length=c.max_length)
     save_triggers(os.path.join(out_dir, "triggers.json"), patterns,
-                  {"num_examples": num_train_examples, "steps": steps, "pattern_threshold": pattern_threshold,
-                   "top2_ratio": top2_ratio, "use_all": use_all, **stats})
+                  {"num_examples": c.num_train_examples, "steps": c.steps, "pattern_threshold": c.pattern_threshold,
+                   "top2_ratio": c.top2_ratio, "use_all": c.use_all, **stats})
     return patterns, stats
 
 
-def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=None, recipes=("deepwordbug",),
-                   use_triggers=True, num_train_examples=500, steps=20, pattern_threshold=0.02, top2_ratio=0.2,
-                   use_all=False, top_triggers=10, top_k=3, max_inserted_words=4, rank_method="attattr",
-                   rank_steps=20, query_budget=None, chunk_size=10, seed=765, cache=None, progress=None,
-                   config=None, num_requested=None, max_length=None) -> dict:
+def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=None, config: AuditConfig | None = None,
+                   cache=None, report: dict | None = None, num_requested=None, **options) -> dict:
     """Run the audit into ``out_dir`` (resumable) and return TextAttack's summary.
 
-    Triggers come from ``triggers_path``, else from ``out_dir/triggers.json`` when resuming, else
-    are extracted from ``train``. Writes triggers.json, per_class.csv, results.csv, summary.json,
-    report.html."""
+    Args:
+        model, tokenizer: a classifier from ``attrtools.load_model``.
+        dev: labelled ``Example`` items to attack.
+        out_dir: output folder: triggers.json, per_class.csv, results.csv (TextAttack's CSV
+            columns), summary.json, report.html. Rerunning into it resumes.
+        train: labelled training examples to extract triggers from; triggers_path: a
+            triggers.json to use instead (or ``out_dir/triggers.json`` when resuming).
+        config: an :class:`AuditConfig`; ``options``: overrides of its fields.
+        cache: the attribution cache; report: extra settings shown in report.html.
+
+    Returns TextAttack's summary per recipe (success rate, accuracy under attack in %, queries).
+    Raises ``AuditError`` when no trigger source is given or no pattern passes the threshold,
+    ``MissingDependencyError`` (``TextAttackUnavailable``) without the ``attack`` extra.
+    Source: Hao et al. 2021 (AAAI), §6; TextAttack (Morris et al. 2020) for the recipes.
+    """
+    if isinstance(config, dict):  # the old keyword: extra settings for the report
+        config, report = None, config
+    c = resolve_config(AuditConfig, config, options)
+    recipes, use_triggers, top_triggers, top_k = c.recipes, c.use_triggers, c.top_triggers, c.top_k
     from ..io import write_text
     from .audit import read_rows, run_audit, write_per_class
     from .report import render_report
@@ -49,27 +68,21 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
             except (OSError, ValueError) as err:
                 raise AuditError(f"cannot read triggers from {existing}: {err}") from None
         elif train is not None:
-            patterns, _ = extract_and_save(model, tokenizer, train, out_dir, num_train_examples, steps,
-                                           pattern_threshold, top2_ratio, use_all, cache)
+            patterns, _ = extract_and_save(model, tokenizer, train, out_dir, c, cache)
         else:
             raise AuditError("the trigger attack needs training data or a triggers.json")
         if not patterns:
             raise AuditError("no trigger pattern passed the threshold; lower the pattern threshold or use more examples")
-        per_class = per_class_accuracy(model, tokenizer, dev, patterns, top_k=top_k)
+        per_class = per_class_accuracy(model, tokenizer, dev, patterns, top_k=top_k, max_length=c.max_length)
         write_per_class(os.path.join(out_dir, "per_class.csv"), per_class)
         patterns = unique_triggers(patterns)[:top_triggers]
         names = ["triggers"] + [n for n in names if n != "triggers"]
-    rank_params = {"steps": rank_steps} if rank_method == "attattr" else {}
-    summary = run_audit(model, tokenizer, dev, out_dir, recipes=names, patterns=patterns, chunk_size=chunk_size,
-                        max_inserted_words=max_inserted_words, rank_method=rank_method, rank_params=rank_params,
-                        cache=cache, query_budget=query_budget, seed=seed, progress=progress,
-                        num_requested=num_requested, max_length=max_length)
-    from ..models import fingerprint
-    from ..report import label_names_from_config, model_label
-
+    rank_params = {"steps": c.rank_steps} if c.rank_method == "attattr" else {}
+    summary = run_audit(model, tokenizer, dev, out_dir, recipes=names, patterns=patterns, chunk_size=c.chunk_size,
+                        max_inserted_words=c.max_inserted_words, rank_method=c.rank_method, rank_params=rank_params,
+                        cache=cache, query_budget=c.query_budget, seed=c.seed, progress=c.progress,
+                        num_requested=num_requested, max_length=c.max_length)
     write_text(os.path.join(out_dir, "report.html"),
                render_report(summary, read_rows(os.path.join(out_dir, "results.csv")), per_class, patterns,
-                             config=config or {"examples": len(dev)},
-                             label_names=label_names_from_config(model.config),
-                             model=model_label(getattr(model.config, "_name_or_path", None), fingerprint(model))))
+                             config=report or {"examples": len(dev)}))
     return summary

@@ -2,7 +2,7 @@
 
 TextAttack's full dependency set cannot resolve next to transformers 5 (flair pins
 ``transformers<5``), so the ``attack`` extra installs its small dependencies and then
-``pip install --no-deps textattack==0.3.11`` (research/ENV.md §1). Importing it then needs:
+``pip install --no-deps textattack==0.3.11`` (README, "Robustness audits"). Importing it then needs:
 
 - a **flair stub**: TextAttack subclasses ``flair.data.Tokenizer`` at import time and names
   ``flair.data.Sentence`` / ``flair.models.SequenceTagger``; only flair-based POS/NER tagging is
@@ -60,7 +60,10 @@ yourself yourselves s t d ll m o re ve y
 """.split())
 
 
-class TextAttackUnavailable(ImportError):
+from ..errors import MissingDependencyError
+
+
+class TextAttackUnavailable(MissingDependencyError):
     """TextAttack (the ``attack`` extra) is not installed or cannot be imported."""
 
 

@@ -13,6 +13,7 @@ candidates).
 """
 from __future__ import annotations
 
+from ..errors import ParameterError
 from .textattack_compat import load_textattack
 from .triggers import Pattern, insert_at_word_boundaries
 
@@ -27,7 +28,7 @@ class TriggerInsertion(ta.transformations.WordSwap):
     def __init__(self, patterns: list[Pattern]):
         super().__init__()
         if not patterns:
-            raise ValueError("TriggerInsertion needs at least one pattern")
+            raise ParameterError("TriggerInsertion needs at least one pattern")
         self.patterns = list(patterns)
 
     def _get_transformations(self, current_text, indices_to_modify):

@@ -1,6 +1,6 @@
 """Adversarial trigger patterns from self-attention attribution (Hao et al., AAAI 2021, §6).
 
-Protocol of the official code (``run_adver_connection.py`` + ``run_adver_evaluate.py``; METHODS.md §2.4):
+Protocol of the official code (``run_adver_connection.py`` + ``run_adver_evaluate.py``; docs/methods.md, "Adversarial triggers"):
 
 1. Take correctly classified **training** examples (official: the first 500), compute AttAttr per
    layer w.r.t. the predicted class probability (official m = 64 steps; here ``steps``, default 20).
@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
+
+from ..errors import InputDataError
 
 PATTERN_THRESHOLD = 0.02
 TOP2_RATIO = 0.2
@@ -176,61 +178,15 @@ def words_for_positions(positions, word_ids, segments, word_texts) -> list[Trigg
 
 
 def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int | None = None):
-    """``(word_ids, segments, word_texts)`` for the tokenization the engine uses (pass the engine's
-    ``max_length``, attrtools' one truncation rule).
+    """``(word_ids, segments, word_texts)`` of ``(text, text_pair)`` truncated at ``max_length`` (pass
+    the engine's), for callers holding only a tokenizer. The tools do not call it: they read
+    ``Encoded.word_ids`` / ``segments`` / ``words`` from the engine's one tokenization."""
+    from ..engine import word_alignment as align
 
-    Uses the fast tokenizer's word ids and character offsets; falls back on merging ``##`` word
-    pieces for slow tokenizers."""
     enc = tokenizer(text, text_pair, truncation=max_length is not None, max_length=max_length,
-                    return_offsets_mapping=True, return_special_tokens_mask=True)
-    try:
-        word_ids = enc.word_ids()
-        seq_ids = enc.sequence_ids()
-    except (ValueError, AttributeError):
-        return _merge_wordpieces(tokenizer.convert_ids_to_tokens(enc["input_ids"]), enc["special_tokens_mask"],
-                                 enc.get("token_type_ids"))
-    sources = [text, text_pair]
-    word_ids = [None if m else w for w, m in zip(word_ids, enc["special_tokens_mask"])]
-    segments = [s if s is not None else 0 for s in seq_ids]
-    spans: dict[tuple[int, int], list[int]] = {}
-    for t, (w, s) in enumerate(zip(word_ids, segments)):
-        if w is None:
-            continue
-        start, end = enc["offset_mapping"][t]
-        span = spans.setdefault((s, w), [start, end])
-        span[0], span[1] = min(span[0], start), max(span[1], end)
-    texts = {key: sources[key[0]][a:b] for key, (a, b) in spans.items()}
-    # Renumber words densely per segment (truncation or tokenizers may leave gaps).
-    dense: dict[tuple[int, int], int] = {}
-    for s, w in sorted(spans):
-        dense[(s, w)] = sum(1 for key in dense if key[0] == s)
-    word_ids = [None if w is None else dense[(s, w)] for w, s in zip(word_ids, segments)]
-    texts = {(s, dense[(s, w)]): v for (s, w), v in texts.items()}
-    return word_ids, segments, texts
-
-
-def _merge_wordpieces(tokens, special_mask, token_type_ids=None):
-    word_ids, segments, texts = [], [], {}
-    segment, count = 0, {}
-    for t, tok in enumerate(tokens):
-        if special_mask[t]:
-            word_ids.append(None)
-            segments.append(segment)
-            if t > 0 and token_type_ids is None and t < len(tokens) - 1:
-                segment = 1
-            continue
-        if token_type_ids is not None:
-            segment = token_type_ids[t]
-        if tok.startswith("##") and word_ids and word_ids[-1] is not None:
-            w = word_ids[-1]
-            texts[(segment, w)] += tok[2:]
-        else:
-            w = count.get(segment, 0)
-            count[segment] = w + 1
-            texts[(segment, w)] = tok
-        word_ids.append(w)
-        segments.append(segment)
-    return word_ids, segments, texts
+                    return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+                    return_special_tokens_mask=True, return_token_type_ids=True)
+    return align(enc, tokenizer, text, text_pair)
 
 
 # ------------------------------------------------------------------------------------ insertion (pure)
@@ -341,7 +297,7 @@ def load_triggers(path: str) -> tuple[list[Pattern], dict]:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     if data.get("format") != "attrtools.triggers/1":
-        raise ValueError(f"{path} is not an attrtools triggers.json file")
+        raise InputDataError(f"{path} is not an attrtools triggers.json file")
     return [Pattern.from_dict(d) for d in data["patterns"]], data.get("config", {})
 
 
@@ -360,9 +316,17 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
                      max_length: int | None = None) -> tuple[list[Pattern], dict]:
     """Patterns from the first ``num_examples`` correctly classified ``examples`` (ranked, filtered).
 
-    Returns ``(patterns, stats)``. AttAttr comes from the ``Engine`` (cached when ``cache`` is given),
-    target = predicted class, ``steps`` Riemann steps (official 64). ``max_length``: None for the
-    engine's truncation rule (``models.max_input_length``; the official code used 128)."""
+    Args: ``examples`` labelled training examples (scanned in order until ``num_examples`` are
+    correctly classified); ``steps`` AttAttr integration steps m (official 64); ``cache`` the
+    attribution cache; ``pattern_threshold`` / ``top2_ratio`` / ``use_all`` the selection rules
+    of the module docstring; ``batch_size`` examples per batch; ``max_length`` tokens (None: the
+    engine's truncation rule, ``models.max_input_length``; the official code used 128).
+
+    Returns ``(patterns, stats)``: patterns ranked by v1 + v2 (AttAttr values: probability times
+    attention), each with its trigger words and their relative positions; stats count the
+    examples scanned and used. AttAttr comes from the ``Engine`` (one tokenization shared with
+    the word alignment), target = predicted class. Raises ``InputDataError`` without labelled
+    examples. Source: Hao et al. 2021 (AAAI), §6."""
     from ..engine import Engine
     from ..types import Example
 
@@ -371,7 +335,7 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
     examples = keep_content(examples)  # rows without content are skipped, with their reason in stats
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
-        raise ValueError("trigger extraction needs labelled examples (correctly classified ones are used)")
+        raise InputDataError("trigger extraction needs labelled examples (correctly classified ones are used)")
     # Scan in order, a chunk at a time, until enough are correct: the official code takes the
     # first correctly classified training examples, so a large training set need not be predicted whole.
     from ..progress import bar
@@ -388,16 +352,15 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
     scan.close()
     correct = correct[:num_examples]
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length, progress=progress)
-    attributions = engine.attribute(correct, "attattr", target="pred", steps=steps)
+    encoded = engine.encode_all(correct)  # one tokenization: the attributions and the word alignment share it
+    attributions = engine.attribute(encoded, "attattr", target="pred", steps=steps)
     patterns = []
-    for e, att in zip(correct, attributions):
+    for enc, att in zip(encoded, attributions):
+        e = enc.example
         p = pattern_from_matrix(att.scores, att.tokens, att.special_tokens_mask, target=att.predicted,
                                 label=e.label, example_id=e.id, top2_ratio=top2_ratio, use_all=use_all,
                                 text=e.text, text_pair=e.text_pair)
-        word_ids, segments, texts = word_alignment(tokenizer, e.text, e.text_pair, engine.max_length)
-        if len(word_ids) != len(att.tokens):
-            raise RuntimeError("tokenization differs between the engine and the word alignment")
-        p.words = words_for_positions(p.positions, word_ids, segments, texts)
+        p.words = words_for_positions(p.positions, enc.word_ids, enc.segments, enc.words)
         patterns.append(p)
     ranked = rank_patterns(patterns, pattern_threshold)
     stats = {"scanned": scanned, "correct_used": len(correct), "patterns": len(patterns),

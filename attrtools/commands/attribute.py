@@ -5,87 +5,59 @@ import os
 
 import click
 
-from .common import (UserError, cache_options, check_method_params, load_examples_or_fail, open_cache_or_fail, dataset_options, device_option, echo_summary, make_run_dir, model_option,
-                     output_dir_option, quiet_transformers)
+from ..cli_kit import (check_method_params, command, common_run_options, dataset_options, dump, echo_summary,
+                       examples_from, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail, parse_params,
+                       parse_target, quiet_transformers, resolve_progress, target_option, text_options)
 
 
-@click.command()
-@model_option
-@click.option("--text", "texts", multiple=True, help="Text to attribute (repeatable).")
-@click.option("--text-pair", "pairs", multiple=True, help="Second segment for each --text (repeatable).")
+@command()
+@model_option()
+@text_options
 @dataset_options
-@click.option("--method", default="attattr", show_default=True, help="Method name (see `attrtools methods`).")
-@click.option("--target", default="pred", show_default=True, help="'pred', 'gold' or a class index.")
+@click.option("--method", default="attattr", help="Method name (see `attrtools methods`).")
+@target_option()
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Method parameter, e.g. --param steps=64 (repeatable; values parsed as JSON when possible).")
-@click.option("--label-names", default=None, metavar="NAME,NAME,...",
-              help="Class names in class-id order, to map string labels of the dataset (e.g. negative,positive).")
-@click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--html", "write_html", is_flag=True,
               help="Also write views/NNNNNN.html per example (token heat-map; layer/head view for matrix methods) "
                    "and views/index.html (all examples in one table). Self-contained, open offline.")
-@cache_options
-@output_dir_option
-@device_option
-def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, limit, method, target,
-              params, label_names, batch_size, write_html, cache_dir, no_cache, output_dir, device):
+@common_run_options
+def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, label_names, limit, method,
+              target, params, write_html, cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
     """Attribute texts or a dataset with one method: attributions/NNNNNN.safetensors per example,
     token_scores.csv beside that folder (one row per token), and with --html views/ (one page per example).
 
     Results go through the attribution cache (unless --no-cache): each batch is written as soon as
     it is computed, so an interrupted run resumes where it stopped when started again."""
-    import json
-
     from .. import methods as registry
     from ..engine import Engine
-    from ..types import Example
 
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if bool(texts) == bool(dataset):
-        raise UserError("give either --text (one or more) or --dataset")
-    if pairs and len(pairs) != len(texts):
-        raise UserError("give one --text-pair for every --text")
-    try:
-        registry.get(method)
-    except KeyError as err:
-        raise UserError(str(err.args[0])) from None
-    parsed = {}
-    for item in params:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UserError(f"--param {item!r} is not KEY=VALUE")
-        try:
-            parsed[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key] = value
-    check_method_params(method, parsed)
-    target_spec = int(target) if target.lstrip("-").isdigit() else target
+    registry.get(method)  # an unknown name: UnknownMethodError, one line
+    parsed = parse_params(params)
+    check_method_params(method, parsed)  # before anything loads: one line, exit 2
+    target_spec = parse_target(target)
     quiet_transformers()
-    if dataset:
-        examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit,
-                                         label_names=label_names)
-    else:
-        examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
-    from .common import load_model_or_fail
+    examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names)
     from .. import distributed
+    from ..errors import AttrtoolsError
 
     here = distributed.init()
     config = {"model": model_name, "method": method, "target": target, "params": parsed, "dataset": dataset,
-              "n": len(examples)}
+              "n": len(examples), "max_length": max_length}
     # before the model loads: an unusable folder fails at once (rank 0 writes the outputs)
     run_dir = make_run_dir(output_dir, "attribute", config, examples=examples) if here.is_main else None
     model, tokenizer = load_model_or_fail(model_name, device)
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
-    engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
+    engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length,
+                    progress=resolve_progress(progress))
     out = os.path.join(run_dir, "attributions") if run_dir else None
     count = 0
     try:
         # Streamed: each result is written as soon as it comes (input order), never all held.
         for count, attribution in enumerate(engine.stream(examples, method=method, target=target_spec, **parsed), 1):
             attribution.save(os.path.join(out, f"{count - 1:06d}.safetensors"))
-    except (TypeError, ValueError, distributed.DistributedError) as err:
-        raise UserError(str(err)) from None
+    except distributed.DistributedError as err:
+        raise AttrtoolsError(str(err)) from None
     if not here.is_main:
         return
     plan = getattr(engine, "last_plan", None)
@@ -150,12 +122,11 @@ def format_scores(attribution, width: int = 100) -> str:
     return head + "\n" + body.replace("\u00a0", " ")
 
 
-@click.command()
+@command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def methods(as_json):
     """List the attribution methods, their output kinds, targets and papers."""
     from .. import methods as registry
-    from .common import dump
 
     rows = [registry.get(name).describe() for name in registry.list_methods()]
     if as_json:

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .common import BadUsage, UserError, dump
+from ..cli_kit import Group, UserError, dump
 
 cache_dir_option = click.option("--cache-dir", default=None, envvar="ATTRTOOLS_CACHE",
                                 help="Cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools).")
@@ -31,7 +31,7 @@ def _size(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
-@click.group()
+@click.group(cls=Group)
 def cache():
     """Inspect, verify and clear the attribution cache."""
 
@@ -109,8 +109,8 @@ def clear(cache_dir, yes):
     store = _open(cache_dir)
     if not yes:
         if not sys.stdin.isatty():  # no one to ask: never delete everything on a pipe's say-so
-            raise BadUsage(f"cache clear would delete every entry under {store.directory}: pass --yes "
-                           "(stdin is not a terminal, so it cannot ask)")
+            raise UserError(f"cache clear would delete every entry under {store.directory}: pass --yes "
+                            "(stdin is not a terminal, so it cannot ask)")
         click.confirm(f"Delete every entry under {store.directory}?", abort=True)
     try:
         removed = store.clear()

@@ -14,11 +14,23 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from .common import UserError, device_option, echo_summary, make_run_dir, quiet_transformers
+from ..cli_kit import (cache_options, command, device_option, echo_summary, make_run_dir, open_cache_or_fail,
+                       output_dir_option, quiet_transformers)
 
 
 @dataclass
 class DemoConfig:
+    """Sizes of the demo's sections (small, so the demo runs in minutes on a laptop CPU).
+
+    ``attribution_examples``: dev sentences explained by every method; ``steps``: AttAttr
+    integration steps m everywhere; ``prune_importance_examples`` / ``prune_eval_examples``: the
+    pruning planner's importance and evaluation sets; ``prune_strategies``: its strategies;
+    ``tree_examples``: trees drawn; ``tree_stats_examples``: trees in the statistics;
+    ``trigger_train_examples``: training sentences for trigger extraction; ``audit_examples``:
+    dev sentences attacked; ``audit_recipes``: TextAttack recipes besides the trigger attack;
+    ``latency_repeats``: timed forwards of the pruned model.
+    """
+
     attribution_examples: int = 3
     steps: int = 20
     prune_importance_examples: int = 64
@@ -34,7 +46,13 @@ class DemoConfig:
 
 def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, config: DemoConfig | None = None,
              cache=True, device=None, log=print) -> dict:
-    """Run every tool on ``model_dir`` and write ``output_dir/report.html``; returns the summary."""
+    """Run every tool on ``model_dir`` and write ``output_dir/report.html``; returns the summary.
+
+    ``train_path`` / ``dev_path``: datasets (local files or hub names) for trigger extraction and
+    for everything else; ``config``: a :class:`DemoConfig`; ``cache``: an attribution cache, a
+    folder, True (the default folder) or None; ``log``: called with progress lines. Each section
+    calls its tool's pipeline (``run_pruning``, ``run_trees``, ``run_full_audit``) with the
+    tool's config, so the demo and the commands cannot drift apart."""
     from ..api import load_model
     from ..cache import open_cache
     from ..data import load_examples
@@ -167,37 +185,37 @@ def _attributions(engine, examples, config, out_dir):
 
 
 def _pruning(model, tokenizer, dev, config, cache, out_dir, log):
+    from ..pruning.config import PruneConfig
     from ..pruning.pipeline import run_pruning
     from ..pruning.report import pruning_report
 
     os.makedirs(out_dir, exist_ok=True)
+    prune_config = PruneConfig(strategies=tuple(config.prune_strategies), num_examples=config.prune_importance_examples,
+                               prune_fraction=0.5, steps=config.steps, latency_repeats=config.latency_repeats)
     summary = run_pruning(model, tokenizer, dev[: config.prune_importance_examples], out_dir,
-                          eval_examples=dev[: config.prune_eval_examples], strategies=config.prune_strategies,
-                          num_examples=config.prune_importance_examples, prune_fraction=0.5, steps=config.steps,
-                          cache=cache, latency_repeats=config.latency_repeats, log=lambda *a: None)
+                          eval_examples=dev[: config.prune_eval_examples], config=prune_config, cache=cache,
+                          log=lambda *a: None)
     return {"summary": summary, "report": pruning_report(out_dir)}
 
 
 def _trees(engine, dev, config, out_dir):
     from ..report import class_name
-    from ..tree.build import build_trees
-    from ..tree.export import export_tree
+    from ..tree.config import TreeConfig
+    from ..tree.pipeline import run_trees
     from ..tree.report import tree_report
-    from ..tree.stats import TreeStatistics
 
     os.makedirs(out_dir, exist_ok=True)
     examples = dev[: max(config.tree_examples, config.tree_stats_examples)]
-    trees, attributions = build_trees(engine, examples, steps=config.steps)
+    tree_config = TreeConfig(steps=config.steps, formats=("graphml", "json", "png", "svg", "html"), max_pictures=-1)
+    stats_dir = os.path.join(out_dir, "stats")
+    result = run_trees(engine, examples, out_dir, tree_config, tree_dir=out_dir, stats_dir=stats_dir,
+                       file_name="tree-{index:02d}", export_limit=config.tree_examples)
     pictures = []
-    for index, graph in enumerate(trees[: config.tree_examples]):
-        files = export_tree(graph, os.path.join(out_dir, f"tree-{index:02d}"), ("graphml", "json", "png", "svg", "html"))
-        a = attributions[index]
+    for index, files in enumerate(result["written"]):
+        a = result["attributions"][index]
         pictures.append((f"“{examples[index].text}” — predicted {class_name(a.predicted, a.label_names)}, "
                          f"gold {class_name(examples[index].label, a.label_names)}", files["svg"]))
-    stats = TreeStatistics().extend(trees)
-    stats_dir = os.path.join(out_dir, "stats")
-    stats.write(stats_dir)
-    return {"summary": stats.summary(), "report": tree_report(stats_dir, pictures, threshold=0.4)}
+    return {"summary": result["summary"], "report": tree_report(stats_dir, pictures, threshold=tree_config.threshold)}
 
 
 def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
@@ -212,12 +230,14 @@ def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
         report = Report("Robustness audit")
         report.section("Skipped", note)
         return {"summary": {"skipped": note}, "report": report, "what": "skipped (TextAttack not installed)"}
+    from ..adversarial.config import AuditConfig
     from ..adversarial.pipeline import run_full_audit
     from ..adversarial.report import audit_report
 
-    summary = run_full_audit(model, tokenizer, dev[: config.audit_examples], out_dir, train=train,
-                             recipes=config.audit_recipes, num_train_examples=config.trigger_train_examples,
-                             steps=config.steps, cache=cache, progress=False)
+    audit_config = AuditConfig(recipes=tuple(config.audit_recipes), num_train_examples=config.trigger_train_examples,
+                               steps=config.steps, progress=False)
+    summary = run_full_audit(model, tokenizer, dev[: config.audit_examples], out_dir, train=train, config=audit_config,
+                             cache=cache)
     from ..report import label_names_from_config
 
     return {"summary": summary, "report": audit_report(out_dir, label_names=label_names_from_config(model.config)),
@@ -257,23 +277,28 @@ def plan_text(config: DemoConfig, needs_training: bool, device: str, threads: in
 
 
 # ----------------------------------------------------------------------------------- command
-@click.command()
+@command()
 @click.option("--model", "model_name", default=None,
               help="Classifier to use instead of the embedded default (hub id or folder).")
-@click.option("--train-data", default=None, help="Training data for trigger extraction (default: attrtools' own).")
-@click.option("--dev-data", default=None, help="Evaluation data (default: attrtools' own sentiment dev set).")
-@click.option("--output-dir", type=click.Path(file_okay=False), default=None, help="Run directory.")
-@click.option("--no-cache", is_flag=True, help="Recompute everything.")
+@click.option("--train-dataset", default=None, help="Training data for trigger extraction (default: attrtools' own).")
+@click.option("--dataset", default=None, help="Evaluation data (default: attrtools' own sentiment dev set).")
+@click.option("--train-data", "old_train_data", default=None, hidden=True, help="Old spelling of --train-dataset.")
+@click.option("--dev-data", "old_dev_data", default=None, hidden=True, help="Old spelling of --dataset.")
+@cache_options
+@output_dir_option
 @device_option
-def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
+def demo(model_name, train_dataset, dataset, old_train_data, old_dev_data, cache_dir, no_cache, output_dir, device):
     """Run attribution, pruning, trees and a robustness audit end to end, offline, into one HTML report."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_transformers()
     from ..default_model import ensure_default_model, sentiment_data
+    from ..errors import MissingDependencyError
 
     from .. import distributed
 
     data = sentiment_data()
+    train = train_dataset or old_train_data or data["train"]
+    dev = dataset or old_dev_data or data["dev"]
     here = distributed.world()
     import torch
 
@@ -282,8 +307,8 @@ def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
     needs_training = model_name is None and not os.path.exists(os.path.join(models_dir(), DEFAULT_NAME, "training.json"))
     chosen = device or ("cuda" if torch.cuda.is_available() else "cpu")
     train_rows = None
-    if os.path.isfile(train_data or data["train"]):
-        with open(train_data or data["train"], encoding="utf-8") as f:
+    if os.path.isfile(train):
+        with open(train, encoding="utf-8") as f:
             train_rows = max(0, sum(1 for _ in f) - 1)
     if here.is_main:  # one announcement for the whole job
         click.echo(plan_text(DemoConfig(), needs_training, chosen, torch.get_num_threads(), train_rows))
@@ -293,17 +318,17 @@ def demo(model_name, train_data, dev_data, output_dir, no_cache, device):
             distributed.barrier()  # rank 0 builds the default model once; the others then load it
     try:
         model_dir = model_name or ensure_default_model(log=click.echo)
-    except RuntimeError as err:
-        raise UserError(str(err)) from None
+    except RuntimeError as err:  # the default model's package is missing or cannot be built
+        raise MissingDependencyError(str(err)) from None
     finally:
         if here.distributed and not model_name and here.is_main:
             distributed.barrier()
     if device is None and here.distributed:
         device = str(distributed.device())
-    out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train_data or data["train"],
-                                            "dev": dev_data or data["dev"]})
-    summary = run_demo(model_dir, train_data or data["train"], dev_data or data["dev"], out,
-                       cache=not no_cache, device=device, log=click.echo)
+    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
+    config = DemoConfig()
+    out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train, "dev": dev, **asdict(config)})
+    summary = run_demo(model_dir, train, dev, out, config=config, cache=cache, device=device, log=click.echo)
     files = sorted(os.path.relpath(os.path.join(root, f), out) for root, _, names in os.walk(out) for f in names)
     from ..report import fmt_seconds
 

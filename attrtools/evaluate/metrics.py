@@ -1,4 +1,4 @@
-"""Faithfulness metrics (METHODS.md §11), as pure functions over perturbation curves.
+"""Faithfulness metrics (docs/methods.md, "Faithfulness evaluation"), as pure functions over perturbation curves.
 
 ``f(x)`` is the probability of the class predicted on the **clean** input; ``x \\ top_k`` removes the
 ``k`` highest-ranked non-special tokens, ``x[top_k]`` keeps only them (see ``perturb.py``).

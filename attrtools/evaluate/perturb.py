@@ -1,4 +1,4 @@
-"""One perturbation engine for every faithfulness metric (METHODS.md §11, "Recommended harness").
+"""One perturbation engine for every faithfulness metric (docs/methods.md, "Faithfulness evaluation").
 
 - **Operators** (how a token is taken out):
   ``delete`` — the token is removed from the sequence, special tokens stay (ERASER, ferret, ALTI);
@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+from ..errors import ParameterError
 
 OPERATORS = ("delete", "mask", "pad")
 
@@ -54,7 +56,7 @@ def get_bins(preset: str) -> Bins:
     try:
         return PRESETS[preset]
     except KeyError:
-        raise ValueError(f"unknown bin preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
+        raise ParameterError(f"unknown bin preset {preset!r}; choose one of {', '.join(PRESETS)}") from None
 
 
 def curve_grid(bins: Bins) -> tuple[float, ...]:
@@ -78,11 +80,11 @@ class Perturber:
 
     def __post_init__(self):
         if self.operator not in OPERATORS:
-            raise ValueError(f"unknown perturbation operator {self.operator!r}; choose one of {', '.join(OPERATORS)}")
+            raise ParameterError(f"unknown perturbation operator {self.operator!r}; choose one of {', '.join(OPERATORS)}")
         if self.operator == "mask" and self.mask_token_id is None:
-            raise ValueError("operator 'mask' needs a tokenizer with a mask token")
+            raise ParameterError("operator 'mask' needs a tokenizer with a mask token")
         if self.operator == "pad" and self.pad_token_id is None:
-            raise ValueError("operator 'pad' needs a tokenizer with a pad token")
+            raise ParameterError("operator 'pad' needs a tokenizer with a pad token")
 
     @classmethod
     def for_tokenizer(cls, operator: str, tokenizer) -> "Perturber":
@@ -166,29 +168,25 @@ class Predictor:
 
     @classmethod
     def for_model(cls, model, tokenizer, use_token_types: bool, **kwargs) -> "Predictor":
+        """A predictor running ``model`` on batches collated by ``attrtools.engine.collate``."""
         import torch
 
+        from ..engine import collate
         from ..models import model_device
 
         device = model_device(model)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
         def forward(seqs):
-            n = max(len(ids) for ids, _ in seqs)
-            ids = torch.full((len(seqs), n), pad, dtype=torch.long)
-            mask = torch.zeros((len(seqs), n), dtype=torch.long)
-            types = torch.zeros((len(seqs), n), dtype=torch.long)
-            for row, (i, t) in enumerate(seqs):
-                ids[row, : len(i)] = torch.tensor(i, dtype=torch.long)
-                mask[row, : len(i)] = 1
-                types[row, : len(t)] = torch.tensor(t, dtype=torch.long)
-            inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-            if use_token_types:
-                inputs["token_type_ids"] = types.to(device)
+            inputs = collate(seqs, tokenizer.pad_token_id, device, use_token_types)
             with torch.inference_mode():
                 return torch.softmax(model(**inputs).logits.float(), -1).cpu()
 
         return cls(forward, **kwargs)
+
+    @classmethod
+    def for_engine(cls, engine, **kwargs) -> "Predictor":
+        """``for_model`` with the engine's model, tokenizer and token-type rule."""
+        return cls.for_model(engine.model, engine.tokenizer, engine.uses_token_types, **kwargs)
 
     def __call__(self, sequences) -> list:
         self.run(sequences)
@@ -224,27 +222,23 @@ class Predictor:
                               {"kind": "forwards", "model": model_fingerprint, "sequences": len(group)})
 
     def run(self, sequences) -> None:
-        todo = sorted({s for s in sequences if s not in self.memo}, key=lambda s: len(s[0]))
+        """Evaluate the sequences not memoised yet, in the engine's batch plan (length-sorted, at
+        most ``max_batch`` sequences and ``batch_tokens`` padded tokens per batch)."""
+        from ..engine import plan_batches
+
+        todo = list(dict.fromkeys(s for s in sequences if s not in self.memo))
         bar = None
         if self.progress and todo:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(todo), desc="perturbed forwards", unit="seq", leave=False)
-        start = 0
-        while start < len(todo):
-            longest = len(todo[start][0])
-            stop = start + 1
-            while stop < len(todo) and stop - start < self.max_batch and \
-                    (stop - start + 1) * max(longest, len(todo[stop][0])) <= self.batch_tokens:
-                longest = max(longest, len(todo[stop][0]))
-                stop += 1
-            chunk = todo[start:stop]
+        for planned in plan_batches([len(s[0]) for s in todo], self.max_batch, max_tokens=self.batch_tokens):
+            chunk = [todo[i] for i in planned.members]
             probs = self.forward(chunk)
             for seq, p in zip(chunk, probs):
                 self.memo[seq] = [float(v) for v in p]
             self.evaluated += len(chunk)
             if bar is not None:
                 bar.update(len(chunk))
-            start = stop
         if bar is not None:
             bar.close()

@@ -12,6 +12,9 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from ..config import resolve_config
+from ..errors import InputDataError
+from .config import EvaluateConfig
 from . import metrics as M
 from .perturb import Perturber, Predictor, get_bins, plan_example
 
@@ -62,16 +65,24 @@ def random_scores(n: int, seed: int, index: int) -> list[float]:
     return [rng.random() for _ in range(n)]
 
 
-def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx", operator: str = "mask",
-                     cache=None, method_params: dict | None = None, method_limits: dict | None = None,
-                     reference: str | None = "grad_input", seed: int = 0, batch_size: int = 8,
-                     progress: bool | None = None, log=None, engine=None, on_result=None) -> Evaluation:
+def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateConfig | None = None, cache=None,
+                     log=None, engine=None, on_result=None, **options) -> Evaluation:
     """Faithfulness of ``methods`` (registered names) on ``examples``; see the module docstring.
 
-    ``method_params``: ``{method: {param: value}}``; ``method_limits``: ``{method: N}`` evaluates that
-    method on the first N examples only (reported in its ``n_examples``); ``reference``: method whose
-    token scores the Spearman column compares with (``None`` or unregistered: no Spearman column);
-    ``on_result(evaluation)``: called after every method with the evaluation so far (partial reports).
+    Args:
+        model, tokenizer: a classifier from ``attrtools.load_model``.
+        examples: ``Example`` items (labels optional: accuracy columns need them).
+        methods: registered method names (default ``config.methods``; None there: all).
+        config: an :class:`EvaluateConfig`; ``options``: overrides of its fields (``preset``,
+            ``operator``, ``method_params``, ``method_limits``, ``reference``, ``seed``, ...).
+        cache: the attribution cache; engine: an ``Engine`` to reuse instead of making one.
+        on_result: ``on_result(evaluation)`` after every method with the evaluation so far.
+
+    Returns an :class:`Evaluation`: per method AOPC comprehensiveness/sufficiency (probability
+    drops, in [-1, 1]), deletion/insertion AUC, log-odds, accuracy under perturbation and the
+    Spearman correlation with the reference; a method that cannot run is a skipped row.
+    Raises ``ParameterError`` for an unknown preset or operator, ``InputDataError`` for no examples.
+    Sources: DeYoung et al. 2020 (ERASER), Samek et al. 2017 (AOPC), Modarressi et al. 2023 (DecompX).
     """
     from .. import methods as registry
     from ..engine import Engine
@@ -80,6 +91,12 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     from ..models import require_classes
 
     require_classes(model, "faithfulness evaluation (probability drops, log-odds, accuracy)")
+
+    config = resolve_config(EvaluateConfig, config, options)
+    methods = list(methods if methods is not None else (config.methods or registry.list_methods()))
+    preset, operator, seed, reference = config.preset, config.resolved_operator(), config.seed, config.reference
+    method_params, method_limits = config.method_params, config.method_limits
+
     bins = get_bins(preset)
     perturber = Perturber.for_tokenizer(operator, tokenizer)
     method_params = method_params or {}
@@ -89,13 +106,13 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
 
     examples = keep_content(examples)  # rows without content are skipped with their reason, never scored 0
     if not examples:
-        raise ValueError("no examples to evaluate" + (f" ({len(examples.skipped)} row(s) without content skipped)"
+        raise InputDataError("no examples to evaluate" + (f" ({len(examples.skipped)} row(s) without content skipped)"
                                                       if examples.skipped else ""))
-    engine = engine or Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
-    use_types = getattr(engine, "_uses_token_types", True)
-    predictor = Predictor.for_model(model, tokenizer, use_types, progress=bool(engine.progress))
+    engine = engine or Engine(model, tokenizer, cache=cache, batch_size=config.batch_size,
+                              max_length=config.max_length, progress=config.progress)
+    predictor = Predictor.for_engine(engine, progress=bool(engine.progress))
 
-    encoded = [engine.encode(e) for e in examples]
+    encoded = engine.encode_all(examples)
     clean = [(tuple(e.input_ids), tuple(e.token_type_ids or [0] * e.length)) for e in encoded]
     store = getattr(engine, "cache", None)
     store = store if store is not None and hasattr(store, "get") and hasattr(store, "put") else None
@@ -114,7 +131,7 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
     if reference and reference in available:
         say(f"reference for Spearman: {reference}")
         try:
-            refs = engine.attribute(examples, reference, target="pred", **method_params.get(reference, {}))
+            refs = engine.attribute(encoded, reference, target="pred", **method_params.get(reference, {}))
             reference_scores = [r.token_scores().float().tolist() for r in refs]
         except Exception as err:  # noqa: BLE001 - reported, not fatal
             notes.append(f"reference {reference} failed ({type(err).__name__}: {err}): no Spearman column")
@@ -148,7 +165,7 @@ def evaluate_methods(model, tokenizer, examples, methods, preset: str = "decompx
             hits_before = engine.stats["hits"]
             start = time.perf_counter()
             try:
-                attrs = engine.attribute(subset, name, target="pred", **result.params)
+                attrs = engine.attribute(encoded[: len(subset)], name, target="pred", **result.params)
                 token_lists = [a.token_scores().float().tolist() for a in attrs]
             except Exception as err:  # noqa: BLE001 - a method failing on this model is a table row, not a crash
                 result.status, result.reason = "skipped", f"{type(err).__name__}: {err}"

@@ -1,7 +1,9 @@
 """The method registry: ``get(name)``, ``list_methods()``, ``register``.
 
-Each method lives in its own module; importing this package imports them all (cheap: no model
-work happens at import).
+Each method lives in its own module of this package and registers itself with ``@register``; the
+registry imports every module of the package (found on disk, no hand-kept list) except ``base``
+and ``shared`` (helpers used by several methods) and names starting with ``_``. Adding a method is
+one new file. Importing is cheap: no model work happens at import.
 """
 from __future__ import annotations
 
@@ -11,10 +13,17 @@ from .base import Batch, Method
 
 _REGISTRY: dict[str, Method] = {}
 
-# Modules holding one method each; a module may be absent while its method is being written.
-_MODULES = ("raw", "attattr", "gradsam", "chefer_lrp", "chefer_grad", "globenc", "rollout", "flow",
-            "grad_input", "ig_embed", "alti", "decompx")
+_NOT_METHODS = frozenset({"base", "shared"})
 _loaded = False
+
+
+def method_modules() -> list[str]:
+    """The modules of this package that hold methods (every module but ``base``, ``shared`` and
+    private ones), sorted."""
+    import pkgutil
+
+    return sorted(m.name for m in pkgutil.iter_modules(__path__)
+                  if not m.name.startswith("_") and m.name not in _NOT_METHODS and not m.ispkg)
 
 
 def register(cls):
@@ -29,26 +38,26 @@ def _load_all():
     global _loaded
     if _loaded:
         return
-    for module in _MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{module}":
-                raise
+    for module in method_modules():
+        importlib.import_module(f"{__name__}.{module}")
     _loaded = True
 
 
 def get(name: str) -> Method:
+    """The registered method called ``name``; ``UnknownMethodError`` (a ``KeyError``) otherwise."""
     _load_all()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+        from ..errors import UnknownMethodError
+
+        raise UnknownMethodError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def list_methods() -> list[str]:
+    """Names of every registered method, sorted."""
     _load_all()
     return sorted(_REGISTRY)
 
 
-__all__ = ["Batch", "Method", "get", "list_methods", "register"]
+__all__ = ["Batch", "Method", "get", "list_methods", "method_modules", "register"]

@@ -75,7 +75,6 @@ class AttAttr(Method):
     title = "Self-attention attribution (AttAttr)"
     paper = "Hao, Dong, Wei, Xu. Self-Attention Attribution: Interpreting Information Interactions Inside Transformer. AAAI 2021"
     kind = "matrix"
-    target = "prob"
     defaults = {
         "steps": 20,
         "steps_method": "riemann_left",

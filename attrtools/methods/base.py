@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import torch
 
+from ..errors import ParameterError, UnsupportedArchitecture  # noqa: F401  (re-exported: the old import paths)
 from ..models import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
 
 
@@ -46,12 +47,6 @@ class Batch:
     def select(self, rows) -> dict:
         """Model inputs for the given rows (a LongTensor of row indices, repeats allowed)."""
         return {name: value[rows] for name, value in self.inputs.items()}
-
-
-class ParameterError(TypeError, ValueError):
-    """A method parameter that is unknown, of the wrong type or out of range. One line naming the
-    method and the parameter; raised before anything is computed (a ``TypeError`` and a
-    ``ValueError``, so callers catching either keep working)."""
 
 
 _NUMBER = (int, float)
@@ -131,11 +126,21 @@ class Method:
     title: ClassVar[str]  # human name
     paper: ClassVar[str]  # citation
     kind: ClassVar[str]  # "matrix" | "layer_matrix" | "tokens"
-    target: ClassVar[str]  # "prob", "logit", "none" (class-agnostic), or "param" (see target_kind)
+    # What the explanation is of: "prob", "logit" (of the target class) or "none" (class-agnostic).
+    # A method with a ``target_kind`` parameter declares its default there only; ``target`` follows it.
+    target: ClassVar[str]
     defaults: ClassVar[dict] = {}
     schema: ClassVar[dict] = {}  # name -> Param, one per default
     invariant: ClassVar[str] = ""  # the property the tests check, one line
     signed: ClassVar[bool] = True  # False: non-negative shares (drawn with a sequential colour map from 0)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("defaults", {}).get("target_kind")
+        if kind is not None:
+            if "target" in cls.__dict__ and cls.__dict__["target"] != kind:
+                raise TypeError(f"{cls.__name__}: target {cls.__dict__['target']!r} contradicts target_kind {kind!r}")
+            cls.target = kind
 
     def params(self, **given) -> dict:
         """The defaults updated with ``given``, every value checked against ``schema``; raises
@@ -179,6 +184,31 @@ class Method:
                 f"{self.name} does not apply to model_type {adapter_for(model).model_type!r}: {reason}")
 
     def compute(self, model, batch: Batch, units: list[int] | None = None, **params) -> list[torch.Tensor]:
+        """The attribution payload of every example of ``batch``; called by the engine only.
+
+        Args:
+            model: a classifier from ``attrtools.load_model`` (eval mode; parameters are not
+                trained: methods take gradients with respect to activations only).
+            batch: ``Batch`` of ``B`` right-padded examples: ``inputs`` (``input_ids`` and
+                ``attention_mask`` ``(B, n_max)``, ``token_type_ids`` when the model uses them),
+                ``lengths`` (real tokens per example), ``targets`` ``(B,)`` class indices already
+                resolved from "pred"/"gold" (None when ``target == "none"``) and the clean
+                ``logits`` ``(B, C)``.
+            units: for methods that declare ``units`` (AttAttr: layers), the units to compute,
+                in order; None: all of them.
+            **params: the parameters, already merged with ``defaults`` and checked against
+                ``schema`` by ``params()``.
+
+        Returns one float tensor per example, cropped to its own ``n = lengths[b]`` tokens, in
+        the layout of ``kind``: ``matrix`` ``(L, H, n, n)``, ``layer_matrix`` ``(L, n, n)``,
+        ``tokens`` ``(n,)`` (with ``units``: the unit axis first, one entry per unit given).
+        Units of the scores are the method's own (probability or logit differences for
+        gradient methods, attention mass or norms for decompositions); see each method's module.
+
+        Raises ``UnsupportedArchitecture`` (from ``check_model``) when the method does not apply
+        to the model; the engine's out-of-memory back-off relies on a ``RuntimeError`` from torch
+        propagating unchanged. Sources: the ``paper`` of each method.
+        """
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -186,10 +216,6 @@ class Method:
                 "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant,
                 "schema": {name: spec.describe() for name, spec in self.schema.items()},
                 "signed": self.signed}
-
-
-class UnsupportedArchitecture(ValueError):
-    """A method that cannot run on this model's architecture (raised by ``Method.check_model``)."""
 
 
 def require_post_ln(model, method: str) -> None:

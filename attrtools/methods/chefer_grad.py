@@ -20,7 +20,7 @@ import torch
 
 from . import register
 from .base import Batch, Method, TARGET_KIND
-from .gradsam import attention_and_gradients, pool_rows
+from .shared import attention_and_gradients, pool_rows
 
 
 def relevance_matrices(model, batch: Batch, target_kind: str = "logit") -> list[torch.Tensor]:
@@ -44,7 +44,6 @@ class CheferGrad(Method):
              "Encoder-Decoder Transformers. ICCV 2021")
     kind = "tokens"
     signed = False  # relu / clamp(min=0): non-negative relevance
-    target = "logit"
     defaults = {"target_kind": "logit"}
     schema = {"target_kind": TARGET_KIND}
     invariant = "R - I >= 0 and every row of R sums to >= 1"

@@ -43,7 +43,7 @@ from ..capture import capture
 from ..models import adapter_for, expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, Int, UnsupportedArchitecture
-from .gradsam import embedding_leaf
+from .shared import embedding_leaf
 
 EPS = 1e-9
 

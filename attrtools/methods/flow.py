@@ -20,7 +20,7 @@ import torch
 
 from . import register
 from .base import Batch, Method, Choice, Float
-from .gradsam import pool_rows
+from .shared import pool_rows
 from .rollout import residual_attention
 
 

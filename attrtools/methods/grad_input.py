@@ -16,7 +16,7 @@ import torch
 
 from . import register
 from .base import Batch, Method, target_score, Choice, TARGET_KIND
-from .gradsam import embedding_leaf
+from .shared import embedding_leaf
 
 
 def aggregate_hidden(values: torch.Tensor, aggregate: str) -> torch.Tensor:
@@ -33,7 +33,6 @@ class GradientInput(Method):
     title = "Gradient x input (embedding output, L2 norm)"
     paper = "Kindermans et al. 2016 / Shrikumar et al. 2016; norm-based variant as in Modarressi et al. (GlobEnc) NAACL 2022"
     kind = "tokens"
-    target = "logit"
     defaults = {"target_kind": "logit", "aggregate": "l2"}
     schema = {"target_kind": TARGET_KIND, "aggregate": Choice("l2", "sum")}
     invariant = "aggregate='sum' over tokens equals the first-order Taylor term <grad, e>; l2 scores >= 0"

@@ -75,7 +75,6 @@ class IntegratedGradientsEmbeddings(Method):
     title = "Integrated gradients on word embeddings"
     paper = "Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017"
     kind = "tokens"
-    target = "logit"
     defaults = {"steps": 20, "steps_method": "riemann_right", "baseline": "zero", "target_kind": "logit",
                 "aggregate": "sum", "internal_batch_size": None}
     schema = {"steps": Int(min=1, max=100_000), "steps_method": Choice(*STEPS_METHODS), "baseline": Choice("zero", "pad"),

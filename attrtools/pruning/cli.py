@@ -3,120 +3,111 @@ from __future__ import annotations
 
 import click
 
-from ..commands.common import (UserError, dataset_options, device_option, echo_summary, make_run_dir, model_option,
-                               output_dir_option, quiet_transformers)
+from ..cli_kit import (AtLeast, Finite, UserError, check_labels, command, common_run_options, dataset_options,
+                       echo_summary, finite,
+                       load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir, model_option,
+                       open_cache_or_fail, options, parse_floats, parse_list, quiet_transformers, seed_option,
+                       steps_option)
+from .config import PruneConfig
+
+D = PruneConfig()  # the defaults shown by --help are the config's
 
 
 def prune_options(f):
-    options = [
-        click.option("--strategies", default="attattr,taylor,attention,ablation,random", show_default=True,
+    return options(
+        click.option("--strategies", default=",".join(D.strategies),
                      help="Comma-separated importance strategies: attattr, taylor, attention, ablation, random."),
         click.option("--plan-strategy", default=None,
-                     help="Strategy whose plan is pruned physically and saved (default: the first one)."),
-        click.option("--num-examples", type=int, default=200, show_default=True,
-                     help="Importance from the first N examples (official AttAttr protocol: 200 dev examples)."),
-        click.option("--prune-fraction", type=float, default=None,
-                     help="Fraction of all heads to prune physically (default 0.5)."),
-        click.option("--prune-count", type=int, default=None, help="Number of heads to prune physically."),
+                     help="Strategy whose plan is pruned physically and saved (default: the first of --strategies)."),
+        click.option("--num-examples", type=AtLeast(1), default=D.num_examples,
+                     help="Importance from the first N examples of --dataset (after --limit; official AttAttr "
+                          "protocol: 200 dev examples)."),
+        click.option("--prune-fraction", type=Finite(0.0, 1.0), default=None,
+                     help=f"Fraction of all heads to prune physically (default {D.prune_fraction} unless --prune-count)."),
+        click.option("--prune-count", type=AtLeast(0), default=None,
+                     help="Number of heads to prune physically (instead of --prune-fraction)."),
         click.option("--per-layer", is_flag=True, help="Rank heads within each layer; prune evenly across layers."),
         click.option("--keep-one-per-layer", is_flag=True, help="Never remove the last head of a layer."),
         click.option("--iterative", is_flag=True,
-                     help="Re-estimate importance with the already-pruned heads masked after each 10%% step."),
-        click.option("--steps", type=int, default=20, show_default=True, help="AttAttr integration steps (m)."),
-        click.option("--fraction-step", type=float, default=0.1, show_default=True,
+                     help="Re-estimate importance with the already-pruned heads masked after each step of the "
+                          "curve (each 10% with the default --fraction-step)."),
+        steps_option(D.steps, "importance of the attattr strategy"),
+        click.option("--fraction-step", type=Finite(0.0, 1.0), default=D.fraction_step,
                      help="Spacing of the pruning curve (fractions of heads)."),
         click.option("--fractions", default=None,
                      help="Explicit curve points instead of the grid, e.g. 0,0.3,0.5,0.7 (saves time)."),
-        click.option("--ablation-metric", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
+        click.option("--ablation-metric", type=click.Choice(["loss", "accuracy"]), default=D.ablation_metric,
                      help="What the single-head ablation baseline measures."),
         click.option("--eval-dataset", default=None,
                      help="Dataset for the curve and checks (default: the whole --dataset, as the official code)."),
-        click.option("--eval-limit", type=int, default=None, help="Use only the first N evaluation examples."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random strategy."),
-        click.option("--batch-size", type=int, default=8, show_default=True, help="Attribution batch size."),
-        click.option("--eval-batch-size", type=int, default=64, show_default=True),
-        click.option("--latency-repeats", type=int, default=20, show_default=True),
+        click.option("--eval-limit", type=AtLeast(1), default=None,
+                     help="Use only the first N evaluation examples."),
+        seed_option(D.seed, "Seed of the random strategy."),
+        click.option("--eval-batch-size", type=AtLeast(1), default=D.eval_batch_size,
+                     help="Examples per batch of the masked evaluation (curve, checks)."),
+        click.option("--latency-repeats", type=AtLeast(1), default=D.latency_repeats,
+                     help="Timed forwards per model for the latency before/after."),
         click.option("--no-save-model", is_flag=True, help="Do not write the pruned model."),
-        click.option("--cache-dir", default=None, help="Attribution cache folder (default $ATTRTOOLS_CACHE)."),
-        click.option("--no-cache", is_flag=True, help="Read and write no attribution cache."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    )(f)
 
 
-@click.command()
-@model_option
+@command()
+@model_option()
 @dataset_options
 @prune_options
-@output_dir_option
-@device_option
-def prune(model_name, dataset, text_column, pair_column, label_column, limit, **options):
+@common_run_options(batch_size=D.batch_size, max_length=D.max_length)
+def prune(model_name, dataset, text_column, pair_column, label_column, label_names, limit, **options):
     """Rank attention heads (AttAttr and baselines), plot accuracy vs heads pruned, prune and save.
 
     Outputs in the run directory: head_importance.csv, pruning_curve.csv/.png, pruned_heads.json,
     pruned_model/ (reload with attrtools.load_pruned) and summary.json.
     """
-    summary = prune_command(model_name, dataset, text_column, pair_column, label_column, limit, **options)
+    summary = prune_command(model_name, dataset, text_column, pair_column, label_column, limit,
+                            label_names=label_names, **options)
     echo_summary(summary_lines(summary))
 
 
 def prune_command(model_name, dataset, text_column, pair_column, label_column, limit, strategies, plan_strategy,
                   num_examples, prune_fraction, prune_count, per_layer, keep_one_per_layer, iterative, steps,
                   fraction_step, fractions, ablation_metric, eval_dataset, eval_limit, seed, batch_size,
-                  eval_batch_size, latency_repeats, no_save_model, cache_dir, no_cache, output_dir, device, log=None):
+                  eval_batch_size, latency_repeats, no_save_model, cache_dir, no_cache, output_dir, device,
+                  max_length=D.max_length, progress=None, label_names=None, log=None):
     """The function behind ``attrtools prune`` and ``scripts/prune_model.py``; returns the summary."""
+    from .importance import check_strategies
+    from .pipeline import run_pruning
+
     if not dataset:
         raise UserError("--dataset is required")
     if prune_fraction is not None and prune_count is not None:
         raise UserError("give either --prune-fraction or --prune-count, not both")
-    if prune_fraction is None and prune_count is None:
-        prune_fraction = 0.5
-    if prune_fraction is not None and not 0 <= prune_fraction <= 1:
-        raise UserError(f"--prune-fraction must be in [0, 1], got {prune_fraction}")
-    if num_examples < 1:
-        raise UserError("--num-examples must be at least 1")
-    if steps < 1:
-        raise UserError("--steps must be at least 1")
-    if not 0 < fraction_step <= 1:
-        raise UserError("--fraction-step must be in (0, 1]")
-    grid = None
-    if fractions:
-        try:
-            grid = [float(x) for x in fractions.split(",") if x.strip()]
-        except ValueError:
-            raise UserError(f"--fractions must be comma-separated numbers, got {fractions!r}") from None
-        if not grid or any(not 0 <= f <= 1 for f in grid):
-            raise UserError("--fractions must lie in [0, 1]")
-    from .importance import check_strategies
-
-    try:
-        names = check_strategies(strategies.split(","))
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    if plan_strategy is not None and plan_strategy not in names:
-        raise UserError(f"--plan-strategy {plan_strategy!r} is not among --strategies ({', '.join(names)})")
+    finite("--prune-fraction", prune_fraction, 0.0, 1.0)
+    finite("--fraction-step", fraction_step, 0.0, 1.0)
+    config = PruneConfig(
+        strategies=tuple(check_strategies(parse_list(strategies, "--strategies"))), num_examples=num_examples,
+        prune_fraction=prune_fraction if prune_count is None else None, prune_count=prune_count,
+        plan_strategy=plan_strategy, per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, iterative=iterative,
+        steps=steps, fraction_step=fraction_step, fractions=tuple(parse_floats(fractions, "--fractions") or ()) or None,
+        seed=seed, ablation_metric=ablation_metric, batch_size=batch_size, eval_batch_size=eval_batch_size,
+        max_length=max_length, latency_repeats=latency_repeats, save_model=not no_save_model, progress=progress)
+    if config.prune_fraction is None and config.prune_count is None:
+        config.prune_fraction = D.prune_fraction
+    if plan_strategy is not None and plan_strategy not in config.strategies:
+        raise UserError(f"--plan-strategy {plan_strategy!r} is not among --strategies ({', '.join(config.strategies)})")
     quiet_transformers()
-    from ..commands.common import load_examples_or_fail, load_model_or_fail, open_cache_or_fail
-
-    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
+    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names)
     eval_examples = load_examples_or_fail(eval_dataset, text_column, pair_column, label_column, eval_limit,
-                                          what="--eval-dataset") \
+                                          what="--eval-dataset", label_names=label_names) \
         if eval_dataset else (examples[:eval_limit] if eval_limit else None)
     if any(e.label is None for e in examples[:num_examples]) or \
             (eval_examples is not None and any(e.label is None for e in eval_examples)):
         raise UserError("head pruning needs gold labels: the dataset has no label column (use --label-column)")
-    run_dir = make_run_dir(output_dir, "prune", {
-        "model": model_name, "dataset": dataset, "eval_dataset": eval_dataset, "strategies": names,
-        "plan_strategy": plan_strategy or names[0], "num_examples": num_examples, "prune_fraction": prune_fraction,
-        "prune_count": prune_count, "per_layer": per_layer, "keep_one_per_layer": keep_one_per_layer,
-        "iterative": iterative, "steps": steps, "fraction_step": fraction_step, "fractions": grid,
-        "ablation_metric": ablation_metric,
-        "seed": seed, "limit": limit, "eval_limit": eval_limit},
-        examples=examples + (eval_examples or []))
-    model, tokenizer = load_model_or_fail(model_name, device)
-    from ..commands.common import check_labels
+    from ..config import config_dict
 
+    run_dir = make_run_dir(output_dir, "prune", {
+        "model": model_name, "dataset": dataset, "eval_dataset": eval_dataset, "limit": limit, "eval_limit": eval_limit,
+        **config_dict(config), "plan_strategy": plan_strategy or config.strategies[0]},
+        examples=examples + (eval_examples or []))  # before the model loads: an unusable folder fails at once
+    model, tokenizer = load_model_or_fail(model_name, device)
     check_labels(examples + (eval_examples or []), model)
     from ..models import num_layers_heads
 
@@ -124,20 +115,8 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     if prune_count is not None and not 0 <= prune_count <= total:
         raise UserError(f"--prune-count must be in 0..{total} (the model has {total} heads)")
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
-    from .pipeline import run_pruning
-
-    try:
-        summary = run_pruning(model, tokenizer, examples, run_dir, eval_examples=eval_examples, strategies=names,
-                              num_examples=num_examples, prune_fraction=prune_fraction, prune_count=prune_count,
-                              plan_strategy=plan_strategy, per_layer=per_layer,
-                              keep_one_per_layer=keep_one_per_layer, iterative=iterative, steps=steps,
-                              fraction_step=fraction_step, fractions=grid, seed=seed,
-                              ablation_metric=ablation_metric, cache=cache,
-                              batch_size=batch_size, eval_batch_size=eval_batch_size,
-                              latency_repeats=latency_repeats, save_model=not no_save_model,
-                              log=log or (lambda m: click.echo(m, err=True)))
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    summary = run_pruning(model, tokenizer, examples, run_dir, eval_examples=eval_examples, config=config, cache=cache,
+                          log=log or log_to_stderr)
     summary["run_dir"] = run_dir
     return summary
 

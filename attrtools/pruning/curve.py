@@ -27,18 +27,17 @@ from ..types import Example
 
 def prepare_batches(engine, examples: list[Example], batch_size: int = 64) -> list[tuple[dict, torch.Tensor]]:
     """Tokenize once with the engine (same tokenization as attributions), length-sorted batches of
-    ``(model inputs, gold labels)`` on the model's device."""
+    ``(model inputs, gold labels)`` on the model's device (``Engine.batches``)."""
+    from ..errors import InputDataError
+
     missing = [i for i, e in enumerate(examples) if e.label is None]
     if missing:
-        raise ValueError(f"{len(missing)} example(s) have no gold label (first: #{missing[0]}); "
+        raise InputDataError(f"{len(missing)} example(s) have no gold label (first: #{missing[0]}); "
                          "pruning needs labelled data")
-    encoded = sorted((engine.encode(e) for e in examples), key=lambda e: e.length)
     batches = []
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start:start + batch_size]
-        inputs = engine.collate(chunk)
-        labels = torch.tensor([int(e.example.label) for e in chunk], device=inputs["input_ids"].device)
-        batches.append((inputs, labels))
+    for batch in engine.batches(examples, batch_size):
+        labels = torch.tensor([int(e.example.label) for e in batch.encoded], device=batch.inputs["input_ids"].device)
+        batches.append((batch.inputs, labels))
     return batches
 
 

@@ -43,6 +43,7 @@ import torch
 
 from ..capture import capture
 from ..engine import Engine
+from ..errors import InputDataError, ParameterError
 from ..methods.base import frozen_parameters
 from ..models import kept_heads, num_layers_heads, projection, pruned_heads
 from ..types import Example
@@ -57,9 +58,9 @@ def check_strategies(names) -> list[str]:
     names = [n.strip() for n in names if n.strip()]
     unknown = [n for n in names if n not in STRATEGIES]
     if unknown:
-        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+        raise ParameterError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
     if not names:
-        raise ValueError("no strategy given")
+        raise ParameterError("no strategy given")
     return list(dict.fromkeys(names))
 
 
@@ -110,7 +111,7 @@ def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps,
     check_strategies([strategy])
     examples = [Example.coerce(e) for e in examples]
     if not examples:
-        raise ValueError("no examples to estimate head importance on")
+        raise InputDataError("no examples to estimate head importance on")
     num_layers, num_heads = num_layers_heads(model)
     if engine is None:
         engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
@@ -170,7 +171,7 @@ def taylor_importance(model, batches, mask: torch.Tensor, normalize: bool = True
 def ablation_importance(model, batches, mask: torch.Tensor, metric: str = "loss",
                         progress: bool | None = False) -> torch.Tensor:
     if metric not in ("loss", "accuracy"):
-        raise ValueError(f"ablation_metric must be 'loss' or 'accuracy', got {metric!r}")
+        raise ParameterError(f"ablation_metric must be 'loss' or 'accuracy', got {metric!r}")
     num_layers, num_heads = mask.shape
     base = evaluate_masked(model, batches, mask)
     importance = torch.zeros(num_layers, num_heads, dtype=torch.float64)

@@ -18,10 +18,13 @@ import time
 
 import torch
 
+from ..config import resolve_config
 from ..engine import Engine
+from ..errors import ParameterError
 from ..io import write_json, write_text
 from ..models import adapter_for, num_layers_heads, pruned_heads
 from ..types import Example
+from .config import PruneConfig
 from .curve import batches_digest, evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
 from .importance import check_strategies, head_importance
 from .plan import (counts_for_fractions, fraction_grid, heads_for, iterative_plans, make_plan, plan_size,
@@ -64,13 +67,36 @@ def measure_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int =
 
 
 def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_examples: list[Example] | None = None,
-                strategies=("attattr", "taylor", "attention", "ablation", "random"), num_examples: int = 200,
-                prune_fraction: float | None = 0.5, prune_count: int | None = None, plan_strategy: str | None = None,
-                per_layer: bool = False, keep_one_per_layer: bool = False, iterative: bool = False,
-                steps: int = 20, fraction_step: float = 0.1, fractions=None, seed: int = 0, ablation_metric: str = "loss",
-                cache=None, batch_size: int = 8, eval_batch_size: int = 64, latency_batch: int = 32,
-                latency_repeats: int = 20, save_model: bool = True, log=print) -> dict:
-    """Run the planner; write every output into ``run_dir``; return the summary dict."""
+                config: PruneConfig | None = None, cache=None, log=print, **options) -> dict:
+    """Run the planner; write every output into ``run_dir``; return the summary dict.
+
+    Args:
+        model, tokenizer: a sequence classifier from ``attrtools.load_model`` (any supported family).
+        examples: labelled ``Example`` items; importance uses the first ``config.num_examples``.
+        run_dir: output folder (created): head_importance.csv, pruning_curve.csv/.png,
+            pruned_heads.json, pruned_model/, summary.json.
+        eval_examples: labelled examples for the curve and the checks (default: ``examples``, as
+            the official code evaluates on the whole dev set).
+        config: a :class:`PruneConfig`; ``options``: overrides of its fields (keywords).
+        cache: the attribution cache (``AttributionCache``, a folder, True for the default, None).
+        log: called with one progress line at a time.
+
+    Returns the summary (also written to ``summary.json``): accuracy per strategy and fraction,
+    the pruned plan's masked and physical accuracy (equal up to 1e-4 in loss), parameters and
+    median latency (seconds) before and after.
+
+    Raises ``ParameterError`` for an unknown strategy or a plan that cannot be made,
+    ``InputDataError`` for examples without labels. Source: Hao et al. 2021 (AAAI), §4; Michel
+    et al. 2019 for the Taylor and ablation baselines.
+    """
+    config = resolve_config(PruneConfig, config, options)
+    (strategies, num_examples, prune_fraction, prune_count, plan_strategy, per_layer, keep_one_per_layer, iterative,
+     steps, fraction_step, fractions, seed, ablation_metric, batch_size, eval_batch_size, latency_batch,
+     latency_repeats, save_model) = (
+        config.strategies, config.num_examples, config.prune_fraction, config.prune_count, config.plan_strategy,
+        config.per_layer, config.keep_one_per_layer, config.iterative, config.steps, config.fraction_step,
+        config.fractions, config.seed, config.ablation_metric, config.batch_size, config.eval_batch_size,
+        config.latency_batch, config.latency_repeats, config.save_model)
     from ..models import require_classes
 
     require_classes(model, "head pruning (accuracy and cross-entropy under masking)")
@@ -81,14 +107,15 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
                                       f"{refusal}")
     plan_strategy = plan_strategy or strategies[0]
     if plan_strategy not in strategies:
-        raise ValueError(f"plan strategy {plan_strategy!r} is not among the strategies run ({', '.join(strategies)})")
+        raise ParameterError(f"plan strategy {plan_strategy!r} is not among the strategies run ({', '.join(strategies)})")
     num_layers, num_heads = num_layers_heads(model)
     total = num_layers * num_heads
     target_count = heads_for(prune_fraction if prune_count is None else None, prune_count, total)
     group = kv_group_size(model)
     importance_examples = list(examples[:num_examples])
     eval_examples = list(eval_examples) if eval_examples is not None else list(examples)
-    engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size)
+    engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=config.max_length,
+                    progress=config.progress)
     eval_batches = prepare_batches(engine, eval_examples, eval_batch_size)
     grid = sorted({round(float(f), 10) for f in fractions}) if fractions else fraction_grid(fraction_step)
     # A model pruned before (a folder saved by save_pruned): its heads stay gone, every plan extends

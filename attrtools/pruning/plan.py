@@ -26,6 +26,8 @@ from typing import Callable, Iterable
 
 import torch
 
+from ..errors import ParameterError
+
 
 def _as_table(importance) -> torch.Tensor:
     table = torch.as_tensor(importance, dtype=torch.float64).detach().cpu()
@@ -39,13 +41,13 @@ def _as_table(importance) -> torch.Tensor:
 def heads_for(fraction: float | None, count: int | None, total: int) -> int:
     """Number of heads to prune from ``--prune-fraction`` or ``--prune-count`` (exactly one)."""
     if (fraction is None) == (count is None):
-        raise ValueError("give exactly one of fraction and count")
+        raise ParameterError("give exactly one of fraction and count")
     if count is not None:
         if not 0 <= count <= total:
-            raise ValueError(f"prune count must be in 0..{total}, got {count}")
+            raise ParameterError(f"prune count must be in 0..{total}, got {count}")
         return int(count)
     if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"prune fraction must be in [0, 1], got {fraction}")
+        raise ParameterError(f"prune fraction must be in [0, 1], got {fraction}")
     return int(fraction * total + 1e-9)
 
 
@@ -76,7 +78,7 @@ def make_plan(importance, count: int | None = None, fraction: float | None = Non
     table = _as_table(importance)
     num_layers, num_heads = table.shape
     if group_size < 1 or num_heads % group_size:
-        raise ValueError(f"group_size {group_size} does not divide the {num_heads} heads per layer")
+        raise ParameterError(f"group_size {group_size} does not divide the {num_heads} heads per layer")
     count = heads_for(fraction, count, num_layers * num_heads)
     units_per_layer = num_heads // group_size
     unit_importance = table.view(num_layers, units_per_layer, group_size).sum(-1)
@@ -87,7 +89,7 @@ def make_plan(importance, count: int | None = None, fraction: float | None = Non
         for head in heads:
             chosen.add((int(layer), int(head) // group_size))
     if len(chosen) > target_units:
-        raise ValueError(f"{len(chosen) * group_size} heads are already pruned, more than the {count} asked")
+        raise ParameterError(f"{len(chosen) * group_size} heads are already pruned, more than the {count} asked")
 
     removed = [sum(1 for l, _ in chosen if l == layer) for layer in range(num_layers)]
 

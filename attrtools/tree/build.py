@@ -4,7 +4,7 @@ The paper extracts, per layer, the *salient* token-to-token dependencies of an e
 self-attention attribution and assembles them, from the top layer down, into a tree rooted at
 the top of the network: an edge ``i -> j`` at layer ``l`` means "query token ``i`` takes
 information from key token ``j`` in layer ``l``". The spec is the official code
-(YRdddream/attattr, ``examples/attribution_tree.py``), restated here and in METHODS.md §2.3.
+(YRdddream/attattr, ``examples/attribution_tree.py``), restated here and in docs/methods.md ("Attribution trees").
 
 Algorithm (``build_tree``), for one example with AttAttr scores ``Attr^l_h`` (``L`` layers):
 
@@ -68,8 +68,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..errors import InputDataError, ParameterError
+from .config import DEFAULT_THRESHOLD
+
 ROOTS = ("top", "cls")
-DEFAULT_THRESHOLD = 0.4
 NEW, LEAF, FIXED = -1, 0, 1  # the official code's fixed_list states
 
 
@@ -80,7 +82,7 @@ def _as_array(matrices) -> np.ndarray:
     if array.ndim != 3 or array.shape[1] != array.shape[2]:
         raise ValueError(f"attribution tree needs (L, n, n) layer matrices, got shape {tuple(array.shape)}")
     if array.shape[2] < 2:
-        raise ValueError("attribution tree needs at least 2 tokens")
+        raise InputDataError("attribution tree needs at least 2 tokens")
     if not np.all(np.isfinite(array)):
         raise ValueError("layer matrices contain NaN or infinite values")
     return array
@@ -147,7 +149,7 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
     if use_last_layer is None:
         use_last_layer = root == "cls"
     if not use_last_layer and num_layers < 2:
-        raise ValueError("the official tree starts at layer L-2, which needs L >= 2 layers; "
+        raise ParameterError("the official tree starts at layer L-2, which needs L >= 2 layers; "
                          "use use_last_layer=True (--use-last-layer) for a 1-layer model")
     threshold = float(threshold)
     top_layer = num_layers - 1 if use_last_layer else num_layers - 2
@@ -159,7 +161,7 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
     elif isinstance(root, (int, np.integer)) and not isinstance(root, bool) and -n <= root < n:
         root_index = int(root) % n
     else:
-        raise ValueError(f"root must be 'top', 'cls' or a token position in [0, {n}), got {root!r}")
+        raise ParameterError(f"root must be 'top', 'cls' or a token position in [0, {n}), got {root!r}")
 
     salient = normalise_layers(m, cls_index)
     if root_index == cls_index:
@@ -233,8 +235,7 @@ def tree_from_attribution(attribution, threshold: float = DEFAULT_THRESHOLD, roo
 
     The example's text, id, predicted/target/gold class and method parameters become graph attributes.
     """
-    pool = attribution.params.get("_pool_position", 0)
-    cls_index = pool if pool >= 0 else attribution.n_tokens + pool
+    cls_index = attribution.pool_row()
     probs = attribution.probs or []
     attributes = {
         "example_id": attribution.example_id, "text": attribution.text, "text_pair": attribution.text_pair,

@@ -14,6 +14,7 @@ import json
 import math
 import os
 
+from ..errors import ParameterError
 from ..io import atomic_path, write_text
 
 FORMATS = ("graphml", "json", "dot", "png", "svg", "html")
@@ -28,7 +29,7 @@ def parse_formats(spec: str | None, default=FORMATS) -> tuple[str, ...]:
         return FORMATS
     bad = [s for s in names if s not in FORMATS]
     if bad:
-        raise ValueError(f"unknown tree format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)} or 'all'")
+        raise ParameterError(f"unknown tree format(s) {', '.join(bad)}; choose from {', '.join(FORMATS)} or 'all'")
     return tuple(dict.fromkeys(names))
 
 
@@ -418,6 +419,6 @@ def export_tree(graph, stem: str, formats=FORMATS) -> dict[str, str]:
     out = {}
     for fmt in formats:
         if fmt not in WRITERS:
-            raise ValueError(f"unknown tree format {fmt!r}; choose from {', '.join(FORMATS)}")
+            raise ParameterError(f"unknown tree format {fmt!r}; choose from {', '.join(FORMATS)}")
         out[fmt] = WRITERS[fmt](graph, f"{stem}.{fmt}")
     return out

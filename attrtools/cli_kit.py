@@ -1,0 +1,531 @@
+"""The command-line kit: what every attrtools command shares, defined once.
+
+It sits below the tools' ``cli.py`` modules and above the core (see ``docs/architecture.md``): it
+imports click and, lazily, the core (``api``, ``data``, ``cache``, ``io``, ``errors``), never a tool
+or ``attrtools.commands``. It holds
+
+- the shared options, one spelling and one help text each: ``--model``, ``--text/--text-pair``,
+  ``--dataset`` with ``--text-column/--pair-column/--label-column/--label-names/--limit``,
+  ``--cache-dir/--no-cache``, ``--device``, ``--output-dir``, ``--max-length``, ``--batch-size``,
+  ``--progress/--no-progress``, ``--steps``, ``--target``, ``--seed``;
+- parsing of targets, method parameters and comma lists;
+- the run directory (``make_run_dir``) and the loaders that turn bad input into one-line errors;
+- :class:`Command`, the click command class of every attrtools command: ``-h`` as well as
+  ``--help``, every default shown, and the error mapping: an :class:`attrtools.errors.AttrtoolsError`
+  becomes one line ``Error: ...`` and its ``exit_code`` (2 for a malformed request, 1 otherwise);
+  any other exception is a bug and keeps its traceback.
+
+Nothing here imports torch at import time, so ``attrtools --help`` stays fast.
+"""
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import os
+import sys
+from typing import Callable
+
+import click
+
+from .errors import AttrtoolsError, InputDataError, ParameterError, UsageError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+class UserError(UsageError, click.ClickException):
+    """A malformed request found by a command's own checks: one line, exit code 2 (also when raised
+    inside a plain click command, as a ``click.ClickException``)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        click.ClickException.__init__(self, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CommandFailed(click.ClickException):
+    """How an ``AttrtoolsError`` reaches click: its message on one line, its exit code."""
+
+    def __init__(self, err: AttrtoolsError):
+        super().__init__(" ".join(str(err).split("\n")).strip() or type(err).__name__)
+        self.exit_code = getattr(err, "exit_code", 1)
+
+
+# Errors of the disk or the file system, not of attrtools: one line naming the file, exit 1.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                         errno.EISDIR, errno.EFBIG, errno.EIO})
+
+
+def disk_failure(err: OSError) -> click.ClickException | None:
+    """The one-line error for an ``OSError`` of the disk or file system (None for any other)."""
+    if err.errno not in DISK_ERRNOS:
+        return None
+    where = f": {err.filename}" if err.filename else ""
+    return click.ClickException(f"{err.strerror or err}{where} (results already computed stay in the "
+                                "attribution cache: rerun to resume)")
+
+
+class Command(click.Command):
+    """The click command of every attrtools command and script (see the module docstring)."""
+
+    def __init__(self, *args, **kwargs):
+        settings = dict(CONTEXT_SETTINGS)
+        settings.update(kwargs.pop("context_settings", None) or {})
+        super().__init__(*args, context_settings=settings, **kwargs)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AttrtoolsError as err:
+            raise CommandFailed(err) from None
+        except OSError as err:
+            failure = disk_failure(err)
+            if failure is None:
+                raise
+            raise failure from None
+
+
+class Group(click.Group):
+    """A click group whose subcommands are :class:`Command` (``attrtools cache ...``)."""
+
+    command_class = Command
+
+    def __init__(self, *args, **kwargs):
+        settings = dict(CONTEXT_SETTINGS)
+        settings.update(kwargs.pop("context_settings", None) or {})
+        super().__init__(*args, context_settings=settings, **kwargs)
+
+
+class AtLeast(click.ParamType):
+    """An integer option of at least ``minimum``; anything else is one line, exit 2
+    (``--limit must be at least 1, got 0``), not click's usage block."""
+
+    name = "integer"
+
+    def __init__(self, minimum: int = 1):
+        self.minimum = minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            try:
+                number = int(str(value).strip())
+            except ValueError:
+                raise UserError(f"{_option_name(param)} must be a whole number, got {value!r}") from None
+        return at_least(_option_name(param), number, self.minimum)
+
+    def get_metavar(self, param, *args, **kwargs):
+        return f"N>={self.minimum}"
+
+
+class Finite(click.ParamType):
+    """A float option that must be finite and within ``[low, high]`` (one line, exit 2 otherwise)."""
+
+    name = "float"
+
+    def __init__(self, low: float | None = None, high: float | None = None):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{_option_name(param)} must be a number, got {value!r}") from None
+        return finite(_option_name(param), number, self.low, self.high)
+
+
+def _option_name(param) -> str:
+    opts = getattr(param, "opts", None) or []
+    return max(opts, key=len) if opts else "option"
+
+
+def command(*args, **kwargs):
+    """``click.command`` with :class:`Command` (use for every attrtools command and script)."""
+    kwargs.setdefault("cls", Command)
+    return click.command(*args, **kwargs)
+
+
+def options(*decorators) -> Callable:
+    """Apply several option decorators in the order they are listed (first = first in ``--help``)."""
+    def decorate(f):
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+    return decorate
+
+
+# ----------------------------------------------------------------------------------------- options
+def model_option(required: bool = True, help: str | None = None):
+    return click.option("--model", "model_name", required=required, default=None,
+                        help=help or "Hub id or local folder of a sequence classifier.")
+
+
+def text_options(f):
+    """``--text`` and ``--text-pair`` (repeatable): inputs given on the command line."""
+    return options(
+        click.option("--text", "texts", multiple=True, help="Text to explain (repeatable)."),
+        click.option("--text-pair", "pairs", multiple=True, help="Second segment for each --text (repeatable)."),
+    )(f)
+
+
+def dataset_options(f=None, *, limit_help: str = "Read only the first N examples of --dataset."):
+    """``--dataset`` and its column options, ``--label-names`` and ``--limit``."""
+    def decorate(f):
+        return options(
+            click.option("--dataset", default=None,
+                         help="Hub name with split (glue/sst2:validation) or a local csv/tsv/jsonl file."),
+            click.option("--text-column", default=None, help="Column holding the text (default: guessed)."),
+            click.option("--pair-column", default=None, help="Column holding the second segment (default: none)."),
+            click.option("--label-column", default=None, help="Column holding the gold label (default: guessed)."),
+            click.option("--label-names", default=None, metavar="NAME,NAME,...",
+                         help="Class names in class-id order, mapping string labels (e.g. negative,positive)."),
+            click.option("--limit", type=AtLeast(1), default=None, help=limit_help),
+        )(f)
+    return decorate(f) if f is not None else decorate
+
+
+def cache_options(f):
+    """``--cache-dir`` and ``--no-cache``: the shared attribution cache every command uses."""
+    return options(
+        click.option("--cache-dir", default=None,
+                     help="Attribution cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools)."),
+        click.option("--no-cache", is_flag=True, help="Compute everything; read and write no cache."),
+    )(f)
+
+
+def device_option(f):
+    return click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available).")(f)
+
+
+def _remember_overwrite(ctx, param, value):
+    ctx.meta["attrtools.overwrite"] = bool(value)
+    return value
+
+
+def output_dir_option(f):
+    """``--output-dir`` and ``--overwrite`` (read by ``make_run_dir`` from the click context)."""
+    return options(
+        click.option("--output-dir", type=click.Path(), default=None,
+                     help="Run directory (default: runs/<command>-<timestamp>). Rerunning the same "
+                          "configuration into it resumes; another configuration is refused."),
+        click.option("--overwrite", is_flag=True, expose_value=False, callback=_remember_overwrite,
+                     help="Replace what --output-dir holds when it is another run (default: refuse)."),
+    )(f)
+
+
+def max_length_option(default: int | None = None):
+    return click.option("--max-length", type=AtLeast(2), default=default,
+                        help="Truncate inputs to this many tokens, special tokens included (default: the "
+                             "model's limit, from its position table and the tokenizer).")
+
+
+def batch_size_option(default: int = 8, what: str = "Examples per attribution batch."):
+    return click.option("--batch-size", type=AtLeast(1), default=default, help=what)
+
+
+def progress_option(f):
+    return click.option("--progress/--no-progress", default=None,
+                        help="Progress bars (default: when stderr is a terminal).")(f)
+
+
+def steps_option(default: int = 20, note: str = ""):
+    """``--steps``: AttAttr's integration steps ``m`` (left Riemann sum, Hao et al. 2021)."""
+    return click.option("--steps", type=AtLeast(1), default=default,
+                        help="AttAttr integration steps m (left Riemann sum over the attention scaling)"
+                             + (f"; {note}" if note else "") + ".")
+
+
+def target_option(default: str = "pred"):
+    return click.option("--target", default=default,
+                        help="Class explained: 'pred' (the predicted class), 'gold' (the label) or a class index.")
+
+
+def seed_option(default: int = 0, what: str = "Random seed."):
+    return click.option("--seed", type=int, default=default, help=what)
+
+
+def common_run_options(f=None, *, batch_size: int = 8, max_length: int | None = None,
+                       batch_help: str = "Examples per attribution batch."):
+    """The options of every command that runs a model: cache, batch size, max length, progress,
+    output directory and device."""
+    def decorate(f):
+        return options(cache_options, batch_size_option(batch_size, batch_help), max_length_option(max_length),
+                       progress_option, output_dir_option, device_option)(f)
+    return decorate(f) if f is not None else decorate
+
+
+# ----------------------------------------------------------------------------------------- parsing
+def parse_target(value):
+    """``--target``: 'pred' (also 'predicted'), 'gold' or an integer class index."""
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if text in ("pred", "predicted", "gold"):
+        return "pred" if text == "predicted" else text
+    raise UserError(f"--target must be 'pred', 'gold' or a class index, got {value!r}")
+
+
+def parse_value(text: str):
+    """A command-line value: JSON when it parses (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_params(items, methods=None, option: str = "--param") -> dict:
+    """``KEY=VALUE`` items -> ``{key: value}``; with ``methods``, ``METHOD:KEY=VALUE`` items ->
+    ``{method: {key: value}}``, a plain ``KEY=VALUE`` applying to every one of ``methods`` that
+    takes ``KEY`` (none: an error). Values are parsed as JSON when they parse."""
+    flat: dict = {}
+    per_method: dict = {}
+    for item in items:
+        head, sep, value = item.partition("=")
+        if not sep or not head:
+            raise UserError(f"{option} {item!r} is not {'METHOD:' if methods is not None else ''}KEY=VALUE")
+        if methods is None:
+            flat[head] = parse_value(value)
+            continue
+        method, colon, key = head.partition(":")
+        if colon:
+            targets = [method]
+        else:
+            from . import methods as registry
+
+            key = method
+            targets = [m for m in methods if m in registry.list_methods() and key in registry.get(m).defaults]
+            if not targets:
+                raise UserError(f"{option} {item!r}: none of the chosen methods takes a parameter {key!r}")
+        for m in targets:
+            per_method.setdefault(m, {})[key] = parse_value(value)
+    return per_method if methods is not None else flat
+
+
+def check_method_params(method: str, params: dict, option: str = "--param") -> dict:
+    """The method's parameters checked against its schema before anything loads (exit 2 on error)."""
+    from . import methods as registry
+
+    try:
+        return registry.get(method).params(**params)
+    except ParameterError as err:
+        raise UserError(f"{option}: {err}") from None
+
+
+def parse_list(value: str | None, option: str, choices=None) -> list[str]:
+    """A comma-separated option value as a list (blanks dropped); checked against ``choices``."""
+    names = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if choices is not None:
+        unknown = [n for n in names if n not in choices]
+        if unknown:
+            raise UserError(f"{option}: unknown {', '.join(unknown)}; choose from {', '.join(choices)}")
+    return names
+
+
+def at_least(option: str, value, minimum: int = 1):
+    """``value`` (an int option) or a one-line usage error naming ``option``."""
+    if value is not None and value < minimum:
+        raise UserError(f"{option} must be at least {minimum}, got {value}")
+    return value
+
+
+def finite(option: str, value, low: float | None = None, high: float | None = None):
+    """``value`` (a float option) finite and within [low, high], or a one-line usage error."""
+    import math
+
+    if value is None:
+        return value
+    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+        span = f" in [{low:g}, {high:g}]" if low is not None and high is not None else \
+            (f" >= {low:g}" if low is not None else "")
+        raise UserError(f"{option} must be a finite number{span}, got {value}")
+    return value
+
+
+def check_labels(examples, model, what: str = "--dataset"):
+    """Every gold label must be a class of the model (one line naming the row, else exit 2)."""
+    classes = getattr(model.config, "num_labels", None)
+    if not isinstance(classes, int):
+        return
+    for index, example in enumerate(examples):
+        if example.label is not None and not 0 <= example.label < classes:
+            raise UserError(f"{what}: row {index} has label {example.label}, but the model has {classes} classes "
+                            f"(0..{classes - 1}); use --label-names or another dataset")
+
+
+def parse_floats(value: str | None, option: str, low: float = 0.0, high: float = 1.0) -> list[float] | None:
+    """Comma-separated numbers in ``[low, high]`` (None when not given)."""
+    if not value:
+        return None
+    try:
+        numbers = [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{option} must be comma-separated numbers, got {value!r}") from None
+    if not numbers or any(not low <= x <= high for x in numbers):  # NaN fails every comparison
+        raise UserError(f"{option} must lie in [{low:g}, {high:g}]")
+    return numbers
+
+
+# ----------------------------------------------------------------------------------------- run dirs
+def make_run_dir(output_dir: str | None, command: str, config: dict, examples=None,
+                 overwrite: bool | None = None) -> str:
+    """Create (or resume) and lock the run directory through ``attrtools.rundir.prepare``; the one
+    place run directories are made. Call it before loading the model.
+
+    ``config``: the run's settings (a tool's ``asdict(config)`` plus what the command adds), written
+    to ``run_config.json`` and completed with ``model_identity`` of ``config["model"]``, a digest of
+    local ``dataset`` / ``train_dataset`` / ``eval_dataset`` files and, when given,
+    ``data_identity(examples)``. The same configuration resumes; another one is refused
+    (``RunDirMismatch``, exit 2) unless ``--overwrite`` (the folder is emptied first); a second live
+    writer or an unwritable folder fails in one line (exit 1). The lock goes when the command ends.
+    Under a launcher, ranks other than 0 get a private temporary folder instead (every rank runs the
+    command; rank 0 alone writes the outputs)."""
+    from . import distributed, rundir
+
+    here = distributed.world()
+    if not here.is_main:
+        output_dir = distributed.private_run_dir()
+    elif here.distributed:
+        config = dict(config, world_size=here.size)
+
+    if output_dir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        output_dir = os.path.join("runs", f"{command}-{stamp}")
+    ctx = click.get_current_context(silent=True)
+    if overwrite is None:
+        overwrite = bool(ctx.meta.get("attrtools.overwrite")) if ctx is not None else False
+    config = dict(config)
+    for key in ("model", "model_name"):
+        if isinstance(config.get(key), str):
+            config[f"{key}_identity"] = rundir.model_identity(config[key])
+    for key in ("dataset", "train_dataset", "eval_dataset"):
+        if isinstance(config.get(key), str) and os.path.isfile(config[key]):
+            config[f"{key}_identity"] = rundir.data_file_identity(config[key])
+    if examples is not None:
+        config["data_identity"] = rundir.data_identity(examples)
+    try:
+        run = rundir.prepare(output_dir, command, config, overwrite=overwrite)
+    except rundir.RunDirMismatch as err:  # a request that contradicts the folder: exit 2, one line
+        raise UserError(str(err)) from None
+    if ctx is not None:
+        ctx.find_root().call_on_close(run.close)  # the lock goes when the command ends, however it ends
+    return run.path
+
+
+# ----------------------------------------------------------------------------------------- loaders
+def quiet_transformers():
+    """Silence the load reports and progress bars of transformers and datasets (ours stay)."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.utils.logging.disable_progress_bar()
+
+
+def load_model_or_fail(name: str, device=None):
+    """``attrtools.load_model``; an unusable model becomes one line (exit 1), naming it; a device
+    this machine lacks is a malformed request (exit 2)."""
+    from .api import load_model
+    from .errors import UnsupportedModelError
+    from .guard import check_device
+
+    from . import distributed
+
+    if device is None and distributed.is_distributed():
+        device = str(distributed.device())  # one device per rank
+    check_device(device)
+    try:
+        return load_model(name, device=device)
+    except AttrtoolsError:
+        raise
+    except (OSError, ValueError) as err:  # transformers' wording for a missing or broken checkpoint
+        raise UnsupportedModelError(f"cannot load model {name!r}: {err}") from None
+
+
+def label_names_list(label_names) -> list[str] | None:
+    if label_names is None or isinstance(label_names, (list, tuple)):
+        return list(label_names) if label_names else None
+    return parse_list(label_names, "--label-names") or None
+
+
+def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_column=None, limit=None,
+                          what: str = "--dataset", need_labels: bool = False, label_names=None):
+    """``data.load_examples`` for a command: errors name the option they come from."""
+    from .data import load_examples
+
+    if not spec:
+        raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
+    at_least("--limit", limit)
+    try:
+        examples = load_examples(spec, text_column, pair_column, label_column, limit,
+                                 label_names=label_names_list(label_names))
+    except InputDataError as err:
+        raise InputDataError(f"{what}: {err}") from None
+    if not examples:
+        raise InputDataError(f"{what}: {spec} holds no examples")
+    if need_labels and any(e.label is None for e in examples):
+        raise InputDataError(f"{what}: {spec} has no gold labels (pass --label-column)")
+    return examples
+
+
+def examples_from(texts, pairs, dataset, text_column=None, pair_column=None, label_column=None, limit=None,
+                  label_names=None):
+    """The examples of a command taking either ``--text`` (with ``--text-pair``) or ``--dataset``."""
+    if bool(texts) == bool(dataset):
+        raise UserError("give either --text (one or more) or --dataset")
+    if pairs and len(pairs) != len(texts):
+        raise UserError("give one --text-pair for every --text")
+    if dataset:
+        return load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names)
+    from .types import Example
+
+    return [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
+
+
+def open_cache_or_fail(cache_dir=None, enabled: bool = True):
+    """The shared attribution cache (``--cache-dir`` or ``$ATTRTOOLS_CACHE``), or None when disabled."""
+    if not enabled:
+        return None
+    from .cache import AttributionCache
+    from .errors import CacheError
+
+    try:
+        return AttributionCache(cache_dir)
+    except AttrtoolsError:
+        raise
+    except (OSError, ValueError) as err:
+        raise CacheError(f"cannot open the attribution cache {cache_dir!r}: {err}") from None
+
+
+def resolve_progress(progress: bool | None) -> bool:
+    """``--progress/--no-progress``; unset: on when stderr is a terminal."""
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
+# ----------------------------------------------------------------------------------------- output
+def echo_summary(lines: dict):
+    width = max(len(k) for k in lines) if lines else 0
+    for key, value in lines.items():
+        click.echo(f"{key.ljust(width)}  {value}")
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)
+
+
+def log_to_stderr(message: str) -> None:
+    click.echo(message, err=True)
+
+
+__all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command", "options", "model_option",
+           "text_options", "dataset_options", "cache_options", "device_option", "output_dir_option",
+           "max_length_option", "batch_size_option", "progress_option", "steps_option", "target_option",
+           "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
+           "parse_floats", "at_least", "finite", "check_labels", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail",
+           "examples_from", "open_cache_or_fail", "resolve_progress", "echo_summary", "dump", "log_to_stderr",
+           "label_names_list"]

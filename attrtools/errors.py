@@ -1,0 +1,84 @@
+"""The errors attrtools raises on purpose, under one base class.
+
+Every error that means "this cannot be done as asked" derives from :class:`AttrtoolsError`; the
+command line prints those as one line and exits with their ``exit_code`` (2: the request itself is
+malformed, as click does for bad options; 1: the request was well formed but what it names cannot
+be used: a missing file, an unsupported model, an unreadable cache), while any other exception is a
+bug and keeps its traceback (see ``docs/architecture.md``, "Errors").
+
+The concrete classes also derive from the built-in exception they used to be (``ValueError``,
+``RuntimeError``, ``ImportError``), so code written against the older classes keeps working.
+
+Hierarchy::
+
+    AttrtoolsError (exit 1)
+    ├── UsageError (exit 2)          the request itself is malformed
+    │   └── ParameterError           a bad option or method parameter (also a TypeError)
+    │       └── UnknownMethodError     a method name that is not registered (also a KeyError)
+    ├── InputDataError               a dataset, file, column or row that cannot be used
+    ├── UnsupportedModelError        an architecture attrtools (or one method) cannot handle
+    │   └── UnsupportedArchitecture  (a method refusing a model; old name kept)
+    ├── CacheError                   the attribution cache cannot be opened, read or written
+    ├── CaptureError                 attention capture is not installed or did not run
+    └── MissingDependencyError       an optional extra (textattack, ...) is not installed
+
+This module imports nothing, so any layer may raise these types.
+"""
+from __future__ import annotations
+
+__all__ = ["AttrtoolsError", "UsageError", "ParameterError", "UnknownMethodError", "InputDataError", "UnsupportedModelError",
+           "UnsupportedArchitecture", "CacheError", "CaptureError", "MissingDependencyError", "exit_code_for"]
+
+
+class AttrtoolsError(Exception):
+    """Base of every deliberate attrtools error. ``exit_code``: what the command line exits with."""
+
+    exit_code = 1
+
+
+class UsageError(AttrtoolsError, ValueError):
+    """The request itself is malformed (an option or parameter value that cannot be right): exit code 2."""
+
+    exit_code = 2
+
+
+class ParameterError(UsageError, TypeError):
+    """A parameter that is unknown, of the wrong type or out of range (a method parameter, a
+    target, a tool option). One line naming the parameter; raised before anything is computed.
+    A ``TypeError`` and a ``ValueError``, so callers catching either keep working."""
+
+
+class UnknownMethodError(ParameterError, KeyError):
+    """A method name that is not registered (a ``KeyError`` too, as a registry lookup)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InputDataError(AttrtoolsError, ValueError):
+    """A dataset, file, column or row that cannot be used, with a message saying why."""
+
+
+class UnsupportedModelError(AttrtoolsError, ValueError):
+    """A model whose architecture attrtools cannot capture, or that a method does not apply to."""
+
+
+class UnsupportedArchitecture(UnsupportedModelError):
+    """A method that cannot run on this model's architecture (raised by ``Method.check_model``)."""
+
+
+class CacheError(AttrtoolsError, RuntimeError):
+    """The attribution cache cannot be opened, read or written (permissions, full disk, ...)."""
+
+
+class CaptureError(AttrtoolsError, RuntimeError):
+    """Attention capture is not installed on a model, or did not run where it had to."""
+
+
+class MissingDependencyError(AttrtoolsError, ImportError):
+    """An optional dependency (an extra such as ``attack``) is not installed or cannot be imported."""
+
+
+def exit_code_for(err: BaseException) -> int | None:
+    """The command-line exit code of a deliberate error, or None for anything else (a bug)."""
+    return getattr(err, "exit_code", 1) if isinstance(err, AttrtoolsError) else None

@@ -1,0 +1,62 @@
+"""Helpers shared by several attribution methods (not a method: the registry skips this module).
+
+- ``embedding_leaf``: gradients with respect to activations, none for parameters;
+- ``pool_rows``: the row of the token the classifier reads, per example;
+- ``attention_and_gradients``: attention probabilities of every layer and their gradients of the
+  explained class score, in one forward and one backward pass (Grad-SAM, Chefer 2021b).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..capture import capture
+from ..models import adapter_for, get_module, pool_position
+from .base import Batch, frozen_parameters, target_score
+
+
+class embedding_leaf:
+    """Context: parameters frozen and the output of the embedding module (the hidden states
+    entering layer 0) replaced by a detached leaf that requires grad, so gradients w.r.t.
+    activations (attention, hidden states) flow while no parameter gradient is computed.
+    ``self.leaf`` holds that tensor after the forward."""
+
+    def __init__(self, model, transform=None):
+        self.model = model
+        self.transform = transform
+        self.leaf = None
+
+    def _hook(self, module, args, output):
+        leaf = output.detach().requires_grad_(True)
+        self.leaf = leaf
+        return self.transform(leaf) if self.transform is not None else leaf
+
+    def __enter__(self):
+        self._frozen = frozen_parameters(self.model)
+        self._frozen.__enter__()
+        embeddings = get_module(self.model, adapter_for(self.model).embeddings)
+        self._handle = embeddings.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.remove()
+        self._frozen.__exit__(*exc)
+        return False
+
+
+def pool_rows(model, lengths) -> list[int]:
+    """Row of the token the classifier reads, per example (0 = [CLS]; last real token for decoders)."""
+    pool = pool_position(model)
+    return [pool if pool >= 0 else n + pool for n in lengths]
+
+
+def attention_and_gradients(model, batch: Batch, target_kind: str = "logit"):
+    """One forward + one backward: ``(attentions, gradients)``, each a list over layers of
+    ``(B, H, n, n)`` tensors (detached), gradients of the target score of each example."""
+    if batch.targets is None:
+        raise ValueError("this method needs target classes")
+    with embedding_leaf(model), torch.enable_grad(), capture(model, record="all", retain_grad=True) as cap:
+        logits = model(**batch.inputs).logits
+        attentions = cap.attention_list()
+        score = target_score(logits, batch.targets, target_kind)
+        grads = torch.autograd.grad(score.sum(), attentions)
+    return [a.detach().float() for a in attentions], [g.float() for g in grads]

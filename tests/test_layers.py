@@ -1,0 +1,112 @@
+"""The import contract (``.importlinter``, docs/architecture.md) holds, and the CLI's error mapping."""
+import os
+import shutil
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(shutil.which("lint-imports") is None, reason="import-linter (the dev extra) is not installed")
+def test_import_contract_is_kept():
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(["lint-imports"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+
+
+def _command(raise_):
+    from attrtools.cli_kit import command
+
+    @command()
+    def cmd():
+        raise_()
+
+    return cmd
+
+
+def test_user_error_exits_2_with_one_line():
+    from attrtools.errors import ParameterError
+
+    def fail():
+        raise ParameterError("--steps must be at least 1\n(got 0)")
+
+    result = CliRunner().invoke(_command(fail), [])
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: --steps must be at least 1 (got 0)"
+    assert "Traceback" not in result.output
+
+
+def test_runtime_refusal_exits_1_and_old_user_error_still_works():
+    from attrtools.cli_kit import UserError
+    from attrtools.errors import InputDataError
+
+    def missing():
+        raise InputDataError("dataset file not found: x.tsv")
+
+    result = CliRunner().invoke(_command(missing), [])
+    assert result.exit_code == 1 and result.output.strip() == "Error: dataset file not found: x.tsv"
+
+    @click.command()  # a plain click command: UserError is still a ClickException
+    def plain():
+        raise UserError("give either --text or --dataset")
+
+    result = CliRunner().invoke(plain, [])
+    assert result.exit_code == 2 and "give either --text or --dataset" in result.output
+
+
+def test_internal_error_is_not_disguised():
+    def bug():
+        raise ValueError("shape mismatch in an internal helper")
+
+    result = CliRunner().invoke(_command(bug), [])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)  # the bug itself, not a message
+    assert "Error:" not in result.output
+    # run as a real process, the traceback reaches the user
+    code = ("from attrtools.cli_kit import command\n"
+            "@command()\ndef cmd():\n    raise KeyError('internal')\ncmd()\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "KeyError: 'internal'" in proc.stderr
+
+
+def test_commands_map_bad_requests_to_exit_2(planted_dir, tmp_path):
+    from attrtools.cli import main
+
+    runner = CliRunner()
+    bad_target = runner.invoke(main, ["attribute", "--model", planted_dir, "--text", "a", "--target", "best",
+                                      "--output-dir", str(tmp_path / "a")])
+    assert bad_target.exit_code == 2 and "--target" in bad_target.output and "Traceback" not in bad_target.output
+    bad_method = runner.invoke(main, ["attribute", "--model", planted_dir, "--text", "a", "--method", "magic",
+                                      "--output-dir", str(tmp_path / "b")])
+    assert bad_method.exit_code == 2 and "unknown method 'magic'" in bad_method.output
+    assert len(bad_method.output.strip().splitlines()) == 1
+    bad_param = runner.invoke(main, ["attribute", "--model", planted_dir, "--text", "a", "--param", "nope=1",
+                                     "--output-dir", str(tmp_path / "c")])
+    assert bad_param.exit_code == 2 and "unknown parameter" in bad_param.output
+    no_model = runner.invoke(main, ["attribute", "--model", str(tmp_path / "nothing"), "--text", "a",
+                                    "--output-dir", str(tmp_path / "d")])
+    assert no_model.exit_code == 1 and "cannot load model" in no_model.output and "Traceback" not in no_model.output
+
+
+def test_every_option_has_help_and_scripts_take_h():
+    from attrtools.cli import COMMANDS, main
+
+    ctx = click.Context(main)
+    for name in COMMANDS:
+        cmd = main.get_command(ctx, name)
+        commands = cmd.commands.values() if isinstance(cmd, click.Group) else [cmd]
+        for c in commands:
+            for param in c.params:
+                if isinstance(param, click.Option) and not param.hidden:
+                    assert param.help, (name, c.name, param.opts)
+    for script in ("prune_model.py", "build_trees.py", "robustness_audit.py", "finetune.py", "make_sentiment_data.py"):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), "-h"], capture_output=True,
+                              text=True, timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+        assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (script, proc.stderr[-500:])
+    help_text = CliRunner().invoke(main, ["prune", "-h"]).output
+    assert "%%" not in help_text and "[default: 200" in help_text
