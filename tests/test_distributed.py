@@ -215,7 +215,7 @@ def test_attribute_dataset_two_ranks_equals_one_process(planted_dir, tmp_path):
     # The cache entries are the single process's, bit for bit: a rerun reads everything.
     again = _torchrun([*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "three")])
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "computed    0" in again.stdout and "from cache  30" in again.stdout
+    assert re.search(r"^computed +0$", again.stdout, re.M) and re.search(r"^from cache +30$", again.stdout, re.M)
     _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "three" / "attributions", atol=0)
 
 
