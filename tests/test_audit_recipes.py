@@ -1,0 +1,252 @@
+"""Every TextAttack classification recipe: run offline on tiny stand-ins, or refused up front.
+
+Stand-ins built here: a tiny masked LM from a config (BAE, BERT-Attack, CLARE), a small word-vector
+file (TextFooler, A2T, the Alzantot family, IGA, Kuleshov, TextBugger), a tiny NLTK tagger (its
+JSON files and a universal-tagset map: the part-of-speech constraint and CLARE's merge step), a
+tiny encoder standing in for the sentence encoder, and a two-line homoglyph table. Recipes whose
+resources have no local form here (WordNet, HowNet, flair NER) and HotFlip (TextAttack's own
+models only) must be refused before anything is attacked, with the option to pass.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from attrtools.testing import FILLER, planted_dataset, tiny_config, write_tokenizer
+from attrtools.types import Example
+
+
+@pytest.fixture(scope="module")
+def ta():
+    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
+
+    try:
+        return load_textattack()
+    except TextAttackUnavailable:
+        pytest.skip("textattack (the attack extra) is not installed")
+
+
+@pytest.fixture(scope="module")
+def stand_ins(tmp_path_factory, ta):
+    from transformers import BertForMaskedLM, BertModel
+
+    root = tmp_path_factory.mktemp("resources")
+    mlm = str(root / "mlm")
+    tok = write_tokenizer(mlm)
+    config = tiny_config("bert", len(tok), hidden=32)
+    torch.manual_seed(0)
+    BertForMaskedLM(config).save_pretrained(mlm)
+    encoder = str(root / "encoder")
+    write_tokenizer(encoder)
+    BertModel(config).save_pretrained(encoder)
+    # word vectors: "alpha" and "beta" are each other's nearest neighbours (so a swap can break
+    # the planted rule); the filler words sit in pairs of close neighbours
+    rng = np.random.default_rng(0)
+    words = FILLER + ["alpha", "beta"]
+    vectors = rng.normal(size=(len(words), 8)).astype(np.float32)
+    for i in range(0, len(FILLER) - 1, 2):
+        vectors[i + 1] = vectors[i] + 0.05 * rng.normal(size=8)
+    vectors[-1] = vectors[-2] + 0.01 * rng.normal(size=8)
+    embeddings = str(root / "vectors.txt")
+    with open(embeddings, "w") as f:
+        f.write(f"{len(words)} 8\n")  # word2vec header, skipped
+        for w, v in zip(words, vectors):
+            f.write(w + " " + " ".join(f"{x:.6f}" for x in v) + "\n")
+    # a tiny NLTK tagger: tag dictionary only (JSON, as nltk >= 3.9 reads it) + the universal map
+    nltk_data = root / "nltk_data"
+    tagger = nltk_data / "taggers" / "averaged_perceptron_tagger_eng"
+    tagger.mkdir(parents=True)
+    ptb = {"the": "DT", "a": "DT", "this": "DT", "that": "DT", "was": "VBD", "is": "VBZ", "very": "RB",
+           "quite": "RB", "and": "CC", "but": "CC", "it": "PRP", "not": "RB", "of": "IN", "to": "TO", "in": "IN",
+           "with": "IN", "good": "JJ", "bad": "JJ", "great": "JJ", "dull": "JJ", "fun": "JJ", "boring": "JJ",
+           "fine": "JJ", "long": "JJ", "short": "JJ", "funny": "JJ", "sad": "JJ"}
+    for attr, obj in (("weights", {"bias": {"NN": 1.0}}), ("tagdict", ptb), ("classes", sorted(set(ptb.values()) | {"NN"}))):
+        (tagger / f"averaged_perceptron_tagger_eng.{attr}.json").write_text(json.dumps(obj))
+    universal = nltk_data / "taggers" / "universal_tagset"
+    universal.mkdir(parents=True)
+    (universal / "en-ptb.map").write_text("".join(f"{a}\t{b}\n" for a, b in [
+        ("DT", "DET"), ("NN", "NOUN"), ("VBD", "VERB"), ("VBZ", "VERB"), ("RB", "ADV"), ("JJ", "ADJ"),
+        ("CC", "CONJ"), ("PRP", "PRON"), ("IN", "ADP"), ("TO", "PRT")]))
+    homoglyphs = str(root / "intentional.txt")
+    with open(homoglyphs, "w", encoding="utf-8") as f:
+        f.write("# test table\n0061 ;\t0251 #* ( a \u2192 \u0251 ) A \u2192 ALPHA\n"
+                "006F ;\t043E #* ( o \u2192 \u043e ) O \u2192 CYRILLIC O\n")
+    return {"mlm": mlm, "encoder": encoder, "embeddings": embeddings, "nltk_data": str(nltk_data),
+            "homoglyphs": homoglyphs}
+
+
+def _resources(stand_ins, **overrides):
+    from attrtools.adversarial.recipes import AttackResources
+
+    kwargs = dict(word_embeddings=stand_ins["embeddings"], mlm=stand_ins["mlm"], nltk_data=stand_ins["nltk_data"],
+                  sentence_encoder=stand_ins["encoder"], homoglyphs=stand_ins["homoglyphs"],
+                  no_lm_constraint=True, allow_downloads=False)
+    kwargs.update(overrides)
+    return AttackResources(**kwargs)
+
+
+def _dev(n=4, seed=31):
+    return [Example(t, label=l) for t, l in planted_dataset(n, seed=seed)]
+
+
+# ------------------------------------------------------------------------------------ the list
+ISSUE_RECIPES = ["textfooler", "pwws", "bae", "bert-attack", "a2t", "textbugger", "deepwordbug", "pruthi", "checklist",
+                 "kuleshov", "alzantot", "faster-alzantot", "iga", "pso", "clare", "input-reduction", "hotflip"]
+RUN_OFFLINE = ["deepwordbug", "pruthi", "input-reduction", "bad-characters", "textfooler", "a2t", "alzantot",
+               "faster-alzantot", "iga", "kuleshov", "textbugger", "bae", "bert-attack", "clare"]
+REFUSED_OFFLINE = {"pwws": "--nltk-data", "leap": "--nltk-data", "pso": "HowNet", "checklist": "flair",
+                   "hotflip": "LSTM/CNN"}
+
+
+def test_every_textattack_classification_recipe_is_known(ta):
+    from textattack.attack_args import ATTACK_RECIPE_NAMES
+
+    from attrtools.adversarial.recipes import OWN_RECIPES, RECIPES
+
+    classification = {k: v.rsplit(".", 1)[1] for k, v in ATTACK_RECIPE_NAMES.items()
+                      if k not in ("morpheus", "seq2sick")}   # seq2seq goals, not classifiers
+    assert {n: r.textattack for n, r in RECIPES.items() if r.textattack} == classification
+    assert set(ISSUE_RECIPES) <= set(RECIPES) and set(OWN_RECIPES) == {"triggers", "wir-delete", "wir-attribution"}
+    # every recipe is either run below or refused below: none is silently skipped
+    assert set(RUN_OFFLINE) | set(REFUSED_OFFLINE) | set(OWN_RECIPES) == set(RECIPES)
+
+
+# ------------------------------------------------------------------------------------ refusals
+@pytest.mark.parametrize("name", sorted(REFUSED_OFFLINE))
+def test_refused_up_front_with_the_option(ta, planted, stand_ins, tmp_path, name):
+    from attrtools.adversarial.audit import run_audit
+    from attrtools.adversarial.recipes import RecipeError
+
+    model, tok = planted
+    with pytest.raises(RecipeError) as err:
+        run_audit(model, tok, _dev(2), str(tmp_path), recipes=("deepwordbug", name),
+                  resources=_resources(stand_ins), progress=False)
+    message = str(err.value)
+    assert REFUSED_OFFLINE[name] in message and f"{name}:" in message
+    assert "Runnable with what is available now:" in message and "deepwordbug" in message.split("Runnable")[1]
+    assert not os.path.exists(tmp_path / "results.csv")   # nothing attacked, not even deepwordbug
+
+
+def test_bad_characters_refuses_a_query_budget(ta, planted, stand_ins, tmp_path):
+    from attrtools.adversarial.audit import run_audit
+    from attrtools.adversarial.recipes import RecipeError
+
+    model, tok = planted
+    with pytest.raises(RecipeError, match="without --query-budget"):
+        run_audit(model, tok, _dev(2), str(tmp_path), recipes=("bad-characters",),
+                  resources=_resources(stand_ins), query_budget=10, progress=False)
+
+
+def test_one_message_per_missing_resource(ta):
+    from attrtools.adversarial.recipes import AttackResources, resource_report
+
+    report = resource_report(["textfooler", "bae", "bert-attack", "a2t", "deepwordbug"],
+                             AttackResources(allow_downloads=False))
+    lines = [l for l in report.splitlines() if l.strip().startswith("- ")]
+    by_option = {opt: [l for l in lines if opt in l] for opt in ("--word-embeddings PATH", "--mlm PATH_OR_ID",
+                                                                  "--sentence-encoder PATH_OR_ID", "--nltk-data PATH")}
+    assert all(len(v) == 1 for v in by_option.values()), lines
+    assert len(lines) == 4
+    mlm_line = by_option["--mlm PATH_OR_ID"][0]
+    assert mlm_line.strip().startswith("- bae, bert-attack:") and "deepwordbug" in mlm_line.split("Runnable now without it:")[1]
+    assert "--no-use-constraint" in by_option["--sentence-encoder PATH_OR_ID"][0]
+
+
+def test_cli_refuses_before_loading_anything(ta, planted_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    data = tmp_path / "dev.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in planted_dataset(3, seed=1)))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["audit", "--model", planted_dir, "--dataset", str(data), "--no-triggers",
+                                       "--recipes", "textfooler,pwws", "--output-dir", str(out)])
+    assert result.exit_code != 0
+    assert "--word-embeddings PATH" in result.output and "--nltk-data PATH" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+    result = CliRunner().invoke(main, ["audit", "--model", planted_dir, "--dataset", str(data), "--no-triggers",
+                                       "--recipes", "textfool"])
+    assert result.exit_code != 0 and "unknown recipe(s) textfool" in result.output
+
+
+# ------------------------------------------------------------------------------------ runs
+@pytest.mark.parametrize("name", RUN_OFFLINE)
+def test_recipe_runs_offline_on_stand_ins(ta, planted, stand_ins, tmp_path, name):
+    from attrtools.adversarial.audit import TEXTATTACK_COLUMNS, read_rows, run_audit
+
+    model, tok = planted
+    dev = _dev(3)
+    budget = None if name == "bad-characters" else 60   # its search fails on a spent budget (refused, below)
+    summary = run_audit(model, tok, dev, str(tmp_path), recipes=(name,), resources=_resources(stand_ins),
+                        query_budget=budget, progress=False)
+    rows = read_rows(str(tmp_path / "results.csv"))
+    assert len(rows) == 3 and all(set(TEXTATTACK_COLUMNS) <= set(r) for r in rows)
+    s = summary["recipes"][name]
+    assert s["total"] == 3 and s["successful_attacks"] + s["failed_attacks"] + s["skipped_attacks"] == 3
+    assert s["this_session"]["queries_per_second"] > 0
+    assert s["this_session"]["model_inputs"] >= 3
+    expected_drop = ["language-model"] if name in ("alzantot", "faster-alzantot", "kuleshov") else []
+    assert s["dropped_constraints"] == expected_drop
+
+
+def test_recipes_use_the_given_resources(ta, planted, stand_ins):
+    from attrtools.adversarial.recipes import _Parts, build_recipe
+    from attrtools.adversarial.wrapper import AttrtoolsModelWrapper
+
+    model, tok = planted
+    wrapper = AttrtoolsModelWrapper(model, tok)
+    res = _resources(stand_ins)
+    parts = _Parts(res)
+    fooler = build_recipe("textfooler", wrapper, res, parts)
+    assert fooler.transformation.embedding is parts.embedding()
+    assert fooler.transformation.embedding.nearest_neighbours("alpha", 1) == \
+        [fooler.transformation.embedding.word2index("beta")]
+    names = [type(c).__name__ for c in fooler.constraints]
+    assert "PartOfSpeech" in names and "TransformersSentenceEncoder" in names and "WordEmbeddingDistance" in names
+    bae = build_recipe("bae", wrapper, res, parts)
+    assert bae.transformation._language_model is parts.mlm("x")[0]
+    assert bae.transformation.max_length <= model.config.max_position_embeddings
+    dropped = build_recipe("bert-attack", wrapper, _resources(stand_ins, sentence_encoder=None,
+                                                               no_use_constraint=True))
+    assert not any("SentenceEncoder" in type(c).__name__ for c in dropped.constraints)
+
+
+def test_textfooler_breaks_the_planted_rule(ta, planted, stand_ins, tmp_path):
+    """With "alpha" and "beta" as each other's neighbours, TextFooler's swaps flip planted predictions."""
+    from attrtools.adversarial.audit import run_audit
+
+    model, tok = planted
+    summary = run_audit(model, tok, _dev(6, seed=5), str(tmp_path), recipes=("textfooler",),
+                        resources=_resources(stand_ins, sentence_encoder=None, no_use_constraint=True),
+                        progress=False)
+    s = summary["recipes"]["textfooler"]
+    assert s["successful_attacks"] >= 1, s
+    assert s["dropped_constraints"] == ["sentence-encoder"]
+
+
+def test_dropped_constraint_recorded_in_report(ta, planted, stand_ins, tmp_path):
+    from attrtools.adversarial.pipeline import run_full_audit
+
+    model, tok = planted
+    res = _resources(stand_ins, sentence_encoder=None, no_use_constraint=True)
+    summary = run_full_audit(model, tok, _dev(2), str(tmp_path), recipes=("bert-attack",), use_triggers=False,
+                             resources=res, query_budget=30, progress=False)
+    assert summary["resources"]["no_use_constraint"] is True
+    html = (tmp_path / "report.html").read_text()
+    assert "constraints dropped by request" in html and "bert-attack: sentence-encoder" in html
+
+
+def test_python_hook_equals_the_recipe(ta, planted, tmp_path):
+    from attrtools.adversarial.audit import read_rows, run_audit
+
+    model, tok = planted
+    dev = _dev(3)
+    run_audit(model, tok, dev, str(tmp_path / "a"), recipes=("deepwordbug",), progress=False)
+    hooked = run_audit(model, tok, dev, str(tmp_path / "b"), recipes=("mine",),
+                       attacks={"mine": ta.attack_recipes.DeepWordBugGao2018.build}, progress=False)
+    assert hooked["recipes"]["mine"]["hook"] is True
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "recipe"} for r in rows]  # noqa: E731
+    assert strip(read_rows(str(tmp_path / "a" / "results.csv"))) == strip(read_rows(str(tmp_path / "b" / "results.csv")))
