@@ -250,3 +250,138 @@ def test_python_hook_equals_the_recipe(ta, planted, tmp_path):
     assert hooked["recipes"]["mine"]["hook"] is True
     strip = lambda rows: [{k: v for k, v in r.items() if k != "recipe"} for r in rows]  # noqa: E731
     assert strip(read_rows(str(tmp_path / "a" / "results.csv"))) == strip(read_rows(str(tmp_path / "b" / "results.csv")))
+
+
+# ------------------------------------------------------------------------------------ comparison
+def _masked_variant(model, tok):
+    from attrtools.adversarial.compare import AuditedModel, plan_mask
+    from attrtools.models import num_layers_heads
+
+    L, H = num_layers_heads(model)
+    return AuditedModel("pruned-half", model, tok, plan_mask({0: [0, 1], 1: [2, 3]}, L, H))
+
+
+def test_comparison_equals_separate_single_model_audits(ta, planted, tiny_models, stand_ins, tmp_path):
+    """Per-model, per-recipe numbers of the comparison table = separate audits of the same examples."""
+    from attrtools.adversarial.audit import read_rows, run_audit
+    from attrtools.adversarial.compare import AuditedModel, run_comparison
+
+    model, tok = planted
+    other, other_tok = tiny_models["bert"]   # same vocabulary, random weights
+    variant = _masked_variant(model, tok)
+    models = [AuditedModel("planted", model, tok), variant, AuditedModel("random", other, other_tok)]
+    dev = _dev(4, seed=8)
+    recipes = ("deepwordbug", "textfooler")
+    res = _resources(stand_ins, sentence_encoder=None, no_use_constraint=True)
+    result = run_comparison(models, dev, str(tmp_path / "cmp"), recipes=recipes, use_triggers=False, resources=res,
+                            query_budget=80, progress=False)
+    table = {(r["model"], r["recipe"]): r for r in result["table"]}
+    assert len(table) == 6
+    for m in models:
+        single = run_audit(m.model, m.tokenizer, dev, str(tmp_path / m.label), recipes=recipes, resources=res,
+                           query_budget=80, head_mask=m.head_mask, progress=False)
+        for recipe in recipes:
+            s, row = single["recipes"][recipe], table[(m.label, recipe)]
+            assert (row["clean_accuracy"], row["accuracy_under_attack"], row["attack_success_rate"],
+                    row["avg_queries"], row["avg_words_perturbed"]) == \
+                (s["original_accuracy"], s["attack_accuracy_perc"], s["attack_success_rate"], s["avg_num_queries"],
+                 s["avg_words_perturbed"]), (m.label, recipe)
+        assert read_rows(str(tmp_path / m.label / "results.csv")) == \
+            read_rows(str(tmp_path / "cmp" / "models" / m.label / "results.csv"))
+    # the masked variant is a different model: its clean predictions differ from the planted model's somewhere
+    assert read_rows(str(tmp_path / "planted" / "results.csv")) != read_rows(str(tmp_path / "pruned-half" / "results.csv"))
+    for name in ("comparison.csv", "comparison.png", "comparison.json", "comparison.html"):
+        assert (tmp_path / "cmp" / name).stat().st_size > 0
+    import pandas as pd
+
+    csv = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert list(csv["model"]) == ["planted"] * 2 + ["pruned-half"] * 2 + ["random"] * 2
+    assert set(csv["dropped_constraints"].dropna()) == {"sentence-encoder"}
+
+
+def test_masked_wrapper_equals_physically_pruned_model(ta, planted):
+    from attrtools.adversarial.compare import plan_mask
+    from attrtools.adversarial.wrapper import AttrtoolsModelWrapper
+    from attrtools.pruning.prune import prune_heads
+    import copy
+
+    model, tok = planted
+    plan = {0: [0, 1], 1: [3]}
+    pruned = copy.deepcopy(model)
+    prune_heads(pruned, plan)
+    texts = [t for t, _ in planted_dataset(5, seed=4)]
+    masked = AttrtoolsModelWrapper(model, tok, head_mask=plan_mask(plan, 2, 4))(texts)
+    physical = AttrtoolsModelWrapper(pruned, tok)(texts)
+    assert torch.allclose(masked, physical, atol=1e-5)
+    assert not torch.allclose(masked, AttrtoolsModelWrapper(model, tok)(texts), atol=1e-3)
+
+
+def test_prune_run_directory_gives_each_strategy_plan(tmp_path, planted):
+    from attrtools.adversarial.compare import prune_run_variants, read_prune_run
+
+    run = tmp_path / "prune-run"
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps({"command": "prune", "model": "some/model"}))
+    (run / "pruned_heads.json").write_text(json.dumps({
+        "strategy": "attattr", "heads_total": 8, "pruned_heads": {"0": [1]},
+        "all_strategies": {"attattr": {"0": [1]}, "random": {"0": [2], "1": [0, 3]}}}))
+    assert read_prune_run(str(run))["model"] == "some/model"
+    model, tok = planted
+    variants = prune_run_variants(model, tok, str(run))
+    assert [v.label for v in variants] == ["attattr-12pct", "random-38pct"]
+    assert variants[1].head_mask.tolist() == [[1, 1, 0, 1], [0, 1, 1, 0]]
+    with pytest.raises(ValueError, match="not an attrtools prune run"):
+        read_prune_run(str(tmp_path))
+
+
+def test_cli_compares_models_and_prune_runs(ta, planted_dir, tiny_dirs, tmp_path):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    data = tmp_path / "dev.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in planted_dataset(3, seed=2)))
+    run = tmp_path / "prune-run"
+    run.mkdir()
+    (run / "run_config.json").write_text(json.dumps({"command": "prune", "model": planted_dir}))
+    (run / "pruned_heads.json").write_text(json.dumps({"strategy": "attattr", "heads_total": 8,
+                                                       "all_strategies": {"attattr": {"0": [1]}, "random": {"1": [2]}}}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["audit", "--prune-run", str(run), "--compare-model", tiny_dirs["bert"],
+                                       "--dataset", str(data), "--no-triggers", "--recipes", "deepwordbug",
+                                       "--query-budget", "40", "--output-dir", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table["model"]) == [os.path.basename(planted_dir), "bert", "attattr-12pct", "random-12pct"]
+    assert "queries/s" in result.output
+    config = json.loads((out / "run_config.json").read_text())
+    assert config["prune_runs"] == [str(run)] and config["resources"]["no_use_constraint"] is False
+
+
+def test_prune_with_audit_compares_each_strategy_plan(ta, planted_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    data = tmp_path / "dev.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in planted_dataset(8, seed=12)))
+    out = tmp_path / "prune"
+    bad = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--audit", "pwws",
+                                    "--output-dir", str(out)])
+    assert bad.exit_code != 0 and "--nltk-data PATH" in bad.output and not out.exists()   # refused before pruning
+    result = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--num-examples", "4",
+                                       "--steps", "2", "--prune-fraction", "0.5", "--strategies", "attattr,random",
+                                       "--fractions", "0,0.5", "--latency-repeats", "1", "--no-save-model",
+                                       "--audit", "deepwordbug", "--audit-examples", "3",
+                                       "--audit-query-budget", "30", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    table = pd.read_csv(out / "audit" / "comparison.csv")
+    assert list(table["model"]) == ["unpruned", "attattr-50pct", "random-50pct"]
+    assert (table["examples"] == 3).all()
+    plans = json.loads((out / "pruned_heads.json").read_text())["all_strategies"]
+    assert json.loads((out / "audit" / "comparison.json").read_text())["models"]["random-50pct"]["heads_pruned"] == \
+        sum(len(h) for h in plans["random"].values()) == 4
