@@ -30,7 +30,8 @@ import warnings
 
 from ..io import atomic_path, write_json, write_text
 from ..types import Example
-from .recipes import RECIPES, AttackResources, RecipeError, _Parts, build_recipe, dropped_constraints, resource_report
+from .recipes import (RECIPES, AttackResources, RecipeError, _Parts, build_recipe, dropped_constraints,
+                      prepare_resources, resource_report)
 from .textattack_compat import load_textattack
 
 TEXTATTACK_COLUMNS = ["original_text", "perturbed_text", "original_score", "perturbed_score", "original_output",
@@ -297,6 +298,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     attacks = dict(attacks or {})
     recipes = list(recipes)
     check_audit(recipes, resources, attacks, masked=head_mask is not None, query_budget=query_budget)
+    prepare_resources(recipes, resources)
     parts = parts or _Parts(resources)
     num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
     examples = keep_content(examples)

@@ -307,6 +307,26 @@ def resource_report(names, res: AttackResources, model=None) -> str | None:
             + f"\n  Runnable with what is available now: {', '.join(runnable) or 'none'}.")
 
 
+NLTK_PACKAGES = {"pos-tagger": (("taggers/averaged_perceptron_tagger_eng", "averaged_perceptron_tagger_eng"),
+                                 ("taggers/universal_tagset", "universal_tagset")),
+                  "wordnet": (("corpora/wordnet", "wordnet"),)}
+
+
+def prepare_resources(names, res: AttackResources):
+    """Online only: fetch the NLTK data the recipes need and cannot find (TextAttack's own first-import
+    download is skipped by attrtools' import shim, and nltk 3.10 renamed the tagger it asked for)."""
+    if not res.online():
+        return
+    wanted = {k for n in names if n in RECIPES for k in RECIPES[n].needs
+              if k in NLTK_PACKAGES and not _dropped(RECIPES[n], k, res)}
+    for key in sorted(wanted):
+        for path, package in NLTK_PACKAGES[key]:
+            if not _nltk_has(res, path):
+                import nltk
+
+                nltk.download(package, quiet=True)
+
+
 def runnable_recipes(res: AttackResources) -> list[str]:
     """Every recipe whose resources are all available (or dropped) with ``res``."""
     return [n for n, s in RECIPES.items() if not s.refuse and all(
