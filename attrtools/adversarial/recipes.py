@@ -502,13 +502,15 @@ class _Parts:
         self._mlm = None
 
     def embedding(self):
-        if self.res.word_embeddings:
-            if self._embedding is None:
+        """The ``--word-embeddings`` vectors, else TextAttack's counter-fitted ones (online); loaded once."""
+        if self._embedding is None:
+            if self.res.word_embeddings:
                 self._embedding = load_word_embedding(self.res.word_embeddings)
-            return self._embedding
-        from .textattack_compat import load_textattack
+            else:
+                from .textattack_compat import load_textattack
 
-        return load_textattack().shared.WordEmbedding.counterfitted_GLOVE_embedding()
+                self._embedding = load_textattack().shared.WordEmbedding.counterfitted_GLOVE_embedding()
+        return self._embedding
 
     def mlm(self, default: str):
         """``(model, tokenizer, max_length)``: the masked LM, and the longest input its position table takes."""
