@@ -385,3 +385,26 @@ def test_prune_with_audit_compares_each_strategy_plan(ta, planted_dir, tmp_path)
     plans = json.loads((out / "pruned_heads.json").read_text())["all_strategies"]
     assert json.loads((out / "audit" / "comparison.json").read_text())["models"]["random-50pct"]["heads_pruned"] == \
         sum(len(h) for h in plans["random"].values()) == 4
+
+
+def test_candidates_batched_per_forward_pass_same_results(ta, planted, tmp_path):
+    """--batch-size sets how many candidates go through one padded forward pass; results do not change."""
+    from attrtools.adversarial.audit import read_rows, run_audit
+
+    model, tok = planted
+    dev = _dev(3, seed=14)
+    passes = []
+    handle = model.register_forward_hook(lambda m, args, kwargs_out: passes.append(1))
+    try:
+        counts = {}
+        for size in (2, 64):
+            passes.clear()
+            summary = run_audit(model, tok, dev, str(tmp_path / str(size)), recipes=("deepwordbug",),
+                                batch_size=size, progress=False)
+            counts[size] = (len(passes), summary["recipes"]["deepwordbug"]["this_session"]["model_inputs"])
+    finally:
+        handle.remove()
+    (small, inputs_small), (large, inputs_large) = counts[2], counts[64]
+    assert inputs_small == inputs_large and inputs_small > 10
+    assert small >= inputs_small / 2 > large
+    assert read_rows(str(tmp_path / "2" / "results.csv")) == read_rows(str(tmp_path / "64" / "results.csv"))

@@ -327,6 +327,9 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
             else:
                 attack, search = build_attack(recipe, wrapper, model, tokenizer, patterns, max_inserted_words,
                                               rank_method, rank_params, cache, query_budget, resources, parts)
+                # candidates per model call (TextAttack's model_batch_size, 32 in its recipes): one padded
+                # forward pass of the wrapper per call
+                attack.goal_function.batch_size = batch_size
         if search is not None and hasattr(search, "prefetch"):
             search.prefetch([examples[i] for i in todo])
         bar.set_postfix_str(recipe)

@@ -146,7 +146,8 @@ def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_d
               help="Attribution ranking the words for wir-attribution (any attrtools method, e.g. grad_input).")
 @click.option("--rank-steps", default=20, show_default=True, help="AttAttr steps for the ranking (attattr only).")
 @click.option("--query-budget", default=None, type=int, help="TextAttack query budget per example.")
-@click.option("--batch-size", default=32, show_default=True, help="Model queries per forward pass.")
+@click.option("--batch-size", default=32, show_default=True,
+              help="Candidate texts per forward pass (TextAttack's model_batch_size; larger helps on a GPU).")
 @click.option("--chunk-size", default=10, show_default=True, help="Examples per Attacker run (resume granularity).")
 @click.option("--seed", default=765, show_default=True, help="TextAttack random seed.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")

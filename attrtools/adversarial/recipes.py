@@ -421,8 +421,8 @@ def load_masked_lm(name: str):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     try:
-        model = AutoModelForMaskedLM.from_pretrained(name)
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForMaskedLM.from_pretrained(name, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise RecipeError(f"--mlm {name}: cannot load a masked language model ({err})") from None
     return model.eval(), tokenizer
@@ -438,8 +438,8 @@ def transformers_sentence_encoder(name: str, **constraint_args):
 
     ta = load_textattack()
     try:
-        encoder = AutoModel.from_pretrained(name).eval()
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        encoder = AutoModel.from_pretrained(name, trust_remote_code=False).eval()
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise RecipeError(f"--sentence-encoder {name}: cannot load an encoder ({err})") from None
 
