@@ -185,7 +185,10 @@ def test_recipe_runs_offline_on_stand_ins(ta, planted, stand_ins, tmp_path, name
     rows = read_rows(str(tmp_path / "results.csv"))
     assert len(rows) == 3 and all(set(TEXTATTACK_COLUMNS) <= set(r) for r in rows)
     s = summary["recipes"][name]
-    assert s["total"] == 3 and s["successful_attacks"] + s["failed_attacks"] + s["skipped_attacks"] == 3
+    if name == "input-reduction":   # summarised in its own terms (it never changes a prediction)
+        assert s["kind"] == "input-reduction" and s["total"] == 3
+    else:
+        assert s["total"] == 3 and s["successful_attacks"] + s["failed_attacks"] + s["skipped_attacks"] == 3
     assert s["this_session"]["queries_per_second"] > 0
     assert s["this_session"]["model_inputs"] >= 3
     expected_drop = ["language-model"] if name in ("alzantot", "faster-alzantot", "kuleshov") else []
