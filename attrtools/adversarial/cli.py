@@ -9,8 +9,9 @@ from ..commands.common import (UserError, at_least, check_labels, finite, load_e
                                make_run_dir, model_option, output_dir_option, quiet_transformers)
 
 
-def _examples(spec, text_column, pair_column, label_column, limit, what):
-    return load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True)
+def _examples(spec, text_column, pair_column, label_column, limit, what, model=None):
+    return load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True,
+                                 model=model)
 
 
 def _cache(use_cache: bool):
@@ -60,7 +61,7 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, limit,
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _check_extraction(num_train_examples, steps, pattern_threshold, top2_ratio)
     at_least("--top-k", top_k)
-    train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
+    train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", model_name)
     out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "steps": steps,
                                                 "num_train_examples": num_train_examples}, examples=train)
     quiet_transformers()
@@ -80,7 +81,7 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, limit,
         from .audit import write_per_class
         from .triggers import per_class_accuracy
 
-        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset")
+        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset", model_name)
         check_labels(dev, model, "--eval-dataset")
         rows = per_class_accuracy(model, tok, dev, patterns, top_k=top_k)
         write_per_class(os.path.join(out, "per_class.csv"), rows)
@@ -207,12 +208,12 @@ def audit(model_name, dataset, text_column, pair_column, label_column, limit, tr
             raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
     from ..data import ExampleList
 
-    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset")
+    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", model_name)
     dev = ExampleList(rows[:num_examples], getattr(rows, "skipped", []))
     if num_examples > len(rows):
         click.echo(f"--num-examples {num_examples}: the dataset has only {len(rows)} usable example(s) "
                    f"({getattr(rows, 'total', len(rows))} rows read); attacking {len(dev)}", err=True)
-    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset") \
+    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset", model_name) \
         if train_dataset and not no_triggers else None
     comparing = bool(compare_models or runs)
     out = make_run_dir(output_dir, "audit", {"model": model_name, "dataset": dataset, "train_dataset": train_dataset,

@@ -64,7 +64,7 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     quiet_transformers()
     if dataset:
         examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit,
-                                         label_names=label_names)
+                                         label_names=label_names, model=model_name)
     else:
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
     from .common import load_model_or_fail

@@ -194,16 +194,34 @@ def dump(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, default=str)
 
 
+def model_config_for_labels(model_name):
+    """The model's config, read without its weights, so that a dataset's string labels map through
+    the model's own ``label2id`` before the model loads; None when it cannot be read here (the model
+    load that follows reports why)."""
+    if not model_name:
+        return None
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(model_name, trust_remote_code=False)
+    except Exception:  # noqa: BLE001 - a peek only; load_model_or_fail gives the real error
+        return None
+
+
 def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_column=None, limit=None,
-                          what: str = "--dataset", need_labels: bool = False, label_names=None):
-    """``data.load_examples`` for a command: errors become clean CLI errors naming the option."""
+                          what: str = "--dataset", need_labels: bool = False, label_names=None, model=None):
+    """``data.load_examples`` for a command: errors become clean CLI errors naming the option.
+
+    ``model``: the model's name or folder; string labels then map through its own non-generic
+    ``label2id`` (and a conflicting ``label_names`` is an error showing both maps)."""
     from ..data import DataError, load_examples
 
     if not spec:
         raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
     at_least("--limit", limit)
     try:
-        examples = load_examples(spec, text_column, pair_column, label_column, limit, label_names=label_names)
+        examples = load_examples(spec, text_column, pair_column, label_column, limit, label_names=label_names,
+                                 model_config=model_config_for_labels(model))
     except DataError as err:
         raise UserError(f"{what}: {err}") from None
     if not examples:

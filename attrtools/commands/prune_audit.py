@@ -71,7 +71,7 @@ def _callback(**kwargs):
     spec = kwargs["eval_dataset"] or kwargs["dataset"]
     dev = load_examples_or_fail(spec, kwargs["text_column"], kwargs["pair_column"], kwargs["label_column"],
                                 audit_examples, what="--eval-dataset" if kwargs["eval_dataset"] else "--dataset",
-                                need_labels=True)
+                                need_labels=True, model=kwargs["model_name"])
     model, tok = load_model_or_fail(kwargs["model_name"], kwargs["device"])
     models = [AuditedModel("unpruned", model, tok, source={"source": kwargs["model_name"]})]
     models += prune_run_variants(model, tok, run_dir)

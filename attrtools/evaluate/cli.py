@@ -101,7 +101,7 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, limit,
     reference = None if reference.lower() == "none" else reference
 
     quiet_transformers()
-    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
+    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, model=model_name)
     from ..commands.common import load_model_or_fail
 
     run_dir = make_run_dir(output_dir, "evaluate", {

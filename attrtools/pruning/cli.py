@@ -99,9 +99,9 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     quiet_transformers()
     from ..commands.common import load_examples_or_fail, load_model_or_fail, open_cache_or_fail
 
-    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
+    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, model=model_name)
     eval_examples = load_examples_or_fail(eval_dataset, text_column, pair_column, label_column, eval_limit,
-                                          what="--eval-dataset") \
+                                          what="--eval-dataset", model=model_name) \
         if eval_dataset else (examples[:eval_limit] if eval_limit else None)
     if any(e.label is None for e in examples[:num_examples]) or \
             (eval_examples is not None and any(e.label is None for e in eval_examples)):

@@ -67,7 +67,7 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     from ..types import Example
 
     if dataset:
-        examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit)
+        examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, model=model_name)
     else:
         examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
 
