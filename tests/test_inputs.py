@@ -533,3 +533,18 @@ def test_cli_maps_string_labels_through_the_models_own_label2id(tmp_path):
     tree = CliRunner().invoke(cli, ["tree", "--model", model_dir, "--dataset", str(data), "--steps", "2",
                                     "--target", "gold", "--formats", "json", "--output-dir", str(tmp_path / "tree")])
     assert tree.exit_code == 0, tree.output
+
+
+def test_decoder_whose_tokenizer_pads_with_another_id_is_refused(tmp_path):
+    """A decoder classifier finds its last token through config.pad_token_id: a tokenizer padding with
+    another id would make it read a pad position in a batch, silently. The engine refuses it."""
+    import attrtools
+    from attrtools.engine import Engine
+    from attrtools.models import PoolingError
+    from attrtools.testing import build_tiny_model
+
+    model, tokenizer = attrtools.load_model(build_tiny_model("llama", str(tmp_path / "llama")))
+    Engine(model, tokenizer)  # matching ids: accepted
+    model.config.pad_token_id = tokenizer.pad_token_id + 3
+    with pytest.raises(PoolingError, match="pads with id"):
+        Engine(model, tokenizer)
