@@ -207,12 +207,18 @@ def plot_comparison(path: str, rows: list[dict]) -> str:
     return path
 
 
+# the comparison page's own style (the audit report moved to the shared report renderer)
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}.small{color:#666;font-size:90%}img{max-width:100%}
+"""
+
+
 def render_comparison(rows: list[dict], config: dict, png_path: str | None = None) -> str:
     """One self-contained HTML page: the comparison table and the plot (embedded)."""
     import base64
     import html
-
-    from .report import STYLE
 
     columns = ["model", "recipe"] + [name for _, name in TABLE_COLUMNS] + ["queries_per_second",
                                                                          "dropped_constraints"]
