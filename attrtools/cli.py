@@ -19,10 +19,11 @@ COMMANDS = {
     "methods": ("attrtools.commands.attribute:methods", "List the attribution methods and their papers."),
     "cache": ("attrtools.commands.cache:cache", "Inspect, verify and clear the attribution cache."),
     "evaluate": ("attrtools.evaluate.cli:evaluate", "Faithfulness of methods: AOPC, deletion/insertion, log-odds."),
-    "prune": ("attrtools.pruning.cli:prune", "Rank heads, draw the pruning curve, prune and save a smaller model."),
+    "prune": ("attrtools.commands.prune_audit:prune",
+              "Rank heads, draw the pruning curve, prune and save a smaller model (--audit: robustness too)."),
     "tree": ("attrtools.tree.cli:tree", "Build AttAttr attribution trees (NetworkX) and dataset statistics."),
     "triggers": ("attrtools.adversarial.cli:triggers", "Extract adversarial trigger patterns from attributions."),
-    "audit": ("attrtools.adversarial.cli:audit", "Robustness audit: triggers and offline TextAttack recipes."),
+    "audit": ("attrtools.adversarial.cli:audit", "Robustness audit: every TextAttack recipe, triggers; compare models."),
     "demo": ("attrtools.commands.demo:demo", "Run everything end to end on the embedded default model."),
 }
 

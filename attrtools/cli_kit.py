@@ -453,9 +453,26 @@ def label_names_list(label_names) -> list[str] | None:
     return parse_list(label_names, "--label-names") or None
 
 
+def model_config_for_labels(model_name):
+    """The model's config, read without its weights, so that a dataset's string labels map through
+    the model's own ``label2id`` before the model loads; None when it cannot be read here (the model
+    load that follows reports why)."""
+    if not model_name:
+        return None
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(model_name, trust_remote_code=False)
+    except Exception:  # noqa: BLE001 - a peek only; load_model_or_fail gives the real error
+        return None
+
+
 def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_column=None, limit=None,
-                          what: str = "--dataset", need_labels: bool = False, label_names=None):
-    """``data.load_examples`` for a command: errors name the option they come from."""
+                          what: str = "--dataset", need_labels: bool = False, label_names=None, model=None):
+    """``data.load_examples`` for a command: errors name the option they come from.
+
+    ``model``: the model's name or folder; string labels then map through its own non-generic
+    ``label2id`` (and a conflicting ``--label-names`` is an error showing both maps)."""
     from .data import load_examples
 
     if not spec:
@@ -463,7 +480,8 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
     at_least("--limit", limit)
     try:
         examples = load_examples(spec, text_column, pair_column, label_column, limit,
-                                 label_names=label_names_list(label_names))
+                                 label_names=label_names_list(label_names),
+                                 model_config=model_config_for_labels(model))
     except InputDataError as err:
         raise InputDataError(f"{what}: {err}") from None
     if not examples:
@@ -474,14 +492,16 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
 
 
 def examples_from(texts, pairs, dataset, text_column=None, pair_column=None, label_column=None, limit=None,
-                  label_names=None):
-    """The examples of a command taking either ``--text`` (with ``--text-pair``) or ``--dataset``."""
+                  label_names=None, model=None):
+    """The examples of a command taking either ``--text`` (with ``--text-pair``) or ``--dataset``;
+    ``model`` as in ``load_examples_or_fail``."""
     if bool(texts) == bool(dataset):
         raise UserError("give either --text (one or more) or --dataset")
     if pairs and len(pairs) != len(texts):
         raise UserError("give one --text-pair for every --text")
     if dataset:
-        return load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names)
+        return load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
+                                     model=model)
     from .types import Example
 
     return [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
@@ -526,6 +546,6 @@ __all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command",
            "text_options", "dataset_options", "cache_options", "device_option", "output_dir_option",
            "max_length_option", "batch_size_option", "progress_option", "steps_option", "target_option",
            "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
-           "parse_floats", "at_least", "finite", "check_labels", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail",
+           "parse_floats", "at_least", "finite", "check_labels", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",
            "examples_from", "open_cache_or_fail", "resolve_progress", "echo_summary", "dump", "log_to_stderr",
            "label_names_list"]

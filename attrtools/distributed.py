@@ -143,7 +143,18 @@ def init() -> World:
             torch.cuda.set_device(device())
             kwargs["device_id"] = device()
         timeout = datetime.timedelta(seconds=float(os.environ.get(ENV_TIMEOUT, 3 * 3600)))
-        dist.init_process_group(name, timeout=timeout, **kwargs)
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if restart is None:
+            dist.init_process_group(name, timeout=timeout, **kwargs)
+        else:
+            # torchrun's agent keeps one TCP store across restarts, so a restarted worker can read
+            # the address its dead predecessor published and time out connecting to it ("Gloo
+            # connectFullMesh failed ... Connection refused"). A prefix per attempt keeps the
+            # rounds apart.
+            store, _, _ = next(dist.rendezvous("env://", timeout=timeout))
+            store = dist.PrefixStore(f"attrtools/attempt_{restart}", store)
+            dist.init_process_group(name, store=store, rank=here.rank, world_size=here.size,
+                                    timeout=timeout, **kwargs)
         if dist.get_world_size() != here.size or dist.get_rank() != here.rank:
             raise DistributedError(f"process group says rank {dist.get_rank()} of {dist.get_world_size()}, "
                                    f"the environment says {here.rank} of {here.size}")

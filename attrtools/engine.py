@@ -296,6 +296,10 @@ class Engine:
         gap exceeds this raises one ``CompletenessWarning`` (``stats["worst_completeness_gap"]``
         holds the worst gap of the last call)."""
         adapter_for(model)
+        if getattr(model.config, "pad_token_id", None) is not None:
+            from .models import check_pooling
+
+            check_pooling(model, tokenizer)  # a decoder whose tokenizer pads with another id would read a pad
         self.model = model
         self.tokenizer = tokenizer
         self.cache = open_cache(cache)

@@ -643,6 +643,22 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     return model, tokenizer
 
 
+def load_auxiliary(name_or_path: str, kind: str):
+    """``(model, tokenizer)`` of a model that is not explained but used by a tool (the audit's
+    masked LM or sentence encoder), in eval mode, never running remote code.
+
+    ``kind``: ``"masked-lm"`` (``AutoModelForMaskedLM``) or ``"encoder"`` (``AutoModel``).
+    Raises ``OSError`` / ``ValueError`` as ``from_pretrained`` does (missing or broken folder)."""
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    classes = {"masked-lm": AutoModelForMaskedLM, "encoder": AutoModel}
+    if kind not in classes:
+        raise ValueError(f"unknown auxiliary model kind {kind!r}; choose from {sorted(classes)}")
+    model = classes[kind].from_pretrained(name_or_path, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+    return model.eval(), tokenizer
+
+
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 

@@ -698,3 +698,94 @@ def test_evaluate_rerun_after_a_kill_redoes_no_finished_forwards(planted, tmp_pa
     assert again.forwards == 0  # everything, clean pass included, from the cache
     print(f"evaluate rerun after kill: {rerun.forwards} forwards (uninterrupted: {plain.forwards}); "
           f"complete rerun: {again.forwards}")
+
+
+def test_evaluate_killed_by_sigkill_resumes_in_the_same_run_directory(planted_dir, tmp_path):
+    """A real SIGKILL of `attrtools evaluate` mid-run: the rerun into the same --output-dir is
+    accepted (same configuration, stale lock of the dead process taken over), takes the finished
+    forwards from the cache, and writes the same table as an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from attrtools.testing import planted_dataset
+
+    texts = [t for t, _ in planted_dataset(40, seed=21)][:8]
+    data = _dataset(tmp_path / "d.jsonl", texts)
+    cache_dir = tmp_path / "c"
+    args = ["evaluate", "--model", planted_dir, "--dataset", data, "--methods", "grad_input,raw,attattr",
+            "--param", "attattr:steps=8", "--reference", "none", "--cache-dir", str(cache_dir),
+            "--output-dir", str(tmp_path / "run")]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "attrtools", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    store = AttributionCache(cache_dir, memory_bytes=0)
+    deadline = time.time() + 240
+    forwards = 0
+    while proc.poll() is None and time.time() < deadline:
+        forwards = sum(1 for row in store.ls() if row.get("method") is None and "error" not in row)
+        if forwards >= 1 + 8 + 8:  # clean pass, random and grad_input finished
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert (tmp_path / "run" / ".attrtools-run.lock").exists()  # the dead process could not release it
+    assert store.verify()["bad"] == []
+    rerun = CliRunner().invoke(cli, args)
+    assert rerun.exit_code == 0, rerun.output
+    reused = int(re.search(r"perturbed forwards from cache\s+(\d+)", rerun.output).group(1))
+    assert reused >= 8 * 2 * 2, rerun.output  # at least random's and grad_input's perturbations
+    fresh = [*args[:-4], "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(tmp_path / "fresh")]
+    assert CliRunner().invoke(cli, fresh).exit_code == 0
+    for name in ("curves.csv", "per_example.csv"):  # (faithfulness.csv also holds timings)
+        assert (tmp_path / "run" / name).read_text() == (tmp_path / "fresh" / name).read_text(), name
+
+
+@pytest.mark.parametrize("command", ["tree"])  # attribute: test_cache.py::test_killed_job_resumes_without_recomputing
+def test_sigkill_then_rerun_into_the_same_run_directory(command, planted_dir, tmp_path):
+    """SIGKILL mid-run, rerun the same command line: the run directory resumes (the dead process's
+    lock is taken over), the cache spares the finished work, the outputs equal a fresh run's."""
+    import hashlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from attrtools.testing import planted_dataset
+
+    texts = list(dict.fromkeys(t for t, _ in planted_dataset(30, seed=31)))[:8]
+    data = _dataset(tmp_path / "d.jsonl", texts)
+    specific = {"attribute": ["--method", "attattr", "--param", "steps=32", "--batch-size", "1"],
+                "tree": ["--steps", "32", "--batch-size", "1", "--formats", "json"]}[command]
+    base = [command, "--model", planted_dir, "--dataset", data, *specific]
+    args = [*base, "--cache-dir", str(tmp_path / "c"), "--output-dir", str(tmp_path / "run")]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "attrtools", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while len(_entries(tmp_path / "c")) < 4 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert 4 <= len(_entries(tmp_path / "c")) < 2 * len(texts)
+    rerun = CliRunner().invoke(cli, args)
+    assert rerun.exit_code == 0, rerun.output
+    fresh = CliRunner().invoke(cli, [*base, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(tmp_path / "fresh")])
+    assert fresh.exit_code == 0, fresh.output
+
+    def digest(folder):
+        out = {}
+        for dirpath, _, files in os.walk(folder):
+            for name in files:
+                if name.endswith((".safetensors", ".json")) and name not in ("run_config.json", "tree_stats.json"):
+                    rel = os.path.relpath(os.path.join(dirpath, name), folder)
+                    out[rel] = hashlib.sha256(open(os.path.join(dirpath, name), "rb").read()).hexdigest()
+        return out
+
+    resumed, reference = digest(tmp_path / "run"), digest(tmp_path / "fresh")
+    assert resumed == reference and len(reference) >= len(texts)

@@ -502,3 +502,49 @@ def test_tree_evaluate_and_trigger_extraction_run_on_long_inputs(short_table):
         assert [r.status for r in evaluation.results] == ["ok", "ok"] and evaluation.n_examples == 2
         _, stats = extract_triggers(model, tok, examples, num_examples=2, steps=2)
         assert stats["engine"]["truncated"] <= 1
+
+
+def test_cli_maps_string_labels_through_the_models_own_label2id(tmp_path):
+    """A dataset with string labels and a model whose id2label names them: every command reads the
+    labels through the model's map (the config is read before the model loads)."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from attrtools.cli import main as cli
+    from attrtools.testing import build_tiny_model
+    from attrtools.types import Attribution
+
+    model_dir = build_tiny_model("bert", str(tmp_path / "model"))
+    config_path = os.path.join(model_dir, "config.json")
+    with open(config_path) as f:
+        config = _json.load(f)
+    config["id2label"], config["label2id"] = {"0": "neg", "1": "pos"}, {"neg": 0, "pos": 1}
+    with open(config_path, "w") as f:
+        _json.dump(config, f)
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\nthe movie was good,pos\na dull film,neg\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["attribute", "--model", model_dir, "--dataset", str(data), "--method", "raw",
+                                      "--target", "gold", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    labels = [Attribution.load(str(out / "attributions" / f"{i:06d}.safetensors")).label for i in range(2)]
+    assert labels == [1, 0]
+    tree = CliRunner().invoke(cli, ["tree", "--model", model_dir, "--dataset", str(data), "--steps", "2",
+                                    "--target", "gold", "--formats", "json", "--output-dir", str(tmp_path / "tree")])
+    assert tree.exit_code == 0, tree.output
+
+
+def test_decoder_whose_tokenizer_pads_with_another_id_is_refused(tmp_path):
+    """A decoder classifier finds its last token through config.pad_token_id: a tokenizer padding with
+    another id would make it read a pad position in a batch, silently. The engine refuses it."""
+    import attrtools
+    from attrtools.engine import Engine
+    from attrtools.models import PoolingError
+    from attrtools.testing import build_tiny_model
+
+    model, tokenizer = attrtools.load_model(build_tiny_model("llama", str(tmp_path / "llama")))
+    Engine(model, tokenizer)  # matching ids: accepted
+    model.config.pad_token_id = tokenizer.pad_token_id + 3
+    with pytest.raises(PoolingError, match="pads with id"):
+        Engine(model, tokenizer)

@@ -31,6 +31,8 @@ import warnings
 from ..errors import InputDataError, ParameterError
 from ..io import atomic_path, write_json, write_text
 from ..types import Example
+from .recipes import (RECIPES, AttackResources, RecipeError, _Parts, build_recipe, dropped_constraints,
+                      prepare_resources, resource_report)
 from .textattack_compat import load_textattack
 
 TEXTATTACK_COLUMNS = ["original_text", "perturbed_text", "original_score", "perturbed_score", "original_output",
@@ -38,7 +40,7 @@ TEXTATTACK_COLUMNS = ["original_text", "perturbed_text", "original_score", "pert
 EXTRA_COLUMNS = ["recipe", "example_index", "num_words", "num_words_perturbed"]
 OFFLINE_RECIPES = ("deepwordbug", "pruthi", "input-reduction")
 SEARCH_COMPARISON = ("wir-delete", "wir-attribution")
-ALL_RECIPES = ("triggers",) + OFFLINE_RECIPES + SEARCH_COMPARISON
+ALL_RECIPES = tuple(RECIPES)   # attrtools' own three, then every TextAttack classification recipe
 
 
 @contextlib.contextmanager
@@ -60,10 +62,10 @@ def quiet_textattack():
 
 def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, max_inserted_words: int = 4,
                  rank_method: str = "attattr", rank_params: dict | None = None, cache=None,
-                 query_budget: int | None = None):
-    """``(attack, search_or_None)`` for a recipe name."""
+                 query_budget: int | None = None, resources: AttackResources | None = None, parts=None):
+    """``(attack, search_or_None)`` for a recipe name (``RECIPES``): attrtools' own recipes here,
+    TextAttack's through :func:`attrtools.adversarial.recipes.build_recipe` with ``resources``."""
     ta = load_textattack()
-    recipes = ta.attack_recipes
     if name == "triggers":
         from .transformation import build_trigger_attack
 
@@ -71,14 +73,8 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
             raise ParameterError("the triggers recipe needs trigger patterns (extract them first)")
         return build_trigger_attack(wrapper, patterns, max_inserted_words=max_inserted_words,
                                     query_budget=query_budget), None
-    if name == "deepwordbug":
-        attack = recipes.DeepWordBugGao2018.build(wrapper)
-    elif name == "pruthi":
-        attack = recipes.Pruthi2019.build(wrapper)
-    elif name == "input-reduction":
-        attack = recipes.InputReductionFeng2018.build(wrapper)
-    elif name in SEARCH_COMPARISON:
-        base = recipes.DeepWordBugGao2018.build(wrapper)
+    if name in SEARCH_COMPARISON:
+        base = ta.attack_recipes.DeepWordBugGao2018.build(wrapper)
         if name == "wir-delete":
             search = ta.search_methods.GreedyWordSwapWIR(wir_method="delete")
         else:
@@ -92,11 +88,22 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
         if query_budget:
             attack.goal_function.query_budget = query_budget
         return attack, search
-    else:
+    if name not in RECIPES:
         raise ParameterError(f"unknown recipe {name!r}; choose from {', '.join(ALL_RECIPES)}")
+    attack = build_recipe(name, wrapper, resources or AttackResources(), parts)
     if query_budget:
         attack.goal_function.query_budget = query_budget
     return attack, None
+
+
+def _hook_attack(hook, wrapper):
+    """A user's attack: a ``textattack.Attack`` (run as given, on the model it was built with) or a
+    callable ``build(model_wrapper) -> Attack`` (built on this model's wrapper, like a recipe)."""
+    ta = load_textattack()
+    attack = hook if isinstance(hook, ta.Attack) else hook(wrapper)
+    if not isinstance(attack, ta.Attack):
+        raise TypeError(f"an attack hook must be a textattack.Attack or return one, got {type(attack).__name__}")
+    return attack
 
 
 def result_row(result, recipe: str, index: int) -> dict:
@@ -234,12 +241,43 @@ def textattack_dataset(examples: list[Example]):
     return ta.datasets.Dataset([(e.text, int(e.label)) for e in examples])
 
 
-def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, patterns=None,
+def check_audit(recipes, resources: AttackResources | None = None, attacks: dict | None = None,
+                masked: bool = False, query_budget: int | None = None):
+    """Raise ``RecipeError`` before any work when a recipe cannot run: unknown names, refused
+    recipes, missing resources (one message per resource), hook names clashing with recipes."""
+    resources = resources or AttackResources()
+    if query_budget and "bad-characters" in recipes:
+        raise RecipeError("bad-characters: TextAttack 0.3.11's differential evolution fails with an IndexError once "
+                          "a query budget is spent; run it without --query-budget")
+    unknown = [r for r in recipes if r not in RECIPES and r not in (attacks or {})]
+    if unknown:
+        raise RecipeError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ALL_RECIPES)}")
+    clash = [name for name in (attacks or {}) if name in RECIPES]
+    if clash:
+        raise RecipeError(f"attack hook name(s) {', '.join(clash)} clash with recipe names; rename them")
+    if masked and "wir-attribution" in recipes:
+        raise RecipeError("wir-attribution ranks words by the model's own attributions, which a head-masked "
+                          "(pruned) variant cannot give yet; leave it out of --recipes for pruned models")
+    report = resource_report([r for r in recipes if r in RECIPES], resources)
+    if report:
+        raise RecipeError(report)
+
+
+def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug",), patterns=None,
               chunk_size: int = 10, max_inserted_words: int = 4, rank_method: str = "attattr",
               rank_params: dict | None = None, cache=None, query_budget: int | None = None, seed: int = 765,
               batch_size: int = 32, max_length: int | None = None, progress: bool | None = None,
-              num_requested: int | None = None) -> dict:
+              num_requested: int | None = None, resources: AttackResources | None = None,
+              attacks: dict | None = None, head_mask=None, parts=None) -> dict:
     """Attack ``examples`` (labelled) with each recipe; write/extend ``results.csv``; return the summary.
+
+    ``recipes``: names from ``RECIPES`` (TextAttack CLI spelling) and/or keys of ``attacks``, a
+    dict ``name -> textattack.Attack`` or ``name -> build(model_wrapper) -> Attack`` (the Python
+    hook). ``resources``: where TextAttack recipes get their resources; every recipe is checked
+    before the first attack (``RecipeError`` lists what is missing). ``head_mask``: ``(L, H)``
+    0/1 tensor; the model is queried with those heads masked (a pruned variant without copying it).
+    The summary gives per recipe TextAttack's metrics, the constraints dropped by the user's
+    choice, and model queries per second.
 
     Rows without content (``data.keep_content``) are not attacked: the summary lists them under
     ``skipped_rows`` with their reason (``num_rows`` = attacked + skipped). ``num_requested``: the
@@ -257,11 +295,18 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
 
     from ..data import keep_content, model_label_names
 
+    resources = resources or AttackResources()
+    attacks = dict(attacks or {})
+    recipes = list(recipes)
+    check_audit(recipes, resources, attacks, masked=head_mask is not None, query_budget=query_budget)
+    prepare_resources(recipes, resources)
+    parts = parts or _Parts(resources)
     num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
     examples = keep_content(examples)
     if any(e.label is None for e in examples):
         raise InputDataError("the audit needs gold labels for every example")
-    wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length)
+    wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length,
+                                    head_mask=head_mask)
     results_path = os.path.join(output_dir, "results.csv")
     rows = read_rows(results_path)
     done = {(r["recipe"], int(r["example_index"])) for r in rows}
@@ -276,13 +321,21 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
         todo = [i for i in range(len(examples)) if (recipe, i) not in done]
         if not todo:
             continue
+        search = None
         with quiet_textattack():
-            attack, search = build_attack(recipe, wrapper, model, tokenizer, patterns, max_inserted_words,
-                                          rank_method, rank_params, cache, query_budget)
+            if recipe in attacks:
+                attack = _hook_attack(attacks[recipe], wrapper)
+            else:
+                attack, search = build_attack(recipe, wrapper, model, tokenizer, patterns, max_inserted_words,
+                                              rank_method, rank_params, cache, query_budget, resources, parts)
+                # candidates per model call (TextAttack's model_batch_size, 32 in its recipes): one padded
+                # forward pass of the wrapper per call
+                attack.goal_function.batch_size = batch_size
         if search is not None and hasattr(search, "prefetch"):
             search.prefetch([examples[i] for i in todo])
         bar.set_postfix_str(recipe)
         results, start = [], time.time()
+        forward_before = wrapper.num_forward_inputs
         for pos in range(0, len(todo), chunk_size):
             chunk = todo[pos:pos + chunk_size]
             args = ta.AttackArgs(num_examples=len(chunk), disable_stdout=True, silent=True, random_seed=seed,
@@ -294,8 +347,14 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
             rows += [result_row(res, recipe, i) for res, i in zip(chunk_results, chunk)]
             write_rows(results_path, rows)
             bar.update(len(chunk))
-        session[recipe] = {"textattack_metrics": textattack_metrics(results), "seconds": round(time.time() - start, 2),
-                           "examples": len(todo)}
+        seconds = time.time() - start
+        queries = sum(int(r.perturbed_result.num_queries) for r in results)
+        session[recipe] = {"textattack_metrics": textattack_metrics(results), "seconds": round(seconds, 2),
+                           "examples": len(todo),
+                           "model_inputs": wrapper.num_forward_inputs - forward_before,
+                           "model_inputs_per_second": round((wrapper.num_forward_inputs - forward_before)
+                                                            / max(seconds, 1e-9), 1),
+                           "queries_per_second": round(queries / max(seconds, 1e-9), 1)}
         if search is not None and hasattr(search, "stats"):
             session[recipe]["ranking"] = dict(search.stats, method=rank_method)
     bar.close()
@@ -310,10 +369,16 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=ALL_RECIPES, 
     summary = {"recipes": {}, "num_examples": len(examples), "num_rows": examples.total,
                "num_requested": num_requested, "skipped_rows": list(examples.skipped),
                "class_mix": class_mix(examples, model_label_names(model.config), num_classes),
-               "notes": notes, "results_csv": "results.csv"}
+               "notes": notes, "results_csv": "results.csv",
+               "resources": resources.to_config(), "device": str(next(model.parameters()).device),
+               "masked_heads": int((head_mask == 0).sum()) if head_mask is not None else 0}
     for recipe in recipes:
         mine = [r for r in rows if r["recipe"] == recipe]
         summary["recipes"][recipe] = summarize_reduction(mine) if recipe == "input-reduction" else summarize_rows(mine)
+        if recipe in RECIPES:
+            summary["recipes"][recipe]["dropped_constraints"] = dropped_constraints(recipe, resources)
+        else:
+            summary["recipes"][recipe]["hook"] = True
         if recipe in session:
             summary["recipes"][recipe]["this_session"] = session[recipe]
     write_json(os.path.join(output_dir, "summary.json"), summary)

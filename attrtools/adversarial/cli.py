@@ -7,15 +7,15 @@ import click
 
 from ..cli_kit import (AtLeast, UserError, check_labels, command, common_run_options, dataset_options, echo_summary, finite,
                        load_examples_or_fail, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail,
-                       options, parse_list, quiet_transformers, resolve_progress, seed_option, steps_option)
+                       options, quiet_transformers, resolve_progress, seed_option, steps_option)
 from .config import AuditConfig
 
 D = AuditConfig()  # the defaults shown by --help are the config's
 
 
-def _examples(spec, text_column, pair_column, label_column, limit, what, label_names=None):
+def _examples(spec, text_column, pair_column, label_column, limit, what, label_names=None, model=None):
     return load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True,
-                                 label_names=label_names)
+                                 label_names=label_names, model=model)
 
 
 extraction_options = options(
@@ -55,7 +55,7 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
     config = _config(num_train_examples=num_train_examples, steps=steps, pattern_threshold=pattern_threshold,
                      top2_ratio=top2_ratio, use_all=use_all, top_k=top_k, batch_size=batch_size, max_length=max_length,
                      progress=progress)
-    train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names)
+    train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names, model_name)
     from ..config import config_dict
 
     out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "eval_dataset": eval_dataset,
@@ -76,7 +76,8 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
         from .audit import write_per_class
         from .triggers import per_class_accuracy
 
-        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset", label_names)
+        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset", label_names,
+                        model_name)
         check_labels(dev, model, "--eval-dataset")
         rows = per_class_accuracy(model, tok, dev, patterns, top_k=top_k, max_length=max_length)
         write_per_class(os.path.join(out, "per_class.csv"), rows)
@@ -84,14 +85,54 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
     echo_summary(lines)
 
 
+resource_options = options(
+    click.option("--word-embeddings", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="Counter-fitted word vectors (word2vec/GloVe text, .gz, or .npz words+vectors) for textfooler, "
+                      "a2t, alzantot, faster-alzantot, iga, kuleshov, textbugger."),
+    click.option("--sentence-encoder", default=None,
+                 help="Local transformers encoder (folder or cached hub id, mean-pooled) in place of USE/SBERT."),
+    click.option("--no-use-constraint", is_flag=True,
+                 help="Run without the sentence-encoder constraint (recorded in run_config.json and the report)."),
+    click.option("--mlm", default=None, help="Masked LM (folder or cached hub id) for bae, bert-attack, clare."),
+    click.option("--nltk-data", type=click.Path(exists=True, file_okay=False), default=None,
+                 help="NLTK data folder (corpora/wordnet for pwws/leap; taggers/averaged_perceptron_tagger_eng and "
+                      "taggers/universal_tagset for the POS constraint and clare)."),
+    click.option("--no-pos-constraint", is_flag=True, help="Run without the part-of-speech constraint (recorded)."),
+    click.option("--lm", default=None, help="Local GPT-2 folder for kuleshov's language-model constraint."),
+    click.option("--no-lm-constraint", is_flag=True, help="Run without the language-model constraint (recorded)."),
+    click.option("--homoglyphs", type=click.Path(exists=True, dir_okay=False), default=None,
+                 help="Unicode's intentional.txt for textbugger and bad-characters."),
+)
+
+
+def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_data, no_pos_constraint, lm,
+               no_lm_constraint, homoglyphs):
+    from .recipes import AttackResources
+
+    return AttackResources(word_embeddings=word_embeddings, sentence_encoder=sentence_encoder,
+                           no_use_constraint=no_use_constraint, mlm=mlm, nltk_data=nltk_data,
+                           no_pos_constraint=no_pos_constraint, lm=lm, no_lm_constraint=no_lm_constraint,
+                           homoglyphs=homoglyphs)
+
+
 @command()
-@model_option()
+@model_option(required=False, help="Hub id or local folder of a sequence classifier "
+                                   "(default with --prune-run: its unpruned model).")
 @dataset_options(limit_help="Read only the first N examples of --dataset (then --num-examples of those are attacked).")
 @click.option("--train-dataset", default=None, help="Labelled training data to extract triggers from.")
 @click.option("--triggers", "triggers_path", default=None, type=click.Path(dir_okay=False),
               help="A triggers.json from `attrtools triggers` (instead of --train-dataset).")
-@click.option("--recipes", default=",".join(D.recipes),
-              help="Comma list among deepwordbug, pruthi, input-reduction, wir-delete, wir-attribution.")
+@click.option("--recipes", default=",".join(D.recipes), show_default=True,
+              help="Comma list of TextAttack recipes by their CLI names (textfooler, pwws, bae, bert-attack, a2t, "
+                   "textbugger, deepwordbug, pruthi, checklist, kuleshov, alzantot, faster-alzantot, iga, pso, clare, "
+                   "input-reduction, hotflip, leap, bad-characters) and attrtools' wir-delete, wir-attribution; "
+                   "'all' for every one. Missing resources are reported before anything runs.")
+@resource_options
+@click.option("--compare-model", "compare_models", multiple=True,
+              help="Another model (folder, hub id or saved pruned model) attacked on the same examples; repeatable.")
+@click.option("--prune-run", "prune_runs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A run directory of `attrtools prune`: its unpruned model and each strategy's chosen plan "
+                   "(heads masked) are compared; repeatable.")
 @click.option("--no-triggers", is_flag=True, help="Skip the trigger attack and the per-class table.")
 @click.option("--num-examples", type=AtLeast(1), default=100,
               help="Examples of --dataset to attack (the first N, after --limit).")
@@ -110,47 +151,77 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
 @click.option("--chunk-size", type=AtLeast(1), default=D.chunk_size,
               help="Examples per Attacker run (resume granularity).")
 @seed_option(D.seed, "TextAttack random seed.")
-@common_run_options(batch_size=D.batch_size, max_length=D.max_length)
+@click.option("--attribution-batch-size", type=AtLeast(1), default=D.batch_size,
+              help="Examples per attribution batch (trigger extraction).")
+@common_run_options(batch_size=D.query_batch_size, max_length=D.max_length,
+                    batch_help="Candidate texts per forward pass of the attacked model (TextAttack's "
+                               "model_batch_size; results do not depend on it, larger helps on a GPU).")
 def audit(model_name, dataset, text_column, pair_column, label_column, label_names, limit, train_dataset,
-          triggers_path, recipes, no_triggers, num_examples, num_train_examples, steps, pattern_threshold, top2_ratio,
-          use_all, old_cache_flag, top_triggers, top_k, max_inserted_words, rank_method, rank_steps, query_budget,
-          chunk_size, seed, cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
-    """Robustness audit with TextAttack: the attribution-trigger attack and the offline recipes
-    (DeepWordBug, Pruthi, InputReduction), plus attribution-ranked vs leave-one-out word ranking,
-    on the same examples. Writes results.csv (TextAttack's CSV columns), summary.json,
-    per_class.csv and report.html. Rerun with the same --output-dir to resume."""
+          triggers_path, recipes, word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_data,
+          no_pos_constraint, lm, no_lm_constraint, homoglyphs, compare_models, prune_runs, no_triggers, num_examples,
+          num_train_examples, steps, pattern_threshold, top2_ratio, use_all, old_cache_flag, top_triggers, top_k,
+          max_inserted_words, rank_method, rank_steps, query_budget, chunk_size, seed, attribution_batch_size,
+          cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
+    """Robustness audit with TextAttack: every classification recipe by its TextAttack name, the
+    attribution-trigger attack, and attribution-ranked vs leave-one-out word ranking, on the same
+    examples. With --compare-model / --prune-run, every model is attacked on the same examples and
+    comparison.csv/.png/.html hold one table. Writes results.csv (TextAttack's CSV columns),
+    summary.json, per_class.csv and report.html (per model under models/ when comparing). Rerun
+    with the same --output-dir to resume."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .audit import ALL_RECIPES
+    from .recipes import RecipeError, parse_recipes
 
-    names = parse_list(recipes, "--recipes")
-    unknown = [r for r in names if r not in ALL_RECIPES or r == "triggers"]
-    if unknown:
-        raise UserError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ALL_RECIPES[1:])}")
-    if not no_triggers and not train_dataset and not triggers_path and not (
-            output_dir and os.path.exists(os.path.join(output_dir, "triggers.json"))):
-        raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
+    try:
+        names = [n for n in parse_recipes(recipes) if n != "triggers"]
+    except RecipeError as err:
+        raise UserError(str(err)) from None
+    if not model_name and not prune_runs:
+        raise UserError("give --model (or --prune-run, whose unpruned model is then used)")
+    res = _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_data, no_pos_constraint, lm,
+                     no_lm_constraint, homoglyphs)
     config = _config(recipes=tuple(names), use_triggers=not no_triggers, num_train_examples=num_train_examples,
                      steps=steps, pattern_threshold=pattern_threshold, top2_ratio=top2_ratio, use_all=use_all,
                      top_triggers=top_triggers, top_k=top_k, max_inserted_words=max_inserted_words,
                      rank_method=rank_method, rank_steps=rank_steps, query_budget=query_budget, chunk_size=chunk_size,
-                     seed=seed, batch_size=batch_size, max_length=max_length, progress=progress)
+                     seed=seed, batch_size=attribution_batch_size, query_batch_size=batch_size, max_length=max_length,
+                     progress=progress)
+    from .textattack_compat import load_textattack
+
+    load_textattack()  # TextAttackUnavailable (a MissingDependencyError): one line
+    from .audit import check_audit
+    from .compare import read_prune_run
+
+    runs = []
+    for run_dir in prune_runs:
+        try:
+            runs.append((run_dir, read_prune_run(run_dir)))
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    model_name = model_name or runs[0][1]["model"]
+    try:
+        check_audit(names, res, masked=bool(runs), query_budget=query_budget)
+    except RecipeError as err:
+        raise UserError(str(err)) from None
+    if not no_triggers and not train_dataset and not triggers_path and not (
+            output_dir and os.path.exists(os.path.join(output_dir, "triggers.json"))):
+        raise UserError("the trigger attack needs --train-dataset or --triggers (or pass --no-triggers)")
     from ..data import ExampleList
 
-    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names)
+    rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names, model_name)
     dev = ExampleList(rows[:num_examples], getattr(rows, "skipped", []))
     if num_examples > len(rows):
         click.echo(f"--num-examples {num_examples}: the dataset has only {len(rows)} usable example(s) "
                    f"({getattr(rows, 'total', len(rows))} rows read); attacking {len(dev)}", err=True)
-    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset", label_names) \
-        if train_dataset and not no_triggers else None
-    from .textattack_compat import load_textattack
-
-    load_textattack()  # TextAttackUnavailable (a MissingDependencyError): one line
+    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset", label_names,
+                      model_name) if train_dataset and not no_triggers else None
+    comparing = bool(compare_models or runs)
     from ..config import config_dict
 
     out = make_run_dir(output_dir, "audit", {"model": model_name, "dataset": dataset, "train_dataset": train_dataset,
                                              "num_examples": num_examples, **config_dict(config),
-                                             "recipes": (["triggers"] if not no_triggers else []) + names})
+                                             "recipes": (["triggers"] if not no_triggers else []) + names,
+                                             "compare_models": list(compare_models), "prune_runs": list(prune_runs),
+                                             "resources": res.to_config()})
     quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
     check_labels(dev, model, "--dataset")
@@ -158,10 +229,41 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
         check_labels(train, model, "--train-dataset")
     from .pipeline import run_full_audit
 
-    summary = run_full_audit(model, tok, dev, out, train=train, triggers_path=triggers_path, config=config,
-                             cache=open_cache_or_fail(cache_dir, not no_cache),
-                             report={"model": model_name, "dataset": dataset, "examples": len(dev)},
-                             num_requested=num_examples)
+    cache = open_cache_or_fail(cache_dir, not no_cache)
+    try:
+        if comparing:
+            from .compare import AuditedModel, prune_run_variants, run_comparison
+
+            models = [AuditedModel(os.path.basename(os.path.normpath(model_name)) or model_name, model, tok,
+                                   source={"source": model_name})]
+            for spec in compare_models:
+                other, other_tok = load_model_or_fail(spec, device)
+                check_labels(dev, other, "--dataset")
+                models.append(AuditedModel(os.path.basename(os.path.normpath(spec)) or spec, other, other_tok,
+                                           source={"source": spec}))
+            for run_dir, _ in runs:
+                variants = prune_run_variants(model, tok, run_dir)
+                if len(runs) > 1:
+                    for v in variants:
+                        v.label = f"{os.path.basename(os.path.normpath(run_dir))}-{v.label}"
+                models += variants
+            result = run_comparison(models, dev, out, train=train, triggers_path=triggers_path, config=config,
+                                    cache=cache, resources=res, report={"dataset": dataset},
+                                    num_requested=num_examples)
+            lines = {"output": out, "table": os.path.join(out, "comparison.csv")}
+            for row in result["table"]:
+                lines[f"{row['model']} / {row['recipe']}"] = (
+                    f"clean {row['clean_accuracy']}%, under attack {row['accuracy_under_attack']}%, "
+                    f"success {row['attack_success_rate']}%, avg queries {row['avg_queries']}, "
+                    f"{row['queries_per_second']} queries/s")
+            echo_summary(lines)
+            return
+        summary = run_full_audit(model, tok, dev, out, train=train, triggers_path=triggers_path, config=config,
+                                 cache=cache, resources=res,
+                                 report={"model": model_name, "dataset": dataset, "examples": len(dev)},
+                                 num_requested=num_examples)
+    except RecipeError as err:
+        raise UserError(str(err)) from None
     lines = {"output": out, "examples": f"{summary['num_examples']} attacked of {summary.get('num_rows')} rows; "
                                          f"classes {summary.get('class_mix')}"}
     for i, note in enumerate(summary.get("notes") or []):
@@ -172,6 +274,9 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
                            f"({s['reached_target']} down to one word), avg {s['avg_words_kept_perc']}% of words kept, "
                            f"avg queries {s['avg_num_queries']}")
             continue
+        qps = s.get("this_session", {}).get("queries_per_second")
         lines[name] = (f"success {s['attack_success_rate']}%, acc. under attack {s['attack_accuracy_perc']}% "
-                       f"(clean {s['original_accuracy']}%), avg queries {s['avg_num_queries']}")
+                       f"(clean {s['original_accuracy']}%), avg queries {s['avg_num_queries']}"
+                       + (f", {qps} queries/s" if qps is not None else "")
+                       + (f" (without: {', '.join(s['dropped_constraints'])})" if s.get("dropped_constraints") else ""))
     echo_summary(lines)

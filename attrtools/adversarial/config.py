@@ -21,7 +21,9 @@ class AuditConfig:
     ``use_triggers`` (the trigger attack and the per-class table), ``top_triggers`` candidates the
     trigger search chooses from, ``top_k`` triggers in the per-class table, ``max_inserted_words``
     (constraint of the trigger attack), ``rank_method`` / ``rank_steps`` (the attribution ranking
-    words for wir-attribution), ``query_budget`` per example (None: unlimited), ``chunk_size``
+    words for wir-attribution), ``query_budget`` per example (None: unlimited),
+    ``query_batch_size`` candidate texts per model call of TextAttack's goal function (one padded
+    forward pass each; results do not depend on it), ``chunk_size``
     examples per Attacker run (resume granularity), ``seed`` (TextAttack's), ``progress`` bars
     (None: when stderr is a terminal).
     """
@@ -39,6 +41,7 @@ class AuditConfig:
     rank_method: str = "attattr"
     rank_steps: int = 20
     query_budget: int | None = None
+    query_batch_size: int = 32
     chunk_size: int = 10
     seed: int = 765
     batch_size: int = 8

@@ -30,7 +30,8 @@ def extract_and_save(model, tokenizer, train, out_dir, config: AuditConfig | Non
 
 
 def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=None, config: AuditConfig | None = None,
-                   cache=None, report: dict | None = None, num_requested=None, **options) -> dict:
+                   cache=None, report: dict | None = None, num_requested=None, resources=None, attacks=None,
+                   head_mask=None, parts=None, **options) -> dict:
     """Run the audit into ``out_dir`` (resumable) and return TextAttack's summary.
 
     Args:
@@ -42,6 +43,9 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
             triggers.json to use instead (or ``out_dir/triggers.json`` when resuming).
         config: an :class:`AuditConfig`; ``options``: overrides of its fields.
         cache: the attribution cache; report: extra settings shown in report.html.
+        resources, attacks, head_mask, parts: see :func:`attrtools.adversarial.audit.run_audit`;
+            every recipe's resources are checked before triggers are extracted. With ``head_mask``
+            the per-class table (which predicts with the unmasked model) is not written.
 
     Returns TextAttack's summary per recipe (success rate, accuracy under attack in %, queries).
     Raises ``AuditError`` when no trigger source is given or no pattern passes the threshold,
@@ -53,11 +57,12 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
     c = resolve_config(AuditConfig, config, options)
     recipes, use_triggers, top_triggers, top_k = c.recipes, c.use_triggers, c.top_triggers, c.top_k
     from ..io import write_text
-    from .audit import read_rows, run_audit, write_per_class
+    from .audit import check_audit, read_rows, run_audit, write_per_class
     from .report import render_report
     from .triggers import load_triggers, per_class_accuracy, unique_triggers
 
     names = list(recipes)
+    check_audit(names, resources, attacks, masked=head_mask is not None, query_budget=c.query_budget)
     patterns, per_class = None, None
     if use_triggers:
         existing = triggers_path or os.path.join(out_dir, "triggers.json")
@@ -73,16 +78,26 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
             raise AuditError("the trigger attack needs training data or a triggers.json")
         if not patterns:
             raise AuditError("no trigger pattern passed the threshold; lower the pattern threshold or use more examples")
-        per_class = per_class_accuracy(model, tokenizer, dev, patterns, top_k=top_k, max_length=c.max_length)
-        write_per_class(os.path.join(out_dir, "per_class.csv"), per_class)
+        if head_mask is None:
+            per_class = per_class_accuracy(model, tokenizer, dev, patterns, top_k=top_k, max_length=c.max_length)
+            write_per_class(os.path.join(out_dir, "per_class.csv"), per_class)
         patterns = unique_triggers(patterns)[:top_triggers]
         names = ["triggers"] + [n for n in names if n != "triggers"]
     rank_params = {"steps": c.rank_steps} if c.rank_method == "attattr" else {}
     summary = run_audit(model, tokenizer, dev, out_dir, recipes=names, patterns=patterns, chunk_size=c.chunk_size,
                         max_inserted_words=c.max_inserted_words, rank_method=c.rank_method, rank_params=rank_params,
                         cache=cache, query_budget=c.query_budget, seed=c.seed, progress=c.progress,
-                        num_requested=num_requested, max_length=c.max_length)
+                        num_requested=num_requested, max_length=c.max_length, resources=resources,
+                        attacks=attacks, head_mask=head_mask, parts=parts, batch_size=c.query_batch_size)
+    report = dict(report or {"examples": len(dev)})
+    dropped = {n: s["dropped_constraints"] for n, s in summary["recipes"].items() if s.get("dropped_constraints")}
+    if dropped:
+        report["constraints dropped by request"] = "; ".join(f"{n}: {', '.join(d)}" for n, d in dropped.items())
+    from ..models import fingerprint
+    from ..report import label_names_from_config, model_label
+
     write_text(os.path.join(out_dir, "report.html"),
                render_report(summary, read_rows(os.path.join(out_dir, "results.csv")), per_class, patterns,
-                             config=report or {"examples": len(dev)}))
+                             config=report, label_names=label_names_from_config(model.config),
+                             model=model_label(getattr(model.config, "_name_or_path", None), fingerprint(model))))
     return summary

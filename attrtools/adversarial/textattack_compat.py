@@ -103,6 +103,14 @@ def install_flair_stub() -> bool:
     return True
 
 
+def flair_is_stub() -> bool:
+    """True when ``flair`` is attrtools' stub (or absent): flair taggers are unavailable."""
+    module = sys.modules.get("flair")
+    if module is not None:
+        return bool(getattr(module, "__attrtools_stub__", False))
+    return importlib.util.find_spec("flair") is None
+
+
 class _StopwordsWithFallback:
     """Stands in for ``nltk.corpus.stopwords``: the real corpus when installed, else our English list."""
 

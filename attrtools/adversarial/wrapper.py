@@ -30,16 +30,34 @@ def _example(text_input) -> Example:
 
 
 class AttrtoolsModelWrapper(ta.models.wrappers.ModelWrapper):
-    def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = None):
+    """TextAttack model wrapper: each list of candidates TextAttack sends (up to its
+    ``model_batch_size``) runs as length-sorted batches of ``batch_size``, each padded to its own
+    longest input, on the model's device. ``head_mask`` ``(L, H)``: heads with 0 are masked in
+    every forward (a pruned variant of the model, through ``capture``)."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 32, max_length: int | None = None, head_mask=None):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.max_length = max_length
+        self.head_mask = head_mask
         self.engine = Engine(model, tokenizer, batch_size=batch_size, max_length=max_length, progress=False)
         self.num_forward_inputs = 0  # every text the model was run on (TextAttack counts its own queries)
 
+    def _scope(self):
+        import contextlib
+
+        if self.head_mask is None:
+            return contextlib.nullcontext()
+        from ..capture import capture
+        from ..models import model_device
+
+        return capture(self.model, head_mask=self.head_mask.to(model_device(self.model)))
+
     def __call__(self, text_input_list, **kwargs):
         self.num_forward_inputs += len(text_input_list)
-        return self.engine.logits([_example(t) for t in text_input_list])
+        with self._scope():
+            return self.engine.logits([_example(t) for t in text_input_list])
 
     def get_grad(self, text_input):
         """Gradient of the loss (w.r.t. the predicted class) on the input word embeddings, ``(n, d)``."""
@@ -50,7 +68,8 @@ class AttrtoolsModelWrapper(ta.models.wrappers.ModelWrapper):
         handle = embeddings.register_full_backward_hook(lambda m, gin, gout: grads.append(gout[0]))
         try:
             self.model.zero_grad(set_to_none=True)
-            logits = self.model(**inputs).logits
+            with self._scope():
+                logits = self.model(**inputs).logits
             loss = torch.nn.functional.cross_entropy(logits, logits.argmax(-1))
             loss.backward()
         finally:

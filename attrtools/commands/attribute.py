@@ -37,7 +37,8 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     check_method_params(method, parsed)  # before anything loads: one line, exit 2
     target_spec = parse_target(target)
     quiet_transformers()
-    examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names)
+    examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names,
+                             model=model_name)
     from .. import distributed
     from ..errors import AttrtoolsError
 

@@ -76,7 +76,8 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
     config.operator = config.resolved_operator()
 
     quiet_transformers()
-    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names)
+    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
+                                     model=model_name)
     from ..config import config_dict
 
     run_dir = make_run_dir(output_dir, "evaluate", {"model": model_name, "dataset": dataset, "n": len(examples),

@@ -94,9 +94,10 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     if plan_strategy is not None and plan_strategy not in config.strategies:
         raise UserError(f"--plan-strategy {plan_strategy!r} is not among --strategies ({', '.join(config.strategies)})")
     quiet_transformers()
-    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names)
+    examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
+                                     model=model_name)
     eval_examples = load_examples_or_fail(eval_dataset, text_column, pair_column, label_column, eval_limit,
-                                          what="--eval-dataset", label_names=label_names) \
+                                          what="--eval-dataset", label_names=label_names, model=model_name) \
         if eval_dataset else (examples[:eval_limit] if eval_limit else None)
     if any(e.label is None for e in examples[:num_examples]) or \
             (eval_examples is not None and any(e.label is None for e in eval_examples)):

@@ -51,7 +51,8 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
                         max_pictures=max_pictures if dataset else -1, top_patterns=top_patterns,
                         batch_size=batch_size, max_length=max_length)
     quiet_transformers()
-    examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names)
+    examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names,
+                             model=model_name)
     if config.use_last_layer is None:
         config.use_last_layer = root == "cls"
     run_dir = make_run_dir(output_dir, "tree", {"model": model_name, "dataset": dataset, "n": len(examples),

@@ -1,0 +1,244 @@
+"""Robustness of several models on the same examples: one audit per model, one table, one plot.
+
+``run_comparison`` runs, for each model, exactly the single-model audit
+(:func:`attrtools.adversarial.pipeline.run_full_audit`) into ``models/<label>/`` of the run
+directory, on the same examples with the same recipes, seed and resources, then writes
+``comparison.csv`` / ``comparison.json`` (per model and recipe: clean accuracy, accuracy under
+attack, attack success rate, average queries, words perturbed, queries per second) and
+``comparison.png``. The trigger attack uses one set of triggers for every model: a given
+``triggers.json``, or the one extracted once from the reference (first) model, so every model
+faces the same trigger candidates.
+
+Models are plain ``(model, tokenizer)`` pairs, or one model with a head mask (``head_mask``,
+``(L, H)``, 0 = pruned): a prune run directory gives its unpruned model and, per importance
+strategy, the plan chosen at the planner's fraction, applied as a mask (masked equals physically
+pruned, as the planner checks).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from ..errors import InputDataError
+from ..io import atomic_path, write_json, write_text
+
+TABLE_COLUMNS = [("original_accuracy", "clean_accuracy"), ("attack_accuracy_perc", "accuracy_under_attack"),
+                 ("attack_success_rate", "attack_success_rate"), ("avg_num_queries", "avg_queries"),
+                 ("avg_words_perturbed", "avg_words_perturbed"), ("avg_word_perturbed_perc", "avg_words_perturbed_perc"),
+                 ("total", "examples")]
+
+
+@dataclass
+class AuditedModel:
+    """One model of a comparison. ``head_mask``: ``(L, H)`` with 0 for heads pruned by masking."""
+
+    label: str
+    model: object
+    tokenizer: object
+    head_mask: object = None
+    source: dict = field(default_factory=dict)
+
+
+def slug(label: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.")
+    return text or "model"
+
+
+def plan_mask(plan: dict, num_layers: int, num_heads: int):
+    """``(L, H)`` float mask with 0 at the heads of ``plan`` (``{layer: [heads]}``, keys str or int)."""
+    import torch
+
+    mask = torch.ones(num_layers, num_heads)
+    for layer, heads in plan.items():
+        for head in heads:
+            if not (0 <= int(layer) < num_layers and 0 <= int(head) < num_heads):
+                raise InputDataError(f"plan head ({layer}, {head}) outside the model's {num_layers} x {num_heads} heads")
+            mask[int(layer), int(head)] = 0
+    return mask
+
+
+def read_prune_run(run_dir: str) -> dict:
+    """``{"model": unpruned model name, "plans": {strategy: plan}, "heads_total", "plan_strategy"}`` of a
+    directory written by ``attrtools prune`` (``run_config.json`` + ``pruned_heads.json``)."""
+    config_path = os.path.join(run_dir, "run_config.json")
+    plans_path = os.path.join(run_dir, "pruned_heads.json")
+    for path in (config_path, plans_path):
+        if not os.path.exists(path):
+            raise InputDataError(f"{run_dir} is not an attrtools prune run directory (no {os.path.basename(path)})")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    with open(plans_path, encoding="utf-8") as f:
+        pruned = json.load(f)
+    plans = pruned.get("all_strategies") or {pruned.get("strategy", "plan"): pruned.get("pruned_heads", {})}
+    return {"model": config.get("model"), "plans": plans, "heads_total": pruned.get("heads_total"),
+            "plan_strategy": pruned.get("strategy")}
+
+
+def prune_run_variants(model, tokenizer, run_dir: str) -> list[AuditedModel]:
+    """One masked variant of ``model`` per strategy of the prune run in ``run_dir``."""
+    from ..models import num_layers_heads
+
+    run = read_prune_run(run_dir)
+    num_layers, num_heads = num_layers_heads(model)
+    total = num_layers * num_heads
+    variants = []
+    for strategy, plan in run["plans"].items():
+        count = sum(len(h) for h in plan.values())
+        variants.append(AuditedModel(f"{strategy}-{round(100 * count / total)}pct", model, tokenizer,
+                                     plan_mask(plan, num_layers, num_heads),
+                                     {"prune_run": run_dir, "strategy": strategy, "heads_pruned": count,
+                                      "heads_total": total}))
+    return variants
+
+
+def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, triggers_path: str | None = None,
+                   config=None, cache=None, resources=None, attacks=None, report: dict | None = None,
+                   num_requested=None, **options) -> dict:
+    """Audit every model of ``models`` on ``dev``; return ``{"table": rows, "summaries", "run_dir"}``.
+
+    Each model's audit is :func:`run_full_audit` into ``out_dir/models/<label>/`` (resumable like a
+    single audit) with the same ``config`` (an :class:`AuditConfig`; ``options``: overrides of its
+    fields), ``resources`` and ``attacks``. Everything is checked before the first model runs
+    (recipes, resources, labels). ``report``: settings shown in the reports.
+    Raises ``ParameterError`` for an empty list or clashing labels, ``AuditError`` /
+    ``RecipeError`` as a single audit does."""
+    from ..config import resolve_config
+    from ..errors import ParameterError
+    from .audit import check_audit
+    from .config import AuditConfig
+    from .pipeline import AuditError, extract_and_save, run_full_audit
+    from .recipes import AttackResources, _Parts
+
+    if not models:
+        raise ParameterError("a comparison needs at least one model")
+    labels = [slug(m.label) for m in models]
+    if len(set(labels)) != len(labels):
+        raise ParameterError(f"model labels must differ (as folder names): {labels}")
+    c = resolve_config(AuditConfig, config, options)
+    c = resolve_config(AuditConfig, c, {"recipes": tuple(r for r in c.recipes if r != "triggers")})
+    resources = resources or AttackResources()
+    check_audit(list(c.recipes), resources, attacks, masked=any(m.head_mask is not None for m in models),
+                query_budget=c.query_budget)
+    os.makedirs(out_dir, exist_ok=True)
+    if c.use_triggers and triggers_path is None:
+        existing = os.path.join(out_dir, "triggers.json")
+        if os.path.exists(existing):
+            triggers_path = existing
+        elif train is None:
+            raise AuditError("the trigger attack needs training data or a triggers.json")
+        else:
+            reference = models[0]
+            if reference.head_mask is not None:
+                raise AuditError("the reference (first) model of a comparison must be unmasked to extract triggers")
+            extract_and_save(reference.model, reference.tokenizer, train, out_dir, c, cache)
+            triggers_path = existing
+    parts = _Parts(resources)
+    summaries = {}
+    for m, label in zip(models, labels):
+        sub = os.path.join(out_dir, "models", label)
+        os.makedirs(sub, exist_ok=True)
+        summaries[label] = run_full_audit(
+            m.model, m.tokenizer, dev, sub, triggers_path=triggers_path, config=c, cache=cache, resources=resources,
+            attacks=attacks, head_mask=m.head_mask, parts=parts, num_requested=num_requested,
+            report={**(report or {}), "model": m.label, **m.source, "examples": len(dev)})
+    table = comparison_table(summaries)
+    write_table(os.path.join(out_dir, "comparison.csv"), table)
+    write_json(os.path.join(out_dir, "comparison.json"),
+               {"models": {label: {"label": m.label, **m.source} for m, label in zip(models, labels)},
+                "num_examples": len(dev), "table": table, "resources": resources.to_config(),
+                "triggers": triggers_path})
+    png = plot_comparison(os.path.join(out_dir, "comparison.png"), table)
+    write_text(os.path.join(out_dir, "comparison.html"), render_comparison(table, report or {}, png))
+    return {"table": table, "summaries": summaries, "run_dir": out_dir}
+
+
+def comparison_table(summaries: dict) -> list[dict]:
+    """Rows ``model, recipe, clean_accuracy, accuracy_under_attack, ...`` from per-model summaries."""
+    rows = []
+    for label, summary in summaries.items():
+        for recipe, s in summary["recipes"].items():
+            row = {"model": label, "recipe": recipe}
+            row.update({name: s.get(key) for key, name in TABLE_COLUMNS})
+            row["queries_per_second"] = s.get("this_session", {}).get("queries_per_second")
+            row["dropped_constraints"] = ",".join(s.get("dropped_constraints") or [])
+            rows.append(row)
+    return rows
+
+
+def write_table(path: str, rows: list[dict]) -> str:
+    import csv
+
+    columns = ["model", "recipe"] + [name for _, name in TABLE_COLUMNS] + ["queries_per_second",
+                                                                         "dropped_constraints"]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return path
+
+
+def plot_comparison(path: str, rows: list[dict]) -> str:
+    """Grouped bars per recipe: accuracy under attack of each model (clean accuracy as a marker)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recipes = list(dict.fromkeys(r["recipe"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    by = {(r["model"], r["recipe"]): r for r in rows}
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(recipes) * max(1, len(models)) * 0.6 + 2), 3.6))
+    for i, model in enumerate(models):
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(recipes))]
+        under = [by.get((model, r), {}).get("accuracy_under_attack") or 0 for r in recipes]
+        clean = [by.get((model, r), {}).get("clean_accuracy") or 0 for r in recipes]
+        ax.bar(xs, under, width, label=model)
+        ax.scatter(xs, clean, marker="_", s=200, color="black", zorder=3)
+    ax.set_xticks(range(len(recipes)))
+    ax.set_xticklabels(recipes, rotation=20, ha="right")
+    ax.set_ylabel("accuracy under attack (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Robustness per recipe and model (black tick: clean accuracy)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+# the comparison page's own style (the audit report moved to the shared report renderer)
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+th{background:#f3f3f3}.small{color:#666;font-size:90%}img{max-width:100%}
+"""
+
+
+def render_comparison(rows: list[dict], config: dict, png_path: str | None = None) -> str:
+    """One self-contained HTML page: the comparison table and the plot (embedded)."""
+    import base64
+    import html
+
+    columns = ["model", "recipe"] + [name for _, name in TABLE_COLUMNS] + ["queries_per_second",
+                                                                         "dropped_constraints"]
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if r.get(c) is None else str(r.get(c)))}</td>"
+                                    for c in columns) + "</tr>" for r in rows)
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>attrtools robustness comparison</title>"
+             f"<style>{STYLE}</style></head><body><h1>Robustness comparison</h1>"]
+    if config:
+        parts.append("<p class='small'>" + html.escape(", ".join(f"{k}={v}" for k, v in config.items())) + "</p>")
+    parts.append(f"<table><tr>{head}</tr>{body}</table>")
+    parts.append("<p class='small'>Per-model reports: models/&lt;model&gt;/report.html.</p>")
+    if png_path and os.path.exists(png_path):
+        with open(png_path, "rb") as f:
+            data = base64.b64encode(f.read()).decode("ascii")
+        parts.append(f"<img alt='accuracy under attack per recipe and model' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
