@@ -107,4 +107,5 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
     click.echo(open(paths["markdown"], encoding="utf-8").read())
     echo_summary({"examples": len(examples), "methods evaluated": len(evaluation.ok()),
                   "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",
-                  "perturbed forwards": evaluation.forwards, "output": os.path.abspath(run_dir)})
+                  "perturbed forwards": evaluation.forwards,
+                  "perturbed forwards from cache": evaluation.forwards_reused, "output": os.path.abspath(run_dir)})
