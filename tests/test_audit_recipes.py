@@ -300,6 +300,10 @@ def test_comparison_equals_separate_single_model_audits(ta, planted, tiny_models
     csv = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
     assert list(csv["model"]) == ["planted"] * 2 + ["pruned-half"] * 2 + ["random"] * 2
     assert set(csv["dropped_constraints"].dropna()) == {"sentence-encoder"}
+    page = (tmp_path / "cmp" / "comparison.html").read_text(encoding="utf-8")
+    assert "<table" in page and "data:image/png;base64," in page and "Constraints left out by request" in page
+    for label in ("planted", "pruned-half", "random"):
+        assert f"href='models/{label}/report.html'" in page and (tmp_path / "cmp" / "models" / label / "report.html").exists()
 
 
 def test_masked_wrapper_equals_physically_pruned_model(ta, planted):

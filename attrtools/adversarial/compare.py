@@ -181,64 +181,77 @@ def write_table(path: str, rows: list[dict]) -> str:
     return path
 
 
-def plot_comparison(path: str, rows: list[dict]) -> str:
-    """Grouped bars per recipe: accuracy under attack of each model (clean accuracy as a marker)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def comparison_figure(rows: list[dict]):
+    """Grouped bars per recipe: accuracy under attack of each model (value on each bar; clean
+    accuracy as a black tick). A matplotlib ``Figure`` made without pyplot."""
+    from ..report.figures import _figure as blank_figure
 
     recipes = list(dict.fromkeys(r["recipe"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))
     by = {(r["model"], r["recipe"]): r for r in rows}
     width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(recipes) * max(1, len(models)) * 0.6 + 2), 3.6))
+    fig = blank_figure(max(5.5, 0.9 * len(recipes) * max(1, len(models)) + 2.5), 3.8)
+    ax = fig.add_subplot()
     for i, model in enumerate(models):
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(recipes))]
         under = [by.get((model, r), {}).get("accuracy_under_attack") or 0 for r in recipes]
         clean = [by.get((model, r), {}).get("clean_accuracy") or 0 for r in recipes]
-        ax.bar(xs, under, width, label=model)
+        bars = ax.bar(xs, under, width, label=model)
+        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
         ax.scatter(xs, clean, marker="_", s=200, color="black", zorder=3)
     ax.set_xticks(range(len(recipes)))
     ax.set_xticklabels(recipes, rotation=20, ha="right")
     ax.set_ylabel("accuracy under attack (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title("Robustness per recipe and model (black tick: clean accuracy)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.set_ylim(0, 108)
+    ax.set_title("Accuracy under attack per recipe and model")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def plot_comparison(path: str, rows: list[dict]) -> str:
+    """``comparison_figure`` written as a PNG to ``path`` (atomically)."""
+    fig = comparison_figure(rows)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     return path
 
 
-# the comparison page's own style (the audit report moved to the shared report renderer)
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
-th{background:#f3f3f3}.small{color:#666;font-size:90%}img{max-width:100%}
-"""
-
-
 def render_comparison(rows: list[dict], config: dict, png_path: str | None = None) -> str:
-    """One self-contained HTML page: the comparison table and the plot (embedded)."""
-    import base64
+    """One self-contained HTML page through the shared report renderer: the comparison table (per
+    recipe, the most robust model's accuracy under attack marked), the figure, and links to each
+    model's own audit report (``models/<label>/report.html``)."""
     import html
 
-    columns = ["model", "recipe"] + [name for _, name in TABLE_COLUMNS] + ["queries_per_second",
-                                                                         "dropped_constraints"]
-    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if r.get(c) is None else str(r.get(c)))}</td>"
-                                    for c in columns) + "</tr>" for r in rows)
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>attrtools robustness comparison</title>"
-             f"<style>{STYLE}</style></head><body><h1>Robustness comparison</h1>"]
-    if config:
-        parts.append("<p class='small'>" + html.escape(", ".join(f"{k}={v}" for k, v in config.items())) + "</p>")
-    parts.append(f"<table><tr>{head}</tr>{body}</table>")
-    parts.append("<p class='small'>Per-model reports: models/&lt;model&gt;/report.html.</p>")
+    from ..report import Report
+    from ..report.page import Table, figure_from_png
+
+    report = Report("attrtools robustness comparison",
+                    "Every model attacked on the same examples with the same recipes, seed and resources; "
+                    "TextAttack's own metrics.",
+                    facts=[(str(k).replace("_", " "), v) for k, v in (config or {}).items()])
+    columns = ["model", "recipe"] + [name for _, name in TABLE_COLUMNS] + ["queries_per_second"]
+    under = columns.index("accuracy_under_attack")
+    table_rows = [[r.get(c) if r.get(c) is not None else "–" for c in columns] for r in rows]
+    best = set()
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
+        values = [row[under] for row in table_rows if row[1] == recipe and isinstance(row[under], (int, float))]
+        if len(values) > 1 and max(values) > min(values):
+            best |= {(i, under) for i, row in enumerate(table_rows) if row[1] == recipe and row[under] == max(values)}
+    section = report.section("Robustness per model and recipe",
+                             "Clean accuracy, accuracy under attack and attack success rate in percent of the "
+                             "examples; queries per model call of TextAttack's goal function.")
+    section.add(Table([c.replace("_", " ") for c in columns], table_rows, best=best, digits=2,
+                      note="★ the most robust model for that recipe (highest accuracy under attack)." if best else None))
+    dropped = {(r["model"], r["recipe"]): r["dropped_constraints"] for r in rows if r.get("dropped_constraints")}
+    if dropped:
+        section.text("Constraints left out by request: " + "; ".join(f"{m} / {rc}: {d}" for (m, rc), d in dropped.items()),
+                     muted=True)
     if png_path and os.path.exists(png_path):
         with open(png_path, "rb") as f:
-            data = base64.b64encode(f.read()).decode("ascii")
-        parts.append(f"<img alt='accuracy under attack per recipe and model' src='data:image/png;base64,{data}'>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+            section.figure(figure_from_png(f.read(), "Accuracy under attack (bars, value on top) and clean accuracy "
+                                                     "(black tick) per recipe and model."))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    links = "".join(f"<li><a href='models/{html.escape(slug(m))}/report.html'>{html.escape(m)}</a></li>" for m in models)
+    report.section("Per-model reports", "Each model's own audit report: example attacks, per-class accuracy, "
+                                        "triggers.").html(f"<ul>{links}</ul>")
+    return report.to_html()

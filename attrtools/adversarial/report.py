@@ -50,7 +50,7 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
 
     facts = [("model", model)] if model else []
     facts += [(str(k).replace("_", " "), ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
-              for k, v in (config or {}).items()]
+              for k, v in (config or {}).items() if not (model and k == "model")]  # named once, with its fingerprint
     report = Report(title, "How the classifier holds up when its input is attacked: attribution triggers "
                            "(Hao et al. 2021, §6) next to TextAttack recipes, scored with TextAttack's own metrics.",
                     facts=facts)
@@ -102,7 +102,6 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
             Table(["row", "id", "reason"], [[_num(r.get("index")), str(r.get("id") if r.get("id") is not None else "–"),
                                              str(r.get("reason"))] for r in summary["skipped_rows"]]))
     if per_class:
-        cols = ["trigger_rank", "trigger", "source_class", "gold_class", "n", "accuracy", "accuracy_drop"]
         report.section("Per-class accuracy with a fixed trigger inserted",
                        "Each top trigger inserted at its relative positions into every example of a class "
                        "(Hao et al. 2021, §6); accuracy drop in points against the clean examples.").add(
