@@ -1,6 +1,6 @@
 """Benchmark the attribution cache: cold vs warm (memory tier) vs warm from disk only.
 
-    nice -n 10 python scripts/bench_cache.py --model /work/models/minilm-sst2 --limit 200
+    nice -n 10 python scripts/bench_cache.py --model models/minilm-sst2 --data sst2/dev.tsv --limit 200
 
 AttAttr (m = --steps, official Riemann protocol) on the first --limit sentences of an SST-2 style
 file. Prints
@@ -32,14 +32,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="Model folder or hub id (default: random MiniLM-size BERT).")
-    p.add_argument("--data", default="/work/shared/data/sst2/dev.tsv", help="csv/tsv/jsonl with a text column.")
+    p.add_argument("--data", default=None,
+                   help="csv/tsv/jsonl with a text column, e.g. SST-2's dev.tsv (default: attrtools' own sentiment dev set).")
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's).")
     p.add_argument("--device", default=None)
     p.add_argument("--cache-dir", default=None, help="Cache folder; must be fresh (default: a new temp folder).")
-    p.add_argument("--workdir", default="/work/runs/cache", help="Where the temp cache and results go.")
+    p.add_argument("--workdir", default="runs/bench-cache", help="Where the temp cache and results go.")
     p.add_argument("--out", default=None, help="JSON results file (default: <workdir>/bench_cache.json).")
     p.add_argument("--_worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -105,6 +106,10 @@ def worker(args):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
+    if args.data is None:
+        from attrtools.default_model import sentiment_data
+
+        args.data = sentiment_data()["dev"]
     if args.model is None:
         args.model = random_minilm(os.path.join(args.workdir, "random-minilm"))
         print(f"no --model: using a random MiniLM-size BERT at {args.model}")

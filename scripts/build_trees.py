@@ -3,8 +3,8 @@
 
 Example (SST-2 dev, the fine-tuned MiniLM):
 
-    nice -n 10 python scripts/build_trees.py --model /work/models/minilm-sst2 \
-        --dataset ../shared/data/sst2/dev.tsv --limit 200 --output-dir /work/runs/tree/sst2-dev200
+    nice -n 10 python scripts/build_trees.py --model models/minilm-sst2 \
+        --dataset sst2/dev.tsv --limit 200 --output-dir runs/tree/sst2-dev200
 """
 import os
 import sys

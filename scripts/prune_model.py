@@ -4,8 +4,8 @@
 Example (the official AttAttr protocol on SST-2: importance from the first 200 dev examples,
 curve on the full dev set):
 
-    nice -n 10 python scripts/prune_model.py --model /work/models/minilm-sst2 \
-        --dataset ../shared/data/sst2/dev.tsv --output-dir /work/runs/pruning/minilm-sst2
+    nice -n 10 python scripts/prune_model.py --model models/minilm-sst2 \
+        --dataset sst2/dev.tsv --output-dir runs/pruning/minilm-sst2
 """
 import os
 import sys

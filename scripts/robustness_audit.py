@@ -2,9 +2,9 @@
 """Robustness audit (thin wrapper over ``attrtools audit``): attribution triggers + offline TextAttack
 recipes. Example:
 
-    python scripts/robustness_audit.py --model /work/models/minilm-sst2 \
-        --dataset /work/shared/data/sst2/dev.tsv --train-dataset /work/shared/data/sst2/train.tsv \
-        --num-examples 100 --output-dir /work/runs/adversarial/sst2
+    python scripts/robustness_audit.py --model models/minilm-sst2 \
+        --dataset sst2/dev.tsv --train-dataset sst2/train.tsv \
+        --num-examples 100 --output-dir runs/adversarial/sst2
 """
 import sys
 
