@@ -21,7 +21,6 @@ object on the same folder), with the latency of one memory-tier and one disk-tie
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import statistics
