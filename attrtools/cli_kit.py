@@ -77,6 +77,9 @@ class Command(click.Command):
         super().__init__(*args, context_settings=settings, **kwargs)
 
     def invoke(self, ctx):
+        from . import runreport  # torch-free: what the input rules do in this command, for its summary
+
+        runreport.reset()
         try:
             return super().invoke(ctx)
         except AttrtoolsError as err:
@@ -172,6 +175,12 @@ def text_options(f):
     )(f)
 
 
+label_names_option = click.option(
+    "--label-names", default=None, metavar="NAME,NAME,...",
+    help="Class names in class-id order, mapping string labels (e.g. negative,positive); default: the "
+         "model's own label2id when it names its classes.")
+
+
 def dataset_options(f=None, *, limit_help: str = "Read only the first N examples of --dataset."):
     """``--dataset`` and its column options, ``--label-names`` and ``--limit``."""
     def decorate(f):
@@ -181,8 +190,7 @@ def dataset_options(f=None, *, limit_help: str = "Read only the first N examples
             click.option("--text-column", default=None, help="Column holding the text (default: guessed)."),
             click.option("--pair-column", default=None, help="Column holding the second segment (default: none)."),
             click.option("--label-column", default=None, help="Column holding the gold label (default: guessed)."),
-            click.option("--label-names", default=None, metavar="NAME,NAME,...",
-                         help="Class names in class-id order, mapping string labels (e.g. negative,positive)."),
+            label_names_option,
             click.option("--limit", type=AtLeast(1), default=None, help=limit_help),
         )(f)
     return decorate(f) if f is not None else decorate
@@ -346,8 +354,10 @@ def finite(option: str, value, low: float | None = None, high: float | None = No
 
 
 def check_labels(examples, model, what: str = "--dataset"):
-    """Every gold label must be a class of the model (one line naming the row, else exit 2)."""
-    classes = getattr(model.config, "num_labels", None)
+    """Every gold label must be a class of the model (one line naming the row, else exit 2).
+    ``model``: the model or its config (``model_config_for_labels``: checked before the model loads);
+    None checks nothing."""
+    classes = getattr(getattr(model, "config", model), "num_labels", None)
     if not isinstance(classes, int):
         return
     for index, example in enumerate(examples):
@@ -406,25 +416,26 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
             config[f"{key}_identity"] = rundir.data_file_identity(config[key])
     if examples is not None:
         config["data_identity"] = rundir.data_identity(examples)
+    rule = ctx.meta.get("attrtools.input_rule") if ctx is not None else None
+    if rule:  # a model loaded before the run directory: its input rule goes in at once
+        config.update({k: rule[k] for k in INPUT_RULE_KEYS if k in rule})
     try:
         run = rundir.prepare(output_dir, command, config, overwrite=overwrite)
     except rundir.RunDirMismatch as err:  # a request that contradicts the folder: exit 2, one line
         raise UserError(str(err)) from None
     if ctx is not None:
         ctx.find_root().call_on_close(run.close)  # the lock goes when the command ends, however it ends
+        ctx.meta["attrtools.run_dir"] = run.path  # record_input_rule adds the model's input rule here
     return run.path
 
 
 # ----------------------------------------------------------------------------------------- loaders
 def quiet_transformers():
-    """Silence the load reports and progress bars of transformers and datasets (ours stay)."""
-    import datasets
-    import transformers
+    """Silence the load reports and progress bars of transformers and datasets (ours stay); the
+    kit's loaders call it first, so a dataset load prints no bars of its own."""
+    from .models import quiet_loaders
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.utils.logging.set_verbosity_error()
-    datasets.utils.logging.disable_progress_bar()
+    quiet_loaders()
 
 
 def load_model_or_fail(name: str, device=None):
@@ -439,12 +450,66 @@ def load_model_or_fail(name: str, device=None):
     if device is None and distributed.is_distributed():
         device = str(distributed.device())  # one device per rank
     check_device(device)
+    quiet_transformers()
     try:
-        return load_model(name, device=device)
+        model, tokenizer = load_model(name, device=device)
     except AttrtoolsError:
         raise
     except (OSError, ValueError) as err:  # transformers' wording for a missing or broken checkpoint
         raise UnsupportedModelError(f"cannot load model {name!r}: {err}") from None
+    record_input_rule(name, model, tokenizer)
+    return model, tokenizer
+
+
+#: run_config.json keys written by ``record_input_rule``: derived from the model, not asked for, so
+#: ``rundir`` leaves them out of a run's identity (a resume compares only what was asked).
+INPUT_RULE_KEYS = ("max_length_used", "max_length_option", "position_limit", "tokenizer_limit", "max_length_by_model")
+
+
+def record_input_rule(name: str, model, tokenizer) -> int | None:
+    """The truncation length this command uses for ``model``: ``models.max_input_length`` with the
+    command's ``--max-length`` (an override beyond the position table is one line, exit 2). The
+    first model of a command is recorded in its ``run_config.json`` as ``max_length_used`` (None:
+    no limit known) next to ``max_length_option``, ``position_limit`` and ``tokenizer_limit``;
+    further models (``audit --compare-model``) under ``max_length_by_model``. Shown by ``echo_summary``."""
+    from .models import max_input_length, position_limit, tokenizer_limit
+
+    ctx = click.get_current_context(silent=True)
+    override = ctx.params.get("max_length") if ctx is not None else None
+    try:
+        used = max_input_length(model, tokenizer, override)
+    except ValueError as err:
+        raise UserError(f"--max-length: {err}") from None
+    if ctx is None:
+        return used
+    rule = ctx.meta.get("attrtools.input_rule")
+    if rule is None:
+        rule = {"max_length_used": used, "max_length_option": override, "position_limit": position_limit(model),
+                "tokenizer_limit": tokenizer_limit(tokenizer)}
+        ctx.meta["attrtools.input_rule"] = rule
+    else:
+        rule.setdefault("max_length_by_model", {rule.get("model_name", "first"): rule["max_length_used"]})
+        rule["max_length_by_model"][str(name)] = used
+    rule.setdefault("model_name", str(name))
+    run_dir = ctx.meta.get("attrtools.run_dir")
+    if run_dir:
+        update_run_config(run_dir, {k: rule[k] for k in INPUT_RULE_KEYS if k in rule})
+    return used
+
+
+def update_run_config(run_dir: str, values: dict) -> None:
+    """Add ``values`` to ``run_dir/run_config.json`` (atomically)."""
+    from .io import write_json
+    from .rundir import CONFIG_FILE
+
+    path = os.path.join(run_dir, CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = {}
+    config.update(values)
+    write_json(path, config)
 
 
 def label_names_list(label_names) -> list[str] | None:
@@ -456,15 +521,27 @@ def label_names_list(label_names) -> list[str] | None:
 def model_config_for_labels(model_name):
     """The model's config, read without its weights, so that a dataset's string labels map through
     the model's own ``label2id`` before the model loads; None when it cannot be read here (the model
-    load that follows reports why)."""
-    if not model_name:
-        return None
-    try:
-        from transformers import AutoConfig
+    load that follows reports why). Read once per command (``models.load_config``)."""
+    return _peek("config", model_name)
 
-        return AutoConfig.from_pretrained(model_name, trust_remote_code=False)
-    except Exception:  # noqa: BLE001 - a peek only; load_model_or_fail gives the real error
+
+def tokenizer_for_checks(model_name):
+    """The model's tokenizer, loaded without the weights, so that options depending on it (e.g.
+    ``evaluate --operator mask``) are checked before the model loads and before the run directory
+    is written; None when it cannot be read here (the model load that follows reports why)."""
+    return _peek("tokenizer", model_name)
+
+
+def _peek(kind: str, model_name):
+    if not model_name or not isinstance(model_name, str):
         return None
+    ctx = click.get_current_context(silent=True)
+    seen = ctx.meta.setdefault("attrtools.peeks", {}) if ctx is not None else {}
+    if (kind, model_name) not in seen:
+        from .models import load_config, load_tokenizer
+
+        seen[(kind, model_name)] = (load_config if kind == "config" else load_tokenizer)(model_name)
+    return seen[(kind, model_name)]
 
 
 def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_column=None, limit=None,
@@ -478,6 +555,7 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
     if not spec:
         raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
     at_least("--limit", limit)
+    quiet_transformers()  # before the load: no progress bars of datasets' own
     try:
         examples = load_examples(spec, text_column, pair_column, label_column, limit,
                                  label_names=label_names_list(label_names),
@@ -485,10 +563,24 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
     except InputDataError as err:
         raise InputDataError(f"{what}: {err}") from None
     if not examples:
-        raise InputDataError(f"{what}: {spec} holds no examples")
+        skipped = getattr(examples, "skipped", None)
+        raise InputDataError(f"{what}: {spec} holds no examples" + (
+            f" with content ({examples.skipped_summary()} row(s) skipped)" if skipped else ""))
     if need_labels and any(e.label is None for e in examples):
         raise InputDataError(f"{what}: {spec} has no gold labels (pass --label-column)")
     return examples
+
+
+def keep_content_or_fail(examples, tokenizer, what: str = "--dataset"):
+    """``data.keep_content(examples, tokenizer)``: the rows of which the model's tokenizer keeps no
+    token are left out (with their reason, in the summary); none left is one line, exit 1."""
+    from .data import keep_content
+
+    kept = keep_content(examples, tokenizer)
+    if not kept:
+        raise InputDataError(f"{what}: no row has content for this model's tokenizer "
+                             f"({kept.skipped_summary()} row(s) skipped)")
+    return kept
 
 
 def examples_from(texts, pairs, dataset, text_column=None, pair_column=None, label_column=None, limit=None,
@@ -528,7 +620,37 @@ def resolve_progress(progress: bool | None) -> bool:
 
 
 # ----------------------------------------------------------------------------------------- output
+def run_report_lines() -> dict:
+    """The summary lines of what attrtools' input rules did in this command (``attrtools.runreport``
+    and the model's input rule): the max length used, inputs truncated, rows skipped and why, the
+    worst integrated-gradients completeness gap. Empty keys are left out."""
+    from . import runreport
+
+    lines = {}
+    ctx = click.get_current_context(silent=True)
+    rule = ctx.meta.get("attrtools.input_rule") if ctx is not None else None
+    if rule:
+        used = rule.get("max_length_used")
+        source = "--max-length" if rule.get("max_length_option") is not None else "the model's limit"
+        lines["max length"] = f"{used} tokens ({source})" if used is not None else "none (the model states no limit)"
+    report = runreport.report()
+    if report.get("truncated"):
+        lines["inputs truncated"] = (f"{report['truncated']} (longer than the max length; cut to it, see the "
+                                     "TruncationWarning; --max-length changes it)")
+    if report.get("skipped"):
+        why = ", ".join(f"{kind}: {n}" for kind, n in report["skipped_reasons"].items())
+        lines["rows skipped"] = f"{report['skipped']} without content ({why}); not computed, not averaged"
+    if report.get("worst_completeness_gap"):
+        gap, method, example, unit = report["worst_completeness_gap"]
+        where = f", layer {unit}" if unit is not None else ""
+        lines["worst IG completeness gap"] = (f"{gap:.3g} relative ({method}, example {example!r}{where}; "
+                                              "README: reading the completeness gap)")
+    return lines
+
+
 def echo_summary(lines: dict):
+    """Print ``key  value`` lines, then what the input rules did in this command (``run_report_lines``)."""
+    lines = {**lines, **run_report_lines()}
     width = max(len(k) for k in lines) if lines else 0
     for key, value in lines.items():
         click.echo(f"{key.ljust(width)}  {value}")
@@ -543,9 +665,10 @@ def log_to_stderr(message: str) -> None:
 
 
 __all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command", "options", "model_option",
-           "text_options", "dataset_options", "cache_options", "device_option", "output_dir_option",
+           "text_options", "dataset_options", "label_names_option", "cache_options", "device_option", "output_dir_option",
            "max_length_option", "batch_size_option", "progress_option", "steps_option", "target_option",
            "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
            "parse_floats", "at_least", "finite", "check_labels", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",
-           "examples_from", "open_cache_or_fail", "resolve_progress", "echo_summary", "dump", "log_to_stderr",
+           "tokenizer_for_checks", "examples_from", "keep_content_or_fail", "open_cache_or_fail", "resolve_progress", "echo_summary", "run_report_lines",
+           "record_input_rule", "update_run_config", "dump", "log_to_stderr",
            "label_names_list"]

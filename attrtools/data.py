@@ -4,9 +4,11 @@ both through ``datasets.load_dataset``, with column mapping and label names.
 Two input rules live here (DESIGN.md, "Inputs, one rule"):
 
 - **Rows without content** (an empty or missing field, only spaces, nothing but digits,
-  punctuation or emoji: no letter at all) are not examples: ``keep_content`` drops them and
-  records each with its row index and reason in ``ExampleList.skipped``; every tool calls it, so
-  such a row never crashes a run (TextAttack's language detection) nor counts as zeros.
+  punctuation or emoji: no letter at all; and, once the model's tokenizer is known, a text of
+  which it keeps no token) are not examples: ``keep_content`` drops them and records each with
+  its row index and reason in ``ExampleList.skipped``; every tool calls it (with its tokenizer),
+  so such a row never crashes a run (TextAttack's language detection, "tokenizes to nothing")
+  nor counts as zeros.
 - **Labels**: string labels map through the model's own ``label2id`` when it is not generic
   (``LABEL_0``...); ``--label-names`` that disagree with it are an error showing both maps
   (``label_names_for``). Integer labels are used as they are, except that a dataset whose
@@ -69,18 +71,37 @@ def content_problem(example: Example) -> str | None:
     return None
 
 
-def keep_content(examples) -> ExampleList:
-    """``examples`` without the rows that have no content (``content_problem``), as an
-    ``ExampleList`` whose ``skipped`` lists them (row index in ``examples``, id, reason); rows an
-    input ``ExampleList`` already skipped are kept in the record."""
+def token_problem(example: Example, tokenizer) -> str | None:
+    """Why ``example`` has no content for ``tokenizer`` (None if it has): a text or pair of which
+    the tokenizer keeps no token but special ones (``[UNK]`` counts as content), e.g. characters a
+    tokenizer's normaliser drops, or words a vocabulary without an unknown token cannot spell."""
+    special = set(getattr(tokenizer, "all_special_ids", None) or ()) - {getattr(tokenizer, "unk_token_id", None)}
+    fields = [("text", example.text)] + ([("text_pair", example.text_pair)] if example.text_pair is not None else [])
+    for name, value in fields:
+        ids = tokenizer(value, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        if not [i for i in ids if i not in special]:
+            return f"no tokens in {name} ({value.strip()[:30]!r}: the tokenizer keeps none of it)"
+    return None
+
+
+def keep_content(examples, tokenizer=None) -> ExampleList:
+    """``examples`` without the rows that have no content (``content_problem``; with a
+    ``tokenizer``, also ``token_problem``), as an ``ExampleList`` whose ``skipped`` lists them (row
+    index in ``examples``, id, reason); rows an input ``ExampleList`` already skipped are kept in
+    the record. Every skipped row is noted for the run's summary (``attrtools.runreport``)."""
+    from . import runreport
+
     kept, skipped = [], list(getattr(examples, "skipped", []))
     for index, example in enumerate(examples):
         example = Example.coerce(example)
         reason = content_problem(example)
+        if reason is None and tokenizer is not None:
+            reason = token_problem(example, tokenizer)
         if reason is None:
             kept.append(example)
         else:
             skipped.append({"index": index, "id": example.id, "reason": reason, "text": (example.text or "")[:80]})
+    runreport.note_skipped(skipped)
     return ExampleList(kept, skipped)
 
 

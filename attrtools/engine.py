@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from . import distributed
+from . import distributed, runreport
 from . import methods as method_registry
 from .cache import open_cache
 from .errors import InputDataError, ParameterError
@@ -71,19 +71,16 @@ class Encoded:
         return self.original_length is not None
 
 
-# What every engine of this process reported since the last ``reset_run_report()``: the CLI prints it
-# in each command's summary (inputs truncated, worst IG completeness gap), whichever tool ran them.
-RUN_REPORT: dict = {}
-
-
 def reset_run_report() -> None:
-    RUN_REPORT.clear()
+    """Forget what the engines noted for the run summary (``attrtools.runreport.reset``)."""
+    runreport.reset()
 
 
 def run_report() -> dict:
-    """``{"truncated": n, "worst_completeness_gap": (gap, method, example_id, unit)}`` (keys only
-    when something happened) since the last ``reset_run_report()``."""
-    return dict(RUN_REPORT)
+    """What every engine of this process noted since the last ``reset_run_report()``: inputs
+    truncated, the worst IG completeness gap (and rows skipped by ``data.keep_content``); see
+    ``attrtools.runreport.report``. The CLI prints it in each command's summary."""
+    return runreport.report()
 
 
 class CompletenessWarning(UserWarning):
@@ -296,10 +293,11 @@ class Engine:
         gap exceeds this raises one ``CompletenessWarning`` (``stats["worst_completeness_gap"]``
         holds the worst gap of the last call)."""
         adapter_for(model)
-        if getattr(model.config, "pad_token_id", None) is not None:
-            from .models import check_pooling
+        from .models import check_pooling
 
-            check_pooling(model, tokenizer)  # a decoder whose tokenizer pads with another id would read a pad
+        # A decoder without a pad id, or whose tokenizer pads with another id, would read a pad position:
+        # refused here, so every tool (attribute, evaluate, the audit's wrapper, ...) says so in one line.
+        check_pooling(model, tokenizer)
         self.model = model
         self.tokenizer = tokenizer
         self.cache = open_cache(cache)
@@ -352,7 +350,7 @@ class Engine:
             return
         self.truncated[key] = (original, kept)
         self.stats["truncated"] += 1
-        RUN_REPORT["truncated"] = RUN_REPORT.get("truncated", 0) + 1
+        runreport.note_truncated(example.text, example.text_pair, original, kept)
         label = example.id if example.id is not None else (example.text[:40] + ("..." if len(example.text) > 40 else ""))
         self._unreported.append((str(label), original, kept))
 
@@ -501,10 +499,7 @@ class Engine:
             return
         worst, example = max(gaps, key=lambda item: item[0])
         self.stats["worst_completeness_gap"] = worst
-        previous = RUN_REPORT.get("worst_completeness_gap")
-        if previous is None or worst > previous[0]:
-            RUN_REPORT["worst_completeness_gap"] = (worst, example.method, example.example_id,
-                                                    example.completeness.get("worst_unit"))
+        runreport.note_completeness(worst, example.method, example.example_id, example.completeness.get("worst_unit"))
         over = [g for g, _ in gaps if g > self.completeness_tolerance]
         if over:
             where = example.completeness.get("worst_unit")

@@ -429,7 +429,9 @@ class PoolingError(UnsupportedModelError):
 def check_pooling(model: nn.Module, tokenizer=None) -> None:
     """Decoder classifiers read the last non-pad token, found through ``config.pad_token_id``; without
     one (and a batch of more than one) the model cannot find it. Refuse that clearly, and refuse a
-    tokenizer that pads with another id than the model looks for (the model would read a pad)."""
+    tokenizer that pads with another id than the model looks for, or has no pad token (the model
+    would read a pad). ``Engine`` calls it, so every tool refuses such a model before computing.
+    Raises ``PoolingError`` (an ``UnsupportedModelError``) saying what to set."""
     adapter = adapter_for(model)
     if adapter.pooling != "last_non_pad":
         return
@@ -439,7 +441,11 @@ def check_pooling(model: nn.Module, tokenizer=None) -> None:
             f"model_type {adapter.model_type!r} classifies the last non-pad token and finds it through "
             "config.pad_token_id, which is not set (nor does the tokenizer have a pad token): set "
             "tokenizer.pad_token (e.g. to its eos token) and model.config.pad_token_id to its id")
-    if tokenizer is not None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id != pad:
+    if tokenizer is not None and tokenizer.pad_token_id is None:
+        raise PoolingError(
+            f"the tokenizer has no pad token, but model_type {adapter.model_type!r} finds its last token through "
+            f"pad id {pad} (config.pad_token_id): set tokenizer.pad_token to the token of id {pad}")
+    if tokenizer is not None and tokenizer.pad_token_id != pad:
         raise PoolingError(
             f"the tokenizer pads with id {tokenizer.pad_token_id} but model_type {adapter.model_type!r} "
             f"looks for pad id {pad} (config.pad_token_id) to find its last token: make them equal")
@@ -667,3 +673,43 @@ def resolve_device(device=None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+# ------------------------------------------------------------------------------------ for the CLI
+def quiet_loaders() -> None:
+    """Silence the load reports and progress bars of transformers and datasets (attrtools' own
+    progress bars stay): the command line's output is its summary."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.utils.logging.disable_progress_bar()
+
+
+def load_config(name_or_path: str):
+    """The model's config (hub id or local folder) without its weights, never running remote code,
+    or None when it cannot be read here (the model load that follows reports why). The CLI reads
+    it before the data, so that string labels map through the model's own ``label2id``."""
+    from transformers import AutoConfig
+
+    if not name_or_path:
+        return None
+    try:
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
+    except Exception:  # noqa: BLE001 - a peek only; the model load gives the real error
+        return None
+
+
+def load_tokenizer(name_or_path: str):
+    """The model's tokenizer alone (hub id or local folder), never running remote code, or None when
+    it cannot be read here. The CLI checks options that depend on it before the weights load."""
+    from transformers import AutoTokenizer
+
+    if not name_or_path:
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+    except Exception:  # noqa: BLE001 - a peek only; the model load gives the real error
+        return None

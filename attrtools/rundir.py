@@ -13,7 +13,9 @@ refuse a second concurrent writer, and publish whole folders atomically.
   ``argv``, device, batch size, cache folder, progress): equal, the run resumes in place (its
   outputs are rewritten, the attribution cache spares the work); different, it is refused with
   the settings that differ (``RunDirMismatch``) unless ``overwrite``, which empties the folder
-  first so no file of the old run survives. A non-empty folder without ``run_config.json`` is not
+  first so no file of the old run survives. A folder holding nothing but ``run_config.json`` (a
+  run that stopped before any output, e.g. on an option checked once the model had loaded) is
+  taken over by the new configuration without ``overwrite``: nothing computed is lost. A non-empty folder without ``run_config.json`` is not
   a run directory and is never emptied.
 
 ``config`` should identify the run: the tool settings, ``model_identity(name)`` (a digest of a
@@ -42,7 +44,10 @@ from .errors import AttrtoolsError
 CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".attrtools-run.lock"
 VOLATILE = frozenset({"argv", "device", "batch_size", "eval_batch_size", "cache_dir", "no_cache", "use_cache", "progress",
-                      "output_dir", "overwrite", "created", "command_line"})
+                      "output_dir", "overwrite", "created", "command_line",
+                      # derived from the model when it loads (cli_kit.record_input_rule), not asked for
+                      "max_length_used", "max_length_option", "position_limit", "tokenizer_limit",
+                      "max_length_by_model"})
 
 
 class RunDirError(AttrtoolsError, ValueError):
@@ -214,6 +219,12 @@ def _empty(path: str, keep: str) -> None:
             os.unlink(entry.path)
 
 
+def _holds_nothing_computed(path: str) -> bool:
+    """Whether the folder holds only a run's ``run_config.json`` (and the lock): a run that stopped
+    before writing any output, e.g. one that refused an option after its model loaded."""
+    return all(e.name in (CONFIG_FILE, LOCK_FILE) for e in os.scandir(path))
+
+
 def prepare(path: str, command: str, config: dict, overwrite: bool = False) -> RunDir:
     """Create or reopen the run directory ``path`` for ``command`` with ``config`` and lock it;
     write ``run_config.json``. Raises ``RunDirNotWritable``, ``RunDirBusy``, ``RunDirMismatch``."""
@@ -242,7 +253,7 @@ def prepare(path: str, command: str, config: dict, overwrite: bool = False) -> R
             differ = _differences(identity(stored), identity(record))
             if not differ:
                 resumed = True
-            elif overwrite:
+            elif overwrite or _holds_nothing_computed(path):
                 _empty(path, keep=LOCK_FILE)
             else:
                 shown = ", ".join(differ[:6]) + (" ..." if len(differ) > 6 else "")

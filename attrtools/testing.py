@@ -46,6 +46,33 @@ def write_tokenizer(directory: str):
     return tokenizer
 
 
+def write_ascii_tokenizer(directory: str):
+    """A fast WordPiece tokenizer over the same vocabulary as ``write_tokenizer`` (same ids, same
+    special tokens) whose normaliser drops every character outside ASCII, as many word-level and
+    byte-less vocabularies do: a text in another script ("λόγος") has letters but tokenizes to
+    nothing. Saved to ``directory`` (replacing the tokenizer files there); returns it."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    os.makedirs(directory, exist_ok=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if os.path.exists(os.path.join(directory, name)):
+            os.remove(os.path.join(directory, name))
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + WORDS)}
+    core = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    core.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\x00-\x7f]"), "")])
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    core.decoder = decoders.WordPiece()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                        model_max_length=128)
+    tokenizer.save_pretrained(directory)
+    return tokenizer
+
+
 def tiny_config(model_type: str, vocab_size: int, layers: int = 2, heads: int = 4, hidden: int = 32,
                 num_labels: int = 2, pad_token_id: int = 0, max_positions: int = 160, **overrides):
     """A tiny config of any supported family: the common sizes here, the family's own realistic

@@ -548,3 +548,352 @@ def test_decoder_whose_tokenizer_pads_with_another_id_is_refused(tmp_path):
     model.config.pad_token_id = tokenizer.pad_token_id + 3
     with pytest.raises(PoolingError, match="pads with id"):
         Engine(model, tokenizer)
+
+
+# ------------------------------------------------------------------------------ the command line (issue 19's CLI half)
+def _cli(args):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _commands():
+    """Every command of the CLI (subcommands of groups too), as ``(name, click command)``."""
+    import click
+
+    from attrtools.cli import main
+
+    ctx = click.Context(main)
+    found = []
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        if isinstance(command, click.Group):
+            found += [(f"{name} {sub}", command.get_command(ctx, sub)) for sub in command.list_commands(ctx)]
+        else:
+            found.append((name, command))
+    return found
+
+
+def test_every_command_that_reads_data_or_runs_a_model_takes_the_input_options():
+    """README and every TruncationWarning tell the user to pass --max-length, and label errors say
+    --label-names: every command taking a model or a dataset must have both (found over the CLI, not
+    a list kept by hand)."""
+    commands = _commands()
+    readers = []
+    for name, command in commands:
+        options = {opt for param in command.params for opt in param.opts}
+        if {"--model", "--dataset"} & options:
+            readers.append(name)
+            assert {"--max-length", "--label-names"} <= options, name
+    assert {"attribute", "tree", "evaluate", "prune", "triggers", "audit", "demo"} <= set(readers)
+    assert "methods" not in readers and len(readers) < len(commands)
+
+
+@pytest.fixture(scope="module")
+def short_bert_dir(short_table, tmp_path_factory):
+    model, tok = short_table["bert"]
+    folder = str(tmp_path_factory.mktemp("short-bert") / "model")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def _line(output: str, key: str) -> str:
+    """The value of summary line ``key`` (the summary pads keys to one width)."""
+    for line in output.splitlines():
+        if line.startswith(key + " ") or line == key:
+            return line[len(key):].strip()
+    raise AssertionError(f"no summary line {key!r} in:\n{output}")
+
+
+def test_cli_records_the_rule_and_reports_truncation_skips_and_gap(short_bert_dir, tmp_path):
+    import json
+
+    data = tmp_path / "d.csv"
+    data.write_text(f"text,label\n{LONG},1\n12345,0\nthe movie was good,0\n", encoding="utf-8")
+    out = tmp_path / "run"
+    result = _cli(["attribute", "--model", short_bert_dir, "--dataset", data, "--method", "ig_embed",
+                   "--param", "steps=1", "--output-dir", out, "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert _line(result.output, "examples") == "2"
+    assert _line(result.output, "max length") == "34 tokens (the model's limit)"
+    assert _line(result.output, "inputs truncated").startswith("1 (longer than the max length")
+    assert _line(result.output, "rows skipped").startswith("1 without content (no letters in text: 1)")
+    gap = _line(result.output, "worst IG completeness gap")
+    assert "relative (ig_embed, example '" in gap and float(gap.split()[0]) > 0
+    config = json.loads((out / "run_config.json").read_text())
+    assert (config["max_length_used"], config["position_limit"], config["tokenizer_limit"]) == (34, 34, 128)
+    assert config["max_length_option"] is None
+    again = _cli(["attribute", "--model", short_bert_dir, "--dataset", data, "--method", "ig_embed",
+                  "--param", "steps=1", "--output-dir", out])  # the recorded rule is no reason to refuse a resume
+    assert again.exit_code == 0, again.output
+    # the report is per command: a command that truncates nothing and has no IG says nothing of either
+    short = _cli(["attribute", "--model", short_bert_dir, "--text", "good", "--method", "raw",
+                  "--output-dir", tmp_path / "short", "--no-cache"])
+    assert short.exit_code == 0 and "inputs truncated" not in short.output and "completeness" not in short.output
+    bad = _cli(["attribute", "--model", short_bert_dir, "--text", "good", "--max-length", "200",
+                "--output-dir", tmp_path / "bad", "--no-cache"])
+    assert bad.exit_code == 2 and "exceeds the 34 positions" in bad.output and len(bad.output.strip().splitlines()) == 1
+    ok = _cli(["attribute", "--model", short_bert_dir, "--text", LONG, "--max-length", "20", "--method", "raw",
+               "--output-dir", tmp_path / "ok", "--no-cache"])
+    assert ok.exit_code == 0, ok.output
+    assert _line(ok.output, "max length") == "20 tokens (--max-length)"
+    assert json.loads((tmp_path / "ok" / "run_config.json").read_text())["max_length_used"] == 20
+    from attrtools.types import Attribution
+
+    assert Attribution.load(str(tmp_path / "ok" / "attributions" / "000000.safetensors")).n_tokens == 20
+
+
+def test_every_tool_command_records_the_max_length_and_truncations(short_bert_dir, tmp_path):
+    """tree, evaluate, prune and triggers on a dataset with one long row: each summary says what was
+    truncated, and each run_config.json holds the max length used (--max-length where given)."""
+    import json
+
+    data = tmp_path / "d.csv"
+    data.write_text(f"text,label\n{LONG},1\nthe movie was good,0\na dull film,1\n", encoding="utf-8")
+    runs = {
+        "tree": ["tree", "--steps", "1", "--formats", "json"],
+        "evaluate": ["evaluate", "--methods", "grad_input", "--reference", "none", "--preset", "eraser"],
+        "prune": ["prune", "--strategies", "attention", "--fractions", "0,0.5", "--latency-repeats", "1",
+                  "--no-save-model", "--max-length", "30"],
+        "triggers": ["triggers", "--steps", "1", "--num-train-examples", "3"],
+    }
+    for name, args in runs.items():
+        out = tmp_path / name
+        result = _cli(args + ["--model", short_bert_dir, "--dataset", data, "--output-dir", out, "--no-cache"])
+        assert result.exit_code == 0, (name, result.output)
+        used = 30 if "--max-length" in args else 34
+        assert json.loads((out / "run_config.json").read_text())["max_length_used"] == used, name
+        assert _line(result.output, "max length").startswith(f"{used} tokens"), name
+        assert _line(result.output, "inputs truncated").startswith("1 "), (name, result.output)
+
+
+def test_cli_label_names_conflict_shows_both_maps_before_anything_loads(nli_dir, tmp_path):
+    """Every command reading a dataset maps its labels through the model's own map and shows both
+    maps on a conflict, before the weights load or the run directory is written."""
+    data = tmp_path / "nli.csv"
+    data.write_text("premise,hypothesis,label\nthe movie,a film,entailment\n", encoding="utf-8")
+    extra = {"audit": ["--recipes", "deepwordbug", "--no-triggers"], "demo": ["--train-dataset", str(data)]}
+    checked = []
+    for name, command in _commands():
+        if "--dataset" not in {opt for param in command.params for opt in param.opts}:
+            continue
+        if name == "audit":
+            _textattack()
+        out = tmp_path / name.replace(" ", "-")
+        result = _cli(name.split() + ["--model", nli_dir, "--dataset", data, "--label-names",
+                                      "entailment,neutral,contradiction", "--output-dir", out] + extra.get(name, []))
+        assert result.exit_code != 0, (name, result.output)
+        assert "{0: 'contradiction', 1: 'entailment', 2: 'neutral'}" in result.output, (name, result.output)
+        if name != "demo":  # the demo writes its folder first (it builds the default model there when needed)
+            assert not (out / "run_config.json").exists(), name
+        checked.append(name)
+    assert {"attribute", "tree", "evaluate", "prune", "triggers", "audit", "demo"} <= set(checked)
+
+
+# ------------------------------------------------------------------------------ rows the tokenizer keeps nothing of
+@pytest.fixture(scope="module")
+def ascii_dir(tmp_path_factory):
+    """The planted model with a tokenizer that drops every non-ASCII character (same ids)."""
+    import shutil
+
+    from conftest import PLANTED_ASSET
+
+    from attrtools.testing import write_ascii_tokenizer
+
+    directory = str(tmp_path_factory.mktemp("ascii") / "model")
+    shutil.copytree(PLANTED_ASSET, directory)
+    write_ascii_tokenizer(directory)
+    return directory
+
+
+MIXED = ('text,label\nalpha the movie beta,1\nλόγος,0\nbeta was alpha,0\n12345,1\n,0\n'
+         'the alpha film was beta,1\nbeta good alpha,0\n')
+
+
+def test_rows_the_tokenizer_keeps_nothing_of_are_skipped_not_fatal(ascii_dir, tmp_path):
+    """A row with letters of which the tokenizer keeps no token ('λόγος' here; a decoder's word-level
+    vocabulary in the new-user trial) is skipped with its reason by every tool, like an empty row."""
+    from attrtools.data import keep_content, token_problem
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = attrtools.load_model(ascii_dir)
+    E = attrtools.Example
+    assert token_problem(E("λόγος"), tok).startswith("no tokens in text")
+    assert token_problem(E("alpha", "λόγος"), tok).startswith("no tokens in text_pair")
+    assert token_problem(E("alpha zzz"), tok) is None  # an unknown word is [UNK]: content
+    rows = [E("alpha the movie beta", label=1, id="a"), E("λόγος", label=0, id="greek"), E("beta alpha", label=0, id="b")]
+    kept = keep_content(rows, tok)
+    assert [e.id for e in kept] == ["a", "b"] and kept.skipped[0]["id"] == "greek" and kept.total == 3
+    assert keep_content(rows) == rows  # without the tokenizer, letters are content
+    evaluation = evaluate_methods(model, tok, rows, ["grad_input"], reference=None, preset="eraser")
+    assert evaluation.n_examples == 2 and [r["id"] for r in evaluation.skipped_rows] == ["greek"]
+
+
+def test_dataset_commands_skip_rows_without_tokens_end_to_end(ascii_dir, tmp_path):
+    """evaluate, prune, attribute, tree and triggers on a dataset mixing good rows, a row the tokenizer
+    keeps nothing of, a row without letters and an empty field: all run, each summary counts the
+    three skipped rows with their reasons, and the results hold the four good rows only."""
+    import csv
+    import json
+
+    data = tmp_path / "mixed.csv"
+    data.write_text(MIXED, encoding="utf-8")
+    runs = {
+        "evaluate": ["evaluate", "--methods", "grad_input", "--reference", "none", "--preset", "eraser"],
+        "prune": ["prune", "--strategies", "attention", "--fractions", "0,0.5", "--latency-repeats", "1",
+                  "--no-save-model"],
+        "attribute": ["attribute", "--method", "raw"],
+        "tree": ["tree", "--steps", "1", "--formats", "json"],
+        "triggers": ["triggers", "--steps", "1", "--num-train-examples", "4"],
+    }
+    for name, args in runs.items():
+        out = tmp_path / name
+        result = _cli(args + ["--model", ascii_dir, "--dataset", data, "--output-dir", out, "--no-cache"])
+        assert result.exit_code == 0, (name, result.output)
+        skipped = _line(result.output, "rows skipped")
+        assert skipped.startswith("3 without content") and "no tokens in text: 1" in skipped, (name, skipped)
+        assert "no letters in text: 1" in skipped and "empty text: 1" in skipped, (name, skipped)
+    with open(tmp_path / "evaluate" / "per_example.csv", encoding="utf-8") as f:
+        assert {row["example"] for row in csv.DictReader(f)} == {"0", "2", "5", "6"}
+    summary = json.loads((tmp_path / "prune" / "summary.json").read_text())
+    assert summary["eval_examples"] == 4 and len(summary["skipped_rows"]) == 3
+    assert len(os.listdir(tmp_path / "attribute" / "attributions")) == 4
+    assert len([f for f in os.listdir(tmp_path / "tree" / "trees") if f.endswith(".json")]) == 4
+
+
+# ------------------------------------------------------------------------------ decoders without a pad token
+@pytest.fixture(scope="module")
+def nopad_llama_dir(tmp_path_factory):
+    """A tiny Llama classifier whose config and tokenizer both lack a pad token."""
+    import json
+
+    directory = build_tiny_model("llama", str(tmp_path_factory.mktemp("nopad") / "llama"))
+    for name, key in (("config.json", "pad_token_id"), ("tokenizer_config.json", "pad_token")):
+        path = os.path.join(directory, name)
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        values[key] = None
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(values, f)
+    return directory
+
+
+def test_decoder_without_a_pad_token_gets_attrtools_error_in_every_path(nopad_llama_dir, tmp_path):
+    """Not transformers' "Cannot handle batch sizes > 1 if no padding token is defined" nor a silent
+    read of a pad position: attrtools' PoolingError saying what to set, from attribute, evaluate, the
+    audit's model wrapper and the command line."""
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.models import PoolingError
+
+    model, tok = attrtools.load_model(nopad_llama_dir)
+    assert model.config.pad_token_id is None and tok.pad_token_id is None
+    texts = ["the movie was good", "bad"]
+    with pytest.raises(PoolingError, match="pad_token_id"):
+        attrtools.attribute(model, tok, texts, method="grad_input", batch_size=2)
+    with pytest.raises(PoolingError, match="pad_token_id"):
+        evaluate_methods(model, tok, [attrtools.Example(t, label=0) for t in texts], ["grad_input"], reference=None)
+    try:
+        _textattack()
+    except pytest.skip.Exception:
+        pass
+    else:
+        from attrtools.adversarial.wrapper import AttrtoolsModelWrapper
+
+        with pytest.raises(PoolingError, match="pad_token_id"):
+            AttrtoolsModelWrapper(model, tok)
+    model.config.pad_token_id = 0  # the model has a pad id, the tokenizer none: it would pad with another id
+    with pytest.raises(PoolingError, match="tokenizer has no pad token"):
+        attrtools.attribute(model, tok, texts, method="grad_input", batch_size=2)
+    for args in (["attribute", "--text", "good", "--text", "bad", "--method", "grad_input"],
+                 ["evaluate", "--dataset", _labelled_csv(tmp_path), "--methods", "grad_input", "--reference", "none"]):
+        result = _cli(args + ["--model", nopad_llama_dir, "--output-dir", tmp_path / args[0]])
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1, result.output
+        assert "pad_token" in result.output, result.output
+
+
+def _labelled_csv(tmp_path):
+    path = tmp_path / "labelled.csv"
+    path.write_text("text,label\nalpha the movie beta,1\nbeta was alpha,0\nthe film was good,1\n", encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------ options checked before anything runs
+@pytest.fixture(scope="module")
+def nomask_dir(tmp_path_factory):
+    """The planted model with a tokenizer that has no mask token (as most decoders')."""
+    import json
+    import shutil
+
+    from conftest import PLANTED_ASSET
+
+    directory = str(tmp_path_factory.mktemp("nomask") / "model")
+    shutil.copytree(PLANTED_ASSET, directory)
+    path = os.path.join(directory, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        values = json.load(f)
+    values["mask_token"] = None
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(values, f)
+    return directory
+
+
+def test_evaluate_operator_checked_before_the_model_and_the_run_dir(nomask_dir, tmp_path, monkeypatch):
+    """The new-user trial: --operator mask on a tokenizer without [MASK] failed after the model had
+    loaded and left run_config.json behind, so the corrected rerun into the same folder was refused."""
+    import attrtools.evaluate.cli as evaluate_cli
+
+    data = _labelled_csv(tmp_path)
+    out = tmp_path / "run"
+    loads = []
+    real = evaluate_cli.load_model_or_fail
+    monkeypatch.setattr(evaluate_cli, "load_model_or_fail", lambda *a, **k: loads.append(a) or real(*a, **k))
+    refused = _cli(["evaluate", "--model", nomask_dir, "--dataset", data, "--methods", "grad_input",
+                    "--reference", "none", "--operator", "mask", "--output-dir", out])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.strip() == ("Error: --operator mask: this tokenizer has no mask token; use --operator "
+                                      "delete or pad")
+    assert loads == [] and not (out / "run_config.json").exists()
+    fixed = _cli(["evaluate", "--model", nomask_dir, "--dataset", data, "--methods", "grad_input",
+                  "--reference", "none", "--operator", "pad", "--output-dir", out])  # no --overwrite needed
+    assert fixed.exit_code == 0, fixed.output
+    assert len(loads) == 1 and (out / "faithfulness.csv").exists()
+
+
+def test_a_run_dir_holding_only_its_config_is_taken_over_by_another_run(tmp_path):
+    """A run that stopped before writing any output (an option refused once the model had loaded)
+    leaves only run_config.json: another configuration takes the folder without --overwrite. A
+    folder with outputs is still refused."""
+    import json
+
+    from attrtools import rundir
+
+    path = str(tmp_path / "run")
+    rundir.prepare(path, "evaluate", {"operator": "mask"}).close()
+    run = rundir.prepare(path, "evaluate", {"operator": "pad"})
+    assert not run.resumed and json.loads(open(os.path.join(path, "run_config.json")).read())["operator"] == "pad"
+    with open(os.path.join(path, "faithfulness.csv"), "w") as f:
+        f.write("method\n")
+    run.close()
+    with pytest.raises(rundir.RunDirMismatch, match="operator"):
+        rundir.prepare(path, "evaluate", {"operator": "delete"})
+    assert os.path.exists(os.path.join(path, "faithfulness.csv"))
+
+
+def test_audit_summary_accounts_for_every_row(ascii_dir, tmp_path):
+    """The new-user trial read "4 attacked of 7 rows" for a 12-row file: the summary now says how
+    many rows were read, how many were usable and skipped (and why), and how many were attacked."""
+    _textattack()
+    data = tmp_path / "mixed.csv"
+    data.write_text(MIXED, encoding="utf-8")
+    result = _cli(["audit", "--model", ascii_dir, "--dataset", data, "--recipes", "deepwordbug", "--no-triggers",
+                   "--num-examples", "2", "--output-dir", tmp_path / "audit", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert _line(result.output, "rows read") == "7: 4 usable, 3 skipped without content (see rows skipped)"
+    assert _line(result.output, "attacked") == "2 (the first usable rows, at most --num-examples 2)"
+    skipped = _line(result.output, "rows skipped")
+    assert skipped.startswith("3 without content") and "no tokens in text: 1" in skipped
+    assert _line(result.output, "gold classes") == "0: 1, 1: 1"

@@ -302,7 +302,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     prepare_resources(recipes, resources)
     parts = parts or _Parts(resources)
     num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
-    examples = keep_content(examples)
+    examples = keep_content(examples, tokenizer)
     if any(e.label is None for e in examples):
         raise InputDataError("the audit needs gold labels for every example")
     wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length,

@@ -6,16 +6,19 @@ import os
 import click
 
 from ..cli_kit import (AtLeast, UserError, check_labels, command, common_run_options, dataset_options, echo_summary, finite,
-                       load_examples_or_fail, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail,
-                       options, quiet_transformers, resolve_progress, seed_option, steps_option)
+                       keep_content_or_fail, load_examples_or_fail, load_model_or_fail, make_run_dir, model_config_for_labels, model_option, open_cache_or_fail,
+                       options, resolve_progress, seed_option, steps_option)
 from .config import AuditConfig
 
 D = AuditConfig()  # the defaults shown by --help are the config's
 
 
 def _examples(spec, text_column, pair_column, label_column, limit, what, label_names=None, model=None):
-    return load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True,
-                                 label_names=label_names, model=model)
+    """Labelled examples, each label a class of ``model`` (checked on its config, before it loads)."""
+    examples = load_examples_or_fail(spec, text_column, pair_column, label_column, limit, what=what, need_labels=True,
+                                     label_names=label_names, model=model)
+    check_labels(examples, model_config_for_labels(model), what)
+    return examples
 
 
 extraction_options = options(
@@ -56,13 +59,13 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
                      top2_ratio=top2_ratio, use_all=use_all, top_k=top_k, batch_size=batch_size, max_length=max_length,
                      progress=progress)
     train = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names, model_name)
+    dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset", label_names,
+                    model_name) if eval_dataset else None
     from ..config import config_dict
 
     out = make_run_dir(output_dir, "triggers", {"model": model_name, "dataset": dataset, "eval_dataset": eval_dataset,
                                                 **config_dict(config)}, examples=train)
-    quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
-    check_labels(train, model, "--dataset")
     from .pipeline import extract_and_save
 
     patterns, stats = extract_and_save(model, tok, train, out, config, open_cache_or_fail(cache_dir, not no_cache))
@@ -76,9 +79,6 @@ def triggers(model_name, dataset, text_column, pair_column, label_column, label_
         from .audit import write_per_class
         from .triggers import per_class_accuracy
 
-        dev = _examples(eval_dataset, text_column, pair_column, label_column, None, "--eval-dataset", label_names,
-                        model_name)
-        check_labels(dev, model, "--eval-dataset")
         rows = per_class_accuracy(model, tok, dev, patterns, top_k=top_k, max_length=max_length)
         write_per_class(os.path.join(out, "per_class.csv"), rows)
         lines["per_class.csv"] = f"{len(rows)} rows"
@@ -103,6 +103,16 @@ resource_options = options(
     click.option("--homoglyphs", type=click.Path(exists=True, dir_okay=False), default=None,
                  help="Unicode's intentional.txt for textbugger and bad-characters."),
 )
+
+
+def rows_lines(rows, attacked: int, num_examples: int) -> dict:
+    """The audit summary's account of the rows: how many were read, skipped (and why), usable and
+    attacked, so that the totals add up (read = skipped + usable; attacked <= usable)."""
+    read = getattr(rows, "total", len(rows))
+    skipped = len(getattr(rows, "skipped", []))
+    return {"rows read": f"{read}: {len(rows)} usable, {skipped} skipped without content"
+                         + (" (see rows skipped)" if skipped else ""),
+            "attacked": f"{attacked} (the first usable rows, at most --num-examples {num_examples})"}
 
 
 def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_data, no_pos_constraint, lm,
@@ -208,10 +218,6 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
     from ..data import ExampleList
 
     rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names, model_name)
-    dev = ExampleList(rows[:num_examples], getattr(rows, "skipped", []))
-    if num_examples > len(rows):
-        click.echo(f"--num-examples {num_examples}: the dataset has only {len(rows)} usable example(s) "
-                   f"({getattr(rows, 'total', len(rows))} rows read); attacking {len(dev)}", err=True)
     train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset", label_names,
                       model_name) if train_dataset and not no_triggers else None
     comparing = bool(compare_models or runs)
@@ -222,11 +228,12 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
                                              "recipes": (["triggers"] if not no_triggers else []) + names,
                                              "compare_models": list(compare_models), "prune_runs": list(prune_runs),
                                              "resources": res.to_config()})
-    quiet_transformers()
     model, tok = load_model_or_fail(model_name, device)
-    check_labels(dev, model, "--dataset")
-    if train is not None:
-        check_labels(train, model, "--train-dataset")
+    rows = keep_content_or_fail(rows, tok)  # every row checked, so the counts below are exact
+    dev = ExampleList(rows[:num_examples], rows.skipped)
+    if num_examples > len(rows):
+        click.echo(f"--num-examples {num_examples}: the dataset has only {len(rows)} usable example(s) "
+                   f"({rows.total} rows read); attacking {len(dev)}", err=True)
     from .pipeline import run_full_audit
 
     cache = open_cache_or_fail(cache_dir, not no_cache)
@@ -250,7 +257,8 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
             result = run_comparison(models, dev, out, train=train, triggers_path=triggers_path, config=config,
                                     cache=cache, resources=res, report={"dataset": dataset},
                                     num_requested=num_examples)
-            lines = {"output": out, "table": os.path.join(out, "comparison.csv")}
+            lines = {"output": out, **rows_lines(rows, len(dev), num_examples),
+                     "table": os.path.join(out, "comparison.csv")}
             for row in result["table"]:
                 lines[f"{row['model']} / {row['recipe']}"] = (
                     f"clean {row['clean_accuracy']}%, under attack {row['accuracy_under_attack']}%, "
@@ -264,8 +272,8 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
                                  num_requested=num_examples)
     except RecipeError as err:
         raise UserError(str(err)) from None
-    lines = {"output": out, "examples": f"{summary['num_examples']} attacked of {summary.get('num_rows')} rows; "
-                                         f"classes {summary.get('class_mix')}"}
+    lines = {"output": out, **rows_lines(rows, summary["num_examples"], num_examples),
+             "gold classes": ", ".join(f"{k}: {v}" for k, v in (summary.get("class_mix") or {}).items())}
     for i, note in enumerate(summary.get("notes") or []):
         lines[f"note {i + 1}"] = note
     for name, s in summary["recipes"].items():

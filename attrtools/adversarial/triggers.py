@@ -332,7 +332,7 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
 
     from ..data import keep_content
 
-    examples = keep_content(examples)  # rows without content are skipped, with their reason in stats
+    examples = keep_content(examples, tokenizer)  # rows without content are skipped, with their reason in stats
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
         raise InputDataError("trigger extraction needs labelled examples (correctly classified ones are used)")
@@ -378,7 +378,7 @@ def per_class_accuracy(model, tokenizer, examples, patterns: list[Pattern], top_
     given ``label_names``, else the model's own non-generic ``id2label``, else the index."""
     from ..data import keep_content, model_label_names
 
-    examples = [e for e in keep_content(examples) if e.label is not None]
+    examples = [e for e in keep_content(examples, tokenizer) if e.label is not None]
     count = int(getattr(model.config, "num_labels", 0) or 0)
     classes = sorted(set(range(count)) | {e.label for e in examples})
     label_names = label_names or model_label_names(model.config)

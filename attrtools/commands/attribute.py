@@ -6,8 +6,8 @@ import os
 import click
 
 from ..cli_kit import (check_method_params, command, common_run_options, dataset_options, dump, echo_summary,
-                       examples_from, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail, parse_params,
-                       parse_target, quiet_transformers, resolve_progress, target_option, text_options)
+                       examples_from, keep_content_or_fail, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail, parse_params,
+                       parse_target, resolve_progress, target_option, text_options)
 
 
 @command()
@@ -36,7 +36,6 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     parsed = parse_params(params)
     check_method_params(method, parsed)  # before anything loads: one line, exit 2
     target_spec = parse_target(target)
-    quiet_transformers()
     examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names,
                              model=model_name)
     from .. import distributed
@@ -48,6 +47,8 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     # before the model loads: an unusable folder fails at once (rank 0 writes the outputs)
     run_dir = make_run_dir(output_dir, "attribute", config, examples=examples) if here.is_main else None
     model, tokenizer = load_model_or_fail(model_name, device)
+    if dataset:  # rows this tokenizer keeps no token of: skipped with their reason (summary), as in every tool
+        examples = keep_content_or_fail(examples, tokenizer)
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length,
                     progress=resolve_progress(progress))

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from ..cli_kit import (cache_options, command, device_option, echo_summary, make_run_dir, open_cache_or_fail,
-                       output_dir_option, quiet_transformers)
+from ..cli_kit import (cache_options, command, device_option, echo_summary, label_names_option,
+                       load_model_or_fail, make_run_dir, max_length_option, open_cache_or_fail, output_dir_option,
+                       quiet_transformers, label_names_list)
 
 
 @dataclass
@@ -28,7 +29,8 @@ class DemoConfig:
     ``tree_examples``: trees drawn; ``tree_stats_examples``: trees in the statistics;
     ``trigger_train_examples``: training sentences for trigger extraction; ``audit_examples``:
     dev sentences attacked; ``audit_recipes``: TextAttack recipes besides the trigger attack;
-    ``latency_repeats``: timed forwards of the pruned model.
+    ``latency_repeats``: timed forwards of the pruned model; ``max_length``: truncation in tokens
+    for every section (None: the engine's rule, ``models.max_input_length``).
     """
 
     attribution_examples: int = 3
@@ -42,17 +44,20 @@ class DemoConfig:
     audit_examples: int = 24
     audit_recipes: tuple = ("deepwordbug",)
     latency_repeats: int = 10
+    max_length: int | None = None
 
 
 def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, config: DemoConfig | None = None,
-             cache=True, device=None, log=print) -> dict:
+             cache=True, device=None, log=print, label_names=None, loaded=None) -> dict:
     """Run every tool on ``model_dir`` and write ``output_dir/report.html``; returns the summary.
 
     ``train_path`` / ``dev_path``: datasets (local files or hub names) for trigger extraction and
     for everything else; ``config``: a :class:`DemoConfig`; ``cache``: an attribution cache, a
     folder, True (the default folder) or None; ``log``: called with progress lines. Each section
     calls its tool's pipeline (``run_pruning``, ``run_trees``, ``run_full_audit``) with the
-    tool's config, so the demo and the commands cannot drift apart."""
+    tool's config, so the demo and the commands cannot drift apart. ``label_names``: class names of
+    string labels (``--label-names``; default: the model's own ``label2id``); ``loaded``: the
+    ``(model, tokenizer)`` of ``model_dir`` when already loaded."""
     from ..api import load_model
     from ..cache import open_cache
     from ..data import load_examples
@@ -63,10 +68,11 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
 
     config = config or DemoConfig()
     started = time.time()
-    model, tokenizer = load_model(model_dir, device=device)
+    model, tokenizer = loaded or load_model(model_dir, device=device)
     cache = open_cache(cache)
-    train, dev = load_examples(train_path), load_examples(dev_path)
-    engine = Engine(model, tokenizer, cache=cache)
+    train, dev = (load_examples(path, label_names=label_names, model_config=model.config)
+                  for path in (train_path, dev_path))
+    engine = Engine(model, tokenizer, cache=cache, max_length=config.max_length)
     summary, timings = {"model": model_dir, "fingerprint": fingerprint(model)}, {}
     name = model_label(model_dir, summary["fingerprint"])
     parts = {}
@@ -191,7 +197,8 @@ def _pruning(model, tokenizer, dev, config, cache, out_dir, log):
 
     os.makedirs(out_dir, exist_ok=True)
     prune_config = PruneConfig(strategies=tuple(config.prune_strategies), num_examples=config.prune_importance_examples,
-                               prune_fraction=0.5, steps=config.steps, latency_repeats=config.latency_repeats)
+                               prune_fraction=0.5, steps=config.steps, latency_repeats=config.latency_repeats,
+                               max_length=config.max_length)
     summary = run_pruning(model, tokenizer, dev[: config.prune_importance_examples], out_dir,
                           eval_examples=dev[: config.prune_eval_examples], config=prune_config, cache=cache,
                           log=lambda *a: None)
@@ -206,11 +213,13 @@ def _trees(engine, dev, config, out_dir):
 
     os.makedirs(out_dir, exist_ok=True)
     examples = dev[: max(config.tree_examples, config.tree_stats_examples)]
-    tree_config = TreeConfig(steps=config.steps, formats=("graphml", "json", "png", "svg", "html"), max_pictures=-1)
+    tree_config = TreeConfig(steps=config.steps, formats=("graphml", "json", "png", "svg", "html"), max_pictures=-1,
+                             max_length=config.max_length)
     stats_dir = os.path.join(out_dir, "stats")
     result = run_trees(engine, examples, out_dir, tree_config, tree_dir=out_dir, stats_dir=stats_dir,
                        file_name="tree-{index:02d}", export_limit=config.tree_examples)
     pictures = []
+    examples = result["examples"]  # the rows with content (data.keep_content)
     for index, files in enumerate(result["written"]):
         a = result["attributions"][index]
         pictures.append((f"“{examples[index].text}” — predicted {class_name(a.predicted, a.label_names)}, "
@@ -235,7 +244,7 @@ def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
     from ..adversarial.report import audit_report
 
     audit_config = AuditConfig(recipes=tuple(config.audit_recipes), num_train_examples=config.trigger_train_examples,
-                               steps=config.steps, progress=False)
+                               steps=config.steps, progress=False, max_length=config.max_length)
     summary = run_full_audit(model, tokenizer, dev[: config.audit_examples], out_dir, train=train, config=audit_config,
                              cache=cache)
     from ..report import label_names_from_config
@@ -284,10 +293,13 @@ def plan_text(config: DemoConfig, needs_training: bool, device: str, threads: in
 @click.option("--dataset", default=None, help="Evaluation data (default: attrtools' own sentiment dev set).")
 @click.option("--train-data", "old_train_data", default=None, hidden=True, help="Old spelling of --train-dataset.")
 @click.option("--dev-data", "old_dev_data", default=None, hidden=True, help="Old spelling of --dataset.")
+@label_names_option
+@max_length_option()
 @cache_options
 @output_dir_option
 @device_option
-def demo(model_name, train_dataset, dataset, old_train_data, old_dev_data, cache_dir, no_cache, output_dir, device):
+def demo(model_name, train_dataset, dataset, old_train_data, old_dev_data, label_names, max_length, cache_dir, no_cache,
+         output_dir, device):
     """Run attribution, pruning, trees and a robustness audit end to end, offline, into one HTML report."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_transformers()
@@ -326,9 +338,12 @@ def demo(model_name, train_dataset, dataset, old_train_data, old_dev_data, cache
     if device is None and here.distributed:
         device = str(distributed.device())
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
-    config = DemoConfig()
-    out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train, "dev": dev, **asdict(config)})
-    summary = run_demo(model_dir, train, dev, out, config=config, cache=cache, device=device, log=click.echo)
+    config = DemoConfig(max_length=max_length)
+    out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train, "dev": dev, "label_names": label_names,
+                                            **asdict(config)})
+    loaded = load_model_or_fail(model_dir, device)  # the input rule goes into run_config.json
+    summary = run_demo(model_dir, train, dev, out, config=config, cache=cache, device=device, log=click.echo,
+                       label_names=label_names_list(label_names), loaded=loaded)
     files = sorted(os.path.relpath(os.path.join(root, f), out) for root, _, names in os.walk(out) for f in names)
     from ..report import fmt_seconds
 

@@ -7,9 +7,10 @@ import sys
 
 import click
 
-from ..cli_kit import (UserError, check_method_params, command, common_run_options, dataset_options, echo_summary, load_examples_or_fail,
+from ..cli_kit import (ParameterError, UserError, check_method_params, command, common_run_options, dataset_options, echo_summary, load_examples_or_fail,
                        load_model_or_fail, log_to_stderr, make_run_dir, model_option, open_cache_or_fail,
-                       parse_list, parse_params, quiet_transformers, resolve_progress, seed_option)
+                       parse_list, parse_params, resolve_progress, seed_option,
+                       tokenizer_for_checks)
 from . import OPERATORS, PRESETS
 from .config import EvaluateConfig
 
@@ -24,6 +25,21 @@ def _parse_limits(items):
             raise UserError(f"--method-limit {item!r} is not METHOD=N (N >= 1)")
         out[method] = int(value)
     return out
+
+
+def check_operator(operator: str, tokenizer) -> None:
+    """``--operator`` must be one this tokenizer can do (mask needs a mask token, pad a pad token):
+    one line, exit 2. ``tokenizer`` None (not readable yet) checks nothing."""
+    if tokenizer is None:
+        return
+    from .perturb import Perturber
+
+    try:
+        Perturber.for_tokenizer(operator, tokenizer)
+    except ParameterError:
+        others = [o for o in ("delete", "pad") if o != operator]
+        raise UserError(f"--operator {operator}: this tokenizer has no {operator} token; use --operator "
+                        f"{' or '.join(others)}") from None
 
 
 @command()
@@ -74,8 +90,8 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
                             reference=None if reference.lower() == "none" else reference, seed=seed,
                             batch_size=batch_size, max_length=max_length, progress=resolve_progress(progress))
     config.operator = config.resolved_operator()
+    check_operator(config.operator, tokenizer_for_checks(model_name))  # before the model and the run directory
 
-    quiet_transformers()
     examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
                                      model=model_name)
     from ..config import config_dict
@@ -84,8 +100,7 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
                                                     **config_dict(config)},
                            examples=examples)  # before the model loads: an unusable folder fails at once
     model, tokenizer = load_model_or_fail(model_name, device)
-    if config.operator == "mask" and tokenizer.mask_token_id is None:
-        raise UserError("this tokenizer has no mask token: use --operator delete or pad")
+    check_operator(config.operator, tokenizer)
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
 
     from .report import write_all
@@ -105,7 +120,7 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
                                   on_result=partial)
     paths = write_all(evaluation, run_dir, command=command_line, example_ids=ids, model=label)
     click.echo(open(paths["markdown"], encoding="utf-8").read())
-    echo_summary({"examples": len(examples), "methods evaluated": len(evaluation.ok()),
+    echo_summary({"examples": evaluation.n_examples, "methods evaluated": len(evaluation.ok()),
                   "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",
                   "perturbed forwards": evaluation.forwards,
                   "perturbed forwards from cache": evaluation.forwards_reused, "output": os.path.abspath(run_dir)})

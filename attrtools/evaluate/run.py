@@ -104,7 +104,7 @@ def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateC
     say = log or (lambda message: None)
     from ..data import keep_content
 
-    examples = keep_content(examples)  # rows without content are skipped with their reason, never scored 0
+    examples = keep_content(examples, tokenizer)  # rows without content are skipped with their reason, never scored 0
     if not examples:
         raise InputDataError("no examples to evaluate" + (f" ({len(examples.skipped)} row(s) without content skipped)"
                                                       if examples.skipped else ""))

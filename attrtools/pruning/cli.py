@@ -5,8 +5,9 @@ import click
 
 from ..cli_kit import (AtLeast, Finite, UserError, check_labels, command, common_run_options, dataset_options,
                        echo_summary, finite,
-                       load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir, model_option,
-                       open_cache_or_fail, options, parse_floats, parse_list, quiet_transformers, seed_option,
+                       load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir, model_config_for_labels,
+                       model_option,
+                       open_cache_or_fail, options, parse_floats, parse_list, seed_option,
                        steps_option)
 from .config import PruneConfig
 
@@ -93,7 +94,6 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
         config.prune_fraction = D.prune_fraction
     if plan_strategy is not None and plan_strategy not in config.strategies:
         raise UserError(f"--plan-strategy {plan_strategy!r} is not among --strategies ({', '.join(config.strategies)})")
-    quiet_transformers()
     examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
                                      model=model_name)
     eval_examples = load_examples_or_fail(eval_dataset, text_column, pair_column, label_column, eval_limit,
@@ -102,6 +102,7 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     if any(e.label is None for e in examples[:num_examples]) or \
             (eval_examples is not None and any(e.label is None for e in eval_examples)):
         raise UserError("head pruning needs gold labels: the dataset has no label column (use --label-column)")
+    check_labels(examples + (eval_examples or []), model_config_for_labels(model_name))  # before anything loads
     from ..config import config_dict
 
     run_dir = make_run_dir(output_dir, "prune", {
@@ -109,7 +110,6 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
         **config_dict(config), "plan_strategy": plan_strategy or config.strategies[0]},
         examples=examples + (eval_examples or []))  # before the model loads: an unusable folder fails at once
     model, tokenizer = load_model_or_fail(model_name, device)
-    check_labels(examples + (eval_examples or []), model)
     from ..models import num_layers_heads
 
     total = num_layers_heads(model)[0] * num_layers_heads(model)[1]

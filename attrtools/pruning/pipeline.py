@@ -112,6 +112,18 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     total = num_layers * num_heads
     target_count = heads_for(prune_fraction if prune_count is None else None, prune_count, total)
     group = kv_group_size(model)
+    from ..data import keep_content
+    from ..errors import InputDataError
+
+    # Rows without content (none for this tokenizer either) are left out with their reason, as in every tool.
+    examples = keep_content(examples, tokenizer)
+    skipped = list(examples.skipped)
+    if eval_examples is not None:
+        eval_examples = keep_content(eval_examples, tokenizer)
+        skipped += eval_examples.skipped
+    if not examples or (eval_examples is not None and not eval_examples):
+        raise InputDataError(f"no examples with content to prune with ({len(skipped)} row(s) skipped: "
+                             + "; ".join(f"{r['id']}: {r['reason']}" for r in skipped[:5]) + ")")
     importance_examples = list(examples[:num_examples])
     eval_examples = list(eval_examples) if eval_examples is not None else list(examples)
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=config.max_length,
@@ -204,6 +216,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
         "importance_examples": len(importance_examples), "eval_examples": len(eval_examples),
         "strategies": strategies, "plan_strategy": plan_strategy, "steps": steps,
         "importance_seconds": seconds,
+        "skipped_rows": skipped,
         "accuracy_unpruned": unpruned["accuracy"], "loss_unpruned": unpruned["loss"],
         "accuracy_by_fraction": {s: {f"{f:.2f}": at(s, f) for f in grid} for s in strategies},
         "plan": {"heads_pruned": plan_size(plan), "fraction": plan_size(plan) / total,

@@ -10,7 +10,7 @@ import click
 
 from ..cli_kit import (UserError, command, common_run_options, dataset_options, echo_summary, examples_from, finite,
                        load_model_or_fail, make_run_dir, model_option, open_cache_or_fail, parse_target,
-                       quiet_transformers, resolve_progress, steps_option, target_option, text_options)
+                       resolve_progress, steps_option, target_option, text_options)
 
 
 @command()
@@ -50,7 +50,6 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
                         target=parse_target(target), formats=parse_formats(formats),
                         max_pictures=max_pictures if dataset else -1, top_patterns=top_patterns,
                         batch_size=batch_size, max_length=max_length)
-    quiet_transformers()
     examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names,
                              model=model_name)
     if config.use_last_layer is None:

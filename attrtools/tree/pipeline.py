@@ -25,7 +25,9 @@ def run_trees(engine, examples, run_dir: str, config: TreeConfig | None = None, 
 
     Returns ``{"trees": [nx.DiGraph], "attributions": [...], "written": [{format: path}],
     "statistics": {name: path}, "summary": dict, "first_picture": path | None,
-    "drawn": [(text, picture path)] (the first five pictures, for the report)}``.
+    "drawn": [(text, picture path)] (the first five pictures, for the report), "examples": the
+    examples the trees are of, "skipped_rows": [...]
+    (rows without content, ``data.keep_content``: left out, with their reason)}``.
 
     Raises ``ParameterError`` for an unknown format or root, or a one-layer model without
     ``use_last_layer``.
@@ -43,6 +45,13 @@ def run_trees(engine, examples, run_dir: str, config: TreeConfig | None = None, 
     if num_layers < 2 and not use_last_layer:
         raise ParameterError(f"the model has {num_layers} layer; the official tree starts at layer L-2: "
                              "use the last layer (--use-last-layer)")
+    from ..data import keep_content
+    from ..errors import InputDataError
+
+    examples = keep_content(examples, engine.tokenizer)  # rows without content: skipped with their reason
+    if not examples:
+        raise InputDataError(f"no examples with content to build trees for ({examples.skipped_summary()} row(s) "
+                             "skipped)")
     graphs, attributions = build_trees(engine, examples, threshold=config.threshold, root=config.root,
                                        use_last_layer=use_last_layer, steps=config.steps, target=config.target)
     tree_dir = tree_dir or os.path.join(run_dir, "trees")
@@ -64,4 +73,4 @@ def run_trees(engine, examples, run_dir: str, config: TreeConfig | None = None, 
     statistics = stats.write(stats_dir or run_dir, top_patterns=config.top_patterns)
     return {"trees": graphs, "attributions": attributions, "written": written, "statistics": statistics,
             "summary": stats.summary(), "first_picture": first_picture, "use_last_layer": use_last_layer,
-            "drawn": drawn}
+            "drawn": drawn, "examples": examples, "skipped_rows": list(examples.skipped)}

@@ -1,0 +1,64 @@
+"""What attrtools' input rules did during one run, whichever tool applied them.
+
+Each command's summary says how many inputs were truncated, which rows were left out and why, and
+the worst integrated-gradients completeness gap, although these happen deep inside the engine
+(``Engine.encode``, ``Engine.attribute``) and the data rules (``data.keep_content``), often in
+several engines of one command (pruning builds one per model variant). They note them here; the
+CLI resets the record when a command starts (``cli_kit.Command.invoke``) and prints it at the end
+(``cli_kit.echo_summary``).
+
+Torch-free, so the CLI kit can reset it without importing the engine. Counts are of distinct
+inputs: the same text truncated by two engines, or the same row skipped by two tools, counts once.
+"""
+from __future__ import annotations
+
+_TRUNCATED: dict = {}   # (text, pair) -> (original tokens, kept tokens)
+_SKIPPED: dict = {}     # (id, text) -> reason
+_WORST_GAP: list = []   # [(relative gap, method, example id, unit)] (at most one)
+
+
+def reset() -> None:
+    """Forget everything noted so far (called when a command starts)."""
+    _TRUNCATED.clear()
+    _SKIPPED.clear()
+    _WORST_GAP.clear()
+
+
+def note_truncated(text: str, text_pair: str | None, original: int, kept: int) -> None:
+    """An input of ``original`` tokens was cut to ``kept`` (``Engine.encode``)."""
+    _TRUNCATED.setdefault((text, text_pair), (int(original), int(kept)))
+
+
+def note_completeness(gap: float, method: str, example_id, unit=None) -> None:
+    """An IG result missed completeness by ``gap`` (relative); the worst one is kept."""
+    if not _WORST_GAP or gap > _WORST_GAP[0][0]:
+        _WORST_GAP[:] = [(float(gap), method, example_id, unit)]
+
+
+def note_skipped(rows) -> None:
+    """Rows left out of a run (``data.keep_content``'s ``skipped`` dicts: ``id``, ``reason``, ``text``)."""
+    for row in rows:
+        _SKIPPED.setdefault((row.get("id"), row.get("text")), row.get("reason") or "")
+
+
+def reason_kind(reason: str) -> str:
+    """``"no letters in text ('123')"`` -> ``"no letters in text"`` (the reason without its sample)."""
+    return reason.split(" (")[0]
+
+
+def report() -> dict:
+    """``{"truncated": n, "worst_completeness_gap": (gap, method, example_id, unit), "skipped": n,
+    "skipped_reasons": {kind: n}}``, each key only when something happened."""
+    out: dict = {}
+    if _TRUNCATED:
+        out["truncated"] = len(_TRUNCATED)
+    if _WORST_GAP:
+        out["worst_completeness_gap"] = _WORST_GAP[0]
+    if _SKIPPED:
+        reasons: dict[str, int] = {}
+        for reason in _SKIPPED.values():
+            kind = reason_kind(reason)
+            reasons[kind] = reasons.get(kind, 0) + 1
+        out["skipped"] = len(_SKIPPED)
+        out["skipped_reasons"] = reasons
+    return out
