@@ -648,9 +648,10 @@ def run_report_lines() -> dict:
     return lines
 
 
-def echo_summary(lines: dict):
-    """Print ``key  value`` lines, then what the input rules did in this command (``run_report_lines``)."""
-    lines = {**lines, **run_report_lines()}
+def echo_summary(lines: dict, report: bool = True):
+    """Print ``key  value`` lines, then (``report``) what the input rules did in this command
+    (``run_report_lines``); a command printing several summaries reports with its last one."""
+    lines = {**lines, **(run_report_lines() if report else {})}
     width = max(len(k) for k in lines) if lines else 0
     for key, value in lines.items():
         click.echo(f"{key.ljust(width)}  {value}")

@@ -50,10 +50,9 @@ class ExampleList(list):
         """``"2 (empty text: 1, no letters in text: 1)"`` or ``"0"``."""
         if not self.skipped:
             return "0"
-        counts: dict[str, int] = {}
-        for row in self.skipped:
-            kind = row["reason"].split(" (")[0]
-            counts[kind] = counts.get(kind, 0) + 1
+        from .runreport import count_reasons
+
+        counts = count_reasons(row["reason"] for row in self.skipped)
         return f"{len(self.skipped)} (" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")"
 
 

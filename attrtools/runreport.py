@@ -46,6 +46,15 @@ def reason_kind(reason: str) -> str:
     return reason.split(" (")[0]
 
 
+def count_reasons(reasons) -> dict:
+    """``{kind: count}`` of skip reasons, in first-seen order (``reason_kind`` of each)."""
+    counts: dict[str, int] = {}
+    for reason in reasons:
+        kind = reason_kind(reason or "")
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def report() -> dict:
     """``{"truncated": n, "worst_completeness_gap": (gap, method, example_id, unit), "skipped": n,
     "skipped_reasons": {kind: n}}``, each key only when something happened."""
@@ -55,10 +64,6 @@ def report() -> dict:
     if _WORST_GAP:
         out["worst_completeness_gap"] = _WORST_GAP[0]
     if _SKIPPED:
-        reasons: dict[str, int] = {}
-        for reason in _SKIPPED.values():
-            kind = reason_kind(reason)
-            reasons[kind] = reasons.get(kind, 0) + 1
         out["skipped"] = len(_SKIPPED)
-        out["skipped_reasons"] = reasons
+        out["skipped_reasons"] = count_reasons(_SKIPPED.values())
     return out

@@ -56,7 +56,7 @@ def _callback(**kwargs):
         except RecipeError as err:   # checked before the planner runs: nothing is computed in vain
             raise UserError(str(err)) from None
     summary = prune_command(**kwargs)
-    echo_summary(summary_lines(summary))
+    echo_summary(summary_lines(summary), report=not names)  # with --audit, the audit's summary reports
     if not names:
         return
     run_dir = summary["run_dir"]

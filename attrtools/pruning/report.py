@@ -50,6 +50,13 @@ def _plan(raw: dict | None) -> dict:
     return {int(layer): [int(h) for h in heads] for layer, heads in (raw or {}).items()}
 
 
+def _skipped_fact(rows) -> str:
+    """``"2 (no letters in text: 1, empty text: 1) without content"``: rows left out by ``keep_content``."""
+    from ..data import ExampleList
+
+    return f"{ExampleList([], rows).skipped_summary()} without content"
+
+
 def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
     """Build the report of a finished ``run_pruning`` run directory."""
     summary = _read_json(os.path.join(run_dir, "summary.json"))
@@ -64,7 +71,8 @@ def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
                     facts=[("model", name),
                            ("heads", f"{total} ({summary.get('layers')} layers × {summary.get('heads_per_layer')})"),
                            ("importance from", f"{summary.get('importance_examples')} examples"),
-                           ("accuracy measured on", f"{summary.get('eval_examples')} examples")])
+                           ("accuracy measured on", f"{summary.get('eval_examples')} examples")]
+                    + ([("rows skipped", _skipped_fact(summary["skipped_rows"]))] if summary.get("skipped_rows") else []))
 
     outcome = report.section("Outcome", f"The plan of the {summary.get('plan_strategy')} strategy, pruning "
                                         f"{plan.get('heads_pruned')} of {total} heads "
