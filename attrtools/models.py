@@ -692,24 +692,21 @@ def load_config(name_or_path: str):
     """The model's config (hub id or local folder) without its weights, never running remote code,
     or None when it cannot be read here (the model load that follows reports why). The CLI reads
     it before the data, so that string labels map through the model's own ``label2id``."""
-    from transformers import AutoConfig
-
-    if not name_or_path:
-        return None
-    try:
-        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
-    except Exception:  # noqa: BLE001 - a peek only; the model load gives the real error
-        return None
+    return _read_without_weights("AutoConfig", name_or_path)
 
 
 def load_tokenizer(name_or_path: str):
     """The model's tokenizer alone (hub id or local folder), never running remote code, or None when
     it cannot be read here. The CLI checks options that depend on it before the weights load."""
-    from transformers import AutoTokenizer
+    return _read_without_weights("AutoTokenizer", name_or_path)
+
+
+def _read_without_weights(kind: str, name_or_path: str):
+    import transformers
 
     if not name_or_path:
         return None
     try:
-        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        return getattr(transformers, kind).from_pretrained(name_or_path, trust_remote_code=False)
     except Exception:  # noqa: BLE001 - a peek only; the model load gives the real error
         return None
