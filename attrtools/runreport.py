@@ -12,8 +12,10 @@ inputs: the same text truncated by two engines, or the same row skipped by two t
 """
 from __future__ import annotations
 
-_TRUNCATED: dict = {}   # (text, pair) -> (original tokens, kept tokens)
-_SKIPPED: dict = {}     # (id, text) -> reason
+# Keyed by hash, not by the texts: a long Python session (a notebook) must not keep every text it
+# ever truncated or skipped. Python's string hash is stable within a process, which is all it needs.
+_TRUNCATED: dict = {}   # hash((text, pair)) -> (original tokens, kept tokens)
+_SKIPPED: dict = {}     # hash((id, text)) -> reason kind
 _WORST_GAP: list = []   # [(relative gap, method, example id, unit)] (at most one)
 
 
@@ -26,7 +28,7 @@ def reset() -> None:
 
 def note_truncated(text: str, text_pair: str | None, original: int, kept: int) -> None:
     """An input of ``original`` tokens was cut to ``kept`` (``Engine.encode``)."""
-    _TRUNCATED.setdefault((text, text_pair), (int(original), int(kept)))
+    _TRUNCATED.setdefault(hash((text, text_pair)), (int(original), int(kept)))
 
 
 def note_completeness(gap: float, method: str, example_id, unit=None) -> None:
@@ -38,7 +40,7 @@ def note_completeness(gap: float, method: str, example_id, unit=None) -> None:
 def note_skipped(rows) -> None:
     """Rows left out of a run (``data.keep_content``'s ``skipped`` dicts: ``id``, ``reason``, ``text``)."""
     for row in rows:
-        _SKIPPED.setdefault((row.get("id"), row.get("text")), row.get("reason") or "")
+        _SKIPPED.setdefault(hash((row.get("id"), row.get("text"))), reason_kind(row.get("reason") or ""))
 
 
 def reason_kind(reason: str) -> str:

@@ -463,6 +463,8 @@ def test_audit_rerun_with_another_model_is_refused(planted_dir, tiny_dirs, tmp_p
         make_run_dir(out, "audit", config)
     with click.Context(click.Command("audit")):
         make_run_dir(out, "audit", config)  # same configuration: resumes
+    with open(os.path.join(out, "results.csv"), "w") as f:  # the first model's results (a folder holding only
+        f.write("recipe,example_index\n")                  # run_config.json has none to mix, and is taken over)
     with click.Context(click.Command("audit")), pytest.raises(BadUsage, match="differs in: model, model_identity"):
         make_run_dir(out, "audit", dict(config, model=tiny_dirs["bert"]))
 
