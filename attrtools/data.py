@@ -36,11 +36,28 @@ DataError = InputDataError
 
 class ExampleList(list):
     """A list of ``Example`` that remembers the rows left out (``skipped``: dicts with ``index``,
-    ``id``, ``reason`` and the start of the ``text``). ``total`` = kept + skipped rows."""
+    ``id``, ``reason`` and the start of the ``text``). ``total`` = kept + skipped rows.
 
-    def __init__(self, items=(), skipped=None):
+    ``rows``: the dataset row index of each item (None when unknown), kept by slicing, so that a
+    row a later ``keep_content`` leaves out (with the model's tokenizer) is named by its row in the
+    file, not by its position among the rows kept before."""
+
+    def __init__(self, items=(), skipped=None, rows=None):
+        if rows is None and isinstance(items, ExampleList):
+            rows = items.rows
         super().__init__(items)
         self.skipped: list[dict] = list(skipped or [])
+        self.rows: list[int] | None = list(rows) if rows is not None and len(rows) == len(self) else None
+
+    def __getitem__(self, key):
+        item = super().__getitem__(key)
+        if isinstance(key, slice):  # a slice keeps the row numbers (not the skipped rows: they are the whole list's)
+            return ExampleList(item, rows=self.rows[key] if self.row_numbers_valid() else None)
+        return item
+
+    def row_numbers_valid(self) -> bool:
+        """Whether ``rows`` still matches the items (a list changed in place loses them)."""
+        return self.rows is not None and len(self.rows) == len(self)
 
     @property
     def total(self) -> int:
@@ -86,22 +103,26 @@ def token_problem(example: Example, tokenizer) -> str | None:
 def keep_content(examples, tokenizer=None) -> ExampleList:
     """``examples`` without the rows that have no content (``content_problem``; with a
     ``tokenizer``, also ``token_problem``), as an ``ExampleList`` whose ``skipped`` lists them (row
-    index in ``examples``, id, reason); rows an input ``ExampleList`` already skipped are kept in
+    index: ``examples.rows`` when ``examples`` is an ``ExampleList`` that knows them, else the
+    position in ``examples``; id; reason); rows an input ``ExampleList`` already skipped are kept in
     the record. Every skipped row is noted for the run's summary (``attrtools.runreport``)."""
     from . import runreport
 
-    kept, skipped = [], list(getattr(examples, "skipped", []))
-    for index, example in enumerate(examples):
+    kept, kept_rows, skipped = [], [], list(getattr(examples, "skipped", []))
+    numbers = examples.rows if isinstance(examples, ExampleList) and examples.row_numbers_valid() else None
+    for position, example in enumerate(examples):
+        index = numbers[position] if numbers is not None else position  # the row in the file when known
         example = Example.coerce(example)
         reason = content_problem(example)
         if reason is None and tokenizer is not None:
             reason = token_problem(example, tokenizer)
         if reason is None:
             kept.append(example)
+            kept_rows.append(index)
         else:
             skipped.append({"index": index, "id": example.id, "reason": reason, "text": (example.text or "")[:80]})
     runreport.note_skipped(skipped)
-    return ExampleList(kept, skipped)
+    return ExampleList(kept, skipped, kept_rows)
 
 
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")

@@ -730,6 +730,19 @@ def test_rows_the_tokenizer_keeps_nothing_of_are_skipped_not_fatal(ascii_dir, tm
     assert keep_content(rows) == rows  # without the tokenizer, letters are content
     evaluation = evaluate_methods(model, tok, rows, ["grad_input"], reference=None, preset="eraser")
     assert evaluation.n_examples == 2 and [r["id"] for r in evaluation.skipped_rows] == ["greek"]
+    # Rows are named by their row in the file, also when an earlier rule left rows before them out.
+    from attrtools.data import load_examples
+
+    data = tmp_path / "order.csv"
+    data.write_text("text,label\n12345,1\n,0\nalpha the movie beta,1\nλόγος,0\nbeta was alpha,0\n", encoding="utf-8")
+    loaded = load_examples(str(data))
+    assert loaded.rows == [2, 3, 4] and loaded[1:].rows == [3, 4]
+    checked = keep_content(loaded, tok)
+    assert [(r["index"], r["reason"].split(" (")[0]) for r in checked.skipped] == [
+        (0, "no letters in text"), (1, "empty text"), (3, "no tokens in text")]
+    assert checked.rows == [2, 4] and [r["index"] for r in keep_content(loaded[1:], tok).skipped] == [3]
+    evaluation = evaluate_methods(model, tok, loaded, ["grad_input"], reference=None, preset="eraser")
+    assert any("row 3 (no tokens in text" in note for note in evaluation.notes), evaluation.notes
 
 
 def test_dataset_commands_skip_rows_without_tokens_end_to_end(ascii_dir, tmp_path):
