@@ -79,8 +79,78 @@ def install(model: nn.Module) -> nn.Module:
                 step._attrtools_hooked = True
     for index, block in enumerate(get_layers(model)):
         get_module(block, adapter.attention)._attrtools_layer = index
+    if adapter.shared_block is not None:
+        _install_call_numbering(model, adapter)
     model._attrtools_installed = True
     return model
+
+
+def _install_call_numbering(model: nn.Module, adapter) -> None:
+    """Families that run one block for several layers (ALBERT): the layer of a block call is its
+    position among the block calls of the current forward of ``adapter.layer_loop`` (a pre-hook
+    there resets the count; a pre-hook on each shared block takes the next number, stores it as
+    ``block._attrtools_current`` and on the block's attention module as ``_attrtools_layer``, which
+    the attention function reads). Plain hook functions and a shared counter list stored as
+    attributes, so a deep copy of the model numbers its own calls. Idempotent."""
+    loop = get_module(model, adapter.layer_loop)
+    if getattr(loop, "_attrtools_calls", None) is not None:
+        return
+    counter = [0]
+    loop._attrtools_calls = counter
+    loop.register_forward_pre_hook(_reset_calls)
+    seen = set()
+    for block in get_layers(model):
+        if id(block) in seen:
+            continue
+        seen.add(id(block))
+        block._attrtools_calls = counter
+        block._attrtools_attention_path = adapter.attention
+        block.register_forward_pre_hook(_number_call)
+
+
+def _reset_calls(module, args):
+    module._attrtools_calls[0] = 0
+
+
+def _number_call(block, args):
+    counter = block._attrtools_calls
+    layer = counter[0]
+    counter[0] += 1
+    block._attrtools_current = layer
+    get_module(block, block._attrtools_attention_path)._attrtools_layer = layer
+
+
+def _call_layer(block: nn.Module, fixed: int | None) -> int | None:
+    """Layer of the running call of ``block``: ``fixed`` for a block that runs one layer, else the
+    number given by the call (shared blocks)."""
+    return fixed if fixed is not None else getattr(block, "_attrtools_current", None)
+
+
+def _distinct_blocks(layers) -> list[tuple[nn.Module, list[int]]]:
+    """``[(block, [layers it runs])]`` in order of first use."""
+    out: dict[int, tuple[nn.Module, list[int]]] = {}
+    for index, block in enumerate(layers):
+        out.setdefault(id(block), (block, []))[1].append(index)
+    return list(out.values())
+
+
+def layer_hook(model: nn.Module, layer: int, part: str | None, hook, pre: bool = False):
+    """Register ``hook`` (a forward hook, or a forward pre-hook with ``pre``) on module ``part``
+    (adapter name, e.g. "value"; None: the block itself) of ``layer``'s block, firing only for
+    ``layer``'s call: for families that share one block across layers (ALBERT) the module runs at
+    every layer of its group, and the call's layer comes from capture's numbering (the model must
+    be installed). Returns the hook handle (``handle.remove()``)."""
+    layers = get_layers(model)
+    block = layers[layer]
+    module = block if part is None else get_module(block, getattr(adapter_for(model), part))
+    if sum(1 for other in layers if other is block) > 1:
+        inner = hook
+
+        def hook(mod, *args):
+            if getattr(block, "_attrtools_current", None) == layer:
+                return inner(mod, *args)
+            return None
+    return module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook)
 
 
 def _accept_inferred(model: nn.Module):
@@ -252,9 +322,12 @@ def capture(
     patched: list[nn.Module] = []
     token = _ACTIVE.set(state)
     try:
+        blocks = _distinct_blocks(layers)  # a shared block (ALBERT) runs several layers
         if record_hidden:
-            for index, block in enumerate(layers):
-                handles.append(block.register_forward_pre_hook(_hidden_recorder(state, index), with_kwargs=True))
+            for block, indices in blocks:
+                fixed = indices[0] if len(indices) == 1 else None
+                handles.append(block.register_forward_pre_hook(_hidden_recorder(state, fixed), with_kwargs=True))
+        actions: dict[int, object] = {}  # layer -> what its block computes instead of its forward
         if replay is not None:
             start, hidden = replay
             if not 0 <= start < num_layers:
@@ -264,15 +337,17 @@ def capture(
             embeddings.forward = lambda *args, **kwargs: hidden
             patched.append(embeddings)
             passthrough = _passthrough_tuple if adapter_for(model).block_returns_tuple else _passthrough
-            for block in layers[:start]:
-                # Instance attribute shadows the class forward: the block returns its input unchanged.
-                block.forward = passthrough
-                patched.append(block)
+            # the blocks below ``start`` return their input unchanged
+            actions.update({index: passthrough for index in range(start)})
         for index, fn in (replace or {}).items():
-            block = layers[index]
-            if block not in patched:
-                block.forward = _replacement(fn, adapter_for(model).block_returns_tuple)
-                patched.append(block)
+            actions.setdefault(int(index), _replacement(fn, adapter_for(model).block_returns_tuple))
+        for block, indices in blocks:
+            own = {index: actions[index] for index in indices if index in actions}
+            if not own:
+                continue
+            # Instance attribute shadows the class forward (removed on exit).
+            block.forward = own[indices[0]] if len(indices) == 1 else _dispatching(block, own)
+            patched.append(block)
         yield state
     finally:
         _ACTIVE.reset(token)
@@ -337,10 +412,22 @@ def _replacement(fn, returns_tuple: bool = False):
     return forward
 
 
-def _hidden_recorder(state: Capture, index: int):
+def _dispatching(block: nn.Module, actions: dict):
+    """Forward of a shared block: ``actions[layer]`` for the layers that have one, else its own."""
+    original = type(block).forward
+
+    def forward(hidden_states, *args, **kwargs):
+        action = actions.get(_call_layer(block, None))
+        if action is None:
+            return original(block, hidden_states, *args, **kwargs)
+        return action(hidden_states, *args, **kwargs)
+    return forward
+
+
+def _hidden_recorder(state: Capture, fixed: int | None):
     def hook(module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
-        state.hidden_inputs[index] = hidden.detach()
+        state.hidden_inputs[_call_layer(module, fixed)] = hidden.detach()
     return hook
 
 

@@ -46,6 +46,11 @@ class Adapter:
     - ``tiny_config``: extra config values for the tiny test models of :mod:`attrtools.testing`
       (what makes the family realistic: grouped KV heads, soft-capping, ...); a callable value
       receives the hidden size.
+    - ``shared_block``: families that run one block for several layers (ALBERT). ``layers`` then
+      names the list of *shared groups*; ``shared_block`` is the path, inside a group, of the list of
+      its blocks (exactly one block per group is supported); ``shared_rule(layer, L, G)`` is the
+      group the family's own loop runs at ``layer``; ``layer_loop`` the module whose forward runs
+      the loop (capture numbers the block calls from there: the layer index comes from the call).
     """
 
     model_type: str
@@ -80,6 +85,9 @@ class Adapter:
     refuses: tuple = ()  # ((method, reason), ...); "prune_heads" names a family that cannot be pruned physically
     tiny_config: tuple = ()  # ((config key, value), ...)
     family: str = ""  # the family group shown in the README ("encoder", "decoder")
+    shared_block: str | None = None  # ALBERT: blocks shared across layers (see above)
+    shared_rule: object = None  # (layer, num_layers, num_groups) -> group index
+    layer_loop: str | None = None  # the module whose forward calls the shared blocks in layer order
 
     @property
     def pool_position(self) -> int:
@@ -178,6 +186,18 @@ ADAPTERS: dict[str, Adapter] = {
                      ("position_buckets", 8), ("max_relative_positions", -1), ("norm_rel_ebd", "layer_norm"),
                      ("type_vocab_size", 0)),
         family="encoder"),
+    # ALBERT: one block per hidden group, run for every layer of its group (the layer index comes
+    # from the call: capture numbers the block calls of each forward); the embeddings (width E) go
+    # through ``embedding_hidden_mapping_in`` (E -> H), whose output is the state entering layer 0.
+    # Post-LN blocks whose attention module holds W_O and LN1 (``attention.dense``/``LayerNorm``).
+    "albert": Adapter(
+        "albert", "albert.encoder.albert_layer_groups", "albert.encoder.embedding_hidden_mapping_in",
+        "albert.embeddings.word_embeddings", attention="attention", query="attention.query", key="attention.key",
+        value="attention.value", output="attention.dense", ln_attention="attention.LayerNorm", ffn_in="ffn",
+        ffn_out="ffn_output", ln_ffn="full_layer_layer_norm", classifier_head=("albert.pooler", "classifier"),
+        shared_block="albert_layers", shared_rule=lambda layer, layers, groups: int(layer / (layers / groups)),
+        layer_loop="albert.encoder", tiny_config=(("embedding_size", lambda hidden: hidden // 2),),
+        family="encoder"),
     # MPNet: relative position bias added to the scores inside its own attention module (not through
     # AttentionInterface): captured at its probability step like DeBERTa.
     "mpnet": Adapter(
@@ -252,8 +272,8 @@ def infer_adapter(model: nn.Module) -> Adapter:
 
     num_layers = getattr(config, "num_hidden_layers", None)
     if getattr(config, "num_hidden_groups", None) is not None:
-        raise refuse("it shares one block's weights across layers (ALBERT-style): the layer index would have to "
-                     "come from the call, which attrtools does not do yet")
+        raise refuse("it shares one block's weights across layers (ALBERT-style): the layer index comes from "
+                     "the call, which needs the family's loop described in the adapter table (as for albert)")
     names = dict(model.named_modules())
     lists = [n for n, m in names.items() if isinstance(m, nn.ModuleList) and len(m) == num_layers and n]
     if not lists:
@@ -312,8 +332,31 @@ def get_module(root: nn.Module, path: str) -> nn.Module:
     return module
 
 
-def get_layers(model: nn.Module) -> nn.ModuleList:
-    return get_module(model, adapter_for(model).layers)
+def get_layers(model: nn.Module):
+    """The block run at each layer, indexable by layer (``len`` = number of layers). A ModuleList,
+    or for families sharing blocks across layers (ALBERT) a list in which one block appears at
+    every layer of its group (see :func:`tied_layers`)."""
+    adapter = adapter_for(model)
+    if adapter.shared_block is None:
+        return get_module(model, adapter.layers)
+    groups = get_module(model, adapter.layers)
+    blocks = [get_module(group, adapter.shared_block) for group in groups]
+    if any(len(inner) != 1 for inner in blocks):
+        raise UnsupportedModelError(
+            f"model_type {adapter.model_type!r} with {max(len(inner) for inner in blocks)} blocks per shared group "
+            "(inner_group_num > 1) is not supported: attrtools numbers one block call per layer")
+    count = int(model.config.num_hidden_layers)
+    return [blocks[adapter.shared_rule(layer, count, len(groups))][0] for layer in range(count)]
+
+
+def tied_layers(model: nn.Module) -> list[list[int]]:
+    """Layers that run one and the same block, as sorted lists in layer order: ``[[0], [1], ...]``
+    for every family but ALBERT, whose hidden groups each share one block across their layers
+    (pruning a head of such a block removes it in every layer of the list)."""
+    groups: dict[int, list[int]] = {}
+    for layer, block in enumerate(get_layers(model)):
+        groups.setdefault(id(block), []).append(layer)
+    return sorted(groups.values())
 
 
 def layer_module(model: nn.Module, layer: int, part: str) -> nn.Module:

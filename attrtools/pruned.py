@@ -22,6 +22,11 @@ forward time are updated here (checked against transformers 5.23):
   groups** can be removed (the group's ``k_proj``/``v_proj`` rows go with its query heads, so the
   ratio ``num_key_value_groups`` is unchanged); pruning a strict subset of a group's query heads
   raises ``ValueError`` (the planners take ``group_size`` so their plans respect this).
+- albert (``AlbertAttention``): ``num_attention_heads``, ``all_head_size``. One block runs every
+  layer of its hidden group (``models.tied_layers``), so removing a head from it removes that head
+  in **every layer of the group**: a plan must name the same heads for all layers of a group
+  (``ValueError`` otherwise; the planners take ``tied_layers`` so their plans respect this), and the
+  block is sliced once.
 
 Head indices in plans are always the model's **original** numbering; a model pruned twice keeps
 track of what is gone (``model._attrtools_pruned_heads``).
@@ -164,7 +169,20 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
     if again:
         warnings.warn(f"head(s) already pruned, skipped: {again} (layer: heads, original numbering)", UserWarning,
                       stacklevel=2)
+    tied = {l: tuple(g) for g in models.tied_layers(model) for l in g}
+    for layer in plan:
+        sharing = tied[layer]
+        wanted = {l: sorted(set(plan.get(l, ())) | state.get(l, set())) for l in sharing}
+        if len(sharing) > 1 and len({tuple(h) for h in wanted.values()}) > 1:
+            raise ValueError(
+                f"layers {list(sharing)} of {adapter.model_type!r} run one shared block: pruning a head removes it in "
+                f"all of them, so the plan must name the same heads for each (asked, with heads already gone: "
+                f"{wanted}); plan with tied_layers=models.tied_layers(model)")
+    done: set[int] = set()
     for layer, heads in plan.items():
+        if layer in done:  # a shared block already sliced for another layer of its group
+            continue
+        done.update(tied[layer])
         gone = state.get(layer, set())
         new = set(heads) - gone
         if not new:
@@ -224,7 +242,8 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
             from .capture import install_emptied_attention
 
             install_emptied_attention(model, layer)
-        state[layer] = after
+        for other in tied[layer]:
+            state[other] = set(after)
     model._attrtools_pruned_heads = {l: sorted(h) for l, h in sorted(state.items()) if h}
     return pruned_heads_of(model)
 

@@ -19,11 +19,12 @@ from transformers import AutoModelForSequenceClassification
 
 import attrtools
 from attrtools import models
+from attrtools import capture as capture_module
 from attrtools.capture import capture
 from attrtools.engine import Engine
 from attrtools.methods import get, list_methods
 from attrtools.methods.base import UnsupportedArchitecture
-from attrtools.pruning.plan import plan_to_mask
+from attrtools.pruning.plan import make_plan, plan_to_mask
 from attrtools.pruning.prune import load_pruned, prune_heads, save_pruned
 from attrtools.testing import FAMILIES, build_tiny_model, official_style_attattr
 from attrtools.types import Example
@@ -61,9 +62,13 @@ def _inputs(model, tokenizer, texts=TEXTS):
 
 
 def _plan(model):
-    """Layer 0 loses one KV group, layer 1 all its heads (whole groups for GQA families)."""
+    """Layer 0 loses one KV group, layer 1 all its heads (whole groups for GQA families). Families
+    whose layers share one block (ALBERT) lose heads 0 and 2 in every layer of a group instead: a
+    head of a shared block can only be removed in all the layers that run it."""
     group = models.kv_group_size(model)
     heads = models.original_heads(model)
+    if any(len(g) > 1 for g in models.tied_layers(model)):
+        return {l: [0, 2] for l in range(models.num_layers_heads(model)[0])}
     return {0: list(range(group)), 1: list(range(heads))}
 
 
@@ -173,7 +178,7 @@ def test_masked_equals_pruned_and_reloads(family, family_dirs, tmp_path):
             prune_heads(pruned, plan)
         return
     prune_heads(pruned, plan)
-    assert models.heads_per_layer(pruned) == [H - len(plan[0]), 0]
+    assert models.heads_per_layer(pruned) == [H - len(plan.get(l, [])) for l in range(L)]
     with torch.no_grad(), capture(pruned, record="all") as cap:
         out = pruned(**inputs).logits
     assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5
@@ -262,9 +267,147 @@ def test_probability_step_mechanism(family, family_models):
     assert sorted(cap.calls) == [1]
 
 
-def test_shared_layer_family_is_refused_with_its_reason(tmp_path):
-    directory = build_tiny_model("albert", str(tmp_path / "albert"), embedding_size=16)
-    with pytest.raises(models.UnsupportedModelError, match=r"'albert'.*shares one block's weights"):
+# ------------------------------------------------------------------------ ALBERT: blocks shared across layers
+def _albert(tmp_path, name="albert", **kwargs):
+    return attrtools.load_model(build_tiny_model("albert", str(tmp_path / name), **kwargs))
+
+
+@pytest.mark.parametrize("layers,groups", [(4, 2), (3, 2)])
+def test_shared_blocks_capture_per_call(layers, groups, tmp_path):
+    """ALBERT runs one block for every layer of its hidden group: capture takes the layer from the
+    call. With several groups (also uneven: 3 layers in 2 groups = layers [0, 1] and [2]) recorded
+    probabilities and logits equal the eager forward; replay from every layer equals the forward;
+    override and head mask act on one layer's call, not on every call of the shared block."""
+    directory = build_tiny_model("albert", str(tmp_path / "albert"), layers=layers, num_hidden_groups=groups)
+    model, tokenizer = attrtools.load_model(directory)
+    assert len({id(b) for b in models.get_layers(model)}) == groups
+    assert models.tied_layers(model) == ([[0, 1], [2, 3]] if layers == 4 else [[0, 1], [2]])
+    eager = AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation="eager").eval()
+    inputs = _inputs(model, tokenizer)
+    L, H = models.num_layers_heads(model)
+    assert L == layers
+    d = models.head_dim(model)
+    with torch.no_grad():
+        reference = eager(**inputs, output_attentions=True)
+        with capture(model, record="all", record_hidden=True) as rec:
+            plain = model(**inputs).logits
+        assert rec.calls == {l: 1 for l in range(L)}
+        for l in range(L):
+            torch.testing.assert_close(rec.attentions[l], reference.attentions[l], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(plain, reference.logits, rtol=1e-5, atol=1e-5)
+        for start in range(L):
+            with capture(model, replay=(start, rec.hidden_inputs[start])) as cap:
+                replayed = model(**inputs).logits
+            torch.testing.assert_close(replayed, plain, rtol=1e-5, atol=1e-6)
+            assert sorted(cap.calls) == list(range(start, L))
+        with capture(model, override={1: rec.attentions[1]}):
+            same = model(**inputs).logits
+        with capture(model, override={1: torch.zeros_like(rec.attentions[1])}) as zeroed_cap:
+            zeroed = model(**inputs).logits
+        mask = torch.ones(L, H)
+        mask[1, 2] = 0
+        with capture(model, head_mask=mask, record="all") as masked_cap:
+            masked = model(**inputs).logits
+        # reference: head 2's context slice set to 0 at layer 1's call only (the block is shared)
+        hook = capture_module.layer_hook(model, 1, "output", lambda m, a: (a[0].index_fill(
+            -1, torch.arange(2 * d, 3 * d), 0.0),), pre=True)
+        try:
+            zero_context = model(**inputs).logits
+        finally:
+            hook.remove()
+    torch.testing.assert_close(same, plain, rtol=1e-5, atol=1e-6)
+    assert (zeroed - plain).abs().max() > 1e-4 and zeroed_cap.calls == {l: 1 for l in range(L)}
+    torch.testing.assert_close(masked, zero_context, rtol=1e-5, atol=1e-6)
+    assert (masked - plain).abs().max() > 1e-4
+    assert masked_cap.attentions[1][:, 2].abs().max() == 0 and masked_cap.attentions[0][:, 2].abs().max() > 0
+
+
+def _unrolled(model, tokenizer, directory):
+    """The same ALBERT with one group per layer, every group holding the shared weights: an
+    architecture whose every layer has its own modules, computing the same function."""
+    config = copy.deepcopy(model.config)
+    config.num_hidden_groups = config.num_hidden_layers
+    unrolled = AutoModelForSequenceClassification.from_config(config)
+    state = {}
+    for key, value in model.state_dict().items():
+        state[key] = value
+        if "albert_layer_groups.0." in key:
+            for g in range(1, config.num_hidden_groups):
+                state[key.replace("albert_layer_groups.0.", f"albert_layer_groups.{g}.")] = value
+    unrolled.load_state_dict(state, strict=True)
+    unrolled.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return attrtools.load_model(directory)
+
+
+def test_shared_blocks_explain_like_their_unrolled_twin(tmp_path):
+    """Every registered method gives the same result on ALBERT (one block shared by both layers) as
+    on its unrolled twin (a block per layer, same weights): the hooks of the norm-based methods,
+    Chefer LRP and AttAttr's decomposed schedule fire for their own layer's call."""
+    model, tokenizer = _albert(tmp_path)
+    assert len({id(b) for b in models.get_layers(model)}) == 1
+    twin, _ = _unrolled(model, tokenizer, str(tmp_path / "unrolled"))
+    assert len({id(b) for b in models.get_layers(twin)}) == 2
+    fast = {"attattr": {"steps": 2}, "ig_embed": {"steps": 2}}
+    texts = TEXTS[:2]
+    with torch.no_grad():
+        torch.testing.assert_close(model(**_inputs(model, tokenizer, texts)).logits,
+                                   twin(**_inputs(twin, tokenizer, texts)).logits, rtol=1e-6, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # completeness at 2 steps
+        for name in list_methods():
+            get(name).check_model(model)  # nothing is refused on ALBERT
+            ours = attrtools.attribute(model, tokenizer, texts, method=name, **fast.get(name, {}))
+            theirs = attrtools.attribute(twin, tokenizer, texts, method=name, **fast.get(name, {}))
+            for a, b in zip(ours, theirs):
+                assert torch.isfinite(a.scores).all(), name
+                scale = b.scores.abs().max()
+                assert scale > 0, name
+                assert ((a.scores - b.scores).abs().max() / scale).item() < 1e-5, name
+
+
+def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
+    """Physical pruning of a shared block removes the head in all the layers that run it: a plan
+    naming it in one layer only is refused; a tied plan equals masking those heads everywhere; the
+    planner's tied units cost one head per layer and weigh the sum of their importances; the
+    pipeline prunes tied plans, says so in its summary, and the pruned model reloads."""
+    model, tokenizer = _albert(tmp_path, layers=4, num_hidden_groups=2)
+    L, H = models.num_layers_heads(model)
+    with pytest.raises(ValueError, match=r"layers \[0, 1\].*shared block.*same heads"):
+        prune_heads(copy.deepcopy(model), {0: [1]})
+    table = torch.tensor([[0.0, 5, 5, 5], [9, 5, 5, 1], [3, 3, 0, 3], [3, 3, 0, 3]])
+    tied = models.tied_layers(model)
+    plan = make_plan(table, count=4, tied_layers=tied)
+    assert plan == {0: [3], 1: [3], 2: [2], 3: [2]}  # units (group 0, head 3) = 1 and (group 1, head 2) = 0
+    assert make_plan(table, count=3, tied_layers=tied) == {2: [2], 3: [2]}  # a unit costs 2 heads
+    assert make_plan(table, count=4, tied_layers=tied, per_layer=True) == plan
+    inputs = _inputs(model, tokenizer)
+    with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)):
+        masked = model(**inputs).logits
+    pruned = copy.deepcopy(model)
+    prune_heads(pruned, plan)
+    assert models.heads_per_layer(pruned) == [H - 1] * L
+    with torch.no_grad():
+        out = pruned(**inputs).logits
+        assert (out - model(**inputs).logits).abs().max() > 1e-4
+    assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5
+
+    from attrtools.pruning.pipeline import run_pruning
+
+    examples = [Example(t, label=i % 2) for i, t in enumerate(TEXTS * 2)]
+    summary = run_pruning(model, tokenizer, examples, str(tmp_path / "run"), strategies=("attention",),
+                          prune_count=5, fractions=(0.0, 0.5), latency_repeats=1, latency_batch=2, progress=False)
+    assert summary["shared_layers"] == [[0, 1], [2, 3]] and "every layer" in summary["shared_layers_note"]
+    assert summary["plan"]["masked_equals_pruned"] and summary["plan"]["heads_pruned"] == 4
+    reloaded, _ = attrtools.load_model(summary["pruned_model"])
+    gone = models.pruned_heads(reloaded)
+    assert gone.get(0) == gone.get(1) and gone.get(2) == gone.get(3) and sum(len(h) for h in gone.values()) == 4
+
+
+def test_shared_blocks_refusals(tmp_path):
+    """Several blocks per ALBERT group (inner_group_num > 1) are refused with the reason."""
+    directory = build_tiny_model("albert", str(tmp_path / "albert"), inner_group_num=2)
+    with pytest.raises(models.UnsupportedModelError, match=r"'albert'.*inner_group_num"):
         attrtools.load_model(directory)
 
 

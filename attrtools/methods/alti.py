@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..capture import capture
+from ..capture import capture, layer_hook
 from ..models import get_layers, head_dim, heads_per_layer, layer_module, select_kept
 from . import register
 from .base import Batch, Method, crop, require_post_ln
@@ -73,14 +73,14 @@ def trace_layers(model, inputs: dict, extra: dict | None = None) -> Trace:
 
     for l in range(num_layers):
         for short, part in parts.items():
-            module = layer_module(model, l, part)
+            # layer_hook: fires for layer l's call only (ALBERT runs one block at several layers)
             if short in ("ln1", "ln2"):
-                handles.append(module.register_forward_hook(keeper((short + "_in", l), "in")))
-                handles.append(module.register_forward_hook(keeper((short + "_out", l), "out")))
+                handles.append(layer_hook(model, l, part, keeper((short + "_in", l), "in")))
+                handles.append(layer_hook(model, l, part, keeper((short + "_out", l), "out")))
             elif short == "ffn_pre":
-                handles.append(module.register_forward_hook(keeper((short, l), "out")))
+                handles.append(layer_hook(model, l, part, keeper((short, l), "out")))
             else:
-                handles.append(module.register_forward_hook(keeper((short, l), "in")))
+                handles.append(layer_hook(model, l, part, keeper((short, l), "in")))
     for name, (module, want) in (extra or {}).items():
         handles.append(module.register_forward_hook(keeper(("head", name), want)))
     try:

@@ -33,8 +33,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..capture import PostLNBlock, capture
-from ..models import adapter_for, get_layers, num_layers_heads, pool_position
+from ..capture import PostLNBlock, capture, layer_hook
+from ..models import adapter_for, num_layers_heads, pool_position
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, completeness_record, crop,
                    frozen_parameters, target_score)
@@ -151,8 +151,7 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     # One clean pass: attention of every layer, the hidden states entering every block and the
     # last block's output (for the check of the decomposed schedule).
     final = {}
-    last_block = get_layers(model)[num_layers - 1]
-    handle = last_block.register_forward_hook(lambda module, args, output: final.__setitem__(
+    handle = layer_hook(model, num_layers - 1, None, lambda module, args, output: final.__setitem__(
         "out", (output[0] if isinstance(output, tuple) else output).detach()))
     try:
         with torch.no_grad(), capture(model, record="all", record_hidden=True) as clean:

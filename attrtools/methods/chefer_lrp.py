@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import torch
 
-from ..capture import capture
+from ..capture import capture, layer_hook
 from ..models import adapter_for, expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, Int, UnsupportedArchitecture
@@ -129,7 +129,8 @@ class _Recorder:
         self.handles = []
         for l in range(num_layers_heads(self.model)[0]):
             for part in self.PARTS:
-                self.handles.append(layer_module(self.model, l, part).register_forward_hook(self._hook((l, part))))
+                # fires for layer l's call only (ALBERT runs one block at several layers)
+                self.handles.append(layer_hook(self.model, l, part, self._hook((l, part))))
         for index, path in enumerate(head_paths(self.model)):
             self.handles.append(get_module(self.model, path).register_forward_hook(self._hook(("head", index))))
         return self

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from ..capture import capture
+from ..capture import capture, layer_hook
 from ..models import head_dim, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, require_post_ln, Choice
@@ -46,12 +46,13 @@ class _BlockRecorder:
     def __enter__(self):
         self.handles = []
         for l in range(num_layers_heads(self.model)[0]):
-            self.handles.append(layer_module(self.model, l, "value").register_forward_hook(
-                lambda m, a, out, l=l: self.value.__setitem__(l, out.detach())))
-            self.handles.append(layer_module(self.model, l, "ln_attention").register_forward_hook(
-                lambda m, a, out, l=l: self.pre_ln1.__setitem__(l, a[0].detach())))
-            self.handles.append(layer_module(self.model, l, "ln_ffn").register_forward_hook(
-                lambda m, a, out, l=l: self.pre_ln2.__setitem__(l, a[0].detach())))
+            # layer_hook: the hook fires for layer l's call only (ALBERT runs one block at several layers)
+            self.handles.append(layer_hook(self.model, l, "value",
+                                           lambda m, a, out, l=l: self.value.__setitem__(l, out.detach())))
+            self.handles.append(layer_hook(self.model, l, "ln_attention",
+                                           lambda m, a, out, l=l: self.pre_ln1.__setitem__(l, a[0].detach())))
+            self.handles.append(layer_hook(self.model, l, "ln_ffn",
+                                           lambda m, a, out, l=l: self.pre_ln2.__setitem__(l, a[0].detach())))
         return self
 
     def __exit__(self, *exc):

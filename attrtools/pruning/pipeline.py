@@ -22,7 +22,7 @@ from ..config import resolve_config
 from ..engine import Engine
 from ..errors import ParameterError
 from ..io import write_json, write_text
-from ..models import adapter_for, num_layers_heads, pruned_heads
+from ..models import adapter_for, num_layers_heads, pruned_heads, tied_layers
 from ..types import Example
 from .config import PruneConfig
 from .curve import batches_digest, evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
@@ -83,7 +83,8 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
 
     Returns the summary (also written to ``summary.json``): accuracy per strategy and fraction,
     the pruned plan's masked and physical accuracy (equal up to 1e-4 in loss), parameters and
-    median latency (seconds) before and after.
+    median latency (seconds) before and after; ``shared_layers`` lists the layers that run one
+    shared block (ALBERT), whose heads every plan prunes together.
 
     Raises ``ParameterError`` for an unknown strategy or a plan that cannot be made,
     ``InputDataError`` for examples without labels. Source: Hao et al. 2021 (AAAI), §4; Michel
@@ -135,7 +136,11 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     already = pruned_heads(model)
     counts = [max(c, plan_size(already)) for c in counts_for_fractions(grid, total)]
     target_count = max(target_count, plan_size(already))
-    plan_kwargs = dict(per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, group_size=group)
+    # ALBERT: layers that run one shared block lose a head together (physical pruning of the shared
+    # block removes it in all of them), so plans, curves and the physical step prune tied units.
+    shared = [g for g in tied_layers(model) if len(g) > 1]
+    plan_kwargs = dict(per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, group_size=group,
+                       tied_layers=tied_layers(model) if shared else None)
     os.makedirs(run_dir, exist_ok=True)
 
     tables: dict[str, torch.Tensor] = {}
@@ -179,10 +184,11 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     write_json(os.path.join(run_dir, "pruned_heads.json"),
                {"strategy": plan_strategy, "heads_pruned": plan_size(plan), "heads_total": total,
                 "per_layer": per_layer, "keep_one_per_layer": keep_one_per_layer, "iterative": iterative,
-                "group_size": group, "pruned_heads": plan_to_json(plan),
+                "group_size": group, "shared_layers": shared, "pruned_heads": plan_to_json(plan),
                 "all_strategies": {s: plan_to_json(p) for s, p in chosen_plans.items()}})
 
-    log(f"physical pruning: {plan_size(plan)} of {total} heads ({plan_strategy})")
+    log(f"physical pruning: {plan_size(plan)} of {total} heads ({plan_strategy})"
+        + (f"; layers {shared} share blocks, so their heads go together" if shared else ""))
     digest = batches_digest(eval_batches)
     masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, num_layers, num_heads), cache=engine.cache,
                              digest=digest)
@@ -213,6 +219,10 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
         "fingerprint": fingerprint(model),
         "model_type": model.config.model_type,
         "layers": num_layers, "heads_per_layer": num_heads, "heads_total": total, "kv_group_size": group,
+        "shared_layers": shared,
+        "shared_layers_note": ("each list of layers runs one shared block: a head pruned there is pruned in every "
+                               "layer of the list, so every plan (curve and physical) removes it in all of them")
+        if shared else None,
         "importance_examples": len(importance_examples), "eval_examples": len(eval_examples),
         "strategies": strategies, "plan_strategy": plan_strategy, "steps": steps,
         "importance_seconds": seconds,

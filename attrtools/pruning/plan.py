@@ -13,6 +13,9 @@ A plan is chosen from an ``(L, H)`` importance table by removing the *least* imp
   removed are whole groups of ``group_size`` consecutive heads, a group's importance being the
   **sum** of its heads' importances (deliberate choice: a group is pruned as one block of
   parameters); ``count`` is rounded down to a multiple of ``group_size``;
+- ``tied_layers`` (ALBERT: layers that run one shared block): a unit is a head of the shared
+  block, removed in every layer of its group (its cost is that many heads, its importance the sum
+  over those layers), because physical pruning cannot remove it from one layer only;
 - **iterative** (:func:`iterative_plans`): after each step the importance is re-estimated with the
   already-removed heads masked (as ``run_bertology.py``/TextPruner's iterative mode do); each plan
   extends the previous one, so the plans are nested.
@@ -69,65 +72,77 @@ def plan_to_json(plan: dict) -> dict:
 
 
 def make_plan(importance, count: int | None = None, fraction: float | None = None, per_layer: bool = False,
-              keep_one_per_layer: bool = False, group_size: int = 1, already: dict | None = None) -> dict[int, list[int]]:
+              keep_one_per_layer: bool = False, group_size: int = 1, already: dict | None = None,
+              tied_layers=None) -> dict[int, list[int]]:
     """The ``count`` (or ``int(fraction·L·H)``) least important heads as ``{layer: [heads]}``.
 
     ``already``: heads that must be in the plan (iterative mode); they count towards ``count``.
-    With ``keep_one_per_layer`` the plan may hold fewer heads than asked (``plan_size`` tells).
+    ``tied_layers``: lists of layers that run one shared block (ALBERT's hidden groups,
+    ``models.tied_layers``); a unit is then a head (or KV group) of the shared block, removed in
+    every layer of its list, costing that many heads of ``count`` and weighing the **sum** of their
+    importances; "per layer" and ``keep_one_per_layer`` then apply per list. Default: every layer
+    on its own. With ``keep_one_per_layer`` or tied layers the plan may hold fewer heads than asked
+    (``plan_size`` tells).
     """
     table = _as_table(importance)
     num_layers, num_heads = table.shape
     if group_size < 1 or num_heads % group_size:
         raise ParameterError(f"group_size {group_size} does not divide the {num_heads} heads per layer")
+    rows = [[l] for l in range(num_layers)] if tied_layers is None else [sorted(int(l) for l in g) for g in tied_layers]
+    if sorted(l for g in rows for l in g) != list(range(num_layers)):
+        raise ParameterError(f"tied_layers {tied_layers} is not a partition of the {num_layers} layers")
+    row_of = {l: r for r, g in enumerate(rows) for l in g}
     count = heads_for(fraction, count, num_layers * num_heads)
     units_per_layer = num_heads // group_size
-    unit_importance = table.view(num_layers, units_per_layer, group_size).sum(-1)
-    target_units = count // group_size
+    unit_importance = torch.stack([table[g].sum(0) for g in rows]).view(len(rows), units_per_layer, group_size).sum(-1)
+    cost = [group_size * len(g) for g in rows]  # heads removed by one unit of each row
 
     chosen: set[tuple[int, int]] = set()
     for layer, heads in (already or {}).items():
         for head in heads:
-            chosen.add((int(layer), int(head) // group_size))
-    if len(chosen) > target_units:
-        raise ParameterError(f"{len(chosen) * group_size} heads are already pruned, more than the {count} asked")
+            chosen.add((row_of[int(layer)], int(head) // group_size))
+    spent = sum(cost[r] for r, _ in chosen)
+    if spent > count:
+        raise ParameterError(f"{spent} heads are already pruned, more than the {count} asked")
 
-    removed = [sum(1 for l, _ in chosen if l == layer) for layer in range(num_layers)]
+    removed = [sum(1 for r, _ in chosen if r == row) for row in range(len(rows))]
 
-    def eligible(layer: int) -> bool:
+    def eligible(row: int) -> bool:
         limit = units_per_layer - (1 if keep_one_per_layer else 0)
-        return removed[layer] < limit
+        return removed[row] < limit and spent + cost[row] <= count
 
     if not per_layer:
-        order = sorted(((float(unit_importance[l, u]), l, u) for l in range(num_layers) for u in range(units_per_layer)
-                        if (l, u) not in chosen))
-        for _, layer, unit in order:
-            if len(chosen) >= target_units:
-                break
-            if eligible(layer):
-                chosen.add((layer, unit))
-                removed[layer] += 1
+        order = sorted(((float(unit_importance[r, u]), rows[r][0], u, r) for r in range(len(rows))
+                        for u in range(units_per_layer) if (r, u) not in chosen))
+        for _, _, unit, row in order:
+            if eligible(row):
+                chosen.add((row, unit))
+                removed[row] += 1
+                spent += cost[row]
     else:
-        queues = [sorted((float(unit_importance[l, u]), u) for u in range(units_per_layer) if (l, u) not in chosen)
-                  for l in range(num_layers)]
-        while len(chosen) < target_units:
-            candidates = [(removed[l], queues[l][0][0], l) for l in range(num_layers) if queues[l] and eligible(l)]
+        queues = [sorted((float(unit_importance[r, u]), u) for u in range(units_per_layer) if (r, u) not in chosen)
+                  for r in range(len(rows))]
+        while True:
+            candidates = [(removed[r], queues[r][0][0], r) for r in range(len(rows)) if queues[r] and eligible(r)]
             if not candidates:
                 break
-            _, _, layer = min(candidates)
-            _, unit = queues[layer].pop(0)
-            chosen.add((layer, unit))
-            removed[layer] += 1
+            _, _, row = min(candidates)
+            _, unit = queues[row].pop(0)
+            chosen.add((row, unit))
+            removed[row] += 1
+            spent += cost[row]
 
     plan: dict[int, list[int]] = {}
-    for layer, unit in chosen:
-        plan.setdefault(layer, []).extend(range(unit * group_size, (unit + 1) * group_size))
+    for row, unit in chosen:
+        for layer in rows[row]:
+            plan.setdefault(layer, []).extend(range(unit * group_size, (unit + 1) * group_size))
     return {l: sorted(plan[l]) for l in sorted(plan)}
 
 
 def iterative_plans(score: Callable[[dict], torch.Tensor], counts: Iterable[int], per_layer: bool = False,
                     keep_one_per_layer: bool = False, group_size: int = 1,
                     on_step: Callable[[int, dict, torch.Tensor], None] | None = None,
-                    already: dict | None = None) -> dict[int, dict]:
+                    already: dict | None = None, tied_layers=None) -> dict[int, dict]:
     """Nested plans for increasing head counts, re-scoring after every step.
 
     ``score(plan)`` returns the ``(L, H)`` importance of the model with ``plan``'s heads masked;
@@ -142,7 +157,7 @@ def iterative_plans(score: Callable[[dict], torch.Tensor], counts: Iterable[int]
             continue
         importance = score(current)
         plan = make_plan(importance, count=count, per_layer=per_layer, keep_one_per_layer=keep_one_per_layer,
-                         group_size=group_size, already=current)
+                         group_size=group_size, already=current, tied_layers=tied_layers)
         if on_step is not None:
             on_step(count, plan, importance)
         plans[count] = plan
