@@ -3,8 +3,10 @@
 For each family: capture vs eager attention and logits (max abs difference), AttAttr vs the slow
 whole-model reference (max relative difference), which registered methods run and which refuse,
 masked vs physically pruned logits (max relative difference, one KV group of layer 0 and all of
-layer 1 pruned), and whether the pruned model saves and reloads to the same logits. Prints a
-Markdown table (the README's family table is this output).
+layer 1 pruned; families whose layers share one block, ALBERT, lose heads 0 and 2 in every layer,
+since a head of a shared block goes from all its layers), and whether the pruned model saves and
+reloads to the same logits. Prints a Markdown table (the README's family table is this output).
+``albert-2groups`` is ALBERT with 4 layers in 2 shared groups.
 
     python scripts/family_matrix.py [--families bert,gpt2,...]
 """
@@ -32,12 +34,14 @@ from attrtools.testing import FAMILIES, build_tiny_model, official_style_attattr
 from attrtools.types import Example  # noqa: E402
 
 TEXTS = ["the movie was very good", "a dull story but the music was fun", "boring"]
+VARIANTS = {"albert-2groups": ("albert", {"layers": 4, "num_hidden_groups": 2})}
 
 
 def measure(family: str, root: str) -> dict:
     from transformers import AutoModelForSequenceClassification
 
-    directory = build_tiny_model(family, os.path.join(root, family))
+    model_type, config = VARIANTS.get(family, (family, {}))
+    directory = build_tiny_model(model_type, os.path.join(root, family), **config)
     model, tokenizer = attrtools.load_model(directory)
     engine = Engine(model, tokenizer)
     inputs = engine.collate([engine.encode(Example(t)) for t in TEXTS])
@@ -64,6 +68,9 @@ def measure(family: str, root: str) -> dict:
         ran.append(name)
     group = models.kv_group_size(model)
     plan = {0: list(range(group)), 1: list(range(H))}
+    shared = [g for g in models.tied_layers(model) if len(g) > 1]
+    if shared:  # a head of a shared block can only go from every layer that runs it
+        plan = {l: [0, 2] for l in range(L)}
     with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)):
         masked = model(**inputs).logits
     adapter = models.adapter_for(model)
@@ -78,14 +85,15 @@ def measure(family: str, root: str) -> dict:
         with torch.no_grad():
             reload_ok = bool(torch.allclose(reloaded(**inputs).logits, physical, atol=1e-6))
     return dict(family=family, kind=("decoder" if adapter.pooling == "last_non_pad" else "encoder")
-                + (", pre-LN" if adapter.pre_norm else ", post-LN"),
+                + (", pre-LN" if adapter.pre_norm else ", post-LN")
+                + (f", layers {shared} share blocks" if shared else ""),
                 heads=f"{H}" + (f" (KV {H // group})" if group > 1 else ""), probs=probs_diff, logits=logits_diff,
                 attattr=attattr_rel, ran=ran, refused=refused, pruned=pruned_rel, reload=reload_ok)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--families", default=",".join(list(FAMILIES) + list(VARIANTS)))
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     rows = []

@@ -24,6 +24,7 @@ from attrtools.capture import capture
 from attrtools.engine import Engine
 from attrtools.methods import get, list_methods
 from attrtools.methods.base import UnsupportedArchitecture
+from attrtools.pruning.importance import masked_copy
 from attrtools.pruning.plan import make_plan, plan_to_mask
 from attrtools.pruning.prune import load_pruned, prune_heads, save_pruned
 from attrtools.testing import FAMILIES, build_tiny_model, official_style_attattr
@@ -375,6 +376,8 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
     L, H = models.num_layers_heads(model)
     with pytest.raises(ValueError, match=r"layers \[0, 1\].*shared block.*same heads"):
         prune_heads(copy.deepcopy(model), {0: [1]})
+    with pytest.raises(ValueError, match=r"layers \[0, 1\] run one shared block"):
+        masked_copy(model, {0: [1]})  # importance under a base plan: W_O is shared too
     table = torch.tensor([[0.0, 5, 5, 5], [9, 5, 5, 1], [3, 3, 0, 3], [3, 3, 0, 3]])
     tied = models.tied_layers(model)
     plan = make_plan(table, count=4, tied_layers=tied)

@@ -45,7 +45,7 @@ from ..capture import capture
 from ..engine import Engine
 from ..errors import InputDataError, ParameterError
 from ..methods.base import frozen_parameters
-from ..models import kept_heads, num_layers_heads, projection, pruned_heads
+from ..models import kept_heads, num_layers_heads, projection, pruned_heads, tied_layers
 from ..types import Example
 from .curve import evaluate_masked, prepare_batches
 from .plan import plan_to_mask
@@ -72,6 +72,11 @@ def masked_copy(model, plan: dict | None):
     plan = {l: hs for l, hs in plan.items() if hs}
     if not plan:
         return model
+    for group in tied_layers(model):  # ALBERT: one W_O serves every layer of its group
+        if len({tuple(sorted(plan.get(l, []))) for l in group}) > 1:
+            raise ParameterError(f"layers {group} run one shared block: zeroing a head's W_O columns masks it in all "
+                                 f"of them, so a base plan must name the same heads for each (got "
+                                 f"{ {l: plan.get(l, []) for l in group} }); plan with tied_layers")
     clone = copy.deepcopy(model)
     head_dim = head_dim_of(clone)
     with torch.no_grad():
