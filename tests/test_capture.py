@@ -173,7 +173,7 @@ def test_unsupported_architecture_names_model_type(tmp_path):
     from attrtools.testing import write_tokenizer
 
     write_tokenizer(str(tmp_path / "m"))
-    with pytest.raises(UnsupportedModelError, match="roformer.*supported: bert"):
+    with pytest.raises(UnsupportedModelError, match="roformer.*supported: albert, bert"):
         attrtools.load_model(str(tmp_path / "m"))
 
 

@@ -402,6 +402,9 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
                           prune_count=5, fractions=(0.0, 0.5), latency_repeats=1, latency_batch=2, progress=False)
     assert summary["shared_layers"] == [[0, 1], [2, 3]] and "every layer" in summary["shared_layers_note"]
     assert summary["plan"]["masked_equals_pruned"] and summary["plan"]["heads_pruned"] == 4
+    from attrtools.pruning.cli import summary_lines
+
+    assert "every layer of its group" in summary_lines(summary)["shared layers"]
     reloaded, _ = attrtools.load_model(summary["pruned_model"])
     gone = models.pruned_heads(reloaded)
     assert gone.get(0) == gone.get(1) and gone.get(2) == gone.get(3) and sum(len(h) for h in gone.values()) == 4

@@ -133,6 +133,9 @@ def summary_lines(summary: dict) -> dict:
         lines[f"acc {strategy}"] = "  ".join(f"{float(k) * 100:.0f}%: {v:.4f}" for k, v in picks.items())
     lines["pruned"] = (f"{plan['heads_pruned']}/{summary['heads_total']} heads ({summary['plan_strategy']}), "
                        f"accuracy masked {plan['accuracy_masked']:.4f} / pruned {plan['accuracy_pruned']:.4f}")
+    if summary.get("shared_layers"):  # ALBERT: a head of a shared block goes from all its layers
+        lines["shared layers"] = (f"{summary['shared_layers']} run shared blocks: each head is pruned in every "
+                                  "layer of its group")
     lines["parameters"] = (f"{summary['parameters']['before']:,} -> {summary['parameters']['after']:,} "
                            f"(-{100 * summary['parameters']['saving']:.1f}%)")
     lat = summary["latency"]
