@@ -385,15 +385,20 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
     assert make_plan(table, count=3, tied_layers=tied) == {2: [2], 3: [2]}  # a unit costs 2 heads
     assert make_plan(table, count=4, tied_layers=tied, per_layer=True) == plan
     inputs = _inputs(model, tokenizer)
-    with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)):
-        masked = model(**inputs).logits
-    pruned = copy.deepcopy(model)
-    prune_heads(pruned, plan)
-    assert models.heads_per_layer(pruned) == [H - 1] * L
-    with torch.no_grad():
-        out = pruned(**inputs).logits
-        assert (out - model(**inputs).logits).abs().max() > 1e-4
-    assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5
+    emptied = {0: list(range(H)), 1: list(range(H)), 2: [1], 3: [1]}  # group 0's block loses every head
+    for each, remaining in ((plan, [H - 1] * L), (emptied, [0, 0, H - 1, H - 1])):
+        with torch.no_grad(), capture(model, head_mask=plan_to_mask(each, L, H), record="all") as masked_cap:
+            masked = model(**inputs).logits
+        pruned = copy.deepcopy(model)
+        prune_heads(pruned, each)
+        assert models.heads_per_layer(pruned) == remaining
+        with torch.no_grad(), capture(pruned, record="all") as cap:
+            out = pruned(**inputs).logits
+        with torch.no_grad():
+            assert (out - model(**inputs).logits).abs().max() > 1e-4
+        assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5
+        for l in range(L):
+            torch.testing.assert_close(cap.attentions[l], masked_cap.attentions[l], rtol=1e-5, atol=1e-6)
 
     from attrtools.pruning.pipeline import run_pruning
 
