@@ -466,7 +466,8 @@ def pool_position(model: nn.Module) -> int:
 
 
 class PoolingError(UnsupportedModelError):
-    """A decoder classifier that cannot tell which token it reads (no pad token)."""
+    """A model that cannot pad a batch (a pad id outside its embedding table) or, for a decoder
+    classifier, cannot tell which token it reads (no pad token, or another one than it looks for)."""
 
 
 def check_pooling(model: nn.Module, tokenizer=None) -> None:
@@ -474,7 +475,18 @@ def check_pooling(model: nn.Module, tokenizer=None) -> None:
     one (and a batch of more than one) the model cannot find it. Refuse that clearly, and refuse a
     tokenizer that pads with another id than the model looks for, or has no pad token (the model
     would read a pad). ``Engine`` calls it, so every tool refuses such a model before computing.
+    Any model: a tokenizer whose pad id is outside the embedding table (transformers may add a pad
+    token to a decoder's tokenizer without a row for it) is refused too, since every padded batch
+    would index past the table.
     Raises ``PoolingError`` (an ``UnsupportedModelError``) saying what to set."""
+    pad_id = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if pad_id is not None and rows is not None and not 0 <= pad_id < rows:
+        raise PoolingError(
+            f"the tokenizer pads with id {pad_id} ({tokenizer.pad_token!r}), outside the model's embedding table "
+            f"of {rows} tokens, so every padded batch would fail: set tokenizer.pad_token to a token of the "
+            "vocabulary (for a decoder, e.g. its eos token) and model.config.pad_token_id to its id")
     adapter = adapter_for(model)
     if adapter.pooling != "last_non_pad":
         return
@@ -684,8 +696,9 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     if getattr(model.config, "model_type", None) not in ADAPTERS:
         infer_adapter(model)  # fail early, naming the model type and what is missing
     check_tokenizer(tokenizer, model.config, name_or_path)
-    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
-        model.config.pad_token_id = tokenizer.pad_token_id
+    rows = model.get_input_embeddings().num_embeddings
+    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id < rows:
+        model.config.pad_token_id = tokenizer.pad_token_id  # an id past the table stays unset (check_pooling refuses it)
     model.eval()
     if device is not None:
         model.to(device)

@@ -550,6 +550,26 @@ def test_decoder_whose_tokenizer_pads_with_another_id_is_refused(tmp_path):
         Engine(model, tokenizer)
 
 
+def test_pad_id_outside_the_embedding_table_is_refused_at_once(tmp_path):
+    """transformers 5 may give a decoder's tokenizer a pad token the model has no row for (a
+    Qwen2 tokenizer adding <|endoftext|>): every padded batch would index past the table. The engine
+    refuses it with attrtools' error before computing, also for a single text."""
+    import attrtools
+    from attrtools.engine import Engine
+    from attrtools.models import PoolingError
+    from attrtools.testing import build_tiny_model
+
+    model, tokenizer = attrtools.load_model(build_tiny_model("llama", str(tmp_path / "llama")))
+    rows = model.get_input_embeddings().num_embeddings
+    tokenizer.add_special_tokens({"pad_token": "<|new-pad|>"})
+    assert tokenizer.pad_token_id >= rows
+    model.config.pad_token_id = tokenizer.pad_token_id
+    with pytest.raises(PoolingError, match=f"outside the model's embedding table of {rows} tokens"):
+        Engine(model, tokenizer)
+    with pytest.raises(PoolingError):
+        attrtools.attribute(model, tokenizer, ["one text"], method="raw", cache=False)
+
+
 # ------------------------------------------------------------------------------ the command line (issue 19's CLI half)
 def _cli(args):
     from click.testing import CliRunner
