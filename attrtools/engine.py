@@ -806,7 +806,7 @@ class Engine:
         gone = pruned_heads(self.model)
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
-        public["_signed"] = bool(getattr(impl, "signed", True))
+        public["_signed"] = bool(impl.is_signed(params))
         return Attribution(
             completeness=completeness_summary(records, impl.units(self.model, params)),
             original_length=enc.original_length,

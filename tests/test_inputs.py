@@ -570,6 +570,23 @@ def test_pad_id_outside_the_embedding_table_is_refused_at_once(tmp_path):
         attrtools.attribute(model, tokenizer, ["one text"], method="raw", cache=False)
 
 
+def test_grad_input_is_signed_only_when_summed(planted, tmp_path):
+    """Gradient x input's default is an L2 norm (never negative): drawn as unsigned. Its sum
+    aggregate is signed. The flag follows the parameters, also when read back from the cache."""
+    import attrtools
+    from attrtools.cache import AttributionCache
+
+    model, tok = planted
+    for _ in range(2):  # computed, then from the cache
+        cache = AttributionCache(str(tmp_path / "c"))
+        (norm,) = attrtools.attribute(model, tok, ["alpha the beta sad"], method="grad_input", cache=cache)
+        (summed,) = attrtools.attribute(model, tok, ["alpha the beta sad"], method="grad_input", aggregate="sum",
+                                        cache=cache)
+        assert norm.params["_signed"] is False and bool((norm.scores >= 0).all())
+        assert summed.params["_signed"] is True
+    assert cache.stats["disk_hits"] + cache.stats["memory_hits"] == 2  # the second pass read both back
+
+
 # ------------------------------------------------------------------------------ the command line (issue 19's CLI half)
 def _cli(args):
     from click.testing import CliRunner

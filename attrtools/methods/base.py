@@ -211,6 +211,11 @@ class Method:
         """
         raise NotImplementedError
 
+    def is_signed(self, params: dict) -> bool:
+        """Whether scores computed with ``params`` can be negative (a diverging colour map around 0)
+        or are non-negative shares (a sequential one from 0). Default: the class's ``signed``."""
+        return self.signed
+
     def describe(self) -> dict:
         return {"name": self.name, "title": self.title, "paper": self.paper, "kind": self.kind,
                 "target": self.target, "defaults": dict(self.defaults), "invariant": self.invariant,
