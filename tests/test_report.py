@@ -114,7 +114,7 @@ def test_colour_scales_sequential_for_unsigned_diverging_with_zero_for_signed():
 
 # --------------------------------------------------------------------------------------- views
 def test_attribution_repr_html_is_a_token_heatmap(bert):
-    attribution = _attribute(bert, [Example("the movie was very good", label=1)], "grad_input")[0]
+    attribution = _attribute(bert, [Example("the movie was very good", label=1)], "grad_input", aggregate="sum")[0]  # the signed variant
     assert attribution.params["_signed"] is True
     root = parse(attribution._repr_html_())
     spans = find(root, "span", "tok")

@@ -213,7 +213,12 @@ class Method:
 
     def is_signed(self, params: dict) -> bool:
         """Whether scores computed with ``params`` can be negative (a diverging colour map around 0)
-        or are non-negative shares (a sequential one from 0). Default: the class's ``signed``."""
+        or are non-negative shares (a sequential one from 0). Methods with an ``aggregate``
+        parameter over the hidden dimension (gradient x input, IG) are signed when they sum and
+        unsigned when they take the L2 norm; otherwise the class's ``signed``."""
+        aggregate = params.get("aggregate", self.defaults.get("aggregate"))
+        if aggregate is not None:
+            return aggregate == "sum"
         return self.signed
 
     def describe(self) -> dict:

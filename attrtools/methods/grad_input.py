@@ -33,13 +33,10 @@ class GradientInput(Method):
     title = "Gradient x input (embedding output, L2 norm)"
     paper = "Kindermans et al. 2016 / Shrikumar et al. 2016; norm-based variant as in Modarressi et al. (GlobEnc) NAACL 2022"
     kind = "tokens"
-    signed = False  # the default aggregate, an L2 norm, is non-negative
+    signed = False  # its default aggregate, an L2 norm, is non-negative (see Method.is_signed)
     defaults = {"target_kind": "logit", "aggregate": "l2"}
     schema = {"target_kind": TARGET_KIND, "aggregate": Choice("l2", "sum")}
     invariant = "aggregate='sum' over tokens equals the first-order Taylor term <grad, e>; l2 scores >= 0"
-
-    def is_signed(self, params: dict) -> bool:
-        return params.get("aggregate", self.defaults["aggregate"]) == "sum"
 
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
