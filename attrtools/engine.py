@@ -83,6 +83,14 @@ def run_report() -> dict:
     return runreport.report()
 
 
+# Where each command takes the integration steps (the completeness warning names them; a test checks
+# every option against the command).
+STEPS_OPTIONS = {"attribute": ("--param",), "evaluate": ("--param",), "prune": ("--steps",), "tree": ("--steps",),
+                 "triggers": ("--steps",), "audit": ("--steps", "--rank-steps")}
+STEPS_HINT = "; ".join(f"{' / '.join(o if o != '--param' else '--param steps=...' for o in opts)} in {cmd}"
+                       for cmd, opts in STEPS_OPTIONS.items())
+
+
 class CompletenessWarning(UserWarning):
     """An integrated-gradients result misses completeness by more than the engine's tolerance."""
 
@@ -507,7 +515,7 @@ class Engine:
                 f"{example.method}: {len(over)} of {len(gaps)} attribution(s) miss IG completeness by more than "
                 f"{self.completeness_tolerance:g} (relative); worst {worst:.3g} on example "
                 f"{example.example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
-                f"converged: use more steps (--param steps=...) or another rule (steps_method)",
+                f"converged: use more steps ({STEPS_HINT}) or another rule (steps_method)",
                 CompletenessWarning, stacklevel=3)
 
     def _prepare(self, examples, method, target, batch_size=None, **params):

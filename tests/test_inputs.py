@@ -228,8 +228,11 @@ def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
     model, tok = attrtools.load_model(tiny_dirs["bert"])
     text = "the movie was very good but the plot was long"
     engine = Engine(model, tok, cache=AttributionCache(tmp_path))
-    with pytest.warns(CompletenessWarning, match=r"ig_embed: 1 of 1 .* more than 0.05"):
+    with pytest.warns(CompletenessWarning, match=r"ig_embed: 1 of 1 .* more than 0.05") as caught:
         (coarse,) = engine.attribute([text], method="ig_embed", steps=1)
+    from attrtools.engine import STEPS_HINT
+
+    assert any(STEPS_HINT in str(w.message) for w in caught)
     # The stored gap is the real one: |sum of IG - (y(e) - y(0))|.
     inputs = engine.collate([engine.encode(attrtools.Example(text))])
     target = torch.tensor([coarse.target])
@@ -260,6 +263,23 @@ def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
     coarse.save(tmp_path / "a.safetensors")
     assert attrtools.Attribution.load(tmp_path / "a.safetensors").completeness == record
     assert coarse.metadata()["completeness"] == record
+
+
+def test_completeness_hint_names_each_commands_own_steps_option():
+    """The warning tells the user which option raises the steps; each one it names exists on that
+    command (prune/triggers/audit take --steps or --rank-steps, not --param)."""
+    import click
+
+    from attrtools.cli import main
+    from attrtools.engine import STEPS_HINT, STEPS_OPTIONS
+
+    ctx = click.Context(main)
+    for name, options in STEPS_OPTIONS.items():
+        command = main.get_command(ctx, name)
+        have = {o for p in command.params for o in p.opts}
+        assert set(options) <= have, (name, set(options) - have)
+        assert all(o.split("=")[0] in STEPS_HINT for o in options) and f"in {name}" in STEPS_HINT
+    assert {"attribute", "evaluate", "prune", "tree", "triggers", "audit"} <= set(STEPS_OPTIONS)
 
 
 def test_attattr_completeness_gap_per_layer(tiny_dirs, tmp_path):
@@ -419,6 +439,10 @@ def test_input_reduction_reported_in_its_own_terms(planted, tmp_path):
     assert s["attack_success_rate"] is None and s["attack_accuracy_perc"] is None
     assert (s["reduced"], s["reached_target"], s["not_reduced"], s["skipped_attacks"]) == (2, 1, 1, 1)
     assert s["avg_words_kept_perc"] == pytest.approx((25.0 + 75.0) / 2)
+    # words as TextAttack splits them (num_words' own rule): the "'" left of a removed "'s" is no word
+    left = summarize_reduction([{"result_type": "Maximized", "perturbed_text": "' charming and affecting . ",
+                                 "num_words": 8, "num_queries": 9}])
+    assert left["avg_words_kept_perc"] == pytest.approx(100.0 * 3 / 8) and left["reached_target"] == 0
     model, tok = planted
     dev = [attrtools.Example("the alpha movie was beta", label=1), attrtools.Example("beta and alpha", label=0)]
     out = str(tmp_path / "audit")

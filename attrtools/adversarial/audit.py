@@ -158,13 +158,14 @@ def summarize_reduction(rows: list[dict]) -> dict:
     "Successful" results); ``reached_target``: those left with at most one word (TextAttack's
     target size); ``not_reduced``: inputs it could not shorten ("Failed"); ``skipped``: inputs
     the model already misclassified; ``avg_words_kept_perc``: words left, in % of the original,
-    over the reduced inputs."""
-    import re
-
+    over the reduced inputs. Words are counted by TextAttack's own splitter, the one ``num_words``
+    comes from, so punctuation left behind (the ``'`` of a removed ``'s``) is not a word."""
     import numpy as np
 
+    words_from_text = load_textattack().shared.utils.words_from_text
+
     def words(text):
-        return len(re.findall(r"[\w'-]+", str(text).replace("[[", "").replace("]]", "")))
+        return len(words_from_text(str(text).replace("[[", "").replace("]]", "")))
 
     reduced = [r for r in rows if r["result_type"] in ("Maximized", "Successful")]
     kept = [100.0 * words(r["perturbed_text"]) / r["num_words"] for r in reduced if r["num_words"]]
