@@ -51,7 +51,8 @@ def main(base, train_spec, dev_spec, text_column, pair_column, label_column, lim
     from attrtools.training import finetune
 
     transformers.logging.set_verbosity_error()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if not os.environ.get("OMP_NUM_THREADS"):  # a user's thread limit wins (shared machines)
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
     train = load_examples(train_spec, text_column, pair_column, label_column)
     if limit is not None and limit < len(train):
         train = random.Random(seed).sample(train, limit)
