@@ -348,6 +348,9 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
             rows += [result_row(res, recipe, i) for res, i in zip(chunk_results, chunk)]
             write_rows(results_path, rows)
             bar.update(len(chunk))
+            if not progress:  # no bar (not a terminal): one line per chunk, so a long audit is not silent
+                print(f"audit: {recipe}: {pos + len(chunk)} of {len(todo)} example(s) attacked "
+                      f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
         seconds = time.time() - start
         queries = sum(int(r.perturbed_result.num_queries) for r in results)
         session[recipe] = {"textattack_metrics": textattack_metrics(results), "seconds": round(seconds, 2),
