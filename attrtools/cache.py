@@ -5,7 +5,8 @@ disk tier of safetensors files. One cache is shared by every tool, run and proce
 
 - ``get(key) -> (tensor, meta) | None`` and ``put(key, tensor, meta)``; ``key`` is the engine's
   sha256 hex digest (any other string is hashed to one), ``meta`` a JSON-serialisable dict.
-- **Memory tier**: an LRU bounded in bytes (``memory_bytes``; 0 turns it off). Tensors stay on the
+- **Memory tier**: an LRU bounded in bytes (``memory_bytes``; 0 turns it off; each entry counts
+  its tensor's bytes plus ``ENTRY_OVERHEAD`` for its key and metadata). Tensors stay on the
   device they were put from (the compute device), so a warm hit moves no data. ``get(key,
   device=...)`` moves a hit to the requested device.
 - **Disk tier**: one file per entry, ``<dir>/<key[:2]>/<key>.safetensors``. The safetensors
@@ -54,6 +55,7 @@ SUFFIX = ".safetensors"
 TMP_PREFIX = ".tmp-"
 STALE_TMP_SECONDS = 3600
 DEFAULT_MEMORY_BYTES = 256 * 2 ** 20
+ENTRY_OVERHEAD = 1024  # bytes a memory-tier entry costs besides its tensor (measured: about 0.8-1 KiB)
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}
 
@@ -203,6 +205,7 @@ class AttributionCache:
     """Two-tier (memory LRU on device + safetensors on disk) content-addressed attribution cache."""
 
     accepts_device = True  # the engine passes ``device=`` to get() when this is set
+    accepts_remember = True  # ... and ``remember=False`` to get()/put() in one-pass (streamed) jobs
 
     def __new__(cls, cache_dir=None, *args, **kwargs):
         if cls is AttributionCache:
@@ -243,8 +246,9 @@ class AttributionCache:
         return os.path.join(self.directory, name[:2], name + SUFFIX)
 
     # ------------------------------------------------------------------------------ get / put
-    def get(self, key: str, device=None):
-        """``(tensor, meta)`` or None. Memory first, then disk (a disk hit is promoted to memory)."""
+    def get(self, key: str, device=None, remember: bool = True):
+        """``(tensor, meta)`` or None. Memory first, then disk (a disk hit is promoted to memory
+        unless ``remember`` is False: a one-pass reader would only push useful entries out)."""
         target = torch.device(device) if device is not None else self.device
         with self._lock:
             entry = self._memory.get(key)
@@ -278,12 +282,14 @@ class AttributionCache:
         self.stats["disk_hits"] += 1
         if target is not None:
             stored = stored.to(target)
-        self._remember(key, stored, meta)
+        if remember:
+            self._remember(key, stored, meta)
         return self._out(stored, target), dict(meta)
 
-    def put(self, key: str, tensor: torch.Tensor, meta: dict | None = None) -> None:
-        """Store ``tensor`` (any device) with JSON-serialisable ``meta`` in both tiers. The disk
-        write is atomic; a concurrent put of the same key by another process is harmless."""
+    def put(self, key: str, tensor: torch.Tensor, meta: dict | None = None, remember: bool = True) -> None:
+        """Store ``tensor`` (any device) with JSON-serialisable ``meta`` in both tiers (on disk
+        only when ``remember`` is False and there is a disk tier). The disk write is atomic; a
+        concurrent put of the same key by another process is harmless."""
         meta = dict(meta or {})
         stored = tensor.detach()
         if not stored.is_floating_point():
@@ -291,7 +297,8 @@ class AttributionCache:
         stored = stored.to(_DTYPES[self.dtype]) if self.dtype == "fp16" else stored
         stored = stored.clone().contiguous()
         self.stats["puts"] += 1
-        self._remember(key, stored, meta)
+        if remember or not self.disk:
+            self._remember(key, stored, meta)
         if self.disk and self.writable:
             try:
                 self._write(key, stored, meta)
@@ -334,7 +341,9 @@ class AttributionCache:
         return out.clone() if out is tensor else out  # callers may modify what they get
 
     def _remember(self, key: str, tensor: torch.Tensor, meta: dict) -> None:
-        size = tensor.numel() * tensor.element_size()
+        # What an entry holds besides its tensor's bytes (key, metadata, objects) counts too, so
+        # the budget bounds the tier's memory however small the tensors are.
+        size = tensor.numel() * tensor.element_size() + ENTRY_OVERHEAD
         if size > self.memory_bytes:
             return
         with self._lock:

@@ -19,8 +19,11 @@ Out-of-memory errors halve the batch; at batch size 1 they halve the method's in
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
@@ -40,6 +43,11 @@ from .types import FORMAT_VERSION, Attribution, Example
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
 VOLATILE_PARAMS = frozenset({"internal_batch_size"})
+# Examples per window of a streamed job (``Engine.stream_window``): large enough that length
+# sorting pads as tightly as over the whole dataset, small enough that the per-example state
+# (tokens, word alignment, targets) stays a few megabytes.
+STREAM_WINDOW = 1024
+STREAM_WINDOW_ENV = "ATTRTOOLS_STREAM_WINDOW"  # overrides it (every rank of a job must see the same value)
 
 
 @dataclass
@@ -322,6 +330,11 @@ class Engine:
         self._call_fingerprints: tuple[str, str] | None = None
         self._tokenizer_fp = None
         self._partial: dict[int, dict] = {}
+        #: Examples a streamed job (``stream``) tokenizes, plans, computes and reads back at a time:
+        #: what it holds per example (encodings, targets, the plan) is bounded by this, not by the
+        #: dataset. Every process of a distributed job uses the same windows.
+        self.stream_window = _stream_window()
+        self._remember = True  # False while a streamed job runs: entries skip the memory tier
         self.uses_token_types = adapter_for(model).uses_token_type_ids and \
             getattr(model.config, "type_vocab_size", 1) > 1
 
@@ -500,23 +513,28 @@ class Engine:
         self._report_completeness(results)
         return results
 
-    def _report_completeness(self, results):
-        gaps = [(r.completeness["worst_relative_gap"], r) for r in results if r is not None and r.completeness]
-        if not gaps:
+    def _report_completeness(self, results, stacklevel: int = 4):
+        tally = _GapTally(self.completeness_tolerance)
+        for r in results:
+            tally.add(r)
+        self._report_gaps(tally, stacklevel)
+
+    def _report_gaps(self, tally: "_GapTally", stacklevel: int = 3):
+        """``stats`` and the run report (``runreport``) from a call's completeness tally, and one
+        ``CompletenessWarning`` when some result misses by more than the tolerance."""
+        if tally.worst is None:
             self.stats.pop("worst_completeness_gap", None)
             return
-        worst, example = max(gaps, key=lambda item: item[0])
+        worst, method, example_id, where = tally.worst
         self.stats["worst_completeness_gap"] = worst
-        runreport.note_completeness(worst, example.method, example.example_id, example.completeness.get("worst_unit"))
-        over = [g for g, _ in gaps if g > self.completeness_tolerance]
-        if over:
-            where = example.completeness.get("worst_unit")
+        runreport.note_completeness(worst, method, example_id, where)
+        if tally.over:
             warnings.warn(
-                f"{example.method}: {len(over)} of {len(gaps)} attribution(s) miss IG completeness by more than "
+                f"{method}: {tally.over} of {tally.count} attribution(s) miss IG completeness by more than "
                 f"{self.completeness_tolerance:g} (relative); worst {worst:.3g} on example "
-                f"{example.example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
+                f"{example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
                 f"converged: use more steps ({STEPS_HINT}) or another rule (steps_method)",
-                CompletenessWarning, stacklevel=3)
+                CompletenessWarning, stacklevel=stacklevel)
 
     def _prepare(self, examples, method, target, batch_size=None, **params):
         """Tokenize, resolve target specs and units: what every path of ``attribute`` starts from."""
@@ -600,81 +618,118 @@ class Engine:
     def stream(self, examples, method: str = "attattr", target=None, batch_size: int | None = None,
                **params):
         """Like ``attribute`` but yields the ``Attribution`` objects one at a time in input order,
-        never holding the dataset's results: every missing unit is computed and written to the
-        cache first (batch by batch), then each example is read back. Under a launcher
-        (``WORLD_SIZE > 1``) each rank computes its share of the plan and only rank 0 yields.
-        Needs a cache that keeps entries (a disk or object-store tier); without one it falls back
-        to ``attribute`` (results held in memory)."""
+        in memory independent of the dataset's size: ``examples`` (any iterable, read once) go in
+        windows of ``stream_window`` examples; each window is tokenized, planned, computed into the
+        cache (batch by batch) and read back before the next one is read. Entries go to the disk
+        tier only (a one-pass job would only fill the memory tier). Under a launcher
+        (``WORLD_SIZE > 1``) each rank computes its share of each window's plan and only rank 0
+        yields. Needs a cache that keeps entries (a disk or object-store tier); without one it
+        falls back to ``attribute`` (results held in memory).
+
+        A per-example ``target`` list is consumed alongside the examples. The IG completeness
+        report (``stats``, ``run_report()``, ``CompletenessWarning``) comes when the stream ends."""
         if self.cache is None or not getattr(self.cache, "disk", True):
             if distributed.is_distributed():
                 raise distributed.DistributedError(
                     "a distributed job needs the attribution cache on storage every rank sees (drop --no-cache)")
             yield from self.attribute(examples, method, target, batch_size, **params)
             return
+        tally = _GapTally(self.completeness_tolerance)
         self._call_fingerprints = self._fingerprints()
         try:
-            yield from self._sharded(examples, method, target, batch_size, params, emit="main")
+            for result in self._sharded(examples, method, target, batch_size, params, emit="main"):
+                tally.add(result)
+                yield result
         finally:
             self._call_fingerprints = None
+        self._report_gaps(tally)
 
     def _sharded(self, examples, method, target, batch_size, params, emit: str):
         """Compute this rank's share of the plan into the cache, wait for every rank, then read the
-        results back in input order (``emit``: "main" yields on rank 0 only, "all" on every rank)."""
+        results back in input order (``emit``: "main" yields on rank 0 only, window by window of
+        ``stream_window`` examples, bypassing the memory tier; "all" yields on every rank, the
+        examples as one window)."""
         here = distributed.init()
         if self.cache is None or not getattr(self.cache, "disk", True):
             raise distributed.DistributedError(
                 "a distributed job needs the attribution cache on storage every rank sees (drop --no-cache)")
         distributed.check_shared_cache(self.cache)
-        impl, params, encoded, specs, unit_list = self._prepare(examples, method, target, batch_size, **params)
         batch_size = batch_size or self.batch_size
-        # Rank 0 looks up what is missing and every rank takes that: nobody computes (and writes)
-        # before the lookup is complete, so all ranks plan from the same state of the cache.
-        pending = None
-        if here.is_main:
-            pending = {}
-            for i, enc in enumerate(encoded):
-                missing = self._missing(enc, impl, params, specs[i], unit_list)
-                if missing:
-                    pending[i] = missing
-        pending = distributed.broadcast(pending)
-        batches = self.plan_pending(encoded, pending, batch_size, params)
-        distributed.agree(_plan_digest(batches, pending), "the batch plan")
-        costs = [b.cost for b in batches]
-        mine = distributed.shard(costs, here.rank, here.size)
-        self.last_plan = {"world_size": here.size, "batches": [
-            {"indices": list(b.members), "units": list(pending[b.members[0]]), "cost": b.cost, "rank": r}
-            for b, r in zip(batches, distributed.assign(costs, here.size))]}
-        counter = distributed.Counter(f"{method}-examples")
-        bar = _progress(len(encoded), self.progress and here.is_main, f"{method}")
-        bar.update(len(encoded) - len(pending))
-        done = len(encoded) - len(pending)
+        window = self.stream_window if emit == "main" else None
+        self.last_plan = {"world_size": here.size, "window": window, "batches": []}
+        total = len(examples) if hasattr(examples, "__len__") else None
+        bar = _progress(total, self.progress and here.is_main, f"{method}")
+        offset = 0
+        try:
+            for chunk, targets in _windows(examples, target, window):
+                yield from self._shard_window(chunk, offset, method, targets, batch_size, params, emit, here, bar)
+                offset += len(chunk)
+        finally:
+            bar.close()
 
-        def report(count):
-            bar.n = done + count
-            bar.refresh()
+    def _shard_window(self, examples, offset, method, target, batch_size, params, emit, here, bar):
+        """One window of ``_sharded``: ``offset`` is its first example's position in the job."""
+        streamed = emit == "main"
+        with self._memory_tier(not streamed):
+            impl, params, encoded, specs, unit_list = self._prepare(examples, method, target, batch_size, **params)
+            # Rank 0 looks up what is missing and every rank takes that: nobody computes (and writes)
+            # before the lookup is complete, so all ranks plan from the same state of the cache.
+            pending = None
+            if here.is_main:
+                pending = {}
+                for i, enc in enumerate(encoded):
+                    missing = self._missing(enc, impl, params, specs[i], unit_list)
+                    if missing:
+                        pending[i] = missing
+            pending = distributed.broadcast(pending)
+            batches = self.plan_pending(encoded, pending, batch_size, params)
+            distributed.agree(_plan_digest(batches, pending), "the batch plan")
+            costs = [b.cost for b in batches]
+            ranks = distributed.assign(costs, here.size)
+            mine = [b for b, r in enumerate(ranks) if r == here.rank]
+            self.last_plan["batches"].extend(
+                {"indices": [offset + i for i in b.members], "units": list(pending[b.members[0]]), "cost": b.cost,
+                 "rank": r} for b, r in zip(batches, ranks))
+            counter = distributed.Counter(f"{method}-examples")
+            done = bar.n + len(encoded) - len(pending)
+            bar.update(len(encoded) - len(pending))
 
-        computed_before = self.stats["computed"]
-        for b in mine:
-            params, batch_size = self._run([list(batches[b].members)], batch_size, encoded, impl, params, specs,
-                                           pending, _Discard(),
-                                           lambda n: report(counter.add(n)) if here.is_main else counter.add(n))
-            _trim_heap()
-        counter.wait(len(pending), report if here.is_main else None)
-        bar.close()
-        computed = sum(distributed.all_gather(self.stats["computed"] - computed_before))
-        self.stats["computed"] = computed_before + computed
-        self.stats["hits"] += len(encoded) - len(pending)
+            def report(count):
+                bar.n = done + count
+                bar.refresh()
+
+            computed_before = self.stats["computed"]
+            for b in mine:
+                params, batch_size = self._run([list(batches[b].members)], batch_size, encoded, impl, params, specs,
+                                               pending, _Discard(),
+                                               lambda n: report(counter.add(n)) if here.is_main else counter.add(n))
+                _trim_heap()
+            counter.wait(len(pending), report if here.is_main else None)
+            computed = sum(distributed.all_gather(self.stats["computed"] - computed_before))
+            self.stats["computed"] = computed_before + computed
+            self.stats["hits"] += len(encoded) - len(pending)
         if emit == "main" and not here.is_main:
             return
         for i, enc in enumerate(encoded):
             result: list = [None]
-            missing = self._lookup_into(enc, impl, params, specs[i], unit_list, result)
-            if missing:  # vanished meanwhile (evicted, deleted): compute it alone
-                self._partial = {}
-                holder = {0: None}
-                self._compute_batch([0], [enc], impl, params, [specs[i]], {0: missing}, holder)
-                result[0] = holder[0]
+            with self._memory_tier(not streamed):
+                missing = self._lookup_into(enc, impl, params, specs[i], unit_list, result)
+                if missing:  # vanished meanwhile (evicted, deleted): compute it alone
+                    self._partial = {}
+                    holder = {0: None}
+                    self._compute_batch([0], [enc], impl, params, [specs[i]], {0: missing}, holder)
+                    result[0] = holder[0]
             yield result[0]
+        _trim_heap()
+
+    @contextlib.contextmanager
+    def _memory_tier(self, on: bool):
+        """Whether cache reads and writes in the block keep entries in the cache's memory tier."""
+        saved, self._remember = self._remember, on
+        try:
+            yield
+        finally:
+            self._remember = saved
 
     def _missing(self, enc, impl, params, spec, unit_list) -> list:
         """The units of one example the cache does not hold (read nothing but existence when the
@@ -712,8 +767,12 @@ class Engine:
     # ------------------------------------------------------------------------------ internals
     def _get(self, key):
         if getattr(self.cache, "accepts_device", False):
-            return self.cache.get(key, device=model_device(self.model))
+            return self.cache.get(key, device=model_device(self.model), **self._tier_options())
         return self.cache.get(key)
+
+    def _tier_options(self) -> dict:
+        """``remember=False`` for a cache with a memory tier while a streamed job runs."""
+        return {} if self._remember or not getattr(self.cache, "accepts_remember", False) else {"remember": False}
 
     def _lookup(self, i, enc, impl, params, spec, unit_list, results):
         """Fill results[i] from the cache if every unit is there; else return the missing units
@@ -794,7 +853,7 @@ class Engine:
                     extra = {"completeness": records[unit]} if unit in records else {}
                     self.cache.put(self.key(encoded[i], impl.name, params, specs[i], unit), part,
                                    dict(meta, method=impl.name, kind=impl.kind, model=model_fp, unit=unit,
-                                        n_tokens=encoded[i].length, **extra))
+                                        n_tokens=encoded[i].length, **extra), **self._tier_options())
             self.stats["units_computed"] += len(units)
             partial = self._partial.pop(i, None)
             if partial:
@@ -889,9 +948,61 @@ def _trim_heap() -> None:
         _LIBC[0].malloc_trim(0)
 
 
+def _stream_window() -> int:
+    value = os.environ.get(STREAM_WINDOW_ENV, "")
+    if not value:
+        return STREAM_WINDOW
+    try:
+        window = int(value)
+    except ValueError:
+        window = 0
+    if window < 1:
+        raise ParameterError(f"{STREAM_WINDOW_ENV}={value!r}: give a number of examples, at least 1")
+    return window
+
+
+def _windows(examples, target, window: int | None):
+    """``(examples, targets)`` windows of at most ``window`` examples (None: one window), read
+    lazily from any iterable; a per-example ``target`` sequence is sliced alongside. At least one
+    (possibly empty) window, so an empty job still checks its method and parameters."""
+    per_example = isinstance(target, Sequence) and not isinstance(target, str)
+    if window is None:
+        yield list(examples), target
+        return
+    source, offset, first = iter(examples), 0, True
+    while True:
+        chunk = list(itertools.islice(source, window))
+        if not chunk and not first:
+            return
+        yield chunk, (target[offset: offset + len(chunk)] if per_example else target)
+        offset += len(chunk)
+        first = False
+        if len(chunk) < window:
+            return
+
+
 def _plan_digest(batches, pending) -> str:
     text = json.dumps([[list(b.members), list(pending[b.members[0]]), b.cost] for b in batches], default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _GapTally:
+    """The worst IG completeness gap of a call's results, kept as they pass (nothing else held)."""
+
+    def __init__(self, tolerance: float):
+        self.tolerance = tolerance
+        self.count = 0  # results with a completeness record
+        self.over = 0  # ... whose worst relative gap exceeds the tolerance
+        self.worst = None  # (gap, method, example_id, worst unit)
+
+    def add(self, result) -> None:
+        if result is None or not result.completeness:
+            return
+        gap = result.completeness["worst_relative_gap"]
+        self.count += 1
+        self.over += gap > self.tolerance
+        if self.worst is None or gap > self.worst[0]:
+            self.worst = (gap, result.method, result.example_id, result.completeness.get("worst_unit"))
 
 
 class _Discard(dict):
@@ -905,7 +1016,7 @@ class _NullBar:
     n = 0
 
     def update(self, n=1):
-        pass
+        self.n += n
 
     def refresh(self):
         pass

@@ -51,11 +51,13 @@ def _texts(count, seed=0):
 
 # ------------------------------------------------------------------------------ the cache alone
 def test_memory_tier_is_lru_in_bytes_and_disk_backs_it(tmp_path):
-    cache = AttributionCache(tmp_path, memory_bytes=3 * 400)
+    from attrtools.cache import ENTRY_OVERHEAD
+
+    cache = AttributionCache(tmp_path, memory_bytes=3 * (400 + ENTRY_OVERHEAD))
     tensors = {f"{i:064x}": torch.randn(100) for i in range(4)}  # 400 bytes each
     for key, value in tensors.items():
         cache.put(key, value, {"i": key[-1]})
-    assert cache.memory_used == 1200 and len(cache._memory) == 3
+    assert cache.memory_used == 3 * (400 + ENTRY_OVERHEAD) and len(cache._memory) == 3
     first = next(iter(tensors))
     assert first not in cache._memory  # least recently used went first
     got, meta = cache.get(first)  # served by disk, promoted to memory
@@ -66,6 +68,29 @@ def test_memory_tier_is_lru_in_bytes_and_disk_backs_it(tmp_path):
     again.add_(1.0)  # what a caller gets is its own copy
     assert torch.equal(cache.get(first)[0], tensors[first])
     assert cache.get("f" * 64) is None and cache.stats["misses"] == 1
+
+
+def test_one_pass_reads_and_writes_skip_the_memory_tier(tmp_path):
+    from attrtools.cache import ENTRY_OVERHEAD
+
+    cache = AttributionCache(tmp_path)
+    value = torch.randn(3, 5)
+    cache.put("a" * 64, value, {"i": 1}, remember=False)
+    assert cache.memory_used == 0 and "a" * 64 in cache  # on disk only
+    got, meta = cache.get("a" * 64, remember=False)
+    assert torch.equal(got, value) and meta == {"i": 1}
+    assert cache.memory_used == 0 and cache.stats["disk_hits"] == 1  # read, not promoted
+    cache.get("a" * 64)
+    assert cache.memory_used == 15 * 4 + ENTRY_OVERHEAD  # an ordinary read promotes it
+    # without a disk tier the memory tier is the cache: remember=False cannot drop the entry
+    memory_only = AttributionCache(tmp_path / "m", disk=False)
+    memory_only.put("b" * 64, value, remember=False)
+    assert torch.equal(memory_only.get("b" * 64)[0], value)
+    # tiny tensors: the per-entry overhead keeps the tier within its budget in entries too
+    small = AttributionCache(tmp_path / "s", memory_bytes=10 * (ENTRY_OVERHEAD + 4), disk=False)
+    for i in range(50):
+        small.put(f"{i:064x}", torch.ones(1))
+    assert len(small._memory) == 10 and small.memory_used <= small.memory_bytes
 
 
 def test_fp32_bitwise_fp16_halves_disk(tmp_path):

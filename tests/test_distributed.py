@@ -166,6 +166,33 @@ def test_no_launcher_is_the_single_process_path(planted, monkeypatch, tmp_path):
         distributed.world()
 
 
+def test_stream_goes_in_windows_and_equals_attribute(planted, tmp_path):
+    """A streamed job holds one window of examples at a time and keeps nothing in the memory
+    tier; its results (per-example targets included) are ``attribute``'s, in input order."""
+    model, tok = planted
+    texts = [t for t, _ in planted_dataset(10, seed=6)]
+    targets = [i % 2 for i in range(10)]
+    listed = Engine(model, tok, cache=AttributionCache(tmp_path / "a"), batch_size=3).attribute(
+        texts, target=targets, steps=4)
+    cache = AttributionCache(tmp_path / "s")
+    engine = Engine(model, tok, cache=cache, batch_size=3)
+    engine.stream_window = 4
+    streamed = list(engine.stream(iter(texts), target=targets, steps=4))  # any iterable, read once
+    assert [a.text for a in streamed] == texts and [a.target for a in streamed] == targets
+    assert all(torch.allclose(a.scores, b.scores, rtol=0, atol=1e-6) for a, b in zip(listed, streamed))
+    assert engine.stats["computed"] == 10 and cache.memory_used == 0 and cache.stats["puts"] == 20
+    batches = engine.last_plan["batches"]
+    assert sorted(i for b in batches for i in b["indices"]) == list(range(10))
+    assert all(len({i // 4 for i in b["indices"]}) == 1 for b in batches)  # no batch spans two windows
+    assert engine.stats["worst_completeness_gap"] >= 0  # the IG report comes at the end of the stream
+    again = Engine(model, tok, cache=AttributionCache(tmp_path / "s"), batch_size=3)
+    again.stream_window = 3
+    reread = list(again.stream(texts, target=targets, steps=4))
+    assert (again.stats["computed"], again.stats["hits"]) == (0, 10)
+    assert all(torch.equal(a.scores, b.scores) for a, b in zip(streamed, reread))  # cached == computed
+    assert list(Engine(model, tok, cache=AttributionCache(tmp_path / "e")).stream([], steps=4)) == []
+
+
 # ------------------------------------------------------------------------------ under torchrun
 SENTINEL_SCRIPT = textwrap.dedent("""
     import os, sys
@@ -205,14 +232,17 @@ def test_attribute_dataset_two_ranks_equals_one_process(planted_dir, tmp_path):
     common = ["attribute", "--model", planted_dir, "--dataset", data, "--param", "steps=6", "--batch-size", "4"]
     single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "one")])
     assert single.exit_code == 0, single.output
-    proc = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(tmp_path / "two")])
+    # the ranks stream in windows of 8 examples (4 windows), the single process in one window
+    proc = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(tmp_path / "two")],
+                     ATTRTOOLS_STREAM_WINDOW="8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "two" / "attributions")
     summary = dict(re.findall(r"^(computed|from cache|examples|ranks)\s+(\d+)$", proc.stdout, re.M))
     assert summary == {"examples": "30", "computed": "30", "from cache": "0", "ranks": "2"}, proc.stdout
     assert proc.stdout.count("examples") == 1  # one summary, from rank 0
     plan = json.loads((tmp_path / "two" / "plan.json").read_text())
-    assert plan["world_size"] == 2 and {b["rank"] for b in plan["batches"]} == {0, 1}
+    assert plan["world_size"] == 2 and plan["window"] == 8 and {b["rank"] for b in plan["batches"]} == {0, 1}
+    assert sorted(i for b in plan["batches"] for i in b["indices"]) == list(range(30))
     assert json.loads((tmp_path / "two" / "run_config.json").read_text())["world_size"] == 2
     # The cache entries are the single process's, bit for bit: a rerun reads everything.
     again = _torchrun([*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "three")])

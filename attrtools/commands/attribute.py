@@ -70,19 +70,21 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     # token scores and views from the saved files, one at a time (the run never holds all results)
     from ..types import Attribution
 
-    saved = [os.path.join(out, f"{i:06d}.safetensors") for i in range(count)]
-    csv_path = write_token_scores(os.path.join(run_dir, "token_scores.csv"), (Attribution.load(f) for f in saved))
+    def saved():
+        return (os.path.join(out, f"{i:06d}.safetensors") for i in range(count))
+
+    csv_path = write_token_scores(os.path.join(run_dir, "token_scores.csv"), (Attribution.load(f) for f in saved()))
     pages = {}
     if write_html:
         from ..types import Attributions
 
         views = os.path.join(run_dir, "views")
-        for index, path in enumerate(saved):
+        for index, path in enumerate(saved()):
             Attribution.load(path).to_html(os.path.join(views, f"{index:06d}.html"))
-        Attributions([Attribution.load(f) for f in saved]).to_html(os.path.join(views, "index.html"))
+        Attributions([Attribution.load(f) for f in saved()]).to_html(os.path.join(views, "index.html"))
         pages["html"] = os.path.join(views, "index.html")
     if texts:
-        for path in saved:
+        for path in saved():
             click.echo(format_scores(Attribution.load(path)))
     echo_summary({"method": method, "examples": count, "computed": engine.stats["computed"],
                   "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
@@ -91,21 +93,22 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
 
 
 def write_token_scores(path: str, attributions) -> str:
-    """``example,position,token,score,special`` for every token of every attribution (``token_scores()``)."""
+    """``example,position,token,score,special`` for every token of every attribution (``token_scores()``),
+    written row by row (atomic: the file appears complete or not at all)."""
     import csv
-    import io
 
-    from ..io import write_text
+    from ..io import atomic_path
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["example", "example_id", "position", "token", "score", "special"])
-    for index, a in enumerate(attributions):
-        special = a.special_tokens_mask or [0] * a.n_tokens
-        for position, (token, score) in enumerate(zip(a.tokens, a.token_scores().tolist())):
-            writer.writerow([index, a.example_id if a.example_id is not None else "", position, token,
-                             f"{score:.6g}", int(special[position])])
-    return write_text(path, buffer.getvalue())
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["example", "example_id", "position", "token", "score", "special"])
+            for index, a in enumerate(attributions):
+                special = a.special_tokens_mask or [0] * a.n_tokens
+                for position, (token, score) in enumerate(zip(a.tokens, a.token_scores().tolist())):
+                    writer.writerow([index, a.example_id if a.example_id is not None else "", position, token,
+                                     f"{score:.6g}", int(special[position])])
+    return path
 
 
 def format_scores(attribution, width: int = 100) -> str:
