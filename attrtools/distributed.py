@@ -21,6 +21,7 @@ statistics travel through ``all_gather`` and a counter in the launcher's key-val
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import time
@@ -99,8 +100,29 @@ def _dist():
     return dist
 
 
+_alone = [0]  # depth of nested ``alone()`` blocks
+
+
+@contextlib.contextmanager
+def alone():
+    """A block in which this rank works on its own share of a job (e.g. the audit's attacks): the
+    collectives here are no-ops and the engine computes whatever it is asked in this process,
+    as without a launcher. Any collective call on one rank only would otherwise wait forever."""
+    _alone[0] += 1
+    try:
+        yield
+    finally:
+        _alone[0] -= 1
+
+
+def sharding() -> bool:
+    """True when dataset work is split across ranks: under a launcher, outside ``alone()``."""
+    return is_distributed() and not _alone[0]
+
+
 def initialized() -> bool:
-    if not is_distributed():
+    """True when this rank is in a process group and collectives are live (not inside ``alone()``)."""
+    if not sharding():
         return False
     dist = _dist()
     return dist.is_available() and dist.is_initialized()

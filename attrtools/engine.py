@@ -554,7 +554,7 @@ class Engine:
 
     def _attribute(self, examples, method, target, batch_size, **params):
         self._partial = {}
-        if distributed.is_distributed():
+        if distributed.sharding():
             return list(self._sharded(examples, method, target, batch_size, params, emit="all"))
         impl, params, encoded, specs, unit_list = self._prepare(examples, method, target, batch_size, **params)
 
@@ -629,7 +629,7 @@ class Engine:
         A per-example ``target`` list is consumed alongside the examples. The IG completeness
         report (``stats``, ``run_report()``, ``CompletenessWarning``) comes when the stream ends."""
         if self.cache is None or not getattr(self.cache, "disk", True):
-            if distributed.is_distributed():
+            if distributed.sharding():
                 raise distributed.DistributedError(
                     "a distributed job needs the attribution cache on storage every rank sees (drop --no-cache)")
             yield from self.attribute(examples, method, target, batch_size, **params)
@@ -649,7 +649,7 @@ class Engine:
         results back in input order (``emit``: "main" yields on rank 0 only, window by window of
         ``stream_window`` examples, bypassing the memory tier; "all" yields on every rank, the
         examples as one window)."""
-        here = distributed.init()
+        here = distributed.init() if distributed.sharding() else distributed.World()
         if self.cache is None or not getattr(self.cache, "disk", True):
             raise distributed.DistributedError(
                 "a distributed job needs the attribution cache on storage every rank sees (drop --no-cache)")

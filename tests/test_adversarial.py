@@ -246,3 +246,22 @@ def test_audit_on_planted_model(ta, planted, planted_triggers, tmp_path):
     first_table = html.split("<tbody>")[1].split("</tbody>")[0]
     assert first_table.count("<tr>") == 3  # one row per attack, TextAttack's metrics in the columns
     assert "data:image/png;base64," in html  # the accuracy-under-attack chart
+
+
+def test_audit_results_depend_on_neither_chunks_nor_resume_point(ta, planted, tmp_path):
+    """Each example is attacked from the same seeded state with empty caches: a randomized recipe
+    gives the same rows whatever the chunking, and a resumed run the rows of an uninterrupted one
+    (what lets the ranks of a distributed audit split the examples)."""
+    from attrtools.adversarial.audit import run_audit
+
+    model, tok = planted
+    dev = [Example(t, label=l) for t, l in planted_dataset(5, seed=33)]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    run_audit(model, tok, dev, str(whole), recipes=("deepwordbug",), chunk_size=5, progress=False)
+    run_audit(model, tok, dev, str(parts), recipes=("deepwordbug",), chunk_size=2, progress=False)
+    assert (whole / "results.csv").read_bytes() == (parts / "results.csv").read_bytes()
+    lines = (parts / "results.csv").read_text().splitlines(keepends=True)
+    (parts / "results.csv").write_text("".join(lines[:3]))  # killed after two examples
+    summary = run_audit(model, tok, dev, str(parts), recipes=("deepwordbug",), chunk_size=3, progress=False)
+    assert summary["recipes"]["deepwordbug"]["this_session"]["examples"] == 3
+    assert (whole / "results.csv").read_bytes() == (parts / "results.csv").read_bytes()

@@ -40,7 +40,21 @@ def _env(**extra):
 def _torchrun(args, nproc=2, extra=(), timeout=600, **env):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            *extra, "-m", "attrtools", *args]
-    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
+    return _run_group(cmd, _env(**env), timeout)
+
+
+def _run_group(cmd, env, timeout):
+    """``subprocess.run`` in its own session: on a timeout the launcher *and its ranks* are killed
+    (killing torchrun alone would leave the ranks running)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _dataset(path, count, seed):
@@ -216,7 +230,7 @@ def test_shared_cache_sentinel_fails_fast_when_ranks_see_different_folders(tmp_p
     for mode in ("shared", "private"):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                str(script), str(tmp_path / mode), mode]
-        proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+        proc = _run_group(cmd, _env(), 300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         if mode == "shared":
             assert sorted(re.findall(r"rank \d ok", proc.stdout)) == ["rank 0 ok", "rank 1 ok"], proc.stdout
@@ -310,8 +324,8 @@ def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
         spec.write_text(json.dumps(_commands(planted_dir, data, str(tmp_path / mode))))
         launcher = [sys.executable] if mode == "one" else \
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-        proc = subprocess.run([*launcher, str(script), str(spec)], capture_output=True, text=True, timeout=1200,
-                              env=_env(ATTRTOOLS_CACHE=str(tmp_path / f"cache-{mode}")))
+        proc = _run_group([*launcher, str(script), str(spec)], _env(ATTRTOOLS_CACHE=str(tmp_path / f"cache-{mode}")),
+                          1200)
         assert proc.returncode == 0, proc.stderr[-4000:]
     for command, names in COMPARED.items():
         for name in names:
@@ -324,6 +338,59 @@ def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
         _csv_without(tmp_path / "two" / "evaluate" / "faithfulness.csv", timing)
     # only rank 0 wrote: no stray outputs from rank 1 anywhere in the run folders
     assert sorted(os.listdir(tmp_path / "two")) == sorted(COMPARED)
+
+
+# ------------------------------------------------------------------------------ the audit
+def test_audit_shares_partition_examples_by_cost():
+    from attrtools.adversarial.audit import audit_shares
+
+    todo = [0, 2, 3, 5, 8, 9, 11]
+    lengths = [30, 8, 9, 31, 7, 10, 29]
+    shares = audit_shares(todo, lengths, 2)
+    assert sorted(i for share in shares for i in share) == todo and all(s == sorted(s) for s in shares)
+    long_ones = {0, 5, 11}
+    assert long_ones & set(shares[0]) and long_ones & set(shares[1])  # not one rank with every long input
+    assert audit_shares(todo, lengths, 2) == shares and audit_shares(todo, lengths, 1) == [todo]
+
+
+def _summary_numbers(path, session=True):
+    """summary.json without wall times and rates (and without this session's record if not ``session``)."""
+    summary = json.loads(path.read_text())
+    for recipe in summary["recipes"].values():
+        if not session:
+            recipe.pop("this_session", None)
+        for key in ("seconds", "model_inputs_per_second", "queries_per_second"):
+            recipe.get("this_session", {}).pop(key, None)
+    return summary
+
+
+def test_audit_two_ranks_equals_one_process_and_resumes(planted_dir, tmp_path):
+    data = _dataset(tmp_path / "data.jsonl", 16, seed=51)
+    common = ["audit", "--model", planted_dir, "--dataset", data, "--train-dataset", data, "--num-train-examples",
+              "8", "--steps", "4", "--num-examples", "6", "--recipes", "deepwordbug", "--chunk-size", "2",
+              "--no-progress"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(one)])
+    assert single.exit_code == 0, single.output
+    proc = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("deepwordbug") == 1  # one summary, from rank 0
+    for name in ("results.csv", "per_class.csv", "triggers.json"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    assert len((one / "results.csv").read_text().splitlines()) == 1 + 2 * 6  # triggers and deepwordbug rows
+    assert _summary_numbers(one / "summary.json") == _summary_numbers(two / "summary.json")
+    assert json.loads((two / "run_config.json").read_text())["world_size"] == 2
+    # A job killed after rank 0 wrote its first rows: the rerun attacks only the rest, same outputs.
+    lines = (two / "results.csv").read_text().splitlines(keepends=True)
+    (two / "results.csv").write_text("".join(lines[:4]))
+    (two / "summary.json").unlink()
+    again = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)])
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert (one / "results.csv").read_bytes() == (two / "results.csv").read_bytes()
+    resumed = json.loads((two / "summary.json").read_text())
+    assert resumed["recipes"]["triggers"]["this_session"]["examples"] == 3  # three were done
+    assert _summary_numbers(one / "summary.json", session=False) == \
+        _summary_numbers(two / "summary.json", session=False)
 
 
 # ------------------------------------------------------------------------------ a rank dies
@@ -360,7 +427,8 @@ def test_killed_rank_restarts_and_recomputes_only_unfinished(planted_dir, tmp_pa
     cache = tmp_path / "c2"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "--max-restarts", "1",
            "-m", "attrtools", *common, "--cache-dir", str(cache), "--output-dir", str(tmp_path / "two")]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # so that a failure below can end the ranks too
     deadline = time.time() + 400
     victims = []
     while time.time() < deadline and proc.poll() is None:
@@ -368,10 +436,16 @@ def test_killed_rank_restarts_and_recomputes_only_unfinished(planted_dir, tmp_pa
         if victims and len(_entries(cache)) >= 2:  # the first entries are written (batch size 1, 2 layers each)
             break
         time.sleep(0.02)
-    assert victims and proc.poll() is None, "the job ended before a rank could be killed"
+    if not victims or proc.poll() is not None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the job ended before a rank could be killed")
     os.kill(victims[0], signal.SIGKILL)
     at_kill = len(_entries(cache))
-    out, err = proc.communicate(timeout=600)
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     (tmp_path / "torchrun.log").write_text(err)
     assert proc.returncode == 0, err[-4000:]
     assert "exitcode: -9" in err  # torchrun's agent saw the killed rank (and, rc 0, restarted the group)

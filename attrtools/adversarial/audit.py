@@ -1,9 +1,16 @@
 """Robustness audit: the trigger attack and offline TextAttack recipes on the same examples.
 
-Every attack is a TextAttack ``Attack`` run by ``textattack.Attacker`` with ``AttackArgs``, in
-chunks of ``chunk_size`` examples; after each chunk the rows (TextAttack's ``CSVLogger`` columns,
-plus ``recipe``, ``example_index``, ``num_words``, ``num_words_perturbed``) are appended to
-``results.csv`` atomically, so a rerun with the same output directory skips what is done.
+Every attack is a TextAttack ``Attack`` run by ``textattack.Attacker`` with ``AttackArgs`` (its
+own parallelism off), one example per run from the same seeded state (``attack_each``), so a
+result depends on the example and the seed only; after each chunk of ``chunk_size`` examples the
+rows (TextAttack's ``CSVLogger`` columns, plus ``recipe``, ``example_index``, ``num_words``,
+``num_words_perturbed``) are appended to ``results.csv`` atomically, so a rerun with the same
+output directory skips what is done.
+
+Under a launcher (torchrun, ``attrtools.distributed``) each rank attacks its share of a recipe's
+examples (``audit_shares``: longest first by estimated cost), chunk by chunk; after each round
+the rows of every rank are gathered, and rank 0 writes ``results.csv``, each recipe's rows in
+input order, so the outputs equal one process's.
 
 Recipes (all run offline):
 
@@ -233,9 +240,11 @@ def write_rows(path: str, rows: list[dict]):
         df.to_csv(tmp, quoting=csv.QUOTE_NONNUMERIC, index=False)
 
 
-def textattack_dataset(examples: list[Example]):
+def textattack_dataset(examples: list[Example], pairs: bool | None = None):
+    """A TextAttack dataset of labelled examples; ``pairs`` (default: whether any example has a
+    ``text_pair``) makes it a premise/hypothesis dataset."""
     ta = load_textattack()
-    pairs = any(e.text_pair is not None for e in examples)
+    pairs = any(e.text_pair is not None for e in examples) if pairs is None else pairs
     if pairs:
         data = [((e.text, e.text_pair or ""), int(e.label)) for e in examples]
         return ta.datasets.Dataset(data, input_columns=("premise", "hypothesis"))
@@ -289,7 +298,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     import sys
     import time
 
-    ta = load_textattack()
+    load_textattack()  # MissingDependencyError before any work without the attack extra
     from .wrapper import AttrtoolsModelWrapper
 
     from ..models import require_classes
@@ -308,13 +317,21 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
         raise InputDataError("the audit needs gold labels for every example")
     wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length,
                                     head_mask=head_mask)
+    from .. import distributed
+
+    # Under a launcher each rank attacks its share of every recipe's examples; all ranks take
+    # rank 0's view of what is done (its run folder holds results.csv) and every rank holds the
+    # merged rows (rank 0's copy is the one written to the real run folder).
+    sharded = distributed.sharding()
+    here = distributed.world()
     results_path = os.path.join(output_dir, "results.csv")
-    rows = read_rows(results_path)
+    rows = _read_rows_on_main(results_path) if sharded else read_rows(results_path)
     done = {(r["recipe"], int(r["example_index"])) for r in rows}
-    progress = sys.stderr.isatty() if progress is None else progress
+    progress = (sys.stderr.isatty() if progress is None else progress) and here.is_main
     total = len(recipes) * len(examples)
     from tqdm.auto import tqdm
 
+    pairs = any(e.text_pair is not None for e in examples)
     bar = tqdm(total=total, desc="audit", unit="attack", disable=not progress)
     bar.update(sum((r, i) in done for r in recipes for i in range(len(examples))))
     session: dict[str, dict] = {}
@@ -333,34 +350,47 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
                 # forward pass of the wrapper per call
                 attack.goal_function.batch_size = batch_size
         if search is not None and hasattr(search, "prefetch"):
-            search.prefetch([examples[i] for i in todo])
+            search.prefetch([examples[i] for i in todo])  # every rank the same list: the engine shards it
+        shares = audit_shares(todo, [wrapper.engine.encode(examples[i]).length for i in todo], here.size) \
+            if sharded else [todo]
+        mine = shares[here.rank] if sharded else todo
+        rounds = max(-(-len(share) // chunk_size) for share in shares)
         bar.set_postfix_str(recipe)
         results, start = [], time.time()
         forward_before = wrapper.num_forward_inputs
-        for pos in range(0, len(todo), chunk_size):
-            chunk = todo[pos:pos + chunk_size]
-            args = ta.AttackArgs(num_examples=len(chunk), disable_stdout=True, silent=True, random_seed=seed,
-                                 query_budget=query_budget)
-            with quiet_textattack():
-                attacker = ta.Attacker(attack, textattack_dataset([examples[i] for i in chunk]), args)
-                chunk_results = attacker.attack_dataset()
-            results += chunk_results
-            rows += [result_row(res, recipe, i) for res, i in zip(chunk_results, chunk)]
+        has_stats = search is not None and hasattr(search, "stats")
+        ranked_before = search.stats.get("ranked", 0) if has_stats else 0
+        for round_ in range(rounds):
+            chunk = mine[round_ * chunk_size:(round_ + 1) * chunk_size]
+            with distributed.alone():  # a rank's own attacks: no collective may run inside
+                chunk_results = attack_each(attack, [examples[i] for i in chunk], seed, query_budget, pairs)
+            new = [(i, result_row(res, recipe, i), res) for i, res in zip(chunk, chunk_results)]
+            if sharded:  # every rank's rows of this round, in input order
+                new = sorted((item for part in distributed.all_gather([(i, row, _portable(res)) for i, row, res in new])
+                              for item in part), key=lambda item: item[0])
+            results += [res for _, _, res in new]
+            rows += [row for _, row, _ in new]
             write_rows(results_path, rows)
-            bar.update(len(chunk))
-            if not progress:  # no bar (not a terminal): one line per chunk, so a long audit is not silent
-                print(f"audit: {recipe}: {pos + len(chunk)} of {len(todo)} example(s) attacked "
+            bar.update(len(new))
+            if not progress and here.is_main:  # no bar (not a terminal): a line per chunk, a long audit is not silent
+                print(f"audit: {recipe}: {len(results)} of {len(todo)} example(s) attacked "
                       f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+        if sharded:  # the rows of this recipe in input order, as one process writes them
+            rows = _recipe_in_input_order(rows, recipe)
+            write_rows(results_path, rows)
         seconds = time.time() - start
         queries = sum(int(r.perturbed_result.num_queries) for r in results)
+        local = {"model_inputs": wrapper.num_forward_inputs - forward_before,
+                 "ranked": search.stats.get("ranked", 0) - ranked_before if has_stats else 0}
+        counts = {k: sum(c[k] for c in distributed.all_gather(local)) for k in local} if sharded else local
         session[recipe] = {"textattack_metrics": textattack_metrics(results), "seconds": round(seconds, 2),
                            "examples": len(todo),
-                           "model_inputs": wrapper.num_forward_inputs - forward_before,
-                           "model_inputs_per_second": round((wrapper.num_forward_inputs - forward_before)
-                                                            / max(seconds, 1e-9), 1),
+                           "model_inputs": counts["model_inputs"],
+                           "model_inputs_per_second": round(counts["model_inputs"] / max(seconds, 1e-9), 1),
                            "queries_per_second": round(queries / max(seconds, 1e-9), 1)}
-        if search is not None and hasattr(search, "stats"):
-            session[recipe]["ranking"] = dict(search.stats, method=rank_method)
+        if has_stats:
+            session[recipe]["ranking"] = dict(search.stats, ranked=ranked_before + counts["ranked"],
+                                              method=rank_method)
     bar.close()
     notes = []
     if num_requested is not None and num_requested > examples.total:
@@ -387,6 +417,72 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
             summary["recipes"][recipe]["this_session"] = session[recipe]
     write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary
+
+
+def attack_each(attack, examples: list[Example], seed: int, query_budget: int | None = None,
+                pairs: bool | None = None) -> list:
+    """TextAttack's ``Attacker`` (its own parallelism off) over ``examples``, one example per run:
+    each starts from the same seeded random state with the attack's caches empty, so an example's
+    result depends on the example and ``seed`` alone, not on which examples were attacked before
+    it (the chunk, the resume point, the rank)."""
+    ta = load_textattack()
+    results = []
+    for example in examples:
+        attack.clear_cache()
+        args = ta.AttackArgs(num_examples=1, disable_stdout=True, silent=True, random_seed=seed,
+                             query_budget=query_budget, parallel=False)
+        with quiet_textattack():
+            results += ta.Attacker(attack, textattack_dataset([example], pairs), args).attack_dataset()
+    return results
+
+
+def audit_shares(todo: list[int], lengths: list[int], world_size: int) -> list[list[int]]:
+    """The examples (positions in ``todo``'s order) each rank attacks: longest processing time
+    first over an estimated cost of tokens² per example (an attack queries about once per word,
+    each query a forward pass over the whole input), deterministic; each share in input order."""
+    from .. import distributed
+
+    ranks = distributed.assign([float(n) ** 2 for n in lengths], world_size)
+    return [[i for i, r in zip(todo, ranks) if r == rank] for rank in range(world_size)]
+
+
+def _read_rows_on_main(path: str) -> list[dict]:
+    """Rank 0's ``read_rows(path)`` on every rank (a bad file fails every rank, not only rank 0)."""
+    from .. import distributed
+
+    payload = None
+    if distributed.is_main():
+        try:
+            payload = ("rows", read_rows(path))
+        except InputDataError as err:
+            payload = ("error", str(err))
+    kind, value = distributed.broadcast(payload)
+    if kind == "error":
+        raise InputDataError(value)
+    return value
+
+
+def _recipe_in_input_order(rows: list[dict], recipe: str) -> list[dict]:
+    """``rows`` with ``recipe``'s rows (kept in place as a block) sorted by example index."""
+    mine = sorted((r for r in rows if r["recipe"] == recipe), key=lambda r: int(r["example_index"]))
+    first = next(k for k, r in enumerate(rows) if r["recipe"] == recipe)
+    rest = [r for r in rows if r["recipe"] != recipe]
+    return rest[:first] + mine + rest[first:]
+
+
+def _portable(result):
+    """A copy of a TextAttack result that travels between ranks small: its texts rebuilt without
+    TextAttack's attack history (which references transformations and the model); what the
+    metrics read (result types, words, queries, outputs) is unchanged."""
+    import copy
+
+    ta = load_textattack()
+    out = copy.copy(result)
+    for name in ("original_result", "perturbed_result"):
+        part = copy.copy(getattr(result, name))
+        part.attacked_text = ta.shared.AttackedText(part.attacked_text._text_input)
+        setattr(out, name, part)
+    return out
 
 
 def write_per_class(path: str, rows: list[dict]) -> str:

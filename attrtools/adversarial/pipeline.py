@@ -29,6 +29,16 @@ def extract_and_save(model, tokenizer, train, out_dir, config: AuditConfig | Non
     return patterns, stats
 
 
+def _load_patterns(path: str) -> list:
+    from .triggers import load_triggers
+
+    try:
+        patterns, _ = load_triggers(path)
+    except (OSError, ValueError) as err:
+        raise AuditError(f"cannot read triggers from {path}: {err}") from None
+    return patterns
+
+
 def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=None, config: AuditConfig | None = None,
                    cache=None, report: dict | None = None, num_requested=None, resources=None, attacks=None,
                    head_mask=None, parts=None, **options) -> dict:
@@ -59,19 +69,26 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
     from ..io import write_text
     from .audit import check_audit, read_rows, run_audit, write_per_class
     from .report import render_report
-    from .triggers import load_triggers, per_class_accuracy, unique_triggers
+    from .triggers import per_class_accuracy, unique_triggers
 
     names = list(recipes)
     check_audit(names, resources, attacks, masked=head_mask is not None, query_budget=c.query_budget)
     patterns, per_class = None, None
     if use_triggers:
+        from .. import distributed
+
         existing = triggers_path or os.path.join(out_dir, "triggers.json")
         resuming = os.path.exists(existing) and (train is None or os.path.exists(os.path.join(out_dir, "results.csv")))
-        if triggers_path or resuming:
-            try:
-                patterns, _ = load_triggers(existing)
-            except (OSError, ValueError) as err:
-                raise AuditError(f"cannot read triggers from {existing}: {err}") from None
+        # Under a launcher only rank 0's run folder holds what a resumed run left: every rank
+        # follows rank 0's choice (another choice would run the extraction's collectives on some
+        # ranks only), and ranks other than 0 take rank 0's patterns.
+        from_main = distributed.sharding() and not triggers_path
+        if from_main:
+            resuming = distributed.broadcast(resuming)
+        if resuming and from_main:
+            patterns = distributed.broadcast(_load_patterns(existing) if distributed.is_main() else None)
+        elif triggers_path or resuming:
+            patterns = _load_patterns(existing)
         elif train is not None:
             patterns, _ = extract_and_save(model, tokenizer, train, out_dir, c, cache)
         else:
