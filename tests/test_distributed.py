@@ -287,7 +287,7 @@ def _commands(planted_dir, data, out):
     model = ["--model", planted_dir]
     return [
         ["prune", *model, "--dataset", data, "--num-examples", "10", "--steps", "4", "--strategies",
-         "attattr,attention,random", "--fractions", "0,0.5,1", "--latency-repeats", "1", "--no-save-model",
+         "attattr,attention,ablation,random", "--fractions", "0,0.5,1", "--latency-repeats", "1", "--no-save-model",
          "--output-dir", f"{out}/prune"],
         ["tree", *model, "--dataset", data, "--limit", "8", "--steps", "4", "--formats", "json",
          "--output-dir", f"{out}/tree"],

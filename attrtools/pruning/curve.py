@@ -111,23 +111,44 @@ def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=
     from ..models import num_layers_heads
     from .plan import plan_size, plan_to_mask
 
+    from .. import distributed
+
     num_layers, num_heads = num_layers_heads(model)
     digest = batches_digest(batches) if cache is not None else None
-    memo: dict[tuple, dict] = {}
-    rows = []
     jobs = [(s, f) for s in plans for f in sorted(plans[s])]
+    unique: dict[tuple, dict] = {}  # plan key -> plan, in order of first use
+    for strategy, fraction in jobs:
+        unique.setdefault(_plan_key(plans[strategy][fraction]), plans[strategy][fraction])
+
+    def evaluate(plan):
+        return evaluate_masked(model, batches, plan_to_mask(plan, num_layers, num_heads), cache=cache, digest=digest)
+
+    memo: dict[tuple, dict] = {}
+    if distributed.sharding():
+        # Under a launcher each rank evaluates its share of the distinct plans (every evaluation
+        # costs one pass over the same batches) and every rank gets all results: the same numbers
+        # as one process, since each evaluation is computed exactly as there.
+        here = distributed.world()
+        ranks = distributed.assign([1.0] * len(unique), here.size)
+        mine = [(key, evaluate(plan)) for (key, plan), r in zip(unique.items(), ranks) if r == here.rank]
+        for part in distributed.all_gather(mine):
+            memo.update(part)
+    rows = []
     for strategy, fraction in jobs:
         plan = plans[strategy][fraction]
-        key = tuple(sorted((int(l), tuple(h)) for l, h in plan.items()))
+        key = _plan_key(plan)
         if key not in memo:
-            memo[key] = evaluate_masked(model, batches, plan_to_mask(plan, num_layers, num_heads), cache=cache,
-                                        digest=digest)
+            memo[key] = evaluate(plan)
         result = memo[key]
         rows.append({"strategy": strategy, "fraction": round(float(fraction), 6), "heads_pruned": plan_size(plan),
                      "accuracy": result["accuracy"], "loss": result["loss"], "n": result["n"]})
         if progress is not None:
             progress(rows[-1])
     return rows
+
+
+def _plan_key(plan: dict) -> tuple:
+    return tuple(sorted((int(l), tuple(h)) for l, h in plan.items()))
 
 
 def write_curve_csv(path: str, rows: list[dict]) -> str:

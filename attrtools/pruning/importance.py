@@ -182,16 +182,27 @@ def ablation_importance(model, batches, mask: torch.Tensor, metric: str = "loss"
     importance = torch.zeros(num_layers, num_heads, dtype=torch.float64)
     from ..progress import bar
 
-    heads = bar(int((mask != 0).sum()), "ablation importance", unit="head", enabled=progress)
-    for layer in range(num_layers):
-        for head in range(num_heads):
-            if mask[layer, head] == 0:
-                continue
-            heads.update(1)
-            ablated = mask.clone()
-            ablated[layer, head] = 0
-            result = evaluate_masked(model, batches, ablated)
-            importance[layer, head] = (result["loss"] - base["loss"]) if metric == "loss" \
-                else (base["accuracy"] - result["accuracy"])
+    from .. import distributed
+
+    alive = [(layer, head) for layer in range(num_layers) for head in range(num_heads) if mask[layer, head] != 0]
+    # Under a launcher each rank ablates its share of the heads (one pass over the same batches
+    # each) and every rank gets every result, computed exactly as in one process.
+    here = distributed.world() if distributed.sharding() else distributed.World()
+    ranks = distributed.assign([1.0] * len(alive), here.size)
+    heads = bar(sum(r == here.rank for r in ranks), "ablation importance", unit="head", enabled=progress)
+    results = {}
+    for (layer, head), r in zip(alive, ranks):
+        if r != here.rank:
+            continue
+        heads.update(1)
+        ablated = mask.clone()
+        ablated[layer, head] = 0
+        results[(layer, head)] = evaluate_masked(model, batches, ablated)
     heads.close()
+    if here.distributed:
+        for part in distributed.all_gather(results):
+            results.update(part)
+    for (layer, head), result in results.items():
+        importance[layer, head] = (result["loss"] - base["loss"]) if metric == "loss" \
+            else (base["accuracy"] - result["accuracy"])
     return importance
