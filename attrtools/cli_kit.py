@@ -392,14 +392,15 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
     (``RunDirMismatch``, exit 2) unless ``--overwrite`` (the folder is emptied first); a second live
     writer or an unwritable folder fails in one line (exit 1). The lock goes when the command ends.
     Under a launcher, ranks other than 0 get a private temporary folder instead (every rank runs the
-    command; rank 0 alone writes the outputs)."""
+    command; rank 0 alone writes the outputs). ``world_size`` is recorded (1 without a launcher)
+    but does not decide the run: a run started with K ranks resumes with any other number."""
     from . import distributed, rundir
 
     here = distributed.world()
     if not here.is_main:
         output_dir = distributed.private_run_dir()
-    elif here.distributed:
-        config = dict(config, world_size=here.size)
+    # recorded, not compared (rundir.VOLATILE): a job may resume with another number of ranks
+    config = dict(config, world_size=here.size)
 
     if output_dir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

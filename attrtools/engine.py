@@ -698,16 +698,19 @@ class Engine:
                 bar.n = done + count
                 bar.refresh()
 
-            computed_before = self.stats["computed"]
+            before = {k: self.stats[k] for k in ("computed", "units_computed")}
             for b in mine:
                 params, batch_size = self._run([list(batches[b].members)], batch_size, encoded, impl, params, specs,
                                                pending, _Discard(),
                                                lambda n: report(counter.add(n)) if here.is_main else counter.add(n))
                 _trim_heap()
             counter.wait(len(pending), report if here.is_main else None)
-            computed = sum(distributed.all_gather(self.stats["computed"] - computed_before))
-            self.stats["computed"] = computed_before + computed
+            # the job's counts, not this rank's: every rank reports the single process's numbers
+            parts = distributed.all_gather({k: self.stats[k] - v for k, v in before.items()})
+            for k, v in before.items():
+                self.stats[k] = v + sum(part[k] for part in parts)
             self.stats["hits"] += len(encoded) - len(pending)
+            self.stats["partial"] += sum(1 for units in pending.values() if len(units) < len(unit_list))
         if emit == "main" and not here.is_main:
             return
         for i, enc in enumerate(encoded):

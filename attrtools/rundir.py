@@ -10,7 +10,7 @@ refuse a second concurrent writer, and publish whole folders atomically.
   process on this host is taken over; the lock goes when the process exits (``atexit``) or on
   ``RunDir.close()``;
 - ``run_config.json`` from an earlier run is compared with ``config`` (minus volatile settings:
-  ``argv``, device, batch size, cache folder, progress): equal, the run resumes in place (its
+  ``argv``, device, batch size, cache folder, progress, the launcher's world size): equal, the run resumes in place (its
   outputs are rewritten, the attribution cache spares the work); different, it is refused with
   the settings that differ (``RunDirMismatch``) unless ``overwrite``, which empties the folder
   first so no file of the old run survives. A folder holding nothing but ``run_config.json`` (a
@@ -45,6 +45,9 @@ CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".attrtools-run.lock"
 VOLATILE = frozenset({"argv", "device", "batch_size", "eval_batch_size", "cache_dir", "no_cache", "use_cache", "progress",
                       "output_dir", "overwrite", "created", "command_line",
+                      # how many processes ran it: the plan is rebuilt from what the cache lacks and the
+                      # outputs do not depend on the partition, so a job may resume with another number
+                      "world_size",
                       # derived from the model when it loads (cli_kit.record_input_rule), not asked for
                       "max_length_used", "max_length_option", "position_limit", "tokenizer_limit",
                       "max_length_by_model"})

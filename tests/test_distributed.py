@@ -5,6 +5,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def _dataset(path, count, seed):
 
 
 def _load_all(folder):
-    names = sorted(os.listdir(folder))
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
     return names, [Attribution.load(os.path.join(folder, n)) for n in names]
 
 
@@ -258,11 +259,31 @@ def test_attribute_dataset_two_ranks_equals_one_process(planted_dir, tmp_path):
     assert plan["world_size"] == 2 and plan["window"] == 8 and {b["rank"] for b in plan["batches"]} == {0, 1}
     assert sorted(i for b in plan["batches"] for i in b["indices"]) == list(range(30))
     assert json.loads((tmp_path / "two" / "run_config.json").read_text())["world_size"] == 2
-    # The cache entries are the single process's, bit for bit: a rerun reads everything.
-    again = _torchrun([*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "three")])
+    # Resumed with another world size: the 2-rank job cut short (a third of its cache entries and
+    # half its outputs lost) is rerun as one process into the same folder: accepted, only what is
+    # missing is computed, the outputs are the same, the new world size and plan are recorded.
+    lost = sorted(_entries(tmp_path / "c2"))[::3]
+    for path in lost:
+        os.unlink(path)
+    for name in sorted(os.listdir(tmp_path / "two" / "attributions"))[15:]:
+        os.unlink(tmp_path / "two" / "attributions" / name)
+    resumed = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir",
+                                       str(tmp_path / "two")])
+    assert resumed.exit_code == 0, resumed.output
+    counts = {k: int(v) for k, v in re.findall(r"^(computed|from cache)\s+(\d+)$", resumed.output, re.M)}
+    assert 0 < counts["computed"] <= len(lost) and counts["computed"] + counts["from cache"] == 30, counts
+    _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "two" / "attributions")
+    assert json.loads((tmp_path / "two" / "run_config.json").read_text())["world_size"] == 1
+    plan = json.loads((tmp_path / "two" / "plan.json").read_text())
+    assert plan["world_size"] == 1 and sum(len(b["indices"]) for b in plan["batches"]) == counts["computed"]
+    # The reverse, into the single process's folder: the cache entries are the single process's,
+    # bit for bit, so 2 ranks resuming it read everything back.
+    shutil.copytree(tmp_path / "one" / "attributions", tmp_path / "reference")
+    again = _torchrun([*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "one")])
     assert again.returncode == 0, again.stderr[-3000:]
     assert re.search(r"^computed +0$", again.stdout, re.M) and re.search(r"^from cache +30$", again.stdout, re.M)
-    _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "three" / "attributions", atol=0)
+    _assert_same_attributions(tmp_path / "reference", tmp_path / "one" / "attributions", atol=0)
+    assert json.loads((tmp_path / "one" / "run_config.json").read_text())["world_size"] == 2
 
 
 # ------------------------------------------------------------------------------ every dataset command
@@ -293,8 +314,9 @@ def _commands(planted_dir, data, out):
          "--output-dir", f"{out}/tree"],
         ["triggers", *model, "--dataset", data, "--num-train-examples", "10", "--steps", "4",
          "--eval-dataset", data, "--output-dir", f"{out}/triggers"],
+        # every row, so that the perturbed forwards fill more than one batch (256 sequences) per method
         ["evaluate", *model, "--dataset", data, "--methods", "attattr,grad_input", "--param", "attattr:steps=4",
-         "--limit", "6", "--output-dir", f"{out}/evaluate"],
+         "--method-limit", "attattr=6", "--output-dir", f"{out}/evaluate"],
     ]
 
 
@@ -319,6 +341,7 @@ def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
     data = _dataset(tmp_path / "data.jsonl", 24, seed=31)
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
+    stdout = {}
     for mode in ("one", "two"):
         spec = tmp_path / f"{mode}.json"
         spec.write_text(json.dumps(_commands(planted_dir, data, str(tmp_path / mode))))
@@ -327,6 +350,15 @@ def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
         proc = _run_group([*launcher, str(script), str(spec)], _env(ATTRTOOLS_CACHE=str(tmp_path / f"cache-{mode}")),
                           1200)
         assert proc.returncode == 0, proc.stderr[-4000:]
+        stdout[mode] = proc.stdout
+    # evaluate's perturbed forwards were split: each rank ran a part, together the single process's
+    forwards = {mode: int(re.search(r"^perturbed forwards +(\d+)$", out, re.M).group(1)) for mode, out in stdout.items()}
+    assert forwards["one"] == forwards["two"] > 0
+    by_rank = re.search(r"^perturbed forwards by rank +(\d+), (\d+)$", stdout["two"], re.M)
+    assert by_rank, stdout["two"][-3000:]
+    assert "by rank" not in stdout["one"]
+    shares = [int(n) for n in by_rank.groups()]
+    assert sum(shares) == forwards["one"] and min(shares) > 0
     for command, names in COMPARED.items():
         for name in names:
             one, two = tmp_path / "one" / command / name, tmp_path / "two" / command / name
@@ -369,28 +401,50 @@ def test_audit_two_ranks_equals_one_process_and_resumes(planted_dir, tmp_path):
     common = ["audit", "--model", planted_dir, "--dataset", data, "--train-dataset", data, "--num-train-examples",
               "8", "--steps", "4", "--num-examples", "6", "--recipes", "deepwordbug", "--chunk-size", "2",
               "--no-progress"]
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, two, three = tmp_path / "one", tmp_path / "two", tmp_path / "three"
     single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(one)])
     assert single.exit_code == 0, single.output
-    proc = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)])
+    assert len((one / "results.csv").read_text().splitlines()) == 1 + 2 * 6  # triggers and deepwordbug rows
+
+    def cut_short(folder, rows):  # a job killed after it wrote its first rows
+        lines = (folder / "results.csv").read_text().splitlines(keepends=True)
+        (folder / "results.csv").write_text("".join(lines[:1 + rows]))
+        (folder / "summary.json").unlink()
+
+    def check_resumed(folder, done):  # only the rest was attacked, and the outputs are the same
+        assert (one / "results.csv").read_bytes() == (folder / "results.csv").read_bytes()
+        resumed = json.loads((folder / "summary.json").read_text())
+        assert resumed["recipes"]["triggers"]["this_session"]["examples"] == 6 - done
+        assert _summary_numbers(one / "summary.json", session=False) == \
+            _summary_numbers(folder / "summary.json", session=False)
+
+    # One launch (the ranks' start-up, TextAttack's import above all, is most of the time): a whole
+    # 2-rank audit, then the single process's run cut short resumed by 2 ranks. Rank 0 alone sees
+    # the rows and triggers already written, so every rank must take its view (or they would wait
+    # on each other in collectives the others never call).
+    shutil.copytree(one, three)
+    cut_short(three, 3)
+    spec = tmp_path / "audits.json"
+    spec.write_text(json.dumps([[*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)],
+                                [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(three)]]))
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    proc = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                       str(script), str(spec)], _env(), 600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.count("deepwordbug") == 1  # one summary, from rank 0
+    assert proc.stdout.count("deepwordbug") == 2  # one summary per audit, from rank 0
     for name in ("results.csv", "per_class.csv", "triggers.json"):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
-    assert len((one / "results.csv").read_text().splitlines()) == 1 + 2 * 6  # triggers and deepwordbug rows
     assert _summary_numbers(one / "summary.json") == _summary_numbers(two / "summary.json")
     assert json.loads((two / "run_config.json").read_text())["world_size"] == 2
-    # A job killed after rank 0 wrote its first rows: the rerun attacks only the rest, same outputs.
-    lines = (two / "results.csv").read_text().splitlines(keepends=True)
-    (two / "results.csv").write_text("".join(lines[:4]))
-    (two / "summary.json").unlink()
-    again = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)])
-    assert again.returncode == 0, again.stderr[-4000:]
-    assert (one / "results.csv").read_bytes() == (two / "results.csv").read_bytes()
-    resumed = json.loads((two / "summary.json").read_text())
-    assert resumed["recipes"]["triggers"]["this_session"]["examples"] == 3  # three were done
-    assert _summary_numbers(one / "summary.json", session=False) == \
-        _summary_numbers(two / "summary.json", session=False)
+    check_resumed(three, 3)
+    assert json.loads((three / "run_config.json").read_text())["world_size"] == 2
+    # The 2-rank run cut short, resumed by one process (another world size is the same run).
+    cut_short(two, 2)
+    resumed = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)])
+    assert resumed.exit_code == 0, resumed.output
+    check_resumed(two, 2)
+    assert json.loads((two / "run_config.json").read_text())["world_size"] == 1
 
 
 # ------------------------------------------------------------------------------ a rank dies
@@ -454,3 +508,70 @@ def test_killed_rank_restarts_and_recomputes_only_unfinished(planted_dir, tmp_pa
     assert int(summary["from cache"]) >= at_kill // 2 >= 1  # what the first attempt finished was kept ...
     assert int(summary["computed"]) + int(summary["from cache"]) == 12  # ... and only the rest computed
     _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "two" / "attributions")
+
+
+# ------------------------------------------------------------------------------ the demo
+DEMO_DRIVER = textwrap.dedent("""
+    # The demo's steps (run_demo: attributions, pruning, trees, audit) with a small DemoConfig;
+    # rank 0 writes the real run folder, the others a private one, as the demo command does.
+    import json, sys
+    from attrtools import distributed
+    from attrtools.commands.demo import DemoConfig, run_demo
+    spec = json.loads(open(sys.argv[1]).read())
+    distributed.init()
+    out = spec["out"] if distributed.is_main() else distributed.private_run_dir()
+    run_demo(spec["model"], spec["train"], spec["dev"], out, config=DemoConfig(**spec["config"]),
+             cache=spec["cache"], log=lambda *a: None)
+    distributed.finish()
+""")
+
+DEMO_SMALL = dict(attribution_examples=2, steps=3, prune_importance_examples=6, prune_eval_examples=12,
+                  prune_strategies=["attattr", "attention", "random"], tree_examples=2, tree_stats_examples=5,
+                  trigger_train_examples=10, audit_examples=3, latency_repeats=1)
+
+# the demo's data files: no timings, paths or cache counters (report.html and summary.json hold those)
+DEMO_COMPARED = ["attributions/token_scores.csv", "pruning/head_importance.csv", "pruning/pruning_curve.csv",
+                 "pruning/pruned_heads.json", "trees/stats/layer_stats.csv", "trees/tree-00.json",
+                 "trees/tree-01.json", "trees/tree-00.graphml"]
+DEMO_AUDIT = ["audit/results.csv", "audit/per_class.csv", "audit/triggers.json"]
+
+
+def test_demo_steps_two_ranks_equal_one_process(planted_dir, tmp_path):
+    from attrtools.commands.demo import DemoConfig, run_demo
+
+    def tsv(path, rows):
+        path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{label}\n" for t, label in rows))
+        return str(path)
+
+    train, dev = tsv(tmp_path / "train.tsv", planted_dataset(20, seed=3)), tsv(tmp_path / "dev.tsv",
+                                                                              planted_dataset(14, seed=4))
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = run_demo(planted_dir, train, dev, str(one), config=DemoConfig(**DEMO_SMALL),
+                      cache=str(tmp_path / "c1"), log=lambda *a: None)
+    spec = tmp_path / "demo.json"
+    spec.write_text(json.dumps({"model": planted_dir, "train": train, "dev": dev, "out": str(two),
+                                "cache": str(tmp_path / "c2"), "config": DEMO_SMALL}))
+    script = tmp_path / "demo_driver.py"
+    script.write_text(DEMO_DRIVER)
+    proc = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                       str(script), str(spec)], _env(), 600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    compared = DEMO_COMPARED + (DEMO_AUDIT if (one / "audit" / "results.csv").exists() else [])
+    for name in compared:
+        assert (one / name).exists(), name
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    _assert_same_attributions(one / "attributions", two / "attributions")  # every method's saved attributions
+    double = json.loads((two / "summary.json").read_text())
+
+    def numbers(summary):  # summary.json without wall times and paths
+        pruning = {k: v for k, v in summary["pruning"].items() if k not in ("latency", "importance_seconds",
+                                                                           "pruned_model")}
+        audit = summary["audit"]
+        for recipe in audit.get("recipes", {}).values():
+            for key in ("seconds", "model_inputs_per_second", "queries_per_second"):
+                recipe.get("this_session", {}).pop(key, None)
+        return {"pruning": pruning, "trees": summary["trees"], "audit": audit, "fingerprint": summary["fingerprint"]}
+
+    assert numbers(json.loads(json.dumps(single, default=str))) == numbers(double)
+    assert double["engine"]["computed"] == single["engine"]["computed"] > 0  # the job's total, not a rank's
+    assert sorted(os.listdir(two)) == sorted(os.listdir(one))  # rank 1 wrote nothing here

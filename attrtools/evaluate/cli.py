@@ -120,7 +120,10 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
                                   on_result=partial)
     paths = write_all(evaluation, run_dir, command=command_line, example_ids=ids, model=label)
     click.echo(open(paths["markdown"], encoding="utf-8").read())
-    echo_summary({"examples": evaluation.n_examples, "methods evaluated": len(evaluation.ok()),
-                  "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",
-                  "perturbed forwards": evaluation.forwards,
-                  "perturbed forwards from cache": evaluation.forwards_reused, "output": os.path.abspath(run_dir)})
+    summary = {"examples": evaluation.n_examples, "methods evaluated": len(evaluation.ok()),
+               "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",
+               "perturbed forwards": evaluation.forwards,
+               "perturbed forwards from cache": evaluation.forwards_reused}
+    if len(evaluation.forwards_by_rank) > 1:  # under a launcher: how the forwards were split
+        summary["perturbed forwards by rank"] = ", ".join(map(str, evaluation.forwards_by_rank))
+    echo_summary({**summary, "output": os.path.abspath(run_dir)})

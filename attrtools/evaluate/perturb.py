@@ -163,7 +163,8 @@ class Predictor:
         self.max_batch = max_batch
         self.progress = progress
         self.memo: dict = {}
-        self.evaluated = 0
+        self.evaluated = 0  # sequences evaluated by the whole job (every rank under a launcher)
+        self.evaluated_by_rank: list[int] = []  # of which each rank ran these (one entry per rank)
         self.reused = 0  # sequences whose probabilities came from the persistent cache
 
     @classmethod
@@ -196,10 +197,19 @@ class Predictor:
         """``run`` over several groups of sequences (one example's perturbations each), with a
         persistent tier: each group's probabilities are one cache entry keyed by the model
         fingerprint and the group's input ids, so a rerun (after a kill, or with more methods)
-        does not redo forwards it already did. ``store``: an ``AttributionCache`` (or None)."""
+        does not redo forwards it already did. ``store``: an ``AttributionCache`` (or None).
+
+        Under a launcher (``distributed.sharding()``) rank 0 alone reads and writes the cache
+        entries: its hits go to every rank, so every rank plans the same forwards from one view
+        of the cache (another rank could see entries rank 0 is writing, plan other batches and
+        call the collectives a different number of times)."""
+        from .. import distributed
+
         groups = [list(g) for g in groups]
+        sharded = distributed.sharding()
         keys = [None] * len(groups)
-        if store is not None and model_fingerprint:
+        hits: dict = {}
+        if store is not None and model_fingerprint and (not sharded or distributed.is_main()):
             for index, group in enumerate(groups):
                 if not group:
                     continue
@@ -207,11 +217,14 @@ class Predictor:
                 hit = store.get(keys[index])
                 if hit is not None and tuple(hit[0].shape[:1]) == (len(group),) and hit[0].dim() == 2 and \
                         hit[1].get("kind") == "forwards":
-                    rows = hit[0].float().tolist()
-                    for seq, probs in zip(group, rows):
-                        self.memo.setdefault(seq, probs)
-                    self.reused += len(group)
+                    hits[index] = hit[0].float().tolist()
                     keys[index] = None  # nothing to write back
+        if sharded:
+            hits = distributed.broadcast(hits)
+        for index, rows in sorted(hits.items()):
+            for seq, probs in zip(groups[index], rows):
+                self.memo.setdefault(seq, probs)
+            self.reused += len(groups[index])
         self.run([s for g in groups for s in g])
         if store is not None:
             import torch
@@ -223,22 +236,55 @@ class Predictor:
 
     def run(self, sequences) -> None:
         """Evaluate the sequences not memoised yet, in the engine's batch plan (length-sorted, at
-        most ``max_batch`` sequences and ``batch_tokens`` padded tokens per batch)."""
+        most ``max_batch`` sequences and ``batch_tokens`` padded tokens per batch).
+
+        Under a launcher every rank holds the same memo, so every rank plans the same batches; each
+        rank runs its share (``distributed.assign`` over the batches' costs, tokens² per sequence,
+        longest first) and the probabilities of every batch reach every rank through the collective.
+        A batch is evaluated as in one process, so the numbers are the single process's."""
+        from .. import distributed
         from ..engine import plan_batches
 
         todo = list(dict.fromkeys(s for s in sequences if s not in self.memo))
+        plan = plan_batches([len(s[0]) for s in todo], self.max_batch, max_tokens=self.batch_tokens)
+        sharded = distributed.sharding()
+        here = distributed.world() if sharded else distributed.World()
+        if sharded:
+            distributed.agree(_todo_digest(todo), "the perturbed sequences to evaluate")
+        ranks = distributed.assign([b.cost for b in plan], here.size)
         bar = None
         if self.progress and todo:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(todo), desc="perturbed forwards", unit="seq", leave=False)
-        for planned in plan_batches([len(s[0]) for s in todo], self.max_batch, max_tokens=self.batch_tokens):
+        mine = {}
+        for planned, rank in zip(plan, ranks):
+            if rank != here.rank:
+                continue
             chunk = [todo[i] for i in planned.members]
-            probs = self.forward(chunk)
-            for seq, p in zip(chunk, probs):
-                self.memo[seq] = [float(v) for v in p]
-            self.evaluated += len(chunk)
+            probs = [[float(v) for v in p] for p in self.forward(chunk)]
+            mine[planned.index] = probs
             if bar is not None:
                 bar.update(len(chunk))
+        parts = distributed.all_gather(mine) if sharded and plan else [mine]
+        if len(parts) > 1:
+            mine = {b: probs for part in parts for b, probs in part.items()}
+            if bar is not None:
+                bar.update(len(todo) - bar.n)  # the other ranks' share, at once
+        for planned in plan:
+            for i, probs in zip(planned.members, mine[planned.index]):
+                self.memo[todo[i]] = probs
+        counts = [0] * here.size
+        for rank, part in enumerate(parts):
+            counts[rank if sharded else here.rank] = sum(len(plan[b].members) for b in part)
+        self.evaluated += sum(counts)
+        self.evaluated_by_rank = [a + b for a, b in zip(self.evaluated_by_rank + [0] * here.size, counts)]
         if bar is not None:
             bar.close()
+
+
+def _todo_digest(todo) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps([[list(ids), list(types)] for ids, types in todo]).encode()).hexdigest()

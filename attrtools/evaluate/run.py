@@ -46,6 +46,7 @@ class Evaluation:
     results: list  # [MethodResult]
     forwards: int = 0
     forwards_reused: int = 0  # perturbed forwards taken from the cache instead of run
+    forwards_by_rank: list = field(default_factory=list)  # of ``forwards``, what each rank ran (launcher)
     notes: list = field(default_factory=list)
     skipped_rows: list = field(default_factory=list)  # rows without content: {index, id, reason, text}
     example_ids: list = field(default_factory=list)  # ids of the evaluated examples, in order
@@ -203,8 +204,10 @@ def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateC
             else f"  {name}: AOPC comp {summary['aopc_comp']:.3f}  suff {summary['aopc_suff']:.3f}")
         evaluation.forwards = predictor.evaluated
         evaluation.forwards_reused = predictor.reused
+        evaluation.forwards_by_rank = list(predictor.evaluated_by_rank)
         if on_result:
             on_result(evaluation)
     evaluation.forwards = predictor.evaluated
     evaluation.forwards_reused = predictor.reused
+    evaluation.forwards_by_rank = list(predictor.evaluated_by_rank)
     return evaluation
