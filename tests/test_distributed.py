@@ -245,45 +245,50 @@ def test_shared_cache_sentinel_fails_fast_when_ranks_see_different_folders(tmp_p
 def test_attribute_dataset_two_ranks_equals_one_process(planted_dir, tmp_path):
     data = _dataset(tmp_path / "data.jsonl", 30, seed=21)
     common = ["attribute", "--model", planted_dir, "--dataset", data, "--param", "steps=6", "--batch-size", "4"]
-    single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "one")])
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(one)])
     assert single.exit_code == 0, single.output
-    # the ranks stream in windows of 8 examples (4 windows), the single process in one window
-    proc = _torchrun([*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(tmp_path / "two")],
-                     ATTRTOOLS_STREAM_WINDOW="8")
+    shutil.copytree(one / "attributions", tmp_path / "reference")
+    # One launch, two commands: a fresh 2-rank job, whose ranks stream in windows of 8 examples (4
+    # windows; the single process used one), then 2 ranks resuming the single process's folder.
+    spec = tmp_path / "commands.json"
+    spec.write_text(json.dumps([[*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)],
+                                [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(one)]]))
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    proc = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                       str(script), str(spec)], _env(ATTRTOOLS_STREAM_WINDOW="8"), 600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "two" / "attributions")
-    summary = dict(re.findall(r"^(computed|from cache|examples|ranks)\s+(\d+)$", proc.stdout, re.M))
-    assert summary == {"examples": "30", "computed": "30", "from cache": "0", "ranks": "2"}, proc.stdout
-    assert proc.stdout.count("examples") == 1  # one summary, from rank 0
-    plan = json.loads((tmp_path / "two" / "plan.json").read_text())
+    _assert_same_attributions(tmp_path / "reference", two / "attributions")
+    lines = re.findall(r"^(computed|from cache|examples|ranks)\s+(\d+)$", proc.stdout, re.M)
+    assert len(lines) == 8, proc.stdout  # one summary per command, from rank 0 only
+    summaries = [dict(lines[:4]), dict(lines[4:])]
+    assert summaries == [{"examples": "30", "computed": "30", "from cache": "0", "ranks": "2"},
+                         {"examples": "30", "computed": "0", "from cache": "30", "ranks": "2"}], proc.stdout
+    plan = json.loads((two / "plan.json").read_text())
     assert plan["world_size"] == 2 and plan["window"] == 8 and {b["rank"] for b in plan["batches"]} == {0, 1}
     assert sorted(i for b in plan["batches"] for i in b["indices"]) == list(range(30))
-    assert json.loads((tmp_path / "two" / "run_config.json").read_text())["world_size"] == 2
+    assert json.loads((two / "run_config.json").read_text())["world_size"] == 2
+    # The second command: the cache entries are the single process's, bit for bit (everything read
+    # back), and the single process's folder took another world size.
+    _assert_same_attributions(tmp_path / "reference", one / "attributions", atol=0)
+    assert json.loads((one / "run_config.json").read_text())["world_size"] == 2
     # Resumed with another world size: the 2-rank job cut short (a third of its cache entries and
     # half its outputs lost) is rerun as one process into the same folder: accepted, only what is
     # missing is computed, the outputs are the same, the new world size and plan are recorded.
     lost = sorted(_entries(tmp_path / "c2"))[::3]
     for path in lost:
         os.unlink(path)
-    for name in sorted(os.listdir(tmp_path / "two" / "attributions"))[15:]:
-        os.unlink(tmp_path / "two" / "attributions" / name)
-    resumed = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir",
-                                       str(tmp_path / "two")])
+    for name in sorted(os.listdir(two / "attributions"))[15:]:
+        os.unlink(two / "attributions" / name)
+    resumed = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)])
     assert resumed.exit_code == 0, resumed.output
     counts = {k: int(v) for k, v in re.findall(r"^(computed|from cache)\s+(\d+)$", resumed.output, re.M)}
     assert 0 < counts["computed"] <= len(lost) and counts["computed"] + counts["from cache"] == 30, counts
-    _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / "two" / "attributions")
-    assert json.loads((tmp_path / "two" / "run_config.json").read_text())["world_size"] == 1
-    plan = json.loads((tmp_path / "two" / "plan.json").read_text())
+    _assert_same_attributions(tmp_path / "reference", two / "attributions")
+    assert json.loads((two / "run_config.json").read_text())["world_size"] == 1
+    plan = json.loads((two / "plan.json").read_text())
     assert plan["world_size"] == 1 and sum(len(b["indices"]) for b in plan["batches"]) == counts["computed"]
-    # The reverse, into the single process's folder: the cache entries are the single process's,
-    # bit for bit, so 2 ranks resuming it read everything back.
-    shutil.copytree(tmp_path / "one" / "attributions", tmp_path / "reference")
-    again = _torchrun([*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "one")])
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert re.search(r"^computed +0$", again.stdout, re.M) and re.search(r"^from cache +30$", again.stdout, re.M)
-    _assert_same_attributions(tmp_path / "reference", tmp_path / "one" / "attributions", atol=0)
-    assert json.loads((tmp_path / "one" / "run_config.json").read_text())["world_size"] == 2
 
 
 # ------------------------------------------------------------------------------ every dataset command
@@ -424,21 +429,34 @@ def test_audit_two_ranks_equals_one_process_and_resumes(planted_dir, tmp_path):
     # on each other in collectives the others never call).
     shutil.copytree(one, three)
     cut_short(three, 3)
+    # A comparison of two models resumed the same way: its triggers.json, in rank 0's folder only.
+    shutil.copytree(planted_dir, tmp_path / "twin")
+    compare = ["audit", "--model", planted_dir, "--compare-model", str(tmp_path / "twin"), "--dataset", data,
+               "--train-dataset", data, "--num-train-examples", "8", "--steps", "4", "--num-examples", "2",
+               "--recipes", "deepwordbug", "--no-progress", "--cache-dir", str(tmp_path / "c1")]
+    first = CliRunner().invoke(cli, [*compare, "--output-dir", str(tmp_path / "cmp")])
+    assert first.exit_code == 0, first.output
+    shutil.copytree(tmp_path / "cmp", tmp_path / "cmp-one")
     spec = tmp_path / "audits.json"
     spec.write_text(json.dumps([[*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)],
-                                [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(three)]]))
+                                [*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(three)],
+                                [*compare, "--output-dir", str(tmp_path / "cmp")]]))
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
     proc = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                        str(script), str(spec)], _env(), 600)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert proc.stdout.count("deepwordbug") == 2  # one summary per audit, from rank 0
+    assert proc.stdout.count("deepwordbug") >= 2  # the summaries, from rank 0 only
     for name in ("results.csv", "per_class.csv", "triggers.json"):
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
     assert _summary_numbers(one / "summary.json") == _summary_numbers(two / "summary.json")
     assert json.loads((two / "run_config.json").read_text())["world_size"] == 2
     check_resumed(three, 3)
     assert json.loads((three / "run_config.json").read_text())["world_size"] == 2
+    timing = {"queries_per_second"}
+    assert _csv_without(tmp_path / "cmp-one" / "comparison.csv", timing) == \
+        _csv_without(tmp_path / "cmp" / "comparison.csv", timing)
+    assert (tmp_path / "cmp-one" / "triggers.json").read_bytes() == (tmp_path / "cmp" / "triggers.json").read_bytes()
     # The 2-rank run cut short, resumed by one process (another world size is the same run).
     cut_short(two, 2)
     resumed = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "c2"), "--output-dir", str(two)])

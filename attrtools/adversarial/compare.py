@@ -124,7 +124,7 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
     os.makedirs(out_dir, exist_ok=True)
     if c.use_triggers and triggers_path is None:
         existing = os.path.join(out_dir, "triggers.json")
-        if os.path.exists(existing):
+        if _triggers_on_main(existing):
             triggers_path = existing
         elif train is None:
             raise AuditError("the trigger attack needs training data or a triggers.json")
@@ -152,6 +152,28 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
     png = plot_comparison(os.path.join(out_dir, "comparison.png"), table)
     write_text(os.path.join(out_dir, "comparison.html"), render_comparison(table, report or {}, png))
     return {"table": table, "summaries": summaries, "run_dir": out_dir}
+
+
+def _triggers_on_main(path: str) -> bool:
+    """Whether a resumed comparison has its triggers at ``path``. Under a launcher rank 0's run
+    folder decides (the other ranks write to private folders): its file is copied to every rank,
+    so that no rank extracts triggers (collectives) while the others attack."""
+    from .. import distributed
+
+    if not distributed.sharding():
+        return os.path.exists(path)
+    payload = None
+    if distributed.is_main() and os.path.exists(path):
+        with open(path, "rb") as f:
+            payload = f.read()
+    payload = distributed.broadcast(payload)
+    if payload is None:
+        return False
+    if not distributed.is_main():
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(payload)
+    return True
 
 
 def comparison_table(summaries: dict) -> list[dict]:
