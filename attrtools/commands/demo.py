@@ -35,15 +35,15 @@ class DemoConfig:
 
     attribution_examples: int = 3
     steps: int = 20
-    prune_importance_examples: int = 64
-    prune_eval_examples: int = 200
+    prune_importance_examples: int = 32
+    prune_eval_examples: int = 100
     prune_strategies: tuple = ("attattr", "attention", "taylor", "random")
     tree_examples: int = 3
-    tree_stats_examples: int = 60
-    trigger_train_examples: int = 150
-    audit_examples: int = 24
+    tree_stats_examples: int = 32
+    trigger_train_examples: int = 40
+    audit_examples: int = 12
     audit_recipes: tuple = ("deepwordbug",)
-    latency_repeats: int = 10
+    latency_repeats: int = 5
     max_length: int | None = None
 
 
@@ -77,10 +77,21 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     name = model_label(model_dir, summary["fingerprint"])
     parts = {}
 
-    def timed(step, fn):
+    # A section whose outputs a finished earlier run left in ``output_dir`` for the same model
+    # (fingerprint), data and settings is read back instead of recomputed (a rerun takes seconds).
+    identity = section_identity(summary["fingerprint"], config, train, dev)
+
+    def timed(step, fn, restore=None):
         t0 = time.time()
-        log(f"[demo] {step} ...")
-        result = fn()
+        saved = read_section(os.path.join(output_dir, step), identity) if restore else None
+        if saved is not None:
+            result = restore(saved)
+            log(f"[demo] {step}: outputs of an earlier run with the same model, data and settings reused")
+        else:
+            log(f"[demo] {step} ...")
+            result = fn()
+            if restore:
+                write_section(os.path.join(output_dir, step), identity, result)
         timings[step] = round(time.time() - t0, 1)
         log(f"[demo] {step} done in {fmt_seconds(timings[step])}")
         return result
@@ -88,12 +99,15 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     parts["attribution"] = timed("attribution", lambda: _attributions(
         engine, dev[: config.attribution_examples], config, os.path.join(output_dir, "attributions")))
     pruning = timed("pruning", lambda: _pruning(model, tokenizer, dev, config, cache,
-                                                os.path.join(output_dir, "pruning"), log))
+                                                os.path.join(output_dir, "pruning"), log),
+                    restore=lambda saved: _pruning_restored(saved, os.path.join(output_dir, "pruning")))
     summary["pruning"] = pruning["summary"]
-    trees = timed("trees", lambda: _trees(engine, dev, config, os.path.join(output_dir, "trees")))
+    trees = timed("trees", lambda: _trees(engine, dev, config, os.path.join(output_dir, "trees")),
+                  restore=lambda saved: _trees_restored(saved, os.path.join(output_dir, "trees")))
     summary["trees"] = trees["summary"]
     audit = timed("audit", lambda: _audit(model, tokenizer, train, dev, config, cache,
-                                          os.path.join(output_dir, "audit"), log))
+                                          os.path.join(output_dir, "audit"), log),
+                  restore=lambda saved: _audit_restored(saved, model, os.path.join(output_dir, "audit")))
     summary["audit"] = audit["summary"]
     summary["timings_s"] = timings
     summary["seconds"] = round(time.time() - started, 1)
@@ -127,6 +141,47 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
                                for k, v in asdict(config).items()])
     report.save(os.path.join(output_dir, "report.html"))
     return summary
+
+
+# ----------------------------------------------------------------------------------- reuse
+SECTION_FILE = "section.json"
+
+
+def section_identity(fingerprint: str, config: DemoConfig, train, dev) -> str:
+    """sha256 over what a section's outputs depend on: the model's weights (fingerprint), the
+    demo's settings and every training / evaluation row."""
+    import hashlib
+    import json
+
+    from ..rundir import data_identity
+
+    record = [fingerprint, asdict(config), data_identity(train), data_identity(dev)]
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_section(out_dir: str, identity: str) -> dict | None:
+    """The saved record of a finished section in ``out_dir`` when it was made with ``identity``;
+    None when there is none, it is unreadable, or it belongs to another model, data or settings."""
+    import json
+
+    try:
+        with open(os.path.join(out_dir, SECTION_FILE), encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(saved, dict) or saved.get("identity") != identity or "summary" not in saved:
+        return None
+    return saved
+
+
+def write_section(out_dir: str, identity: str, result: dict) -> None:
+    """Record a finished section (written last, atomically: a killed section is recomputed)."""
+    from ..io import write_json
+
+    if result.get("final") is False:
+        return
+    record = {k: v for k, v in result.items() if k not in ("report", "final")}
+    write_json(os.path.join(out_dir, SECTION_FILE), {"identity": identity, **record})
 
 
 # ----------------------------------------------------------------------------------- sections
@@ -205,6 +260,12 @@ def _pruning(model, tokenizer, dev, config, cache, out_dir, log):
     return {"summary": summary, "report": pruning_report(out_dir)}
 
 
+def _pruning_restored(saved, out_dir):
+    from ..pruning.report import pruning_report
+
+    return {"summary": saved["summary"], "report": pruning_report(out_dir)}
+
+
 def _trees(engine, dev, config, out_dir):
     from ..report import class_name
     from ..tree.config import TreeConfig
@@ -224,7 +285,16 @@ def _trees(engine, dev, config, out_dir):
         a = result["attributions"][index]
         pictures.append((f"“{examples[index].text}” — predicted {class_name(a.predicted, a.label_names)}, "
                          f"gold {class_name(examples[index].label, a.label_names)}", files["svg"]))
-    return {"summary": result["summary"], "report": tree_report(stats_dir, pictures, threshold=tree_config.threshold)}
+    return {"summary": result["summary"], "report": tree_report(stats_dir, pictures, threshold=tree_config.threshold),
+            "pictures": [[caption, os.path.relpath(path, out_dir)] for caption, path in pictures],
+            "threshold": tree_config.threshold}
+
+
+def _trees_restored(saved, out_dir):
+    from ..tree.report import tree_report
+
+    pictures = [(caption, os.path.join(out_dir, path)) for caption, path in saved["pictures"]]
+    return {**saved, "report": tree_report(os.path.join(out_dir, "stats"), pictures, threshold=saved["threshold"])}
 
 
 def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
@@ -238,7 +308,8 @@ def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
         log(f"[demo] {note}")
         report = Report("Robustness audit")
         report.section("Skipped", note)
-        return {"summary": {"skipped": note}, "report": report, "what": "skipped (TextAttack not installed)"}
+        return {"summary": {"skipped": note}, "report": report, "what": "skipped (TextAttack not installed)",
+                "final": False}  # TextAttack installed later: the next run audits
     from ..adversarial.config import AuditConfig
     from ..adversarial.pipeline import run_full_audit
     from ..adversarial.report import audit_report
@@ -252,6 +323,13 @@ def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
     return {"summary": summary, "report": audit_report(out_dir, label_names=label_names_from_config(model.config)),
             "what": f"triggers from {config.trigger_train_examples} training sentences, then attacks "
                     f"({', '.join(['triggers', *config.audit_recipes])}) on {config.audit_examples} dev sentences"}
+
+
+def _audit_restored(saved, model, out_dir):
+    from ..adversarial.report import audit_report
+    from ..report import label_names_from_config
+
+    return {**saved, "report": audit_report(out_dir, label_names=label_names_from_config(model.config))}
 
 
 # ----------------------------------------------------------------------------------- announcement
