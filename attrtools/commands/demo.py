@@ -35,15 +35,15 @@ class DemoConfig:
 
     attribution_examples: int = 3
     steps: int = 20
-    prune_importance_examples: int = 32
-    prune_eval_examples: int = 100
+    prune_importance_examples: int = 64
+    prune_eval_examples: int = 200
     prune_strategies: tuple = ("attattr", "attention", "taylor", "random")
     tree_examples: int = 3
-    tree_stats_examples: int = 32
-    trigger_train_examples: int = 40
-    audit_examples: int = 12
+    tree_stats_examples: int = 60
+    trigger_train_examples: int = 150
+    audit_examples: int = 24
     audit_recipes: tuple = ("deepwordbug",)
-    latency_repeats: int = 5
+    latency_repeats: int = 10
     max_length: int | None = None
 
 
@@ -333,9 +333,10 @@ def _audit_restored(saved, model, out_dir):
 
 
 # ----------------------------------------------------------------------------------- announcement
-#: wall time of each step of a first run on a 2-core CPU (measured on the project's development
-#: machines with the embedded MiniLM default; see issue 17); scaled by cores below. Rough by design.
-COST_2CPU_S = {"fine-tune": 25 * 60, "attribution": 60, "pruning": 8 * 60, "trees": 3 * 60, "audit": 5 * 60}
+#: wall time of each step of a first run on a 2-core CPU with the default DemoConfig (measured on the
+#: project's development machine with the embedded MiniLM default, rounded up; see issue 15);
+#: scaled by cores below. Rough by design.
+COST_2CPU_S = {"fine-tune": 40, "attribution": 10, "pruning": 70, "trees": 5, "audit": 75}
 
 
 def plan_text(config: DemoConfig, needs_training: bool, device: str, threads: int, train_rows: int | None = None) -> str:
@@ -358,8 +359,9 @@ def plan_text(config: DemoConfig, needs_training: bool, device: str, threads: in
     for k, (name, what) in enumerate(steps, 1):
         lines.append(f"  {k}. {what}  [~{fmt_seconds(COST_2CPU_S[name] / speed)}]")
     where = f"{device}, {threads} CPU thread(s)" if not device.startswith("cuda") else device
-    lines.append(f"Roughly {fmt_seconds(total)} in all on this machine ({where}); later runs reuse the "
-                 "attribution cache and take a fraction of that. Report: <run dir>/report.html")
+    lines.append(f"Roughly {fmt_seconds(total)} in all on this machine ({where}); a rerun into the same "
+                 "folder reads finished sections back, and runs into other folders reuse the attribution "
+                 "cache. Report: <run dir>/report.html")
     return "\n".join(lines)
 
 
