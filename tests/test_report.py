@@ -405,7 +405,7 @@ def test_demo_says_what_it_will_do_and_how_long():
     again = plan_text(DemoConfig(), needs_training=False, device="cpu", threads=2)
     assert "fine-tune the default classifier" in first and "fine-tune" not in again
     assert "1. run every attribution method" in again
-    assert re.search(r"Roughly \d+ min in all on this machine \(cpu, 2 CPU thread", first)
+    assert re.search(r"Roughly \d+ min( \d+ s)? in all on this machine \(cpu, 2 CPU thread", first)
     faster = plan_text(DemoConfig(), needs_training=False, device="cpu", threads=8)
     assert faster != again  # scaled to the machine
 
