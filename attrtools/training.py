@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .errors import InputDataError
+from .errors import InputDataError, ParameterError
 from .io import write_json
 from .types import Example
 
@@ -109,7 +109,14 @@ def _freeze(model, embeddings: bool, layers: int) -> list[str]:
         frozen.append("embeddings")
     blocks = get_layers(model)
     if not 0 <= layers <= len(blocks):
-        raise ValueError(f"freeze_layers must be between 0 and {len(blocks)}, got {layers}")
+        raise ParameterError(f"freeze_layers must be between 0 and {len(blocks)}, got {layers}")
+    from .models import tied_layers
+
+    for group in tied_layers(model):  # ALBERT: one block runs several layers
+        if group[0] < layers <= group[-1]:
+            raise ParameterError(
+                f"freeze_layers={layers} would freeze layers {group[0]}–{group[-1]} together: they run one shared "
+                f"block (model_type {model.config.model_type!r}); choose {group[0]} or {group[-1] + 1}")
     for index in range(layers):
         for p in blocks[index].parameters():
             p.requires_grad_(False)

@@ -410,9 +410,29 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
     from attrtools.pruning.cli import summary_lines
 
     assert "every layer of its group" in summary_lines(summary)["shared layers"]
+    from attrtools.pruning.report import pruning_report
+
+    page = pruning_report(str(tmp_path / "run"))._repr_html_()
+    assert "layers 0, 1; 2, 3 run one shared block" in page  # the HTML report says it too
     reloaded, _ = attrtools.load_model(summary["pruned_model"])
     gone = models.pruned_heads(reloaded)
     assert gone.get(0) == gone.get(1) and gone.get(2) == gone.get(3) and sum(len(h) for h in gone.values()) == 4
+
+
+def test_freezing_part_of_a_shared_block_is_refused(tmp_path):
+    """Fine-tuning with ``freeze_layers=k`` freezes whole blocks: a k inside a group of layers that run
+    one block would freeze the layers above k too, so it is refused naming the group; k at a group's
+    edge freezes exactly the groups below."""
+    from attrtools.errors import ParameterError
+    from attrtools.training import _freeze
+
+    model, _ = _albert(tmp_path, layers=4, num_hidden_groups=2)
+    with pytest.raises(ParameterError, match=r"layers 0–1 together.*shared block.*choose 0 or 2"):
+        _freeze(model, False, 1)
+    assert _freeze(model, False, 2) == ["layer 0", "layer 1"]
+    blocks = models.get_layers(model)
+    assert not any(p.requires_grad for p in blocks[0].parameters())
+    assert all(p.requires_grad for p in blocks[2].parameters())
 
 
 def test_shared_blocks_refusals(tmp_path):

@@ -57,6 +57,13 @@ def _skipped_fact(rows) -> str:
     return f"{ExampleList([], rows).skipped_summary()} without content"
 
 
+def _shared_fact(groups) -> str:
+    """ALBERT-style shared blocks: which layers run one block (a head pruned there goes from all)."""
+    listed = "; ".join(", ".join(str(layer) for layer in group) for group in groups)
+    return (f"layers {listed} run one shared block: a head pruned there is pruned in every one of these "
+            "layers, so plans count and remove it once per block")
+
+
 def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
     """Build the report of a finished ``run_pruning`` run directory."""
     summary = _read_json(os.path.join(run_dir, "summary.json"))
@@ -72,7 +79,8 @@ def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
                            ("heads", f"{total} ({summary.get('layers')} layers × {summary.get('heads_per_layer')})"),
                            ("importance from", f"{summary.get('importance_examples')} examples"),
                            ("accuracy measured on", f"{summary.get('eval_examples')} examples")]
-                    + ([("rows skipped", _skipped_fact(summary["skipped_rows"]))] if summary.get("skipped_rows") else []))
+                    + ([("rows skipped", _skipped_fact(summary["skipped_rows"]))] if summary.get("skipped_rows") else [])
+                    + ([("shared layers", _shared_fact(summary["shared_layers"]))] if summary.get("shared_layers") else []))
 
     outcome = report.section("Outcome", f"The plan of the {summary.get('plan_strategy')} strategy, pruning "
                                         f"{plan.get('heads_pruned')} of {total} heads "
