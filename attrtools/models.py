@@ -41,8 +41,12 @@ class Adapter:
       forward time and updated by physical pruning (``width_attrs``: the same times the head dim);
       ``config_head_count``: the family reads ``self.config.num_attention_heads`` in forward (Phi-3),
       so a pruned layer gets its own config view.
+    - ``attention_out_norm`` / ``ffn_out_norm``: "sandwich" norms applied to the attention / FFN
+      output before its residual add (Gemma 2/3 ``post_attention_layernorm`` /
+      ``post_feedforward_layernorm``); ``ln_ffn`` is then the norm before the FFN. The pre-LN
+      decompositions (ALTI, ALTI-Logit) take their linear part with the real scale per token.
     - ``refuses``: ``{method: reason}`` for methods that do not apply to this family (beyond the
-      generic rule that norm-based decompositions need post-LN blocks).
+      generic rules of each method, e.g. GlobEnc and DecompX need post-LN blocks).
     - ``tiny_config``: extra config values for the tiny test models of :mod:`attrtools.testing`
       (what makes the family realistic: grouped KV heads, soft-capping, ...); a callable value
       receives the hidden size.
@@ -71,6 +75,8 @@ class Adapter:
     pooling: str = "first"
     final_norm: str | None = None
     classifier_head: tuple | None = None
+    attention_out_norm: str | None = None  # Gemma 2/3: norm of the attention output before the residual add
+    ffn_out_norm: str | None = None  # Gemma 2/3: norm of the FFN output before the residual add
     fused_qkv: str | None = None
     conv1d: bool = False
     head_count_attrs: tuple = ("num_attention_heads", "n_heads", "num_heads")
@@ -108,19 +114,23 @@ def _bert_like(model_type: str, prefix: str, head=("classifier.dense", "classifi
 
 
 _DECODER_NORM_REASON = ("pre-LN decoder (RMSNorm, rotary positions, last-token pooling): the official relevance "
-                        "rules cover post-LN encoders only")
+                        "rules cover post-LN encoders only and no published extension to pre-LN blocks exists; "
+                        "alti (pre-LN ALTI) and alti_logit explain decoder classifiers")
 
 
-def _llama_like(model_type: str, tiny=(), refuses=(), **kw) -> Adapter:
+def _llama_like(model_type: str, tiny=(), refuses=(), ln_ffn="post_attention_layernorm", **kw) -> Adapter:
     return Adapter(
         model_type, "model.layers", "model.embed_tokens", "model.embed_tokens",
         attention="self_attn", query="self_attn.q_proj", key="self_attn.k_proj", value="self_attn.v_proj",
         output="self_attn.o_proj", ln_attention="input_layernorm", ffn_in="mlp.up_proj", ffn_out="mlp.down_proj",
-        ln_ffn="post_attention_layernorm", pre_norm=True, uses_token_type_ids=False, pooling="last_non_pad",
-        final_norm="model.norm", family="decoder",
+        ln_ffn=ln_ffn, pre_norm=True, uses_token_type_ids=False, pooling="last_non_pad",
+        final_norm="model.norm", classifier_head=("score",), family="decoder",
         refuses=(("chefer_lrp", _DECODER_NORM_REASON),) + tuple(refuses),
         tiny_config=(("num_key_value_heads", 2),) + tuple(tiny), **kw)
 
+
+_GEMMA_NORMS = dict(ln_ffn="pre_feedforward_layernorm", attention_out_norm="post_attention_layernorm",
+                    ffn_out_norm="post_feedforward_layernorm")
 
 ADAPTERS: dict[str, Adapter] = {
     "bert": _bert_like("bert", "bert", head=("bert.pooler.dense", "classifier")),
@@ -141,11 +151,13 @@ ADAPTERS: dict[str, Adapter] = {
     "qwen2": _llama_like("qwen2"),
     "qwen3": _llama_like("qwen3", tiny=(("head_dim", 8),)),  # q_norm/k_norm per head, explicit head_dim
     # Gemma 2: tanh soft-capping of the attention scores (capture's eager branch applies it),
-    # alternating sliding-window / global layers (the window comes in through the mask interface).
+    # alternating sliding-window / global layers (the window comes in through the mask interface);
+    # Gemma 2/3 blocks are "sandwiched": RMSNorms on the attention and FFN outputs before each residual add.
     "gemma2": _llama_like("gemma2", tiny=(("head_dim", 8), ("sliding_window", 4), ("attn_logit_softcapping", 20.0),
-                                          ("query_pre_attn_scalar", 8))),
+                                          ("query_pre_attn_scalar", 8)), **_GEMMA_NORMS),
     "gemma3_text": _llama_like("gemma3_text", tiny=(("head_dim", 8), ("sliding_window", 4),
-                                                    ("layer_types", ["sliding_attention", "full_attention"]))),
+                                                    ("layer_types", ["sliding_attention", "full_attention"])),
+                               **_GEMMA_NORMS),
     # Phi-3: one fused qkv_proj (q | k | v rows); its attention reads config.num_attention_heads at
     # forward time, so a pruned layer gets its own config view.
     "phi3": Adapter(
@@ -153,7 +165,8 @@ ADAPTERS: dict[str, Adapter] = {
         attention="self_attn", query="self_attn.qkv_proj", key="self_attn.qkv_proj", value="self_attn.qkv_proj",
         output="self_attn.o_proj", ln_attention="input_layernorm", ffn_in="mlp.gate_up_proj",
         ffn_out="mlp.down_proj", ln_ffn="post_attention_layernorm", pre_norm=True, uses_token_type_ids=False,
-        pooling="last_non_pad", final_norm="model.norm", fused_qkv="self_attn.qkv_proj", config_head_count=True,
+        pooling="last_non_pad", final_norm="model.norm", classifier_head=("score",), fused_qkv="self_attn.qkv_proj",
+        config_head_count=True,
         refuses=(("chefer_lrp", _DECODER_NORM_REASON),), tiny_config=(("num_key_value_heads", 2),),
         family="decoder"),
     # ModernBERT: pre-LN encoder, fused Wqkv (q | k | v blocks), rotary positions, alternating local
@@ -165,7 +178,8 @@ ADAPTERS: dict[str, Adapter] = {
         ln_attention="attn_norm", ffn_in="mlp.Wi", ffn_out="mlp.Wo", ln_ffn="mlp_norm", pre_norm=True,
         uses_token_type_ids=False, final_norm="model.final_norm", fused_qkv="attn.Wqkv", empty_layer_patch=True,
         refuses=(("chefer_lrp", "pre-LN encoder with a LayerNorm inside its classification head: the official "
-                                "relevance rules cover post-LN encoders only"),),
+                                "relevance rules cover post-LN encoders only and no published extension to pre-LN "
+                                "blocks exists; alti (pre-LN ALTI) explains this family"),),
         tiny_config=(("global_attn_every_n_layers", 2), ("local_attention", 4), ("cls_token_id", 2),
                      ("sep_token_id", 3), ("mlp_dropout", 0.0), ("embedding_dropout", 0.0)),
         family="encoder"),
@@ -218,7 +232,8 @@ ADAPTERS: dict[str, Adapter] = {
         "gpt2", "transformer.h", "transformer.drop", "transformer.wte",
         attention="attn", query="attn.c_attn", key="attn.c_attn", value="attn.c_attn", output="attn.c_proj",
         ln_attention="ln_1", ffn_in="mlp.c_fc", ffn_out="mlp.c_proj", ln_ffn="ln_2", pre_norm=True,
-        uses_token_type_ids=False, pooling="last_non_pad", final_norm="transformer.ln_f", fused_qkv="attn.c_attn",
+        uses_token_type_ids=False, pooling="last_non_pad", final_norm="transformer.ln_f", classifier_head=("score",),
+        fused_qkv="attn.c_attn",
         conv1d=True, fused_width_attrs=("split_size",), refuses=(("chefer_lrp", _DECODER_NORM_REASON),),
         empty_layer_patch=True,
         family="decoder"),
@@ -316,7 +331,7 @@ def infer_adapter(model: nn.Module) -> Adapter:
         output=output, ln_attention=pre or post or output, ffn_in=(ffn or (output, output))[0],
         ffn_out=(ffn or (output, output))[1], ln_ffn=post or output, pre_norm=True,
         uses_token_type_ids=False, pooling="last_non_pad" if decoder else "first", fused_qkv=fused,
-        refuses=tuple((m, reason) for m in ("chefer_lrp", "globenc", "alti", "decompx")),
+        refuses=tuple((m, reason) for m in ("chefer_lrp", "globenc", "alti", "alti_logit", "decompx")),
         family="inferred (decoder)" if decoder else "inferred (encoder)")
 
 

@@ -1,31 +1,60 @@
 """ALTI: Aggregation of Layer-wise Token-to-token Interactions (Ferrando, Gállego, Costa-jussà; EMNLP 2022,
-"Measuring the Mixing of Contextual Information in the Transformer", arXiv 2203.04212).
+"Measuring the Mixing of Contextual Information in the Transformer", arXiv 2203.04212), and its form
+for pre-LN blocks (Ferrando, Gállego, Tsiamas, Costa-jussà; ACL 2023, "Explaining How Transformers
+Use Context to Build Predictions", arXiv 2305.12535).
 
-Per layer ``l`` of a post-LN encoder, with ``x_j`` the hidden state entering the block, ``A_h`` the
-attention probabilities of head ``h``, ``v_{h,j} = x_j W_V^h + b_V^h`` and ``W_O^h`` the head's slice of
-the output projection, the attention block output of token ``i`` splits over the source tokens ``j``:
+**Post-LN blocks** (BERT-like encoders). Per layer ``l``, with ``x_j`` the hidden state entering the
+block, ``A_h`` the attention probabilities of head ``h``, ``v_{h,j} = x_j W_V^h + b_V^h`` and ``W_O^h``
+the head's slice of the output projection, the attention block output of token ``i`` splits over the
+source tokens ``j``:
 
     z_{i<-j}   = Σ_h A_h[i, j] v_{h,j} W_O^h + δ_ij x_i               (residual inside)
     T_i(x_j)   = L(z_{i<-j}) / σ_i,   L(z) = (z − mean_d z) ⊙ γ1         (LN1's linear part)
     y_i        = Σ_j T_i(x_j) + L(b_O)/σ_i + β1                         (= the real LN1 output)
 
-with ``σ_i = sqrt(Var_d(pre-LN1 state of i) + eps)`` taken from the real forward. The contribution
-of ``j`` to ``i`` is the Manhattan-distance proximity, clipped and normalised per row:
+with ``σ_i = sqrt(Var_d(pre-LN1 state of i) + eps)`` taken from the real forward.
+
+**Pre-LN blocks** (decoders: Llama, Mistral, Qwen2/3, Gemma 2/3, Phi-3, GPT-2; the pre-LN encoder
+ModernBERT). The norm sits on the branch, before attention, and is applied to each source token
+alone, so no receiver norm has to be linearised:
+
+    f_h(x_j)   = (N(x_j) W_V^h + b_V^h) W_O^h                         (N: LayerNorm / RMSNorm of x_j, β included)
+    T_i(x_j)   = Σ_h A_h[i, j] f_h(x_j) + δ_ij x_i
+    y_i        = Σ_j T_i(x_j) + b_O                                   (= the real residual after attention)
+
+``N(x_j)`` is read from the forward (the output of the block's input norm), so the split is exact
+for any norm. Grouped KV heads: query head ``h`` uses KV head ``h // group``. Fused projections
+(Phi-3 ``qkv_proj``, GPT-2 ``c_attn``, ModernBERT ``Wqkv``) and GPT-2's ``Conv1D`` come sliced and
+transposed from the adapter (``models.projection``). Gemma 2/3 add an RMSNorm to the attention
+output before the residual add (the adapter's ``attention_out_norm``): the attention terms and
+``b_O`` pass through its linear part with the real scale of receiver ``i``, still exact (RMSNorm has
+no mean and no shift). A sandwich norm of another kind is refused by ``check_model``.
+
+In both cases the contribution of ``j`` to ``i`` is the Manhattan-distance proximity, clipped and
+normalised per row:
 
     c_ij = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁),      C^l[i, j] = c_ij / Σ_j c_ij
 
 and the layers are aggregated by rollout without identity (the residual is already inside):
 ``R^1 = C^1``, ``R^l = C^l · R^{l-1}``. Output kind ``layer_matrix``: ``(L, n, n)`` = ``R^1 .. R^L``,
-every row summing to 1; the token view is the ``[CLS]`` row of ``R^L``. Class-agnostic (no target).
+every row summing to 1; the token view is the row of the pooled token of ``R^L`` (``[CLS]`` for
+encoders, the last real token for decoder classifiers). Class-agnostic (no target).
 
-Protocol of the official code (mt-upc/transformer-contributions, ``src/contributions.py``): L1
-distance, ``scaling="min_sum"``, the FFN ignored, rollout of the row-normalised matrices. Deviation:
+Protocol of the official code (mt-upc/transformer-contributions ``src/contributions.py``; for
+decoders mt-upc/logit-explanations ``src/contributions.py``): L1 distance, ``scaling="min_sum"``,
+the FFN ignored, rollout of the row-normalised matrices; the decoder code folds the norm's shift and
+``b_V`` into each source's transformed vector and leaves ``b_O`` unattributed, as here. Deviations:
 the official code materialises ``(B, H, n, n, d)`` before summing heads; here heads are summed inside
-one einsum (same numbers, ``H`` times less memory). Post-LN encoders only (BERT, RoBERTa, ELECTRA,
-DistilBERT); pre-LN decoders (Llama) are refused by ``check_model``.
+one einsum (same numbers, ``H`` times less memory), and pre-LN receivers are processed in chunks
+(``alti_matrix``); ``N(x_j)`` is the module's real output rather than re-derived from LayerNorm
+weights (which covers RMSNorm, Gemma's ``1 + w`` gain and ModernBERT's identity norm in layer 0);
+a row whose every clipped proximity is 0 (the official code divides 0 by 0: NaN) is shared in
+proportion to ``‖T_i(x_j)‖₁`` (seen on random Gemma 3 weights, where the sandwich norm makes two
+sources nearly cancel).
+Families with an inferred adapter are refused (their block layout is not known).
 
 ``trace_layers`` (one forward: attention via ``capture``, the rest via forward hooks on the adapter's
-modules) is shared with DecompX.
+modules) is shared with DecompX and ALTI-Logit.
 """
 from __future__ import annotations
 
@@ -33,11 +62,12 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..capture import capture, layer_hook
-from ..models import get_layers, head_dim, heads_per_layer, layer_module, select_kept
+from ..models import adapter_for, get_layers, head_dim, heads_per_layer, layer_module, projection, select_kept
 from . import register
-from .base import Batch, Method, crop, require_post_ln
+from .base import Batch, Method, UnsupportedArchitecture, crop
 
 
 @dataclass
@@ -52,6 +82,8 @@ class Trace:
     ffn_act: list = field(default_factory=list)  # input of ffn_out (post-activation)
     ln2_in: list = field(default_factory=list)
     ln2_out: list = field(default_factory=list)
+    mlp_out: list = field(default_factory=list)  # pre-LN: the FFN branch added to the residual
+    attn_norm_in: list = field(default_factory=list)  # pre-LN with a sandwich norm: attention output before it
     head: dict = field(default_factory=dict)  # extra hooks requested by the caller
     logits: torch.Tensor | None = None
 
@@ -59,10 +91,18 @@ class Trace:
 def trace_layers(model, inputs: dict, extra: dict | None = None) -> Trace:
     """One no-grad forward recording everything the decompositions need.
 
+    Post-LN blocks: ``ln1_in/out`` are LN1's input and output (after the residual), ``ln2_*`` LN2's.
+    Pre-LN blocks: ``ln1_out`` is the normed input of attention (a function of each token alone),
+    ``ln2_in`` the real residual stream after attention (input of the pre-FFN norm), ``mlp_out``
+    the FFN branch added to the residual (after the family's output norm, Gemma), ``attn_norm_in``
+    the attention output entering a sandwich norm (Gemma; empty elsewhere).
+
     ``extra``: ``{name: (module, "in"|"out")}`` further modules whose first input or output to keep.
     """
+    adapter = adapter_for(model)
     num_layers = len(get_layers(model))
     parts = {"ln1": "ln_attention", "ffn_pre": "ffn_in", "ffn_act": "ffn_out", "ln2": "ln_ffn"}
+    keys = ["ln1_in", "ln1_out", "ffn_pre", "ffn_act", "ln2_in", "ln2_out"]
     store: dict = {}
     handles = []
 
@@ -81,6 +121,13 @@ def trace_layers(model, inputs: dict, extra: dict | None = None) -> Trace:
                 handles.append(layer_hook(model, l, part, keeper((short, l), "out")))
             else:
                 handles.append(layer_hook(model, l, part, keeper((short, l), "in")))
+        if adapter.pre_norm:
+            handles.append(layer_hook(model, l, "ffn_out_norm" if adapter.ffn_out_norm else "ffn_out",
+                                      keeper(("mlp_out", l), "out")))
+            if adapter.attention_out_norm:
+                handles.append(layer_hook(model, l, "attention_out_norm", keeper(("attn_norm_in", l), "in")))
+    if adapter.pre_norm:
+        keys = keys + ["mlp_out"] + (["attn_norm_in"] if adapter.attention_out_norm else [])
     for name, (module, want) in (extra or {}).items():
         handles.append(module.register_forward_hook(keeper(("head", name), want)))
     try:
@@ -96,7 +143,7 @@ def trace_layers(model, inputs: dict, extra: dict | None = None) -> Trace:
         if l not in cap.hidden_inputs:
             raise RuntimeError(f"hidden state entering layer {l} was not recorded")
         trace.hidden_in.append(cap.hidden_inputs[l].float())
-        for key in ("ln1_in", "ln1_out", "ffn_pre", "ffn_act", "ln2_in", "ln2_out"):
+        for key in keys:
             if (key, l) not in store:
                 raise RuntimeError(f"hook {key} of layer {l} did not run: adapter paths do not match the model")
             getattr(trace, key).append(store[(key, l)].float())
@@ -150,11 +197,136 @@ def alti_layer_parts(model, trace: Trace, layer: int, b: int, n: int):
     return parts, bias_part, trace.ln1_out[layer][b, :n]
 
 
+# ------------------------------------------------------------------------------------ pre-LN blocks
+class FrozenNorm:
+    """A norm module with its statistics frozen at the real inputs ``pre (r, d)`` of ``r`` tokens:
+    ``norm(pre_i) = P(pre_i) ⊙ scale_i + shift`` with ``P`` the mean subtraction (LayerNorm) or the
+    identity (RMSNorm), so ``linear(z)`` (``P(z) ⊙ scale_i``) is linear in ``z`` and exact on every
+    summand of ``pre_i`` (Kobayashi et al. 2021's decomposition, for either kind of norm).
+
+    Supported: ``nn.Identity``, ``nn.LayerNorm`` and RMSNorm classes (a class name containing
+    "RMSNorm", eps in ``eps`` or ``variance_epsilon``; the gain is read by applying the module to a
+    vector of ones, so Gemma's ``1 + w`` parameterisation needs no special case). Raises
+    ``UnsupportedArchitecture`` for any other norm (:func:`norm_refusal` says so beforehand)."""
+
+    def __init__(self, module, pre: torch.Tensor):
+        pre = pre.float()
+        d = pre.shape[-1]
+        self.centred, self.shift = False, None
+        if isinstance(module, nn.Identity):
+            self.scale = torch.ones_like(pre)
+        elif isinstance(module, nn.LayerNorm):
+            gamma, self.shift, eps = ln_params(module)
+            self.scale = 1.0 / real_sigma(pre, eps) * (gamma if gamma is not None else 1.0)
+            self.centred = True
+        elif "RMSNorm" in type(module).__name__:
+            eps = float(getattr(module, "eps", None) or getattr(module, "variance_epsilon"))
+            probe = torch.ones(d, device=pre.device, dtype=next(module.parameters()).dtype)
+            gain = module(probe).float() * (1.0 + eps) ** 0.5  # RMSNorm(1) = gain / sqrt(1 + eps)
+            self.scale = gain * torch.rsqrt(pre.pow(2).mean(-1, keepdim=True) + eps)
+        else:
+            raise UnsupportedArchitecture(norm_refusal(module))
+
+    def linear(self, z: torch.Tensor) -> torch.Tensor:
+        """``P(z) ⊙ scale_i`` for ``z (r, ..., d)``: the first dim indexes the same tokens as ``pre``."""
+        if self.centred:
+            z = z - z.mean(-1, keepdim=True)
+        return z * self.scale.view(self.scale.shape[0], *([1] * (z.dim() - 2)), self.scale.shape[-1])
+
+
+def norm_refusal(module) -> str | None:
+    """Why :class:`FrozenNorm` cannot take ``module`` apart, or None."""
+    if isinstance(module, (nn.Identity, nn.LayerNorm)) or "RMSNorm" in type(module).__name__:
+        return None
+    return (f"its norm {type(module).__name__} is neither LayerNorm nor RMSNorm, whose linear part (with the real "
+            "scale per token) the decomposition needs")
+
+
+def source_vectors(model, trace: Trace, layer: int, b: int, n: int):
+    """Pre-LN block: ``(f (H, n, d), b_O (d) or None)`` with ``f_h(x_j) = (N(x_j) W_V^h + b_V^h) W_O^h``,
+    ``N(x_j)`` the real normed input of attention at source ``j`` (a function of ``x_j`` alone).
+    Grouped KV heads: query head ``h`` reads KV head ``h // group``; fused and Conv1D projections
+    come sliced and transposed from the adapter (``models.projection``)."""
+    heads = trace.attentions[layer].shape[1]
+    d_h = head_dim(model)
+    w_v, b_v = projection(model, layer, "value")
+    value = F.linear(trace.ln1_out[layer][b, :n], w_v.float(), None if b_v is None else b_v.float())
+    value = value.view(n, value.shape[-1] // d_h, d_h)
+    if heads and value.shape[1] != heads:
+        value = value.repeat_interleave(heads // value.shape[1], dim=1)  # GQA: (n, H, d_h)
+    w_o, b_o = projection(model, layer, "output")
+    w_o = w_o.float().view(w_o.shape[0], heads, d_h)
+    return torch.einsum("jhe,dhe->hjd", value, w_o), None if b_o is None else b_o.float()
+
+
+def attention_parts(model, trace: Trace, layer: int, b: int, n: int, rows: slice, vectors=None):
+    """The attention branch of a pre-LN block split over sources, for receivers ``rows`` (``c`` of them):
+    ``(z (c, n, d), constant (c, d))`` with ``Σ_j z[i, j] + constant[i]`` = what the branch adds to the
+    residual of token ``i``: ``z[i, j] = Σ_h A_h[i, j] f_h(x_j)`` and ``constant = b_O``; with a
+    sandwich norm (Gemma) both pass through its linear part with the real scale of receiver ``i``
+    (RMSNorm: no mean, no shift, so the split stays exact)."""
+    f, b_o = vectors if vectors is not None else source_vectors(model, trace, layer, b, n)
+    attn = trace.attentions[layer][b, :, rows, :n]  # (H, c, n)
+    z = torch.einsum("hij,hjd->ijd", attn, f)
+    constant = (b_o if b_o is not None else torch.zeros_like(z[0, 0])).expand(z.shape[0], -1)
+    if adapter_for(model).attention_out_norm:
+        norm = FrozenNorm(layer_module(model, layer, "attention_out_norm"), trace.attn_norm_in[layer][b, rows])
+        z, constant = norm.linear(z), norm.linear(constant)
+        if norm.shift is not None:
+            constant = constant + norm.shift
+    return z, constant
+
+
+def pre_ln_alti_parts(model, trace: Trace, layer: int, b: int, n: int, rows: slice | None = None, vectors=None):
+    """Pre-LN ALTI (Ferrando et al. 2023): ``(T (c, n, d), constant (c, d), y (c, d))`` for receivers
+    ``rows``: ``T[i, j] = z[i, j] + δ_ij x_i`` and ``Σ_j T[i, j] + constant[i] = y[i]``, the real
+    residual stream after attention (the input of the pre-FFN norm)."""
+    rows = rows if rows is not None else slice(0, n)
+    z, constant = attention_parts(model, trace, layer, b, n, rows, vectors)
+    x = trace.hidden_in[layer][b, :n]
+    receivers = torch.arange(n, device=z.device)[rows]
+    z[torch.arange(len(receivers), device=z.device), receivers] += x[receivers]  # + δ_ij x_i
+    return z, constant, trace.ln2_in[layer][b, rows]
+
+
+def alti_matrix(model, trace: Trace, layer: int, b: int, n: int, max_elements: int = 1 << 24) -> torch.Tensor:
+    """``C^l (n, n)`` of one example, rows summing to 1: post-LN (LN1 decomposition) or pre-LN
+    (the residual stream after attention), receivers in chunks of at most ``max_elements`` floats."""
+    if not adapter_for(model).pre_norm:
+        parts, _, y = alti_layer_parts(model, trace, layer, b, n)
+        return alti_contributions(parts, y)
+    vectors = source_vectors(model, trace, layer, b, n)
+    step = max(1, max_elements // max(1, n * vectors[0].shape[-1]))
+    rows = []
+    for start in range(0, n, step):
+        parts, _, y = pre_ln_alti_parts(model, trace, layer, b, n, slice(start, min(n, start + step)), vectors)
+        rows.append(alti_contributions(parts, y))
+    return torch.cat(rows)
+
+
+def alti_rollout(model, trace: Trace, b: int, n: int, layers: int | None = None) -> list[torch.Tensor]:
+    """``[R^1, ..., R^layers]`` (``(n, n)`` each; default every layer): ``R^1 = C^1``, ``R^l = C^l R^{l-1}``."""
+    rolled, out = None, []
+    for l in range(len(trace.hidden_in) if layers is None else layers):
+        c = alti_matrix(model, trace, l, b, n)
+        rolled = c if rolled is None else c @ rolled
+        out.append(rolled)
+    return out
+
+
 def alti_contributions(parts: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``C[i, j] = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)`` normalised to rows summing to 1."""
+    """``C[i, j] = max(0, ‖y_i‖₁ − ‖y_i − T_i(x_j)‖₁)`` normalised to rows summing to 1.
+
+    A row whose every clipped proximity is 0 (its sources nearly cancel, so removing any of them moves
+    ``y_i`` by at least ``‖y_i‖₁``; the official code divides 0 by 0 there) is shared in proportion to
+    ``‖T_i(x_j)‖₁`` instead, so every row still sums to 1."""
     distance = (y.unsqueeze(1) - parts).abs().sum(-1)  # (n, n)
     c = (y.abs().sum(-1, keepdim=True) - distance).clamp_min(0)
     total = c.sum(-1, keepdim=True)
+    empty = total <= 0
+    if bool(empty.any()):
+        c = torch.where(empty, parts.abs().sum(-1), c)
+        total = c.sum(-1, keepdim=True)
     return c / torch.where(total > 0, total, torch.ones_like(total))
 
 
@@ -163,29 +335,25 @@ class ALTI(Method):
     name = "alti"
     title = "ALTI (aggregation of layer-wise token-to-token interactions)"
     paper = ("Ferrando, Gállego, Costa-jussà. Measuring the Mixing of Contextual Information in the "
-             "Transformer. EMNLP 2022")
+             "Transformer. EMNLP 2022; pre-LN blocks: Ferrando, Gállego, Tsiamas, Costa-jussà. Explaining How "
+             "Transformers Use Context to Build Predictions. ACL 2023")
     kind = "layer_matrix"
     signed = False
     target = "none"
     defaults = {}
-    invariant = "Σ_j T_i(x_j) + L(b_O)/σ_i + β1 = LN1 output; every row of every rolled-out layer sums to 1"
+    invariant = ("Σ_j T_i(x_j) + L(b_O)/σ_i + β1 = LN1 output (post-LN), Σ_j T_i(x_j) + b_O = residual after "
+                 "attention (pre-LN); every row of every rolled-out layer sums to 1")
 
     def check_model(self, model):
         super().check_model(model)
-        require_post_ln(model, "ALTI")
+        adapter = adapter_for(model)
+        if adapter.attention_out_norm:
+            reason = norm_refusal(layer_module(model, 0, "attention_out_norm"))
+            if reason:
+                raise UnsupportedArchitecture(f"alti does not apply to model_type {adapter.model_type!r}: {reason}")
 
     @torch.no_grad()
     def compute(self, model, batch: Batch, units=None, **params):
         self.check_model(model)
         trace = trace_layers(model, batch.inputs)
-        num_layers = len(trace.hidden_in)
-        out = []
-        for b, n in enumerate(batch.lengths):
-            rolled, layers = None, []
-            for l in range(num_layers):
-                parts, _, y = alti_layer_parts(model, trace, l, b, n)
-                c = alti_contributions(parts, y)
-                rolled = c if rolled is None else c @ rolled
-                layers.append(rolled)
-            out.append(crop(torch.stack(layers), n, (1, 2)))
-        return out
+        return [crop(torch.stack(alti_rollout(model, trace, b, n)), n, (1, 2)) for b, n in enumerate(batch.lengths)]

@@ -229,14 +229,18 @@ class Method:
 
 
 def require_post_ln(model, method: str) -> None:
-    """Norm-based decompositions (GlobEnc, ALTI, DecompX) read LayerNorm *after* the residual."""
+    """GlobEnc and DecompX decompose LayerNorm *after* the residual (post-LN blocks); no published
+    extension of either covers pre-LN blocks, so pre-LN models are refused, naming what works there."""
     from ..models import adapter_for
 
     adapter = adapter_for(model)
     if adapter.pre_norm:
+        instead = "alti (pre-LN ALTI)" + (" and alti_logit (its logit variant)" if adapter.pooling == "last_non_pad"
+                                          else "")
         raise UnsupportedArchitecture(
             f"{method} decomposes post-LayerNorm encoder blocks (BERT-like encoders, DistilBERT); "
-            f"model_type {adapter.model_type!r} is pre-LN, where this decomposition does not apply")
+            f"model_type {adapter.model_type!r} is pre-LN (its norms sit before attention and FFN), and no published "
+            f"extension of {method} to pre-LN blocks exists; {instead} explain this model")
 
 
 def crop(tensor: torch.Tensor, length: int, dims: tuple[int, ...]) -> torch.Tensor:
