@@ -167,10 +167,10 @@ def test_method_refusing_the_architecture_is_a_skipped_row(tiny_models):
     from attrtools.evaluate.run import evaluate_methods
 
     model, tok = tiny_models["llama"]
-    result = evaluate_methods(model, tok, ["the movie was good", "boring"], ["alti", "raw"], operator="pad",
+    result = evaluate_methods(model, tok, ["the movie was good", "boring"], ["globenc", "raw"], operator="pad",
                               reference=None)
     by = {r.name: r for r in result.results}
-    assert by["alti"].status == "skipped" and "pre-LN" in by["alti"].reason
+    assert by["globenc"].status == "skipped" and "pre-LN" in by["globenc"].reason
     assert by["raw"].status == "ok" and by["random"].status == "ok"
 
 

@@ -158,8 +158,10 @@ def test_every_method_runs_or_refuses(family, family_models):
             assert torch.isfinite(a.scores).all(), name
         ran.append(name)
     assert "attattr" in ran and "raw" in ran
-    if models.adapter_for(model).pre_norm:
-        assert {"globenc", "alti", "decompx", "chefer_lrp"} <= set(refused)
+    adapter = models.adapter_for(model)
+    if adapter.pre_norm:  # no pre-LN form published; ALTI has one (and ALTI-Logit on decoder classifiers)
+        assert {"globenc", "decompx", "chefer_lrp"} <= set(refused) and "alti" in ran
+    assert ("alti_logit" in ran) == (adapter.pre_norm and adapter.pooling == "last_non_pad")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -12,9 +12,10 @@ from attrtools.testing import planted_dataset
 from conftest import PAIRS, SENTENCES
 
 # Every registered method with a token or layer payload is tested here, found in the registry (no
-# list of names to keep up to date); ALTI and DecompX have their own module (test_alti_decompx.py),
+# list of names to keep up to date); ALTI, ALTI-Logit and DecompX have their own modules (test_alti_decompx.py,
+# test_alti_logit.py),
 # and per-head ``matrix`` methods (AttAttr, raw attention) theirs (test_attattr.py, test_cache.py).
-OWN_TEST_MODULE = {"alti", "decompx"}
+OWN_TEST_MODULE = {"alti", "alti_logit", "decompx"}
 METHODS = [name for name in list_methods() if name not in OWN_TEST_MODULE and get(name).kind != "matrix"]
 FAST = {"ig_embed": {"steps": 4}}
 POST_LN_ONLY = {"globenc", "chefer_lrp"}

@@ -33,20 +33,36 @@ def pair(tiny_models):
     return model, pruned, tokenizer
 
 
+DECODER_PLAN = {0: [0, 1], 1: [0, 1, 2, 3]}  # one KV group of layer 0 (GQA), layer 1 emptied
+
+
+@pytest.fixture(scope="module")
+def decoder_pair(tiny_models):
+    model, tokenizer = tiny_models["llama"]
+    pruned = copy.deepcopy(model)
+    prune_heads(pruned, DECODER_PLAN)
+    return model, pruned, tokenizer
+
+
 @pytest.mark.parametrize("method", sorted(set(list_methods())))
-def test_every_method_runs_on_a_pruned_model(pair, method):
+def test_every_method_runs_on_a_pruned_model(pair, decoder_pair, method):
     model, pruned, tokenizer = pair
+    plan = PLAN
+    try:
+        get(method).check_model(model)
+    except UnsupportedArchitecture:  # a decoder-only method (ALTI-Logit): a pruned decoder classifier
+        (model, pruned, tokenizer), plan = decoder_pair, DECODER_PLAN
     fast = {"attattr": {"steps": 3}, "ig_embed": {"steps": 3}}.get(method, {})
     results = attrtools.attribute(pruned, tokenizer, SENTENCES[:2], method=method, **fast)
     for a in results:
         assert torch.isfinite(a.scores).all(), f"{method}: non-finite scores on a pruned model"
-        assert a.params["_pruned_heads"] == {"0": [1], "1": [0, 1, 2, 3]}
+        assert a.params["_pruned_heads"] == {str(l): hs for l, hs in plan.items()}
         if a.kind == "matrix":
             assert a.scores.shape[:2] == (2, 4)  # original numbering
             assert float(a.scores[0, 1].abs().sum()) == 0.0 and float(a.scores[1].abs().sum()) == 0.0
-    masked = masked_copy(model, PLAN)  # the unpruned model with those heads masked (zero W_O columns)
-    if method in ("attattr", "gradsam", "chefer_grad", "grad_input", "ig_embed", "alti", "decompx", "globenc",
-                  "chefer_lrp"):
+    masked = masked_copy(model, plan)  # the unpruned model with those heads masked (zero W_O columns)
+    if method in ("attattr", "gradsam", "chefer_grad", "grad_input", "ig_embed", "alti", "alti_logit", "decompx",
+                  "globenc", "chefer_lrp"):
         # methods that see a masked head only through its (zero) effect agree with the masked model
         reference = attrtools.attribute(masked, tokenizer, SENTENCES[:2], method=method, **fast)
         for a, r in zip(results, reference):

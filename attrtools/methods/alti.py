@@ -242,6 +242,7 @@ def norm_refusal(module) -> str | None:
             "scale per token) the decomposition needs")
 
 
+@torch.no_grad()
 def source_vectors(model, trace: Trace, layer: int, b: int, n: int):
     """Pre-LN block: ``(f (H, n, d), b_O (d) or None)`` with ``f_h(x_j) = (N(x_j) W_V^h + b_V^h) W_O^h``,
     ``N(x_j)`` the real normed input of attention at source ``j`` (a function of ``x_j`` alone).
@@ -277,6 +278,7 @@ def attention_parts(model, trace: Trace, layer: int, b: int, n: int, rows: slice
     return z, constant
 
 
+@torch.no_grad()
 def pre_ln_alti_parts(model, trace: Trace, layer: int, b: int, n: int, rows: slice | None = None, vectors=None):
     """Pre-LN ALTI (Ferrando et al. 2023): ``(T (c, n, d), constant (c, d), y (c, d))`` for receivers
     ``rows``: ``T[i, j] = z[i, j] + δ_ij x_i`` and ``Σ_j T[i, j] + constant[i] = y[i]``, the real
@@ -289,6 +291,7 @@ def pre_ln_alti_parts(model, trace: Trace, layer: int, b: int, n: int, rows: sli
     return z, constant, trace.ln2_in[layer][b, rows]
 
 
+@torch.no_grad()
 def alti_matrix(model, trace: Trace, layer: int, b: int, n: int, max_elements: int = 1 << 24) -> torch.Tensor:
     """``C^l (n, n)`` of one example, rows summing to 1: post-LN (LN1 decomposition) or pre-LN
     (the residual stream after attention), receivers in chunks of at most ``max_elements`` floats."""

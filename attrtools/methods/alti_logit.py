@@ -76,6 +76,7 @@ def head_modules(model):
     return get_module(model, adapter.final_norm), get_module(model, adapter.classifier_head[0])
 
 
+@torch.no_grad()
 def logit_decomposition(model, trace, b: int, n: int, target: int, position: int) -> LogitDecomposition:
     """The exact split of example ``b``'s target logit (``trace`` from :func:`alti.trace_layers` with
     ``extra={"final": (final norm, "in")}``); ``position`` is the pooled token, ``< n``."""
