@@ -5,7 +5,8 @@ whole-model reference (max relative difference), which registered methods run an
 masked vs physically pruned logits (max relative difference, one KV group of layer 0 and all of
 layer 1 pruned; families whose layers share one block, ALBERT, lose heads 0 and 2 in every layer,
 since a head of a shared block goes from all its layers), and whether the pruned model saves and
-reloads to the same logits. Prints a Markdown table (the README's family table is this output).
+reloads to the same logits. Prints two Markdown tables (the README's family table and its methods
+table by family group: post-LN encoders, pre-LN encoders, decoder classifiers, are this output).
 ``albert-2groups`` is ALBERT with 4 layers in 2 shared groups.
 
     python scripts/family_matrix.py [--families bert,gpt2,...]
@@ -84,7 +85,9 @@ def measure(family: str, root: str) -> dict:
         reloaded, _ = attrtools.load_model(save_pruned(pruned, tokenizer, os.path.join(root, family + "-pruned")))
         with torch.no_grad():
             reload_ok = bool(torch.allclose(reloaded(**inputs).logits, physical, atol=1e-6))
-    return dict(family=family, kind=("decoder" if adapter.pooling == "last_non_pad" else "encoder")
+    family_group = ("decoder classifiers" if adapter.pooling == "last_non_pad" else
+                    "pre-LN encoders" if adapter.pre_norm else "post-LN encoders")
+    return dict(family=family, group=family_group, kind=("decoder" if adapter.pooling == "last_non_pad" else "encoder")
                 + (", pre-LN" if adapter.pre_norm else ", post-LN")
                 + (f", layers {shared} share blocks" if shared else ""),
                 heads=f"{H}" + (f" (KV {H // group})" if group > 1 else ""), probs=probs_diff, logits=logits_diff,
@@ -110,6 +113,24 @@ def main(argv=None):
               f"{r['attattr']:.1e} | {', '.join(r['refused']) or 'none'} | "
               f"{'refused (masking only)' if r['pruned'] is None else format(r['pruned'], '.1e')} | "
               f"{'-' if r['reload'] is None else ('yes' if r['reload'] else 'NO')} |")
+    print()
+    print(method_table(rows, every))
+
+
+def method_table(rows: list, methods: list) -> str:
+    """Per method and family group: "runs" (on every family of the group measured), "refused", or
+    which families of the group refuse it."""
+    groups = ("post-LN encoders", "pre-LN encoders", "decoder classifiers")
+    lines = ["| method | " + " | ".join(groups) + " |", "|---" * (len(groups) + 1) + "|"]
+    for name in methods:
+        cells = []
+        for group in groups:
+            members = [r for r in rows if r["group"] == group]
+            refused = [r["family"] for r in members if name in r["refused"]]
+            cells.append("-" if not members else "runs" if not refused else "refused" if len(refused) == len(members)
+                         else "runs; refused on " + ", ".join(refused))
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
