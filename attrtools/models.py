@@ -35,8 +35,9 @@ class Adapter:
       (decoder classifiers: the rightmost token whose id is not ``config.pad_token_id``, the model's
       own rule; see :func:`pool_positions`).
     - ``classifier_head``: the linear layers applied in order to the pooled vector (the relevance
-      rules of Chefer LRP and DecompX walk them); ``None`` where the head is not a chain of linears
-      with element-wise non-linearities in between.
+      rules of Chefer LRP and DecompX walk them; decoder classifiers: the one ``score`` layer on the
+      final norm, which ALTI-Logit reads); ``None`` where the head is not a chain of linears with
+      element-wise non-linearities in between.
     - ``head_count_attrs``: attributes of the attention module that hold its head count, read at
       forward time and updated by physical pruning (``width_attrs``: the same times the head dim);
       ``config_head_count``: the family reads ``self.config.num_attention_heads`` in forward (Phi-3),

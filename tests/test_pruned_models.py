@@ -25,23 +25,24 @@ from conftest import SENTENCES
 PLAN = {0: [1], 1: [0, 1, 2, 3]}  # layer 1 emptied
 
 
-@pytest.fixture(scope="module")
-def pair(tiny_models):
-    model, tokenizer = tiny_models["bert"]
+DECODER_PLAN = {0: [0, 1], 1: [0, 1, 2, 3]}  # one KV group of layer 0 (GQA), layer 1 emptied
+
+
+def _pruned_pair(tiny_models, arch, plan):
+    model, tokenizer = tiny_models[arch]
     pruned = copy.deepcopy(model)
-    prune_heads(pruned, PLAN)
+    prune_heads(pruned, plan)
     return model, pruned, tokenizer
 
 
-DECODER_PLAN = {0: [0, 1], 1: [0, 1, 2, 3]}  # one KV group of layer 0 (GQA), layer 1 emptied
+@pytest.fixture(scope="module")
+def pair(tiny_models):
+    return _pruned_pair(tiny_models, "bert", PLAN)
 
 
 @pytest.fixture(scope="module")
 def decoder_pair(tiny_models):
-    model, tokenizer = tiny_models["llama"]
-    pruned = copy.deepcopy(model)
-    prune_heads(pruned, DECODER_PLAN)
-    return model, pruned, tokenizer
+    return _pruned_pair(tiny_models, "llama", DECODER_PLAN)
 
 
 @pytest.mark.parametrize("method", sorted(set(list_methods())))

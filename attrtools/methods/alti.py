@@ -221,7 +221,8 @@ class FrozenNorm:
             self.centred = True
         elif "RMSNorm" in type(module).__name__:
             eps = float(getattr(module, "eps", None) or getattr(module, "variance_epsilon"))
-            probe = torch.ones(d, device=pre.device, dtype=next(module.parameters()).dtype)
+            dtype = getattr(getattr(module, "weight", None), "dtype", pre.dtype)
+            probe = torch.ones(d, device=pre.device, dtype=dtype)
             gain = module(probe).float() * (1.0 + eps) ** 0.5  # RMSNorm(1) = gain / sqrt(1 + eps)
             self.scale = gain * torch.rsqrt(pre.pow(2).mean(-1, keepdim=True) + eps)
         else:
