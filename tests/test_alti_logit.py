@@ -190,3 +190,17 @@ def test_alti_logit_explains_the_gold_class_when_asked(pre_ln_models):
     one = attrtools.attribute(model, tokenizer, TEXTS[1], method="alti_logit", target=1)[0].scores
     assert (zero - one).abs().max() > 1e-4
     assert (torch.cat([zero, one]) < 0).any() and (torch.cat([zero, one]) > 0).any()
+
+
+def test_invariants_script_reports_small_errors(capsys):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+    import alti_invariants
+
+    alti_invariants.main(["--families", "gemma2,modernbert"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0].strip() for r in rows] == ["gemma2", "modernbert"]
+    assert all(float(r[1]) < 1e-5 and float(r[2]) < 1e-5 for r in rows)
+    assert float(rows[0][3]) < 1e-4 and "refused" in rows[1][3]
