@@ -357,6 +357,38 @@ def capture(
             del block.forward
 
 
+def install_head_selection(model: nn.Module, layer: int, kept_heads: list[int]) -> None:
+    """Give a pruned layer's attention only its remaining heads' slice of a per-head input.
+
+    MPNet computes one relative position bias ``(B, H, n, n)`` from a table shared by every layer and
+    passes it to each layer's attention, which adds it to the scores. After physical pruning the
+    layer has fewer heads, so its attention must receive rows ``kept_heads`` (original numbering)
+    of that bias: a forward pre-hook selects them (``adapter.head_input`` names the argument). The
+    shared table stays whole, so the other layers keep every head. The kept heads live on the module
+    (``_attrtools_kept_heads``), so pruning the layer again updates them and a deep copy keeps them.
+    """
+    adapter = adapter_for(model)
+    attention = get_module(get_layers(model)[layer], adapter.attention)
+    attention._attrtools_kept_heads = torch.tensor(kept_heads, dtype=torch.long)
+    if not getattr(attention, "_attrtools_head_input", None):
+        attention._attrtools_head_input = adapter.head_input
+        attention.register_forward_pre_hook(_select_kept_heads, with_kwargs=True)
+
+
+def _select_kept_heads(module, args, kwargs):
+    name, position = module._attrtools_head_input
+    kept = module._attrtools_kept_heads
+
+    def select(tensor):
+        return tensor if tensor is None else tensor.index_select(1, kept.to(tensor.device))
+
+    if kwargs.get(name) is not None:
+        kwargs[name] = select(kwargs[name])
+    elif len(args) > position:
+        args = (*args[:position], select(args[position]), *args[position + 1:])
+    return args, kwargs
+
+
 def install_emptied_attention(model: nn.Module, layer: int) -> None:
     """Make the attention module of a layer whose heads are all pruned run without them.
 

@@ -88,6 +88,8 @@ class Adapter:
     probs_hook: str | None = None  # second capture mechanism: module applied to the probabilities
     #   right after the softmax, from a layer (families whose attention bypasses AttentionInterface)
     head_projections: tuple = ()  # further per-head projections sliced like the key (DeBERTa's pos_*_proj)
+    head_input: tuple | None = None  # (keyword, position) of a per-head (B, H, n, n) input the model computes
+    #   once for all layers (MPNet's position_bias); a pruned layer's attention keeps its own heads' slice
     block_returns_tuple: bool = False  # a block returns (hidden, attention) rather than hidden
     refuses: tuple = ()  # ((method, reason), ...); "prune_heads" names a family that cannot be pruned physically
     tiny_config: tuple = ()  # ((config key, value), ...)
@@ -221,11 +223,9 @@ ADAPTERS: dict[str, Adapter] = {
         output="attention.attn.o", ln_attention="attention.LayerNorm", ffn_in="intermediate.dense",
         ffn_out="output.dense", ln_ffn="output.LayerNorm", uses_token_type_ids=False,
         classifier_head=("classifier.dense", "classifier.out_proj"), probs_hook="attention.attn.dropout",
-        block_returns_tuple=True, empty_layer_patch=True,
+        block_returns_tuple=True, empty_layer_patch=True, head_input=("position_bias", 2),
         refuses=(("chefer_lrp", "the relative position bias added to the scores has no rule in the official "
-                                "relevance propagation (Q·Kᵀ only)"),
-                 ("prune_heads", "one relative position bias table (per head) is shared by every layer, so a head "
-                                 "cannot be removed from one layer physically; masking (the pruning curve) works")),
+                                "relevance propagation (Q·Kᵀ only)"),),
         family="encoder"),
     # GPT-2: Conv1D projections (weight stored (in, out)), fused c_attn split at ``split_size``; the
     # hidden state entering block 0 is the output of ``transformer.drop`` (token + position embeddings).

@@ -22,6 +22,10 @@ forward time are updated here (checked against transformers 5.23):
   groups** can be removed (the group's ``k_proj``/``v_proj`` rows go with its query heads, so the
   ratio ``num_key_value_groups`` is unchanged); pruning a strict subset of a group's query heads
   raises ``ValueError`` (the planners take ``group_size`` so their plans respect this).
+- mpnet (``MPNetSelfAttention``): ``num_attention_heads``, ``all_head_size``. The relative position
+  bias ``(B, H, n, n)`` comes from one table shared by every layer and is passed to each layer's
+  attention: a pruned layer gets only its remaining heads' rows (``capture.install_head_selection``,
+  a forward pre-hook; ``adapter.head_input`` names the argument); the table stays whole.
 - albert (``AlbertAttention``): ``num_attention_heads``, ``all_head_size``. One block runs every
   layer of its hidden group (``models.tied_layers``), so removing a head from it removes that head
   in **every layer of the group**: a plan must name the same heads for all layers of a group
@@ -238,6 +242,10 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
         if adapter.config_head_count:
             attention.config = _ConfigView(model.config, num_attention_heads=remaining,
                                            num_key_value_heads=remaining // group)
+        if adapter.head_input:  # a per-head input computed for every layer (MPNet's position bias)
+            from .capture import install_head_selection
+
+            install_head_selection(model, layer, [h for h in range(num_heads) if h not in after])
         if remaining == 0 and adapter.empty_layer_patch:
             from .capture import install_emptied_attention
 

@@ -449,10 +449,39 @@ def test_shared_blocks_refusals(tmp_path):
         attrtools.load_model(directory)
 
 
-def test_pipeline_refuses_unprunable_family_before_computing(family_models, tmp_path):
+def test_pipeline_refuses_unprunable_family_before_computing(family_models, tmp_path, monkeypatch):
     from attrtools.pruning.pipeline import run_pruning
 
     model, tokenizer = family_models("mpnet")
-    with pytest.raises(ValueError, match="'mpnet' cannot be pruned physically"):
+    # Every family can be pruned today: an adapter that refuses stands for the next one that cannot.
+    refusal = models.Adapter.refusal
+    monkeypatch.setattr(models.Adapter, "refusal", lambda self, method: "no way to slice it" if method == "prune_heads"
+                        else refusal(self, method))
+    with pytest.raises(ValueError, match="'mpnet' cannot be pruned physically: no way to slice it"):
         run_pruning(model, tokenizer, [Example("a b", label=0)], str(tmp_path / "run"), strategies=("random",))
     assert not (tmp_path / "run").exists()
+
+
+def test_mpnet_pruned_layers_take_their_heads_of_the_shared_position_bias(family_models):
+    """MPNet adds one relative position bias (a table shared by all layers) inside attention: a pruned
+    layer takes only its remaining heads' rows of it, so pruning equals masking also for an emptied
+    layer, for a layer pruned twice (original numbering), and in a deep copy; the table stays whole."""
+    model, tokenizer = family_models("mpnet")
+    L, H = models.num_layers_heads(model)
+    inputs = _inputs(model, tokenizer)
+    table = model.mpnet.encoder.relative_attention_bias.weight.detach().clone()
+    pruned = copy.deepcopy(model)
+    steps = [{0: [1], 1: list(range(H))}, {0: [3]}]  # layer 1 emptied; layer 0 pruned again later
+    plan: dict = {}
+    for step in steps:
+        prune_heads(pruned, step)
+        for layer, heads in step.items():
+            plan[layer] = sorted(set(plan.get(layer, [])) | set(heads))
+        with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)):
+            masked = model(**inputs).logits
+        for candidate in (pruned, copy.deepcopy(pruned)):
+            with torch.no_grad():
+                out = candidate(**inputs).logits
+            assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5, step
+    assert models.heads_per_layer(pruned) == [H - 2, 0]
+    torch.testing.assert_close(pruned.mpnet.encoder.relative_attention_bias.weight, table, rtol=0, atol=0)
