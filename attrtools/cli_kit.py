@@ -288,7 +288,7 @@ def parse_value(text: str):
 def parse_params(items, methods=None, option: str = "--param") -> dict:
     """``KEY=VALUE`` items -> ``{key: value}``; with ``methods``, ``METHOD:KEY=VALUE`` items ->
     ``{method: {key: value}}``, a plain ``KEY=VALUE`` applying to every one of ``methods`` that
-    takes ``KEY`` (none: an error). Values are parsed as JSON when they parse."""
+    takes ``KEY`` (none: an error), a ``METHOD:`` not among ``methods`` an error (exit 2). Values are parsed as JSON when they parse."""
     flat: dict = {}
     per_method: dict = {}
     for item in items:
@@ -300,6 +300,9 @@ def parse_params(items, methods=None, option: str = "--param") -> dict:
             continue
         method, colon, key = head.partition(":")
         if colon:
+            if method not in methods:  # a parameter for a method that does not run would be ignored silently
+                raise UserError(f"{option} {item!r}: method {method!r} is not among the chosen methods "
+                                f"({', '.join(methods) or 'none'})")
             targets = [method]
         else:
             from . import methods as registry

@@ -94,7 +94,7 @@ def markdown(evaluation, title: str = "Faithfulness", command: str | None = None
               "|---|---:|" + "---:|" * len(metrics) + "---:|"]
     best = {}
     for m in metrics:
-        values = [_value(r, m) for r in ok if not math.isnan(_value(r, m))]
+        values = [_value(r, m) for r in ok if _competes(r, m, evaluation.reference)]
         if values:
             best[m] = max(values) if DIRECTION[m] > 0 else min(values)
     for r in ok:
@@ -104,7 +104,8 @@ def markdown(evaluation, title: str = "Faithfulness", command: str | None = None
             text = _fmt(v)
             if m == "spearman_gxi" and text:
                 text += f" ± {_fmt(r.spearman_std, 2)}"
-            cells.append(f"**{text}**" if text and m in best and v == best[m] else text)
+            marked = text and m in best and v == best[m] and _competes(r, m, evaluation.reference)
+            cells.append(f"**{text}**" if marked else text)
         seconds = _fmt(r.seconds, 1) + (f" ({r.from_cache} cached)" if r.from_cache else "")
         lines.append(f"| {r.name} | {r.n_examples} | " + " | ".join(cells) + f" | {seconds} |")
     subsets = [r for r in ok if r.n_examples != evaluation.n_examples]
@@ -120,6 +121,14 @@ def markdown(evaluation, title: str = "Faithfulness", command: str | None = None
     if evaluation.notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in evaluation.notes]
     return "\n".join(lines) + "\n"
+
+
+def _competes(result, metric, reference) -> bool:
+    """Whether ``result``'s value can be a column's best: a number, and in the agreement column not
+    the reference method itself (its ρ with itself is 1 by construction, not a finding)."""
+    if math.isnan(_value(result, metric)):
+        return False
+    return not (metric == "spearman_gxi" and result.name == reference)
 
 
 def _value(result, metric):
@@ -184,10 +193,11 @@ def html_report(evaluation, command: str | None = None, model: str | None = None
                                     "re-measured.", facts=facts)
     rows, best = [], set()
     for m_index, m in enumerate(metrics):
-        values = [_value(r, m) for r in ok if not math.isnan(_value(r, m))]
+        values = [_value(r, m) for r in ok if _competes(r, m, evaluation.reference)]
         if values and len(set(values)) > 1:  # nothing to mark where every method ties
             target = max(values) if DIRECTION[m] > 0 else min(values)
-            best |= {(r_index, 2 + m_index) for r_index, r in enumerate(ok) if _value(r, m) == target}
+            best |= {(r_index, 2 + m_index) for r_index, r in enumerate(ok)
+                     if _value(r, m) == target and _competes(r, m, evaluation.reference)}
     for r in ok:
         cells = [None if math.isnan(_value(r, m)) else _value(r, m) for m in metrics]
         seconds = fmt_seconds(r.seconds) + (f" ({r.from_cache} cached)" if r.from_cache else "")
