@@ -16,6 +16,7 @@ Two input rules live here (DESIGN.md, "Inputs, one rule"):
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -174,8 +175,31 @@ def parse_spec(spec: str) -> tuple[str, str | None, str | None]:
     return path, (config or None), (split or None)
 
 
+@contextlib.contextmanager
+def datasets_bars_off():
+    """No progress bars of ``datasets`` inside (its "Generating ... split" bar for a small local
+    file is noise next to attrtools' own); the previous state is restored after. Left alone when
+    ``HF_DATASETS_DISABLE_PROGRESS_BARS`` is set: the environment decides then."""
+    import datasets
+
+    if datasets.config.HF_DATASETS_DISABLE_PROGRESS_BARS is not None or datasets.are_progress_bars_disabled():
+        yield
+        return
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
+
+
 def load_table(spec: str):
-    """A ``datasets.Dataset`` for a local file (``path[:split]``) or a hub name."""
+    """A ``datasets.Dataset`` for a local file (``path[:split]``) or a hub name, loaded without
+    ``datasets``' own progress bars (``datasets_bars_off``)."""
+    with datasets_bars_off():
+        return _load_table(spec)
+
+
+def _load_table(spec: str):
     import datasets
 
     local, _, split = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")

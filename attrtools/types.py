@@ -45,7 +45,7 @@ class Example:
         )
 
 
-@dataclass
+@dataclass(repr=False)  # the dataclass repr would print every score: see __repr__
 class Attribution:
     """The attribution of one example by one method.
 
@@ -124,6 +124,22 @@ class Attribution:
     _pool_row = pool_row  # the old private name
 
     # ----------------------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        """One line: method, example, target and prediction, payload kind and shape, tokens, and the
+        worst IG completeness gap (relative) when the method has one; never the scores themselves."""
+        shape = tuple(getattr(self.scores, "shape", ()))
+        parts = [f"method={self.method!r}"]
+        if self.example_id is not None:
+            parts.append(f"example={self.example_id!r}")
+        parts += [f"target={self.target}", f"predicted={self.predicted}", f"kind={self.kind!r}",
+                  f"shape={shape}", f"tokens={self.n_tokens}"]
+        if self.original_length is not None:
+            parts.append(f"truncated_from={self.original_length}")
+        gap = (self.completeness or {}).get("worst_relative_gap")
+        if gap is not None:
+            parts.append(f"completeness_gap={gap:.3g}")
+        return f"Attribution({', '.join(parts)})"
+
     def to_html(self, path: str | os.PathLike | None = None) -> str:
         """A self-contained HTML page: token heat-map with its colour scale, and for ``matrix`` /
         ``layer_matrix`` payloads the interactive layer/head view. Written atomically to ``path``
@@ -187,6 +203,12 @@ class Attribution:
 class Attributions(list):
     """A list of ``Attribution`` that shows as one summary table in Jupyter (text, prediction, top
     tokens and a small heat-map per row); ``to_html(path)`` writes the same as a page."""
+
+    def __repr__(self) -> str:
+        """The first few results, one ``Attribution`` repr a line (never the scores)."""
+        shown = [f"  {a!r}," for a in self[:5]]
+        more = [f"  ... and {len(self) - 5} more"] if len(self) > 5 else []
+        return "Attributions([\n" + "\n".join(shown + more) + "\n])" if self else "Attributions([])"
 
     def _report(self):
         from .report import summary_report

@@ -80,3 +80,43 @@ def test_agreement_column_does_not_mark_the_reference_itself_best():
     marked = {table.rows[r][0] for r, c in table.best if c == rho_column}
     assert marked == {"attattr"}
     assert not math.isnan(evaluation.results[0].spearman)
+
+
+# ------------------------------------------------------------------ 5. a result prints in one line
+def test_attribution_repr_is_one_line_without_the_scores(planted):
+    """``print(result)`` dumped the whole scores tensor (the dataclass repr)."""
+    model, tok = planted
+    [a] = attrtools.attribute(model, tok, ["alpha the movie beta"], method="attattr", steps=2)
+    text = repr(a)
+    assert "\n" not in text and "tensor" not in text and len(text) < 300, text
+    assert text.startswith("Attribution(method='attattr'")
+    assert f"target={a.target}" in text and f"shape={tuple(a.scores.shape)}" in text
+    assert f"tokens={a.n_tokens}" in text
+    gap = a.completeness["worst_relative_gap"]
+    assert f"completeness_gap={gap:.3g}" in text
+    results = attrtools.attribute(model, tok, ["alpha the movie beta"] * 7, method="raw")
+    listed = repr(results)
+    assert "tensor" not in listed and listed.count("Attribution(method='raw'") == 5 and "and 2 more" in listed
+    assert "completeness_gap" not in listed  # raw attention has no completeness property
+
+
+# ------------------------------------------------------------------ 6. no datasets progress bar
+def test_load_examples_shows_no_datasets_progress_bar_and_restores_its_state(tmp_path, capfd):
+    """A library ``load_examples`` of a local file printed datasets' "Generating data split" bar."""
+    import datasets
+
+    from attrtools.data import load_examples
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.enable_progress_bars()
+    try:
+        capfd.readouterr()
+        path = _write_tsv(tmp_path / "fresh.tsv", [(f"a good film number {i}", i % 2) for i in range(5)])
+        examples = load_examples(str(path))
+        captured = capfd.readouterr()
+        assert len(examples) == 5
+        assert "Generating" not in captured.err + captured.out and "split" not in captured.err, captured.err
+        assert not datasets.are_progress_bars_disabled()  # the caller's setting is restored
+    finally:
+        if was_disabled:
+            datasets.disable_progress_bars()
