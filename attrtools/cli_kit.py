@@ -363,9 +363,11 @@ def check_labels(examples, model, what: str = "--dataset"):
     classes = getattr(getattr(model, "config", model), "num_labels", None)
     if not isinstance(classes, int):
         return
+    rows = examples.rows if getattr(examples, "row_numbers_valid", lambda: False)() else None
     for index, example in enumerate(examples):
         if example.label is not None and not 0 <= example.label < classes:
-            raise UserError(f"{what}: row {index} has label {example.label}, but the model has {classes} classes "
+            row = (rows[index] if rows is not None else index) + 1  # the data row as the user counts them
+            raise UserError(f"{what}: row {row} has label {example.label}, but the model has {classes} classes "
                             f"(0..{classes - 1}); use --label-names or another dataset")
 
 

@@ -36,8 +36,9 @@ DataError = InputDataError
 
 
 class ExampleList(list):
-    """A list of ``Example`` that remembers the rows left out (``skipped``: dicts with ``index``,
-    ``id``, ``reason`` and the start of the ``text``). ``total`` = kept + skipped rows.
+    """A list of ``Example`` that remembers the rows left out (``skipped``: dicts with ``index``
+    (0-based), ``row`` (the 1-based data row the user sees, ``row_label``), ``id``, ``reason`` and
+    the start of the ``text``). ``total`` = kept + skipped rows.
 
     ``rows``: the dataset row index of each item (None when unknown), kept by slicing, so that a
     row a later ``keep_content`` leaves out (with the model's tokenizer) is named by its row in the
@@ -72,6 +73,15 @@ class ExampleList(list):
 
         counts = count_reasons(row["reason"] for row in self.skipped)
         return f"{len(self.skipped)} (" + ", ".join(f"{k}: {v}" for k, v in counts.items()) + ")"
+
+
+def row_label(skipped_row: dict) -> str:
+    """``"row 3"``: a skipped row as the user counts the rows of the file (1 = the first data row,
+    after any header), from a ``skipped`` dict (``row``, or the 0-based ``index`` of older records)."""
+    row = skipped_row.get("row")
+    if row is None and skipped_row.get("index") is not None:
+        row = int(skipped_row["index"]) + 1
+    return f"row {row}" if row is not None else f"id {skipped_row.get('id')!r}"
 
 
 def content_problem(example: Example) -> str | None:
@@ -121,7 +131,8 @@ def keep_content(examples, tokenizer=None) -> ExampleList:
             kept.append(example)
             kept_rows.append(index)
         else:
-            skipped.append({"index": index, "id": example.id, "reason": reason, "text": (example.text or "")[:80]})
+            skipped.append({"index": index, "row": index + 1, "id": example.id, "reason": reason,
+                            "text": (example.text or "")[:80]})
     runreport.note_skipped(skipped)
     return ExampleList(kept, skipped, kept_rows)
 
@@ -288,7 +299,7 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
                 value = folded.index(value.strip().lower())
             else:
                 known = f"known names: {list(names)}" if names else "no label names given (--label-names)"
-                raise DataError(f"row {index}: label {value!r} is not an integer or a known label name; {known}")
+                raise DataError(f"row {index + 1}: label {value!r} is not an integer or a known label name; {known}")
         if value is not None and value < 0:
             value = None  # GLUE test splits mark unknown labels with -1
         elif value is not None and remap is not None and not isinstance(row[label], str):

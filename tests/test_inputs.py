@@ -803,7 +803,7 @@ def test_rows_the_tokenizer_keeps_nothing_of_are_skipped_not_fatal(ascii_dir, tm
         (0, "no letters in text"), (1, "empty text"), (3, "no tokens in text")]
     assert checked.rows == [2, 4] and [r["index"] for r in keep_content(loaded[1:], tok).skipped] == [3]
     evaluation = evaluate_methods(model, tok, loaded, ["grad_input"], reference=None, preset="eraser")
-    assert any("row 3 (no tokens in text" in note for note in evaluation.notes), evaluation.notes
+    assert any("row 4 (no tokens in text" in note for note in evaluation.notes), evaluation.notes  # 1-based
 
 
 def test_dataset_commands_skip_rows_without_tokens_end_to_end(ascii_dir, tmp_path):

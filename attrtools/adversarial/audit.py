@@ -303,7 +303,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
 
     from ..models import require_classes
 
-    from ..data import keep_content, model_label_names
+    from ..data import keep_content, model_label_names, row_label
 
     resources = resources or AttackResources()
     attacks = dict(attacks or {})
@@ -398,7 +398,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
                      f"attacking {len(examples)}")
     if examples.skipped:
         notes.append(f"{len(examples.skipped)} row(s) without content not attacked: " + "; ".join(
-            f"row {r['index']} ({r['reason']})" for r in examples.skipped[:10]) + (" ..." if len(examples.skipped) > 10
+            f"{row_label(r)} ({r['reason']})" for r in examples.skipped[:10]) + (" ..." if len(examples.skipped) > 10
                                                                                  else ""))
     summary = {"recipes": {}, "num_examples": len(examples), "num_rows": examples.total,
                "num_requested": num_requested, "skipped_rows": list(examples.skipped),

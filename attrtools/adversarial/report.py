@@ -10,6 +10,8 @@ import json
 import os
 import re
 
+from ..data import row_label
+
 SUMMARY_KEYS = [("total", "examples"), ("original_accuracy", "accuracy %"), ("attack_accuracy_perc", "acc. under attack %"),
                 ("attack_success_rate", "success rate %"), ("avg_num_queries", "avg queries"),
                 ("avg_words_perturbed", "avg words perturbed"), ("avg_word_perturbed_perc", "avg % words perturbed"),
@@ -99,8 +101,8 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
                   [[name] + [_num(s.get(k)) for k, _ in keys] for name, s in reductions.items()], digits=2))
     if summary.get("skipped_rows"):
         report.section("Rows without content (not attacked)").add(
-            Table(["row", "id", "reason"], [[_num(r.get("index")), str(r.get("id") if r.get("id") is not None else "–"),
-                                             str(r.get("reason"))] for r in summary["skipped_rows"]]))
+            Table(["data row", "id", "reason"], [[row_label(r), str(r.get("id") if r.get("id") is not None else "–"),
+                                                  str(r.get("reason"))] for r in summary["skipped_rows"]]))
     if per_class:
         report.section("Per-class accuracy with a fixed trigger inserted",
                        "Each top trigger inserted at its relative positions into every example of a class "

@@ -103,7 +103,7 @@ def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateC
     method_params = method_params or {}
     method_limits = method_limits or {}
     say = log or (lambda message: None)
-    from ..data import keep_content
+    from ..data import keep_content, row_label
 
     examples = keep_content(examples, tokenizer)  # rows without content are skipped with their reason, never scored 0
     if not examples:
@@ -145,7 +145,7 @@ def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateC
                             notes=notes, skipped_rows=list(examples.skipped), example_ids=[e.id for e in examples])
     if examples.skipped:
         notes.append(f"{len(examples.skipped)} row(s) without content skipped (not evaluated, not averaged): "
-                     + "; ".join(f"row {r['index']} ({r['reason']})" for r in examples.skipped[:10])
+                     + "; ".join(f"{row_label(r)} ({r['reason']})" for r in examples.skipped[:10])
                      + (" ..." if len(examples.skipped) > 10 else ""))
     for name in [RANDOM] + list(methods):  # random first: every partial report has its floor
         limit = method_limits.get(name)

@@ -113,7 +113,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     total = num_layers * num_heads
     target_count = heads_for(prune_fraction if prune_count is None else None, prune_count, total)
     group = kv_group_size(model)
-    from ..data import keep_content
+    from ..data import keep_content, row_label
     from ..errors import InputDataError
 
     # Rows without content (none for this tokenizer either) are left out with their reason, as in every tool.
@@ -124,7 +124,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
         skipped += eval_examples.skipped
     if not examples or (eval_examples is not None and not eval_examples):
         raise InputDataError(f"no examples with content to prune with ({len(skipped)} row(s) skipped: "
-                             + "; ".join(f"{r['id']}: {r['reason']}" for r in skipped[:5]) + ")")
+                             + "; ".join(f"{row_label(r)}: {r['reason']}" for r in skipped[:5]) + ")")
     importance_examples = list(examples[:num_examples])
     eval_examples = list(eval_examples) if eval_examples is not None else list(examples)
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=config.max_length,
