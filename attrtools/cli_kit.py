@@ -574,6 +574,9 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
             f" with content ({examples.skipped_summary()} row(s) skipped)" if skipped else ""))
     if need_labels and any(e.label is None for e in examples):
         raise InputDataError(f"{what}: {spec} has no gold labels (pass --label-column)")
+    from . import runreport
+
+    runreport.note_rows(examples)  # the summary counts truncations in these rows
     return examples
 
 
@@ -600,9 +603,12 @@ def examples_from(texts, pairs, dataset, text_column=None, pair_column=None, lab
     if dataset:
         return load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
                                      model=model)
+    from . import runreport
     from .types import Example
 
-    return [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
+    examples = [Example(t, pairs[i] if pairs else None, id=str(i)) for i, t in enumerate(texts)]
+    runreport.note_rows(examples)
+    return examples
 
 
 def open_cache_or_fail(cache_dir=None, enabled: bool = True):
@@ -640,9 +646,13 @@ def run_report_lines() -> dict:
         source = "--max-length" if rule.get("max_length_option") is not None else "the model's limit"
         lines["max length"] = f"{used} tokens ({source})" if used is not None else "none (the model states no limit)"
     report = runreport.report()
-    if report.get("truncated"):
-        lines["inputs truncated"] = (f"{report['truncated']} (longer than the max length; cut to it, see the "
-                                     "TruncationWarning; --max-length changes it)")
+    if report.get("truncated") or report.get("truncated_derived"):
+        unit = "data row(s)" if report.get("truncated_unit") == "row" else "input(s)"
+        derived = report.get("truncated_derived")
+        lines["inputs truncated"] = (f"{report['truncated']} {unit} longer than the max length (cut to it, see the "
+                                     "TruncationWarning; --max-length changes it)"
+                                     + (f"; besides, {derived} perturbed or trigger-inserted text(s) built from "
+                                        "the data" if derived else ""))
     if report.get("skipped"):
         why = ", ".join(f"{kind}: {n}" for kind, n in report["skipped_reasons"].items())
         lines["rows skipped"] = f"{report['skipped']} without content ({why}); not computed, not averaged"

@@ -9,6 +9,10 @@ CLI resets the record when a command starts (``cli_kit.Command.invoke``) and pri
 
 Torch-free, so the CLI kit can reset it without importing the engine. Counts are of distinct
 inputs: the same text truncated by two engines, or the same row skipped by two tools, counts once.
+Truncations are counted in rows of the user's data when the command says which rows it read
+(``note_rows``, called by the CLI kit's loaders): the texts a tool derives from them (TextAttack's
+perturbations, trigger insertions) are counted apart, so "3 rows truncated" means three rows of
+the user's file, not thirty perturbed variants of one.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 _TRUNCATED: dict = {}   # hash((text, pair)) -> (original tokens, kept tokens)
 _SKIPPED: dict = {}     # hash((id, text)) -> reason kind
 _WORST_GAP: list = []   # [(relative gap, method, example id, unit)] (at most one)
+_ROWS: set = set()      # hash((text, pair)) of the rows of the user's data this command read
 
 
 def reset() -> None:
@@ -24,6 +29,14 @@ def reset() -> None:
     _TRUNCATED.clear()
     _SKIPPED.clear()
     _WORST_GAP.clear()
+    _ROWS.clear()
+
+
+def note_rows(examples) -> None:
+    """``examples`` (``Example`` items) are rows of the user's data: truncations of exactly these
+    inputs are the rows the summary counts; any other truncated input was derived by a tool."""
+    for example in examples:
+        _ROWS.add(hash((example.text, example.text_pair)))
 
 
 def note_truncated(text: str, text_pair: str | None, original: int, kept: int) -> None:
@@ -58,11 +71,23 @@ def count_reasons(reasons) -> dict:
 
 
 def report() -> dict:
-    """``{"truncated": n, "worst_completeness_gap": (gap, method, example_id, unit), "skipped": n,
-    "skipped_reasons": {kind: n}}``, each key only when something happened."""
+    """``{"truncated": n, "truncated_unit": "row" | "input", "truncated_derived": n,
+    "worst_completeness_gap": (gap, method, example_id, unit), "skipped": n, "skipped_reasons":
+    {kind: n}}``, each key only when something happened.
+
+    ``truncated``: rows of the user's data truncated (``truncated_unit`` "row") when rows were
+    noted (``note_rows``), with ``truncated_derived`` the other truncated inputs (texts a tool
+    built from the rows); else every distinct truncated input ("input")."""
     out: dict = {}
     if _TRUNCATED:
-        out["truncated"] = len(_TRUNCATED)
+        if _ROWS:
+            rows = sum(1 for key in _TRUNCATED if key in _ROWS)
+            derived = len(_TRUNCATED) - rows
+            out.update(truncated=rows, truncated_unit="row")
+            if derived:
+                out["truncated_derived"] = derived
+        else:
+            out.update(truncated=len(_TRUNCATED), truncated_unit="input")
     if _WORST_GAP:
         out["worst_completeness_gap"] = _WORST_GAP[0]
     if _SKIPPED:

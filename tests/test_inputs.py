@@ -680,7 +680,7 @@ def test_cli_records_the_rule_and_reports_truncation_skips_and_gap(short_bert_di
     assert result.exit_code == 0, result.output
     assert _line(result.output, "examples") == "2"
     assert _line(result.output, "max length") == "34 tokens (the model's limit)"
-    assert _line(result.output, "inputs truncated").startswith("1 (longer than the max length")
+    assert _line(result.output, "inputs truncated").startswith("1 data row(s) longer than the max length")
     assert _line(result.output, "rows skipped").startswith("1 without content (no letters in text: 1)")
     gap = _line(result.output, "worst IG completeness gap")
     assert "relative (ig_embed, example '" in gap and float(gap.split()[0]) > 0
