@@ -196,6 +196,30 @@ def dataset_options(f=None, *, limit_help: str = "Read only the first N examples
     return decorate(f) if f is not None else decorate
 
 
+def train_dataset_options(f=None, *, help: str = "Labelled training data to extract triggers from."):
+    """``--train-dataset`` and its own column options (``--train-text-column``,
+    ``--train-pair-column``, ``--train-label-column``): a training file whose columns are named
+    otherwise than ``--dataset``'s; each left out takes the ``--dataset`` column option
+    (``train_columns``)."""
+    def decorate(f):
+        return options(
+            click.option("--train-dataset", default=None, help=help),
+            click.option("--train-text-column", default=None,
+                         help="Column of --train-dataset holding the text (default: --text-column's)."),
+            click.option("--train-pair-column", default=None,
+                         help="Column of --train-dataset holding the second segment (default: --pair-column's)."),
+            click.option("--train-label-column", default=None,
+                         help="Column of --train-dataset holding the gold label (default: --label-column's)."),
+        )(f)
+    return decorate(f) if f is not None else decorate
+
+
+def train_columns(train: tuple, main: tuple) -> tuple:
+    """``(text, pair, label)`` columns of ``--train-dataset``: each ``--train-*-column`` given, else
+    the ``--dataset`` one (``main``)."""
+    return tuple(t if t is not None else m for t, m in zip(train, main))
+
+
 def cache_options(f):
     """``--cache-dir`` and ``--no-cache``: the shared attribution cache every command uses."""
     return options(
@@ -682,7 +706,7 @@ def log_to_stderr(message: str) -> None:
 
 
 __all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command", "options", "model_option",
-           "text_options", "dataset_options", "label_names_option", "cache_options", "device_option", "output_dir_option",
+           "text_options", "dataset_options", "train_dataset_options", "train_columns", "label_names_option", "cache_options", "device_option", "output_dir_option",
            "max_length_option", "batch_size_option", "progress_option", "steps_option", "target_option",
            "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
            "parse_floats", "at_least", "finite", "check_labels", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",

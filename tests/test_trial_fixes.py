@@ -189,3 +189,29 @@ def test_run_report_counts_rows_and_derived_inputs_apart():
         assert (report["truncated"], report["truncated_unit"], report["truncated_derived"]) == (1, "row", 2)
     finally:
         runreport.reset()
+
+
+# ------------------------------------------------------------------ 1. audit's training file, own columns
+def test_audit_reads_a_train_file_with_its_own_column_names(planted_dir, tmp_path):
+    """``audit`` had no --train-*-column options: a training file whose columns differ from the dev
+    data's could be read only by the guess (and here, not at all)."""
+    _textattack()
+    from attrtools.testing import planted_dataset
+
+    dev = _write_tsv(tmp_path / "dev.tsv", planted_dataset(4, seed=3), header=("sentence", "label"))
+    train = _write_tsv(tmp_path / "train.tsv", planted_dataset(30, seed=11), header=("phrase", "y"))
+    common = ["audit", "--model", planted_dir, "--dataset", dev, "--text-column", "sentence", "--label-column",
+              "label", "--train-dataset", train, "--recipes", "wir-delete", "--num-examples", "2",
+              "--num-train-examples", "12", "--steps", "2", "--no-cache"]
+    refused = _cli(common + ["--output-dir", tmp_path / "guess"])
+    assert refused.exit_code != 0 and "--train-dataset" in refused.output and "'sentence' not found" in refused.output
+    result = _cli(common + ["--train-text-column", "phrase", "--train-label-column", "y",
+                            "--output-dir", tmp_path / "run"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    meta = json.loads((tmp_path / "run" / "triggers.json").read_text())["config"]
+    assert meta["scanned"] == 30 and meta["correct_used"] == 12 and meta["patterns"] > 0  # the train file's rows
+    from attrtools.cli_kit import train_columns
+
+    assert train_columns((None, None, "y"), ("sentence", None, "label")) == ("sentence", None, "y")

@@ -7,7 +7,7 @@ import click
 
 from ..cli_kit import (AtLeast, UserError, check_labels, command, common_run_options, dataset_options, echo_summary, finite,
                        keep_content_or_fail, load_examples_or_fail, load_model_or_fail, make_run_dir, model_config_for_labels, model_option, open_cache_or_fail,
-                       options, resolve_progress, seed_option, steps_option)
+                       options, resolve_progress, seed_option, steps_option, train_columns, train_dataset_options)
 from .config import AuditConfig
 
 D = AuditConfig()  # the defaults shown by --help are the config's
@@ -129,7 +129,7 @@ def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_d
 @model_option(required=False, help="Hub id or local folder of a sequence classifier "
                                    "(default with --prune-run: its unpruned model).")
 @dataset_options(limit_help="Read only the first N examples of --dataset (then --num-examples of those are attacked).")
-@click.option("--train-dataset", default=None, help="Labelled training data to extract triggers from.")
+@train_dataset_options
 @click.option("--triggers", "triggers_path", default=None, type=click.Path(dir_okay=False),
               help="A triggers.json from `attrtools triggers` (instead of --train-dataset).")
 @click.option("--recipes", default=",".join(D.recipes), show_default=True,
@@ -167,7 +167,7 @@ def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_d
                     batch_help="Candidate texts per forward pass of the attacked model (TextAttack's "
                                "model_batch_size; results do not depend on it, larger helps on a GPU).")
 def audit(model_name, dataset, text_column, pair_column, label_column, label_names, limit, train_dataset,
-          triggers_path, recipes, word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_data,
+          train_text_column, train_pair_column, train_label_column, triggers_path, recipes, word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_data,
           no_pos_constraint, lm, no_lm_constraint, homoglyphs, compare_models, prune_runs, no_triggers, num_examples,
           num_train_examples, steps, pattern_threshold, top2_ratio, use_all, old_cache_flag, top_triggers, top_k,
           max_inserted_words, rank_method, rank_steps, query_budget, chunk_size, seed, attribution_batch_size,
@@ -218,7 +218,9 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
     from ..data import ExampleList
 
     rows = _examples(dataset, text_column, pair_column, label_column, limit, "--dataset", label_names, model_name)
-    train = _examples(train_dataset, text_column, pair_column, label_column, None, "--train-dataset", label_names,
+    columns = train_columns((train_text_column, train_pair_column, train_label_column),
+                            (text_column, pair_column, label_column))
+    train = _examples(train_dataset, *columns, None, "--train-dataset", label_names,
                       model_name) if train_dataset and not no_triggers else None
     comparing = bool(compare_models or runs)
     from ..config import config_dict
