@@ -44,10 +44,11 @@ import struct
 import tempfile
 import threading
 import time
-import warnings
 from collections import OrderedDict
 
 import torch
+
+from .notices import warn
 
 CACHE_FORMAT = 2  # 2: the checksum covers the record (key, meta, dtype, shape) too
 HEADER_KEY = "attrtools_cache"
@@ -268,8 +269,7 @@ class AttributionCache:
         except OSError as err:  # unreadable (permissions, I/O error): a miss, said once
             if not getattr(self, "_read_warned", False):
                 self._read_warned = True
-                warnings.warn(f"attrtools cache: cannot read {path}: {err.strerror or err}", CacheWarning,
-                              stacklevel=2)
+                warn(f"attrtools cache: cannot read {path}: {err.strerror or err}", CacheWarning)
             self.stats["misses"] += 1
             return None
         try:
@@ -314,7 +314,7 @@ class AttributionCache:
         message = (f"attrtools cache: cannot write to {self.directory} ({reason}); continuing without "
                    "caching new results on disk")
         log.warning(message)
-        warnings.warn(message, CacheWarning, stacklevel=4)
+        warn(message, CacheWarning)
 
     def invalidate(self, key: str, reason: str) -> None:
         """Drop an entry the caller found inconsistent (e.g. metadata that does not fit the example):
@@ -387,7 +387,7 @@ class AttributionCache:
         self.stats["corrupt"] += 1
         message = f"attrtools cache: removed corrupt entry {path}: {reason}; it will be recomputed"
         log.warning(message)
-        warnings.warn(message, CacheWarning, stacklevel=3)
+        warn(message, CacheWarning)
         try:
             if inode is None or self._identity(path) == inode:
                 self._unlink(path)

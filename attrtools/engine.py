@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -39,6 +38,7 @@ from .guard import check_unknown_share
 from .methods.base import Batch
 from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
                      tokenizer_fingerprint)
+from .notices import warn
 from .types import FORMAT_VERSION, Attribution, Example
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
@@ -382,10 +382,9 @@ class Engine:
             return
         shown = ", ".join(f"{label!r}: {original} -> {kept}" for label, original, kept in self._unreported[:5])
         more = f" and {len(self._unreported) - 5} more" if len(self._unreported) > 5 else ""
-        warnings.warn(f"{len(self._unreported)} input(s) longer than the model's limit of {self.max_length} tokens "
-                      f"were truncated (tokens: original -> kept): {shown}{more}. Use --max-length / "
-                      f"max_length to change the limit (at most the model's position table).",
-                      TruncationWarning, stacklevel=3)
+        warn(f"{len(self._unreported)} input(s) longer than the model's limit of {self.max_length} tokens "
+             f"were truncated (tokens: original -> kept): {shown}{more}. Use --max-length / "
+             f"max_length to change the limit (at most the model's position table).", TruncationWarning)
         self._unreported = []
 
     def encode_all(self, items: Iterable) -> list[Encoded]:
@@ -513,13 +512,13 @@ class Engine:
         self._report_completeness(results)
         return results
 
-    def _report_completeness(self, results, stacklevel: int = 4):
+    def _report_completeness(self, results):
         tally = _GapTally(self.completeness_tolerance)
         for r in results:
             tally.add(r)
-        self._report_gaps(tally, stacklevel)
+        self._report_gaps(tally)
 
-    def _report_gaps(self, tally: "_GapTally", stacklevel: int = 3):
+    def _report_gaps(self, tally: "_GapTally"):
         """``stats`` and the run report (``runreport``) from a call's completeness tally, and one
         ``CompletenessWarning`` when some result misses by more than the tolerance."""
         if tally.worst is None:
@@ -529,12 +528,12 @@ class Engine:
         self.stats["worst_completeness_gap"] = worst
         runreport.note_completeness(worst, method, example_id, where)
         if tally.over:
-            warnings.warn(
+            warn(
                 f"{method}: {tally.over} of {tally.count} attribution(s) miss IG completeness by more than "
                 f"{self.completeness_tolerance:g} (relative); worst {worst:.3g} on example "
                 f"{example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
                 f"converged: use more steps ({STEPS_HINT}) or another rule (steps_method)",
-                CompletenessWarning, stacklevel=stacklevel)
+                CompletenessWarning)
 
     def _prepare(self, examples, method, target, batch_size=None, **params):
         """Tokenize, resolve target specs and units: what every path of ``attribute`` starts from."""

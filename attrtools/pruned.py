@@ -54,6 +54,7 @@ from torch import nn
 from . import models
 from .errors import InputDataError, ParameterError, UnsupportedModelError
 from .models import adapter_for, get_layers, get_module
+from .notices import warn
 
 PRUNED_HEADS_FILE = models.PRUNED_HEADS_FILE
 
@@ -171,8 +172,7 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
     state = {int(l): set(h) for l, h in getattr(model, "_attrtools_pruned_heads", {}).items()}
     again = {l: sorted(set(h) & state.get(l, set())) for l, h in plan.items() if set(h) & state.get(l, set())}
     if again:
-        warnings.warn(f"head(s) already pruned, skipped: {again} (layer: heads, original numbering)", UserWarning,
-                      stacklevel=2)
+        warn(f"head(s) already pruned, skipped: {again} (layer: heads, original numbering)", UserWarning)
     tied = {l: tuple(g) for g in models.tied_layers(model) for l in g}
     for layer in plan:
         sharing = tied[layer]
