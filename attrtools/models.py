@@ -6,8 +6,10 @@ Nothing here knows how attention is computed: that is ``capture.py``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 
@@ -674,6 +676,33 @@ class CheckpointMismatchError(UnsupportedModelError):
     """Weights whose shapes differ from config.json (a pruned model without its pruned_heads.json)."""
 
 
+@contextlib.contextmanager
+def held_transformers_logs():
+    """Hold back what transformers logs inside (its multi-line load report of a checkpoint whose
+    shapes do not fit, ...). On leaving, the records are passed on to transformers' own handlers as
+    they would have been, unless the body set ``state["drop"] = True`` because attrtools replaces
+    them with its own one-line error. Yields that ``state`` dict."""
+    from transformers.utils import logging as hf_logging
+
+    root = hf_logging.get_logger()  # the library's root logger: every transformers logger ends there
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record):
+            held.append(record)
+
+    saved = (root.handlers[:], root.propagate)
+    root.handlers, root.propagate = [_Hold()], False
+    state = {"drop": False}
+    try:
+        yield state
+    finally:
+        root.handlers, root.propagate = saved
+        if not state["drop"]:
+            for record in held:
+                root.handle(record)
+
+
 def load_pretrained(name_or_path: str, device=None, num_labels: int | None = None, dtype=None, **kwargs):
     """``(model, tokenizer)`` through the real ``from_pretrained`` (hub id or local folder), eval mode.
 
@@ -692,23 +721,29 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     check_model_folder(name_or_path)  # config.json, tokenizer files, no custom code
     model_kwargs = dict(kwargs)
     model_kwargs["trust_remote_code"] = False  # never run a folder's Python (also no interactive prompt)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
-        if num_labels is not None:
-            model_kwargs["num_labels"] = num_labels
-        if dtype is not None:
-            model_kwargs["dtype"] = dtype
-        model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_kwargs)
-    except Exception as err:  # noqa: BLE001 - re-raised unless it is one we can say in a sentence
-        if isinstance(err, RuntimeError) and "mismatch" in str(err):
-            raise CheckpointMismatchError(
-                f"{name_or_path}: the weights do not have the shapes config.json describes (size mismatch); "
-                f"a model pruned with attrtools loads only with its {PRUNED_HEADS_FILE} beside it (written by "
-                "attrtools.save_pruned)") from None
-        reason = explain_load_error(err, name_or_path)
-        if reason is None:
-            raise
-        raise ValueError(reason) from None
+    # transformers logs a multi-line load report before it raises on a checkpoint whose shapes do not
+    # fit (a pruned folder without its pruned_heads.json): held back, and dropped where our one line
+    # says it; passed on unchanged after a load that succeeds.
+    with held_transformers_logs() as logs:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+            if num_labels is not None:
+                model_kwargs["num_labels"] = num_labels
+            if dtype is not None:
+                model_kwargs["dtype"] = dtype
+            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_kwargs)
+        except Exception as err:  # noqa: BLE001 - re-raised unless it is one we can say in a sentence
+            if isinstance(err, RuntimeError) and "mismatch" in str(err):
+                logs["drop"] = True
+                raise CheckpointMismatchError(
+                    f"{name_or_path}: the weights do not have the shapes config.json describes (size mismatch); "
+                    f"a model pruned with attrtools loads only with its {PRUNED_HEADS_FILE} beside it (written by "
+                    "attrtools.save_pruned)") from None
+            reason = explain_load_error(err, name_or_path)
+            if reason is None:
+                raise
+            logs["drop"] = True
+            raise ValueError(reason) from None
     if getattr(model.config, "model_type", None) not in ADAPTERS:
         infer_adapter(model)  # fail early, naming the model type and what is missing
     check_tokenizer(tokenizer, model.config, name_or_path)

@@ -255,3 +255,55 @@ def test_warn_points_past_every_attrtools_frame():
         warn("here", UserWarning)
     assert os.path.samefile(caught[0].filename, __file__)
     assert caller_stacklevel() == 2  # no attrtools frame above this test: the direct caller
+
+
+# ------------------------------------------------------------------ 7. a pruned folder without its marker
+@pytest.fixture
+def transformers_warnings():
+    """transformers at its default verbosity (the suite's conftest silences it below errors)."""
+    import transformers
+
+    before = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_warning()
+    yield
+    transformers.logging.set_verbosity(before)
+
+
+def test_pruned_folder_without_marker_fails_in_one_line_without_transformers_report(
+        tiny_models, tmp_path, capfd, transformers_warnings):
+    """transformers printed its multi-line LOAD REPORT (size mismatches) before attrtools' one line."""
+    import copy
+
+    from attrtools.models import CheckpointMismatchError
+    from attrtools.pruning.prune import prune_heads, save_pruned
+
+    model, tok = tiny_models["bert"]
+    pruned = copy.deepcopy(model)
+    prune_heads(pruned, {0: [1], 1: [0, 1]})
+    folder = save_pruned(pruned, tok, str(tmp_path / "p"))
+    (tmp_path / "p" / "pruned_heads.json").unlink()
+    capfd.readouterr()
+    with pytest.raises(CheckpointMismatchError, match="pruned_heads.json"):
+        attrtools.load_model(folder)
+    err = capfd.readouterr().err
+    assert "LOAD REPORT" not in err and "MISMATCH" not in err, err
+    result = _cli(["attribute", "--model", folder, "--text", "a good film", "--method", "raw",
+                   "--output-dir", tmp_path / "run", "--no-cache"])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("Error: ") and "pruned_heads.json" in result.output
+
+
+def test_held_transformers_logs_pass_on_unless_dropped(capfd, transformers_warnings):
+    from transformers.utils import logging as hf_logging
+
+    from attrtools.models import held_transformers_logs
+
+    logger = hf_logging.get_logger("transformers.modeling_utils")
+    with held_transformers_logs():
+        logger.warning("kept for the user")
+        assert "kept for the user" not in capfd.readouterr().err  # held while the load runs
+    assert "kept for the user" in capfd.readouterr().err
+    with held_transformers_logs() as logs:
+        logger.warning("replaced by our line")
+        logs["drop"] = True
+    assert "replaced by our line" not in capfd.readouterr().err
