@@ -210,18 +210,28 @@ def load_table(spec: str):
         return _load_table(spec)
 
 
+def check_local_file(spec: str) -> str | None:
+    """The local file ``spec`` names (``path[:split]`` with a .csv/.tsv/.jsonl/.json name), checked
+    to exist, be a file and not be empty (``DataError`` otherwise), before anything is loaded; None
+    for a hub name."""
+    local = spec.partition(":")[0] if not os.path.exists(spec) else spec
+    if os.path.isdir(local):
+        raise DataError(f"{local} is a folder: give one .csv/.tsv/.jsonl file (a folder's files are not merged)")
+    if os.path.splitext(local)[1].lower() not in LOCAL_FORMATS:
+        return None
+    if not os.path.exists(local):
+        raise DataError(f"dataset file not found: {local}")
+    if os.path.getsize(local) == 0:
+        raise DataError(f"dataset file is empty: {local}")
+    return local
+
+
 def _load_table(spec: str):
     import datasets
 
-    local, _, split = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
-    ext = os.path.splitext(local)[1].lower()
-    if os.path.isdir(local):
-        raise DataError(f"{local} is a folder: give one .csv/.tsv/.jsonl file (a folder's files are not merged)")
-    if ext in LOCAL_FORMATS:
-        if not os.path.exists(local):
-            raise DataError(f"dataset file not found: {local}")
-        if os.path.getsize(local) == 0:
-            raise DataError(f"dataset file is empty: {local}")
+    local = check_local_file(spec)
+    if local is not None:
+        ext = os.path.splitext(local)[1].lower()
         from .guard import InputFileError, check_data_file
 
         try:

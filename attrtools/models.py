@@ -394,6 +394,17 @@ def original_heads(model_or_config) -> int:
     return int(config.num_attention_heads)
 
 
+def config_head_count(config) -> int | None:
+    """``L × H`` heads of the unpruned architecture read from a config alone (``num_hidden_layers`` ×
+    ``num_attention_heads``), so that a head count can be checked before the weights load; None
+    when the config does not say (the loaded model's ``num_layers_heads`` decides then)."""
+    config = getattr(config, "config", config)
+    try:
+        return int(config.num_hidden_layers) * original_heads(config)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def kv_heads(model_or_config) -> int:
     """Key/value heads per layer of the unpruned architecture (= query heads without GQA)."""
     config = getattr(model_or_config, "config", model_or_config)

@@ -307,3 +307,43 @@ def test_held_transformers_logs_pass_on_unless_dropped(capfd, transformers_warni
         logger.warning("replaced by our line")
         logs["drop"] = True
     assert "replaced by our line" not in capfd.readouterr().err
+
+
+# ------------------------------------------------------------------ 10. checked before anything is written
+def test_prune_count_beyond_the_config_heads_is_refused_before_the_run_dir(planted_dir, tmp_path):
+    """An out-of-range --prune-count was found only after the model loaded, with the run directory
+    already written."""
+    from attrtools.models import config_head_count, load_config
+
+    heads = config_head_count(load_config(planted_dir))
+    assert heads == 8
+    data = _write_tsv(tmp_path / "d.tsv", [("alpha the movie beta", 1), ("beta was alpha", 0)])
+    out = tmp_path / "run"
+    result = _cli(["prune", "--model", planted_dir, "--dataset", data, "--prune-count", str(heads + 1),
+                   "--strategies", "attention", "--output-dir", out, "--no-cache"])
+    assert result.exit_code == 2 and f"--prune-count must be in 0..{heads}" in result.output, result.output
+    assert not out.exists()
+    negative = _cli(["prune", "--model", planted_dir, "--dataset", data, "--prune-count", "-1",
+                     "--output-dir", out, "--no-cache"])
+    assert negative.exit_code == 2 and "--prune-count" in negative.output and not out.exists()
+    from attrtools.cli_kit import UserError
+    from attrtools.pruning.cli import prune_command
+
+    with pytest.raises(UserError, match="--prune-count must be at least 0"):  # the Python entry point too
+        prune_command(planted_dir, str(data), None, None, None, None, "attention", None, 4, None, -1, False, False,
+                      False, 2, 0.1, None, "loss", None, None, 0, 8, 8, 1, True, None, True, str(out), None)
+    assert not out.exists()
+
+
+def test_demo_with_a_bad_data_path_leaves_no_run_dir(planted_dir, tmp_path):
+    """The demo wrote its run directory before reading its data."""
+    out = tmp_path / "demo"
+    missing = _cli(["demo", "--model", planted_dir, "--train-dataset", tmp_path / "missing.csv",
+                    "--output-dir", out, "--no-cache"])
+    assert missing.exit_code == 1 and "--train-dataset: dataset file not found" in missing.output, missing.output
+    assert not out.exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nalpha the movie,1\nbeta was alpha,maybe\n", encoding="utf-8")
+    refused = _cli(["demo", "--model", planted_dir, "--dataset", bad, "--output-dir", out, "--no-cache"])
+    assert refused.exit_code == 1 and "--dataset: row 2: label 'maybe'" in refused.output, refused.output
+    assert not out.exists()

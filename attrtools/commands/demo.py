@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import click
 
 from ..cli_kit import (cache_options, command, device_option, echo_summary, label_names_option,
-                       load_model_or_fail, make_run_dir, max_length_option, open_cache_or_fail, output_dir_option,
+                       load_examples_or_fail, load_model_or_fail, make_run_dir, max_length_option, open_cache_or_fail, output_dir_option,
                        quiet_transformers, label_names_list)
 
 
@@ -48,7 +48,7 @@ class DemoConfig:
 
 
 def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, config: DemoConfig | None = None,
-             cache=True, device=None, log=print, label_names=None, loaded=None) -> dict:
+             cache=True, device=None, log=print, label_names=None, loaded=None, data=None) -> dict:
     """Run every tool on ``model_dir`` and write ``output_dir/report.html``; returns the summary.
 
     ``train_path`` / ``dev_path``: datasets (local files or hub names) for trigger extraction and
@@ -57,7 +57,9 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     calls its tool's pipeline (``run_pruning``, ``run_trees``, ``run_full_audit``) with the
     tool's config, so the demo and the commands cannot drift apart. ``label_names``: class names of
     string labels (``--label-names``; default: the model's own ``label2id``); ``loaded``: the
-    ``(model, tokenizer)`` of ``model_dir`` when already loaded."""
+    ``(model, tokenizer)`` of ``model_dir`` when already loaded; ``data``: the ``(train, dev)``
+    examples of ``train_path`` / ``dev_path`` when already read (the command reads them before it
+    writes its run directory)."""
     from ..api import load_model
     from ..cache import open_cache
     from ..data import load_examples
@@ -70,8 +72,8 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     started = time.time()
     model, tokenizer = loaded or load_model(model_dir, device=device)
     cache = open_cache(cache)
-    train, dev = (load_examples(path, label_names=label_names, model_config=model.config)
-                  for path in (train_path, dev_path))
+    train, dev = data if data is not None else (load_examples(path, label_names=label_names, model_config=model.config)
+                                                for path in (train_path, dev_path))
     engine = Engine(model, tokenizer, cache=cache, max_length=config.max_length)
     summary, timings = {"model": model_dir, "fingerprint": fingerprint(model)}, {}
     name = model_label(model_dir, summary["fingerprint"])
@@ -391,6 +393,14 @@ def demo(model_name, train_dataset, dataset, old_train_data, old_dev_data, label
     data = sentiment_data()
     train = train_dataset or old_train_data or data["train"]
     dev = dataset or old_dev_data or data["dev"]
+    from ..data import check_local_file
+    from ..errors import InputDataError
+
+    for spec, option in ((train, "--train-dataset"), (dev, "--dataset")):  # before the default model is trained
+        try:
+            check_local_file(spec)
+        except InputDataError as err:
+            raise InputDataError(f"{option}: {err}") from None
     here = distributed.world()
     import torch
 
@@ -417,13 +427,17 @@ def demo(model_name, train_dataset, dataset, old_train_data, old_dev_data, label
             distributed.barrier()
     if device is None and here.distributed:
         device = str(distributed.device())
+    # The data is read (and its labels checked against the model's) before the run directory is
+    # written: a bad path or label leaves nothing behind.
+    examples = (load_examples_or_fail(train, label_names=label_names, model=model_dir, what="--train-dataset"),
+                load_examples_or_fail(dev, label_names=label_names, model=model_dir, what="--dataset"))
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     config = DemoConfig(max_length=max_length)
     out = make_run_dir(output_dir, "demo", {"model": model_dir, "train": train, "dev": dev, "label_names": label_names,
                                             **asdict(config)})
     loaded = load_model_or_fail(model_dir, device)  # the input rule goes into run_config.json
     summary = run_demo(model_dir, train, dev, out, config=config, cache=cache, device=device, log=click.echo,
-                       label_names=label_names_list(label_names), loaded=loaded)
+                       label_names=label_names_list(label_names), loaded=loaded, data=examples)
     files = sorted(os.path.relpath(os.path.join(root, f), out) for root, _, names in os.walk(out) for f in names)
     from ..report import fmt_seconds
 

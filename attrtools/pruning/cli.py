@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli_kit import (AtLeast, Finite, UserError, check_labels, command, common_run_options, dataset_options,
+from ..cli_kit import (AtLeast, Finite, UserError, at_least, check_labels, command, common_run_options, dataset_options,
                        echo_summary, finite,
                        load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir, model_config_for_labels,
                        model_option,
@@ -83,6 +83,13 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
         raise UserError("give either --prune-fraction or --prune-count, not both")
     finite("--prune-fraction", prune_fraction, 0.0, 1.0)
     finite("--fraction-step", fraction_step, 0.0, 1.0)
+    at_least("--prune-count", prune_count, 0)
+    if prune_count is not None:  # against the config's head count before anything loads or is written
+        from ..models import config_head_count
+
+        heads = config_head_count(model_config_for_labels(model_name))
+        if heads is not None and prune_count > heads:
+            raise UserError(f"--prune-count must be in 0..{heads} (the model has {heads} heads)")
     config = PruneConfig(
         strategies=tuple(check_strategies(parse_list(strategies, "--strategies"))), num_examples=num_examples,
         prune_fraction=prune_fraction if prune_count is None else None, prune_count=prune_count,
@@ -113,7 +120,7 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     from ..models import num_layers_heads
 
     total = num_layers_heads(model)[0] * num_layers_heads(model)[1]
-    if prune_count is not None and not 0 <= prune_count <= total:
+    if prune_count is not None and not 0 <= prune_count <= total:  # the loaded model's count decides
         raise UserError(f"--prune-count must be in 0..{total} (the model has {total} heads)")
     cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
     summary = run_pruning(model, tokenizer, examples, run_dir, eval_examples=eval_examples, config=config, cache=cache,
