@@ -22,7 +22,9 @@ import sys
 import tempfile
 import time
 
-import bench_env  # noqa: F401 - for its effect: the repository on sys.path, offline environment
+import bench_env
+
+bench_env.prepare()  # the repository on sys.path, offline environment: before attrtools is imported
 
 
 def parse_args(argv=None):

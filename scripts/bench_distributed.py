@@ -27,7 +27,9 @@ import sys
 import tempfile
 import time
 
-from bench_env import ROOT  # noqa: E402 - the repository on sys.path, offline environment
+import bench_env
+
+ROOT = bench_env.prepare()  # the repository on sys.path, offline environment
 
 
 def parse_args(argv=None):

@@ -347,3 +347,69 @@ def test_demo_with_a_bad_data_path_leaves_no_run_dir(planted_dir, tmp_path):
     refused = _cli(["demo", "--model", planted_dir, "--dataset", bad, "--output-dir", out, "--no-cache"])
     assert refused.exit_code == 1 and "--dataset: row 2: label 'maybe'" in refused.output, refused.output
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ 11. code-review leftovers
+def test_run_comparison_resolves_its_config_once(monkeypatch, tmp_path):
+    """run_comparison resolved its config, then resolved the result again to drop 'triggers'."""
+    from attrtools import config as config_module
+    from attrtools.adversarial.compare import AuditedModel, run_comparison
+    from attrtools.adversarial.recipes import RecipeError
+
+    _textattack()
+    resolved = []
+    real = config_module.resolve_config
+
+    def counting(cls, config=None, options=None):
+        resolved.append(real(cls, config, options))
+        return resolved[-1]
+
+    monkeypatch.setattr(config_module, "resolve_config", counting)
+    with pytest.raises(RecipeError):  # an unknown recipe: refused right after the config is resolved
+        run_comparison([AuditedModel("a", None, None)], [], str(tmp_path / "cmp"),
+                       recipes=("triggers", "no-such-recipe"), use_triggers=False)
+    assert len(resolved) == 1 and resolved[0].recipes == ("no-such-recipe",)
+
+
+def test_no_module_imports_a_private_name_of_another_attrtools_package():
+    """compare.py imported report.figures._figure (now the public blank_figure). The two imports
+    listed are older ones this change leaves alone (named in its report)."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(attrtools.__file__).parent
+    known = {("tree/export.py", "_show"), ("commands/prune_audit.py", "_resources")}
+    found = set()
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level >= 1 and (node.level > 1 or "/" not in rel):
+                found |= {(rel, a.name) for a in node.names if a.name.startswith("_") and a.name != "__version__"}
+    assert found <= known, found - known
+    from attrtools.report.figures import blank_figure
+
+    assert blank_figure(2.0, 1.0).get_size_inches().tolist() == [2.0, 1.0]
+
+
+def test_bench_scripts_import_bench_env_for_a_call_pyflakes_sees():
+    """``import bench_env`` (imported for its effect) was flagged unused by pyflakes."""
+    import importlib
+    import io
+    import pathlib
+    import sys
+
+    pyflakes_api = pytest.importorskip("pyflakes.api")
+    from pyflakes.reporter import Reporter
+
+    scripts = pathlib.Path(__file__).resolve().parent.parent / "scripts"
+    out = io.StringIO()
+    for name in ("bench_cache.py", "bench_distributed.py", "bench_env.py"):
+        pyflakes_api.checkPath(str(scripts / name), Reporter(out, out))
+    assert "bench_env" not in out.getvalue(), out.getvalue()
+    sys.path.insert(0, str(scripts))
+    try:
+        bench_env = importlib.import_module("bench_env")
+        assert bench_env.prepare() == str(scripts.parent) and sys.path.index(str(scripts.parent)) >= 0
+        assert os.environ["HF_HUB_OFFLINE"]
+    finally:
+        sys.path.remove(str(scripts))

@@ -116,8 +116,9 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
     labels = [slug(m.label) for m in models]
     if len(set(labels)) != len(labels):
         raise ParameterError(f"model labels must differ (as folder names): {labels}")
-    c = resolve_config(AuditConfig, config, options)
-    c = resolve_config(AuditConfig, c, {"recipes": tuple(r for r in c.recipes if r != "triggers")})
+    # One resolution: the trigger attack is use_triggers, never a recipe of each model's audit.
+    recipes = options.get("recipes", getattr(config if config is not None else AuditConfig(), "recipes", ()))
+    c = resolve_config(AuditConfig, config, {**options, "recipes": tuple(r for r in recipes if r != "triggers")})
     resources = resources or AttackResources()
     check_audit(list(c.recipes), resources, attacks, masked=any(m.head_mask is not None for m in models),
                 query_budget=c.query_budget)
@@ -206,7 +207,7 @@ def write_table(path: str, rows: list[dict]) -> str:
 def comparison_figure(rows: list[dict]):
     """Grouped bars per recipe: accuracy under attack of each model (value on each bar; clean
     accuracy as a black tick). A matplotlib ``Figure`` made without pyplot."""
-    from ..report.figures import _figure as blank_figure
+    from ..report.figures import blank_figure
 
     recipes = list(dict.fromkeys(r["recipe"] for r in rows))
     models = list(dict.fromkeys(r["model"] for r in rows))

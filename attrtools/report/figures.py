@@ -4,7 +4,9 @@ from __future__ import annotations
 import math
 
 
-def _figure(width: float, height: float):
+def blank_figure(width: float, height: float):
+    """An empty matplotlib ``Figure`` of ``width`` × ``height`` inches on the Agg canvas, made without
+    pyplot (no global figure state, no display needed): what every report figure starts from."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -25,7 +27,7 @@ def head_importance_figure(tables: dict, plans: dict | None = None, title: str |
     first = np.asarray(tables[names[0]], dtype=float) if names else np.zeros((1, 1))
     L, H = first.shape
     cell = 0.36
-    fig = _figure(cols * max(3.4, H * cell + 1.6), rows * max(2.6, L * cell + 1.2))
+    fig = blank_figure(cols * max(3.4, H * cell + 1.6), rows * max(2.6, L * cell + 1.2))
     for k, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
         table = np.asarray(tables[name], dtype=float)
@@ -55,7 +57,7 @@ def head_importance_figure(tables: dict, plans: dict | None = None, title: str |
 def line_figure(panels: list[dict], title: str | None = None, width: float = 11.0, height: float = 3.8):
     """Side-by-side line charts. Each panel: ``{"title", "xlabel", "ylabel", "series": {name: (xs, ys)},
     "dashed": {names}}``; a missing y (None/NaN) leaves a gap."""
-    fig = _figure(width, height)
+    fig = blank_figure(width, height)
     for k, panel in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1)
         for name, (xs, ys) in panel["series"].items():
@@ -79,7 +81,7 @@ def layer_bars_figure(layers, bars, bar_label: str, line=None, line_label: str |
                       title: str | None = None):
     """Per-layer chart: bars (e.g. tree edges per example) and, on a second panel, a line
     (e.g. mean interaction distance |i − j|)."""
-    fig = _figure(10.0 if line is not None else 5.5, 3.4)
+    fig = blank_figure(10.0 if line is not None else 5.5, 3.4)
     ax = fig.add_subplot(1, 2 if line is not None else 1, 1)
     ax.bar(layers, bars, color="#3b6ea8")
     ax.set_xlabel("layer", fontsize=9)
@@ -103,7 +105,7 @@ def layer_bars_figure(layers, bars, bar_label: str, line=None, line_label: str |
 
 def bar_figure(labels, values, xlabel: str, title: str | None = None, colour: str = "#3b6ea8"):
     """Horizontal bars, one per label (e.g. accuracy under each attack)."""
-    fig = _figure(6.5, 0.45 * len(labels) + 1.3)
+    fig = blank_figure(6.5, 0.45 * len(labels) + 1.3)
     ax = fig.add_subplot(1, 1, 1)
     ax.barh(list(range(len(labels))), [0 if v is None else float(v) for v in values], color=colour)
     ax.set_yticks(list(range(len(labels))))
