@@ -312,7 +312,8 @@ def parse_value(text: str):
 def parse_params(items, methods=None, option: str = "--param") -> dict:
     """``KEY=VALUE`` items -> ``{key: value}``; with ``methods``, ``METHOD:KEY=VALUE`` items ->
     ``{method: {key: value}}``, a plain ``KEY=VALUE`` applying to every one of ``methods`` that
-    takes ``KEY`` (none: an error), a ``METHOD:`` not among ``methods`` an error (exit 2). Values are parsed as JSON when they parse."""
+    takes ``KEY`` (none: an error), a ``METHOD:`` not among ``methods`` an error (exit 2). Values are
+    parsed as JSON when they parse."""
     flat: dict = {}
     per_method: dict = {}
     for item in items:
@@ -706,7 +707,8 @@ def log_to_stderr(message: str) -> None:
 
 
 __all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command", "options", "model_option",
-           "text_options", "dataset_options", "train_dataset_options", "train_columns", "label_names_option", "cache_options", "device_option", "output_dir_option",
+           "text_options", "dataset_options", "train_dataset_options", "train_columns", "label_names_option",
+           "cache_options", "device_option", "output_dir_option",
            "max_length_option", "batch_size_option", "progress_option", "steps_option", "target_option",
            "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
            "parse_floats", "at_least", "finite", "check_labels", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 import click
 
 from ..cli_kit import (cache_options, command, device_option, echo_summary, label_names_option,
-                       load_examples_or_fail, load_model_or_fail, make_run_dir, max_length_option, open_cache_or_fail, output_dir_option,
-                       quiet_transformers, label_names_list)
+                       load_examples_or_fail, load_model_or_fail, make_run_dir, max_length_option, open_cache_or_fail,
+                       output_dir_option, quiet_transformers, label_names_list)
 
 
 @dataclass
