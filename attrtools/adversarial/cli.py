@@ -168,10 +168,11 @@ def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_d
                                "model_batch_size; results do not depend on it, larger helps on a GPU).")
 def audit(model_name, dataset, text_column, pair_column, label_column, label_names, limit, train_dataset,
           train_text_column, train_pair_column, train_label_column, triggers_path, recipes, word_embeddings,
-          sentence_encoder, no_use_constraint, mlm, nltk_data, no_pos_constraint, lm, no_lm_constraint, homoglyphs, compare_models, prune_runs, no_triggers, num_examples,
-          num_train_examples, steps, pattern_threshold, top2_ratio, use_all, old_cache_flag, top_triggers, top_k,
-          max_inserted_words, rank_method, rank_steps, query_budget, chunk_size, seed, attribution_batch_size,
-          cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
+          sentence_encoder, no_use_constraint, mlm, nltk_data, no_pos_constraint, lm, no_lm_constraint, homoglyphs,
+          compare_models, prune_runs, no_triggers, num_examples, num_train_examples, steps, pattern_threshold,
+          top2_ratio, use_all, old_cache_flag, top_triggers, top_k, max_inserted_words, rank_method, rank_steps,
+          query_budget, chunk_size, seed, attribution_batch_size, cache_dir, no_cache, batch_size, max_length,
+          progress, output_dir, device):
     """Robustness audit with TextAttack: every classification recipe by its TextAttack name, the
     attribution-trigger attack, and attribution-ranked vs leave-one-out word ranking, on the same
     examples. With --compare-model / --prune-run, every model is attacked on the same examples and
