@@ -710,8 +710,8 @@ def held_transformers_logs():
     finally:
         root.handlers, root.propagate = saved
         if not state["drop"]:
-            for record in held:
-                root.handle(record)
+            for record in held:  # as logging would have: the handlers from the root up, filters and levels kept
+                root.callHandlers(record)
 
 
 def load_pretrained(name_or_path: str, device=None, num_labels: int | None = None, dtype=None, **kwargs):

@@ -311,7 +311,8 @@ def test_held_transformers_logs_pass_on_unless_dropped(transformers_warnings):
 
     from attrtools.models import held_transformers_logs
 
-    logger = hf_logging.get_logger("transformers.modeling_utils")
+    # a logger of its own: one another test or library disabled (logging.config) would create no record
+    logger = hf_logging.get_logger("transformers.attrtools_probe")
     with held_transformers_logs():
         logger.warning("kept for the user")
         assert transformers_warnings == []  # held while the load runs
