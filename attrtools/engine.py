@@ -823,7 +823,8 @@ class Engine:
         num_classes = int(getattr(self.model.config, "num_labels", 0) or 0)
         bad = [int(t) for t in resolved if t is not None and num_classes and not 0 <= int(t) < num_classes]
         if bad:
-            raise ValueError(f"target class {bad[0]} out of range for a {num_classes}-class model")
+            raise ParameterError(f"target class {bad[0]} out of range for a {num_classes}-class model "
+                                 f"(classes 0–{num_classes - 1})")
         return resolved
 
     def _compute_batch(self, chunk, encoded, impl, params, specs, pending, results):

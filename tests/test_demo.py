@@ -116,8 +116,11 @@ def test_rerun_into_the_same_folder_reuses_finished_sections(planted_dir, plante
     assert sum("reused" in line for line in lines) == 3, lines
     for section in ("pruning", "trees", "audit"):
         assert again[section] == json.loads(json.dumps(first[section], default=str)), section
-    headings = re.findall(r"<h2>(.*?)</h2>", open(os.path.join(out, "report.html"), encoding="utf-8").read())
-    assert headings == re.findall(r"<h2>(.*?)</h2>", report)
+    rerun_page = open(os.path.join(out, "report.html"), encoding="utf-8").read()
+    assert re.findall(r"<h2>(.*?)</h2>", rerun_page) == re.findall(r"<h2>(.*?)</h2>", report)
+    assert set(again["reused_sections"]) == {"pruning", "trees", "audit"}
+    assert all(seconds > 0 for seconds in again["reused_sections"].values())
+    assert rerun_page.count("by the earlier run") == 3  # the Steps table keeps what the sections cost
     # Other settings (more integration steps): the record does not match, the pipelines run again.
     with pytest.raises(AssertionError, match="recomputed"):
         run_demo(planted_dir, *planted_data, out, config=DemoConfig(**{**config.__dict__, "steps": 4}),

@@ -11,6 +11,7 @@ The tiny configs come from ``attrtools.testing.tiny_config`` (family extras in `
 2 layers, 4 heads, hidden 32, grouped KV heads where the family has them.
 """
 import copy
+import re
 import warnings
 
 import pytest
@@ -416,7 +417,11 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
     assert summary["plan"]["masked_equals_pruned"] and summary["plan"]["heads_pruned"] == 4
     from attrtools.pruning.cli import summary_lines
 
-    assert "every layer of its group" in summary_lines(summary)["shared layers"]
+    lines = summary_lines(summary)
+    assert "every layer of its group" in lines["shared layers"]
+    # both latencies with their times and direction (the pruned model can be slower on one example)
+    assert re.fullmatch(r"batch 2: [\d.]+ -> [\d.]+ ms \([\d.]+x (faster|slower) pruned\); "
+                        r"batch 1: [\d.]+ -> [\d.]+ ms \([\d.]+x (faster|slower) pruned\)", lines["latency"]), lines
     from attrtools.pruning.report import pruning_report
 
     page = pruning_report(str(tmp_path / "run"))._repr_html_()

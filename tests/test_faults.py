@@ -646,7 +646,13 @@ def _bad_inputs(planted_dir, tmp_path):
                                     "--text", "a", *out("i")], 2, "internal_batch_size"),
         ("steps abc", [*attr[:4], "attattr", "--param", "steps=abc", "--text", "a", *out("sa")], 2, "'steps'"),
         ("steps 1.5", [*attr[:4], "attattr", "--param", "steps=1.5", "--text", "a", *out("sb")], 2, "'steps'"),
+        ("steps 0", [*attr[:4], "attattr", "--param", "steps=0", "--text", "a", *out("s0")], 2,
+         "an integer from 1 to 100000"),
         ("cache clear without --yes", ["cache", "clear", "--cache-dir", str(tmp_path / "cache")], 2, "--yes"),
+        ("target 5 of 2 classes", [*attr[:4], "gradsam", "--text", "a", "--target", "5", *out("tg")], 2,
+         "target class 5 out of range for a 2-class model (classes 0–1)"),
+        ("tree threshold 2", ["tree", "--model", planted_dir, "--text", "alpha beta", "--threshold", "2",
+                              *out("t2")], 2, "--threshold must be a finite number in [0, 1]"),
     ]
 
 

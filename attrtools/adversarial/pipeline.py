@@ -94,7 +94,8 @@ def run_full_audit(model, tokenizer, dev, out_dir, train=None, triggers_path=Non
         else:
             raise AuditError("the trigger attack needs training data or a triggers.json")
         if not patterns:
-            raise AuditError("no trigger pattern passed the threshold; lower the pattern threshold or use more examples")
+            raise AuditError(f"no trigger pattern passed the threshold (--pattern-threshold {c.pattern_threshold:g}); "
+                             "lower it (0 keeps every pattern) or use more training examples (--num-train-examples)")
         if head_mask is None:
             per_class = per_class_accuracy(model, tokenizer, dev, patterns, top_k=top_k, max_length=c.max_length)
             write_per_class(os.path.join(out_dir, "per_class.csv"), per_class)

@@ -83,17 +83,20 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     # (fingerprint), data and settings is read back instead of recomputed (a rerun takes seconds).
     identity = section_identity(summary["fingerprint"], config, train, dev)
 
+    reused = {}  # step -> seconds the earlier run spent computing it
+
     def timed(step, fn, restore=None):
         t0 = time.time()
         saved = read_section(os.path.join(output_dir, step), identity) if restore else None
         if saved is not None:
             result = restore(saved)
+            reused[step] = saved.get("seconds")
             log(f"[demo] {step}: outputs of an earlier run with the same model, data and settings reused")
         else:
             log(f"[demo] {step} ...")
             result = fn()
             if restore:
-                write_section(os.path.join(output_dir, step), identity, result)
+                write_section(os.path.join(output_dir, step), identity, result, seconds=time.time() - t0)
         timings[step] = round(time.time() - t0, 1)
         log(f"[demo] {step} done in {fmt_seconds(timings[step])}")
         return result
@@ -112,6 +115,7 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
                   restore=lambda saved: _audit_restored(saved, model, os.path.join(output_dir, "audit")))
     summary["audit"] = audit["summary"]
     summary["timings_s"] = timings
+    summary["reused_sections"] = {step: seconds for step, seconds in reused.items()}
     summary["seconds"] = round(time.time() - started, 1)
     summary["engine"] = dict(engine.stats)
     write_json(os.path.join(output_dir, "summary.json"), summary)
@@ -124,16 +128,24 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
                            ("total time", fmt_seconds(summary["seconds"])),
                            ("attributions", f"{engine.stats['computed']} computed, {engine.stats['hits']} from the "
                                             "cache")])
-    steps = report.section("Steps", "What ran, on how much data, and how long it took.")
+    steps = report.section("Steps", "What ran, on how much data, and how long it took. A step read back from an "
+                                    "earlier run into this folder (same model, data and settings) shows both times.")
+
+    def took(step):
+        if step not in reused:
+            return fmt_seconds(timings[step])
+        earlier = f"; computed in {fmt_seconds(reused[step])} by the earlier run" if reused[step] else ""
+        return f"{fmt_seconds(timings[step])} (read back{earlier})"
+
     steps.table(["step", "what", "time"], [
         ["attribution", f"every attribution method on {config.attribution_examples} dev sentences",
          fmt_seconds(timings["attribution"])],
         ["pruning", f"head importance ({', '.join(config.prune_strategies)}) on {config.prune_importance_examples} "
                     f"sentences, accuracy curve on {min(len(dev), config.prune_eval_examples)}, physical pruning",
-         fmt_seconds(timings["pruning"])],
+         took("pruning")],
         ["trees", f"AttAttr trees for {min(len(dev), max(config.tree_examples, config.tree_stats_examples))} "
-                  "sentences and their statistics", fmt_seconds(timings["trees"])],
-        ["audit", audit["what"], fmt_seconds(timings["audit"])]])
+                  "sentences and their statistics", took("trees")],
+        ["audit", audit["what"], took("audit")]])
     report.extend(parts["attribution"])
     report.extend(pruning["report"], prefix="Head pruning")
     report.extend(trees["report"], prefix="Trees")
@@ -176,14 +188,16 @@ def read_section(out_dir: str, identity: str) -> dict | None:
     return saved
 
 
-def write_section(out_dir: str, identity: str, result: dict) -> None:
-    """Record a finished section (written last, atomically: a killed section is recomputed)."""
+def write_section(out_dir: str, identity: str, result: dict, seconds: float | None = None) -> None:
+    """Record a finished section (written last, atomically: a killed section is recomputed), with
+    the ``seconds`` it took, which a rerun's report shows beside its own read-back time."""
     from ..io import write_json
 
     if result.get("final") is False:
         return
     record = {k: v for k, v in result.items() if k not in ("report", "final")}
-    write_json(os.path.join(out_dir, SECTION_FILE), {"identity": identity, **record})
+    write_json(os.path.join(out_dir, SECTION_FILE),
+               {"identity": identity, **record, "seconds": None if seconds is None else round(seconds, 1)})
 
 
 # ----------------------------------------------------------------------------------- sections

@@ -70,11 +70,13 @@ class Param:
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         else:
             text = {"int": "an integer", "float": "a finite number", "bool": "true or false"}[self.type]
-            if self.min is not None:
+            if self.min is not None and self.max is not None:
+                text += f" from {self.min} to {self.max}"
+            elif self.min is not None:
                 text += f" >= {self.min}"
             if self.above is not None:
                 text += f" > {self.above}"
-            if self.max is not None:
+            if self.max is not None and self.min is None:
                 text += f" <= {self.max}"
         return text + (" (or null for the default)" if self.none else "")
 

@@ -146,7 +146,10 @@ def summary_lines(summary: dict) -> dict:
     lines["parameters"] = (f"{summary['parameters']['before']:,} -> {summary['parameters']['after']:,} "
                            f"(-{100 * summary['parameters']['saving']:.1f}%)")
     lat = summary["latency"]
-    lines["latency"] = (f"batch {lat['batch_size']}: {1000 * lat['median_s_before']:.1f} -> "
-                        f"{1000 * lat['median_s_after']:.1f} ms (x{lat['speedup']:.2f}); batch 1: "
-                        f"x{lat['single_speedup']:.2f}")
+    lines["latency"] = "; ".join(
+        f"batch {size}: {1000 * before:.1f} -> {1000 * after:.1f} ms ({speed:.2f}x {'faster' if speed >= 1 else 'slower'} "
+        "pruned)" for size, before, after, speed in (
+            (lat["batch_size"], lat["median_s_before"], lat["median_s_after"], lat["speedup"]),
+            (1, lat.get("single_median_s_before"), lat.get("single_median_s_after"), lat.get("single_speedup")))
+        if before is not None and after is not None and speed)
     return lines

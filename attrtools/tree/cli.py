@@ -46,7 +46,7 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     from .export import parse_formats
     from .pipeline import TreeConfig, run_trees
 
-    config = TreeConfig(threshold=finite("--threshold", threshold, 0.0), root=root, use_last_layer=use_last_layer, steps=steps,
+    config = TreeConfig(threshold=finite("--threshold", threshold, 0.0, 1.0), root=root, use_last_layer=use_last_layer, steps=steps,
                         target=parse_target(target), formats=parse_formats(formats),
                         max_pictures=max_pictures if dataset else -1, top_patterns=top_patterns,
                         batch_size=batch_size, max_length=max_length)
