@@ -279,6 +279,15 @@ def resolve_target_spec(target, example: Example, index: int):
     raise ParameterError(f"target must be None/'pred', 'gold', a class index or a list of them, got {target!r}")
 
 
+def check_target_classes(targets, num_classes: int) -> None:
+    """Every resolved target (a class index, or None for class-agnostic) within ``0 .. num_classes-1``;
+    else a ``ParameterError`` naming the first one out of range and the classes."""
+    bad = [int(t) for t in targets if t is not None and not 0 <= int(t) < num_classes]
+    if bad:
+        raise ParameterError(f"target class {bad[0]} out of range for a {num_classes}-class model "
+                             f"(classes 0–{num_classes - 1})")
+
+
 def _is_sequence(item) -> bool:
     """An ``(input_ids, token_type_ids)`` pair of integer sequences (not a ``(text, text_pair)`` pair)."""
     return isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], (tuple, list))
@@ -821,10 +830,8 @@ class Engine:
             for i, row in zip(need, logits):
                 resolved[i] = int(row.argmax())
         num_classes = int(getattr(self.model.config, "num_labels", 0) or 0)
-        bad = [int(t) for t in resolved if t is not None and num_classes and not 0 <= int(t) < num_classes]
-        if bad:
-            raise ParameterError(f"target class {bad[0]} out of range for a {num_classes}-class model "
-                                 f"(classes 0–{num_classes - 1})")
+        if num_classes:
+            check_target_classes(resolved, num_classes)
         return resolved
 
     def _compute_batch(self, chunk, encoded, impl, params, specs, pending, results):
@@ -834,10 +841,7 @@ class Engine:
             logits = self.model(**inputs).logits.float()
         predicted = logits.argmax(-1)
         targets = torch.tensor([specs[i] if specs[i] is not None else -1 for i in chunk], device=logits.device)
-        num_classes = logits.shape[-1]
-        bad = [(i, int(t)) for i, t in zip(chunk, targets.tolist()) if specs[i] is not None and not 0 <= t < num_classes]
-        if bad:
-            raise ParameterError(f"target class {bad[0][1]} out of range for a {num_classes}-class model")
+        check_target_classes([specs[i] for i in chunk], logits.shape[-1])  # the outputs' own count
         batch = Batch(inputs=inputs, lengths=[e.length for e in encs],
                       targets=targets if impl.needs_target(params) else None, logits=logits,
                       labels=[e.example.label for e in encs])

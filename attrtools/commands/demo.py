@@ -115,7 +115,7 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
                   restore=lambda saved: _audit_restored(saved, model, os.path.join(output_dir, "audit")))
     summary["audit"] = audit["summary"]
     summary["timings_s"] = timings
-    summary["reused_sections"] = {step: seconds for step, seconds in reused.items()}
+    summary["reused_sections"] = dict(reused)
     summary["seconds"] = round(time.time() - started, 1)
     summary["engine"] = dict(engine.stats)
     write_json(os.path.join(output_dir, "summary.json"), summary)
