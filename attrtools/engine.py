@@ -40,6 +40,7 @@ from .models import (adapter_for, fingerprint, max_input_length, model_device, p
                      tokenizer_fingerprint)
 from .notices import warn
 from .types import FORMAT_VERSION, Attribution, Example
+from .words import encoded_alignment
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
 VOLATILE_PARAMS = frozenset({"internal_batch_size"})
@@ -56,8 +57,8 @@ class Encoded:
 
     ``word_ids[t]``: 0-based index of the word holding token ``t`` within its segment (None for
     special tokens); ``segments[t]``: segment of token ``t`` (0 = ``text``, 1 = ``text_pair``);
-    ``words[(segment, word_id)]``: the word's text. Fast tokenizers give these from their word ids
-    and character offsets; slow ones by merging ``##`` word pieces.
+    ``words[(segment, word_id)]``: the word's text. Fast tokenizers give these from their character
+    offsets into the original text (``words.py``, one rule); slow ones by merging ``##`` word pieces.
     """
 
     example: Example
@@ -69,6 +70,7 @@ class Encoded:
     word_ids: list[int | None] = field(default_factory=list)
     segments: list[int] = field(default_factory=list)
     words: dict = field(default_factory=dict)
+    offsets: list = field(default_factory=list)  # per token [segment, start, end] or None (words.token_offsets)
 
     @property
     def length(self) -> int:
@@ -209,59 +211,9 @@ def collate(sequences: Sequence, pad_token_id: int | None, device=None, token_ty
 
 
 def word_alignment(enc, tokenizer, text: str, text_pair: str | None):
-    """``(word_ids, segments, words)`` of one tokenizer output (see ``Encoded``).
-
-    ``enc``: the tokenizer's output for ``(text, text_pair)``, with ``special_tokens_mask`` and,
-    for fast tokenizers, ``offset_mapping``."""
-    try:
-        word_ids = enc.word_ids()
-        seq_ids = enc.sequence_ids()
-        offsets = enc["offset_mapping"]
-    except (ValueError, AttributeError, KeyError):
-        return _merge_wordpieces(tokenizer.convert_ids_to_tokens(enc["input_ids"]), enc["special_tokens_mask"],
-                                 enc.get("token_type_ids"))
-    sources = [text, text_pair]
-    word_ids = [None if m else w for w, m in zip(word_ids, enc["special_tokens_mask"])]
-    segments = [s if s is not None else 0 for s in seq_ids]
-    spans: dict[tuple[int, int], list[int]] = {}
-    for t, (w, s) in enumerate(zip(word_ids, segments)):
-        if w is None:
-            continue
-        start, end = offsets[t]
-        span = spans.setdefault((s, w), [start, end])
-        span[0], span[1] = min(span[0], start), max(span[1], end)
-    texts = {key: sources[key[0]][a:b] for key, (a, b) in spans.items()}
-    # Renumber words densely per segment (truncation or tokenizers may leave gaps).
-    dense: dict[tuple[int, int], int] = {}
-    for s, w in sorted(spans):
-        dense[(s, w)] = sum(1 for key in dense if key[0] == s)
-    word_ids = [None if w is None else dense[(s, w)] for w, s in zip(word_ids, segments)]
-    texts = {(s, dense[(s, w)]): v for (s, w), v in texts.items()}
-    return word_ids, segments, texts
-
-
-def _merge_wordpieces(tokens, special_mask, token_type_ids=None):
-    word_ids, segments, texts = [], [], {}
-    segment, count = 0, {}
-    for t, tok in enumerate(tokens):
-        if special_mask[t]:
-            word_ids.append(None)
-            segments.append(segment)
-            if t > 0 and token_type_ids is None and t < len(tokens) - 1:
-                segment = 1
-            continue
-        if token_type_ids is not None:
-            segment = token_type_ids[t]
-        if tok.startswith("##") and word_ids and word_ids[-1] is not None:
-            w = word_ids[-1]
-            texts[(segment, w)] += tok[2:]
-        else:
-            w = count.get(segment, 0)
-            count[segment] = w + 1
-            texts[(segment, w)] = tok
-        word_ids.append(w)
-        segments.append(segment)
-    return word_ids, segments, texts
+    """``(word_ids, segments, words)`` of one tokenizer output (see ``Encoded``): the one rule of
+    ``words.encoded_alignment`` (words of the original text, docs/words.md)."""
+    return encoded_alignment(enc, tokenizer, text, text_pair)[:3]
 
 
 def resolve_target_spec(target, example: Example, index: int):
@@ -369,10 +321,10 @@ class Engine:
             raise InputDataError(f"example {example.id!r} tokenizes to nothing")
         if original is not None:
             self._note_truncated(example, original, len(ids))
-        word_ids, segments, words = word_alignment(enc, self.tokenizer, example.text, example.text_pair)
+        word_ids, segments, words, offsets = encoded_alignment(enc, self.tokenizer, example.text, example.text_pair)
         return Encoded(example, ids, list(enc.get("token_type_ids") or [0] * len(ids)),
                        list(enc["special_tokens_mask"]), self.tokenizer.convert_ids_to_tokens(ids), original,
-                       word_ids=list(word_ids), segments=list(segments), words=words)
+                       word_ids=list(word_ids), segments=list(segments), words=words, offsets=offsets)
 
     def _note_truncated(self, example: Example, original: int, kept: int):
         key = (example.text, example.text_pair)
@@ -889,7 +841,7 @@ class Engine:
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
             segment_ids=enc.token_type_ids or [], special_tokens_mask=enc.special_tokens_mask,
             label_names=_label_names(self.model.config),
-            pool_position=pool_position(self.model),
+            pool_position=pool_position(self.model), token_offsets=list(enc.offsets),
         )
 
 

@@ -75,6 +75,9 @@ class Attribution:
     original_length: int | None = None  # tokens before truncation, None if the input was not truncated
     label_names: list[str] = field(default_factory=list)  # class names in id order ([] when generic)
     pool_position: int = 0  # the token the classifier reads: 0 = first ([CLS]/<s>), -1 = last (decoders)
+    # per token [segment, start, end] in the original text (None: special token); [] without a fast
+    # tokenizer. What ``word_scores`` aligns with (attrtools.words).
+    token_offsets: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -116,6 +119,15 @@ class Attribution:
         if self.kind == "layer_matrix":
             return self.scores[-1, self._pool_row()]
         return self.scores.sum((0, 1)).sum(0)
+
+    def word_scores(self, agg: str = "sum"):
+        """``list[words.WordScore]``: ``token_scores()`` aggregated over the words of the original
+        text (``agg``: ``"sum"``, ``"max"`` or ``"mean"`` of each word's tokens), special tokens
+        excluded; what a word is: ``attrtools.words`` (docs/words.md). Raises
+        ``words.WordAlignmentError`` without token offsets (slow tokenizer, old file)."""
+        from .words import attribution_word_scores
+
+        return attribution_word_scores(self, agg)
 
     def pool_row(self) -> int:
         """Index of the token the classifier reads (``pool_position`` resolved against ``n``)."""

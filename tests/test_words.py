@@ -1,0 +1,196 @@
+"""Word alignment back to the original text (attrtools.words), word scores, the attribution-ranked
+word search and word diffs, for the three tokenizer families, built here with ``tokenizers``:
+an uncased WordPiece stripping accents, a byte-level BPE (``Ġ``) and a Metaspace Unigram (``▁``)."""
+import math
+
+import pytest
+import torch
+
+from attrtools import words as W
+
+CORPUS = ["The film was naïve but the café scene is well-made.",
+          "It's a slow, dull movie; don't watch it!",
+          "A great cast and a moving story about a naive chef",
+          "Bad acting, worse script, and the soundtrack is loud",
+          "résumé of a well-made thriller with a twist"] * 4
+SENTENCE = "Honestly, it's a naïve café-story: well-made, but don't expect Zoë's résumé!"
+PAIR = ("The café's naïve charm", "isn't well-made, sadly.")
+EXPECTED = ["Honestly", ",", "it's", "a", "naïve", "café-story", ":", "well-made", ",", "but", "don't",
+            "expect", "Zoë's", "résumé", "!"]
+
+
+def _wordpiece():
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(
+        vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return dict(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+                mask_token="[MASK]")
+
+
+def _bytelevel():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")),
+                                                      ("<s>", tok.token_to_id("<s>")), trim_offsets=False)
+    return dict(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                cls_token="<s>", sep_token="</s>")
+
+
+def _metaspace():
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(CORPUS, trainers.UnigramTrainer(
+        vocab_size=150, special_tokens=["<s>", "<pad>", "</s>", "<unk>"], unk_token="<unk>"))
+    s, e = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
+                                                       special_tokens=[("<s>", s), ("</s>", e)])
+    return dict(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                cls_token="<s>", sep_token="</s>")
+
+
+FAMILIES = {"wordpiece-uncased": _wordpiece, "bytelevel-bpe": _bytelevel, "sentencepiece": _metaspace}
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_tokenizer(request):
+    from transformers import PreTrainedTokenizerFast
+    return request.param, PreTrainedTokenizerFast(model_max_length=128, **FAMILIES[request.param]())
+
+
+def _encode(tok, text, pair=None):
+    return tok(text, pair, return_offsets_mapping=True, return_special_tokens_mask=True)
+
+
+# ------------------------------------------------------------------------------ the word rule
+def test_split_words_keeps_contractions_hyphens_accents_and_splits_punctuation():
+    text = SENTENCE
+    assert [text[a:b] for a, b in W.split_words(text)] == EXPECTED
+    # decomposed accents (combining marks) stay inside their word
+    nfd = "nai\u0308ve cafe\u0301"
+    assert [nfd[a:b] for a, b in W.split_words(nfd)] == ["nai\u0308ve", "cafe\u0301"]
+    assert [t for t in ("\"great\" ... it 's",) for t in [t[a:b] for a, b in W.split_words(t)]] == \
+        ['"', "great", '"', "...", "it", "'", "s"]
+
+
+def test_alignment_recovers_original_words_for_every_family(family_tokenizer):
+    name, tok = family_tokenizer
+    enc = _encode(tok, SENTENCE)
+    offsets = W.token_offsets(enc, tok)
+    word_of_token, words = W.align(offsets, (SENTENCE, None))
+    assert [w.text for w in words] == EXPECTED, name
+    special = enc["special_tokens_mask"]
+    # special tokens belong to no word; every other token to exactly one
+    assert all((k is None) == bool(m) for k, m in zip(word_of_token, special)), name
+    assert sorted(t for w in words for t in w.tokens) == [t for t, m in enumerate(special) if not m]
+
+
+def test_alignment_of_pairs(family_tokenizer):
+    name, tok = family_tokenizer
+    enc = _encode(tok, *PAIR)
+    word_ids, segments, texts, offsets = W.encoded_alignment(enc, tok, *PAIR)
+    want = {0: ["The", "café's", "naïve", "charm"], 1: ["isn't", "well-made", ",", "sadly", "."]}
+    for s, ws in want.items():
+        assert [texts[(s, i)] for i in range(len(ws))] == ws, name
+        assert (s, len(ws)) not in texts
+    for t, (w, s) in enumerate(zip(word_ids, segments)):
+        if w is not None:
+            assert offsets[t][0] == s
+            a, b = offsets[t][1:]
+            assert PAIR[s][a:b].strip() in texts[(s, w)] or not PAIR[s][a:b].strip()
+
+
+def test_whitespace_only_token_joins_the_next_word():
+    text = "a  naïve"
+    # a lone '▁'/'Ġ' token spanning the spaces, then the word
+    offsets = [None, [0, 0, 1], [0, 1, 3], [0, 3, 8], None]
+    word_of_token, words = W.align(offsets, (text, None))
+    assert [w.text for w in words] == ["a", "naïve"]
+    assert word_of_token == [None, 0, 1, 1, None]
+
+
+def test_slow_tokenizer_output_is_refused_in_one_line():
+    class Slow(dict):
+        pass
+    with pytest.raises(W.WordAlignmentError, match="fast tokenizer"):
+        W.token_offsets(Slow(input_ids=[1, 2]), object())
+
+
+# ------------------------------------------------------------------------------ word scores
+def _attribution(tok, text, pair=None, scores=None):
+    from attrtools.types import Attribution
+    enc = _encode(tok, text, pair)
+    n = len(enc["input_ids"])
+    scores = torch.arange(1.0, n + 1) if scores is None else scores
+    return Attribution(tokens=enc.tokens(), input_ids=list(enc["input_ids"]), scores=scores, kind="tokens",
+                       method="grad_input", params={}, target=0, predicted=0, probs=[0.5, 0.5], text=text,
+                       text_pair=pair, special_tokens_mask=list(enc["special_tokens_mask"]),
+                       token_offsets=W.token_offsets(enc, tok))
+
+
+@pytest.mark.parametrize("agg", ["sum", "max", "mean"])
+def test_word_scores_aggregate_each_words_tokens(family_tokenizer, agg, tmp_path):
+    from attrtools.types import Attribution
+    name, tok = family_tokenizer
+    att = _attribution(tok, SENTENCE)
+    ws = att.word_scores(agg)
+    assert [w.word for w in ws] == EXPECTED, name
+    values = att.scores.tolist()
+    for w in ws:
+        xs = [values[t] for t in w.tokens]
+        want = {"sum": sum(xs), "max": max(xs), "mean": sum(xs) / len(xs)}[agg]
+        assert math.isclose(w.score, want), (name, w)
+        assert SENTENCE[w.start:w.end] == w.word
+    if agg == "sum":  # every non-special token lands in one word
+        special = att.special_tokens_mask
+        assert math.isclose(sum(w.score for w in ws), sum(v for v, m in zip(values, special) if not m))
+    # a saved and loaded attribution still aligns
+    path = att.save(tmp_path / "a.safetensors")
+    assert [(w.word, w.score) for w in Attribution.load(path).word_scores(agg)] == [(w.word, w.score) for w in ws]
+
+
+def test_word_scores_refuse_without_offsets_and_unknown_agg(family_tokenizer):
+    _, tok = family_tokenizer
+    att = _attribution(tok, SENTENCE)
+    with pytest.raises(W.WordAlignmentError, match="unknown word aggregation"):
+        att.word_scores("median")
+    att.token_offsets = []
+    with pytest.raises(W.WordAlignmentError, match="no token offsets"):
+        att.word_scores()
+
+
+# ------------------------------------------------------------------------------ word diffs
+@pytest.mark.parametrize("original, perturbed, counts, changed_o, changed_p", [
+    # two words inserted in the middle of eight: 2 perturbed, not 7
+    ("a b c d e f g h", "a b c X Y d e f g h", (2, 0, 0), [], [3, 4]),
+    # inserted at the end: 2 perturbed, not 0
+    ("a b c d e f g h", "a b c d e f g h X Y", (2, 0, 0), [], [8, 9]),
+    # one substitution
+    ("a b c d e f g h", "a b c Z e f g h", (0, 0, 1), [3], [3]),
+    # one deletion and one substitution
+    ("a b c d e f g h", "a c d e f g Z", (0, 1, 1), [1, 7], [6]),
+])
+def test_diff_words_counts_edits_as_such(original, perturbed, counts, changed_o, changed_p):
+    d = W.diff_words(original.split(), perturbed.split())
+    assert (d.inserted, d.deleted, d.substituted) == counts
+    assert d.perturbed == sum(counts)
+    assert d.changed_original == changed_o and d.changed_perturbed == changed_p
+
+
+def test_mark_changed_marks_only_changed_words():
+    d = W.diff_words("it is a good film".split(), "it is a truly great good film".split())
+    assert W.mark_changed("it is a truly great good film", "it is a truly great good film".split(),
+                          d.changed_perturbed) == "it is a [[truly]] [[great]] good film"
