@@ -91,6 +91,7 @@ class Word:
     end: int
     text: str
     tokens: tuple = ()
+    span: int = 0  # its index in the segment's word spans (``index`` skips words no token reaches)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def align(offsets, texts, spans=None) -> tuple[list, list[Word]]:
         a, b = spans[s][w]
         local = per_segment.get(s, 0)
         per_segment[s] = local + 1
-        words.append(Word(s, local, a, b, texts[s][a:b], tuple(members[k])))
+        words.append(Word(s, local, a, b, texts[s][a:b], tuple(members[k]), w))
     return word_of_token, words
 
 
@@ -176,7 +177,7 @@ def _word_of_span(spans, text: str, a: int, b: int):
         overlap = min(b, e) - max(a, s)
         if overlap > best_overlap:
             best, best_overlap = w, overlap
-    if best is not None:
+    if best is not None or text[a:b].strip():
         return best
     for w, (s, _) in enumerate(spans):
         if s >= a:
@@ -241,6 +242,18 @@ def aggregate(values, groups, agg: str = "sum") -> list[float]:
     for group in groups:
         xs = [float(values[t]) for t in group]
         out.append(sum(xs) if agg == "sum" else max(xs) if agg == "max" else sum(xs) / len(xs))
+    return out
+
+
+def span_scores(token_values, offsets, texts, spans, agg: str = "sum") -> list[list[float | None]]:
+    """Per segment, one score per word span of ``spans`` (e.g. TextAttack's words, ``locate``):
+    ``token_values`` aggregated over the tokens the alignment gives the word (None for a word no
+    token reaches: cut off by truncation). ``offsets`` per token as in ``token_offsets``."""
+    _, words = align(offsets, texts, spans=spans)
+    scores = aggregate(token_values, [w.tokens for w in words], agg)
+    out: list[list[float | None]] = [[None] * len(seg) for seg in spans]
+    for w, score in zip(words, scores):
+        out[w.segment][w.span] = score
     return out
 
 

@@ -2,6 +2,7 @@
 word search and word diffs, for the three tokenizer families, built here with ``tokenizers``:
 an uncased WordPiece stripping accents, a byte-level BPE (``Ġ``) and a Metaspace Unigram (``▁``)."""
 import math
+from collections import OrderedDict
 
 import pytest
 import torch
@@ -120,6 +121,11 @@ def test_whitespace_only_token_joins_the_next_word():
     word_of_token, words = W.align(offsets, (text, None))
     assert [w.text for w in words] == ["a", "naïve"]
     assert word_of_token == [None, 0, 1, 1, None]
+    # with a caller's word list that leaves punctuation out (TextAttack's), a ',' token joins no word
+    text = "good, fun"
+    offsets = [[0, 0, 4], [0, 4, 5], [0, 5, 6], [0, 6, 9]]
+    word_of_token, words = W.align(offsets, (text, None), spans=[W.locate(text, ["good", "fun"])])
+    assert word_of_token == [0, None, 1, 1] and [w.text for w in words] == ["good", "fun"]
 
 
 def test_slow_tokenizer_output_is_refused_in_one_line():
@@ -194,3 +200,61 @@ def test_mark_changed_marks_only_changed_words():
     d = W.diff_words("it is a good film".split(), "it is a truly great good film".split())
     assert W.mark_changed("it is a truly great good film", "it is a truly great good film".split(),
                           d.changed_perturbed) == "it is a [[truly]] [[great]] good film"
+
+
+# ------------------------------------------------------------------------------ through a model
+@pytest.fixture(scope="module")
+def family_model(family_tokenizer):
+    """A tiny random BERT classifier over the family's vocabulary (the alignment does not depend on
+    the architecture; the tokenizer is what differs)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from attrtools.testing import tiny_config
+    name, tok = family_tokenizer
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(
+        tiny_config("bert", len(tok), pad_token_id=tok.pad_token_id)).eval()
+    return name, model, tok
+
+
+def test_engine_attribution_carries_offsets_and_word_scores(family_model):
+    from attrtools.engine import Engine
+    name, model, tok = family_model
+    engine = Engine(model, tok, progress=False)
+    att = engine.attribute([SENTENCE], "grad_input", target="pred")[0]
+    ws = att.word_scores()
+    assert [w.word for w in ws] == EXPECTED, name
+    tokens = att.token_scores().tolist()
+    assert all(math.isclose(w.score, sum(tokens[t] for t in w.tokens), rel_tol=1e-6, abs_tol=1e-9) for w in ws)
+    # the engine's own word alignment (trigger words) names the same original words
+    enc = engine.encode(SENTENCE)
+    assert [enc.words[(0, i)] for i in range(len(EXPECTED))] == EXPECTED
+
+
+def test_wir_attribution_scores_every_textattack_word(family_model):
+    ta = pytest.importorskip("attrtools.adversarial.textattack_compat").load_textattack()
+    from attrtools.adversarial.search import AttributionWIR
+    name, model, tok = family_model
+    wir = AttributionWIR(model, tok, method="grad_input")
+    for text_input in ({"text": SENTENCE}, {"premise": PAIR[0], "hypothesis": PAIR[1]}):
+        attacked = ta.shared.AttackedText(OrderedDict(text_input))
+        scores = wir.word_scores(attacked)
+        assert len(scores) == len(attacked.words) and np_all_finite(scores), (name, attacked.words, scores)
+        # each word's score is the sum of the scores of the tokens inside its characters
+        values, offsets = wir._attribution(attacked.tokenizer_input)
+        texts = list(text_input.values())
+        k = 0
+        for s, (text, seg_words) in enumerate(zip(texts, attacked.words_per_input)):
+            for (a, b) in W.locate(text, seg_words):
+                inside = [t for t, o in enumerate(offsets) if o is not None and o[0] == s and (
+                          (o[1] < b and o[2] > a and text[max(a, o[1]):min(b, o[2])].strip())
+                          or (not text[o[1]:o[2]].strip() and o[1] <= a and not text[o[2]:a].strip()))]
+                assert inside, (name, text[a:b])
+                assert math.isclose(scores[k], float(sum(values[t] for t in inside)), rel_tol=1e-5, abs_tol=1e-9)
+                k += 1
+    assert wir.stats["unscored_words"] == 0
+
+
+def np_all_finite(xs):
+    import numpy as np
+    return bool(np.isfinite(np.asarray(xs)).all())

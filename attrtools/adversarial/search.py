@@ -6,7 +6,11 @@ deleted) — ``len(words)`` goal-function queries per example before the first s
 ranks them by an attribution computed through the ``Engine`` (so it comes from the shared cache
 when present): the word score is the sum of its tokens' ``Attribution.token_scores()`` for the
 predicted class (AttAttr: attribution flowing out of each token, summed over layers, heads and
-query rows; ``grad_input``: gradient x input), highest first. It spends **no** goal-function
+query rows; ``grad_input``: gradient x input), highest first. Tokens are placed in TextAttack's
+words by the one word alignment (``attrtools.words``: the fast tokenizer's character offsets into
+the original text), so words the tokenizer normalises ("naïve" under an uncased WordPiece, ``Ġ``/
+``▁`` word starts) are scored like any other; only words cut off by truncation have no score (they
+rank last, counted in ``stats["unscored_words"]``). It spends **no** goal-function
 queries on ranking; the attribution's own cost (forward/backward passes) is counted apart in
 ``stats`` and reported next to the queries, so the comparison stays honest.
 
@@ -18,6 +22,7 @@ import numpy as np
 
 from ..engine import Engine
 from ..types import Example
+from ..words import WordAlignmentError, locate, span_scores
 from .textattack_compat import load_textattack
 from .wrapper import _example
 
@@ -35,7 +40,10 @@ class AttributionWIR(ta.search_methods.GreedyWordSwapWIR):
         self.method = method
         self.params = params
         self._scores: dict = {}
-        self.stats = {"ranked": 0, "attributions_computed": 0}
+        self.stats = {"ranked": 0, "attributions_computed": 0, "words_ranked": 0, "unscored_words": 0}
+        if not getattr(tokenizer, "is_fast", False):
+            raise WordAlignmentError(f"wir-attribution places tokens in words by character offsets, which "
+                                     f"{type(tokenizer).__name__} (a slow tokenizer) has none of: use a fast one")
 
     def _key(self, text_input):
         e = _example(text_input)
@@ -49,24 +57,37 @@ class AttributionWIR(ta.search_methods.GreedyWordSwapWIR):
             return
         before = self.engine.stats["computed"]
         for e, att in zip(todo, self.engine.attribute(todo, self.method, target="pred", **self.params)):
-            self._scores[(e.text, e.text_pair)] = att.token_scores().float().cpu().numpy()
+            self._scores[(e.text, e.text_pair)] = (att.token_scores().float().cpu().numpy(), att.token_offsets)
         self.stats["attributions_computed"] += self.engine.stats["computed"] - before
 
     def token_scores(self, text_input) -> np.ndarray:
+        """``(n,)`` token scores of one input (cached per text)."""
+        return self._attribution(text_input)[0]
+
+    def _attribution(self, text_input):
         key = self._key(text_input)
         if key not in self._scores:
             self.prefetch([Example(*key)])
         return self._scores[key]
 
+    def word_scores(self, attacked_text) -> np.ndarray:
+        """One score per word of ``attacked_text.words`` (all inputs, in order): the sum of its
+        tokens' scores (``words.span_scores`` over TextAttack's words located in each input's
+        original text); ``-inf`` for a word no token reaches (truncated)."""
+        texts = list(attacked_text._text_input.values())
+        values, offsets = self._attribution(attacked_text.tokenizer_input)
+        spans = [locate(text, seg_words) for text, seg_words in zip(texts, attacked_text.words_per_input)]
+        per_segment = span_scores(values, offsets, texts, spans, "sum")
+        flat = [-np.inf if s is None else s for seg in per_segment for s in seg]
+        self.stats["words_ranked"] += len(flat)
+        self.stats["unscored_words"] += sum(s is None for seg in per_segment for s in seg)
+        return np.array(flat, dtype=float)
+
     def _get_index_order(self, initial_text, max_len=-1):
         len_text, indices = self.get_indices_to_order(initial_text)
         indices = list(indices)
-        scores = self.token_scores(initial_text.tokenizer_input)
-        alignment = initial_text.align_with_model_tokens(self.get_victim_model())
-        word_scores = np.array([
-            float(sum(scores[t] for t in alignment[i] if t < len(scores))) if alignment.get(i) else -np.inf
-            for i in indices
-        ])
+        all_scores = self.word_scores(initial_text)
+        word_scores = np.array([all_scores[i] for i in indices], dtype=float)
         self.stats["ranked"] += 1
         order = np.array(indices)[np.argsort(-word_scores, kind="stable")] if indices else np.array([], dtype=int)
         return order, False
