@@ -40,7 +40,7 @@ from .models import (adapter_for, fingerprint, max_input_length, model_device, p
                      tokenizer_fingerprint)
 from .notices import warn
 from .types import FORMAT_VERSION, Attribution, Example
-from .words import encoded_alignment
+from .words import encoded_alignment, merge_wordpieces as _merge_wordpieces  # noqa: F401 (old name)
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
 VOLATILE_PARAMS = frozenset({"internal_batch_size"})
