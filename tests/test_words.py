@@ -258,3 +258,70 @@ def test_wir_attribution_scores_every_textattack_word(family_model):
 def np_all_finite(xs):
     import numpy as np
     return bool(np.isfinite(np.asarray(xs)).all())
+
+
+# ------------------------------------------------------------------------------ audit word diffs
+ORIGINAL = "the film was slow but the cast shines"
+
+
+@pytest.fixture(scope="module")
+def ta():
+    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
+    try:
+        return load_textattack()
+    except TextAttackUnavailable:
+        pytest.skip("textattack (the attack extra) is not installed")
+
+
+def _result(ta, original, edits, kind="Successful"):
+    """An attack result whose perturbed text replaces word i of ``original`` by ``edits[i]`` (which
+    may hold several words: an insertion), as TextAttack's transformations build it."""
+    from textattack.goal_function_results import ClassificationGoalFunctionResult, GoalFunctionResultStatus
+    import textattack.attack_results as R
+
+    def gfr(text, output):
+        return ClassificationGoalFunctionResult(text, torch.tensor([0.2, 0.8]), output,
+                                                GoalFunctionResultStatus.SUCCEEDED, 0.8, 5, 0)
+    first = ta.shared.AttackedText(original)
+    words = [edits.get(i, w) for i, w in enumerate(first.words)]
+    return getattr(R, f"{kind}AttackResult")(gfr(first, 0), gfr(first.generate_new_attacked_text(words), 1))
+
+
+@pytest.mark.parametrize("edits, aligned, breakdown, positional, marked", [
+    # a 2-word trigger in the middle: 2 words perturbed (TextAttack's positional count: 4 of 8)
+    ({3: "slow zoe alpha"}, 2, (2, 0, 0), 4, "the film was slow [[zoe]] [[alpha]] but the cast shines"),
+    # at the end: 2 (positional: 0)
+    ({7: "shines zoe alpha"}, 2, (2, 0, 0), 0, "the film was slow but the cast shines [[zoe]] [[alpha]]"),
+    # one substitution: 1 either way
+    ({3: "slaw"}, 1, (0, 0, 1), 1, "the film was [[slaw]] but the cast shines"),
+])
+def test_audit_rows_count_words_from_an_alignment(ta, edits, aligned, breakdown, positional, marked):
+    from attrtools.adversarial.audit import result_row, summarize_rows
+    row = result_row(_result(ta, ORIGINAL, edits), "triggers", 0)
+    assert row["num_words_perturbed"] == aligned
+    assert (row["num_words_inserted"], row["num_words_deleted"], row["num_words_substituted"]) == breakdown
+    assert row["num_words_perturbed_positional"] == positional
+    assert row["perturbed_text"] == marked
+    assert row["original_text"] == (ORIGINAL if breakdown[2] == 0 else "the film was [[slow]] but the cast shines")
+    summary = summarize_rows([row])
+    assert summary["avg_words_perturbed"] == aligned and summary["avg_words_perturbed_positional"] == positional
+    assert summary["avg_word_perturbed_perc"] == pytest.approx(100.0 * aligned / 8, abs=0.01)
+
+
+def test_old_results_csv_is_recounted_on_read(ta, tmp_path):
+    import pandas as pd
+
+    from attrtools.adversarial.audit import EXTRA_COLUMNS, TEXTATTACK_COLUMNS, read_rows
+    from attrtools.adversarial.diffs import DIFF_COLUMNS
+    old = {"original_text": ORIGINAL.replace("but", "[[but]]"),
+           "perturbed_text": "the film was slow [[zoe]] [[but]] [[the]] [[cast]] [[shines]] alpha",
+           "original_score": 0.1, "perturbed_score": 0.9, "original_output": 0, "perturbed_output": 1,
+           "ground_truth_output": 0, "num_queries": 3, "result_type": "Successful", "recipe": "triggers",
+           "example_index": 0, "num_words": 8, "num_words_perturbed": 5}
+    path = tmp_path / "results.csv"
+    pd.DataFrame([old], columns=[c for c in TEXTATTACK_COLUMNS + EXTRA_COLUMNS if c not in DIFF_COLUMNS]).to_csv(
+        path, index=False)
+    (row,) = read_rows(str(path))
+    assert (row["num_words_perturbed"], row["num_words_inserted"], row["num_words_perturbed_positional"]) == (2, 2, 5)
+    assert row["perturbed_text"] == "the film was slow [[zoe]] but the cast shines [[alpha]]"
+    assert row["original_text"] == ORIGINAL

@@ -24,7 +24,10 @@ Recipes (all run offline):
 ``summary.json`` holds per recipe the numbers of TextAttack's ``AttackSuccessRate``,
 ``AttackQueries`` and ``WordsPerturbed``, recomputed from all rows of ``results.csv`` (so they
 cover resumed runs; ``summarize_rows`` reproduces TextAttack's formulas, and the metrics
-TextAttack computes on this session's result objects are stored next to them as a check).
+TextAttack computes on this session's result objects are stored next to them as a check). Words
+perturbed are counted from an alignment of the original and perturbed words (``diffs.py``:
+insertions, deletions and substitutions as such), TextAttack's positional count kept beside it
+as ``*_positional``.
 """
 from __future__ import annotations
 
@@ -40,11 +43,12 @@ from ..io import atomic_path, write_json, write_text
 from ..types import Example
 from .recipes import (RECIPES, AttackResources, RecipeError, _Parts, build_recipe, dropped_constraints,
                       prepare_resources, resource_report)
+from .diffs import DIFF_COLUMNS, realign_row
 from .textattack_compat import load_textattack
 
 TEXTATTACK_COLUMNS = ["original_text", "perturbed_text", "original_score", "perturbed_score", "original_output",
                       "perturbed_output", "ground_truth_output", "num_queries", "result_type"]
-EXTRA_COLUMNS = ["recipe", "example_index", "num_words", "num_words_perturbed"]
+EXTRA_COLUMNS = ["recipe", "example_index", "num_words", "num_words_perturbed"] + DIFF_COLUMNS  # diffs.py
 OFFLINE_RECIPES = ("deepwordbug", "pruthi", "input-reduction")
 SEARCH_COMPARISON = ("wir-delete", "wir-attribution")
 ALL_RECIPES = tuple(RECIPES)   # attrtools' own three, then every TextAttack classification recipe
@@ -124,9 +128,10 @@ def result_row(result, recipe: str, index: int) -> dict:
     original = result.original_result.attacked_text
     perturbed = result.perturbed_result.attacked_text
     skipped_or_failed = result.__class__.__name__ in ("SkippedAttackResult", "FailedAttackResult")
-    row.update(recipe=recipe, example_index=index, num_words=len(original.words),
-               num_words_perturbed=0 if skipped_or_failed else len(original.all_words_diff(perturbed)))
-    return row
+    row.update(recipe=recipe, example_index=index, num_words=len(original.words))
+    # words perturbed from an alignment of the two word sequences; TextAttack's positional count beside it
+    return realign_row(row, original.words, perturbed.words,
+                       positional=0 if skipped_or_failed else len(original.all_words_diff(perturbed)))
 
 
 def summarize_rows(rows: list[dict]) -> dict:
@@ -153,6 +158,9 @@ def summarize_rows(rows: list[dict]) -> dict:
         "avg_word_perturbed_perc": round(float(np.mean(percs)), 2) if percs else None,
         "avg_words_perturbed": round(float(np.mean([r["num_words_perturbed"] for r in attacked])), 2)
         if attacked else None,
+        # TextAttack's count, word i against word i (an insertion shifts every later word): diffs.py
+        "avg_words_perturbed_positional": round(float(np.mean([r.get("num_words_perturbed_positional", 0)
+                                                                for r in attacked])), 2) if attacked else None,
         "avg_num_words": round(float(np.mean([r["num_words"] for r in rows])), 2) if rows else None,
         "avg_num_queries": round(float(np.mean(queries)), 2) if queries else None,
     }
@@ -214,7 +222,7 @@ def textattack_metrics(results) -> dict:
         out = dict(ta.metrics.AttackSuccessRate().calculate(results))
         out.update(ta.metrics.AttackQueries().calculate(results))
         words = ta.metrics.WordsPerturbed().calculate(results)
-    out["avg_word_perturbed_perc"] = words["avg_word_perturbed_perc"]
+    out["avg_word_perturbed_perc_positional"] = words["avg_word_perturbed_perc"]  # word i vs word i: diffs.py
     out["avg_num_words"] = words["avg_word_perturbed"]  # TextAttack's key holds the mean input length
     return {k: (None if isinstance(v, float) and v != v else (float(v) if hasattr(v, "item") else v))
             for k, v in out.items()}
@@ -226,10 +234,13 @@ def read_rows(path: str) -> list[dict]:
     import pandas as pd
 
     df = pd.read_csv(path, keep_default_na=False)
-    missing = [c for c in TEXTATTACK_COLUMNS + EXTRA_COLUMNS if c not in df.columns]
+    missing = [c for c in TEXTATTACK_COLUMNS + EXTRA_COLUMNS if c not in df.columns and c not in DIFF_COLUMNS]
     if missing:
         raise InputDataError(f"{path} is not an attrtools audit results.csv (missing {missing})")
-    return df.to_dict("records")
+    rows = df.to_dict("records")
+    if any(c not in df.columns for c in DIFF_COLUMNS):  # written before word diffs: its counts were positional
+        rows = [realign_row(r) for r in rows]
+    return rows
 
 
 def write_rows(path: str, rows: list[dict]):

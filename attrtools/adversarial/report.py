@@ -15,6 +15,7 @@ from ..data import row_label
 SUMMARY_KEYS = [("total", "examples"), ("original_accuracy", "accuracy %"), ("attack_accuracy_perc", "acc. under attack %"),
                 ("attack_success_rate", "success rate %"), ("avg_num_queries", "avg queries"),
                 ("avg_words_perturbed", "avg words perturbed"), ("avg_word_perturbed_perc", "avg % words perturbed"),
+                ("avg_words_perturbed_positional", "avg words perturbed (TextAttack, positional)"),
                 ("skipped_attacks", "skipped"), ("failed_attacks", "failed"), ("successful_attacks", "successful")]
 
 _MARK_STYLE = ("<style>.attrtools mark.o{background:#fdd}.attrtools mark.p{background:#dfd}"
@@ -120,8 +121,9 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
             Table(["rank", "trigger", "class", "v1+v2", "layer", "head", "relative positions"],
                   [[i + 1, " ".join(p.trigger), _cls(p.target, label_names), round(p.score, 4), p.layer, p.head,
                     ", ".join(f"{w.relative:.2f}" for w in p.words)] for i, p in enumerate(patterns[:15])], digits=4))
-    examples = report.section("Example attacks", "Original (changed words in red) and attacked text (in green), "
-                                                 "with the model's output before and after.")
+    examples = report.section("Example attacks", "Original (deleted or replaced words in red) and attacked text "
+                                                 "(inserted or replacing words in green), from an alignment of the "
+                                                 "two word sequences, with the model's output before and after.")
     parts = [_MARK_STYLE]
     for name in all_recipes:
         mine = [r for r in rows if r["recipe"] == name and r["result_type"] not in ("Skipped",)]
