@@ -325,3 +325,36 @@ def mark_changed(text: str, words, changed, left: str = "[[", right: str = "]]")
         out += [text[pos:a], left, text[a:b], right]
         pos = b
     return "".join(out + [text[pos:]])
+
+
+# ------------------------------------------------------------------------------------ files
+WORD_TABLE_COLUMNS = ["example", "example_id", "segment", "word_index", "word", "start", "end", "tokens",
+                      "sum", "max", "mean"]
+
+
+def write_word_scores(path: str, attributions) -> tuple[str, int]:
+    """``word_scores.csv``: one row per word of every attribution (``WORD_TABLE_COLUMNS``: the
+    word, its character span ``[start, end)`` in its segment's original text, its token positions
+    separated by spaces, and its tokens' scores aggregated by ``sum``, ``max`` and ``mean``).
+    Written atomically. Returns ``(path, n)`` with ``n`` the attributions left out because they
+    hold no token offsets (slow tokenizer, old files)."""
+    import csv
+
+    from .io import atomic_path
+
+    left_out = 0
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(WORD_TABLE_COLUMNS)
+            for index, a in enumerate(attributions):
+                try:
+                    per_agg = {agg: attribution_word_scores(a, agg) for agg in AGGREGATIONS}
+                except WordAlignmentError:
+                    left_out += 1
+                    continue
+                for k, w in enumerate(per_agg["sum"]):
+                    writer.writerow([index, a.example_id if a.example_id is not None else "", w.segment, w.index,
+                                     w.word, w.start, w.end, " ".join(map(str, w.tokens))]
+                                    + [f"{per_agg[agg][k].score:.6g}" for agg in AGGREGATIONS])
+    return path, left_out

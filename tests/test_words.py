@@ -325,3 +325,54 @@ def test_old_results_csv_is_recounted_on_read(ta, tmp_path):
     assert (row["num_words_perturbed"], row["num_words_inserted"], row["num_words_perturbed_positional"]) == (2, 2, 5)
     assert row["perturbed_text"] == "the film was slow [[zoe]] but the cast shines [[alpha]]"
     assert row["original_text"] == ORIGINAL
+
+
+# ------------------------------------------------------------------------------ CLI and views
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    from attrtools.testing import build_tiny_model
+    return build_tiny_model("bert", str(tmp_path_factory.mktemp("bert")))
+
+
+def test_attribute_cli_writes_word_table_and_word_view(bert_dir, tmp_path):
+    import csv
+
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+    from attrtools.types import Attribution
+    text = "the movie was good and the acting is great but it's naïve, well-made."
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["attribute", "--model", bert_dir, "--text", text, "--method", "grad_input",
+                                       "--html", "--no-cache", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "word_scores.csv" in result.output
+    with open(out / "word_scores.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["word"] for r in rows] == text.replace(",", " ,").replace(".", " .").split()
+    att = Attribution.load(out / "attributions" / "000000.safetensors")
+    tokens = att.token_scores().tolist()
+    for r in rows:
+        positions = [int(t) for t in r["tokens"].split()]
+        assert text[int(r["start"]):int(r["end"])] == r["word"]
+        assert float(r["sum"]) == pytest.approx(sum(tokens[t] for t in positions), rel=1e-4, abs=1e-9)
+        assert float(r["max"]) == pytest.approx(max(tokens[t] for t in positions), rel=1e-4, abs=1e-9)
+        assert float(r["mean"]) == pytest.approx(sum(tokens[t] for t in positions) / len(positions), rel=1e-4,
+                                                 abs=1e-9)
+    page = (out / "views" / "000000.html").read_text(encoding="utf-8")
+    view = page.split('class="token-heatmap word-heatmap"')[1]
+    for word in ("it&#39;s", "naïve", "well-made"):
+        assert word in view or word.replace("&#39;", "'") in view
+
+
+def test_views_word_option(family_tokenizer):
+    from attrtools.report import attribution_page, summary_report
+    _, tok = family_tokenizer
+    att = _attribution(tok, *PAIR)
+    page = attribution_page(att, words="max")
+    assert 'word-heatmap' in page and "the max of its tokens" in page
+    assert "word-heatmap" not in attribution_page(att, words=None)
+    summary = summary_report([att], words="sum").to_html()
+    assert "top words" in summary and "word-heatmap" in summary
+    att.token_offsets = []
+    assert "holds no token offsets" in attribution_page(att)

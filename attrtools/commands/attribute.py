@@ -25,7 +25,8 @@ from ..cli_kit import (check_method_params, command, common_run_options, dataset
 def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, label_names, limit, method,
               target, params, write_html, cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
     """Attribute texts or a dataset with one method: attributions/NNNNNN.safetensors per example,
-    token_scores.csv beside that folder (one row per token), and with --html views/ (one page per example).
+    token_scores.csv beside that folder (one row per token), word_scores.csv (one row per word of the
+    original text: sum, max and mean of its tokens' scores), and with --html views/ (one page per example).
 
     Results go through the attribution cache (unless --no-cache): each batch is written as soon as
     it is computed, so an interrupted run resumes where it stopped when started again."""
@@ -74,6 +75,10 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
         return (os.path.join(out, f"{i:06d}.safetensors") for i in range(count))
 
     csv_path = write_token_scores(os.path.join(run_dir, "token_scores.csv"), (Attribution.load(f) for f in saved()))
+    from ..words import write_word_scores  # the word table beside it (docs/words.md)
+
+    words_path, no_words = write_word_scores(os.path.join(run_dir, "word_scores.csv"),
+                                             (Attribution.load(f) for f in saved()))
     pages = {}
     if write_html:
         from ..types import Attributions
@@ -89,6 +94,8 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     echo_summary({"method": method, "examples": count, "computed": engine.stats["computed"],
                   "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
                   **({"ranks": here.size} if here.distributed else {}), "output": out, "token scores": csv_path,
+                  "word scores": words_path + (f" ({no_words} example(s) without token offsets left out: slow "
+                                               "tokenizer)" if no_words else ""),
                   **({"views": pages["html"]} if pages else {})})
 
 

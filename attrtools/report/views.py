@@ -48,9 +48,10 @@ def _segments(attribution) -> list[tuple[str | None, list[int]]]:
 
 
 def token_heatmap(tokens, scores, special_mask=None, signed: bool = True, lines=None, header: str | None = None,
-                  show_legend: bool = True) -> str:
+                  show_legend: bool = True, unit: str = "position") -> str:
     """Tokens coloured by their score; ``lines``: ``[(label, [positions])]`` (pairs: two lines).
-    Special tokens are drawn dashed and left out of the colour scale (they often dominate)."""
+    Special tokens are drawn dashed and left out of the colour scale (they often dominate).
+    ``unit`` names an item's index in its hover text ("position" for tokens, "word" for words)."""
     scores = [float(s) for s in scores]
     special = list(special_mask or [0] * len(tokens))
     content = [s for s, m in zip(scores, special) if not m] or scores
@@ -62,7 +63,7 @@ def token_heatmap(tokens, scores, special_mask=None, signed: bool = True, lines=
         for i in positions:
             s = scores[i]
             items.append({"text": tokens[i], "special": bool(special[i]), "bg": scale.colour(s),
-                          "fg": scale.text_colour(s), "title": f"{tokens[i]} (position {i}): {s:.4g}"})
+                          "fg": scale.text_colour(s), "title": f"{tokens[i]} ({unit} {i}): {s:.4g}"})
         rendered.append({"label": label, "tokens": items})
     return environment().get_template("heatmap.html.j2").render(
         lines=rendered, scale=scale, header=header, show_legend=show_legend, has_special=any(special))
@@ -86,6 +87,27 @@ def attribution_heatmap(attribution, header: bool = True, show_legend: bool = Tr
     return token_heatmap(attribution.tokens, attribution.token_scores().tolist(), attribution.special_tokens_mask,
                          is_signed(attribution), _segments(attribution), _header(attribution) if header else None,
                          show_legend)
+
+
+def word_heatmap(attribution, agg: str = "sum", header: bool = True, show_legend: bool = True) -> str | None:
+    """The word heat-map fragment of one ``Attribution``: ``Attribution.word_scores(agg)``, the words
+    of the original text (``attrtools.words``; pairs on two lines), each coloured by the ``agg``
+    (sum, max or mean) of its tokens' scores. None when the attribution holds no token offsets
+    (slow tokenizer, old file)."""
+    from ..words import WordAlignmentError, attribution_word_scores
+
+    try:
+        scored = attribution_word_scores(attribution, agg)
+    except WordAlignmentError as err:
+        if "aggregation" in str(err):
+            raise
+        return None
+    lines = None
+    if attribution.text_pair:
+        lines = [(label, [i for i, w in enumerate(scored) if w.segment == s]) for s, label in ((0, "A"), (1, "B"))]
+    fragment = token_heatmap([w.word for w in scored], [w.score for w in scored], None, is_signed(attribution),
+                             lines, _header(attribution) if header else None, show_legend, unit="word")
+    return fragment.replace('class="token-heatmap"', 'class="token-heatmap word-heatmap"', 1)
 
 
 def matrix_view(attribution) -> str:
@@ -120,14 +142,25 @@ def matrix_view(attribution) -> str:
     return fragment
 
 
-def attribution_report(attribution, title: str | None = None) -> Report:
-    """A report for one attribution: the token heat-map and, for matrix kinds, the layer/head view."""
+def attribution_report(attribution, title: str | None = None, words: str | None = "sum") -> Report:
+    """A report for one attribution: the token heat-map, the word heat-map (``words``: the
+    aggregation of each word's tokens, ``"sum"``, ``"max"`` or ``"mean"``; None: no word view)
+    and, for matrix kinds, the layer/head view."""
     text = attribution.text or ""
     if attribution.text_pair:
         text = f"A: {truncate(text, 120)}   B: {truncate(attribution.text_pair, 120)}"
     report = Report(title or f"{attribution.method} attribution", truncate(text, 260) or None)
     section = report.section("Token scores", _token_intro(attribution))
     section.html(attribution_heatmap(attribution))
+    if words:
+        fragment = word_heatmap(attribution, words)
+        words_section = report.section("Word scores", f"One score per word of the original text: the {words} of "
+                                                      "its tokens' scores (special tokens excluded).")
+        if fragment is None:
+            words_section.text("No word view: this attribution holds no token offsets (computed with a slow "
+                               "tokenizer or saved by an older attrtools).", muted=True)
+        else:
+            words_section.html(fragment)
     if attribution.kind != "tokens":
         what = "per layer and head" if attribution.kind == "matrix" else "per layer"
         report.section(f"Token × token maps ({what})",
@@ -150,13 +183,16 @@ def attribution_html(attribution) -> str:
     return attribution_report(attribution)._repr_html_()
 
 
-def attribution_page(attribution, title: str | None = None) -> str:
-    """A whole self-contained page for one attribution (``attrtools attribute --html``)."""
-    return attribution_report(attribution, title).to_html()
+def attribution_page(attribution, title: str | None = None, words: str | None = "sum") -> str:
+    """A whole self-contained page for one attribution (``attrtools attribute --html``); ``words``
+    as in ``attribution_report``."""
+    return attribution_report(attribution, title, words).to_html()
 
 
-def summary_report(attributions, title: str = "Attributions") -> Report:
-    """A list of attributions as one table: text, prediction, top tokens and a small heat-map per row."""
+def summary_report(attributions, title: str = "Attributions", words: str | None = None) -> Report:
+    """A list of attributions as one table: text, prediction, top tokens and a small heat-map per row;
+    with ``words`` (``"sum"``, ``"max"`` or ``"mean"``) top words and a word heat-map instead
+    (rows without token offsets keep their tokens)."""
     from .page import Table
 
     attributions = list(attributions)
@@ -168,16 +204,23 @@ def summary_report(attributions, title: str = "Attributions") -> Report:
         scores = a.token_scores().tolist()
         special = a.special_tokens_mask or [0] * len(scores)
         ranked = sorted((i for i in range(len(scores)) if not special[i]), key=lambda i: -scores[i])[:3]
+        top, heatmap = ", ".join(a.tokens[i] for i in ranked), None
+        if words:
+            heatmap = word_heatmap(a, words, header=False, show_legend=False)
+        if heatmap is not None:
+            scored = a.word_scores(words)
+            scores, special = [w.score for w in scored], [0] * len(scored)
+            top = ", ".join(w.word for w in sorted(scored, key=lambda w: -w.score)[:3])
         p = a.probs[a.predicted] if a.probs and 0 <= a.predicted < len(a.probs) else None
         rows.append([a.example_id if a.example_id is not None else str(index), a.method,
                      class_name(a.predicted, names) + (f" ({fmt_number(p)})" if p is not None else ""),
                      class_name(a.label, names) if a.label is not None else "–",
-                     ", ".join(a.tokens[i] for i in ranked), _range(a, scores, special),
-                     markup(attribution_heatmap(a, header=False, show_legend=False))])
+                     top, _range(a, scores, special),
+                     markup(heatmap or attribution_heatmap(a, header=False, show_legend=False))])
     report.section("Summary", "Colour range: the row's own scale; signed methods use blue (lowers the "
                               "explained score) – white (0) – red (raises it), unsigned ones white (0) to orange."
-                   ).add(Table(["example", "method", "predicted (p)", "gold", "top tokens", "colour range", "tokens"],
-                               rows))
+                   ).add(Table(["example", "method", "predicted (p)", "gold", "top words" if words else "top tokens",
+                                "colour range", "words" if words else "tokens"], rows))
     return report
 
 
