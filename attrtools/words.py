@@ -277,6 +277,16 @@ def attribution_word_scores(attribution, agg: str = "sum") -> list[WordScore]:
     return [WordScore(w.text, s, w.segment, w.index, w.start, w.end, w.tokens) for w, s in zip(words, scores)]
 
 
+def token_words(attribution) -> list | None:
+    """Per token of an ``Attribution``, the original-text word holding it (None for special tokens);
+    None when the attribution holds no token offsets. Labels for views that show tokens (trees)."""
+    offsets = getattr(attribution, "token_offsets", None) or []
+    if len(offsets) != attribution.n_tokens or attribution.text is None:
+        return None
+    word_of_token, words = align(offsets, (attribution.text, attribution.text_pair))
+    return [None if k is None else words[k].text for k in word_of_token]
+
+
 # ------------------------------------------------------------------------------------ diffs
 @dataclass
 class WordDiff:

@@ -376,3 +376,29 @@ def test_views_word_option(family_tokenizer):
     assert "top words" in summary and "word-heatmap" in summary
     att.token_offsets = []
     assert "holds no token offsets" in attribution_page(att)
+
+
+def test_tree_nodes_and_word_patterns_carry_original_words(family_tokenizer, tmp_path):
+    import csv
+
+    from attrtools.tree.build import tree_from_attribution
+    from attrtools.tree.stats import TreeStatistics
+    name, tok = family_tokenizer
+    n = len(_encode(tok, SENTENCE)["input_ids"])
+    g = torch.Generator().manual_seed(0)
+    att = _attribution(tok, SENTENCE, scores=torch.rand(2, n, n, generator=g))
+    att.kind = "layer_matrix"
+    tree = tree_from_attribution(att, threshold=0.0)
+    assert tree.number_of_nodes() > 2
+    for node, d in tree.nodes(data=True):
+        off = att.token_offsets[node]
+        if off is None:  # special tokens keep their token
+            assert d["word"] == att.tokens[node]
+            continue
+        assert d["word"] in EXPECTED and SENTENCE[off[1]:off[2]].strip() in d["word"], (name, d)
+    stats = TreeStatistics(skip_special=True).extend([tree])
+    files = stats.write(str(tmp_path), top_patterns=10**6, plot=False)
+    with open(files["patterns_words"], encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["source_word"] in EXPECTED and r["target_word"] in EXPECTED for r in rows)
+    assert sum(int(r["count"]) for r in rows) == sum(1 for e in stats.edges if not e["special"])

@@ -115,7 +115,8 @@ def top_token(matrices, cls_index: int = 0) -> int:
 
 def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float = DEFAULT_THRESHOLD,
                root: str | int = "top", use_last_layer: bool | None = None, cls_index: int = 0,
-               special_tokens_mask: Sequence[int] | None = None, graph_attributes: dict | None = None):
+               special_tokens_mask: Sequence[int] | None = None, graph_attributes: dict | None = None,
+               words: Sequence[str | None] | None = None):
     """The attribution tree of one example as an ``nx.DiGraph`` (algorithm and deviations: module docstring).
 
     Args:
@@ -126,6 +127,8 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
         use_last_layer: start at layer ``L-1`` instead of the code's ``L-2``.
         cls_index: the [CLS]/pooled position excluded from the normaliser and from the queries below the top.
         special_tokens_mask: optional 0/1 per token, stored as the node attribute ``is_special``.
+        words: optional per token the word of the original text holding it (``words.token_words``;
+            None for special tokens), stored as the node attribute ``word`` (default: the token).
         graph_attributes: extra scalar graph attributes (example id, text, predicted class, ...).
 
     Node ids are token positions (int). Node attributes: ``token``, ``position``, ``layer``,
@@ -220,6 +223,7 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
         depth[j] = depth[i] + 1
     for node in sorted(joined):
         graph.add_node(node, token=tokens[node], position=node, layer=joined[node],
+                       word=str(words[node]) if words is not None and words[node] is not None else tokens[node],
                        height=joined[node] / num_layers, depth=depth[node], is_root=node == root_index,
                        fixed=state[node] == FIXED,
                        is_special=bool(special_tokens_mask[node]) if special_tokens_mask is not None else False)
@@ -245,9 +249,12 @@ def tree_from_attribution(attribution, threshold: float = DEFAULT_THRESHOLD, roo
         "steps": attribution.params.get("steps"),
         "label_names": json.dumps(list(getattr(attribution, "label_names", None) or [])),
     }
+    from ..words import token_words
+
     return build_tree(attribution.layer_matrices(), attribution.tokens, threshold=threshold, root=root,
                       use_last_layer=use_last_layer, cls_index=cls_index,
-                      special_tokens_mask=attribution.special_tokens_mask or None, graph_attributes=attributes)
+                      special_tokens_mask=attribution.special_tokens_mask or None, graph_attributes=attributes,
+                      words=token_words(attribution))
 
 
 def build_trees(engine, examples: Iterable, threshold: float = DEFAULT_THRESHOLD, root: str | int = "top",

@@ -364,9 +364,13 @@ def to_html(graph) -> str:
         parts.append(f'<text class="{cls}" x="{left + col * x + col / 2:.1f}" y="{base}" text-anchor="end" '
                      f'transform="rotate(-35 {left + col * x + col / 2:.1f} {base})">{esc(token)}</text>')
     parts.append("</svg>")
+    def cell(node):  # the token, and the original word holding it when that differs ("##able" in "unbelievable")
+        token, word = graph.nodes[node]["token"], graph.nodes[node].get("word")
+        return esc(token) + f" ({node})" + (f" <span class='muted'>in {esc(word)}</span>" if word and word != token else "")
+
     rows = "".join(
-        f"<tr><td>{d.get('order', k)}</td><td>{d.get('layer')}</td><td>{esc(graph.nodes[i]['token'])} ({i})</td>"
-        f"<td>{esc(graph.nodes[j]['token'])} ({j})</td><td>{float(d.get('score', 0)):.3f}</td><td>{d.get('distance')}</td></tr>"
+        f"<tr><td>{d.get('order', k)}</td><td>{d.get('layer')}</td><td>{cell(i)}</td>"
+        f"<td>{cell(j)}</td><td>{float(d.get('score', 0)):.3f}</td><td>{d.get('distance')}</td></tr>"
         for k, (i, j, d) in enumerate(graph.edges(data=True)))
     data = {"nodes": [{"id": node, **{k: v for k, v in d.items()}} for node, d in graph.nodes(data=True)],
             "edges": [{"source": i, "target": j, **d} for i, j, d in graph.edges(data=True)]}

@@ -76,12 +76,16 @@ def tree_report(stats_dir: str, pictures=(), title: str = "Attribution trees", t
         section.row(Table(["depth (edges)", "trees"], [[d, c] for d, c in sorted(depth.items())]),
                     Table(["root token", "trees"], [[str(k), int(v)] for k, v in roots.items()]))
     if patterns:
+        unit = "word" if "source_word" in patterns[0] else "token"  # older files: tokens
         report.section("Most frequent word dependencies",
-                       "Query → key token pairs of tree edges, counted over all trees (edges with [CLS]/[SEP] left "
-                       "out).").add(Table(["query token", "key token", "edges", "trees", "mean |i − j|", "layer:edges"],
-                                          [[r["source_token"], r["target_token"], int(r["count"]), int(r["trees"]),
-                                            _float(r["mean_distance"]), r["layers"]] for r in patterns[:top_patterns]],
-                                          digits=2))
+                       f"Query → key {unit} pairs of tree edges (tokens shown as the words of the original text "
+                       "holding them), counted over all trees (edges with [CLS]/[SEP] left out)."
+                       if unit == "word" else "Query → key token pairs of tree edges, counted over all trees (edges "
+                       "with [CLS]/[SEP] left out).").add(
+                           Table([f"query {unit}", f"key {unit}", "edges", "trees", "mean |i − j|", "layer:edges"],
+                                 [[r[f"source_{unit}"], r[f"target_{unit}"], int(r["count"]), int(r["trees"]),
+                                   _float(r["mean_distance"]), r["layers"]] for r in patterns[:top_patterns]],
+                                 digits=2))
     if pictures:
         section = report.section("Example trees", "Boxes are tokens placed by position (x) and the layer where they "
                                                   "joined the tree (y); arrows go from query to key, thicker = larger "

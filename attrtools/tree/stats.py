@@ -11,7 +11,8 @@ For a set of trees (``nx.DiGraph`` from ``build_tree``):
   predicted/gold class.
 
 Outputs (``TreeStatistics.write(dir)``): ``layer_stats.csv``, ``patterns.csv`` (all edges),
-``patterns_words.csv`` (edges touching no special token such as [CLS]/[SEP]), ``trees.csv``,
+``patterns_words.csv`` (edges touching no special token such as [CLS]/[SEP], keyed on the words of
+the original text holding the tokens: ``attrtools.words``), ``trees.csv``,
 ``edges.csv``, ``tree_stats.json`` and ``layer_stats.png`` (edges per layer and mean distance per layer).
 """
 from __future__ import annotations
@@ -67,6 +68,8 @@ class TreeStatistics:
             self.edges.append({
                 "index": index, "example_id": g.get("example_id", ""), "layer": int(d["layer"]),
                 "source": i, "target": j, "source_token": graph.nodes[i]["token"], "target_token": graph.nodes[j]["token"],
+                "source_word": graph.nodes[i].get("word", graph.nodes[i]["token"]),
+                "target_word": graph.nodes[j].get("word", graph.nodes[j]["token"]),
                 "distance": int(d["distance"]), "score": float(d["score"]), "attribution": float(d["attribution"]),
                 "special": bool(graph.nodes[i].get("is_special") or graph.nodes[j].get("is_special")),
             })
@@ -95,7 +98,10 @@ class TreeStatistics:
             })
         return rows
 
-    def pattern_rows(self, top: int = 50, skip_special: bool | None = None) -> list[dict]:
+    def pattern_rows(self, top: int = 50, skip_special: bool | None = None, by: str = "token") -> list[dict]:
+        """The most frequent (query, key) pairs of tree edges, keyed on their tokens (``by="token"``:
+        columns ``source_token``/``target_token``) or on the original-text words holding them
+        (``by="word"``: ``source_word``/``target_word``; "unbelievable", not "##able")."""
         skip_special = self.skip_special if skip_special is None else skip_special
         counts: Counter = Counter()
         layers: dict[tuple, Counter] = defaultdict(Counter)
@@ -104,14 +110,14 @@ class TreeStatistics:
         for e in self.edges:
             if skip_special and e["special"]:
                 continue
-            key = (e["source_token"], e["target_token"])
+            key = (e.get(f"source_{by}", e["source_token"]), e.get(f"target_{by}", e["target_token"]))
             counts[key] += 1
             layers[key][e["layer"]] += 1
             distance[key] += e["distance"]
             trees[key].add(e["index"])
         rows = []
         for (src, dst), c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
-            rows.append({"source_token": src, "target_token": dst, "count": c, "trees": len(trees[(src, dst)]),
+            rows.append({f"source_{by}": src, f"target_{by}": dst, "count": c, "trees": len(trees[(src, dst)]),
                          "mean_distance": round(distance[(src, dst)] / c, 6),
                          "layers": " ".join(f"{l}:{k}" for l, k in sorted(layers[(src, dst)].items()))})
         return rows
@@ -144,14 +150,14 @@ class TreeStatistics:
             "patterns": write_text(os.path.join(directory, "patterns.csv"), _csv(self.pattern_rows(top_patterns), [
                 "source_token", "target_token", "count", "trees", "mean_distance", "layers"])),
             "patterns_words": write_text(os.path.join(directory, "patterns_words.csv"), _csv(
-                self.pattern_rows(top_patterns, skip_special=True),
-                ["source_token", "target_token", "count", "trees", "mean_distance", "layers"])),
+                self.pattern_rows(top_patterns, skip_special=True, by="word"),
+                ["source_word", "target_word", "count", "trees", "mean_distance", "layers"])),
             "trees": write_text(os.path.join(directory, "trees.csv"), _csv(self.trees, [
                 "index", "example_id", "n_tokens", "nodes", "edges", "depth", "root", "root_token", "predicted",
                 "label", "text"])),
             "edges": write_text(os.path.join(directory, "edges.csv"), _csv(self.edges, [
-                "index", "example_id", "layer", "source", "target", "source_token", "target_token", "distance",
-                "score", "attribution"])),
+                "index", "example_id", "layer", "source", "target", "source_token", "target_token", "source_word",
+                "target_word", "distance", "score", "attribution"])),
             "summary": write_json(os.path.join(directory, "tree_stats.json"), self.summary()),
         }
         if plot and self.num_layers:
