@@ -225,13 +225,9 @@ def insert_at_word_boundaries(text: str, words: list[str], triggers: list[tuple[
     ``good,`` and ``"great"``) moves to the nearest one that has one (later first)."""
     import re
 
-    spans, pos = [], 0
-    for word in words:
-        start = text.find(word, pos)
-        if start < 0:
-            raise ValueError(f"word {word!r} not found in {text!r} after position {pos}")
-        spans.append((start, start + len(word)))
-        pos = start + len(word)
+    from ..words import locate
+
+    spans = locate(text, words)  # the words' characters in the original text (attrtools.words)
     chunks = [m.span() for m in re.finditer(r"\S+", text)]
     opens = {c: k for c, (a, _) in enumerate(chunks) for k, (s, _) in enumerate(spans) if s == a}
     closes = {c: k for c, (_, b) in enumerate(chunks) for k, (_, e) in enumerate(spans) if e == b}
