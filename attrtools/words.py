@@ -33,6 +33,7 @@ so two words inserted in the middle of a sentence are 2 words perturbed, not eve
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 from dataclasses import dataclass, field
 
@@ -140,6 +141,7 @@ def align(offsets, texts, spans=None) -> tuple[list, list[Word]]:
     texts = list(texts)
     if spans is None:
         spans = [split_words(t) if t is not None else [] for t in texts]
+    starts = [[a for a, _ in seg] for seg in spans]
     raw: list = []
     for off in offsets:
         if off is None:
@@ -148,7 +150,7 @@ def align(offsets, texts, spans=None) -> tuple[list, list[Word]]:
         s, a, b = off
         if s >= len(spans) or texts[s] is None:
             raise WordAlignmentError(f"a token of segment {s} has no text to align to")
-        raw.append((s, _word_of_span(spans[s], texts[s], a, b)))
+        raw.append((s, _word_of_span(spans[s], starts[s], texts[s], a, b)))
     used = sorted({key for key in raw if key is not None and key[1] is not None})
     position = {key: k for k, key in enumerate(used)}
     members: dict = {}
@@ -167,21 +169,26 @@ def align(offsets, texts, spans=None) -> tuple[list, list[Word]]:
     return word_of_token, words
 
 
-def _word_of_span(spans, text: str, a: int, b: int):
-    """Index of the word a token span ``[a, b)`` belongs to (most overlap; whitespace-only spans:
-    the word starting right after), None when there is none."""
+def _word_of_span(spans, starts, text: str, a: int, b: int):
+    """Index of the word a token span ``[a, b)`` belongs to (most overlap, the first on a tie;
+    whitespace-only spans: the word starting right after), None when there is none. ``starts``:
+    the spans' starts (sorted), for the binary search."""
     best, best_overlap = None, 0
-    for w, (s, e) in enumerate(spans):
-        if s >= b:
-            break
+    w = max(bisect.bisect_right(starts, a) - 1, 0)
+    while w < len(spans) and spans[w][0] < b:
+        s, e = spans[w]
         overlap = min(b, e) - max(a, s)
         if overlap > best_overlap:
             best, best_overlap = w, overlap
+        w += 1
     if best is not None or text[a:b].strip():
         return best
-    for w, (s, _) in enumerate(spans):
-        if s >= a:
-            return w if not text[b:s].strip() else None
+    w = bisect.bisect_right(starts, a) - 1
+    if a == b and w >= 0 and spans[w][0] <= a < spans[w][1]:  # zero-width, inside a word
+        return w
+    w = bisect.bisect_left(starts, a)
+    if w < len(spans) and not text[b:spans[w][0]].strip():
+        return w
     return None
 
 

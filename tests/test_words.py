@@ -121,6 +121,9 @@ def test_whitespace_only_token_joins_the_next_word():
     word_of_token, words = W.align(offsets, (text, None))
     assert [w.text for w in words] == ["a", "naïve"]
     assert word_of_token == [None, 0, 1, 1, None]
+    # zero-width tokens: inside a word, that word; between words, the next one
+    word_of_token, _ = W.align([[0, 5, 5], [0, 1, 1], [0, 0, 0]], (text, None))
+    assert word_of_token == [1, 1, 0]
     # with a caller's word list that leaves punctuation out (TextAttack's), a ',' token joins no word
     text = "good, fun"
     offsets = [[0, 0, 4], [0, 4, 5], [0, 5, 6], [0, 6, 9]]
@@ -371,6 +374,7 @@ def test_views_word_option(family_tokenizer):
     att = _attribution(tok, *PAIR)
     page = attribution_page(att, words="max")
     assert 'word-heatmap' in page and "the max of its tokens" in page
+    assert page.count('<span class="wd"') == len(att.word_scores()) == 9  # 4 + 5 words of the pair
     assert "word-heatmap" not in attribution_page(att, words=None)
     summary = summary_report([att], words="sum").to_html()
     assert "top words" in summary and "word-heatmap" in summary

@@ -66,7 +66,8 @@ def token_heatmap(tokens, scores, special_mask=None, signed: bool = True, lines=
                           "fg": scale.text_colour(s), "title": f"{tokens[i]} ({unit} {i}): {s:.4g}"})
         rendered.append({"label": label, "tokens": items})
     return environment().get_template("heatmap.html.j2").render(
-        lines=rendered, scale=scale, header=header, show_legend=show_legend, has_special=any(special))
+        lines=rendered, scale=scale, header=header, show_legend=show_legend, has_special=any(special),
+        item_class="wd" if unit == "word" else "tok")
 
 
 def _header(attribution) -> str:
