@@ -406,3 +406,16 @@ def test_tree_nodes_and_word_patterns_carry_original_words(family_tokenizer, tmp
         rows = list(csv.DictReader(f))
     assert rows and all(r["source_word"] in EXPECTED and r["target_word"] in EXPECTED for r in rows)
     assert sum(int(r["count"]) for r in rows) == sum(1 for e in stats.edges if not e["special"])
+
+
+def test_realign_row_of_a_pair_marks_only_the_inserted_word(ta):
+    from attrtools.adversarial.diffs import realign_row
+    # TextAttack's positional marks: every word after the insertion (4 of the 6 words of the pair)
+    row = {"original_text": "Premise: the cast [[shines]]<SPLIT>Hypothesis: [[it]] [[is]] [[good]]",
+           "perturbed_text": "Premise: the cast [[zoe]] [[shines]]<SPLIT>Hypothesis: [[it]] [[is]] good",
+           "result_type": "Successful", "num_words_perturbed": 4}
+    realign_row(row)
+    assert (row["num_words_perturbed"], row["num_words_inserted"], row["num_words_substituted"],
+            row["num_words_perturbed_positional"]) == (1, 1, 0, 4)
+    assert row["original_text"] == "Premise: the cast shines<SPLIT>Hypothesis: it is good"
+    assert row["perturbed_text"] == "Premise: the cast [[zoe]] shines<SPLIT>Hypothesis: it is good"
