@@ -19,6 +19,7 @@ Nothing here imports torch at import time, so ``attrtools --help`` stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import json
@@ -68,6 +69,23 @@ def disk_failure(err: OSError) -> click.ClickException | None:
                                 "attribution cache: rerun to resume)")
 
 
+@contextlib.contextmanager
+def one_line_failures():
+    """The one rule mapping failures to the command line: an ``AttrtoolsError`` becomes its message
+    on one line with its exit code, a disk ``OSError`` one line naming the file (exit 1); anything
+    else is a bug and keeps its traceback. Used by every command and group (also the group's own
+    callback, where a launch error of ``distributed.setup_cli`` is raised)."""
+    try:
+        yield
+    except AttrtoolsError as err:
+        raise CommandFailed(err) from None
+    except OSError as err:
+        failure = disk_failure(err)
+        if failure is None:
+            raise
+        raise failure from None
+
+
 class Command(click.Command):
     """The click command of every attrtools command and script (see the module docstring)."""
 
@@ -80,15 +98,8 @@ class Command(click.Command):
         from . import runreport  # torch-free: what the input rules do in this command, for its summary
 
         runreport.reset()
-        try:
+        with one_line_failures():
             return super().invoke(ctx)
-        except AttrtoolsError as err:
-            raise CommandFailed(err) from None
-        except OSError as err:
-            failure = disk_failure(err)
-            if failure is None:
-                raise
-            raise failure from None
 
 
 class Group(click.Group):
@@ -100,6 +111,10 @@ class Group(click.Group):
         settings = dict(CONTEXT_SETTINGS)
         settings.update(kwargs.pop("context_settings", None) or {})
         super().__init__(*args, context_settings=settings, **kwargs)
+
+    def invoke(self, ctx):
+        with one_line_failures():
+            return super().invoke(ctx)
 
 
 class AtLeast(click.ParamType):

@@ -31,8 +31,7 @@ from typing import Sequence
 ENV_TIMEOUT = "ATTRTOOLS_DIST_TIMEOUT"  # seconds a collective may wait (default 3 hours)
 
 
-class DistributedError(RuntimeError):
-    """A distributed job cannot run as asked (ranks disagree, no shared cache, ...)."""
+from .errors import DistributedError  # noqa: E402,F401  (defined in errors.py; importable from here as before)
 
 
 @dataclass(frozen=True)

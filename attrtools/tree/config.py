@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ranges import check_ranges, option
+
 DEFAULT_THRESHOLD = 0.4  # τ of the official tree code
 ALL_FORMATS = ("graphml", "json", "dot", "png", "svg", "html")
 
@@ -21,13 +23,16 @@ class TreeConfig:
     batch; ``max_length``: truncation in tokens (None: the engine's rule, ``models.max_input_length``).
     """
 
-    threshold: float = DEFAULT_THRESHOLD
-    root: str = "top"
-    use_last_layer: bool | None = None
-    steps: int = 20
-    target: str | int = "pred"
-    formats: tuple = ALL_FORMATS
-    max_pictures: int = 20
-    top_patterns: int = 50
-    batch_size: int = 8
-    max_length: int | None = None
+    threshold: float = option(DEFAULT_THRESHOLD, kind="float", low=0, high=1)
+    root: str = option("top", kind="str", choices=("top", "cls"))
+    use_last_layer: bool | None = option(None, kind="bool", optional=True)
+    steps: int = option(20, kind="int", low=1)
+    target: str | int = option("pred", kind="int", low=0, choices=("pred", "gold"))
+    formats: tuple = option(ALL_FORMATS, kind="str", choices=ALL_FORMATS, sequence=True)
+    max_pictures: int = option(20, kind="int", low=-1)
+    top_patterns: int = option(50, kind="int", low=0)
+    batch_size: int = option(8, kind="int", low=1)
+    max_length: int | None = option(None, kind="int", low=2, optional=True)
+
+    def __post_init__(self):
+        check_ranges(self)  # one line naming the field, before anything loads (attrtools.ranges)
