@@ -66,7 +66,7 @@ def main(ctx):
     explanations to prune heads, draw attribution trees and audit robustness.
 
     Under torchrun or accelerate launch (WORLD_SIZE > 1) every dataset command splits its work
-    across the ranks; see the README, "Scale out"."""
+    across the ranks; see docs/scale-out.md."""
     if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
         from .distributed import setup_cli
 

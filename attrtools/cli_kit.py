@@ -700,7 +700,7 @@ def run_report_lines() -> dict:
         gap, method, example, unit = report["worst_completeness_gap"]
         where = f", layer {unit}" if unit is not None else ""
         lines["worst IG completeness gap"] = (f"{gap:.3g} relative ({method}, example {example!r}{where}; "
-                                              "README: reading the completeness gap)")
+                                              "docs/integrated-gradients.md)")
     return lines
 
 

@@ -5,7 +5,7 @@ whole-model reference (max relative difference), which registered methods run an
 masked vs physically pruned logits (max relative difference, one KV group of layer 0 and all of
 layer 1 pruned; families whose layers share one block, ALBERT, lose heads 0 and 2 in every layer,
 since a head of a shared block goes from all its layers), and whether the pruned model saves and
-reloads to the same logits. Prints two Markdown tables (the README's family table and its methods
+reloads to the same logits. Prints two Markdown tables (the family table of docs/architectures.md and the methods
 table by family group: post-LN encoders, pre-LN encoders, decoder classifiers, are this output).
 ``albert-2groups`` is ALBERT with 4 layers in 2 shared groups.
 
