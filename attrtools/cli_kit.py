@@ -291,6 +291,38 @@ def target_option(default: str = "pred"):
                         help="Class explained: 'pred' (the predicted class), 'gold' (the label) or a class index.")
 
 
+def field_option(cls, name: str, help: str, **kwargs):
+    """``click.option`` for the field ``name`` of a tool's ``Config`` dataclass ``cls``: its flag,
+    default and click type come from the field and its rule (:mod:`attrtools.ranges`), so they are
+    declared once, on the field (``AtLeast`` for a whole number with a lower bound, ``Finite`` for a
+    number in closed bounds, ``click.Choice`` for a string with choices, a flag for a bool; any other
+    rule is parsed as text and checked when the config is built). ``help`` and further ``kwargs`` go
+    to ``click.option``. Raises ``KeyError`` for a field without a rule (a programming error)."""
+    import dataclasses
+
+    from .ranges import rule_of
+
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    rule = rule_of(field)
+    if rule is None:
+        raise KeyError(f"{cls.__name__}.{name} declares no rule (attrtools.ranges.option)")
+    flag = rule.flag or "--" + name.replace("_", "-")
+    default = field.default if field.default is not dataclasses.MISSING else None
+    kind = None
+    if not (rule.sequence or rule.values or (rule.choices and rule.kind != "str")):
+        if rule.kind == "bool":
+            kwargs.setdefault("is_flag", True)
+        elif rule.kind == "str" and rule.choices:
+            kind = click.Choice(list(rule.choices))
+        elif rule.kind == "int" and rule.low is not None and rule.high is None:
+            kind = AtLeast(int(rule.low) + (1 if rule.low_open else 0))
+        elif rule.kind == "float" and not (rule.low_open or rule.high_open):
+            kind = Finite(rule.low, rule.high)
+        elif rule.kind in ("int", "float"):
+            kind = int if rule.kind == "int" else float
+    return click.option(flag, name, type=kind, default=default, help=help, **kwargs)
+
+
 def seed_option(default: int = 0, what: str = "Random seed."):
     return click.option("--seed", type=int, default=default, help=what)
 

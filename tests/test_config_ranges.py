@@ -105,8 +105,8 @@ def test_messages_give_the_range_and_the_flag():
     with pytest.raises(ParameterError, match=r"^PruneConfig\.fraction_step \(--fraction-step\) must be a finite "
                                              r"number > 0 and <= 1, got 0$"):
         PruneConfig(fraction_step=0)
-    with pytest.raises(ParameterError, match=r"TreeConfig\.target \(--target\) must be one of 'pred', 'gold' or a "
-                                             r"whole number >= 0, got -1"):
+    with pytest.raises(ParameterError, match=r"TreeConfig\.target \(--target\) must be one of 'pred', 'predicted', "
+                                             r"'gold' or a whole number >= 0 or None, got -1"):
         TreeConfig(target=-1)
     with pytest.raises(ParameterError, match=r"^AuditConfig\.query_batch_size must be a whole number >= 1, got 0$"):
         AuditConfig(query_batch_size=0)  # two commands spell it differently: no flag named
@@ -126,8 +126,9 @@ def test_python_pipeline_refuses_before_touching_the_model(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["prune", "--fraction-step", "0"], "PruneConfig.fraction_step (--fraction-step) must be a finite number > 0"),
     (["prune", "--fractions", "0.5,1.5"], "--fractions"),
-    (["tree", "--max-pictures", "-2"], "TreeConfig.max_pictures (--max-pictures)"),
-    (["tree", "--top-patterns", "-1"], "TreeConfig.top_patterns (--top-patterns)"),
+    (["tree", "--max-pictures", "-2"], "--max-pictures must be at least -1, got -2"),  # type from the field
+    (["tree", "--top-patterns", "-1"], "--top-patterns must be at least 0, got -1"),
+    (["tree", "--threshold", "1.5"], "--threshold must be a finite number in [0, 1], got 1.5"),
 ])
 def test_cli_gives_the_config_error_before_anything_loads(args, needle, tmp_path):
     from attrtools.cli import main
@@ -158,3 +159,27 @@ def test_rule_declared_with_option_is_read_back():
         Small(names=())
     with pytest.raises(ValueError):
         Rule(kind="complex")
+
+
+def test_tree_options_take_flag_default_and_range_from_the_config_field():
+    """The pattern of 'an option is one field': cli_kit.field_option builds the click option of a
+    Config field (tree's --threshold, --root, --max-pictures, --top-patterns)."""
+    import click
+
+    from attrtools.cli_kit import AtLeast, Finite, field_option
+    from attrtools.tree.cli import tree
+
+    options = {p.name: p for p in tree.params if isinstance(p, click.Option)}
+    defaults = TreeConfig()
+    for name in ("threshold", "root", "max_pictures", "top_patterns"):
+        assert options[name].default == getattr(defaults, name)
+        assert options[name].opts == ["--" + name.replace("_", "-")]
+    assert isinstance(options["max_pictures"].type, AtLeast) and options["max_pictures"].type.minimum == -1
+    assert isinstance(options["threshold"].type, Finite) and (options["threshold"].type.low,
+                                                               options["threshold"].type.high) == (0, 1)
+    assert list(options["root"].type.choices) == ["top", "cls"]
+    # an open bound or a mixed rule is left to the config's check (the type alone could not say it)
+    step = field_option(PruneConfig, "fraction_step", help="x")(lambda **kw: kw)
+    assert step.__click_params__[0].type is click.FLOAT and step.__click_params__[0].default == 0.1
+    with pytest.raises(KeyError):
+        field_option(PruneConfig, "no_such_field", help="x")

@@ -25,8 +25,9 @@ class EvaluateConfig:
     methods: tuple | None = option(None, kind="str", sequence=True, optional=True)
     preset: str = option("decompx", kind="str", choices=PRESETS)
     operator: str | None = option(None, kind="str", choices=OPERATORS, optional=True)
-    method_params: dict = option(kind="dict", values=True, default_factory=dict, flag="--param")
-    method_limits: dict = option(kind="int", low=1, values=True, default_factory=dict, flag="--method-limit")
+    method_params: dict = option(kind="dict", values=True, optional=True, default_factory=dict, flag="--param")
+    method_limits: dict = option(kind="int", low=1, values=True, optional=True, default_factory=dict,
+                                 flag="--method-limit")
     reference: str | None = option("grad_input", kind="str", optional=True)
     seed: int = option(0, kind="int")
     batch_size: int = option(8, kind="int", low=1)
