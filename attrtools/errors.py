@@ -24,6 +24,23 @@ Hierarchy::
     ├── MissingDependencyError       an optional extra (textattack, ...) is not installed
     └── DistributedError             a multi-process job cannot run as asked (launcher, ranks, cache)
 
+Subclasses kept beside the code that raises them (each under one of the classes above; importable
+only from its module; ``tests/test_errors.py`` checks that this list is complete)::
+
+    guard.ModelFolderError, guard.RemoteCodeError      UnsupportedModelError
+    guard.DeviceError                                  ParameterError
+    guard.InputFileError, guard.VocabularyError        InputDataError
+    models.PoolingError, models.CheckpointMismatchError, pruned.UnsupportedPruningError
+                                                       UnsupportedModelError
+    capture.CaptureNotInstalledError                   CaptureError
+    rundir.RunDirError, rundir.RunDirMismatch, rundir.RunDirBusy, rundir.RunDirNotWritable
+                                                       AttrtoolsError (also ValueError)
+    cli_kit.UserError                                  UsageError (also a click exception)
+    adversarial.recipes.RecipeError, adversarial.pipeline.AuditError
+                                                       AttrtoolsError (also ValueError)
+    adversarial.textattack_compat.TextAttackUnavailable
+                                                       MissingDependencyError
+
 This module imports nothing, so any layer may raise these types.
 """
 from __future__ import annotations

@@ -42,6 +42,17 @@ def test_every_error_class_of_the_package_derives_from_the_base():
     assert outside == []
 
 
+def test_errors_module_lists_every_subclass_kept_elsewhere():
+    """One roof to read: the docstring of attrtools.errors names every error class of the package
+    that lives in another module (the classes stay beside their code; the list says where)."""
+    import attrtools.errors as errors
+
+    elsewhere = sorted(name[len("attrtools."):] for name, cls in _package_exceptions()
+                       if issubclass(cls, AttrtoolsError) and not name.startswith("attrtools.errors."))
+    assert "rundir.RunDirBusy" in elsewhere
+    assert [name for name in elsewhere if name not in errors.__doc__] == []
+
+
 def test_moved_errors_keep_their_old_names_and_bases():
     from attrtools import distributed, models
     from attrtools.methods import base
