@@ -28,6 +28,10 @@ class AuditConfig:
     forward pass each; results do not depend on it), ``chunk_size``
     examples per Attacker run (resume granularity), ``seed`` (TextAttack's), ``progress`` bars
     (None: when stderr is a terminal).
+
+    Each field declares its valid values (``attrtools.ranges.option``); a value outside them raises a
+    one-line ``ParameterError`` naming the field when the config is built (also through
+    ``dataclasses.replace`` and the pipelines' keyword overrides).
     """
 
     recipes: tuple = option(DEFAULT_RECIPES, kind="str", sequence=True)

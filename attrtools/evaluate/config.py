@@ -20,6 +20,10 @@ class EvaluateConfig:
     compares with (None: no column); ``seed``: of the random row; ``batch_size``: examples per
     attribution batch; ``max_length``: truncation in tokens (None: the engine's rule, ``models.max_input_length``); ``progress``: progress bars (None:
     when stderr is a terminal).
+
+    Each field declares its valid values (``attrtools.ranges.option``); a value outside them raises a
+    one-line ``ParameterError`` naming the field when the config is built (also through
+    ``dataclasses.replace`` and the pipelines' keyword overrides).
     """
 
     methods: tuple | None = option(None, kind="str", sequence=True, optional=True)

@@ -23,6 +23,10 @@ class PruneConfig:
     (examples); ``max_length``: truncation in tokens (None: the engine's rule, ``models.max_input_length``); ``latency_batch`` / ``latency_repeats``: the
     latency measurement; ``save_model``: write ``pruned_model/``; ``progress``: progress bars (None:
     when stderr is a terminal).
+
+    Each field declares its valid values (``attrtools.ranges.option``); a value outside them raises a
+    one-line ``ParameterError`` naming the field when the config is built (also through
+    ``dataclasses.replace`` and the pipelines' keyword overrides).
     """
 
     strategies: tuple = option(("attattr", "taylor", "attention", "ablation", "random"), kind="str", sequence=True,

@@ -21,6 +21,10 @@ class TreeConfig:
     graphml, json, dot, png, svg, html; ``max_pictures``: draw png/svg for the first N trees only
     (-1: all); ``top_patterns``: rows of patterns.csv; ``batch_size``: examples per attribution
     batch; ``max_length``: truncation in tokens (None: the engine's rule, ``models.max_input_length``).
+
+    Each field declares its valid values (``attrtools.ranges.option``); a value outside them raises a
+    one-line ``ParameterError`` naming the field when the config is built (also through
+    ``dataclasses.replace`` and the pipelines' keyword overrides).
     """
 
     threshold: float = option(DEFAULT_THRESHOLD, kind="float", low=0, high=1)
