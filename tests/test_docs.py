@@ -44,3 +44,28 @@ def test_docs_build_strictly(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "site" / "tools" / "prune" / "index.html").exists()
     assert (tmp_path / "site" / "architecture" / "index.html").exists()
+
+
+def test_architecture_table_is_written_by_the_family_matrix_script(tmp_path):
+    """docs/architectures.md's family table sits between the markers scripts/family_matrix.py
+    --write-docs rewrites (the table is measured, not pasted)."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import family_matrix
+    finally:
+        sys.path.remove(os.path.join(ROOT, "scripts"))
+    page = open(os.path.join(ROOT, "docs", "architectures.md"), encoding="utf-8").read()
+    inside = page.split(family_matrix.START, 1)[1].split(family_matrix.END, 1)[0].strip().splitlines()
+    assert len(inside) >= 20 and inside[0].startswith("| family (`model_type`)")
+    rows = [{"family": "albert", "kind": "encoder, post-LN", "heads": 4, "probs": 0.0, "logits": 2.5e-7,
+             "attattr": 1.5e-7, "ran": ["raw"], "refused": ["attattr"], "pruned": 2.0e-7, "reload": True}]
+    table = family_matrix.family_table(rows, ["attattr", "raw"])
+    assert table.splitlines()[0] == inside[0]
+    assert table.splitlines()[2] == ("| albert (both layers run one shared block) | encoder, post-LN | 4 | "
+                                     "0 / 2.5e-07 | 1.5e-07 | attattr | 2.0e-07 (heads pruned in every layer of "
+                                     "the group) | yes |")
+    copy = tmp_path / "page.md"
+    copy.write_text(f"before\n{family_matrix.START}\nold\n{family_matrix.END}\nafter\n", encoding="utf-8")
+    family_matrix.write_between_markers(str(copy), table)
+    assert copy.read_text(encoding="utf-8") == (f"before\n{family_matrix.START}\n{table}\n"
+                                                f"{family_matrix.END}\nafter\n")
