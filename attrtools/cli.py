@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from .cli_kit import disk_failure
+from .cli_kit import one_line_failures
 
 # name -> (module:function, short help). The help text is here so listing commands imports nothing.
 COMMANDS = {
@@ -30,13 +30,8 @@ COMMANDS = {
 
 class LazyGroup(click.Group):
     def invoke(self, ctx):
-        try:
+        with one_line_failures():  # the group's own callback (a launch error) and resolving a command
             return super().invoke(ctx)
-        except OSError as err:  # e.g. while resolving a command; commands map their own (cli_kit.Command)
-            failure = disk_failure(err)
-            if failure is None:
-                raise
-            raise failure from None
 
     def list_commands(self, ctx):
         return [name for name in COMMANDS if _available(name)]
@@ -71,7 +66,7 @@ def main(ctx):
     explanations to prune heads, draw attribution trees and audit robustness.
 
     Under torchrun or accelerate launch (WORLD_SIZE > 1) every dataset command splits its work
-    across the ranks; see the README, "Scale out"."""
+    across the ranks; see docs/scale-out.md."""
     if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
         from .distributed import setup_cli
 

@@ -19,6 +19,7 @@ Nothing here imports torch at import time, so ``attrtools --help`` stays fast.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import errno
 import json
@@ -68,6 +69,23 @@ def disk_failure(err: OSError) -> click.ClickException | None:
                                 "attribution cache: rerun to resume)")
 
 
+@contextlib.contextmanager
+def one_line_failures():
+    """The one rule mapping failures to the command line: an ``AttrtoolsError`` becomes its message
+    on one line with its exit code, a disk ``OSError`` one line naming the file (exit 1); anything
+    else is a bug and keeps its traceback. Used by every command and group (also the group's own
+    callback, where a launch error of ``distributed.setup_cli`` is raised)."""
+    try:
+        yield
+    except AttrtoolsError as err:
+        raise CommandFailed(err) from None
+    except OSError as err:
+        failure = disk_failure(err)
+        if failure is None:
+            raise
+        raise failure from None
+
+
 class Command(click.Command):
     """The click command of every attrtools command and script (see the module docstring)."""
 
@@ -80,15 +98,8 @@ class Command(click.Command):
         from . import runreport  # torch-free: what the input rules do in this command, for its summary
 
         runreport.reset()
-        try:
+        with one_line_failures():
             return super().invoke(ctx)
-        except AttrtoolsError as err:
-            raise CommandFailed(err) from None
-        except OSError as err:
-            failure = disk_failure(err)
-            if failure is None:
-                raise
-            raise failure from None
 
 
 class Group(click.Group):
@@ -100,6 +111,10 @@ class Group(click.Group):
         settings = dict(CONTEXT_SETTINGS)
         settings.update(kwargs.pop("context_settings", None) or {})
         super().__init__(*args, context_settings=settings, **kwargs)
+
+    def invoke(self, ctx):
+        with one_line_failures():
+            return super().invoke(ctx)
 
 
 class AtLeast(click.ParamType):
@@ -274,6 +289,38 @@ def steps_option(default: int = 20, note: str = ""):
 def target_option(default: str = "pred"):
     return click.option("--target", default=default,
                         help="Class explained: 'pred' (the predicted class), 'gold' (the label) or a class index.")
+
+
+def field_option(cls, name: str, help: str, **kwargs):
+    """``click.option`` for the field ``name`` of a tool's ``Config`` dataclass ``cls``: its flag,
+    default and click type come from the field and its rule (:mod:`attrtools.ranges`), so they are
+    declared once, on the field (``AtLeast`` for a whole number with a lower bound, ``Finite`` for a
+    number in closed bounds, ``click.Choice`` for a string with choices, a flag for a bool; any other
+    rule is parsed as text and checked when the config is built). ``help`` and further ``kwargs`` go
+    to ``click.option``. Raises ``KeyError`` for a field without a rule (a programming error)."""
+    import dataclasses
+
+    from .ranges import rule_of
+
+    field = {f.name: f for f in dataclasses.fields(cls)}[name]
+    rule = rule_of(field)
+    if rule is None:
+        raise KeyError(f"{cls.__name__}.{name} declares no rule (attrtools.ranges.option)")
+    flag = rule.flag or "--" + name.replace("_", "-")
+    default = field.default if field.default is not dataclasses.MISSING else None
+    kind = None
+    if not (rule.sequence or rule.values or (rule.choices and rule.kind != "str")):
+        if rule.kind == "bool":
+            kwargs.setdefault("is_flag", True)
+        elif rule.kind == "str" and rule.choices:
+            kind = click.Choice(list(rule.choices))
+        elif rule.kind == "int" and rule.low is not None and rule.high is None:
+            kind = AtLeast(int(rule.low) + (1 if rule.low_open else 0))
+        elif rule.kind == "float" and not (rule.low_open or rule.high_open):
+            kind = Finite(rule.low, rule.high)
+        elif rule.kind in ("int", "float"):
+            kind = int if rule.kind == "int" else float
+    return click.option(flag, name, type=kind, default=default, help=help, **kwargs)
 
 
 def seed_option(default: int = 0, what: str = "Random seed."):
@@ -685,7 +732,7 @@ def run_report_lines() -> dict:
         gap, method, example, unit = report["worst_completeness_gap"]
         where = f", layer {unit}" if unit is not None else ""
         lines["worst IG completeness gap"] = (f"{gap:.3g} relative ({method}, example {example!r}{where}; "
-                                              "README: reading the completeness gap)")
+                                              "docs/integrated-gradients.md)")
     return lines
 
 

@@ -6,7 +6,7 @@ The same CLI runs unchanged under a launcher that sets the usual environment var
   ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``);
 - ``accelerate launch [--cpu] --num_processes K -m attrtools <command> ...`` (multi-process
   launches go through torchrun and set the same variables);
-- under SLURM, ``srun torchrun ...`` (one torchrun per node, see the README).
+- under SLURM, ``srun torchrun ...`` (one torchrun per node, see docs/scale-out.md).
 
 ``world()`` reads rank, world size and local rank from that environment without importing torch;
 ``init()`` joins the process group only when ``WORLD_SIZE > 1`` (gloo on CPU, NCCL when CUDA is
@@ -31,8 +31,7 @@ from typing import Sequence
 ENV_TIMEOUT = "ATTRTOOLS_DIST_TIMEOUT"  # seconds a collective may wait (default 3 hours)
 
 
-class DistributedError(RuntimeError):
-    """A distributed job cannot run as asked (ranks disagree, no shared cache, ...)."""
+from .errors import DistributedError  # noqa: E402,F401  (defined in errors.py; importable from here as before)
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,37 @@ Hierarchy::
     │       └── UnknownMethodError     a method name that is not registered (also a KeyError)
     ├── InputDataError               a dataset, file, column or row that cannot be used
     ├── UnsupportedModelError        an architecture attrtools (or one method) cannot handle
-    │   └── UnsupportedArchitecture  (a method refusing a model; old name kept)
+    │   ├── UnsupportedArchitecture  (a method refusing a model; old name kept)
+    │   └── OneOutputError           class probabilities asked of a one-output model (num_labels=1)
     ├── CacheError                   the attribution cache cannot be opened, read or written
     ├── CaptureError                 attention capture is not installed or did not run
-    └── MissingDependencyError       an optional extra (textattack, ...) is not installed
+    ├── MissingDependencyError       an optional extra (textattack, ...) is not installed
+    └── DistributedError             a multi-process job cannot run as asked (launcher, ranks, cache)
+
+Subclasses kept beside the code that raises them (each under one of the classes above; importable
+only from its module; ``tests/test_errors.py`` checks that this list is complete)::
+
+    guard.ModelFolderError, guard.RemoteCodeError      UnsupportedModelError
+    guard.DeviceError                                  ParameterError
+    guard.InputFileError, guard.VocabularyError        InputDataError
+    models.PoolingError, models.CheckpointMismatchError, pruned.UnsupportedPruningError
+                                                       UnsupportedModelError
+    capture.CaptureNotInstalledError                   CaptureError
+    rundir.RunDirError, rundir.RunDirMismatch, rundir.RunDirBusy, rundir.RunDirNotWritable
+                                                       AttrtoolsError (also ValueError)
+    cli_kit.UserError                                  UsageError (also a click exception)
+    adversarial.recipes.RecipeError, adversarial.pipeline.AuditError
+                                                       AttrtoolsError (also ValueError)
+    adversarial.textattack_compat.TextAttackUnavailable
+                                                       MissingDependencyError
 
 This module imports nothing, so any layer may raise these types.
 """
 from __future__ import annotations
 
 __all__ = ["AttrtoolsError", "UsageError", "ParameterError", "UnknownMethodError", "InputDataError", "UnsupportedModelError",
-           "UnsupportedArchitecture", "CacheError", "CaptureError", "MissingDependencyError", "exit_code_for"]
+           "UnsupportedArchitecture", "CacheError", "CaptureError", "MissingDependencyError", "OneOutputError", "DistributedError",
+           "exit_code_for"]
 
 
 class AttrtoolsError(Exception):
@@ -65,6 +85,18 @@ class UnsupportedModelError(AttrtoolsError, ValueError):
 
 class UnsupportedArchitecture(UnsupportedModelError):
     """A method that cannot run on this model's architecture (raised by ``Method.check_model``)."""
+
+
+class OneOutputError(UnsupportedModelError):
+    """Something that needs class probabilities was asked of a model with one output (``num_labels=1``).
+    Raised by ``models.require_classes`` and ``methods.base.target_score`` (importable from both
+    ``attrtools.models`` and ``attrtools.methods.base``, where it was defined before; still a ``ValueError``)."""
+
+
+class DistributedError(AttrtoolsError, RuntimeError):
+    """A distributed job cannot run as asked: an inconsistent launcher environment, ranks that
+    disagree, no cache every rank can read (raised by ``attrtools.distributed`` and the engine;
+    importable from ``attrtools.distributed`` as before; still a ``RuntimeError``)."""
 
 
 class CacheError(AttrtoolsError, RuntimeError):

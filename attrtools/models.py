@@ -560,8 +560,7 @@ def method_refusal(model: nn.Module, method: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------ outputs
-class OneOutputError(ValueError):
-    """Something that needs class probabilities was asked of a model with one output (``num_labels=1``)."""
+from .errors import OneOutputError  # noqa: E402,F401  (defined in errors.py; importable from here as before)
 
 
 def require_classes(model, what: str) -> int:

@@ -5,11 +5,11 @@ whole-model reference (max relative difference), which registered methods run an
 masked vs physically pruned logits (max relative difference, one KV group of layer 0 and all of
 layer 1 pruned; families whose layers share one block, ALBERT, lose heads 0 and 2 in every layer,
 since a head of a shared block goes from all its layers), and whether the pruned model saves and
-reloads to the same logits. Prints two Markdown tables (the README's family table and its methods
+reloads to the same logits. Prints two Markdown tables (the family table of docs/architectures.md and the methods
 table by family group: post-LN encoders, pre-LN encoders, decoder classifiers, are this output).
 ``albert-2groups`` is ALBERT with 4 layers in 2 shared groups.
 
-    python scripts/family_matrix.py [--families bert,gpt2,...]
+    python scripts/family_matrix.py [--families bert,gpt2,...] [--write-docs docs/architectures.md]
 """
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ def measure(family: str, root: str) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=",".join(list(FAMILIES) + list(VARIANTS)))
+    parser.add_argument("--write-docs", metavar="PAGE", default=None,
+                        help="Also write the family table into PAGE between its markers (docs/architectures.md).")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     rows = []
@@ -104,17 +106,51 @@ def main(argv=None):
         for family in args.families.split(","):
             rows.append(measure(family, root))
     every = sorted(list_methods())
-    print("| family | block | heads | capture = eager (probs / logits, max abs) | AttAttr vs reference (rel) "
-          "| methods refused (all others run) | masked vs pruned (rel) | pruned save + reload |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        assert sorted(r["ran"] + r["refused"]) == every
-        print(f"| {r['family']} | {r['kind']} | {r['heads']} | {r['probs']:.1e} / {r['logits']:.1e} | "
-              f"{r['attattr']:.1e} | {', '.join(r['refused']) or 'none'} | "
-              f"{'refused (masking only)' if r['pruned'] is None else format(r['pruned'], '.1e')} | "
-              f"{'-' if r['reload'] is None else ('yes' if r['reload'] else 'NO')} |")
+    table = family_table(rows, every)
+    print(table)
     print()
     print(method_table(rows, every))
+    if args.write_docs:
+        write_between_markers(args.write_docs, table)
+        print(f"\nwrote the family table into {args.write_docs}")
+
+
+# How the docs name a measured family, and a note after its masked-vs-pruned number.
+LABELS = {"deberta-v2": "deberta-v2 (v2 and v3)", "albert": "albert (both layers run one shared block)",
+          "albert-2groups": "albert, 4 layers in 2 groups"}
+PRUNE_NOTES = {"albert": " (heads pruned in every layer of the group)", "albert-2groups": " (same)"}
+START, END = "<!-- family_matrix.py: start -->", "<!-- family_matrix.py: end -->"
+
+
+def _number(x: float) -> str:
+    return "0" if x == 0 else f"{x:.1e}"
+
+
+def family_table(rows: list, every: list) -> str:
+    """The family table of docs/architectures.md (Markdown)."""
+    lines = ["| family (`model_type`) | block | heads | capture = eager (probs / logits, max abs) "
+             "| AttAttr vs slow reference (rel) | methods refused (all others run) | masked vs pruned (rel) "
+             "| pruned save + reload |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        assert sorted(r["ran"] + r["refused"]) == every
+        pruned = ("refused (masking only)" if r["pruned"] is None
+                  else _number(r["pruned"]) + PRUNE_NOTES.get(r["family"], ""))
+        lines.append(f"| {LABELS.get(r['family'], r['family'])} | {r['kind']} | {r['heads']} | "
+                     f"{_number(r['probs'])} / {_number(r['logits'])} | {_number(r['attattr'])} | "
+                     f"{', '.join(r['refused']) or 'none'} | {pruned} | "
+                     f"{'-' if r['reload'] is None else ('yes' if r['reload'] else 'NO')} |")
+    return "\n".join(lines)
+
+
+def write_between_markers(path: str, text: str) -> None:
+    """Replace what lies between the START and END markers of ``path`` with ``text`` (atomically)."""
+    from attrtools.io import write_text
+
+    page = open(path, encoding="utf-8").read()
+    if START not in page or END not in page:
+        raise SystemExit(f"{path} has no {START} ... {END} markers")
+    head, rest = page.split(START, 1)
+    write_text(path, head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1])
 
 
 def method_table(rows: list, methods: list) -> str:

@@ -110,3 +110,50 @@ def test_every_option_has_help_and_scripts_take_h():
         assert proc.returncode == 0 and "usage" in proc.stdout.lower(), (script, proc.stderr[-500:])
     help_text = CliRunner().invoke(main, ["prune", "-h"]).output
     assert "%%" not in help_text and "[default: 200" in help_text
+
+
+def _contract_modules() -> set:
+    """Every module named by a contract of .importlinter (layers, source modules, containers)."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(ROOT, ".importlinter"))
+    named = set()
+    for section in parser.sections():
+        if not section.startswith("importlinter:contract:"):
+            continue
+        for key in ("layers", "source_modules", "containers", "modules"):
+            for line in parser[section].get(key, "").splitlines():
+                named |= {part.strip() for part in line.split("|") if part.strip()}
+    return named
+
+
+def test_every_module_of_the_package_is_in_a_contract():
+    """A new module named in no contract could import any layer without CI noticing (issue 29:
+    distributed, rundir, progress and report/ were in none). Each top-level module or subpackage
+    of attrtools must be named by some contract (a subpackage covers its modules)."""
+    import pkgutil
+
+    import attrtools
+
+    named = _contract_modules()
+    top = {f"attrtools.{m.name}" for m in pkgutil.iter_modules(attrtools.__path__)}
+    assert {"attrtools.engine", "attrtools.pruning", "attrtools.__main__"} <= top
+    assert sorted(top - named) == []
+    assert sorted(n for n in named if n.startswith("attrtools.") and n.split(".")[1] not in
+                  {m.split(".")[1] for m in top}) == []  # no contract names a module that is gone
+
+
+def test_architecture_map_names_every_module():
+    """docs/architecture.md lists every module of the package, one line each."""
+    import pkgutil
+
+    import attrtools
+
+    text = open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8").read()
+    missing = []
+    for info in pkgutil.walk_packages(attrtools.__path__, "attrtools."):
+        path = info.name.replace(".", "/") + ("/" if info.ispkg else ".py")
+        if f"`{path}`" not in text:
+            missing.append(path)
+    assert missing == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ranges import check_ranges, option
+
 DEFAULT_RECIPES = ("deepwordbug", "pruthi", "input-reduction", "wir-delete", "wir-attribution")
 
 
@@ -26,24 +28,32 @@ class AuditConfig:
     forward pass each; results do not depend on it), ``chunk_size``
     examples per Attacker run (resume granularity), ``seed`` (TextAttack's), ``progress`` bars
     (None: when stderr is a terminal).
+
+    Each field declares its valid values (``attrtools.ranges.option``); a value outside them raises a
+    one-line ``ParameterError`` naming the field when the config is built (also through
+    ``dataclasses.replace`` and the pipelines' keyword overrides).
     """
 
-    recipes: tuple = DEFAULT_RECIPES
-    use_triggers: bool = True
-    num_train_examples: int = 500
-    steps: int = 20
-    pattern_threshold: float = 0.02
-    top2_ratio: float = 0.2
-    use_all: bool = False
-    top_triggers: int = 10
-    top_k: int = 3
-    max_inserted_words: int = 4
-    rank_method: str = "attattr"
-    rank_steps: int = 20
-    query_budget: int | None = None
-    query_batch_size: int = 32
-    chunk_size: int = 10
-    seed: int = 765
-    batch_size: int = 8
-    max_length: int | None = None
-    progress: bool | None = None
+    recipes: tuple = option(DEFAULT_RECIPES, kind="str", sequence=True)
+    use_triggers: bool = option(True, kind="bool", flag="--no-triggers")
+    num_train_examples: int = option(500, kind="int", low=1)
+    steps: int = option(20, kind="int", low=1)
+    pattern_threshold: float = option(0.02, kind="float", low=0)
+    top2_ratio: float = option(0.2, kind="float", low=0, high=1)
+    use_all: bool = option(False, kind="bool")
+    top_triggers: int = option(10, kind="int", low=1)
+    top_k: int = option(3, kind="int", low=1)
+    max_inserted_words: int = option(4, kind="int", low=1)
+    rank_method: str = option("attattr", kind="str")
+    rank_steps: int = option(20, kind="int", low=1)
+    query_budget: int | None = option(None, kind="int", low=1, optional=True)
+    # audit's --batch-size; triggers' --batch-size is batch_size: no single flag for either
+    query_batch_size: int = option(32, kind="int", low=1, flag=None)
+    chunk_size: int = option(10, kind="int", low=1)
+    seed: int = option(765, kind="int")
+    batch_size: int = option(8, kind="int", low=1, flag=None)
+    max_length: int | None = option(None, kind="int", low=2, optional=True)
+    progress: bool | None = option(None, kind="bool", optional=True)
+
+    def __post_init__(self):
+        check_ranges(self)  # one line naming the field, before anything loads (attrtools.ranges)

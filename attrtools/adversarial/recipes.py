@@ -273,6 +273,15 @@ class MissingResource:
         return (f"{', '.join(self.recipes)}: missing {r.what}. {how[0].upper() + how[1:]}. "
                 f"Online: {r.online}. Runnable now without it: {', '.join(self.runs_without) or 'none'}.")
 
+    def short(self) -> str:
+        """One item of :func:`resource_report`: the recipes, what is missing (its name without the
+        parenthesised detail), the option that supplies it and the one that drops it."""
+        r = self.resource
+        how = "no local form" if r.option.startswith("(") else f"pass {r.option}"
+        if r.drop_option:
+            how += f" or {r.drop_option}"
+        return f"{', '.join(self.recipes)}: missing {r.what.split(' (')[0]} ({how})."
+
 
 def check_resources(names, res: AttackResources, model=None) -> list[MissingResource]:
     """What the recipes ``names`` need and cannot get: ``[]`` when every one can run.
@@ -300,14 +309,19 @@ def refusals(names) -> dict[str, str]:
 
 
 def resource_report(names, res: AttackResources, model=None) -> str | None:
-    """One message per missing resource (and per refused recipe), or None when all can run."""
+    """A short list, or None when all can run: one item per refused recipe and per missing resource
+    (its recipes, what is missing, the option that supplies it), then once the recipes runnable now
+    and where each option is described (``attrtools audit --help``, docs/tools/audit.md). The
+    command line joins the lines into one; the full description of a resource is
+    ``MissingResource.message()``."""
     lines = [f"{n}: {why}." for n, why in refusals(names).items()]
-    lines += [m.message() for m in check_resources([n for n in names if not RECIPES[n].refuse], res, model)]
+    lines += [m.short() for m in check_resources([n for n in names if not RECIPES[n].refuse], res, model)]
     if not lines:
         return None
     runnable = runnable_recipes(res)
     return ("cannot run every recipe asked for (nothing was attacked):\n  - " + "\n  - ".join(lines)
-            + f"\n  Runnable with what is available now: {', '.join(runnable) or 'none'}.")
+            + f"\n  Runnable with what is available now: {', '.join(runnable) or 'none'}."
+            + "\n  What each option takes: attrtools audit --help (docs/tools/audit.md, \"Resources\").")
 
 
 NLTK_PACKAGES = {"pos-tagger": (("taggers/averaged_perceptron_tagger_eng", "averaged_perceptron_tagger_eng"),

@@ -2,7 +2,7 @@
 
 TextAttack's full dependency set cannot resolve next to transformers 5 (flair pins
 ``transformers<5``), so the ``attack`` extra installs its small dependencies and then
-``pip install --no-deps textattack==0.3.11`` (README, "Robustness audits"). Importing it then needs:
+``pip install --no-deps textattack==0.3.11`` (docs/install.md). Importing it then needs:
 
 - a **flair stub**: TextAttack subclasses ``flair.data.Tokenizer`` at import time and names
   ``flair.data.Sentence`` / ``flair.models.SequenceTagger``; only flair-based POS/NER tagging is

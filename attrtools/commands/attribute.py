@@ -40,7 +40,6 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names,
                              model=model_name)
     from .. import distributed
-    from ..errors import AttrtoolsError
 
     here = distributed.init()
     config = {"model": model_name, "method": method, "target": target, "params": parsed, "dataset": dataset,
@@ -55,12 +54,10 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
                     progress=resolve_progress(progress))
     out = os.path.join(run_dir, "attributions") if run_dir else None
     count = 0
-    try:
-        # Streamed: each result is written as soon as it comes (input order), never all held.
-        for count, attribution in enumerate(engine.stream(examples, method=method, target=target_spec, **parsed), 1):
-            attribution.save(os.path.join(out, f"{count - 1:06d}.safetensors"))
-    except distributed.DistributedError as err:
-        raise AttrtoolsError(str(err)) from None
+    # Streamed: each result is written as soon as it comes (input order), never all held.
+    # (A DistributedError is an AttrtoolsError: one line, like every other refusal.)
+    for count, attribution in enumerate(engine.stream(examples, method=method, target=target_spec, **parsed), 1):
+        attribution.save(os.path.join(out, f"{count - 1:06d}.safetensors"))
     if not here.is_main:
         return
     plan = getattr(engine, "last_plan", None)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ranges import check_ranges, option
+
 
 @dataclass
 class PruneConfig:
@@ -21,25 +23,33 @@ class PruneConfig:
     (examples); ``max_length``: truncation in tokens (None: the engine's rule, ``models.max_input_length``); ``latency_batch`` / ``latency_repeats``: the
     latency measurement; ``save_model``: write ``pruned_model/``; ``progress``: progress bars (None:
     when stderr is a terminal).
+
+    Each field declares its valid values (``attrtools.ranges.option``); a value outside them raises a
+    one-line ``ParameterError`` naming the field when the config is built (also through
+    ``dataclasses.replace`` and the pipelines' keyword overrides).
     """
 
-    strategies: tuple = ("attattr", "taylor", "attention", "ablation", "random")
-    num_examples: int = 200
-    prune_fraction: float | None = 0.5
-    prune_count: int | None = None
-    plan_strategy: str | None = None
-    per_layer: bool = False
-    keep_one_per_layer: bool = False
-    iterative: bool = False
-    steps: int = 20
-    fraction_step: float = 0.1
-    fractions: tuple | None = None
-    seed: int = 0
-    ablation_metric: str = "loss"
-    batch_size: int = 8
-    eval_batch_size: int = 64
-    max_length: int | None = None
-    latency_batch: int = 32
-    latency_repeats: int = 20
-    save_model: bool = True
-    progress: bool | None = None
+    strategies: tuple = option(("attattr", "taylor", "attention", "ablation", "random"), kind="str", sequence=True,
+                               nonempty=True)
+    num_examples: int = option(200, kind="int", low=1)
+    prune_fraction: float | None = option(0.5, kind="float", low=0, high=1, optional=True)
+    prune_count: int | None = option(None, kind="int", low=0, optional=True)
+    plan_strategy: str | None = option(None, kind="str", optional=True)
+    per_layer: bool = option(False, kind="bool")
+    keep_one_per_layer: bool = option(False, kind="bool")
+    iterative: bool = option(False, kind="bool")
+    steps: int = option(20, kind="int", low=1)
+    fraction_step: float = option(0.1, kind="float", low=0, low_open=True, high=1)
+    fractions: tuple | None = option(None, kind="float", low=0, high=1, sequence=True, optional=True)
+    seed: int = option(0, kind="int")
+    ablation_metric: str = option("loss", kind="str", choices=("loss", "accuracy"))
+    batch_size: int = option(8, kind="int", low=1)
+    eval_batch_size: int = option(64, kind="int", low=1)
+    max_length: int | None = option(None, kind="int", low=2, optional=True)
+    latency_batch: int = option(32, kind="int", low=1)
+    latency_repeats: int = option(20, kind="int", low=1)
+    save_model: bool = option(True, kind="bool")
+    progress: bool | None = option(None, kind="bool", optional=True)
+
+    def __post_init__(self):
+        check_ranges(self)  # one line naming the field, before anything loads (attrtools.ranges)

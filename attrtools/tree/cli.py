@@ -8,18 +8,18 @@ import os
 
 import click
 
-from ..cli_kit import (UserError, command, common_run_options, dataset_options, echo_summary, examples_from, finite,
-                       load_model_or_fail, make_run_dir, model_option, open_cache_or_fail, parse_target,
+from ..cli_kit import (UserError, command, common_run_options, dataset_options, echo_summary, examples_from,
+                       field_option, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail, parse_target,
                        resolve_progress, steps_option, target_option, text_options)
+from .config import TreeConfig
 
 
 @command()
 @model_option()
 @text_options
 @dataset_options
-@click.option("--threshold", type=float, default=0.4,
-              help="τ: a normalised per-layer attribution above it is a salient dependency.")
-@click.option("--root", type=click.Choice(["top", "cls"]), default="top",
+@field_option(TreeConfig, "threshold", help="τ: a normalised per-layer attribution above it is a salient dependency.")
+@field_option(TreeConfig, "root",
               help="top: the token with the largest total attribution (official code); cls: [CLS] (paper/author).")
 @click.option("--use-last-layer/--no-last-layer", default=None, show_default=False,
               help="Start at the last layer L-1 (default with --root cls) or at L-2 as the official code "
@@ -28,9 +28,8 @@ from ..cli_kit import (UserError, command, common_run_options, dataset_options, 
 @target_option()
 @click.option("--formats", default="graphml,json,dot,png,svg,html",
               help="Comma-separated per-tree outputs: graphml, json, dot, png, svg, html (or 'all').")
-@click.option("--max-pictures", type=int, default=20,
-              help="With --dataset, draw png/svg only for the first N examples (-1: all).")
-@click.option("--top-patterns", type=int, default=50, help="Rows of patterns.csv.")
+@field_option(TreeConfig, "max_pictures", help="With --dataset, draw png/svg only for the first N examples (-1: all).")
+@field_option(TreeConfig, "top_patterns", help="Rows of patterns.csv.")
 @common_run_options
 def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_column, label_names, limit, threshold,
          root, use_last_layer, steps, target, formats, max_pictures, top_patterns, cache_dir, no_cache, batch_size,
@@ -44,9 +43,9 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     from ..config import config_dict
     from ..engine import Engine
     from .export import parse_formats
-    from .pipeline import TreeConfig, run_trees
+    from .pipeline import run_trees
 
-    config = TreeConfig(threshold=finite("--threshold", threshold, 0.0, 1.0), root=root, use_last_layer=use_last_layer, steps=steps,
+    config = TreeConfig(threshold=threshold, root=root, use_last_layer=use_last_layer, steps=steps,
                         target=parse_target(target), formats=parse_formats(formats),
                         max_pictures=max_pictures if dataset else -1, top_patterns=top_patterns,
                         batch_size=batch_size, max_length=max_length)
