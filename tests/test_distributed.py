@@ -640,6 +640,9 @@ def test_s3_cache_torchrun_and_accelerate_equal_one_process(planted_dir, tmp_pat
         proc = _run_group([*launcher, "-m", "attrtools", *common, "--cache-dir", store, "--output-dir",
                            str(tmp_path / name)], _env(CUDA_VISIBLE_DEVICES=""), 600)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        # the IG completeness warning (3 steps) once, from rank 0, naming the entry point
+        warned = re.findall(r"^(\S+):\d+: CompletenessWarning", proc.stderr, re.M)
+        assert warned == [os.path.join(ROOT, "attrtools", "__main__.py")], proc.stderr[-3000:]
         lines = re.findall(r"^(computed|from cache|examples|ranks|cache)\s+(\S+)$", proc.stdout, re.M)
         assert dict(lines) == {"examples": "12", "computed": "12", "from cache": "0", "ranks": "2", "cache": store} \
             and len(lines) == 5, proc.stdout  # every entry computed once, the summary printed once
@@ -648,3 +651,32 @@ def test_s3_cache_torchrun_and_accelerate_equal_one_process(planted_dir, tmp_pat
         _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / name / "attributions")
     _assert_same_attributions(tmp_path / "torchrun" / "attributions", tmp_path / "accelerate" / "attributions",
                               atol=0)
+
+
+def test_quiet_rank_keeps_errors_only(monkeypatch):
+    """What a rank other than 0 prints (distributed.quiet_rank): no output, no progress or warnings,
+    but its errors: the CLI's one line (written while the exception is handled) and tracebacks."""
+    import io
+    import warnings
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: sys.stderr.write(f"Traceback: {value}\n"))
+    distributed.quiet_rank()
+    quiet_stdout = sys.stdout
+    try:
+        print("examples  30")
+        sys.stderr.write("[attattr] head importance on 10 examples\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = warnings._showwarning_orig  # write to sys.stderr (pytest records otherwise)
+            warnings.warn("IG completeness")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            sys.stderr.write("Error: boom\n")
+        sys.excepthook(RuntimeError, RuntimeError("crash"), None)
+        assert out.getvalue() == "" and err.getvalue() == "Error: boom\nTraceback: crash\n"
+    finally:
+        quiet_stdout.close()
