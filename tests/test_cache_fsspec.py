@@ -279,3 +279,17 @@ def test_credentials_never_in_the_location_logs_or_run_directory(s3_url, planted
             for name in files:
                 assert SECRET.encode() not in open(os.path.join(dirpath, name), "rb").read(), name
     assert SECRET not in first.output + again.output and SECRET not in caplog.text
+
+
+def test_missing_backend_or_unknown_protocol_is_one_line(monkeypatch):
+    import importlib.util
+
+    from attrtools.errors import CacheError
+
+    monkeypatch.delenv(STORAGE_ENV)
+    if importlib.util.find_spec("gcsfs") is None:  # gs:// without its backend
+        with pytest.raises(CacheError, match=r"^the cache location gs://\.\.\. needs a package that is not "
+                                             r"installed: pip install gcsfs \("):
+            AttributionCache("gs://bucket/prefix")
+    with pytest.raises(CacheError, match="unknown storage protocol"):
+        AttributionCache("nosuchproto://bucket/prefix")
