@@ -416,11 +416,12 @@ class _ErrorsOnly:
 
     def __init__(self, real):
         self._real = real
+        self.failed = False  # set when a command ends with an error (click reports it after unwinding)
 
     def write(self, text: str) -> int:
         import sys
 
-        if sys.exc_info()[0] is not None:
+        if self.failed or sys.exc_info()[0] is not None:
             return self._real.write(text)
         return len(text)
 
@@ -439,7 +440,8 @@ class _ErrorsOnly:
 
 def quiet_rank() -> None:
     """The one rule for what a rank other than 0 prints: nothing on standard output, and on
-    standard error only its errors (``_ErrorsOnly``; an uncaught exception's traceback included).
+    standard error only its errors (``_ErrorsOnly``: what is written while an exception is handled,
+    everything once a command ended with an error, an uncaught exception's traceback).
     Rank 0 prints every line once for the job. Idempotent."""
     import sys
 
@@ -458,6 +460,15 @@ def quiet_rank() -> None:
         sys.excepthook = report
 
 
+def _note_failure() -> None:
+    """Called when a command's context closes: if it closes on an exception, what follows (click's
+    one-line error, reported after the exception unwound) reaches this rank's stderr."""
+    import sys
+
+    if sys.exc_info()[0] is not None and isinstance(sys.stderr, _ErrorsOnly):
+        sys.stderr.failed = True
+
+
 def setup_cli(ctx=None) -> World:
     """For the ``attrtools`` command group under a launcher: join the group, keep the output of
     ranks other than 0 off the terminal (``quiet_rank``: their errors still reach stderr), and at the end run the
@@ -472,6 +483,7 @@ def setup_cli(ctx=None) -> World:
         quiet_rank()
     if ctx is not None:
         ctx.call_on_close(finish if owner else _release_evictions)
+        ctx.call_on_close(_note_failure)  # runs first (last registered)
     return here
 
 

@@ -364,9 +364,8 @@ def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
         assert proc.returncode == 0, proc.stderr[-4000:]
         stdout[mode], stderr[mode] = proc.stdout, proc.stderr
     # One rule for what ranks print (distributed.quiet_rank): every progress line and warning of the
-    # four commands once, as in one process, and warnings name the entry point, not <frozen runpy>.
+    # four commands once, as in one process.
     assert _said(stderr["two"]) == _said(stderr["one"]) and _said(stderr["one"]), (stderr["one"], stderr["two"])
-    assert "<frozen" not in stderr["two"]
     # evaluate's perturbed forwards were split: each rank ran a part, together the single process's
     forwards = {mode: int(re.search(r"^perturbed forwards +(\d+)$", out, re.M).group(1)) for mode, out in stdout.items()}
     assert forwards["one"] == forwards["two"] > 0
@@ -680,3 +679,22 @@ def test_quiet_rank_keeps_errors_only(monkeypatch):
         assert out.getvalue() == "" and err.getvalue() == "Error: boom\nTraceback: crash\n"
     finally:
         quiet_stdout.close()
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_every_command_goes_through_the_rank_rule(rank, monkeypatch):
+    """The rule sits in the command group, so it holds for every command: under a launcher, rank 1
+    prints neither a command's output (here its help) nor anything but its errors; rank 0 prints."""
+    import click
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setattr(distributed, "init", lambda: distributed.World(rank, 2, rank))  # no process group
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # quiet_rank wraps it: restored after the test
+    names = cli.list_commands(click.Context(cli))
+    assert {"attribute", "prune", "tree", "triggers", "evaluate", "audit", "demo", "cache"} <= set(names)
+    for name in names:
+        helped = CliRunner().invoke(cli, [name, "--help"])
+        assert helped.exit_code == 0 and (("Usage:" in helped.output) == (rank == 0)), (name, helped.output)
+        refused = CliRunner().invoke(cli, [name, "--no-such-option"])
+        assert refused.exit_code == 2 and "No such option '--no-such-option'" in refused.output, (name, refused.output)
