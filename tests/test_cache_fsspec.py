@@ -293,3 +293,25 @@ def test_missing_backend_or_unknown_protocol_is_one_line(monkeypatch):
             AttributionCache("gs://bucket/prefix")
     with pytest.raises(CacheError, match="unknown storage protocol"):
         AttributionCache("nosuchproto://bucket/prefix")
+
+
+def test_a_folder_that_cannot_refresh_entry_times_says_so(tmp_path, monkeypatch, caplog):
+    """A hit refreshes its entry's time (the LRU order of eviction); where that fails (a read-only
+    shared folder) the cache says so once, stops trying, and evicts by creation time."""
+    monkeypatch.delenv(STORAGE_ENV)
+    cache = AttributionCache(tmp_path / "shared", memory_bytes=0)
+    cache.put("a" * 64, torch.ones(3))
+    tried = []
+
+    def refuse(path, *args, **kwargs):
+        tried.append(path)
+        raise PermissionError(13, "Permission denied", path)
+
+    assert cache.info()["eviction_order"] == "last use"
+    monkeypatch.setattr(os, "utime", refuse)
+    with caplog.at_level("INFO", logger="attrtools.cache"):
+        assert cache.get("a" * 64) is not None and cache.get("a" * 64) is not None
+    assert tried == [cache.path("a" * 64)]  # tried once, not on every hit
+    notes = [r.getMessage() for r in caplog.records if "cannot refresh entry times" in r.getMessage()]
+    assert len(notes) == 1 and str(tmp_path / "shared") in notes[0] and "creation time" in notes[0]
+    assert cache.info()["eviction_order"] == "creation time"
