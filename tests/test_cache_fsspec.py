@@ -1,7 +1,10 @@
 """The object-store tier (``FsspecCache``): the cache's own test suite run again with every cache
-going through fsspec (local folders as ``file://``, subprocesses and the CLI included), plus
-``memory://`` specifics: one whole-object put per entry, corruption caught, the CLI's
-``--cache-dir memory://...``, and the distributed sentinel through the cache's own storage."""
+going through fsspec (local folders as ``file://``, subprocesses and the CLI included), plus the
+store-level cases (one whole-object put per entry, hits, misses, ranged header reads, corruption,
+verify, eviction by creation time) through ``memory://`` and through ``s3://`` on a real S3 server
+(SeaweedFS, ``tests/s3_server.py``), cross-process cases on S3 (concurrent writers, a writer killed
+mid-put, other writers' entries seen), the CLI's ``--cache-dir memory://...`` and credentials kept
+out of locations, logs and run directories."""
 import json
 import os
 import re
@@ -27,10 +30,9 @@ def test_the_suite_really_runs_through_fsspec(tmp_path):
     assert len([name for name in dir(test_cache) if name.startswith("test_")]) >= 10
 
 
-def test_memory_store_one_put_per_entry_and_corruption(monkeypatch):
-    monkeypatch.delenv(STORAGE_ENV)
-    cache = AttributionCache("memory://attrtools-test-store", memory_bytes=0)
-    assert isinstance(cache, FsspecCache) and cache.directory == "memory://attrtools-test-store"
+def test_store_one_put_per_entry_and_corruption(store, monkeypatch):
+    cache = AttributionCache(store, memory_bytes=0)
+    assert isinstance(cache, FsspecCache) and cache.directory == store
     cache.clear()
     puts = []
     original = cache.fs.pipe_file
