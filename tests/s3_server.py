@@ -9,7 +9,6 @@ Fixtures (import them into a test module): ``s3_server`` (session: ``{"endpoint"
 "env"}``) and ``s3_url`` (a fresh ``s3://bucket/<unique>`` prefix with the environment set)."""
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys

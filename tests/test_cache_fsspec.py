@@ -221,15 +221,15 @@ def _writer(url, count, size):
 
 
 def test_s3_concurrent_writers_and_a_writer_killed_mid_put(s3_url):
-    count, size = 12, 4096
+    count, size, big = 12, 4096, 2 ** 21
+    killed = _writer(f"{s3_url}-killed", 50, big)  # 8 MiB objects
     writers = [_writer(s3_url, count, size) for _ in range(2)]  # the same keys, at the same time
-    killed = _writer(f"{s3_url}-killed", 50, 2 ** 21)  # 8 MiB objects
+    assert killed.stdout.readline().strip() == "0", killed.stderr.read()[-2000:]  # one stored, the next on its way
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
     for proc in writers:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
-    assert killed.stdout.readline().strip() == "0"  # one entry stored, the next one on its way
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
     cache = AttributionCache(s3_url, memory_bytes=0)
     assert cache.verify() == {"checked": count, "bad": [], "stale_tmp": [], "removed": 0}
     for i in range(count):
@@ -239,7 +239,7 @@ def test_s3_concurrent_writers_and_a_writer_killed_mid_put(s3_url):
     survivor = AttributionCache(f"{s3_url}-killed", memory_bytes=0)
     report = survivor.verify()
     assert report["bad"] == [] and report["checked"] >= 1
-    assert all(torch.equal(survivor.get(r["key"])[0], torch.randn(2 ** 21, generator=torch.Generator().manual_seed(
+    assert all(torch.equal(survivor.get(r["key"])[0], torch.randn(big, generator=torch.Generator().manual_seed(
         int(r["key"], 16)))) for r in survivor.ls())
 
 
