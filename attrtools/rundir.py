@@ -5,12 +5,12 @@ refuse a second concurrent writer, and publish whole folders atomically.
 (and before the model loads, so an unwritable folder fails in seconds):
 
 - the folder is created (or must be a folder) and must be writable;
-- the lock file ``.attrtools-run.lock`` is locked with the kernel's lock (``attrtools.locks``,
-  through ``filelock``): while another live process holds it, the run is refused (``RunDirBusy``,
-  naming its pid and host from ``.attrtools-run.lock.owner``); a lock whose holder died is free,
-  whichever host it died on (a job requeued on another node resumes), and a live holder is never
-  overridden; it is released when the process exits (``atexit``, or by the kernel when killed) or
-  on ``RunDir.close()``. The lock file itself stays in the folder;
+- the lock file ``.attrtools-run.lock`` is taken by ``attrtools.locks`` (the kernel's lock through
+  ``filelock``, and a lease with a heartbeat in ``.attrtools-run.lock.owner``): while another live
+  process holds it, the run is refused (``RunDirBusy``, naming its pid and host); a lock whose
+  holder died is taken over whichever host it died on (a job requeued on another node resumes),
+  and a live holder is never overridden; it is released when the process exits (``atexit``, or by
+  the kernel when killed) or on ``RunDir.close()``. The lock file itself stays in the folder;
 - ``run_config.json`` from an earlier run is compared with ``config`` (minus volatile settings:
   ``argv``, device, batch size, cache folder, progress, the launcher's world size): equal, the run resumes in place (its
   outputs are rewritten, the attribution cache spares the work); different, it is refused with
@@ -171,6 +171,8 @@ def _take_lock(path: str):
     except locks.LockBusy as busy:
         holder = busy.holder
         who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
+        if busy.wait:  # known only by its heartbeat (another host): dead if it stops beating
+            who += f"; taken over if it sends no heartbeat for {busy.wait:.0f} s more"
         raise RunDirBusy(f"{path} is in use by another attrtools run ({who}); wait for it, or choose another "
                          "--output-dir") from None
     except PermissionError:

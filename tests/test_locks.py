@@ -97,3 +97,44 @@ def test_cache_lock_killed_holder_taken_over(tmp_path):
         _kill(proc)
     assert cache.evict(0) == 1  # _exclusive() took the dead holder's lock without waiting
     assert cache.clear() == 0 and locks.owner(lock_path) == {}
+
+
+def test_lease_binds_a_holder_on_another_host_while_its_heartbeat_is_fresh(tmp_path, monkeypatch):
+    """Where flock does not reach across nodes (the kernel lets us in), the owner record's
+    heartbeat still stops us while it is younger than the lease; an older one is a dead holder's."""
+    import time
+
+    monkeypatch.setenv(locks.LEASE_ENV, "60")
+    out = tmp_path / "run"
+    rundir.prepare(str(out), "attribute", {"n": 1}).close()
+    record_path = out / (rundir.LOCK_FILE + locks.OWNER_SUFFIX)
+    now = time.time()
+    record_path.write_text(json.dumps({"pid": 77, "host": "node-b", "started": now - 600, "heartbeat": now - 15}))
+    with pytest.raises(rundir.RunDirBusy, match=r"pid 77 on node-b; taken over if it sends no heartbeat for "
+                                                r"(4[4-5]) s more"):
+        rundir.prepare(str(out), "attribute", {"n": 1})
+    assert locks.live_for({"pid": 77, "host": "node-b", "heartbeat": now - 15}, now=now) == pytest.approx(45)
+    record_path.write_text(json.dumps({"pid": 77, "host": "node-b", "started": now - 600, "heartbeat": now - 61}))
+    run = rundir.prepare(str(out), "attribute", {"n": 1})  # its lease ran out: a dead holder's record
+    assert run.resumed and locks.owner(str(out / rundir.LOCK_FILE))["pid"] == os.getpid()
+    run.close()
+    # on this host the pid decides: alive binds (however old the heartbeat), dead does not
+    assert locks.live_for({"pid": os.getppid(), "host": socket.gethostname(), "heartbeat": 0}) == 0.0
+    assert locks.live_for({"pid": 2 ** 22 + 1, "host": socket.gethostname(), "heartbeat": time.time()}) is None
+
+
+def test_holder_heartbeat_is_refreshed_until_release(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv(locks.LEASE_ENV, "0.4")  # a beat every 0.1 s
+    path = str(tmp_path / "x.lock")
+    lock = locks.acquire(path)
+    first = locks.owner(path)
+    assert first["pid"] == os.getpid() and first["heartbeat"] == first["started"]
+    deadline = time.time() + 30
+    while locks.owner(path).get("heartbeat") == first["heartbeat"] and time.time() < deadline:
+        time.sleep(0.05)
+    later = locks.owner(path)
+    assert later["heartbeat"] > first["heartbeat"] and later["started"] == first["started"]
+    locks.release(lock)
+    assert locks.owner(path) == {} and not lock.attrtools_heartbeat.is_alive()
