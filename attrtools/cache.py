@@ -662,7 +662,7 @@ class FsspecCache(AttributionCache):
     content-addressed, so concurrent writers of one key write the same bytes. There is no lock:
     a size-capped eviction and ``clear`` are for a quiet moment (never during a distributed job).
     Object stores cannot touch an object's time, so eviction order there is by creation time
-    (noted once in the log, and in ``info()["eviction_order"]``). ``ls``/``info`` read each
+    (``info()["eviction_order"]``, shown by ``attrtools cache info``). ``ls``/``info`` read each
     entry's header by ranged reads (about 4 KiB); ``verify`` reads entries whole (it checks the
     checksum over the tensor bytes). The location may not carry credentials (see
     ``attrtools.stores``).

@@ -20,7 +20,8 @@ the errors).
 Eviction on an object store: objects cannot be touched (s3fs refuses ``touch`` on an existing
 object), so "least recently used" is by the object's last-modified time, which for the cache's
 immutable entries is its creation time (a hit does not make an entry recent there). The cache
-notes this once (``log``) and reports it in ``info()["eviction_order"]``.
+reports it in ``info()["eviction_order"]`` (``attrtools cache info``); a local folder whose entry
+times cannot be refreshed switches to the same order and logs it once.
 """
 from __future__ import annotations
 
