@@ -5,7 +5,7 @@ stopped (its own pid only) at the end. ``s3fs`` reaches it through the standard 
 inherit. Where the binary or s3fs is missing, or the server does not come up, the tests that need
 it are skipped with the reason.
 
-Fixtures (import them into a test module): ``s3_server`` (session: ``{"endpoint", "bucket",
+Fixtures (conftest.py imports them for every test module): ``s3_server`` (session: ``{"endpoint", "bucket",
 "env"}``) and ``s3_url`` (a fresh ``s3://bucket/<unique>`` prefix with the environment set)."""
 import os
 import shutil

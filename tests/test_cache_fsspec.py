@@ -86,7 +86,7 @@ import sys
 import time
 import uuid
 
-from s3_server import SECRET, s3_server, s3_url  # noqa: F401 - fixtures
+from s3_server import SECRET  # the fixtures s3_server and s3_url come from conftest.py
 
 from attrtools.cache import decode_entry, encode_entry
 

@@ -606,7 +606,6 @@ def test_demo_steps_two_ranks_equal_one_process(planted_dir, tmp_path):
 
 
 # ------------------------------------------------------------------------------ an s3:// cache, both launchers
-from s3_server import s3_server, s3_url  # noqa: E402,F401 - fixtures (a real S3 server, SeaweedFS)
 
 
 def _free_port():
