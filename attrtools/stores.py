@@ -7,8 +7,9 @@ the errors).
   from the standard fsspec/boto mechanisms (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
   ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and ``~/.aws/credentials``, ``AWS_ENDPOINT_URL`` or
   ``FSSPEC_S3_ENDPOINT_URL`` for a non-AWS endpoint, instance roles, fsspec's config files): a
-  location carrying a user name or password (``s3://key:secret@bucket/...``) is refused, so no
-  secret can reach a log line, a summary, ``run_config.json`` or an error message. A missing
+  location carrying a user name or password (``s3://key:secret@bucket/...``) or a query string
+  (``az://c/p?sv=...&sig=...``) is refused, so no secret can reach a log line, a summary,
+  ``run_config.json`` or an error message. A missing
   backend (``s3fs`` for ``s3://``) is a one-line ``CacheError`` naming the extra to install.
 - :func:`read_head` -- the safetensors header of one entry by ranged reads (``HEAD_READ`` bytes,
   then the rest of the header only if it is longer): ``cache ls``/``info`` read about 4 KiB per
@@ -36,17 +37,22 @@ EXTRAS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adl
 
 
 def check_location(location: str) -> str:
-    """``location`` if it carries no credentials, else ``CacheError`` (one line, the secret not
-    repeated). Only ``scheme://user[:password]@...`` is looked at: the part before the first ``/``
-    after the scheme."""
+    """``location`` if it can carry no credentials, else ``CacheError`` (one line, the secret not
+    repeated). Refused: a user or password (``scheme://user[:password]@...``) and a query string
+    (``...?sig=...``, where SAS tokens and signed-URL secrets travel); a cache location needs
+    neither, and either would be printed in summaries and written into ``run_config.json``."""
     parts = urlsplit(location)
+    scheme = parts.scheme or "the"
     if "@" in parts.netloc:
-        scheme = parts.scheme or "the"
-        raise CacheError(
-            f"the cache location carries credentials ({scheme}://USER:SECRET@...); give them through the "
-            "standard mechanisms instead (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE and "
-            "~/.aws/credentials, fsspec's config), so they never reach logs or run directories")
-    return location
+        where = f"{scheme}://USER:SECRET@..."
+    elif parts.query:
+        where = f"{scheme}://...?QUERY"
+    else:
+        return location
+    raise CacheError(
+        f"the cache location may carry credentials ({where}); give them through the standard mechanisms "
+        "instead (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE and ~/.aws/credentials, fsspec's "
+        "config), so they never reach logs or run directories")
 
 
 def open_store(location: str, storage_options: dict | None = None):

@@ -265,8 +265,11 @@ def test_credentials_never_in_the_location_logs_or_run_directory(s3_url, planted
     with pytest.raises(CacheError) as refused:
         AttributionCache("s3://AKIAEXAMPLE:wJalrXUtnFEMIbPxRfiCYEXAMPLEKEY@bucket/c")
     assert "wJalr" not in str(refused.value) and "AWS_ACCESS_KEY_ID" in str(refused.value)
-    result = CliRunner().invoke(cli, ["cache", "info", "--cache-dir", "s3://AKIA:wJalrXUtnFEMI@bucket/c"])
-    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1 and "wJalr" not in result.output
+    for location in ("s3://AKIA:wJalrXUtnFEMI@bucket/c", "s3://wJalrXUtnFEMI@bucket/c",
+                     "az://container/c?sv=2024&sig=wJalrXUtnFEMI", "gs://bucket/c?token=wJalrXUtnFEMI"):
+        result = CliRunner().invoke(cli, ["cache", "info", "--cache-dir", location])
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert "wJalr" not in result.output and "may carry credentials" in result.output, result.output
     caplog.set_level("DEBUG")
     args = ["attribute", "--model", planted_dir, "--text", "the alpha film was beta fun", "--param", "steps=2",
             "--cache-dir", s3_url, "--output-dir", str(tmp_path / "run")]
