@@ -24,7 +24,7 @@ disk tier of safetensors files. One cache is shared by every tool, run and proce
   ``dtype="fp16"`` halves disk and memory, and a hit returns the fp16 value upcast to float32
   (both tiers, so the answer does not depend on which tier served it).
 - ``max_disk_bytes``: a soft cap. Each process counts what it wrote since it last scanned the
-  folder; when that passes the cap it takes an exclusive ``fcntl`` lock on ``<dir>/.lock``,
+  folder; when that passes the cap it takes an exclusive lock on ``<dir>/.lock`` (``attrtools.locks``),
   rescans and deletes least recently used entries (file mtime, touched on every disk hit) down to
   90 % of the cap. Files that vanish meanwhile (another process evicting or clearing) are skipped.
 - Maintenance: ``ls()``, ``info()``, ``verify(fix=False)``, ``clear()`` (and the CLI
@@ -230,6 +230,7 @@ class AttributionCache:
         self._memory_used = 0
         self._lock = threading.RLock()
         self._disk_estimate: int | None = None  # bytes on disk as last scanned + written since
+        self.touches = True  # False once a hit could not refresh an entry's time (_cannot_touch)
         self.stats = {"memory_hits": 0, "disk_hits": 0, "misses": 0, "puts": 0, "corrupt": 0, "evicted": 0}
 
     def __repr__(self):
@@ -413,8 +414,22 @@ class AttributionCache:
         return os.stat(path).st_ino
 
     def _touch(self, path: str) -> None:
-        with contextlib.suppress(OSError):
+        if not self.touches:
+            return
+        try:
             os.utime(path)
+        except FileNotFoundError:  # evicted or cleared by another process meanwhile
+            pass
+        except OSError as err:
+            self._cannot_touch(err)
+
+    def _cannot_touch(self, err: Exception) -> None:
+        """A hit could not refresh its entry's time (an object store, a read-only folder): said
+        once (``log``), then not tried again; eviction goes by creation time from then on, and
+        ``info()["eviction_order"]`` says so (see ``attrtools.stores``)."""
+        self.touches = False
+        log.info("attrtools cache: cannot refresh entry times in %s (%s); eviction there is by creation "
+                 "time, not last use", self.directory, str(err)[:160] or type(err).__name__)
 
     def _exists(self, path: str) -> bool:
         return os.path.isfile(path)
@@ -479,19 +494,13 @@ class AttributionCache:
 
     @contextlib.contextmanager
     def _exclusive(self):
-        """An exclusive ``fcntl`` lock on ``<dir>/.lock`` (no-op where fcntl is missing)."""
+        """An exclusive lock on ``<dir>/.lock`` (``attrtools.locks``: the kernel's lock through
+        ``filelock``, dropped when a holder dies, on any host)."""
+        from .locks import held
+
         os.makedirs(self.directory, exist_ok=True)
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - non-POSIX
+        with held(os.path.join(self.directory, ".lock")):
             yield
-            return
-        with open(os.path.join(self.directory, ".lock"), "a+") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def evict(self, target_bytes: int | None = None) -> int:
         """Delete least recently used disk entries until at most ``target_bytes`` remain (default:
@@ -563,7 +572,8 @@ class AttributionCache:
         return {"directory": self.directory, "entries": entries, "bytes": total, "by_method": by_method,
                 "by_model": by_model, "unreadable": unreadable, "max_disk_bytes": self.max_disk_bytes,
                 "memory_entries": len(self._memory), "memory_bytes_used": self._memory_used,
-                "memory_bytes_limit": self.memory_bytes, "format": CACHE_FORMAT}
+                "memory_bytes_limit": self.memory_bytes, "format": CACHE_FORMAT,
+                "eviction_order": "last use" if self.touches else "creation time"}
 
     def verify(self, fix: bool = False) -> dict:
         """Read every entry fully and check header, key and checksum. Returns ``{"checked", "bad":
@@ -651,24 +661,31 @@ class FsspecCache(AttributionCache):
     atomic, so no rename and no temporary object is needed; entries are immutable and
     content-addressed, so concurrent writers of one key write the same bytes. There is no lock:
     a size-capped eviction and ``clear`` are for a quiet moment (never during a distributed job).
-    Object stores cannot touch an object's time, so eviction order there is by creation time.
+    Object stores cannot touch an object's time, so eviction order there is by creation time
+    (``info()["eviction_order"]``, shown by ``attrtools cache info``). ``ls``/``info`` read each
+    entry's header by ranged reads (about 4 KiB); ``verify`` reads entries whole (it checks the
+    checksum over the tensor bytes). The location may not carry credentials (see
+    ``attrtools.stores``).
 
     ``AttributionCache("s3://...")`` (and ``--cache-dir s3://...``) returns one of these."""
 
     def __init__(self, cache_dir=None, memory_bytes: int = DEFAULT_MEMORY_BYTES, max_disk_bytes: int | None = None,
                  dtype: str = "fp32", device=None, disk: bool = True, storage_options: dict | None = None):
-        import fsspec
+        from .stores import open_store
 
         location = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
         if not is_url(location):
             location = "file://" + os.path.abspath(location)
-        self.fs, root = fsspec.core.url_to_fs(location, **(storage_options or {}))
+        self.fs, root = open_store(location, storage_options)
         super().__init__(None, memory_bytes=memory_bytes, max_disk_bytes=max_disk_bytes, dtype=dtype,
                          device=device, disk=disk)
         self.root = root.rstrip("/")
         protocol = self.fs.protocol[0] if isinstance(self.fs.protocol, (tuple, list)) else self.fs.protocol
         # A local folder keeps its plain path (what users, tests and `cache ls` expect to see).
         self.directory = self.root if protocol in ("file", "local") else f"{protocol}://{self.root.lstrip('/')}"
+        # Only a local folder can refresh an entry's time on a hit; elsewhere (object stores, whose
+        # objects are immutable, and memory://) eviction is by creation time, said by info().
+        self.touches = protocol in ("file", "local")
 
     def path(self, key: str) -> str:
         name = self.filename_key(key)
@@ -686,17 +703,27 @@ class FsspecCache(AttributionCache):
         return data, None
 
     def _read_head(self, path: str) -> bytes:
-        data, _ = self._read_blob(path)
-        return data
+        from .stores import read_head
+
+        return read_head(self.fs, path)  # ranged reads: about 4 KiB per entry, not the whole object
 
     def _identity(self, path: str):
         return None
 
     def _touch(self, path: str) -> None:
-        with contextlib.suppress(Exception):  # where the filesystem can (local); object stores cannot
+        if not self.touches:
+            return
+        try:  # where the filesystem can (local); object stores cannot (s3fs raises ValueError)
             self.fs.touch(path, truncate=False)
+        except FileNotFoundError:
+            pass
+        except Exception as err:  # noqa: BLE001 - any backend's refusal means the same: no touch
+            self._cannot_touch(err)
 
     def _exists(self, path: str) -> bool:
+        from .stores import fresh
+
+        fresh(self.fs, path.rsplit("/", 1)[0])  # another process may have written it since we listed
         return self.fs.exists(path)
 
     def _unlink(self, path: str) -> None:
@@ -725,6 +752,9 @@ class FsspecCache(AttributionCache):
                     self.fs.rmdir(info["name"])
 
     def _listdir(self, path: str) -> list:
+        from .stores import fresh
+
+        fresh(self.fs, path)  # see other processes' writes (s3fs keeps listings for the process's life)
         try:
             return self.fs.ls(path, detail=True)
         except (FileNotFoundError, NotADirectoryError):

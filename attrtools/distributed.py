@@ -406,9 +406,71 @@ def private_run_dir() -> str:
     return folder
 
 
+class _ErrorsOnly:
+    """The standard error of a rank other than 0: what it writes while handling an exception (the
+    CLI's one-line error, a traceback) reaches the real stream; everything else (progress lines,
+    progress bars, warnings: rank 0 prints them once for the job) is dropped."""
+
+    _attrtools_quiet = True
+
+    def __init__(self, real):
+        self._real = real
+        self.failed = False  # set when a command ends with an error (click reports it after unwinding)
+
+    def write(self, text: str) -> int:
+        import sys
+
+        if self.failed or sys.exc_info()[0] is not None:
+            return self._real.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:  # faulthandler and the like write crash reports there directly
+        return self._real.fileno()
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+
+def quiet_rank() -> None:
+    """The one rule for what a rank other than 0 prints: nothing on standard output, and on
+    standard error only its errors (``_ErrorsOnly``: what is written while an exception is handled,
+    everything once a command ended with an error, an uncaught exception's traceback).
+    Rank 0 prints every line once for the job. Idempotent."""
+    import sys
+
+    if not getattr(sys.stdout, "_attrtools_quiet", False):
+        sys.stdout = open(os.devnull, "w")
+        sys.stdout._attrtools_quiet = True
+    if not getattr(sys.stderr, "_attrtools_quiet", False):
+        real = sys.stderr
+        sys.stderr = _ErrorsOnly(real)
+        hook = sys.excepthook
+
+        def report(*exc_info):
+            sys.stderr = real
+            hook(*exc_info)
+
+        sys.excepthook = report
+
+
+def _note_failure() -> None:
+    """Called when a command's context closes: if it closes on an exception, what follows (click's
+    one-line error, reported after the exception unwound) reaches this rank's stderr."""
+    import sys
+
+    if sys.exc_info()[0] is not None and isinstance(sys.stderr, _ErrorsOnly):
+        sys.stderr.failed = True
+
+
 def setup_cli(ctx=None) -> World:
     """For the ``attrtools`` command group under a launcher: join the group, keep the output of
-    ranks other than 0 off the terminal (their errors still reach stderr), and at the end run the
+    ranks other than 0 off the terminal (``quiet_rank``: their errors still reach stderr), and at the end run the
     final barrier, then rank 0's deferred cache eviction, then leave the group."""
     owner = not initialized()  # whoever joined the group leaves it (a driver running commands)
     here = init()
@@ -416,11 +478,11 @@ def setup_cli(ctx=None) -> World:
         return here
     import sys
 
-    if not here.is_main and not getattr(sys.stdout, "_attrtools_quiet", False):
-        sys.stdout = open(os.devnull, "w")
-        sys.stdout._attrtools_quiet = True
+    if not here.is_main:
+        quiet_rank()
     if ctx is not None:
         ctx.call_on_close(finish if owner else _release_evictions)
+        ctx.call_on_close(_note_failure)  # runs first (last registered)
     return here
 
 

@@ -22,14 +22,21 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 def caller_stacklevel(skip: int = 1) -> int:
     """The ``stacklevel`` for a ``warnings.warn`` called in the function ``skip`` frames out from
     this one (1: the direct caller) that names the frame just outside the outermost attrtools
-    frame on the stack; 2 (that function's caller) when no attrtools frame is on it."""
+    frame on the stack; 2 (that function's caller) when no attrtools frame is on it. When that
+    frame is the interpreter's own (``<frozen runpy>``: ``python -m attrtools``, as launchers run
+    ranks), the outermost attrtools frame itself (``attrtools/__main__.py``)."""
     frame = sys._getframe(skip)  # the frame that will call warnings.warn: stacklevel 1
-    level, target = 1, None
+    level, target, caller = 1, None, None
     while frame is not None:
         if frame.f_code.co_filename.startswith(_PACKAGE):
             target = level + 1  # the frame that called this attrtools frame
+            caller = frame.f_back
         frame = frame.f_back
         level += 1
+    if caller is not None and caller.f_code.co_filename.startswith("<frozen "):
+        # ``python -m attrtools`` (torchrun and accelerate launch run ranks so): no user code on
+        # the stack, only the interpreter's runpy; name the entry point the command line ran.
+        return target - 1
     return target or 2
 
 

@@ -5,10 +5,12 @@ refuse a second concurrent writer, and publish whole folders atomically.
 (and before the model loads, so an unwritable folder fails in seconds):
 
 - the folder is created (or must be a folder) and must be writable;
-- a lock file ``.attrtools-run.lock`` is created with ``O_CREAT | O_EXCL`` holding the pid and host:
-  while another live process holds it, the run is refused (``RunDirBusy``); a lock left by a dead
-  process on this host is taken over; the lock goes when the process exits (``atexit``) or on
-  ``RunDir.close()``;
+- the lock file ``.attrtools-run.lock`` is taken by ``attrtools.locks`` (the kernel's lock through
+  ``filelock``, and a lease with a heartbeat in ``.attrtools-run.lock.owner``): while another live
+  process holds it, the run is refused (``RunDirBusy``, naming its pid and host); a lock whose
+  holder died is taken over whichever host it died on (a job requeued on another node resumes),
+  and a live holder is never overridden; it is released when the process exits (``atexit``, or by
+  the kernel when killed) or on ``RunDir.close()``. The lock file itself stays in the folder;
 - ``run_config.json`` from an earlier run is compared with ``config`` (minus volatile settings:
   ``argv``, device, batch size, cache folder, progress, the launcher's world size): equal, the run resumes in place (its
   outputs are rewritten, the attribution cache spares the work); different, it is refused with
@@ -34,15 +36,15 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
-import time
 
+from . import locks
 from .errors import AttrtoolsError
 
 CONFIG_FILE = "run_config.json"
 LOCK_FILE = ".attrtools-run.lock"
+LOCK_FILES = (LOCK_FILE, LOCK_FILE + locks.OWNER_SUFFIX)  # the lock and its owner record: not run outputs
 VOLATILE = frozenset({"argv", "device", "batch_size", "eval_batch_size", "cache_dir", "no_cache", "use_cache", "progress",
                       "output_dir", "overwrite", "created", "command_line",
                       # how many processes ran it: the plan is rebuilt from what the cache lacks and the
@@ -129,24 +131,14 @@ def _normal(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class RunDir:
     """A locked run directory (see the module docstring). ``path``: the folder; ``resumed``:
     whether an earlier run of the same configuration was found there."""
 
-    def __init__(self, path: str, resumed: bool, lock_path: str):
+    def __init__(self, path: str, resumed: bool, lock):
         self.path = path
         self.resumed = resumed
-        self._lock_path = lock_path
+        self._lock = lock
         self._closed = False
         atexit.register(self.close)
 
@@ -161,8 +153,7 @@ class RunDir:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(OSError):
-            os.unlink(self._lock_path)
+        locks.release(self._lock)
 
     def __enter__(self):
         return self
@@ -172,39 +163,22 @@ class RunDir:
         return False
 
 
-def _take_lock(path: str) -> str:
+def _take_lock(path: str):
+    """The run directory's lock (``attrtools.locks``); ``RunDirBusy`` while a live process holds it."""
     lock = os.path.join(path, LOCK_FILE)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                with open(lock, encoding="utf-8") as f:
-                    holder = json.loads(f.read() or "{}")
-            except (OSError, ValueError):
-                holder = {}
-            pid, host = holder.get("pid"), holder.get("host")
-            if isinstance(pid, int) and host == me["host"] and not _pid_alive(pid):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(lock)  # left by a process that died: take it over
-                continue
-            if not holder:  # being written this instant by another process, or unreadable
-                time.sleep(0.05)
-                with contextlib.suppress(OSError, ValueError):
-                    with open(lock, encoding="utf-8") as f:
-                        holder = json.loads(f.read() or "{}")
-            who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
-            raise RunDirBusy(f"{path} is in use by another attrtools run ({who}); wait for it, or choose another "
-                             f"--output-dir (if no run is active, delete {lock})") from None
-        except PermissionError:
-            raise RunDirNotWritable(f"cannot write into {path}: permission denied") from None
-        except OSError as err:
-            raise RunDirNotWritable(f"cannot write into {path}: {err.strerror or err}") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(me))
-        return lock
-    raise RunDirBusy(f"{path}: could not take the run lock")
+    try:
+        return locks.acquire(lock, wait=False)
+    except locks.LockBusy as busy:
+        holder = busy.holder
+        who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
+        if busy.wait:  # known only by its heartbeat (another host): dead if it stops beating
+            who += f"; taken over if it sends no heartbeat for {busy.wait:.0f} s more"
+        raise RunDirBusy(f"{path} is in use by another attrtools run ({who}); wait for it, or choose another "
+                         "--output-dir") from None
+    except PermissionError:
+        raise RunDirNotWritable(f"cannot write into {path}: permission denied") from None
+    except OSError as err:
+        raise RunDirNotWritable(f"cannot write into {path}: {err.strerror or err}") from None
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -212,9 +186,9 @@ def _differences(old: dict, new: dict) -> list[str]:
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
-def _empty(path: str, keep: str) -> None:
+def _empty(path: str, keep: tuple) -> None:
     for entry in os.scandir(path):
-        if entry.name == keep:
+        if entry.name in keep:
             continue
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path)
@@ -225,7 +199,7 @@ def _empty(path: str, keep: str) -> None:
 def _holds_nothing_computed(path: str) -> bool:
     """Whether the folder holds only a run's ``run_config.json`` (and the lock): a run that stopped
     before writing any output, e.g. one that refused an option after its model loaded."""
-    return all(e.name in (CONFIG_FILE, LOCK_FILE) for e in os.scandir(path))
+    return all(e.name in (CONFIG_FILE, *LOCK_FILES) for e in os.scandir(path))
 
 
 def prepare(path: str, command: str, config: dict, overwrite: bool = False) -> RunDir:
@@ -257,14 +231,14 @@ def prepare(path: str, command: str, config: dict, overwrite: bool = False) -> R
             if not differ:
                 resumed = True
             elif overwrite or _holds_nothing_computed(path):
-                _empty(path, keep=LOCK_FILE)
+                _empty(path, keep=LOCK_FILES)
             else:
                 shown = ", ".join(differ[:6]) + (" ..." if len(differ) > 6 else "")
                 raise RunDirMismatch(
                     f"{path} holds another run ({stored.get('command', '?')}; differs in: {shown}); "
                     "use --overwrite to replace it, or choose another --output-dir")
         else:
-            others = [e.name for e in os.scandir(path) if e.name != LOCK_FILE]
+            others = [e.name for e in os.scandir(path) if e.name not in LOCK_FILES]
             if others:
                 raise RunDirMismatch(
                     f"{path} is not empty and holds no {CONFIG_FILE} (not an attrtools run directory): choose a new "
@@ -273,8 +247,7 @@ def prepare(path: str, command: str, config: dict, overwrite: bool = False) -> R
 
         write_json(config_path, {**record, "argv": sys.argv[1:]})
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(lock)
+        locks.release(lock)
         raise
     return RunDir(path, resumed, lock)
 

@@ -18,6 +18,8 @@ import torch
 import attrtools
 from attrtools.testing import ARCHITECTURES, build_tiny_model
 
+from s3_server import s3_server, s3_url  # noqa: E402,F401 - a real S3 server (SeaweedFS), once per session
+
 # The planted model is committed (scripts/make_planted_model.py made it): retraining it on each
 # machine gives another model wherever the float arithmetic differs, and the planted-model tests
 # check where the rule lives, which must not depend on the machine CI runs on.

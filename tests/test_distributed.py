@@ -342,11 +342,18 @@ def _csv_without(path, columns):
     return [{k: v for k, v in row.items() if k not in columns} for row in rows]
 
 
+def _said(stderr: str) -> list:
+    """attrtools' lines on stderr, sorted (the launcher's own log lines left out)."""
+    return sorted(line for line in stderr.splitlines()
+                  if line.strip() and not re.match(r"^(\[?[WIE]\d{4} |\[W\d|\[I\d|\*{5})", line)
+                  and "torch.distributed" not in line)
+
+
 def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
     data = _dataset(tmp_path / "data.jsonl", 24, seed=31)
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
-    stdout = {}
+    stdout, stderr = {}, {}
     for mode in ("one", "two"):
         spec = tmp_path / f"{mode}.json"
         spec.write_text(json.dumps(_commands(planted_dir, data, str(tmp_path / mode))))
@@ -355,7 +362,10 @@ def test_dataset_commands_two_ranks_equal_one_process(planted_dir, tmp_path):
         proc = _run_group([*launcher, str(script), str(spec)], _env(ATTRTOOLS_CACHE=str(tmp_path / f"cache-{mode}")),
                           1200)
         assert proc.returncode == 0, proc.stderr[-4000:]
-        stdout[mode] = proc.stdout
+        stdout[mode], stderr[mode] = proc.stdout, proc.stderr
+    # One rule for what ranks print (distributed.quiet_rank): every progress line and warning of the
+    # four commands once, as in one process.
+    assert _said(stderr["two"]) == _said(stderr["one"]) and _said(stderr["one"]), (stderr["one"], stderr["two"])
     # evaluate's perturbed forwards were split: each rank ran a part, together the single process's
     forwards = {mode: int(re.search(r"^perturbed forwards +(\d+)$", out, re.M).group(1)) for mode, out in stdout.items()}
     assert forwards["one"] == forwards["two"] > 0
@@ -593,3 +603,97 @@ def test_demo_steps_two_ranks_equal_one_process(planted_dir, tmp_path):
     assert numbers(json.loads(json.dumps(single, default=str))) == numbers(double)
     assert double["engine"]["computed"] == single["engine"]["computed"] > 0  # the job's total, not a rank's
     assert sorted(os.listdir(two)) == sorted(os.listdir(one))  # rank 1 wrote nothing here
+
+
+# ------------------------------------------------------------------------------ an s3:// cache, both launchers
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_s3_cache_torchrun_and_accelerate_equal_one_process(planted_dir, tmp_path, s3_url):
+    """2 ranks sharing an ``s3://`` cache on a real S3 server, launched by torchrun and then by
+    ``accelerate launch``: each entry computed once, outputs equal the single process's, and each
+    launcher's summary printed once (rank 0)."""
+    pytest.importorskip("accelerate")
+    data = _dataset(tmp_path / "data.jsonl", 12, seed=23)
+    common = ["attribute", "--model", planted_dir, "--dataset", data, "--param", "steps=3", "--batch-size", "2"]
+    single = CliRunner().invoke(cli, [*common, "--cache-dir", str(tmp_path / "local"), "--output-dir",
+                                      str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    runs = {
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+        # on a CPU-only machine --multi_gpu means "several processes through torchrun" (README, Scale out)
+        "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                       "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                       "--main_process_port", str(_free_port())],
+    }
+    for name, launcher in runs.items():
+        store = f"{s3_url}-{name}"
+        proc = _run_group([*launcher, "-m", "attrtools", *common, "--cache-dir", store, "--output-dir",
+                           str(tmp_path / name)], _env(CUDA_VISIBLE_DEVICES=""), 600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        # the IG completeness warning (3 steps) once, from rank 0, naming the entry point
+        warned = re.findall(r"^(\S+):\d+: CompletenessWarning", proc.stderr, re.M)
+        assert warned == [os.path.join(ROOT, "attrtools", "__main__.py")], proc.stderr[-3000:]
+        lines = re.findall(r"^(computed|from cache|examples|ranks|cache)\s+(\S+)$", proc.stdout, re.M)
+        assert dict(lines) == {"examples": "12", "computed": "12", "from cache": "0", "ranks": "2", "cache": store} \
+            and len(lines) == 5, proc.stdout  # every entry computed once, the summary printed once
+        entries = AttributionCache(store, memory_bytes=0)
+        assert entries.info()["entries"] == 12 * 2 and entries.verify()["bad"] == []  # 12 examples x 2 layers
+        _assert_same_attributions(tmp_path / "one" / "attributions", tmp_path / name / "attributions")
+    _assert_same_attributions(tmp_path / "torchrun" / "attributions", tmp_path / "accelerate" / "attributions",
+                              atol=0)
+
+
+def test_quiet_rank_keeps_errors_only(monkeypatch):
+    """What a rank other than 0 prints (distributed.quiet_rank): no output, no progress or warnings,
+    but its errors: the CLI's one line (written while the exception is handled) and tracebacks."""
+    import io
+    import warnings
+
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "excepthook", lambda kind, value, tb: sys.stderr.write(f"Traceback: {value}\n"))
+    distributed.quiet_rank()
+    quiet_stdout = sys.stdout
+    try:
+        print("examples  30")
+        sys.stderr.write("[attattr] head importance on 10 examples\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = warnings._showwarning_orig  # write to sys.stderr (pytest records otherwise)
+            warnings.warn("IG completeness")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            sys.stderr.write("Error: boom\n")
+        sys.excepthook(RuntimeError, RuntimeError("crash"), None)
+        assert out.getvalue() == "" and err.getvalue() == "Error: boom\nTraceback: crash\n"
+    finally:
+        quiet_stdout.close()
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_every_command_goes_through_the_rank_rule(rank, monkeypatch):
+    """The rule sits in the command group, so it holds for every command: under a launcher, rank 1
+    prints neither a command's output (here its help) nor anything but its errors; rank 0 prints."""
+    import click
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setattr(distributed, "init", lambda: distributed.World(rank, 2, rank))  # no process group
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # quiet_rank wraps it: restored after the test
+    names = cli.list_commands(click.Context(cli))
+    assert {"attribute", "prune", "tree", "triggers", "evaluate", "audit", "demo", "cache"} <= set(names)
+    for name in names:
+        helped = CliRunner().invoke(cli, [name, "--help"])
+        assert helped.exit_code == 0 and (("Usage:" in helped.output) == (rank == 0)), (name, helped.output)
+        refused = CliRunner().invoke(cli, [name, "--no-such-option"])
+        assert refused.exit_code == 2 and "No such option '--no-such-option'" in refused.output, (name, refused.output)

@@ -72,6 +72,8 @@ def info(cache_dir, as_json):
     click.echo(f"directory  {summary['directory']}")
     click.echo(f"entries    {summary['entries']}")
     click.echo(f"size       {_size(summary['bytes'])}")
+    if summary.get("eviction_order"):
+        click.echo(f"eviction   least recently {'used' if summary['eviction_order'] == 'last use' else 'created'} first")
     if summary["unreadable"]:
         click.echo(f"unreadable {summary['unreadable']} (run `attrtools cache verify --fix`)")
     for method, slot in sorted(summary["by_method"].items()):
