@@ -172,6 +172,7 @@ def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: in
     """
     from .capture import capture
     from .engine import Engine
+    from .heads import probabilities
     from .models import num_layers_heads
     from .types import Example
 
@@ -195,7 +196,7 @@ def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: in
             scaled = (step.unsqueeze(0) * ks.view(-1, 1, 1, 1)).requires_grad_(True)
             batch_inputs = {k: v.expand(len(ks), -1) for k, v in inputs.items()}
             with capture(model, override={layer: scaled}, record="all"):
-                prob = torch.softmax(model(**batch_inputs).logits, -1)[:, label]
+                prob = probabilities(model(**batch_inputs).logits, model)[:, label]
             (grad,) = torch.autograd.grad(torch.unbind(prob), scaled)
             grad_sum += grad.sum(0)
         out.append((grad_sum * step)[:, :n, :n])

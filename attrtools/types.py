@@ -75,6 +75,8 @@ class Attribution:
     original_length: int | None = None  # tokens before truncation, None if the input was not truncated
     label_names: list[str] = field(default_factory=list)  # class names in id order ([] when generic)
     pool_position: int = 0  # the token the classifier reads: 0 = first ([CLS]/<s>), -1 = last (decoders)
+    # problem_type="multi_label_classification": ``probs`` are a sigmoid per label (attrtools.heads)
+    multi_label: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -116,6 +118,14 @@ class Attribution:
         if self.kind == "layer_matrix":
             return self.scores[-1, self._pool_row()]
         return self.scores.sum((0, 1)).sum(0)
+
+    @property
+    def predicted_labels(self) -> list[int]:
+        """The predicted labels: those whose probability is above 0.5 for a multi-label head (a
+        sigmoid per label), ``[predicted]`` otherwise (``attrtools.heads``)."""
+        if self.multi_label:
+            return [k for k, p in enumerate(self.probs) if p > 0.5]
+        return [self.predicted]
 
     def pool_row(self) -> int:
         """Index of the token the classifier reads (``pool_position`` resolved against ``n``)."""

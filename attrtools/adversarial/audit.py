@@ -312,6 +312,10 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     prepare_resources(recipes, resources)
     parts = parts or _Parts(resources)
     num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
+    from ..heads import require_single_label
+
+    # TextAttack's UntargetedClassification flips the argmax of one probability distribution.
+    require_single_label(model, "the robustness audit (TextAttack's untargeted classification goal)")
     examples = keep_content(examples, tokenizer)
     if any(e.label is None for e in examples):
         raise InputDataError("the audit needs gold labels for every example")

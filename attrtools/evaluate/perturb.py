@@ -173,6 +173,7 @@ class Predictor:
         import torch
 
         from ..engine import collate
+        from ..heads import probabilities
         from ..models import model_device
 
         device = model_device(model)
@@ -180,7 +181,7 @@ class Predictor:
         def forward(seqs):
             inputs = collate(seqs, tokenizer.pad_token_id, device, use_token_types)
             with torch.inference_mode():
-                return torch.softmax(model(**inputs).logits.float(), -1).cpu()
+                return probabilities(model(**inputs).logits, model, "a perturbation curve").cpu()
 
         return cls(forward, **kwargs)
 
