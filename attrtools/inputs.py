@@ -108,8 +108,6 @@ def normalize(inputs, tokenizer=None, *, text_column: str | None = None, pair_co
                         label_names=label_names, model_config=model_config)
     if passthrough and isinstance(inputs, passthrough):
         return [inputs], True
-    if _is_single(inputs):
-        return [coerce(inputs)], True
     if _is_dataset_dict(inputs):
         splits = list(inputs.keys())
         if split is None and len(splits) != 1:
@@ -125,6 +123,8 @@ def normalize(inputs, tokenizer=None, *, text_column: str | None = None, pair_co
         return _table(datasets.Dataset.from_pandas(inputs, preserve_index=False), "the DataFrame", table_kwargs), False
     if _is_dataset(inputs):
         return _table(inputs, "the dataset", table_kwargs), False
+    if _is_single(inputs) or (isinstance(inputs, Mapping) and "input_ids" not in inputs):
+        return [coerce(inputs, table_kwargs)], True
     if _is_series(inputs):
         return [coerce(v) for v in inputs.tolist()], False
     if isinstance(inputs, Mapping) and "input_ids" in inputs:  # BatchEncoding or a dict of token ids
