@@ -25,7 +25,7 @@ def load_model(name_or_path, device=None, *, tokenizer=None, dtype=None, revisio
     ``UnsupportedModelError`` (a family attrtools cannot explain), ``ModelFolderError``."""
     import os
 
-    from .models import prepare_loaded, unwrap_pipeline
+    from .models import prepare_loaded, resolve_dtype, unwrap_pipeline
     from .pruned import PRUNED_HEADS_FILE, load_pruned
 
     piped = unwrap_pipeline(name_or_path)
@@ -39,7 +39,7 @@ def load_model(name_or_path, device=None, *, tokenizer=None, dtype=None, revisio
     hub = {k: v for k, v in (("revision", revision), ("token", token), ("cache_dir", cache_dir)) if v is not None}
     kwargs.update(hub)
     if dtype is not None:
-        kwargs["dtype"] = dtype
+        kwargs["dtype"] = resolve_dtype(dtype)
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, PRUNED_HEADS_FILE)):
         if kwargs.get("num_labels") is not None:
             raise ValueError(f"{name_or_path} holds a pruned model: its number of labels is fixed")

@@ -286,3 +286,33 @@ def test_default_pad_pools_the_last_token_and_left_padding_agrees(family, tmp_pa
     tok.padding_side = "right"
     assert _observed_positions(model, enc) == [enc["input_ids"].shape[1] - 1] * len(TEXTS)
     _same(attrtools.attribute(model, tok, enc, method="rollout"), reference)
+
+
+# ------------------------------------------------------------------------------------ CLI
+def test_cli_revision_and_dtype_reach_the_loader_and_run_config(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    import attrtools.api
+    from attrtools.cli import main
+
+    folder = build_tiny_model("bert", str(tmp_path / "m"))
+    seen = {}
+    real = attrtools.api.load_model
+
+    def record(name, device=None, **kwargs):
+        seen[name] = dict(kwargs)
+        kwargs.pop("revision", None)  # a local folder has no branches: the call itself is what is tested
+        return real(name, device=device, **kwargs)
+    monkeypatch.setattr(attrtools.api, "load_model", record)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["attribute", "--model", folder, "--revision", "v1.2", "--dtype", "bf16",
+                                       "--text", "the movie was good", "--method", "grad_input",
+                                       "--output-dir", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert seen[folder] == {"revision": "v1.2", "dtype": "bf16"}
+    config = json.loads((out / "run_config.json").read_text())
+    assert config["model_revision"] == "v1.2" and config["model_dtype"] == "bf16"
+    bad = CliRunner().invoke(main, ["attribute", "--model", folder, "--dtype", "fp8", "--text", "x"])
+    assert bad.exit_code == 2 and "fp8" in bad.output
