@@ -220,6 +220,14 @@ def test_single_class_tools_refuse_multi_label(multi_label, tmp_path):
     model, tok = multi_label
     with pytest.raises(heads.NoProbabilityError, match="head pruning .* assumes one class per example"):
         run_pruning(model, tok, [Example(t, label=0) for t in TEXTS], str(tmp_path / "run"))
+    from attrtools.adversarial.triggers import predict
+
+    with pytest.raises(heads.NoProbabilityError, match="trigger extraction .* multi-label"):
+        predict(model, tok, [Example(t, label=0) for t in TEXTS])
+    from attrtools.adversarial.audit import run_audit
+
+    with pytest.raises(heads.NoProbabilityError, match="robustness audit .* assumes one class per example"):
+        run_audit(model, tok, [Example(t, label=0) for t in TEXTS], str(tmp_path / "audit"))
 
 
 def test_perturbation_probabilities_follow_the_head(multi_label):

@@ -298,6 +298,11 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     import sys
     import time
 
+    from ..heads import require_single_label
+
+    # TextAttack's UntargetedClassification flips the argmax of one softmax distribution: a multi-label
+    # head (a sigmoid per label) has no such single class to flip, so the audit refuses it first.
+    require_single_label(model, "the robustness audit (TextAttack's untargeted classification goal)")
     load_textattack()  # MissingDependencyError before any work without the attack extra
     from .wrapper import AttrtoolsModelWrapper
 
@@ -312,10 +317,6 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     prepare_resources(recipes, resources)
     parts = parts or _Parts(resources)
     num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
-    from ..heads import require_single_label
-
-    # TextAttack's UntargetedClassification flips the argmax of one probability distribution.
-    require_single_label(model, "the robustness audit (TextAttack's untargeted classification goal)")
     examples = keep_content(examples, tokenizer)
     if any(e.label is None for e in examples):
         raise InputDataError("the audit needs gold labels for every example")
