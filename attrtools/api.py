@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import capture
 from .errors import UsageError
-from .engine import Engine
+from .engine import Encoded, Engine
 from .models import load_pretrained
 
 
@@ -111,6 +111,7 @@ def attribute(model, tokenizer=None, inputs=None, method: str = "attattr", targe
     from .inputs import normalize
 
     items, _ = normalize(inputs, tokenizer, text_column=text_column, pair_column=pair_column,
-                         label_column=label_column, split=split, label_names=label_names, model_config=model.config)
+                         label_column=label_column, split=split, label_names=label_names, model_config=model.config,
+                         passthrough=(Encoded,))  # an engine's encodings: no second tokenization
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
     return Attributions(engine.attribute(list(items), method=method, target=target, **params))
