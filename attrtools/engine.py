@@ -38,7 +38,7 @@ from .guard import check_unknown_share
 from .inputs import Tokenized, tokenized_fields
 from .inputs import normalize as normalize_inputs
 from .methods.base import Batch
-from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_index, pruned_heads,
+from .models import (adapter_for, batch_pad_id, fingerprint, max_input_length, model_device, pool_index, pruned_heads,
                      tokenizer_fingerprint)
 from .notices import warn
 from .types import FORMAT_VERSION, Attribution, Example
@@ -418,7 +418,8 @@ class Engine:
 
     def collate(self, encoded: Sequence) -> dict:
         """Right-padded model inputs on the model's device (see the module function ``collate``)."""
-        return collate(encoded, self.tokenizer.pad_token_id, model_device(self.model), self.uses_token_types)
+        return collate(encoded, batch_pad_id(self.model, self.tokenizer), model_device(self.model),
+                       self.uses_token_types)
 
     # ------------------------------------------------------------------------------ batching
     def plan(self, items: Sequence, batch_size: int | None = None, *, max_tokens: int | None = None,

@@ -501,9 +501,10 @@ class PoolingError(UnsupportedModelError):
 
 def check_pooling(model: nn.Module, tokenizer=None) -> None:
     """Decoder classifiers read the last non-pad token, found through ``config.pad_token_id``; without
-    one (and a batch of more than one) the model cannot find it. Refuse that clearly, and refuse a
-    tokenizer that pads with another id than the model looks for, or has no pad token (the model
-    would read a pad). ``Engine`` calls it, so every tool refuses such a model before computing.
+    one (and a batch of more than one) the model cannot find it. Refuse that clearly (and a model pad
+    id outside the embedding table). A tokenizer that pads with another id, or has no pad token, is
+    accepted: batches are padded with the model's id (``batch_pad_id``), so the model reads the token
+    it reads alone. ``Engine`` calls it, so every tool refuses such a model before computing.
     Any model: a tokenizer whose pad id is outside the embedding table (transformers may add a pad
     token to a decoder's tokenizer without a row for it) is refused too, since every padded batch
     would index past the table.
@@ -519,20 +520,31 @@ def check_pooling(model: nn.Module, tokenizer=None) -> None:
     adapter = adapter_for(model)
     if adapter.pooling != "last_non_pad":
         return
-    pad = model.config.pad_token_id
+    pad = _model_pad_id(model)
     if pad is None:
         raise PoolingError(
             f"model_type {adapter.model_type!r} classifies the last non-pad token and finds it through "
             "config.pad_token_id, which is not set (nor does the tokenizer have a pad token): set "
             "tokenizer.pad_token (e.g. to its eos token) and model.config.pad_token_id to its id")
-    if tokenizer is not None and tokenizer.pad_token_id is None:
-        raise PoolingError(
-            f"the tokenizer has no pad token, but model_type {adapter.model_type!r} finds its last token through "
-            f"pad id {pad} (config.pad_token_id): set tokenizer.pad_token to the token of id {pad}")
-    if tokenizer is not None and tokenizer.pad_token_id != pad:
-        raise PoolingError(
-            f"the tokenizer pads with id {tokenizer.pad_token_id} but model_type {adapter.model_type!r} "
-            f"looks for pad id {pad} (config.pad_token_id) to find its last token: make them equal")
+    if rows is not None and not 0 <= pad < rows:
+        raise PoolingError(f"config.pad_token_id {pad} is outside the model's embedding table of {rows} tokens: "
+                           "set it to the id of a token of the vocabulary (e.g. the eos token)")
+    # A tokenizer padding with another id (or none) is fine: batches of a last-non-pad classifier are
+    # padded with the model's own pad id (batch_pad_id), so the model reads the token it would read alone.
+
+
+def _model_pad_id(model):
+    config = model.config
+    return (config.get_text_config() if hasattr(config, "get_text_config") else config).pad_token_id
+
+
+def batch_pad_id(model: nn.Module, tokenizer) -> int | None:
+    """The id a batch is padded with: for a decoder classifier (last-non-pad pooling) the model's own
+    ``config.pad_token_id``, whatever the tokenizer pads with (a pad the model does not recognise
+    would be read as the last token); for other models the tokenizer's pad id."""
+    if adapter_for(model).pooling == "last_non_pad" and _model_pad_id(model) is not None:
+        return _model_pad_id(model)
+    return getattr(tokenizer, "pad_token_id", None)
 
 
 def pool_positions(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
@@ -553,8 +565,7 @@ def pool_positions(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
                            "there is no single pooled token")
     if adapter.pooling == "first":
         return torch.zeros(batch, dtype=torch.long, device=input_ids.device)
-    config = model.config
-    pad = (config.get_text_config() if hasattr(config, "get_text_config") else config).pad_token_id
+    pad = _model_pad_id(model)
     if pad is None:
         if batch != 1:
             check_pooling(model)

@@ -173,14 +173,14 @@ def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: in
     from .capture import capture
     from .engine import Engine
     from .heads import probabilities
-    from .models import num_layers_heads
+    from .models import batch_pad_id, num_layers_heads
     from .types import Example
 
     engine = Engine(model, tokenizer)
     enc = engine.encode(Example(*example) if isinstance(example, tuple) else Example.coerce(example))
     n = enc.length
     inputs = engine.collate([enc])
-    pad = tokenizer.pad_token_id
+    pad = batch_pad_id(model, tokenizer)
     inputs = {k: torch.nn.functional.pad(v, (0, max(0, pad_to - n)), value=pad if k == "input_ids" else 0)
               for k, v in inputs.items()}
     out = []
