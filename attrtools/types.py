@@ -122,7 +122,10 @@ class Attribution:
     @property
     def predicted_labels(self) -> list[int]:
         """The predicted labels: those whose probability is above 0.5 for a multi-label head (a
-        sigmoid per label), ``[predicted]`` otherwise (``attrtools.heads``)."""
+        sigmoid per label), ``[predicted]`` for a single-label head, ``[]`` for a regression head (no
+        probabilities stored) (``attrtools.heads``)."""
+        if not self.probs:
+            return []
         if self.multi_label:
             return [k for k, p in enumerate(self.probs) if p > 0.5]
         return [self.predicted]

@@ -324,3 +324,28 @@ def test_cli_revision_and_dtype_reach_the_loader_and_run_config(tmp_path, monkey
     assert config["model_revision"] == "v1.2" and config["model_dtype"] == "bf16"
     bad = CliRunner().invoke(main, ["attribute", "--model", folder, "--dtype", "fp8", "--text", "x"])
     assert bad.exit_code == 2 and "fp8" in bad.output
+
+
+def test_multi_label_results_read_back_from_the_cache(multi_label, tmp_path):
+    model, tok = multi_label
+    first = attrtools.attribute(model, tok, TEXTS, method="grad_input", cache=str(tmp_path / "c"))
+    engine_again = attrtools.Engine(model, tok, cache=str(tmp_path / "c"))
+    again = engine_again.attribute(TEXTS, method="grad_input")
+    assert engine_again.stats["hits"] == len(TEXTS) and engine_again.stats["computed"] == 0
+    for a, b in zip(first, again):
+        assert a.probs == b.probs and b.multi_label and abs(sum(b.probs) - 1.0) > 1e-3  # not a softmax
+
+
+def test_regression_head_stores_no_probability(tmp_path):
+    model, tok = attrtools.load_model(build_tiny_model("bert", str(tmp_path / "r"), num_labels=1))
+    assert heads.head_kind(model) == "regression"
+    (a,) = attrtools.attribute(model, tok, TEXTS[:1], method="grad_input")
+    assert a.probs == [] and a.predicted_labels == [] and not a.multi_label
+
+
+def test_stream_takes_a_dataframe(bert, tmp_path):
+    pd = pytest.importorskip("pandas")
+    model, tok = bert
+    engine = attrtools.Engine(model, tok, cache=str(tmp_path / "c"))
+    got = list(engine.stream(pd.DataFrame({"text": TEXTS}), method="grad_input"))
+    _same(got, attrtools.attribute(model, tok, TEXTS, method="grad_input"))
