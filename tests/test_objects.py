@@ -282,6 +282,17 @@ def test_pad_equals_eos_pools_the_models_own_token(family, tmp_path):
         torch.testing.assert_close(a.token_scores(), a.scores[-1, row])
     grads = attrtools.attribute(model, tok, TEXTS, method="gradsam", rows="cls")
     assert [a.pool_row() for a in grads] == observed
+    # pairs: [CLS] a [SEP] b [SEP] -> the last token of b; the user's own (left-padded) ids alike
+    pairs = [(TEXTS[0], TEXTS[2]), (TEXTS[2], TEXTS[1])]
+    encoded = [engine.encode(p) for p in pairs]
+    observed = _observed_positions(model, engine.collate(encoded))
+    for e, row in zip(encoded, observed):  # the rightmost token that is not [SEP] (== pad); [SEP] after it
+        assert e.tokens[row] != "[SEP]" and set(e.tokens[row + 1:]) == {"[SEP]"}
+    assert [a.pool_row() for a in attrtools.attribute(model, tok, pairs, method="rollout")] == observed
+    tok.padding_side = "left"
+    enc = tok([p[0] for p in pairs], [p[1] for p in pairs], padding=True, return_tensors="pt")
+    tok.padding_side = "right"
+    assert [a.pool_row() for a in attrtools.attribute(model, tok, enc, method="rollout")] == observed
 
 
 @pytest.mark.parametrize("family", DECODERS[:2])
