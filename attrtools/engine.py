@@ -357,7 +357,7 @@ class Engine:
     def inputs(self, examples):
         """What comes in, by the one rule of ``attrtools.inputs.normalize`` (DataFrames, datasets,
         lists of dicts, token ids, ...); ``Encoded`` items pass as they are."""
-        items, single = normalize_inputs(examples, self.tokenizer, model_config=self.model.config,
+        items, _ = normalize_inputs(examples, self.tokenizer, model_config=self.model.config,
                                          passthrough=(Encoded,))
         return items
 

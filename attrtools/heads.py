@@ -83,8 +83,10 @@ def stored_probabilities(logits, model_or_config) -> list:
 
 def predicted_labels(probs, model_or_config) -> list[int]:
     """The labels predicted from one row of probabilities: those above ``THRESHOLD`` (multi-label),
-    the argmax (single-label), ``[]`` for a regression head."""
-    kind = head_kind(model_or_config)
+    the argmax (single-label), ``[]`` for a regression head. ``model_or_config`` may also be a head
+    kind (``"single_label"``, ``"multi_label"``, ``"regression"``)."""
+    kind = model_or_config if model_or_config in (SINGLE_LABEL, MULTI_LABEL, REGRESSION) else \
+        head_kind(model_or_config)
     values = [float(p) for p in probs]
     if kind == MULTI_LABEL:
         return [k for k, p in enumerate(values) if p > THRESHOLD]

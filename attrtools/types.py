@@ -74,7 +74,9 @@ class Attribution:
     completeness: dict | None = None
     original_length: int | None = None  # tokens before truncation, None if the input was not truncated
     label_names: list[str] = field(default_factory=list)  # class names in id order ([] when generic)
-    pool_position: int = 0  # the token the classifier reads: 0 = first ([CLS]/<s>), -1 = last (decoders)
+    # the token the classifier reads: 0 = first ([CLS]/<s>); for decoders its index by the model's own
+    # last-non-pad rule (models.pool_positions); -1 (the last token) in files written before that
+    pool_position: int = 0
     # problem_type="multi_label_classification": ``probs`` are a sigmoid per label (attrtools.heads)
     multi_label: bool = False
 
@@ -124,11 +126,11 @@ class Attribution:
         """The predicted labels: those whose probability is above 0.5 for a multi-label head (a
         sigmoid per label), ``[predicted]`` for a single-label head, ``[]`` for a regression head (no
         probabilities stored) (``attrtools.heads``)."""
-        if not self.probs:
-            return []
+        from .heads import MULTI_LABEL, predicted_labels
+
         if self.multi_label:
-            return [k for k, p in enumerate(self.probs) if p > 0.5]
-        return [self.predicted]
+            return predicted_labels(self.probs, MULTI_LABEL)
+        return [self.predicted] if self.probs else []
 
     def pool_row(self) -> int:
         """Index of the token the classifier reads (``pool_position`` resolved against ``n``)."""
