@@ -600,7 +600,10 @@ def _peek(kind: str, model_name):
     if (kind, model_name) not in seen:
         from .models import load_config, load_tokenizer
 
-        seen[(kind, model_name)] = (load_config if kind == "config" else load_tokenizer)(model_name)
+        # --revision belongs to --model: the peek reads the same revision the load will
+        revision = model_load_options(ctx).get("revision") if ctx is not None and \
+            model_name == ctx.params.get("model_name") else None
+        seen[(kind, model_name)] = (load_config if kind == "config" else load_tokenizer)(model_name, revision)
     return seen[(kind, model_name)]
 
 

@@ -911,25 +911,28 @@ def quiet_loaders() -> None:
     datasets.utils.logging.disable_progress_bar()
 
 
-def load_config(name_or_path: str):
-    """The model's config (hub id or local folder) without its weights, never running remote code,
-    or None when it cannot be read here (the model load that follows reports why). The CLI reads
-    it before the data, so that string labels map through the model's own ``label2id``."""
-    return _read_without_weights("AutoConfig", name_or_path)
+def load_config(name_or_path: str, revision: str | None = None):
+    """The model's config (hub id or local folder; ``revision``: its branch, tag or commit) without
+    its weights, never running remote code, or None when it cannot be read here (the model load that
+    follows reports why). The CLI reads it before the data, so that string labels map through the
+    model's own ``label2id``."""
+    return _read_without_weights("AutoConfig", name_or_path, revision)
 
 
-def load_tokenizer(name_or_path: str):
-    """The model's tokenizer alone (hub id or local folder), never running remote code, or None when
-    it cannot be read here. The CLI checks options that depend on it before the weights load."""
-    return _read_without_weights("AutoTokenizer", name_or_path)
+def load_tokenizer(name_or_path: str, revision: str | None = None):
+    """The model's tokenizer alone (hub id or local folder, at ``revision``), never running remote
+    code, or None when it cannot be read here. The CLI checks options that depend on it before the
+    weights load."""
+    return _read_without_weights("AutoTokenizer", name_or_path, revision)
 
 
-def _read_without_weights(kind: str, name_or_path: str):
+def _read_without_weights(kind: str, name_or_path: str, revision: str | None = None):
     import transformers
 
     if not name_or_path:
         return None
+    hub = {"revision": revision} if revision is not None else {}
     try:
-        return getattr(transformers, kind).from_pretrained(name_or_path, trust_remote_code=False)
+        return getattr(transformers, kind).from_pretrained(name_or_path, trust_remote_code=False, **hub)
     except Exception:  # noqa: BLE001 - a peek only; the model load gives the real error
         return None
