@@ -18,6 +18,8 @@ def load_model(name_or_path, device=None, *, tokenizer=None, dtype=None, revisio
       (it holds ``pruned_heads.json``) is loaded with its pruning re-applied;
     - an already loaded transformers sequence classifier with ``tokenizer=`` its tokenizer;
     - a transformers ``pipeline`` object (its ``model`` and ``tokenizer``).
+    A loaded model or pipeline is set to eval mode and moved / cast in place (``device``, ``dtype``);
+    hub arguments are refused for it (there are no files to choose).
 
     ``dtype``: None (the checkpoint's), a ``torch.dtype`` or 'fp32' / 'fp16' / 'bf16' (also
     'float32', 'float16', 'bfloat16', 'auto'); ``device``: 'cpu', 'cuda', 'cuda:1', ...
@@ -30,6 +32,11 @@ def load_model(name_or_path, device=None, *, tokenizer=None, dtype=None, revisio
 
     piped = unwrap_pipeline(name_or_path)
     if piped is not None or not isinstance(name_or_path, (str, os.PathLike)):
+        given = sorted(k for k, v in dict(kwargs, revision=revision, token=token, cache_dir=cache_dir).items()
+                       if v is not None)
+        if given:  # they choose files to load: a loaded model has none
+            raise UsageError(f"{', '.join(given)} apply to loading a model by name or folder, not to a loaded "
+                             "model or pipeline")
         model, tok = piped if piped is not None else (name_or_path, tokenizer)
         model, tok = prepare_loaded(model, tokenizer if tokenizer is not None else tok, device=device, dtype=dtype)
         if not capture.is_installed(model):

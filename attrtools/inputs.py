@@ -48,8 +48,14 @@ class Tokenized(Example):
     token_type_ids: tuple | None = None
 
 
+class InputTypeError(InputDataError, TypeError):
+    """An object of a type attrtools does not take as input (a ``TypeError`` too, as before)."""
+
+
 def refuse(obj) -> InputDataError:
-    return InputDataError(f"cannot use {type(obj).__module__}.{type(obj).__qualname__} as input: give {ACCEPTED}")
+    module = type(obj).__module__
+    name = type(obj).__qualname__ if module == "builtins" else f"{module}.{type(obj).__qualname__}"
+    return InputTypeError(f"cannot use {name} as input: give {ACCEPTED}")
 
 
 def _is_single(obj) -> bool:

@@ -31,18 +31,14 @@ class Example:
 
     @classmethod
     def coerce(cls, obj: Any) -> "Example":
+        """One input as an ``Example``, by the one rule of ``attrtools.inputs.coerce`` (a string, a
+        ``(text, text_pair)`` tuple, a dict with ``text`` or guessed columns); ``InputTypeError`` (an
+        ``InputDataError`` and a ``TypeError``) for anything else."""
         if isinstance(obj, Example):
             return obj
-        if isinstance(obj, str):
-            return cls(obj)
-        if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 2 and all(isinstance(o, str) for o in obj):
-            return cls(*obj)
-        if isinstance(obj, dict) and "text" in obj:
-            return cls(obj["text"], obj.get("text_pair"), obj.get("label"), obj.get("id"))
-        raise TypeError(
-            f"cannot use {type(obj).__name__} as an input: give a string, a (text, text_pair) tuple, "
-            "a dict with 'text', or an attrtools.Example"
-        )
+        from .inputs import coerce
+
+        return coerce(obj)
 
 
 @dataclass(repr=False)  # the dataclass repr would print every score: see __repr__

@@ -120,6 +120,8 @@ def test_loaded_model_and_pipeline(bert, tmp_path):
         attrtools.load_model(raw)
     with pytest.raises(UsageError, match="cannot use int as a model"):
         attrtools.load_model(3, tokenizer=raw_tok)
+    with pytest.raises(UsageError, match="revision apply to loading a model by name"):
+        attrtools.load_model(pipe, revision="v1")
 
 
 def test_hub_arguments_reach_model_and_tokenizer(tmp_path, monkeypatch):
