@@ -177,7 +177,24 @@ def coerce(obj, table_kwargs: dict | None = None) -> Example:
 def _table(table, name: str, table_kwargs: dict) -> list:
     from .data import examples_from_table
 
-    return list(examples_from_table(table, name, keep=False, **table_kwargs))
+    return [_integer_label(e, name) for e in examples_from_table(table, name, keep=False, **table_kwargs)]
+
+
+def _integer_label(example: Example, name: str) -> Example:
+    """pandas turns an integer column with a missing value into floats (``1.0``, ``nan``): a whole
+    float is its integer class, NaN (or a negative value) is unknown; any other number is refused."""
+    label = example.label
+    if label is None or (isinstance(label, int) and not isinstance(label, bool)):
+        return example
+    import math
+    from dataclasses import replace
+
+    if isinstance(label, float) and math.isnan(label):
+        return replace(example, label=None)
+    if isinstance(label, float) and label.is_integer():
+        return replace(example, label=int(label) if label >= 0 else None)
+    raise InputDataError(f"row {example.id} of {name}: label {label!r} is not a class index (an integer) or a "
+                         "label name")
 
 
 def _rows(value) -> list[list[int]]:

@@ -40,6 +40,12 @@ def test_dataframe_is_its_rows_not_its_column_names(bert):
                                 label_column="y", target="gold")
     _same(pairs, attrtools.attribute(model, tok, [(t, "x") for t in TEXTS], method="grad_input", target=[1, 0, 1]))
     assert [a.target for a in pairs] == [1, 0, 1]
+    # pandas keeps an integer column with a missing value as floats: 1.0 is class 1, NaN unknown
+    floats = attrtools.attribute(model, tok, pd.DataFrame({"text": TEXTS, "label": [1.0, float("nan"), 0.0]}),
+                                 method="grad_input")
+    assert [a.label for a in floats] == [1, None, 0] and isinstance(floats[0].label, int)
+    with pytest.raises(InputDataError, match="label 0.5 is not a class index"):
+        attrtools.attribute(model, tok, pd.DataFrame({"text": TEXTS, "label": [0.5, 1.0, 0.0]}), method="grad_input")
     with pytest.raises(InputDataError, match="text column 'nope' not found"):
         attrtools.attribute(model, tok, frame, method="grad_input", text_column="nope")
 
