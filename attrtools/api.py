@@ -2,18 +2,51 @@
 from __future__ import annotations
 
 from . import capture
-from .engine import Engine
+from .errors import UsageError
+from .engine import Encoded, Engine
 from .models import load_pretrained
 
 
-def load_model(name_or_path: str, device=None, **kwargs):
-    """``(model, tokenizer)`` from a hub id or a local folder via ``from_pretrained``, in eval mode,
-    with the attrtools attention function selected (see ``capture.py``). A folder written by
-    ``save_pruned`` (it holds ``pruned_heads.json``) is loaded with its pruning re-applied."""
+def load_model(name_or_path, device=None, *, tokenizer=None, dtype=None, revision: str | None = None,
+               token=None, cache_dir: str | None = None, **kwargs):
+    """``(model, tokenizer)`` in eval mode with the attrtools attention function selected (see
+    ``capture.py``), from any of:
+
+    - a hub id or a local folder (``from_pretrained``); ``revision`` (branch, tag or commit),
+      ``token`` and ``cache_dir`` reach the model *and* the tokenizer; other ``kwargs`` (e.g.
+      ``num_labels``) go to the model's ``from_pretrained``. A folder written by ``save_pruned``
+      (it holds ``pruned_heads.json``) is loaded with its pruning re-applied;
+    - an already loaded transformers sequence classifier with ``tokenizer=`` its tokenizer;
+    - a transformers ``pipeline`` object (its ``model`` and ``tokenizer``).
+    A loaded model or pipeline is set to eval mode and moved / cast in place (``device``, ``dtype``);
+    hub arguments are refused for it (there are no files to choose).
+
+    ``dtype``: None (the checkpoint's), a ``torch.dtype`` or 'fp32' / 'fp16' / 'bf16' (also
+    'float32', 'float16', 'bfloat16', 'auto'); ``device``: 'cpu', 'cuda', 'cuda:1', ...
+    Raises ``UsageError`` (a model object without its tokenizer, an unknown dtype),
+    ``UnsupportedModelError`` (a family attrtools cannot explain), ``ModelFolderError``."""
     import os
 
+    from .models import prepare_loaded, resolve_dtype, unwrap_pipeline
     from .pruned import PRUNED_HEADS_FILE, load_pruned
 
+    piped = unwrap_pipeline(name_or_path)
+    if piped is not None or not isinstance(name_or_path, (str, os.PathLike)):
+        given = sorted(k for k, v in dict(kwargs, revision=revision, token=token, cache_dir=cache_dir).items()
+                       if v is not None)
+        if given:  # they choose files to load: a loaded model has none
+            raise UsageError(f"{', '.join(given)} apply to loading a model by name or folder, not to a loaded "
+                             "model or pipeline")
+        model, tok = piped if piped is not None else (name_or_path, tokenizer)
+        model, tok = prepare_loaded(model, tokenizer if tokenizer is not None else tok, device=device, dtype=dtype)
+        if not capture.is_installed(model):
+            capture.install(model)
+        return model, tok
+    name_or_path = os.fspath(name_or_path)
+    hub = {k: v for k, v in (("revision", revision), ("token", token), ("cache_dir", cache_dir)) if v is not None}
+    kwargs.update(hub)
+    if dtype is not None:
+        kwargs["dtype"] = resolve_dtype(dtype)
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, PRUNED_HEADS_FILE)):
         if kwargs.get("num_labels") is not None:
             raise ValueError(f"{name_or_path} holds a pruned model: its number of labels is fixed")
@@ -23,16 +56,26 @@ def load_model(name_or_path: str, device=None, **kwargs):
     return model, tokenizer
 
 
-def attribute(model, tokenizer, inputs, method: str = "attattr", target=None, cache=None,
-              batch_size: int = 8, progress: bool | None = None, **params):
+def attribute(model, tokenizer=None, inputs=None, method: str = "attattr", target=None, cache=None,
+              batch_size: int = 8, progress: bool | None = None, *, text_column: str | None = None,
+              pair_column: str | None = None, label_column: str | None = None, split: str | None = None,
+              label_names=None, **params):
     """Attribute ``inputs`` with ``method``; one ``Attribution`` per input, in input order.
 
     Args:
         model, tokenizer: from ``load_model`` (any supported family; the attention capture is
-            installed here if it is not yet).
-        inputs: one input or a sequence of them: a string, a ``(text, text_pair)`` tuple, a dict
-            with ``text`` (and ``text_pair``, ``label``, ``id``), or an ``Example``. A single input
-            still gives a list (of one).
+            installed here if it is not yet), or a transformers ``pipeline`` as ``model`` (then
+            ``attribute(pipe, inputs)``: its model and tokenizer are used).
+        inputs: one input or many, by the one rule of ``attrtools.inputs`` (docs/python-inputs.md):
+            a string, a ``(text, text_pair)`` tuple, a dict with ``text`` (and ``text_pair``,
+            ``label``, ``id``), an ``Example``, a list of these, a pandas ``DataFrame`` / ``Series``,
+            a ``datasets.Dataset`` or ``DatasetDict`` (``split=``), a list of dicts, or token ids
+            (``BatchEncoding``, integer tensors, lists of ints). A single input still gives a list
+            (of one); anything else raises ``InputDataError``.
+        text_column, pair_column, label_column: the columns of a DataFrame / dataset / list of
+            dicts (default: guessed as for files: ``text``, ``sentence``, ``premise``, ...);
+            split: the split of a ``DatasetDict``; label_names: names of string labels (default:
+            the model's own ``label2id``).
         method: a registered method name (``attrtools.list_methods()``; ``attrtools methods``
             on the command line): ``attattr`` (Hao et al. 2021), ``gradsam``, ``chefer_lrp``,
             ``chefer_grad``, ``globenc``, ``alti``, ``decompx``, ``rollout``, ``flow``, ``raw``,
@@ -58,12 +101,24 @@ def attribute(model, tokenizer, inputs, method: str = "attattr", target=None, ca
     ``InputDataError`` for an input without a label when ``target="gold"`` or one that tokenizes
     to nothing. Sources: each method's ``paper`` (``attrtools.get_method(name).paper``).
     """
+    from .models import unwrap_pipeline
     from .types import Attributions
 
+    piped = unwrap_pipeline(model)
+    if piped is not None:  # attribute(pipe, inputs) or attribute(pipe, inputs=...)
+        if inputs is None and tokenizer is not None and unwrap_pipeline(tokenizer) is None and \
+                not hasattr(tokenizer, "convert_ids_to_tokens"):
+            inputs, tokenizer = tokenizer, None
+        model, tokenizer = load_model(model)
+    if tokenizer is None:
+        raise UsageError("attribute() needs the model's tokenizer: attribute(model, tokenizer, inputs), or a "
+                         "transformers pipeline: attribute(pipe, inputs)")
     if not capture.is_installed(model):
         capture.install(model)
-    single = isinstance(inputs, (str, dict)) or (isinstance(inputs, tuple) and len(inputs) == 2
-                                                 and all(isinstance(x, str) for x in inputs))
+    from .inputs import normalize
+
+    items, _ = normalize(inputs, tokenizer, text_column=text_column, pair_column=pair_column,
+                         label_column=label_column, split=split, label_names=label_names, model_config=model.config,
+                         passthrough=(Encoded,))  # an engine's encodings: no second tokenization
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
-    return Attributions(engine.attribute([inputs] if single else list(inputs), method=method, target=target,
-                                         **params))
+    return Attributions(engine.attribute(list(items), method=method, target=target, **params))

@@ -178,8 +178,33 @@ def options(*decorators) -> Callable:
 
 # ----------------------------------------------------------------------------------------- options
 def model_option(required: bool = True, help: str | None = None):
-    return click.option("--model", "model_name", required=required, default=None,
-                        help=help or "Hub id or local folder of a sequence classifier.")
+    """``--model``, with ``--revision`` and ``--dtype`` for it (kept in ``ctx.meta``: read by
+    ``load_model_or_fail`` and recorded in ``run_config.json`` by ``make_run_dir``)."""
+    model = click.option("--model", "model_name", required=required, default=None,
+                         help=help or "Hub id or local folder of a sequence classifier.")
+    revision = click.option("--revision", default=None, expose_value=False, callback=_remember_model_option,
+                            help="Hub branch, tag or commit of --model (model and tokenizer alike).")
+    dtype = click.option("--dtype", default=None, expose_value=False, callback=_remember_model_option,
+                         type=click.Choice(["fp32", "fp16", "bf16", "auto"]),
+                         help="Weights dtype of --model on loading (default: the checkpoint's).")
+
+    def decorate(f):
+        return model(revision(dtype(f)))
+    return decorate
+
+
+def _remember_model_option(ctx, param, value):
+    if value is not None:
+        ctx.meta[f"attrtools.model_{param.name}"] = value
+    return value
+
+
+def model_load_options(ctx=None) -> dict:
+    """``{"revision": ..., "dtype": ...}`` given with ``--model`` (only those given)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    return {k: ctx.meta[f"attrtools.model_{k}"] for k in ("revision", "dtype") if f"attrtools.model_{k}" in ctx.meta}
 
 
 def text_options(f):
@@ -486,6 +511,7 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
     if overwrite is None:
         overwrite = bool(ctx.meta.get("attrtools.overwrite")) if ctx is not None else False
     config = dict(config)
+    config.update({f"model_{k}": v for k, v in model_load_options(ctx).items()})  # --revision, --dtype
     for key in ("model", "model_name"):
         if isinstance(config.get(key), str):
             config[f"{key}_identity"] = rundir.model_identity(config[key])
@@ -530,7 +556,10 @@ def load_model_or_fail(name: str, device=None):
     check_device(device)
     quiet_transformers()
     try:
-        model, tokenizer = load_model(name, device=device)
+        ctx = click.get_current_context(silent=True)
+        # --revision / --dtype belong to --model (not to a second model such as audit --compare-model)
+        chosen = model_load_options(ctx) if ctx is not None and name == ctx.params.get("model_name") else {}
+        model, tokenizer = load_model(name, device=device, **chosen)
     except AttrtoolsError:
         raise
     except (OSError, ValueError) as err:  # transformers' wording for a missing or broken checkpoint
@@ -618,7 +647,10 @@ def _peek(kind: str, model_name):
     if (kind, model_name) not in seen:
         from .models import load_config, load_tokenizer
 
-        seen[(kind, model_name)] = (load_config if kind == "config" else load_tokenizer)(model_name)
+        # --revision belongs to --model: the peek reads the same revision the load will
+        revision = model_load_options(ctx).get("revision") if ctx is not None and \
+            model_name == ctx.params.get("model_name") else None
+        seen[(kind, model_name)] = (load_config if kind == "config" else load_tokenizer)(model_name, revision)
     return seen[(kind, model_name)]
 
 

@@ -275,8 +275,17 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
     are used as they are, re-numbered by name when the dataset's ClassLabel names are a
     permutation of the model's; negative labels mean "unknown". ``model_config``: the model (or
     its config) whose labels these are."""
+    return examples_from_table(load_table(spec), spec, text_column, pair_column, label_column, limit, label_names,
+                               model_config)
+
+
+def examples_from_table(table, spec: str, text_column: str | None = None, pair_column: str | None = None,
+                        label_column: str | None = None, limit: int | None = None,
+                        label_names: list[str] | None = None, model_config=None, keep: bool = True) -> ExampleList:
+    """``load_examples`` on a loaded ``datasets.Dataset`` (``spec`` names it in messages): the same
+    column guessing and label rule. ``keep=False``: every row becomes an example (no ``keep_content``;
+    ``attrtools.inputs`` keeps one result per row of a user's DataFrame or dataset)."""
     label_names = label_names_for(label_names, model_config)
-    table = load_table(spec)
     if len(table) == 0:
         raise DataError(f"dataset {spec!r} has no rows")
     columns = list(table.column_names)
@@ -317,4 +326,4 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
         pair_text = (str(row[pair]) if row[pair] is not None else "") if pair else None
         examples.append(Example(str(row[text]) if row[text] is not None else "", pair_text,
                                 value, str(row.get("id", index)) if "id" in columns else str(index)))
-    return keep_content(examples)
+    return keep_content(examples) if keep else ExampleList(examples, rows=list(range(len(examples))))

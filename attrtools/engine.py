@@ -30,13 +30,15 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from . import distributed, runreport
+from . import distributed, heads, runreport
 from . import methods as method_registry
 from .cache import open_cache
 from .errors import InputDataError, ParameterError
 from .guard import check_unknown_share
+from .inputs import Tokenized, tokenized_fields
+from .inputs import normalize as normalize_inputs
 from .methods.base import Batch
-from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
+from .models import (adapter_for, batch_pad_id, fingerprint, max_input_length, model_device, pool_index, pruned_heads,
                      tokenizer_fingerprint)
 from .notices import warn
 from .types import FORMAT_VERSION, Attribution, Example
@@ -304,10 +306,24 @@ class Engine:
         return self.uses_token_types
 
     # ------------------------------------------------------------------------------ tokenizing
+    def inputs(self, examples):
+        """What comes in, by the one rule of ``attrtools.inputs.normalize`` (DataFrames, datasets,
+        lists of dicts, token ids, ...); ``Encoded`` items pass as they are."""
+        items, _ = normalize_inputs(examples, self.tokenizer, model_config=self.model.config,
+                                         passthrough=(Encoded,))
+        return items
+
     def encode(self, example: Example) -> Encoded:
         """Tokenize one example under the engine's truncation rule (``self.max_length``), with its
-        word alignment (``Encoded.word_ids``, ``segments``, ``words``)."""
+        word alignment (``Encoded.word_ids``, ``segments``, ``words``). A ``Tokenized`` example (the
+        user's own token ids) is taken as it is (``attrtools.inputs.tokenized_fields``)."""
         example = Example.coerce(example)
+        if isinstance(example, Tokenized):
+            fields = tokenized_fields(example, self.tokenizer, self.max_length)
+            word_ids, segments, words = word_alignment(fields, self.tokenizer, example.text, None)
+            return Encoded(example, fields["input_ids"], fields["token_type_ids"], fields["special_tokens_mask"],
+                           self.tokenizer.convert_ids_to_tokens(fields["input_ids"]), None,
+                           word_ids=list(word_ids), segments=list(segments), words=words)
         kwargs = dict(return_special_tokens_mask=True, return_token_type_ids=True,
                       return_offsets_mapping=bool(getattr(self.tokenizer, "is_fast", False)))
         enc = self.tokenizer(example.text, example.text_pair, truncation=False, verbose=False, **kwargs)
@@ -354,7 +370,8 @@ class Engine:
 
     def collate(self, encoded: Sequence) -> dict:
         """Right-padded model inputs on the model's device (see the module function ``collate``)."""
-        return collate(encoded, self.tokenizer.pad_token_id, model_device(self.model), self.uses_token_types)
+        return collate(encoded, batch_pad_id(self.model, self.tokenizer), model_device(self.model),
+                       self.uses_token_types)
 
     # ------------------------------------------------------------------------------ batching
     def plan(self, items: Sequence, batch_size: int | None = None, *, max_tokens: int | None = None,
@@ -465,6 +482,7 @@ class Engine:
         ``kind`` (``(L, H, n, n)``, ``(L, n, n)`` or ``(n,)``, cropped to each example).
         Raises ``UnknownMethodError``, ``ParameterError``, ``UnsupportedArchitecture``,
         ``InputDataError`` (see ``attrtools.attribute``)."""
+        examples = self.inputs(examples)
         self._call_fingerprints = self._fingerprints()
         try:
             results = self._attribute(examples, method, target, batch_size, **params)
@@ -588,6 +606,7 @@ class Engine:
 
         A per-example ``target`` list is consumed alongside the examples. The IG completeness
         report (``stats``, ``run_report()``, ``CompletenessWarning``) comes when the stream ends."""
+        examples = self.inputs(examples)
         if self.cache is None or not getattr(self.cache, "disk", True):
             if distributed.sharding():
                 raise distributed.DistributedError(
@@ -747,7 +766,8 @@ class Engine:
             key = self.key(enc, impl.name, params, spec, unit)
             hit = self._get(key)
             problem = hit is not None and _hit_problem(hit[0], hit[1], enc, impl, spec, unit,
-                                                       getattr(self.model.config, "num_labels", None))
+                                                       getattr(self.model.config, "num_labels", None),
+                                                       self.model.config)
             if problem:
                 # Only a forged or buggy entry gets here (the checksum covers the metadata):
                 # dropped and recomputed, never served.
@@ -799,11 +819,11 @@ class Engine:
                       labels=[e.example.label for e in encs])
         units = list(pending[chunk[0]])  # the same for every example of the chunk
         payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
-        probs = torch.softmax(logits, -1)
+        probs = heads.stored_probabilities(logits, self.model)  # the one rule (softmax / sigmoid / none)
         model_fp = self._fingerprints()[0]
         for r, i in enumerate(chunk):
             target = int(targets[r]) if specs[i] is not None else None
-            meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r].tolist()}
+            meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r]}
             scores = payloads[r].detach()
             records = dict(batch.info[r].get("completeness") or {})
             if self.cache is not None:
@@ -841,11 +861,12 @@ class Engine:
             text=enc.example.text, text_pair=enc.example.text_pair, example_id=enc.example.id,
             segment_ids=enc.token_type_ids or [], special_tokens_mask=enc.special_tokens_mask,
             label_names=_label_names(self.model.config),
-            pool_position=pool_position(self.model), token_offsets=list(enc.offsets),
+            pool_position=pool_index(self.model, enc.input_ids), multi_label=heads.is_multi_label(self.model),
+            token_offsets=list(enc.offsets),
         )
 
 
-def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes) -> str | None:
+def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head=None) -> str | None:
     """Why a cache hit cannot be the attribution asked for (None when it fits): the metadata's
     structure and values, and the payload's shape, checked against the example and the method."""
     if not isinstance(meta, dict):
@@ -861,9 +882,9 @@ def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes) -> s
             return f"target {target!r} for a class-agnostic method"
     elif type(target) is not int or (target != predicted if spec == "pred" else target != spec):
         return f"target {target!r} does not match the requested {spec!r}"
-    if not isinstance(probs, list) or (classes and len(probs) != classes) or \
-            not all(type(p) in (int, float) and 0.0 <= p <= 1.0 for p in probs) or abs(sum(probs) - 1.0) > 1e-3:
-        return "probabilities are not a distribution over the model's classes"
+    wrong = heads.probs_problem(probs, head, classes)
+    if wrong:
+        return wrong
     n = enc.length
     shape = tuple(scores.shape)
     expected_tail = {"tokens": (n,), "layer_matrix": (n, n), "matrix": (n, n)}.get(impl.kind, ())

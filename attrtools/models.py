@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 
-from .errors import UnsupportedModelError  # also the old import path
+from .errors import UnsupportedModelError, UsageError  # UnsupportedModelError: also the old import path
 
 
 @dataclass(frozen=True)
@@ -501,9 +501,10 @@ class PoolingError(UnsupportedModelError):
 
 def check_pooling(model: nn.Module, tokenizer=None) -> None:
     """Decoder classifiers read the last non-pad token, found through ``config.pad_token_id``; without
-    one (and a batch of more than one) the model cannot find it. Refuse that clearly, and refuse a
-    tokenizer that pads with another id than the model looks for, or has no pad token (the model
-    would read a pad). ``Engine`` calls it, so every tool refuses such a model before computing.
+    one (and a batch of more than one) the model cannot find it. Refuse that clearly (and a model pad
+    id outside the embedding table). A tokenizer that pads with another id, or has no pad token, is
+    accepted: batches are padded with the model's id (``batch_pad_id``), so the model reads the token
+    it reads alone. ``Engine`` calls it, so every tool refuses such a model before computing.
     Any model: a tokenizer whose pad id is outside the embedding table (transformers may add a pad
     token to a decoder's tokenizer without a row for it) is refused too, since every padded batch
     would index past the table.
@@ -519,25 +520,44 @@ def check_pooling(model: nn.Module, tokenizer=None) -> None:
     adapter = adapter_for(model)
     if adapter.pooling != "last_non_pad":
         return
-    pad = model.config.pad_token_id
+    pad = _model_pad_id(model)
     if pad is None:
         raise PoolingError(
             f"model_type {adapter.model_type!r} classifies the last non-pad token and finds it through "
             "config.pad_token_id, which is not set (nor does the tokenizer have a pad token): set "
             "tokenizer.pad_token (e.g. to its eos token) and model.config.pad_token_id to its id")
-    if tokenizer is not None and tokenizer.pad_token_id is None:
-        raise PoolingError(
-            f"the tokenizer has no pad token, but model_type {adapter.model_type!r} finds its last token through "
-            f"pad id {pad} (config.pad_token_id): set tokenizer.pad_token to the token of id {pad}")
-    if tokenizer is not None and tokenizer.pad_token_id != pad:
-        raise PoolingError(
-            f"the tokenizer pads with id {tokenizer.pad_token_id} but model_type {adapter.model_type!r} "
-            f"looks for pad id {pad} (config.pad_token_id) to find its last token: make them equal")
+    if rows is not None and not 0 <= pad < rows:
+        raise PoolingError(f"config.pad_token_id {pad} is outside the model's embedding table of {rows} tokens: "
+                           "set it to the id of a token of the vocabulary (e.g. the eos token)")
+    # A tokenizer padding with another id (or none) is fine: batches of a last-non-pad classifier are
+    # padded with the model's own pad id (batch_pad_id), so the model reads the token it would read alone.
+
+
+def _model_pad_id(model):
+    config = model.config
+    return (config.get_text_config() if hasattr(config, "get_text_config") else config).pad_token_id
+
+
+def batch_pad_id(model: nn.Module, tokenizer) -> int | None:
+    """The id a batch is padded with: for a decoder classifier (last-non-pad pooling) the model's own
+    ``config.pad_token_id``, whatever the tokenizer pads with (a pad the model does not recognise
+    would be read as the last token); for other models the tokenizer's pad id."""
+    if adapter_for(model).pooling == "last_non_pad" and _model_pad_id(model) is not None:
+        return _model_pad_id(model)
+    return getattr(tokenizer, "pad_token_id", None)
 
 
 def pool_positions(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     """``(B,)`` position of the token the classifier reads, by the model's own rule: 0, or the
-    rightmost token whose id is not ``config.pad_token_id`` (transformers' decoder classifiers)."""
+    rightmost token whose id is not ``config.pad_token_id`` (transformers' decoder classifiers).
+
+    The decoder rule is transformers 5's own (``GenericForSequenceClassification.forward`` in
+    ``transformers/modeling_layers.py``, ``GPT2ForSequenceClassification``): ``(arange(n) *
+    (input_ids != pad)).argmax(-1)`` with ``pad = config.get_text_config().pad_token_id``. So when the
+    pad token is also a token of the text (``tokenizer.pad_token = tokenizer.eos_token`` and an EOS at
+    the end), the model reads the token *before* those trailing EOS/pad ids, not the last token; left
+    and right padding give the same real token. This is the one rule: the engine (each
+    ``Attribution.pool_position``) and the methods (``methods.shared.pool_rows``) call it."""
     adapter = adapter_for(model)
     batch, length = input_ids.shape
     if getattr(model.config, "classifier_pooling", "cls") == "mean":
@@ -545,13 +565,19 @@ def pool_positions(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
                            "there is no single pooled token")
     if adapter.pooling == "first":
         return torch.zeros(batch, dtype=torch.long, device=input_ids.device)
-    pad = model.config.pad_token_id
+    pad = _model_pad_id(model)
     if pad is None:
         if batch != 1:
             check_pooling(model)
         return torch.full((batch,), length - 1, dtype=torch.long, device=input_ids.device)
     positions = torch.arange(length, device=input_ids.device)
     return ((input_ids != pad).long() * positions).argmax(-1)
+
+
+def pool_index(model: nn.Module, input_ids) -> int:
+    """The position the classifier reads in one unpadded sequence of ids (:func:`pool_positions`)."""
+    ids = torch.as_tensor(list(input_ids), dtype=torch.long).view(1, -1)
+    return int(pool_positions(model, ids)[0])
 
 
 def method_refusal(model: nn.Module, method: str) -> str | None:
@@ -713,14 +739,93 @@ def held_transformers_logs():
                 root.callHandlers(record)
 
 
+#: ``from_pretrained`` keyword arguments that say *which files* to load: passed to the model and to
+#: the tokenizer alike (a ``revision`` reaching only the weights would pair v1 weights with the
+#: default branch's tokenizer).
+HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download", "proxies")
+#: ``dtype=`` spellings (``attrtools.load_model``, ``--dtype``) -> torch dtype names.
+DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "float": "float32", "fp16": "float16", "float16": "float16",
+               "half": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+class DtypeError(UsageError):
+    """A ``dtype`` that is not one of the accepted spellings."""
+
+
+def resolve_dtype(dtype):
+    """``None`` (the checkpoint's own), a ``torch.dtype`` (float32/float16/bfloat16), or one of
+    ``DTYPE_NAMES`` ('fp32', 'fp16', 'bf16', 'float32', ...) or "auto" -> what ``from_pretrained``
+    takes. Raises ``DtypeError`` naming the accepted spellings."""
+    if dtype is None or dtype == "auto":
+        return dtype
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise DtypeError(f"dtype {dtype} is not a floating point compute dtype: use torch.float32, torch.float16 "
+                             "or torch.bfloat16")
+        return dtype
+    name = DTYPE_NAMES.get(str(dtype).lower().replace("torch.", ""))
+    if name is None:
+        raise DtypeError(f"unknown dtype {dtype!r}: use one of {sorted(set(DTYPE_NAMES))}, 'auto', or a torch dtype")
+    return getattr(torch, name)
+
+
+def unwrap_pipeline(obj):
+    """``(model, tokenizer)`` of a transformers ``Pipeline`` (e.g. ``pipeline("text-classification")``),
+    None for anything else."""
+    try:
+        from transformers import Pipeline
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return None
+    if isinstance(obj, Pipeline):
+        return obj.model, obj.tokenizer
+    return None
+
+
+def prepare_loaded(model, tokenizer, device=None, dtype=None, name: str | None = None):
+    """An already loaded ``(model, tokenizer)`` made ready as ``load_pretrained`` leaves its own:
+    a known (or inferred) family, a tokenizer that fits the vocabulary, ``config.pad_token_id``
+    from the tokenizer when unset, eval mode, ``device`` / ``dtype`` when given.
+
+    Raises ``UsageError`` for a model that is not a ``torch.nn.Module`` with a config or a missing
+    tokenizer, ``UnsupportedModelError`` for a family attrtools cannot explain."""
+    from .guard import check_device, check_tokenizer
+
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        raise UsageError(f"cannot use {type(model).__name__} as a model: give a hub id or folder, a loaded "
+                         "transformers sequence classifier (with tokenizer=), or a transformers pipeline")
+    if tokenizer is None or not callable(tokenizer):
+        raise UsageError("a loaded model needs its tokenizer: attrtools.load_model(model, tokenizer=tokenizer)")
+    check_device(device)
+    name = name or getattr(model.config, "_name_or_path", None) or type(model).__name__
+    if getattr(model.config, "model_type", None) not in ADAPTERS:
+        infer_adapter(model)
+    check_tokenizer(tokenizer, model.config, name)
+    rows = model.get_input_embeddings().num_embeddings
+    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id < rows:
+        model.config.pad_token_id = tokenizer.pad_token_id  # an id past the table stays unset (check_pooling refuses it)
+    model.eval()
+    dtype = resolve_dtype(dtype)
+    if dtype not in (None, "auto"):
+        model.to(dtype)
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
 def load_pretrained(name_or_path: str, device=None, num_labels: int | None = None, dtype=None, **kwargs):
     """``(model, tokenizer)`` through the real ``from_pretrained`` (hub id or local folder), eval mode.
 
+    ``dtype``: see :func:`resolve_dtype`. The hub arguments of ``HUB_KWARGS`` (``revision``,
+    ``token``, ``cache_dir``, ...) reach the tokenizer as well as the model; other ``kwargs`` go to
+    the model's ``from_pretrained`` only.
     The attention implementation is left to the caller (``attrtools.load_model`` selects the
     attrtools one). A pruned model saved by attrtools carries ``pruned_heads.json``; reload it
     with ``attrtools.load_pruned`` so the pruning is re-applied.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    dtype = resolve_dtype(dtype)
+    hub = {k: kwargs[k] for k in HUB_KWARGS if kwargs.get(k) is not None}
 
     if os.path.isdir(name_or_path) and os.path.exists(os.path.join(name_or_path, PRUNED_HEADS_FILE)) \
             and not kwargs.pop("_allow_pruned", False):
@@ -736,7 +841,7 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     # says it; passed on unchanged after a load that succeeds.
     with held_transformers_logs() as logs:
         try:
-            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False, **hub)
             if num_labels is not None:
                 model_kwargs["num_labels"] = num_labels
             if dtype is not None:
@@ -805,25 +910,28 @@ def quiet_loaders() -> None:
     datasets.utils.logging.disable_progress_bar()
 
 
-def load_config(name_or_path: str):
-    """The model's config (hub id or local folder) without its weights, never running remote code,
-    or None when it cannot be read here (the model load that follows reports why). The CLI reads
-    it before the data, so that string labels map through the model's own ``label2id``."""
-    return _read_without_weights("AutoConfig", name_or_path)
+def load_config(name_or_path: str, revision: str | None = None):
+    """The model's config (hub id or local folder; ``revision``: its branch, tag or commit) without
+    its weights, never running remote code, or None when it cannot be read here (the model load that
+    follows reports why). The CLI reads it before the data, so that string labels map through the
+    model's own ``label2id``."""
+    return _read_without_weights("AutoConfig", name_or_path, revision)
 
 
-def load_tokenizer(name_or_path: str):
-    """The model's tokenizer alone (hub id or local folder), never running remote code, or None when
-    it cannot be read here. The CLI checks options that depend on it before the weights load."""
-    return _read_without_weights("AutoTokenizer", name_or_path)
+def load_tokenizer(name_or_path: str, revision: str | None = None):
+    """The model's tokenizer alone (hub id or local folder, at ``revision``), never running remote
+    code, or None when it cannot be read here. The CLI checks options that depend on it before the
+    weights load."""
+    return _read_without_weights("AutoTokenizer", name_or_path, revision)
 
 
-def _read_without_weights(kind: str, name_or_path: str):
+def _read_without_weights(kind: str, name_or_path: str, revision: str | None = None):
     import transformers
 
     if not name_or_path:
         return None
+    hub = {"revision": revision} if revision is not None else {}
     try:
-        return getattr(transformers, kind).from_pretrained(name_or_path, trust_remote_code=False)
+        return getattr(transformers, kind).from_pretrained(name_or_path, trust_remote_code=False, **hub)
     except Exception:  # noqa: BLE001 - a peek only; the model load gives the real error
         return None

@@ -172,14 +172,15 @@ def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: in
     """
     from .capture import capture
     from .engine import Engine
-    from .models import num_layers_heads
+    from .heads import probabilities
+    from .models import batch_pad_id, num_layers_heads
     from .types import Example
 
     engine = Engine(model, tokenizer)
     enc = engine.encode(Example(*example) if isinstance(example, tuple) else Example.coerce(example))
     n = enc.length
     inputs = engine.collate([enc])
-    pad = tokenizer.pad_token_id
+    pad = batch_pad_id(model, tokenizer)
     inputs = {k: torch.nn.functional.pad(v, (0, max(0, pad_to - n)), value=pad if k == "input_ids" else 0)
               for k, v in inputs.items()}
     out = []
@@ -195,7 +196,7 @@ def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: in
             scaled = (step.unsqueeze(0) * ks.view(-1, 1, 1, 1)).requires_grad_(True)
             batch_inputs = {k: v.expand(len(ks), -1) for k, v in inputs.items()}
             with capture(model, override={layer: scaled}, record="all"):
-                prob = torch.softmax(model(**batch_inputs).logits, -1)[:, label]
+                prob = probabilities(model(**batch_inputs).logits, model)[:, label]
             (grad,) = torch.autograd.grad(torch.unbind(prob), scaled)
             grad_sum += grad.sum(0)
         out.append((grad_sum * step)[:, :n, :n])

@@ -31,18 +31,14 @@ class Example:
 
     @classmethod
     def coerce(cls, obj: Any) -> "Example":
+        """One input as an ``Example``, by the one rule of ``attrtools.inputs.coerce`` (a string, a
+        ``(text, text_pair)`` tuple, a dict with ``text`` or guessed columns); ``InputTypeError`` (an
+        ``InputDataError`` and a ``TypeError``) for anything else."""
         if isinstance(obj, Example):
             return obj
-        if isinstance(obj, str):
-            return cls(obj)
-        if isinstance(obj, (tuple, list)) and 1 <= len(obj) <= 2 and all(isinstance(o, str) for o in obj):
-            return cls(*obj)
-        if isinstance(obj, dict) and "text" in obj:
-            return cls(obj["text"], obj.get("text_pair"), obj.get("label"), obj.get("id"))
-        raise TypeError(
-            f"cannot use {type(obj).__name__} as an input: give a string, a (text, text_pair) tuple, "
-            "a dict with 'text', or an attrtools.Example"
-        )
+        from .inputs import coerce
+
+        return coerce(obj)
 
 
 @dataclass(repr=False)  # the dataclass repr would print every score: see __repr__
@@ -74,7 +70,11 @@ class Attribution:
     completeness: dict | None = None
     original_length: int | None = None  # tokens before truncation, None if the input was not truncated
     label_names: list[str] = field(default_factory=list)  # class names in id order ([] when generic)
-    pool_position: int = 0  # the token the classifier reads: 0 = first ([CLS]/<s>), -1 = last (decoders)
+    # the token the classifier reads: 0 = first ([CLS]/<s>); for decoders its index by the model's own
+    # last-non-pad rule (models.pool_positions); -1 (the last token) in files written before that
+    pool_position: int = 0
+    # problem_type="multi_label_classification": ``probs`` are a sigmoid per label (attrtools.heads)
+    multi_label: bool = False
     # per token [segment, start, end] in the original text (None: special token); [] without a fast
     # tokenizer. What ``word_scores`` aligns with (attrtools.words).
     token_offsets: list = field(default_factory=list)
@@ -128,6 +128,17 @@ class Attribution:
         from .words import attribution_word_scores
 
         return attribution_word_scores(self, agg)
+
+    @property
+    def predicted_labels(self) -> list[int]:
+        """The predicted labels: those whose probability is above 0.5 for a multi-label head (a
+        sigmoid per label), ``[predicted]`` for a single-label head, ``[]`` for a regression head (no
+        probabilities stored) (``attrtools.heads``)."""
+        from .heads import MULTI_LABEL, predicted_labels
+
+        if self.multi_label:
+            return predicted_labels(self.probs, MULTI_LABEL)
+        return [self.predicted] if self.probs else []
 
     def pool_row(self) -> int:
         """Index of the token the classifier reads (``pool_position`` resolved against ``n``)."""

@@ -559,19 +559,27 @@ def test_cli_maps_string_labels_through_the_models_own_label2id(tmp_path):
     assert tree.exit_code == 0, tree.output
 
 
-def test_decoder_whose_tokenizer_pads_with_another_id_is_refused(tmp_path):
+def test_decoder_whose_tokenizer_pads_with_another_id_reads_its_own_token(tmp_path):
     """A decoder classifier finds its last token through config.pad_token_id: a tokenizer padding with
-    another id would make it read a pad position in a batch, silently. The engine refuses it."""
+    another id would make it read a pad position in a batch, silently. The engine pads a decoder's
+    batches with the model's own pad id (models.batch_pad_id): batched equals one text at a time."""
     import attrtools
+    from attrtools import models
     from attrtools.engine import Engine
-    from attrtools.models import PoolingError
     from attrtools.testing import build_tiny_model
 
     model, tokenizer = attrtools.load_model(build_tiny_model("llama", str(tmp_path / "llama")))
-    Engine(model, tokenizer)  # matching ids: accepted
-    model.config.pad_token_id = tokenizer.pad_token_id + 3
-    with pytest.raises(PoolingError, match="pads with id"):
-        Engine(model, tokenizer)
+    model.config.pad_token_id = tokenizer.mask_token_id  # not the tokenizer's pad, and no token of the texts
+    engine = Engine(model, tokenizer)
+    texts = ["the movie was very good", "bad"]
+    inputs = engine.collate([engine.encode(t) for t in texts])
+    assert inputs["input_ids"][1, -1] == model.config.pad_token_id
+    assert models.pool_positions(model, inputs["input_ids"]).tolist() == [len(engine.encode(t).input_ids) - 1
+                                                                          for t in texts]
+    with torch.no_grad():
+        batched = model(**inputs).logits
+        alone = torch.cat([model(**engine.collate([engine.encode(t)])).logits for t in texts])
+    torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
 
 
 def test_pad_id_outside_the_embedding_table_is_refused_at_once(tmp_path):
@@ -879,9 +887,13 @@ def test_decoder_without_a_pad_token_gets_attrtools_error_in_every_path(nopad_ll
 
         with pytest.raises(PoolingError, match="pad_token_id"):
             AttrtoolsModelWrapper(model, tok)
-    model.config.pad_token_id = 0  # the model has a pad id, the tokenizer none: it would pad with another id
-    with pytest.raises(PoolingError, match="tokenizer has no pad token"):
-        attrtools.attribute(model, tok, texts, method="grad_input", batch_size=2)
+    model.config.pad_token_id = 0  # the model has a pad id, the tokenizer none: batches pad with the model's
+    batched = attrtools.attribute(model, tok, texts, method="grad_input", batch_size=2)
+    alone = [attrtools.attribute(model, tok, [t], method="grad_input")[0] for t in texts]
+    for a, b in zip(batched, alone):
+        torch.testing.assert_close(a.scores, b.scores, rtol=1e-4, atol=1e-6)
+        assert a.probs == pytest.approx(b.probs, abs=1e-5)
+    model.config.pad_token_id = None
     for args in (["attribute", "--text", "good", "--text", "bad", "--method", "grad_input"],
                  ["evaluate", "--dataset", _labelled_csv(tmp_path), "--methods", "grad_input", "--reference", "none"]):
         result = _cli(args + ["--model", nopad_llama_dir, "--output-dir", tmp_path / args[0]])

@@ -309,6 +309,11 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     import sys
     import time
 
+    from ..heads import require_single_label
+
+    # TextAttack's UntargetedClassification flips the argmax of one softmax distribution: a multi-label
+    # head (a sigmoid per label) has no such single class to flip, so the audit refuses it first.
+    require_single_label(model, "the robustness audit (TextAttack's untargeted classification goal)")
     load_textattack()  # MissingDependencyError before any work without the attack extra
     from .wrapper import AttrtoolsModelWrapper
 

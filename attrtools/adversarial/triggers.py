@@ -299,8 +299,12 @@ def load_triggers(path: str) -> tuple[list[Pattern], dict]:
 
 # ------------------------------------------------------------------------------------ model-facing
 def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | None = None):
-    """Predicted class of each example (one clean forward, length-sorted batches)."""
+    """Predicted class of each example (one clean forward, length-sorted batches). A multi-label
+    model is refused (``heads.require_single_label``): "correctly classified" needs one class."""
     from ..engine import Engine
+    from ..heads import require_single_label
+
+    require_single_label(model, "trigger extraction (correctly classified examples, one class each)")
 
     engine = Engine(model, tokenizer, batch_size=batch_size, max_length=max_length, progress=False)
     return [int(p) for p in engine.logits(examples).argmax(-1).tolist()] if examples else []

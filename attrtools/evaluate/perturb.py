@@ -173,14 +173,16 @@ class Predictor:
         import torch
 
         from ..engine import collate
-        from ..models import model_device
+        from ..heads import probabilities
+        from ..models import batch_pad_id, model_device
 
         device = model_device(model)
+        pad_id = batch_pad_id(model, tokenizer)  # a decoder classifier's own pad id (models.batch_pad_id)
 
         def forward(seqs):
-            inputs = collate(seqs, tokenizer.pad_token_id, device, use_token_types)
+            inputs = collate(seqs, pad_id, device, use_token_types)
             with torch.inference_mode():
-                return torch.softmax(model(**inputs).logits.float(), -1).cpu()
+                return probabilities(model(**inputs).logits, model, "a perturbation curve").cpu()
 
         return cls(forward, **kwargs)
 

@@ -101,7 +101,7 @@ class AttAttr(Method):
         per_layer = attattr_layers(model, batch, layers=units, baseline_scores=baseline_scores,
                                    **params)  # {l: (B, H, n, n)}
         layers = sorted(per_layer)
-        full = target_score(batch.logits, batch.targets, params["target_kind"]) if batch.logits is not None else None
+        full = target_score(batch.logits, batch.targets, params["target_kind"], model) if batch.logits is not None else None
         for b in range(batch.size):
             if full is None:
                 break
@@ -212,7 +212,7 @@ def _replay(model, batch, layers, attention, hidden, plan, target_kind, autocast
                 with capture(model, override={layer: scaled}, replay=(layer, hidden[layer][rows])), \
                         _autocast(model, autocast):
                     logits = model(**batch.select(rows)).logits
-                score = target_score(logits, batch.targets[rows], target_kind)
+                score = target_score(logits, batch.targets[rows], target_kind, model)
                 (grad,) = torch.autograd.grad((score * weight).sum(), scaled)
                 grad_sum.index_add_(0, rows, grad.float())
                 plan.keep_baseline(at_zero, start, rows, score)
@@ -293,7 +293,7 @@ def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan,
                 with capture(model, replay=(layer, hidden[layer][rows]), replace=replace), \
                         _autocast(model, autocast):
                     logits = model(**batch.select(rows)).logits
-                score = target_score(logits, batch.targets[rows], target_kind)
+                score = target_score(logits, batch.targets[rows], target_kind, model)
                 (grad,) = torch.autograd.grad((score * weight).sum(), u)
                 grad_sum.index_add_(0, rows, grad.float())
                 plan.keep_baseline(at_zero, start, rows, score)

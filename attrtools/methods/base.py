@@ -14,6 +14,7 @@ from typing import ClassVar
 import torch
 
 from ..errors import ParameterError, UnsupportedArchitecture  # noqa: F401  (re-exported: the old import paths)
+from ..heads import is_multi_label, probabilities
 from ..models import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
 
 
@@ -253,22 +254,34 @@ def crop(tensor: torch.Tensor, length: int, dims: tuple[int, ...]) -> torch.Tens
     return tensor[tuple(index)].contiguous()
 
 
-def target_score(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
+def target_score(logits: torch.Tensor, targets: torch.Tensor, kind: str, head=None) -> torch.Tensor:
     """(B,) the scalar that is explained: class probability (AttAttr) or logit (Chefer, Grad-SAM).
 
+    ``head``: the model (or its config), whose head kind decides what a probability is
+    (``attrtools.heads.probabilities``: softmax for single-label heads, a sigmoid per label for
+    ``problem_type="multi_label_classification"``); None: single-label.
     A model with one output (``num_labels=1``: a regressor or a single-logit scorer) has no class
     probability (the softmax over one output is constantly 1, whose attribution is all zeros), so
     ``kind="prob"`` raises ``OneOutputError`` there; ``kind="logit"`` explains the raw output."""
-    if kind in ("prob", "probability") and logits.shape[-1] == 1:
+    if kind in ("prob", "probability") and logits.shape[-1] == 1 and not (head is not None and is_multi_label(head)):
         raise OneOutputError(
             "this model has a single output (num_labels=1): its softmax probability is always 1 and every "
             "attribution of it would be 0; explain the raw output instead (target_kind='logit', e.g. "
             "--param target_kind=logit)")
     if kind in ("prob", "probability"):
-        return torch.softmax(logits.float(), dim=-1).gather(1, targets.view(-1, 1)).squeeze(1)
+        probs = probabilities(logits, head if head is not None else _SINGLE_LABEL, "the target probability")
+        return probs.gather(1, targets.view(-1, 1)).squeeze(1)
     if kind == "logit":
         return logits.float().gather(1, targets.view(-1, 1)).squeeze(1)
     raise ValueError(f"target_kind must be 'prob' or 'logit', got {kind!r}")
+
+
+class _SingleLabel:  # the head assumed when target_score is given none
+    problem_type = "single_label_classification"
+    num_labels = 2
+
+
+_SINGLE_LABEL = _SingleLabel()
 
 
 def completeness_record(attributed: float, delta: float) -> dict:

@@ -51,4 +51,5 @@ class CheferGrad(Method):
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
         matrices = relevance_matrices(model, batch, params["target_kind"])
-        return [r[row].contiguous() for r, row in zip(matrices, pool_rows(model, batch.lengths))]
+        rows = pool_rows(model, batch.lengths, batch.inputs["input_ids"])
+        return [r[row].contiguous() for r, row in zip(matrices, rows)]

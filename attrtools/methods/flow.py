@@ -92,7 +92,8 @@ class AttentionFlow(Method):
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
         out = []
-        for caps, row in zip(residual_attention(model, batch), pool_rows(model, batch.lengths)):
+        rows = pool_rows(model, batch.lengths, batch.inputs["input_ids"])
+        for caps, row in zip(residual_attention(model, batch), rows):
             values = flow_values(caps, row, params["solver"], params["scale"])
             total = values.sum()
             out.append((values / total if total > 0 else values).to(caps.device))

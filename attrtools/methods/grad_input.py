@@ -45,7 +45,7 @@ class GradientInput(Method):
             raise ValueError("grad_input needs target classes")
         with embedding_leaf(model) as leaf, torch.enable_grad():
             logits = model(**batch.inputs).logits
-            score = target_score(logits, batch.targets, params["target_kind"])
+            score = target_score(logits, batch.targets, params["target_kind"], model)
             (grad,) = torch.autograd.grad(score.sum(), leaf.leaf)
         scores = aggregate_hidden((grad * leaf.leaf).detach().float(), params["aggregate"])
         return [scores[b, :n].contiguous() for b, n in enumerate(batch.lengths)]

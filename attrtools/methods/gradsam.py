@@ -42,7 +42,8 @@ class GradSAM(Method):
         # (B, L, H, n, n)
         maps = torch.stack([a * torch.relu(g) for a, g in zip(attentions, grads)], dim=1)
         out = []
-        for b, (n, row) in enumerate(zip(batch.lengths, pool_rows(model, batch.lengths))):
+        rows = pool_rows(model, batch.lengths, batch.inputs["input_ids"])
+        for b, (n, row) in enumerate(zip(batch.lengths, rows)):
             m = maps[b, :, :, :n, :n]
             if params["rows"] == "cls":
                 out.append(m[:, :, row, :].mean((0, 1)).contiguous())

@@ -66,7 +66,7 @@ def baseline_embeddings(model, embeddings: torch.Tensor, baseline: str) -> torch
 def score_with_embeddings(model, inputs: dict, embeddings: torch.Tensor, targets, target_kind="logit"):
     """Target score when the word-embedding output is replaced by ``embeddings`` (for tests)."""
     with torch.no_grad(), word_embeddings_replaced(model, lambda out: embeddings):
-        return target_score(model(**inputs).logits, targets, target_kind)
+        return target_score(model(**inputs).logits, targets, target_kind, model)
 
 
 @register
@@ -115,14 +115,14 @@ class IntegratedGradientsEmbeddings(Method):
                 path = (base[rows] + alpha * (emb[rows] - base[rows])).requires_grad_(True)
                 with word_embeddings_replaced(model, lambda out: path.to(out.dtype)):
                     logits = model(**batch.select(rows)).logits
-                score = target_score(logits, batch.targets[rows], params["target_kind"])
+                score = target_score(logits, batch.targets[rows], params["target_kind"], model)
                 (grad,) = torch.autograd.grad((score * weight_of[start:start + per_pass]).sum(), path)
                 grad_sum.index_add_(0, rows, grad.float())
                 node = (torch.arange(start, start + rows.numel(), device=device) % len(alphas)) == zero_node
                 at_zero.index_copy_(0, rows[node], score.detach().float()[node])
         signed = ((emb - base) * grad_sum).sum(-1)  # (B, n): per-token signed IG, for completeness
         if batch.logits is not None:
-            full = target_score(batch.logits, batch.targets, params["target_kind"])
+            full = target_score(batch.logits, batch.targets, params["target_kind"], model)
             for b, n_b in enumerate(batch.lengths):
                 batch.info[b]["completeness"] = {
                     None: completeness_record(float(signed[b, :n_b].sum()), float(full[b] - at_zero[b]))}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture
-from ..models import adapter_for, get_module, pool_position
+from ..models import adapter_for, get_module, pool_position, pool_positions
 from .base import Batch, frozen_parameters, target_score
 
 
@@ -43,8 +43,12 @@ class embedding_leaf:
         return False
 
 
-def pool_rows(model, lengths) -> list[int]:
-    """Row of the token the classifier reads, per example (0 = [CLS]; last real token for decoders)."""
+def pool_rows(model, lengths, input_ids=None) -> list[int]:
+    """Row of the token the classifier reads, per example (0 = [CLS]; for decoders the model's own
+    last-non-pad rule, ``models.pool_positions``, on the right-padded ``(B, n)`` ``input_ids``; without
+    them, the last real token)."""
+    if input_ids is not None:
+        return [int(p) for p in pool_positions(model, input_ids)]
     pool = pool_position(model)
     return [pool if pool >= 0 else n + pool for n in lengths]
 
@@ -57,6 +61,6 @@ def attention_and_gradients(model, batch: Batch, target_kind: str = "logit"):
     with embedding_leaf(model), torch.enable_grad(), capture(model, record="all", retain_grad=True) as cap:
         logits = model(**batch.inputs).logits
         attentions = cap.attention_list()
-        score = target_score(logits, batch.targets, target_kind)
+        score = target_score(logits, batch.targets, target_kind, model)
         grads = torch.autograd.grad(score.sum(), attentions)
     return [a.detach().float() for a in attentions], [g.float() for g in grads]

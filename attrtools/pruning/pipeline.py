@@ -101,6 +101,10 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     from ..models import require_classes
 
     require_classes(model, "head pruning (accuracy and cross-entropy under masking)")
+    from ..heads import require_single_label
+
+    # The curve's accuracy and cross-entropy (and Taylor importance's loss) score one gold class per example.
+    require_single_label(model, "head pruning (accuracy and cross-entropy of one gold class under masking)")
     strategies = check_strategies(strategies)
     refusal = adapter_for(model).refusal("prune_heads")
     if refusal:  # say so before any importance is computed
