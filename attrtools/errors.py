@@ -38,6 +38,10 @@ only from its module; ``tests/test_errors.py`` checks that this list is complete
     cli_kit.UserError                                  UsageError (also a click exception)
     adversarial.recipes.RecipeError, adversarial.pipeline.AuditError
                                                        AttrtoolsError (also ValueError)
+    heads.NoProbabilityError, models.DtypeError       UsageError
+    inputs.InputTypeError                              InputDataError (also TypeError)
+    words.WordAlignmentError                           AttrtoolsError (also ValueError)
+    locks.LockBusy                                     AttrtoolsError
     adversarial.textattack_compat.TextAttackUnavailable
                                                        MissingDependencyError
 
