@@ -109,7 +109,9 @@ def swapped_columns_hint(text_values, label_values, text_column, label_column, n
 
 
 def num_classes_of(model) -> int | None:
-    """The model's class count (``config.num_labels``) from a model or its config, or None."""
+    """The model's class count (``config.num_labels``) from a model, its config or an int, or None."""
+    if isinstance(model, int) and not isinstance(model, bool):
+        return model if model > 0 else None
     classes = getattr(getattr(model, "config", model), "num_labels", None)
     return classes if isinstance(classes, int) and classes > 0 else None
 
