@@ -114,7 +114,7 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
     report = {"base": base, "train_examples": len(train), "steps": total, "epochs": epochs, "batch_size": batch_size,
               "lr": lr, "max_length": max_length, "seed": seed, "frozen": frozen,
               "seconds": round(time.time() - started, 1), "num_labels": num_labels,
-              "estimated_seconds": round(estimate, 1) if estimate is not None else None}
+              "estimated_seconds": round(estimate, 3) if estimate is not None else None}
     if dev:
         report["dev_accuracy"] = accuracy(model, tokenizer, dev, max_length=max_length)
         log(f"dev accuracy {report['dev_accuracy']:.4f}")
