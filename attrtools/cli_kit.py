@@ -198,9 +198,10 @@ def data_reading_options(f):
     """``--dataset-config``, ``--dataset-split``, ``--no-header`` and ``--one-based-labels``
     (docs/datasets.md); their values reach ``load_examples_or_fail`` through ``ctx.meta``."""
     return options(
-        click.option("--dataset-config", default=None, expose_value=False, callback=_data_option,
-                     help="Config (subset) of a hub dataset, e.g. sst2 for nyu-mll/glue; the same as "
-                          "owner/name:config:split."),
+        click.option("--dataset-config", "--dataset-subset", "dataset_config", default=None, expose_value=False,
+                     callback=_data_option,
+                     help="Config (the hub viewer's 'subset') of a hub dataset, e.g. sst2 for nyu-mll/glue; the same "
+                          "as owner/name:config:split."),
         click.option("--dataset-split", default=None, expose_value=False, callback=_data_option,
                      help="Split of a hub dataset or dataset folder (default: the spec's, else validation)."),
         click.option("--no-header", is_flag=True, expose_value=False, callback=_data_option,

@@ -191,7 +191,8 @@ LEGACY_CONFIG_DATASETS = frozenset({"glue", "super_glue", "tweet_eval", "xnli", 
 def parse_spec(spec: str, config: str | None = None, split: str | None = None) -> tuple[str, str | None, str | None]:
     """A dataset spec -> ``(path, config, split)`` for ``datasets.load_dataset(path, config, split=split)``.
 
-    The grammar (docs/datasets.md), with ``:`` separating the parts:
+    The grammar (docs/datasets.md), with ``:`` separating the parts (or ``^``, as TextAttack's
+    ``--dataset-from-huggingface glue^sst2^validation`` spells them):
 
     - ``name`` / ``name:split`` / ``name:config:split`` (``imdb:test``, ``nyu-mll/glue:sst2:validation``);
     - ``name`` is a hub repository id as the hub spells it (``stanfordnlp/imdb``, ``SetFit/sst2``), a
@@ -209,6 +210,11 @@ def parse_spec(spec: str, config: str | None = None, split: str | None = None) -
     if os.path.exists(spec):  # a local path, whatever it holds (also one with a ':' in its name)
         return spec, config or None, split or None
     parts = spec.split(":")
+    if "^" in spec and len(parts) == 1:  # TextAttack's spelling: name^subset^split (name^subset means no split)
+        parts = spec.split("^")
+        if len(parts) != 3:
+            raise DataError(f"dataset spec {spec!r}: TextAttack's name^subset^split needs all three parts here; "
+                            "attrtools spells it name:config:split (or name:split)")
     if len(parts) > 3 or any(not p for p in parts):
         raise DataError(f"dataset spec {spec!r}: expected name, name:split or name:config:split "
                         "(e.g. nyu-mll/glue:sst2:validation), or use --dataset-config/--dataset-split")

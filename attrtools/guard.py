@@ -116,8 +116,8 @@ def missing_local_folder(name_or_path) -> str | None:
         folders = [e for e in os.listdir(parent) if os.path.isdir(os.path.join(parent, e))]
         near = difflib.get_close_matches(os.path.basename(path.rstrip("/\\")), folders, n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(os.path.join(parent, n) for n in near)}?" if near else ""
-    return (f"no such folder: {path} (a local path, so the hub is not asked; hub ids read owner/name)"
-            f"{hint}")
+    return (f"cannot load model: no such folder: {path} (a local path, so the hub is not asked; hub ids read "
+            f"owner/name){hint}")
 
 
 def check_model_folder(name_or_path: str) -> None:

@@ -30,7 +30,14 @@ ONE_BASED_KWARG = "one_based_labels=True"
 
 
 class LabelError(InputDataError):
-    """A label that is not a class of the model, or not a label at all (one line, exit 1)."""
+    """A label that is not a label at all, or a dataset without the labels a tool needs (one line, exit 1)."""
+
+
+class LabelRangeError(LabelError):
+    """A label outside the model's classes (1-based labels included): the request does not fit the
+    model, fixable by an option (one line, exit 2, as every malformed request)."""
+
+    exit_code = 2
 
 
 def _integer(value):
@@ -125,7 +132,7 @@ def check_gold_labels(examples, num_classes: int | None = None, need: bool = Fal
     """The one label rule: ``examples`` (an ``ExampleList`` or a list of ``Example``) checked
     against a ``num_classes``-class model, returned as an ``ExampleList``.
 
-    - A label outside ``0..num_classes-1`` raises ``LabelError`` naming the row; labels that run
+    - A label outside ``0..num_classes-1`` raises ``LabelRangeError`` (exit 2) naming the row; labels that run
       ``1..num_classes`` (no 0) are named as 1-based with the fix (``--one-based-labels``).
     - ``need=True``: a dataset read without any label column raises ``LabelError`` naming the
       columns and ``--label-column``; rows without a label (``-1`` or empty) are left out, each
@@ -149,13 +156,13 @@ def check_gold_labels(examples, num_classes: int | None = None, need: bool = Fal
             row, label = _row_of(examples, bad[0]), examples[bad[0]].label
             low, high = min(labels), max(labels)
             if low >= 1 and high == num_classes:
-                raise LabelError(
+                raise LabelRangeError(
                     f"{what}: the labels run {low}..{high} and row {row} has label {label}, but the model's "
                     f"{num_classes} classes are 0..{num_classes - 1}: the labels look 1-based (as AG News ships "
                     f"them); pass {ONE_BASED_OPTION} ({ONE_BASED_KWARG} in Python) to read label k as class k-1")
             distinct = len(set(labels))
             more = f"; the dataset has {distinct} distinct labels ({low}..{high})" if distinct > num_classes else ""
-            raise LabelError(f"{what}: row {row} has label {label}, but the model has {num_classes} classes "
+            raise LabelRangeError(f"{what}: row {row} has label {label}, but the model has {num_classes} classes "
                              f"(0..{num_classes - 1}){more}; check --label-column, or use another model or dataset")
     return examples
 
@@ -195,7 +202,7 @@ def infer_num_classes(examples, names=None, what: str = "--dataset") -> int:
     if names:
         return len(names)
     if labels[0] >= 1 and labels == list(range(1, labels[-1] + 1)):
-        raise LabelError(f"{what}: the labels run {labels[0]}..{labels[-1]} with no 0: they look 1-based (as AG News "
+        raise LabelRangeError(f"{what}: the labels run {labels[0]}..{labels[-1]} with no 0: they look 1-based (as AG News "
                          f"ships them); pass {ONE_BASED_OPTION} ({ONE_BASED_KWARG} in Python) to read label k as "
                          f"class k-1, or --label-names to fix the classes")
     return labels[-1] + 1

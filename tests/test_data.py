@@ -49,6 +49,7 @@ def test_generated_sentiment_data_matches_its_generator(tmp_path):
     ("imdb", ("imdb", None, None)),
     ("glue:mnli:validation_matched", ("glue", "mnli", "validation_matched")),
     ("owner/name/config:train", ("owner/name", "config", "train")),
+    ("glue^sst2^validation", ("glue", "sst2", "validation")),  # TextAttack's --dataset-from-huggingface
 ])
 def test_parse_spec_grammar(spec, expected):
     assert parse_spec(spec) == expected
@@ -64,6 +65,8 @@ def test_parse_spec_explicit_config_and_split():
         parse_spec("glue/sst2:cola:validation")
     with pytest.raises(DataError, match="name:config:split"):
         parse_spec("a:b:c:d")
+    with pytest.raises(DataError, match="needs all three parts"):
+        parse_spec("imdb^test")  # TextAttack reads this as subset 'test': refused, not guessed
 
 
 @pytest.fixture
@@ -101,7 +104,7 @@ def test_cli_dataset_config_and_split_reach_load_dataset(recorded_load, planted_
     from attrtools.cli_kit import load_examples_or_fail
 
     evaluate = main.get_command(None, "evaluate")
-    ctx = evaluate.make_context("evaluate", ["--model", planted_dir, "--dataset", "nyu-mll/glue", "--dataset-config",
+    ctx = evaluate.make_context("evaluate", ["--model", planted_dir, "--dataset", "nyu-mll/glue", "--dataset-subset",
                                              "sst2", "--dataset-split", "train"])
     with ctx:
         examples = load_examples_or_fail("nyu-mll/glue", model=planted_dir)
@@ -260,7 +263,7 @@ def _one_based(tmp_path):
 def test_every_command_refuses_one_based_labels_alike(planted_dir, tmp_path, command):
     result = CliRunner().invoke(main, [command[0], "--model", planted_dir, "--dataset", _one_based(tmp_path),
                                        *command[1:], "--no-cache", "--output-dir", str(tmp_path / "r")])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "Error: --dataset: the labels run 1..2 and row 2 has label 2, but the model's 2 classes are 0..1" \
         in result.output
     assert "--one-based-labels" in result.output
@@ -297,7 +300,7 @@ def test_a_missing_local_model_folder_is_said_before_any_hub_lookup(tmp_path, mo
     assert missing_local_folder("owner/model") is None and missing_local_folder("bert-base-uncased") is None
     result = CliRunner().invoke(main, ["attribute", "--model", "models/minilm-sst3", "--text", "a", "--no-cache",
                                        "--output-dir", str(tmp_path / "r")])
-    assert result.exit_code == 1 and "Error: no such folder: models/minilm-sst3" in result.output
+    assert result.exit_code == 1 and "Error: cannot load model: no such folder: models/minilm-sst3" in result.output
     assert "couldn't connect" not in result.output and "Repo id" not in result.output
 
 
@@ -321,7 +324,7 @@ def test_finetune_command_writes_a_model_every_command_takes(tmp_path):
     args = ["finetune", "--model", base, "--dataset", train, "--eval-dataset", dev, "--no-header", "--text-column",
             "2", "--label-column", "1", "--batch-size", "8", "--output-dir", str(out)]
     refused = CliRunner().invoke(main, args)
-    assert refused.exit_code == 1 and "--one-based-labels" in refused.output and not out.exists()
+    assert refused.exit_code == 2 and "--one-based-labels" in refused.output and not out.exists()
     args += ["--label-names", "negative,positive"]
     result = CliRunner().invoke(main, args + ["--one-based-labels"])
     assert result.exit_code == 0, result.output
@@ -338,3 +341,21 @@ def test_finetune_command_writes_a_model_every_command_takes(tmp_path):
     used = CliRunner().invoke(main, ["attribute", "--model", str(out), "--text", "alpha beta good", "--method", "raw",
                                      "--no-cache", "--output-dir", str(tmp_path / "run")])
     assert used.exit_code == 0, used.output
+
+
+def test_prune_skips_unlabeled_rows_with_their_reason(planted_dir, tmp_path):
+    """GLUE's test convention (-1 = no label) in part of the rows: prune runs on the labelled rows and
+    counts the others as skipped, instead of claiming there is no label column."""
+    from attrtools.testing import planted_dataset
+
+    rows = planted_dataset(8, seed=12)
+    data = tmp_path / "dev.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{l if i % 3 else -1}\n" for i, (t, l) in enumerate(rows)))
+    result = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--label-column",
+                                       "label", "--steps", "2", "--strategies", "random", "--fractions", "0,0.5",
+                                       "--prune-fraction", "0.5", "--latency-repeats", "1", "--no-save-model",
+                                       "--no-cache", "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "head importance on 5 examples" in result.output
+    assert re.search(r"rows skipped +3 .*unlabeled row: 3", result.output)
+    assert "no label column" not in result.output
