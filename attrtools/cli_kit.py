@@ -622,7 +622,8 @@ def _peek(kind: str, model_name):
 
 
 def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_column=None, limit=None,
-                          what: str = "--dataset", need_labels: bool = False, label_names=None, model=None):
+                          what: str = "--dataset", need_labels: bool = False, label_names=None, model=None,
+                          infer_label_names: bool = False):
     """``data.load_examples`` for a command: errors name the option they come from.
 
     ``model``: the model's name or folder; string labels then map through its own non-generic
@@ -639,7 +640,7 @@ def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_c
     try:
         examples = load_examples(spec, text_column, pair_column, label_column, limit,
                                  label_names=label_names_list(label_names), model_config=config,
-                                 **data_options_given(what))
+                                 infer_label_names=infer_label_names, **data_options_given(what))
     except InputDataError as err:
         raise InputDataError(f"{what}: {err}") from None
     if not examples:

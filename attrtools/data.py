@@ -28,7 +28,8 @@ PAIR_GUESSES = ("text_pair", "sentence2", "hypothesis", "question2")
 LABEL_GUESSES = ("label", "labels", "gold_label", "target", "class")
 # TSV has no quoting convention (GLUE's files are read with QUOTE_NONE): a leading '"' is text.
 LOCAL_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t", "quoting": 3}), ".jsonl": ("json", {}),
-                 ".json": ("json", {})}
+                 ".json": ("json", {}), ".parquet": ("parquet", {})}
+TEXT_FORMATS = (".csv", ".tsv", ".jsonl", ".json")  # checked line by line before loading (guard.check_data_file)
 
 
 #: The old name of :class:`attrtools.errors.InputDataError`.
@@ -55,6 +56,7 @@ class ExampleList(list):
     #: texts) and the table's columns; read by ``labels.check_gold_labels``.
     has_label_column: bool | None = None
     columns: list[str] | None = None
+    label_names: list[str] | None = None
 
     def __getitem__(self, key):
         item = super().__getitem__(key)
@@ -265,11 +267,20 @@ def load_table(spec: str, config: str | None = None, split: str | None = None, n
 DATASET_FOLDER_FILES = (".parquet", ".arrow")
 
 
+def saved_to_disk(path: str) -> bool:
+    """Whether ``path`` is a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``
+    (read with ``datasets.load_from_disk``)."""
+    return os.path.isfile(os.path.join(path, "state.json")) or os.path.isfile(os.path.join(path, "dataset_dict.json"))
+
+
 def dataset_folder(path: str) -> bool:
     """Whether ``path`` is a folder ``datasets`` can load as one dataset: it holds parquet or arrow
-    files (at any depth; split names come from file names such as ``validation-00000.parquet``)."""
+    files (at any depth; split names come from file names such as ``validation-00000.parquet``), or
+    was written by ``save_to_disk``."""
     if not os.path.isdir(path):
         return False
+    if saved_to_disk(path):
+        return True
     for _root, _dirs, files in os.walk(path):
         if any(name.lower().endswith(DATASET_FOLDER_FILES) for name in files):
             return True
@@ -317,7 +328,8 @@ def _load_table(spec: str, config=None, split=None, no_header=False):
         if no_header and ext not in (".csv", ".tsv"):
             raise DataError(f"--no-header applies to .csv/.tsv files, not {local}")
         try:
-            check_data_file(local, ext, header=not no_header)  # encoding, JSON lines, header-only tables
+            if ext in TEXT_FORMATS:
+                check_data_file(local, ext, header=not no_header)  # encoding, JSON lines, header-only tables
         except InputFileError as err:
             raise DataError(str(err)) from None
         builder, kwargs = LOCAL_FORMATS[ext]
@@ -346,7 +358,18 @@ def _load_folder(path: str, config, split):
     import datasets
 
     try:
-        loaded = datasets.load_dataset(path, config, split=split)
+        if saved_to_disk(path):
+            loaded = datasets.load_from_disk(path)
+            if split is not None and isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise DataError(f"no split {split!r} in {path}; its splits are {list(loaded)}")
+                return loaded[split]
+            if not isinstance(loaded, datasets.DatasetDict):
+                return loaded
+        else:
+            loaded = datasets.load_dataset(path, config, split=split)
+    except DataError:
+        raise
     except Exception as err:
         raise DataError(f"cannot load the dataset folder {path} (split {split!r}): {err}") from None
     if split is not None:
@@ -398,7 +421,7 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
                   label_column: str | None = None, limit: int | None = None,
                   label_names: list[str] | None = None, model_config=None, *, dataset_config: str | None = None,
                   dataset_split: str | None = None, no_header: bool = False,
-                  one_based_labels: bool = False) -> ExampleList:
+                  one_based_labels: bool = False, infer_label_names: bool = False) -> ExampleList:
     """Examples from a dataset spec, rows without content left out (``ExampleList.skipped``).
 
     ``spec``: a hub id, a local csv/tsv/jsonl file or a local dataset folder (grammar: ``parse_spec``;
@@ -409,8 +432,10 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
     ``label2id``, or ``label_names``: a list or a comma-separated string, index = class id), else the
     dataset's ClassLabel names; integers are class ids (``one_based_labels``: counted from 1),
     re-numbered by name when the dataset's ClassLabel names are a permutation of the model's;
-    ``-1`` and empty cells mean "unlabeled". The result records ``has_label_column`` and ``columns``
-    for ``labels.check_gold_labels``. ``model_config``: the model (or its config) whose labels these are."""
+    ``-1`` and empty cells mean "unlabeled". ``infer_label_names`` (fine-tuning a new head): string
+    labels with no names given define the classes, in sorted order (recorded as ``label_names``).
+    The result records ``has_label_column``, ``columns`` and ``label_names`` for
+    ``labels.check_gold_labels``. ``model_config``: the model (or its config) whose labels these are."""
     from .labels import LabelError, parse_label, swapped_columns_hint
 
     label_names = label_names_for(label_names, model_config)
@@ -422,12 +447,25 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
     pair = _pick(columns, pair_column, PAIR_GUESSES, "pair", False, no_header) if pair_column is not None or \
         any(c in columns for c in PAIR_GUESSES) else None
     label = _pick(columns, label_column, LABEL_GUESSES, "label", False, no_header)
+    roles = [(role, column) for role, column in (("text", text), ("pair", pair), ("label", label)) if column is not None]
+    for i, (role, column) in enumerate(roles):
+        for other, other_column in roles[i + 1:]:
+            if column == other_column:
+                raise DataError(f"column {column!r} would be both the {role} and the {other} column: name the "
+                                f"{other if role == 'text' else role} column with --{other if role == 'text' else role}"
+                                f"-column (columns: {columns})")
     names = label_names
     remap = None
     if label is not None:
         dataset_names = getattr(table.features[label], "names", None)
         if names is None:
             names = dataset_names
+        if names is None and infer_label_names:
+            from .labels import looks_like_label
+
+            cells = [v.strip() for v in table[label] if isinstance(v, str) and v.strip()]
+            if cells and not any(looks_like_label(v) for v in cells):
+                names = sorted(set(cells))
         elif dataset_names and list(dataset_names) != list(names) and sorted(dataset_names) == sorted(names):
             remap = {i: list(names).index(name) for i, name in enumerate(dataset_names)}
     if limit is not None:
@@ -442,6 +480,9 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
             hint = swapped_columns_hint(head[text], head[label], text, label, names)
             if hint:  # the likely mistake first, not "no label names given"
                 raise LabelError(f"row {index + 1}: label {raw!r} is text, not a label{hint}") from None
+            if no_header and index == 0:
+                raise LabelError(f"row 1: {err}; with --no-header the first line is data: if it is a header, drop "
+                                 "--no-header") from None
             raise LabelError(f"row {index + 1}: {err}") from None
         if value is not None and remap is not None and not isinstance(raw, str):
             value = remap.get(value, value)
@@ -451,4 +492,5 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
     kept = keep_content(examples)
     kept.has_label_column = label is not None
     kept.columns = columns
+    kept.label_names = list(names) if names else None
     return kept

@@ -228,4 +228,8 @@ def explain_load_error(err: BaseException, name: str) -> str | None:
                 "unpickle (weights_only=True); use a model saved as safetensors")
     if "trust_remote_code" in text or "custom code" in text:
         return f"{name} needs custom code that attrtools will not run (it loads with trust_remote_code=False)"
+    if isinstance(err, OSError) and isinstance(name, str) and not os.path.exists(os.path.expanduser(name)):
+        first = text.strip().splitlines()[0][:160] if text.strip() else type(err).__name__
+        return (f"{name}: no such folder here, and the hub gave no model by that id (hub ids read owner/name; "
+                f"offline, only local folders load): {first}")
     return None

@@ -72,7 +72,7 @@ def parse_label(value, names=None, one_based: bool = False):
     or ``--label-names``); ``one_based``: integer labels count from 1. Negative integers (``-1``)
     and empty cells are unlabeled (None). Raises ``LabelError`` for a string that is neither an
     integer nor one of ``names`` (the caller adds the row and the swap hint)."""
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN: an empty cell
         return None
     if isinstance(value, str) and not value.strip():
         return None
@@ -164,6 +164,12 @@ def check_gold_labels(examples, num_classes: int | None = None, need: bool = Fal
             more = f"; the dataset has {distinct} distinct labels ({low}..{high})" if distinct > num_classes else ""
             raise LabelRangeError(f"{what}: row {row} has label {label}, but the model has {num_classes} classes "
                              f"(0..{num_classes - 1}){more}; check --label-column, or use another model or dataset")
+        if num_classes > 2 and len(labels) >= 2 * num_classes and sorted(set(labels)) == list(range(1, num_classes)):
+            from .notices import warn
+
+            warn(f"{what}: no row has label 0 and the labels run 1..{num_classes - 1} for a {num_classes}-class "
+                 f"model: if they are 1-based, pass {ONE_BASED_OPTION} ({ONE_BASED_KWARG}), else every score "
+                 "against gold labels is off by one class")
     return examples
 
 
@@ -188,6 +194,7 @@ def _drop_unlabeled(examples, what: str):
     result = ExampleList(kept, skipped, rows)
     result.has_label_column = getattr(examples, "has_label_column", None)
     result.columns = getattr(examples, "columns", None)
+    result.label_names = getattr(examples, "label_names", None)
     return result
 
 

@@ -359,3 +359,65 @@ def test_prune_skips_unlabeled_rows_with_their_reason(planted_dir, tmp_path):
     assert "head importance on 5 examples" in result.output
     assert re.search(r"rows skipped +3 .*unlabeled row: 3", result.output)
     assert "no label column" not in result.output
+
+
+def test_more_files_as_they_come(tmp_path):
+    import datasets
+
+    single = tmp_path / "dev.parquet"
+    datasets.Dataset.from_dict({"text": ["good fun", "dull plot"], "label": [1, 0]}).to_parquet(str(single))
+    assert [(e.text, e.label) for e in load_examples(str(single))] == [("good fun", 1), ("dull plot", 0)]
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"sentence": ["a film"], "label": [-1]}),
+                          "validation": datasets.Dataset.from_dict({"sentence": ["b film", "c film"],
+                                                                    "label": [0, 1]})}).save_to_disk(str(saved))
+    assert [e.text for e in load_examples(str(saved))] == ["b film", "c film"]
+    assert [e.label for e in load_examples(f"{saved}:test")] == [None]
+    same = tmp_path / "same.tsv"
+    same.write_text("text\tlabel\nthe movie was good\t1\n")
+    with pytest.raises(DataError, match="'text' would be both the text and the label column"):
+        load_examples(str(same), label_column="text")
+    with pytest.raises(LabelError, match="drop --no-header"):
+        load_examples(str(same), no_header=True, text_column=1, label_column=2)
+    nan = tmp_path / "nan.csv"
+    nan.write_text("text,label\ngood film,1.0\nno label here,\nbad film,0.0\n")
+    assert [e.label for e in load_examples(str(nan))] == [1, None, 0]
+
+
+def test_labels_one_short_of_the_classes_warn_as_maybe_one_based():
+    with pytest.warns(UserWarning, match="no row has label 0 and the labels run 1..3 for a 4-class model"):
+        check_gold_labels(_examples([1, 2, 3] * 3), 4)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_gold_labels(_examples([0, 1, 2, 3] * 3), 4)
+
+
+def test_a_missing_hub_id_says_no_such_folder_either(monkeypatch):
+    import attrtools
+    import transformers
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
+    with pytest.raises(ValueError, match="someone/model: no such folder here, and the hub gave no model"):
+        attrtools.load_model("someone/model")
+
+
+def test_finetune_string_labels_name_the_classes(tmp_path):
+    import attrtools
+    from attrtools.testing import build_tiny_model, planted_dataset
+
+    base = build_tiny_model("bert", str(tmp_path / "base"))
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": ["neg", "pos"][l]}) + "\n"
+                            for t, l in planted_dataset(8, seed=5)) + json.dumps({"text": "alpha beta", "label": -1})
+                    + "\n")
+    result = CliRunner().invoke(main, ["finetune", "--model", base, "--dataset", str(data), "--batch-size", "4",
+                                       "--output-dir", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    model, _ = attrtools.load_model(str(tmp_path / "m"))
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    assert json.loads((tmp_path / "m" / "training.json").read_text())["train_examples"] == 8  # the -1 row left out

@@ -45,7 +45,8 @@ def finetune(model_name, dataset, text_column, pair_column, label_column, label_
              old_base, old_train, old_dev, old_output):
     """Fine-tune a sequence classifier on labelled data and save it as a model folder for every
     attrtools command (--model). Labels: integers from 0 (--one-based-labels for 1..K) or names
-    (--label-names, in class-id order); unlabeled rows (-1) are left out."""
+    (--label-names, in class-id order; without it, string labels define the classes in sorted
+    order); unlabeled rows (-1) are left out."""
     model_name, dataset = model_name or old_base, dataset or old_train
     eval_dataset, output_dir = eval_dataset or old_dev, output_dir or old_output
     if not model_name or not dataset or not output_dir:
@@ -63,7 +64,8 @@ def finetune(model_name, dataset, text_column, pair_column, label_column, label_
     check_device(device)
     check_model_folder(model_name)  # "no such folder" before any hub lookup
     train = load_examples_or_fail(dataset, text_column, pair_column, label_column, None, need_labels=True,
-                                  label_names=names)
+                                  label_names=names, infer_label_names=True)  # string labels name the classes
+    names = names or train.label_names
     if limit is not None and limit < len(train):
         picked = sorted(random.Random(seed).sample(range(len(train)), limit))
         train = type(train)([train[i] for i in picked])
