@@ -430,7 +430,8 @@ def check_labels(examples, model, what: str = "--dataset", need: bool = False):
     """``labels.check_gold_labels`` (the one label rule) for a command: every gold label a class of
     ``model`` (the model or its config, ``model_config_for_labels``; None checks no range), 1-based
     labels named as such; ``need``: unlabeled rows left out with their reason, no label column an
-    error. Returns the examples kept (an ``ExampleList``); errors are one line, exit 1."""
+    error. Returns the examples kept (an ``ExampleList``); errors are one line: exit 2 for a label
+    outside the model's classes (``labels.LabelRangeError``), 1 for data without the labels needed."""
     from .labels import check_gold_labels, num_classes_of
 
     return check_gold_labels(examples, num_classes_of(model), need=need, what=what)

@@ -327,6 +327,9 @@ def _load_table(spec: str, config=None, split=None, no_header=False):
 
         if no_header and ext not in (".csv", ".tsv"):
             raise DataError(f"--no-header applies to .csv/.tsv files, not {local}")
+        if config or split:
+            raise DataError(f"--dataset-config/--dataset-split apply to hub datasets and dataset folders; {local} is "
+                            "one file (one split)")
         try:
             if ext in TEXT_FORMATS:
                 check_data_file(local, ext, header=not no_header)  # encoding, JSON lines, header-only tables

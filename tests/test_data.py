@@ -379,6 +379,8 @@ def test_more_files_as_they_come(tmp_path):
         load_examples(str(same), label_column="text")
     with pytest.raises(LabelError, match="drop --no-header"):
         load_examples(str(same), no_header=True, text_column=1, label_column=2)
+    with pytest.raises(DataError, match="apply to hub datasets and dataset folders"):
+        load_examples(str(same), dataset_split="test")
     nan = tmp_path / "nan.csv"
     nan.write_text("text,label\ngood film,1.0\nno label here,\nbad film,0.0\n")
     assert [e.label for e in load_examples(str(nan))] == [1, None, 0]
@@ -421,3 +423,12 @@ def test_finetune_string_labels_name_the_classes(tmp_path):
     model, _ = attrtools.load_model(str(tmp_path / "m"))
     assert model.config.id2label == {0: "neg", 1: "pos"}
     assert json.loads((tmp_path / "m" / "training.json").read_text())["train_examples"] == 8  # the -1 row left out
+
+
+def test_attribute_target_gold_leaves_unlabeled_rows_out(planted_dir, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\nalpha beta good,1\nbeta alpha film,-1\nalpha the beta,0\n")
+    result = CliRunner().invoke(main, ["attribute", "--model", planted_dir, "--dataset", str(data), "--method", "raw",
+                                       "--target", "gold", "--no-cache", "--output-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"rows skipped +1 .*unlabeled row: 1", result.output)

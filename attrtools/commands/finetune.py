@@ -12,7 +12,7 @@ import random
 import click
 
 from ..cli_kit import (AtLeast, UserError, batch_size_option, check_labels, command, dataset_options, device_option, echo_summary,
-                       label_names_list, load_examples_or_fail, log_to_stderr, max_length_option, quiet_transformers,
+                       label_names_list, load_examples_or_fail, log_to_stderr, quiet_transformers,
                        seed_option)
 
 
@@ -27,7 +27,8 @@ from ..cli_kit import (AtLeast, UserError, batch_size_option, check_labels, comm
 @click.option("--epochs", type=float, default=1.0, help="Training epochs (fractions allowed).")
 @batch_size_option(32, "Training examples per step.")
 @click.option("--lr", "--learning-rate", "lr", type=float, default=5e-5, help="AdamW peak learning rate.")
-@max_length_option(128)
+@click.option("--max-length", type=AtLeast(2), default=128,
+              help="Truncate training and evaluation inputs to this many tokens, special tokens included.")
 @seed_option(42, "Seed of the subset, the initialisation and the data order.")
 @click.option("--freeze-layers", type=AtLeast(0), default=0,
               help="Keep the lowest N transformer blocks (and their gradients) frozen: faster on CPU.")
