@@ -191,11 +191,11 @@ def _data_option(ctx, param, value):
 #: Options of how ``--dataset`` is read, with the ``load_examples`` keyword each one sets (read by
 #: ``load_examples_or_fail`` from ``ctx.meta``; config and split apply to ``--dataset`` only).
 DATA_OPTIONS = {"dataset_config": "dataset_config", "dataset_split": "dataset_split", "no_header": "no_header",
-                "one_based_labels": "one_based_labels"}
+                "column_names": "column_names", "one_based_labels": "one_based_labels"}
 
 
 def data_reading_options(f):
-    """``--dataset-config``, ``--dataset-split``, ``--no-header`` and ``--one-based-labels``
+    """``--dataset-config``, ``--dataset-split``, ``--no-header``, ``--column-names`` and ``--one-based-labels``
     (docs/datasets.md); their values reach ``load_examples_or_fail`` through ``ctx.meta``."""
     return options(
         click.option("--dataset-config", "--dataset-subset", "dataset_config", default=None, expose_value=False,
@@ -207,6 +207,10 @@ def data_reading_options(f):
         click.option("--no-header", is_flag=True, expose_value=False, callback=_data_option,
                      help="The csv/tsv files have no header line: give columns by number, 1 = the first "
                           "(e.g. AG News: --label-column 1 --text-column 3)."),
+        click.option("--column-names", default=None, metavar="NAME,NAME,...", expose_value=False,
+                     callback=_data_option,
+                     help="Names for the columns of csv/tsv files without a header line (implies --no-header), "
+                          "e.g. label,title,description."),
         click.option("--one-based-labels", is_flag=True, expose_value=False, callback=_data_option,
                      help="Integer labels count classes from 1 (AG News 1..4): label k is class k-1."),
     )(f)

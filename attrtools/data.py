@@ -255,13 +255,17 @@ def datasets_bars_off():
         datasets.enable_progress_bars()
 
 
-def load_table(spec: str, config: str | None = None, split: str | None = None, no_header: bool = False):
+def load_table(spec: str, config: str | None = None, split: str | None = None, no_header: bool = False,
+               column_names=None):
     """A ``datasets.Dataset`` for a local file (``path[:split]``), a local dataset folder (parquet or
     arrow files, ``folder[:split]``) or a hub name (``parse_spec``), loaded without ``datasets``'
     own progress bars (``datasets_bars_off``). ``no_header``: a csv/tsv file whose first line is
-    data; its columns are named ``"1"``, ``"2"``, ... (1-based, as ``cut -f`` and ``awk`` count)."""
+    data; its columns are named ``"1"``, ``"2"``, ... (1-based, as ``cut -f`` and ``awk`` count), or
+    ``column_names`` (a list or a comma-separated string, one name per field; implies ``no_header``)."""
+    if isinstance(column_names, str):
+        column_names = [name.strip() for name in column_names.split(",")]
     with datasets_bars_off():
-        return _load_table(spec, config, split, no_header)
+        return _load_table(spec, config, split, no_header or bool(column_names), column_names or None)
 
 
 DATASET_FOLDER_FILES = (".parquet", ".arrow")
@@ -317,7 +321,7 @@ def numbered_columns(path: str, delimiter: str = ",") -> list[str]:
     return [str(i) for i in range(1, len(first) + 1)]
 
 
-def _load_table(spec: str, config=None, split=None, no_header=False):
+def _load_table(spec: str, config=None, split=None, no_header=False, column_names=None):
     import datasets
 
     local = check_local_file(spec)
@@ -326,7 +330,7 @@ def _load_table(spec: str, config=None, split=None, no_header=False):
         from .guard import InputFileError, check_data_file
 
         if no_header and ext not in (".csv", ".tsv"):
-            raise DataError(f"--no-header applies to .csv/.tsv files, not {local}")
+            raise DataError(f"--no-header/--column-names apply to .csv/.tsv files, not {local}")
         if config or split:
             raise DataError(f"--dataset-config/--dataset-split apply to hub datasets and dataset folders; {local} is "
                             "one file (one split)")
@@ -337,14 +341,19 @@ def _load_table(spec: str, config=None, split=None, no_header=False):
             raise DataError(str(err)) from None
         builder, kwargs = LOCAL_FORMATS[ext]
         if no_header:
-            kwargs = {**kwargs, "header": None, "column_names": numbered_columns(local, kwargs.get("delimiter", ","))}
+            numbered = numbered_columns(local, kwargs.get("delimiter", ","))
+            if column_names is not None and (len(column_names) != len(numbered) or len(set(column_names)) !=
+                                             len(column_names) or not all(column_names)):
+                raise DataError(f"--column-names gives {len(column_names)} names {column_names} for the "
+                                f"{len(numbered)} fields of the first line of {local} (one distinct name per field)")
+            kwargs = {**kwargs, "header": None, "column_names": list(column_names or numbered)}
         try:
             return datasets.load_dataset(builder, data_files={"data": os.path.abspath(local)}, split="data",
                                          **kwargs)
         except Exception as err:  # datasets raises many types for malformed files
             raise DataError(f"cannot read {local} as {ext[1:]}: {type(err).__name__}: {err}") from None
     if no_header:
-        raise DataError(f"--no-header applies to local .csv/.tsv files, not {spec!r}")
+        raise DataError(f"--no-header/--column-names apply to local .csv/.tsv files, not {spec!r}")
     path, config, split = parse_spec(spec, config, split)
     if os.path.isdir(path):
         return _load_folder(path, config, split)
@@ -424,13 +433,15 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
                   label_column: str | None = None, limit: int | None = None,
                   label_names: list[str] | None = None, model_config=None, *, dataset_config: str | None = None,
                   dataset_split: str | None = None, no_header: bool = False,
-                  one_based_labels: bool = False, infer_label_names: bool = False) -> ExampleList:
+                  one_based_labels: bool = False, infer_label_names: bool = False,
+                  column_names=None) -> ExampleList:
     """Examples from a dataset spec, rows without content left out (``ExampleList.skipped``).
 
     ``spec``: a hub id, a local csv/tsv/jsonl file or a local dataset folder (grammar: ``parse_spec``;
     ``dataset_config`` / ``dataset_split`` are its unambiguous spelling). ``no_header``: a csv/tsv
     file without a header line; columns are then given by number, 1-based (``text_column=2`` or
-    ``"2"``). Each label cell goes through ``labels.parse_label`` (the one label rule): strings map
+    ``"2"``), or by the names ``column_names`` gives them (``"label,title,description"``; implies
+    ``no_header``). Each label cell goes through ``labels.parse_label`` (the one label rule): strings map
     through ``label_names_for(label_names, model_config)`` (the model's own non-generic
     ``label2id``, or ``label_names``: a list or a comma-separated string, index = class id), else the
     dataset's ClassLabel names; integers are class ids (``one_based_labels``: counted from 1),
@@ -442,14 +453,15 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
     from .labels import LabelError, parse_label, swapped_columns_hint
 
     label_names = label_names_for(label_names, model_config)
-    table = load_table(spec, dataset_config, dataset_split, no_header)
+    numbered = no_header and not column_names  # columns named "1", "2", ...
+    table = load_table(spec, dataset_config, dataset_split, no_header, column_names)
     if len(table) == 0:
         raise DataError(f"dataset {spec!r} has no rows")
     columns = list(table.column_names)
-    text = _pick(columns, text_column, TEXT_GUESSES, "text", True, no_header)
-    pair = _pick(columns, pair_column, PAIR_GUESSES, "pair", False, no_header) if pair_column is not None or \
+    text = _pick(columns, text_column, TEXT_GUESSES, "text", True, numbered)
+    pair = _pick(columns, pair_column, PAIR_GUESSES, "pair", False, numbered) if pair_column is not None or \
         any(c in columns for c in PAIR_GUESSES) else None
-    label = _pick(columns, label_column, LABEL_GUESSES, "label", False, no_header)
+    label = _pick(columns, label_column, LABEL_GUESSES, "label", False, numbered)
     roles = [(role, column) for role, column in (("text", text), ("pair", pair), ("label", label)) if column is not None]
     for i, (role, column) in enumerate(roles):
         for other, other_column in roles[i + 1:]:
@@ -483,7 +495,7 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
             hint = swapped_columns_hint(head[text], head[label], text, label, names)
             if hint:  # the likely mistake first, not "no label names given"
                 raise LabelError(f"row {index + 1}: label {raw!r} is text, not a label{hint}") from None
-            if no_header and index == 0:
+            if (no_header or column_names) and index == 0:
                 raise LabelError(f"row 1: {err}; with --no-header the first line is data: if it is a header, drop "
                                  "--no-header") from None
             raise LabelError(f"row {index + 1}: {err}") from None

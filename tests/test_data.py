@@ -173,7 +173,7 @@ def test_headerless_errors_name_the_numbering(tmp_path):
     with pytest.raises(DataError, match="a column number"):
         load_examples(path, no_header=True)
     (tmp_path / "x.jsonl").write_text('{"text": "a b"}\n')
-    with pytest.raises(DataError, match="--no-header applies to"):
+    with pytest.raises(DataError, match="--no-header/--column-names apply to"):
         load_examples(str(tmp_path / "x.jsonl"), no_header=True)
 
 
@@ -432,3 +432,18 @@ def test_attribute_target_gold_leaves_unlabeled_rows_out(planted_dir, tmp_path):
                                        "--target", "gold", "--no-cache", "--output-dir", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert re.search(r"rows skipped +1 .*unlabeled row: 1", result.output)
+
+
+def test_headerless_columns_by_name(tmp_path, planted_dir):
+    path = _ag_news(tmp_path / "test.csv")
+    examples = load_examples(path, column_names="label,title,description", text_column="description",
+                             label_column="label", one_based_labels=True)
+    assert [(e.text, e.label) for e in examples] == [(row[2], int(row[0]) - 1) for row in AG_ROWS]
+    with pytest.raises(DataError, match="gives 2 names"):
+        load_examples(path, column_names=["label", "title"])
+    from attrtools.cli_kit import load_examples_or_fail
+
+    tree = main.get_command(None, "tree")
+    with tree.make_context("tree", ["--model", planted_dir, "--dataset", path, "--column-names", "label,title,body"]):
+        rows = load_examples_or_fail(path, text_column="title", label_column="label")
+    assert [e.text for e in rows] == [row[1] for row in AG_ROWS] and [e.label for e in rows] == [3, 1, 4, 2]
