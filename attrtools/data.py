@@ -190,6 +190,11 @@ LEGACY_CONFIG_DATASETS = frozenset({"glue", "super_glue", "tweet_eval", "xnli", 
                                     "amazon_reviews_multi", "financial_phrasebank", "emotion", "indic_glue"})
 
 
+#: Addresses people paste for a hub dataset: what follows is its id (``owner/name``).
+HUB_PREFIXES = ("https://huggingface.co/datasets/", "http://huggingface.co/datasets/", "huggingface.co/datasets/",
+                "hf://datasets/")
+
+
 def parse_spec(spec: str, config: str | None = None, split: str | None = None) -> tuple[str, str | None, str | None]:
     """A dataset spec -> ``(path, config, split)`` for ``datasets.load_dataset(path, config, split=split)``.
 
@@ -197,8 +202,9 @@ def parse_spec(spec: str, config: str | None = None, split: str | None = None) -
     ``--dataset-from-huggingface glue^sst2^validation`` spells them):
 
     - ``name`` / ``name:split`` / ``name:config:split`` (``imdb:test``, ``nyu-mll/glue:sst2:validation``);
-    - ``name`` is a hub repository id as the hub spells it (``stanfordnlp/imdb``, ``SetFit/sst2``), a
-      legacy id (``imdb``), or a local file or dataset folder (a path that exists);
+    - ``name`` is a hub repository id as the hub spells it (``stanfordnlp/imdb``, ``SetFit/sst2``; the
+      address of its page, ``https://huggingface.co/datasets/stanfordnlp/imdb``, or ``hf://datasets/...``
+      is read as its id), a legacy id (``imdb``), or a local file or dataset folder (a path that exists);
     - legacy ``dataset/config[:split]`` for the old un-namespaced datasets with configs
       (``LEGACY_CONFIG_DATASETS``: ``glue/sst2:validation`` -> ``("glue", "sst2", "validation")``),
       and ``owner/name/config[:split]``;
@@ -211,6 +217,10 @@ def parse_spec(spec: str, config: str | None = None, split: str | None = None) -
         raise DataError("empty dataset spec")
     if os.path.exists(spec):  # a local path, whatever it holds (also one with a ':' in its name)
         return spec, config or None, split or None
+    for prefix in HUB_PREFIXES:  # a pasted address of the dataset's page: its id
+        if spec.startswith(prefix):
+            spec = spec[len(prefix):].rstrip("/")
+            break
     parts = spec.split(":")
     if "^" in spec and len(parts) == 1:  # TextAttack's spelling: name^subset^split (name^subset means no split)
         parts = spec.split("^")

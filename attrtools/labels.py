@@ -52,6 +52,8 @@ def _integer(value):
         stripped = value.strip()
         if stripped.lstrip("-+").isdigit():
             return int(stripped)
+        if stripped.lstrip("-+").replace(".", "", 1).isdigit() and float(stripped).is_integer():
+            return int(float(stripped))  # "1.0": a whole number written by a float column
     return None
 
 

@@ -50,6 +50,8 @@ def test_generated_sentiment_data_matches_its_generator(tmp_path):
     ("glue:mnli:validation_matched", ("glue", "mnli", "validation_matched")),
     ("owner/name/config:train", ("owner/name", "config", "train")),
     ("glue^sst2^validation", ("glue", "sst2", "validation")),  # TextAttack's --dataset-from-huggingface
+    ("https://huggingface.co/datasets/stanfordnlp/imdb:test", ("stanfordnlp/imdb", None, "test")),
+    ("hf://datasets/nyu-mll/glue:sst2:validation", ("nyu-mll/glue", "sst2", "validation")),
 ])
 def test_parse_spec_grammar(spec, expected):
     assert parse_spec(spec) == expected
@@ -192,7 +194,9 @@ def test_a_header_that_looks_like_data_hints_at_no_header(tmp_path):
 
 # ------------------------------------------------------------------------------- the label rule
 def test_parse_label_cases():
-    assert parse_label("2") == 2 and parse_label(2.0) == 2 and parse_label(" 3 ") == 3
+    assert parse_label("2") == 2 and parse_label(2.0) == 2 and parse_label(" 3 ") == 3 and parse_label("1.0") == 1
+    with pytest.raises(LabelError):
+        parse_label("1.5")
     assert parse_label(-1) is None and parse_label("-1") is None and parse_label("") is None
     assert parse_label("Positive", ["negative", "positive"]) == 1
     assert parse_label(4, one_based=True) == 3 and parse_label("1", one_based=True) == 0
