@@ -734,7 +734,9 @@ def run_report_lines() -> dict:
                                         "the data" if derived else ""))
     if report.get("skipped"):
         why = ", ".join(f"{kind}: {n}" for kind, n in report["skipped_reasons"].items())
-        lines["rows skipped"] = f"{report['skipped']} without content ({why}); not computed, not averaged"
+        unlabeled = any(kind.startswith("unlabeled row") for kind in report["skipped_reasons"])  # labels.py's reason
+        lines["rows skipped"] = (f"{report['skipped']}{'' if unlabeled else ' without content'} ({why}); not computed, "
+                                 "not averaged")
     if report.get("worst_completeness_gap"):
         gap, method, example, unit = report["worst_completeness_gap"]
         where = f", layer {unit}" if unit is not None else ""

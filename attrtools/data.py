@@ -209,7 +209,10 @@ def parse_spec(spec: str, config: str | None = None, split: str | None = None) -
       (``LEGACY_CONFIG_DATASETS``: ``glue/sst2:validation`` -> ``("glue", "sst2", "validation")``),
       and ``owner/name/config[:split]``;
     - ``config`` / ``split`` (``--dataset-config`` / ``--dataset-split``): the unambiguous spelling;
-      one that disagrees with the spec's own raises ``DataError``.
+      one that disagrees with the spec's own raises ``DataError``;
+    - a name that does not exist but reads as a local path (it starts with ``/``, ``./``, ``../`` or
+      ``~``, or its first part is a folder here) raises ``DataError`` "no such file or folder"
+      instead of asking the hub.
 
     ``split`` is None when neither the spec nor the argument gives one (the loader picks)."""
     spec = os.fspath(spec).strip()
@@ -235,6 +238,9 @@ def parse_spec(spec: str, config: str | None = None, split: str | None = None) -
     own_split = parts[-1] if len(parts) >= 2 else None
     if not os.path.exists(path):
         pieces = path.split("/")
+        if path.startswith(("/", "./", "../", "~", ".\\")) or "\\" in path or \
+                (len(pieces) > 1 and os.path.isdir(pieces[0])):  # reads as a local path: never a hub lookup
+            raise DataError(f"no such file or folder: {path} (a local path; hub ids read owner/name)")
         legacy = len(pieces) == 2 and pieces[0] in LEGACY_CONFIG_DATASETS
         if legacy or len(pieces) == 3:  # glue/sst2 or owner/name/config
             if own_config is not None:
