@@ -33,7 +33,8 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
     ``id2label``; ``epochs`` (fractions allowed), ``batch_size`` examples per step, ``lr`` AdamW's
     peak learning rate, ``warmup`` the warm-up fraction of the steps, ``max_length`` tokens per input;
     ``device`` where to train (None: cpu). ``on_estimate(seconds, steps)`` is called once after the
-    first two steps with the estimated training time in seconds (also ``log``ged and recorded).
+    first three steps with the estimated training time in seconds: the first step's time plus the
+    pace of steps 2-3 for the rest (the first step also warms up), also ``log``ged and recorded.
 
     ``freeze_embeddings`` / ``freeze_layers=k``: the embeddings and the lowest ``k`` blocks keep their
     pretrained weights (no gradient is computed below block ``k``, and AdamW skips them), which makes
@@ -79,7 +80,7 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
 
     progress = bar(total, "fine-tuning", unit="step")
     step, started = 0, time.time()
-    estimate = None
+    estimate, first_step = None, 0.0
     order = list(range(len(train)))
     while step < total:
         random.shuffle(order)
@@ -98,8 +99,11 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
             schedule.step()
             optimizer.zero_grad()
             step += 1
-            if step == min(2, total) and estimate is None:  # measured, not guessed: the first steps' pace
-                estimate = (time.time() - started) / step * total
+            if step == 1:
+                first_step = time.time() - started  # the first step also warms up allocators and kernels
+            if step == min(3, total) and estimate is None:  # measured, not guessed: the pace of steps 2 and 3
+                pace = (time.time() - started - first_step) / (step - 1) if step > 1 else first_step
+                estimate = first_step + pace * (total - 1)
                 log(f"fine-tuning: {total} steps, about {_duration(estimate)} (measured on the first {step})")
                 if on_estimate is not None:
                     on_estimate(estimate, total)
