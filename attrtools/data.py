@@ -1,5 +1,7 @@
-"""Datasets as lists of ``Example``: hub names (``glue/sst2:validation``) or local csv/tsv/jsonl files,
-both through ``datasets.load_dataset``, with column mapping and label names.
+"""Datasets as lists of ``Example``: hub ids (``stanfordnlp/imdb:test``, ``nyu-mll/glue:sst2:validation``,
+legacy ``glue/sst2:validation``; the grammar is ``parse_spec``), local csv/tsv/jsonl/parquet files
+(headerless ones with ``no_header``/``column_names``) and local dataset folders, all through
+``datasets``, with column mapping and label names. docs/datasets.md is the user's page.
 
 Two input rules live here (DESIGN.md, "Inputs, one rule"):
 
@@ -9,10 +11,12 @@ Two input rules live here (DESIGN.md, "Inputs, one rule"):
   its row index and reason in ``ExampleList.skipped``; every tool calls it (with its tokenizer),
   so such a row never crashes a run (TextAttack's language detection, "tokenizes to nothing")
   nor counts as zeros.
-- **Labels**: string labels map through the model's own ``label2id`` when it is not generic
-  (``LABEL_0``...); ``--label-names`` that disagree with it are an error showing both maps
-  (``label_names_for``). Integer labels are used as they are, except that a dataset whose
-  ``ClassLabel`` names are a permutation of the model's names is re-numbered by name.
+- **Labels**: each cell is read by ``labels.parse_label`` (the one label rule; ``labels.py`` also
+  holds the check against the model that every command calls): string labels map through the
+  model's own ``label2id`` when it is not generic (``LABEL_0``...); ``--label-names`` that disagree
+  with it are an error showing both maps (``label_names_for``). Integer labels are used as they
+  are (``one_based_labels``: minus one), except that a dataset whose ``ClassLabel`` names are a
+  permutation of the model's names is re-numbered by name; ``-1`` and empty cells are unlabeled.
 """
 from __future__ import annotations
 
