@@ -138,12 +138,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def finetune_to_folder(base: str, train: list[Example], output_dir: str, overwrite: bool = False, **kwargs) -> dict:
-    """``finetune`` into ``output_dir`` atomically: trained in ``<output_dir>.partial`` and renamed
-    into place once saved (an existing model folder is replaced only with ``overwrite``; anything
-    else there is refused). ``kwargs`` go to ``finetune``. Returns its report."""
-    import shutil
-
+def check_output_folder(output_dir: str, overwrite: bool = False) -> str:
+    """``output_dir`` as an absolute path, checked before anything is trained: a new or empty
+    folder, or (``overwrite``) a model folder (with ``config.json``) to replace; anything else raises
+    ``ParameterError`` (exit 2)."""
     output_dir = os.path.abspath(output_dir)
     if os.path.exists(output_dir):
         if not os.path.isdir(output_dir):
@@ -153,6 +151,16 @@ def finetune_to_folder(base: str, train: list[Example], output_dir: str, overwri
         if os.listdir(output_dir) and not os.path.exists(os.path.join(output_dir, "config.json")):
             raise ParameterError(f"--output-dir {output_dir} holds files that are not a model folder: "
                                  "refusing to replace it")
+    return output_dir
+
+
+def finetune_to_folder(base: str, train: list[Example], output_dir: str, overwrite: bool = False, **kwargs) -> dict:
+    """``finetune`` into ``output_dir`` atomically: trained in ``<output_dir>.partial`` and renamed
+    into place once saved (an existing model folder is replaced only with ``overwrite``; anything
+    else there is refused). ``kwargs`` go to ``finetune``. Returns its report."""
+    import shutil
+
+    output_dir = check_output_folder(output_dir, overwrite)
     staging = output_dir + ".partial"
     if os.path.exists(staging):
         shutil.rmtree(staging)

@@ -64,6 +64,9 @@ def finetune(model_name, dataset, text_column, pair_column, label_column, label_
 
     check_device(device)
     check_model_folder(model_name)  # "no such folder" before any hub lookup
+    from ..training import check_output_folder, finetune_to_folder
+
+    check_output_folder(output_dir, overwrite)  # before the data loads
     train = load_examples_or_fail(dataset, text_column, pair_column, label_column, None, need_labels=True,
                                   label_names=names, infer_label_names=True)  # string labels name the classes
     names = names or train.label_names
@@ -82,7 +85,6 @@ def finetune(model_name, dataset, text_column, pair_column, label_column, label_
         import torch
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-    from ..training import finetune_to_folder
 
     report = finetune_to_folder(model_name, train, output_dir, overwrite=overwrite, dev=dev, num_labels=num_labels,
                                 epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed,
