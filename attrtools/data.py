@@ -482,13 +482,16 @@ def load_examples(spec: str, text_column: str | None = None, pair_column: str | 
     pair = _pick(columns, pair_column, PAIR_GUESSES, "pair", False, numbered) if pair_column is not None or \
         any(c in columns for c in PAIR_GUESSES) else None
     label = _pick(columns, label_column, LABEL_GUESSES, "label", False, numbered)
+    given = {"text": text_column, "pair": pair_column, "label": label_column}
     roles = [(role, column) for role, column in (("text", text), ("pair", pair), ("label", label)) if column is not None]
     for i, (role, column) in enumerate(roles):
         for other, other_column in roles[i + 1:]:
             if column == other_column:
-                raise DataError(f"column {column!r} would be both the {role} and the {other} column: name the "
-                                f"{other if role == 'text' else role} column with --{other if role == 'text' else role}"
-                                f"-column (columns: {columns})")
+                guessed = [r for r in (role, other) if given[r] is None]
+                fix = (f"name the {guessed[0]} column with --{guessed[0]}-column" if guessed else
+                       f"--{role}-column and --{other}-column name the same column")
+                raise DataError(f"column {column!r} would be both the {role} and the {other} column: {fix} "
+                                f"(columns: {columns})")
     names = label_names
     remap = None
     if label is not None:

@@ -388,8 +388,13 @@ def test_more_files_as_they_come(tmp_path):
     assert [e.label for e in load_examples(f"{saved}:test")] == [None]
     same = tmp_path / "same.tsv"
     same.write_text("text\tlabel\nthe movie was good\t1\n")
-    with pytest.raises(DataError, match="'text' would be both the text and the label column"):
+    with pytest.raises(DataError, match="'text' would be both the text and the label column: name the text column "
+                                        "with --text-column"):
         load_examples(str(same), label_column="text")
+    with pytest.raises(DataError, match="name the label column with --label-column"):
+        load_examples(str(same), text_column="label")
+    with pytest.raises(DataError, match="--text-column and --label-column name the same column"):
+        load_examples(str(same), text_column="text", label_column="text")
     with pytest.raises(LabelError, match="drop --no-header"):
         load_examples(str(same), no_header=True, text_column=1, label_column=2)
     with pytest.raises(DataError, match="apply to hub datasets and dataset folders"):
