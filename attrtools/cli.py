@@ -24,6 +24,8 @@ COMMANDS = {
     "tree": ("attrtools.tree.cli:tree", "Build AttAttr attribution trees (NetworkX) and dataset statistics."),
     "triggers": ("attrtools.adversarial.cli:triggers", "Extract adversarial trigger patterns from attributions."),
     "audit": ("attrtools.adversarial.cli:audit", "Robustness audit: every TextAttack recipe, triggers; compare models."),
+    "finetune": ("attrtools.commands.finetune:finetune",
+                 "Fine-tune a classifier on your labelled data; writes a model folder every command takes."),
     "demo": ("attrtools.commands.demo:demo", "Run everything end to end on the embedded default model."),
 }
 

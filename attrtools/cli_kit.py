@@ -221,17 +221,66 @@ label_names_option = click.option(
          "model's own label2id when it names its classes.")
 
 
+def _data_option(ctx, param, value):
+    """Callback of the data-reading options (``DATA_OPTIONS``): kept in ``ctx.meta`` for
+    ``load_examples_or_fail``, so that no command's signature changes."""
+    ctx.meta.setdefault("attrtools.data_options", {})[param.name] = value
+    return value
+
+
+#: Options of how ``--dataset`` is read, with the ``load_examples`` keyword each one sets (read by
+#: ``load_examples_or_fail`` from ``ctx.meta``; config and split apply to ``--dataset`` only).
+DATA_OPTIONS = {"dataset_config": "dataset_config", "dataset_split": "dataset_split", "no_header": "no_header",
+                "column_names": "column_names", "one_based_labels": "one_based_labels"}
+
+
+def data_reading_options(f):
+    """``--dataset-config``, ``--dataset-split``, ``--no-header``, ``--column-names`` and ``--one-based-labels``
+    (docs/datasets.md); their values reach ``load_examples_or_fail`` through ``ctx.meta``."""
+    return options(
+        click.option("--dataset-config", "--dataset-subset", "dataset_config", default=None, expose_value=False,
+                     callback=_data_option,
+                     help="Config (the hub viewer's 'subset') of a hub dataset, e.g. sst2 for nyu-mll/glue; the same "
+                          "as owner/name:config:split."),
+        click.option("--dataset-split", default=None, expose_value=False, callback=_data_option,
+                     help="Split of a hub dataset or dataset folder (default: the spec's, else validation)."),
+        click.option("--no-header", is_flag=True, expose_value=False, callback=_data_option,
+                     help="The csv/tsv files have no header line: give columns by number, 1 = the first "
+                          "(e.g. AG News: --label-column 1 --text-column 3)."),
+        click.option("--column-names", default=None, metavar="NAME,NAME,...", expose_value=False,
+                     callback=_data_option,
+                     help="Names for the columns of csv/tsv files without a header line (implies --no-header), "
+                          "e.g. label,title,description."),
+        click.option("--one-based-labels", is_flag=True, expose_value=False, callback=_data_option,
+                     help="Integer labels count classes from 1 (AG News 1..4): label k is class k-1."),
+    )(f)
+
+
+def data_options_given(what: str = "--dataset") -> dict:
+    """The data-reading options of the running command (``data_reading_options``) as
+    ``load_examples`` keywords; ``--dataset-config``/``--dataset-split`` only for ``--dataset``."""
+    ctx = click.get_current_context(silent=True)
+    given = dict(ctx.meta.get("attrtools.data_options", {})) if ctx is not None else {}
+    if what != "--dataset":
+        given.pop("dataset_config", None)
+        given.pop("dataset_split", None)
+    return {DATA_OPTIONS[k]: v for k, v in given.items() if k in DATA_OPTIONS and v}
+
+
 def dataset_options(f=None, *, limit_help: str = "Read only the first N examples of --dataset."):
-    """``--dataset`` and its column options, ``--label-names`` and ``--limit``."""
+    """``--dataset`` and its column options, ``--label-names``, ``--limit`` and the data-reading
+    options (``data_reading_options``)."""
     def decorate(f):
         return options(
             click.option("--dataset", default=None,
-                         help="Hub name with split (glue/sst2:validation) or a local csv/tsv/jsonl file."),
+                         help="Hub id with split (stanfordnlp/imdb:test, nyu-mll/glue:sst2:validation, "
+                              "glue/sst2:validation), a local csv/tsv/jsonl file or a parquet dataset folder."),
             click.option("--text-column", default=None, help="Column holding the text (default: guessed)."),
             click.option("--pair-column", default=None, help="Column holding the second segment (default: none)."),
             click.option("--label-column", default=None, help="Column holding the gold label (default: guessed)."),
             label_names_option,
             click.option("--limit", type=AtLeast(1), default=None, help=limit_help),
+            data_reading_options,
         )(f)
     return decorate(f) if f is not None else decorate
 
@@ -453,19 +502,15 @@ def finite(option: str, value, low: float | None = None, high: float | None = No
     return value
 
 
-def check_labels(examples, model, what: str = "--dataset"):
-    """Every gold label must be a class of the model (one line naming the row, else exit 2).
-    ``model``: the model or its config (``model_config_for_labels``: checked before the model loads);
-    None checks nothing."""
-    classes = getattr(getattr(model, "config", model), "num_labels", None)
-    if not isinstance(classes, int):
-        return
-    rows = examples.rows if getattr(examples, "row_numbers_valid", lambda: False)() else None
-    for index, example in enumerate(examples):
-        if example.label is not None and not 0 <= example.label < classes:
-            row = (rows[index] if rows is not None else index) + 1  # the data row as the user counts them
-            raise UserError(f"{what}: row {row} has label {example.label}, but the model has {classes} classes "
-                            f"(0..{classes - 1}); use --label-names or another dataset")
+def check_labels(examples, model, what: str = "--dataset", need: bool = False):
+    """``labels.check_gold_labels`` (the one label rule) for a command: every gold label a class of
+    ``model`` (the model or its config, ``model_config_for_labels``; None checks no range), 1-based
+    labels named as such; ``need``: unlabeled rows left out with their reason, no label column an
+    error. Returns the examples kept (an ``ExampleList``); errors are one line: exit 2 for a label
+    outside the model's classes (``labels.LabelRangeError``), 1 for data without the labels needed."""
+    from .labels import check_gold_labels, num_classes_of
+
+    return check_gold_labels(examples, num_classes_of(model), need=need, what=what)
 
 
 def parse_floats(value: str | None, option: str, low: float = 0.0, high: float = 1.0) -> list[float] | None:
@@ -520,6 +565,7 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
             config[f"{key}_identity"] = rundir.data_file_identity(config[key])
     if examples is not None:
         config["data_identity"] = rundir.data_identity(examples)
+    config.update({k: v for k, v in data_options_given().items() if k not in config})  # how --dataset was read
     rule = ctx.meta.get("attrtools.input_rule") if ctx is not None else None
     if rule:  # a model loaded before the run directory: its input rule goes in at once
         config.update({k: rule[k] for k in INPUT_RULE_KEYS if k in rule})
@@ -645,8 +691,12 @@ def _peek(kind: str, model_name):
     ctx = click.get_current_context(silent=True)
     seen = ctx.meta.setdefault("attrtools.peeks", {}) if ctx is not None else {}
     if (kind, model_name) not in seen:
+        from .guard import ModelFolderError, missing_local_folder
         from .models import load_config, load_tokenizer
 
+        missing = missing_local_folder(model_name)
+        if missing is not None:  # before any hub lookup
+            raise ModelFolderError(missing)
         # --revision belongs to --model: the peek reads the same revision the load will
         revision = model_load_options(ctx).get("revision") if ctx is not None and \
             model_name == ctx.params.get("model_name") else None
@@ -655,29 +705,32 @@ def _peek(kind: str, model_name):
 
 
 def load_examples_or_fail(spec: str, text_column=None, pair_column=None, label_column=None, limit=None,
-                          what: str = "--dataset", need_labels: bool = False, label_names=None, model=None):
+                          what: str = "--dataset", need_labels: bool = False, label_names=None, model=None,
+                          infer_label_names: bool = False):
     """``data.load_examples`` for a command: errors name the option they come from.
 
     ``model``: the model's name or folder; string labels then map through its own non-generic
-    ``label2id`` (and a conflicting ``--label-names`` is an error showing both maps)."""
+    ``label2id`` (and a conflicting ``--label-names`` is an error showing both maps), and every
+    label is checked by the one label rule (``check_labels``; ``need_labels``: unlabeled rows are
+    left out with their reason). The data-reading options (``--no-header``, ...) apply."""
     from .data import load_examples
 
     if not spec:
         raise UserError(f"{what}: give a dataset (hub name with split or a local csv/tsv/jsonl file)")
     at_least("--limit", limit)
     quiet_transformers()  # before the load: no progress bars of datasets' own
+    config = model_config_for_labels(model)
     try:
         examples = load_examples(spec, text_column, pair_column, label_column, limit,
-                                 label_names=label_names_list(label_names),
-                                 model_config=model_config_for_labels(model))
+                                 label_names=label_names_list(label_names), model_config=config,
+                                 infer_label_names=infer_label_names, **data_options_given(what))
     except InputDataError as err:
         raise InputDataError(f"{what}: {err}") from None
     if not examples:
         skipped = getattr(examples, "skipped", None)
         raise InputDataError(f"{what}: {spec} holds no examples" + (
             f" with content ({examples.skipped_summary()} row(s) skipped)" if skipped else ""))
-    if need_labels and any(e.label is None for e in examples):
-        raise InputDataError(f"{what}: {spec} has no gold labels (pass --label-column)")
+    examples = check_labels(examples, config, what, need=need_labels)  # the one label rule, every command
     from . import runreport
 
     runreport.note_rows(examples)  # the summary counts truncations in these rows
@@ -759,7 +812,9 @@ def run_report_lines() -> dict:
                                         "the data" if derived else ""))
     if report.get("skipped"):
         why = ", ".join(f"{kind}: {n}" for kind, n in report["skipped_reasons"].items())
-        lines["rows skipped"] = f"{report['skipped']} without content ({why}); not computed, not averaged"
+        unlabeled = any(kind.startswith("unlabeled row") for kind in report["skipped_reasons"])  # labels.py's reason
+        lines["rows skipped"] = (f"{report['skipped']}{'' if unlabeled else ' without content'} ({why}); not computed, "
+                                 "not averaged")
     if report.get("worst_completeness_gap"):
         gap, method, example, unit = report["worst_completeness_gap"]
         where = f", layer {unit}" if unit is not None else ""
@@ -790,7 +845,7 @@ __all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command",
            "cache_options", "device_option", "output_dir_option",
            "max_length_option", "batch_size_option", "progress_option", "steps_option", "target_option",
            "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
-           "parse_floats", "at_least", "finite", "check_labels", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",
+           "parse_floats", "at_least", "finite", "check_labels", "data_reading_options", "data_options_given", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",
            "tokenizer_for_checks", "examples_from", "keep_content_or_fail", "open_cache_or_fail", "resolve_progress", "echo_summary", "run_report_lines",
            "record_input_rule", "update_run_config", "dump", "log_to_stderr",
            "label_names_list"]

@@ -47,10 +47,11 @@ class InputFileError(InputDataError):
     """A local data file that cannot be read as its extension says (the message gives line and byte)."""
 
 
-def check_data_file(path: str, ext: str) -> None:
+def check_data_file(path: str, ext: str, header: bool = True) -> None:
     """Read a local .csv/.tsv/.jsonl file once, streaming: it must be UTF-8 (a BOM is allowed), a
     .jsonl file must hold one JSON object per non-blank line, and a .csv/.tsv file must have rows
-    after its header. Raises ``InputFileError`` naming the line and byte offset."""
+    after its header (``header=False``: a file without a header line needs one row). Raises
+    ``InputFileError`` naming the line and byte offset."""
     import codecs
 
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -82,7 +83,7 @@ def check_data_file(path: str, ext: str) -> None:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             raise InputFileError(f"{path} is not UTF-8 text: it ends inside a character (byte offset {offset})") from None
-    if ext in (".csv", ".tsv") and rows < 2:
+    if ext in (".csv", ".tsv") and header and rows < 2:
         raise InputFileError(f"{path} has a header line but no rows")
     if rows == 0:
         raise InputFileError(f"{path} has no rows (only blank lines)")
@@ -92,10 +93,41 @@ class VocabularyError(InputDataError):
     """Input that the tokenizer mostly cannot represent (mostly the unknown token)."""
 
 
+def missing_local_folder(name_or_path) -> str | None:
+    """Why ``name_or_path`` is a local model folder that does not exist (None when it exists or reads
+    as a hub id). The one rule for "local path or hub id": a name that does not exist is a local
+    path when it starts with ``/``, ``./``, ``../``, ``~`` or a drive letter, holds a backslash or
+    more than one ``/`` (hub ids are ``name`` or ``owner/name``), or when its first part is a folder
+    here (``models/minilm-sst3`` with a ``models`` folder). The reason names the closest folders
+    beside it. Checked before any hub lookup (``check_model_folder``, ``models.load_config``)."""
+    path = os.fspath(name_or_path)
+    if not path or os.path.exists(os.path.expanduser(path)):
+        return None
+    parts = path.replace("\\", "/").split("/")
+    local = (path.startswith(("/", "./", "../", "~", ".\\", "..\\")) or "\\" in path or len(parts) > 2
+             or (len(path) > 1 and path[1] == ":") or (len(parts) == 2 and os.path.isdir(parts[0])))
+    if not local:
+        return None
+    import difflib
+
+    parent = os.path.dirname(os.path.expanduser(path).rstrip("/\\")) or "."
+    near = []
+    if os.path.isdir(parent):
+        folders = [e for e in os.listdir(parent) if os.path.isdir(os.path.join(parent, e))]
+        near = difflib.get_close_matches(os.path.basename(path.rstrip("/\\")), folders, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(os.path.join(parent, n) for n in near)}?" if near else ""
+    return (f"cannot load model: no such folder: {path} (a local path, so the hub is not asked; hub ids read "
+            f"owner/name){hint}")
+
+
 def check_model_folder(name_or_path: str) -> None:
-    """Refuse a local model folder without ``config.json`` or tokenizer files, or one that needs
+    """Refuse a local model folder that does not exist (``missing_local_folder``: "no such folder",
+    before any hub lookup), one without ``config.json`` or tokenizer files, or one that needs
     custom code. Hub ids (not an existing path) are left to transformers."""
     path = os.fspath(name_or_path)
+    missing = missing_local_folder(path)
+    if missing is not None:
+        raise ModelFolderError(missing)
     if not os.path.exists(path):
         return
     if not os.path.isdir(path):
@@ -196,4 +228,8 @@ def explain_load_error(err: BaseException, name: str) -> str | None:
                 "unpickle (weights_only=True); use a model saved as safetensors")
     if "trust_remote_code" in text or "custom code" in text:
         return f"{name} needs custom code that attrtools will not run (it loads with trust_remote_code=False)"
+    if isinstance(err, OSError) and isinstance(name, str) and not os.path.exists(os.path.expanduser(name)):
+        first = text.strip().splitlines()[0][:160] if text.strip() else type(err).__name__
+        return (f"{name}: no such folder here, and the hub gave no model by that id (hub ids read owner/name; "
+                f"offline, only local folders load): {first}")
     return None

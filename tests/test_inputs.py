@@ -749,6 +749,8 @@ def test_cli_label_names_conflict_shows_both_maps_before_anything_loads(nli_dir,
     for name, command in _commands():
         if "--dataset" not in {opt for param in command.params for opt in param.opts}:
             continue
+        if name == "finetune":  # its --label-names name the classes of the new head (docs/datasets.md)
+            continue
         if name == "audit":
             _textattack()
         out = tmp_path / name.replace(" ", "-")

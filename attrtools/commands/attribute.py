@@ -5,7 +5,7 @@ import os
 
 import click
 
-from ..cli_kit import (check_method_params, command, common_run_options, dataset_options, dump, echo_summary,
+from ..cli_kit import (check_labels, check_method_params, command, common_run_options, dataset_options, dump, echo_summary,
                        examples_from, keep_content_or_fail, load_model_or_fail, make_run_dir, model_option, open_cache_or_fail, parse_params,
                        parse_target, resolve_progress, target_option, text_options)
 
@@ -39,6 +39,8 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     target_spec = parse_target(target)
     examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names,
                              model=model_name)
+    if dataset and target_spec == "gold":  # the one label rule: unlabeled (-1) rows left out with their reason
+        examples = check_labels(examples, None, "--dataset", need=True)
     from .. import distributed
 
     here = distributed.init()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli_kit import (AtLeast, Finite, UserError, at_least, check_labels, command, common_run_options, dataset_options,
+from ..cli_kit import (AtLeast, Finite, UserError, at_least, command, common_run_options, dataset_options,
                        echo_summary, finite,
                        load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir, model_config_for_labels,
                        model_option,
@@ -101,15 +101,13 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
         config.prune_fraction = D.prune_fraction
     if plan_strategy is not None and plan_strategy not in config.strategies:
         raise UserError(f"--plan-strategy {plan_strategy!r} is not among --strategies ({', '.join(config.strategies)})")
+    # the one label rule (cli_kit.check_labels): labels in range, unlabeled (-1) rows left out with their reason
     examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
-                                     model=model_name)
+                                     model=model_name, need_labels=True)
     eval_examples = load_examples_or_fail(eval_dataset, text_column, pair_column, label_column, eval_limit,
-                                          what="--eval-dataset", label_names=label_names, model=model_name) \
+                                          what="--eval-dataset", label_names=label_names, model=model_name,
+                                          need_labels=True) \
         if eval_dataset else (examples[:eval_limit] if eval_limit else None)
-    if any(e.label is None for e in examples[:num_examples]) or \
-            (eval_examples is not None and any(e.label is None for e in eval_examples)):
-        raise UserError("head pruning needs gold labels: the dataset has no label column (use --label-column)")
-    check_labels(examples + (eval_examples or []), model_config_for_labels(model_name))  # before anything loads
     from ..config import config_dict
 
     run_dir = make_run_dir(output_dir, "prune", {
