@@ -97,17 +97,15 @@ def write_token_scores(path: str, attributions) -> str:
     written row by row (atomic: the file appears complete or not at all)."""
     import csv
 
+    from ..export import TOKEN_COLUMNS, token_rows
     from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["example", "example_id", "position", "token", "score", "special"])
-            for index, a in enumerate(attributions):
-                special = a.special_tokens_mask or [0] * a.n_tokens
-                for position, (token, score) in enumerate(zip(a.tokens, a.token_scores().tolist())):
-                    writer.writerow([index, a.example_id if a.example_id is not None else "", position, token,
-                                     f"{score:.6g}", int(special[position])])
+            writer.writerow(TOKEN_COLUMNS)
+            for row in token_rows(attributions):
+                writer.writerow(row[:4] + (f"{row[4]:.6g}", row[5]))
     return path
 
 
