@@ -51,6 +51,23 @@ def figure_format(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
+def parse_formats(text: str | None) -> list[str]:
+    """``"png,svg,pdf"`` (a CLI option) -> ``["png", "svg", "pdf"]``: comma-separated, case and
+    spaces ignored, duplicates dropped; empty/None -> ``[]``. Any other name raises
+    ``FigureFormatError`` naming it (one rule with ``figure_format``)."""
+    names = []
+    for part in (text or "").split(","):
+        name = part.strip().lower().lstrip(".")
+        if not name:
+            continue
+        if "." + name not in FORMATS:
+            raise FigureFormatError(f"unknown figure format {name!r}: use a comma-separated list of "
+                                    f"{', '.join(FORMATS.values())}")
+        if name not in names:
+            names.append(name)
+    return names
+
+
 def _figure_class():
     from matplotlib.figure import Figure
 
@@ -310,7 +327,7 @@ def matrix_figure(attribution, layer=None, head=None, width: float = COLUMN_WIDT
     cmap, vmin, vmax = _norm(content, signed)
     longest = max((len(t) for t in attribution.tokens), default=3)
     label_in = min(1.1, 0.2 + 0.055 * longest)
-    side = max(1.4, min(width - label_in - 0.7, 0.16 * n))
+    side = max(1.4, width - label_in - 0.75)
     fig = paper_figure(side + label_in + 0.75, side + label_in + 0.3)
     W, Hh = fig.get_size_inches()
     ax = fig.add_axes([label_in / W, 0.15 / Hh, side / W, side / Hh])
