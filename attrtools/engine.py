@@ -24,7 +24,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -39,6 +38,7 @@ from .methods.base import Batch
 from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
                      tokenizer_fingerprint)
 from .notices import warn
+from .progress import enabled_default
 from .types import FORMAT_VERSION, Attribution, Example
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
@@ -329,7 +329,7 @@ class Engine:
         self.batch_size = batch_size
         self.max_length = max_input_length(model, tokenizer, max_length)
         self.completeness_tolerance = completeness_tolerance
-        self.progress = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
+        self.progress = enabled_default(progress) and distributed.is_main()
         self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
         self.truncated: dict[tuple, tuple[int, int]] = {}  # (text, text_pair) -> (original, kept) tokens
         self._unreported: list[tuple[str, int, int]] = []
