@@ -1044,6 +1044,8 @@ def _label_names(config) -> list[str]:
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled or total == 0:
         return _NullBar()
-    from tqdm.auto import tqdm
+    from .progress import tqdm_class
+
+    tqdm = tqdm_class()
 
     return tqdm(total=total, desc=desc, unit="ex")

@@ -59,12 +59,26 @@ def enabled_default(enabled: bool | None = None) -> bool:
         return False
 
 
+def tqdm_class():
+    """tqdm's notebook widget where a kernel has ipywidgets, else the text bar (tqdm.auto would warn
+    "IProgress not found" in a kernel without ipywidgets: the text bar renders there as well)."""
+    if in_notebook_kernel():
+        import importlib.util
+
+        if importlib.util.find_spec("ipywidgets") is not None:
+            from tqdm.notebook import tqdm
+
+            return tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
+
+
 def bar(total: int | None, desc: str, unit: str = "it", enabled: bool | None = None, leave: bool = True):
     """A tqdm bar (rate and ETA) or a ``NullBar`` when disabled or when there is nothing to do."""
     if not enabled_default(enabled) or total == 0:
         return NullBar()
-    from tqdm.auto import tqdm
-
+    tqdm = tqdm_class()
     return tqdm(total=total, desc=desc, unit=unit, leave=leave, dynamic_ncols=True)
 
 

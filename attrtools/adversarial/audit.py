@@ -330,7 +330,9 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     done = {(r["recipe"], int(r["example_index"])) for r in rows}
     progress = enabled_default(progress) and here.is_main
     total = len(recipes) * len(examples)
-    from tqdm.auto import tqdm
+    from ..progress import tqdm_class
+
+    tqdm = tqdm_class()
 
     pairs = any(e.text_pair is not None for e in examples)
     bar = tqdm(total=total, desc="audit", unit="attack", disable=not progress)
