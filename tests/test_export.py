@@ -248,3 +248,81 @@ def test_cli_attribute_figures(tiny_dirs, tmp_path):
     bad = CliRunner().invoke(main, ["attribute", "--model", tiny_dirs["bert"], "--text", "x", "--figures", "png,jpg",
                                     "--no-cache", "--output-dir", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "jpg" in bad.output
+
+
+# ------------------------------------------------------------------------------- evaluate on supplied explanations
+def test_supplied_explanations_score_like_the_method(planted, tmp_path):
+    """gradsam given back as objects, as content-token dicts and as a JSONL file scores exactly as the
+    registered gradsam row, and its perturbed forwards come from the same memo (none run again)."""
+    import json
+
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.evaluate.supplied import load_explanations
+    from attrtools.testing import planted_dataset
+    from attrtools.types import Example
+
+    model, tok = planted
+    examples = [Example(t, label=y) for t, y in planted_dataset(6, seed=3)]
+    attrs = attrtools.attribute(model, tok, examples, method="gradsam", cache=False)
+    content = [{"tokens": [t for t, m in zip(a.tokens, a.special_tokens_mask) if not m],
+                "scores": [s for s, m in zip(a.token_scores().tolist(), a.special_tokens_mask) if not m]} for a in attrs]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps({"tokens": a.tokens, "scores": a.token_scores().tolist(), "note": "x"})
+                              for a in attrs) + "\n\n")
+    forwards = []
+    result = evaluate_methods(model, tok, examples, ["gradsam"], reference=None,
+                              on_result=lambda ev: forwards.append(ev.forwards),
+                              supplied={"objects": attrs, "content": content, "file": load_explanations(path)})
+    assert len(forwards) == 5 and forwards[1] > forwards[0] and forwards[4] == forwards[1]  # memo: none run again
+    by = {r.name: r for r in result.results}
+    assert [r.name for r in result.results] == ["random", "gradsam", "objects", "content", "file"]
+    for name in ("objects", "content", "file"):
+        assert by[name].status == "ok" and by[name].n_examples == 6
+        for key in ("aopc_comp", "aopc_suff", "deletion_auc", "insertion_auc"):
+            assert by[name].summary[key] == pytest.approx(by["gradsam"].summary[key], abs=1e-6), (name, key)
+    reversed_scores = [{"tokens": d["tokens"], "scores": [-s for s in d["scores"]]} for d in content]
+    flipped = evaluate_methods(model, tok, examples, [], reference=None, supplied={"reversed": reversed_scores})
+    flip = {r.name: r for r in flipped.results}["reversed"]
+    assert flip.summary["aopc_comp"] < by["gradsam"].summary["aopc_comp"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([{"tokens": ["the", "movie"], "scores": [1.0, 2.0]}], "explanation 0"),            # another text
+    ([{"tokens": ["x"], "scores": [1.0, 2.0]}], "1 tokens but 2 scores"),
+    ([{"tokens": ["[CLS]"], "scores": [float("nan")]}], "not a finite number"),
+    (["just a string"], "give tokens and scores"),
+    ([], "0 explanation"),                                                                # count differs
+])
+def test_supplied_explanations_refused_in_one_line(tiny_models, bad, message):
+    from attrtools.errors import InputDataError
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = tiny_models["bert"]
+    with pytest.raises(InputDataError, match=message):
+        evaluate_methods(model, tok, ["a dull and boring film"], [], reference=None, supplied={"mine": bad})
+
+
+def test_cli_evaluate_supplied_file(planted_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+    from attrtools.testing import planted_dataset
+
+    rows = planted_dataset(4, seed=2)
+    data = tmp_path / "d.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in rows) + "\n")
+    model, tok = attrtools.load_model(planted_dir)
+    attrs = attrtools.attribute(model, tok, [t for t, _ in rows], method="grad_input", cache=False)
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("\n".join(json.dumps({"tokens": a.tokens, "scores": a.token_scores().tolist()}) for a in attrs))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["evaluate", "--model", planted_dir, "--dataset", str(data), "--methods", "none",
+                                       "--explanations", f"mine={mine}", "--reference", "none", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    table = (out / "faithfulness.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in table[1:]} == {"random", "mine"}
+    bad = CliRunner().invoke(main, ["evaluate", "--model", planted_dir, "--dataset", str(data), "--explanations",
+                                    f"mine={tmp_path / 'nope.jsonl'}", "--output-dir", str(tmp_path / "r2")])
+    assert bad.exit_code != 0 and "does not exist" in bad.output
