@@ -199,3 +199,36 @@ def test_executed_notebook_renders_with_and_without_scripts(tiny_dirs, tmp_path)
     finally:
         browser.close()
     assert (tmp_path / "with-scripts.png").stat().st_size > 5000
+
+
+# ------------------------------------------------------------------------------- the project's own views in a browser
+def test_views_open_on_the_sum_and_never_scroll_sideways(tiny_models, tmp_path):
+    """Long sentences wrap (no sideways scroll, index included), an unbreakable token too; the
+    matrix view opens on the sum of layers (AttAttr's last layer is almost empty) and its last
+    column label fits the drawing."""
+    import attrtools
+    from attrtools.types import Attributions
+
+    model, tokenizer = tiny_models["bert"]
+    texts = [" ".join(["the movie was great fun but boring and dull"] * 12), "a" * 300, "a dull film"]
+    items = attrtools.attribute(model, tokenizer, texts, method="attattr", steps=2, cache=False)
+    html = items[2].to_html()
+    assert re.search(r'<option value="sum" selected>sum of layers</option>', html)
+    assert not re.search(r'<option value="\d+" selected>', html)
+    check_html = _tools()
+    for i, a in enumerate(items):
+        a.to_html(tmp_path / f"{i}.html")
+    Attributions(items).to_html(tmp_path / "index.html")
+    results = check_html.check_files([str(tmp_path)], None, log=lambda *a: None)
+    assert results and all(problems == [] for problems in results.values()), results
+    browser = check_html.Browser(check_html.find_chromium())
+    try:
+        browser.check(tmp_path / "2.html", None)
+        fit = browser.call("Runtime.evaluate", returnByValue=True, expression="""
+          (() => { const svg = document.querySelector('.matrix-box svg'); const box = svg.getBoundingClientRect();
+                   const labels = Array.from(svg.querySelectorAll('text')).map(t => t.getBoundingClientRect());
+                   return {layer: document.querySelector('[data-role=layer]').value,
+                           right: Math.max(...labels.map(r => r.right)) - box.right}; })()""")["result"]["value"]
+    finally:
+        browser.close()
+    assert fit["layer"] == "sum" and fit["right"] <= 0.5
