@@ -326,3 +326,35 @@ def test_cli_evaluate_supplied_file(planted_dir, tmp_path):
     bad = CliRunner().invoke(main, ["evaluate", "--model", planted_dir, "--dataset", str(data), "--explanations",
                                     f"mine={tmp_path / 'nope.jsonl'}", "--output-dir", str(tmp_path / "r2")])
     assert bad.exit_code != 0 and "does not exist" in bad.output
+
+
+def test_cli_prune_figures_and_report_named(planted_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+    from attrtools.testing import planted_dataset
+
+    data = tmp_path / "planted.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in planted_dataset(16, seed=7)))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--num-examples", "6",
+                                       "--steps", "2", "--prune-fraction", "0.25", "--strategies", "attattr,random",
+                                       "--fractions", "0,1", "--latency-repeats", "1", "--no-save-model",
+                                       "--figures", "PNG, pdf", "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert str(out / "report.html") in result.output  # the summary names its report
+    for strategy in ("attattr", "random"):
+        _check_file(out / "figures" / f"head-importance-{strategy}.png", "png")
+        _check_file(out / "figures" / f"head-importance-{strategy}.pdf", "pdf")
+    import json
+
+    plan = json.loads((out / "pruned_heads.json").read_text())["all_strategies"]["attattr"]
+    from attrtools.pruning.report import importance_tables, _read_csv
+    from attrtools.report.plots import heads_figure
+
+    table = importance_tables(_read_csv(str(out / "head_importance.csv")))["attattr"]
+    fig = heads_figure(table, False, "x", plan={int(k): v for k, v in plan.items()})
+    assert len(fig.axes[0].collections[0].get_offsets()) == sum(len(v) for v in plan.values())
+    bad = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--figures", "gif",
+                                    "--output-dir", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "gif" in bad.output and not (tmp_path / "bad").exists()
