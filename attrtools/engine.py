@@ -851,7 +851,8 @@ class Engine:
         model_fp = self._fingerprints()[0]
         for r, i in enumerate(chunk):
             target = int(targets[r]) if specs[i] is not None else None
-            meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r].tolist()}
+            meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r].tolist(),
+                    "model_name": _model_name(self.model)}  # for `cache info` (not in the key)
             scores = payloads[r].detach()
             records = dict(batch.info[r].get("completeness") or {})
             if self.cache is not None:
@@ -1049,3 +1050,10 @@ def _progress(total: int, enabled: bool, desc: str):
     tqdm = tqdm_class()
 
     return tqdm(total=total, desc=desc, unit="ex")
+
+
+def _model_name(model) -> str | None:
+    """The hub id or folder a model was loaded from (``config._name_or_path``), for people reading
+    the cache (``attrtools cache info``); None when unknown."""
+    name = getattr(getattr(model, "config", None), "_name_or_path", None) or getattr(model, "name_or_path", None)
+    return str(name) if name else None

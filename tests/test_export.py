@@ -358,3 +358,26 @@ def test_cli_prune_figures_and_report_named(planted_dir, tmp_path):
     bad = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--figures", "gif",
                                     "--output-dir", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "gif" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_cache_info_names_models_and_kinds(tiny_models, tiny_dirs, tmp_path):
+    """`cache info` says which model a fingerprint is (its folder or hub id) and files entries of no
+    method (evaluate's perturbed forwards) under their kind, never as `?`."""
+    import json
+
+    from click.testing import CliRunner
+
+    from attrtools.cache import AttributionCache
+    from attrtools.cli import main
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = tiny_models["bert"]
+    cache = AttributionCache(str(tmp_path / "c"))
+    evaluate_methods(model, tok, ["a dull and boring film", "the movie was great fun"], ["raw"], cache=cache,
+                     reference=None, operator="mask")
+    env = {"ATTRTOOLS_CACHE": str(tmp_path / "c")}
+    info = json.loads(CliRunner().invoke(main, ["cache", "info", "--json"], env=env).output)
+    assert set(info["by_method"]) == {"raw", "(forwards)"}
+    assert list(info["model_names"].values()) == [tiny_dirs["bert"]]
+    text = CliRunner().invoke(main, ["cache", "info"], env=env).output
+    assert " ? " not in text and tiny_dirs["bert"] in text and "(forwards)" in text
