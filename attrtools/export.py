@@ -37,9 +37,9 @@ def word_rows(attributions):
         if word_scores is None:
             raise UsageError("level='word' needs Attribution.word_scores(), which this attrtools does not have; "
                              "use level='token'")
-        from .report.plots import _unpack_words
+        from .report.plots import unpack_words
 
-        words, scores, special = _unpack_words(word_scores())
+        words, scores, special = unpack_words(word_scores())
         for position, (word, score, sp) in enumerate(zip(words, scores, special)):
             yield (index, a.example_id if a.example_id is not None else "", position, word, float(score), int(sp))
 

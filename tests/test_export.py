@@ -381,3 +381,18 @@ def test_cache_info_names_models_and_kinds(tiny_models, tiny_dirs, tmp_path):
     assert list(info["model_names"].values()) == [tiny_dirs["bert"]]
     text = CliRunner().invoke(main, ["cache", "info"], env=env).output
     assert " ? " not in text and tiny_dirs["bert"] in text and "(forwards)" in text
+
+
+def test_word_level_where_word_scores_exists(results):
+    import copy
+
+    a = copy.copy(results["gradsam"][0])
+    with pytest.raises(UsageError, match="word_scores"):
+        Attributions([a]).to_dataframe(level="word")
+    with pytest.raises(UsageError, match="word_scores"):
+        a.plot(level="word")
+    words = [("the", 0.5), ("movie", -0.25), ("was", 0.0)]
+    a.word_scores = lambda: words
+    frame = Attributions([a]).to_dataframe(level="word")
+    assert frame.word.tolist() == ["the", "movie", "was"] and frame.score.tolist() == [0.5, -0.25, 0.0]
+    assert len(a.plot(level="word").axes[0].patches) == 3

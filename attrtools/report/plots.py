@@ -136,12 +136,12 @@ def _token_units(attribution, level: str):
             raise FigureFormatError("level='word' needs Attribution.word_scores(), which this attrtools does not have; "
                                     "use level='token'")
         words = word_scores()
-        texts, scores, special = _unpack_words(words)
+        texts, scores, special = unpack_words(words)
         return texts, scores, special
     raise FigureFormatError(f"unknown level {level!r}: use 'token' or 'word'")
 
 
-def _unpack_words(words):
+def unpack_words(words):
     """Words from ``word_scores()``: a list of ``(word, score)`` pairs, of objects with ``word``/``text``
     and ``score``, or a mapping with ``words`` and ``scores``."""
     if isinstance(words, dict) and "words" in words and "scores" in words:
@@ -332,8 +332,9 @@ def matrix_figure(attribution, layer=None, head=None, width: float = COLUMN_WIDT
     W, Hh = fig.get_size_inches()
     ax = fig.add_axes([label_in / W, 0.15 / Hh, side / W, side / Hh])
     ax.imshow(m.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal", interpolation="nearest")
-    size = FONT_SIZE - 1 if n <= 24 else max(3, FONT_SIZE - 1 - (n - 24) // 8)
-    step = max(1, n // 60)
+    size = FONT_SIZE - 1 if n <= 24 else max(4, FONT_SIZE - 1 - (n - 24) // 8)
+    room = max(1, int(side * 72 / (size * 1.25)))  # labels that fit along one side without overlapping
+    step = -(-n // room)
     ticks = list(range(0, n, step))
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
