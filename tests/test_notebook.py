@@ -72,6 +72,19 @@ def test_matrix_payload_budget(L, H, n, heads, layers, encoding):
         assert torch.allclose(blocks[0, 0], _fake(L, H, n).scores.sum((0, 1)), atol=1e-3)
 
 
+def test_8bit_codes_keep_negative_values_of_an_unsigned_method():
+    """A method declared unsigned whose maps still hold negative values is coded around 128, never clipped."""
+    import base64
+
+    from attrtools.report.views import _encode
+
+    blocks = torch.tensor([[[[0.5, -0.25], [1.0, 0.0]]]])
+    data, q = _encode(blocks, "u8", signed=False)
+    codes = torch.tensor(list(base64.b64decode(json.loads(data))), dtype=torch.float32)
+    assert q["signed"] is True
+    assert torch.allclose((codes - 128) / 127 * q["scale"][0], blocks.reshape(-1), atol=1.0 / 127)
+
+
 @pytest.mark.parametrize("signed", [True, False])
 def test_large_matrix_view_is_a_canvas_under_1mb_and_decodes(signed):
     import base64
@@ -87,7 +100,8 @@ def test_large_matrix_view_is_a_canvas_under_1mb_and_decodes(signed):
     if payload["encoding"] == "u8":  # decode as the page does: each block within 1/254 of its range
         codes = torch.tensor(list(base64.b64decode(payload["scores"])), dtype=torch.float32)
         blocks = codes.reshape(payload["layers"], 1, n, n)
-        top = torch.tensor(payload["qscale"]).reshape(-1, 1, 1, 1)
+        top = torch.tensor(payload["qscale"]["scale"]).reshape(-1, 1, 1, 1)
+        assert payload["qscale"]["signed"] is signed
         values = (blocks - 128) / 127 * top if signed else blocks / 255 * top
         want = a.scores.sum(1, keepdim=True) if payload["layers"] > 1 else a.scores.sum((0, 1))[None, None]
         assert torch.allclose(values, want, atol=float(top.max()) / 200)
@@ -232,3 +246,34 @@ def test_views_open_on_the_sum_and_never_scroll_sideways(tiny_models, tmp_path):
     finally:
         browser.close()
     assert fit["layer"] == "sum" and fit["right"] <= 0.5
+
+
+def test_8bit_canvas_view_in_a_browser_shows_the_values(tmp_path):
+    """A view too large for decimals (8-bit codes, canvas) decodes in the page to the right numbers:
+    hovering a cell shows its summed value within the stated precision."""
+    check_html = _tools()
+    a = _fake(6, 12, CANVAS_ABOVE + 50)
+    html_path = tmp_path / "big.html"
+    html = a.to_html(html_path)
+    assert '"encoding": "u8"' in html and len(html.encode()) < ONE_MB
+    n = a.n_tokens
+    browser = check_html.Browser(check_html.find_chromium())
+    try:
+        assert browser.check(html_path, None) == []
+        cells = [(5, 7), (n - 2, 1), (100, 150)]
+        shown = browser.call("Runtime.evaluate", returnByValue=True, expression="""
+          (() => { const cv = document.querySelector('canvas[data-role=canvas]'); const r = cv.getBoundingClientRect();
+                   const n = %d, out = [];
+                   for (const [i, j] of %s) {
+                     cv.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + (j + 0.5) * r.width / n,
+                                                                   clientY: r.top + (i + 0.5) * r.height / n}));
+                     out.push(document.querySelector('[data-role=info]').textContent); }
+                   return out; })()""" % (n, json.dumps(cells)))["result"]["value"]
+    finally:
+        browser.close()
+    summed = a.scores.sum(1)  # heads summed per layer, as embedded
+    for (i, j), text in zip(cells, shown):
+        assert f"({i})" in text and f"({j})" in text and "\u2248" in text
+        value = float(text.rsplit("\u2248", 1)[1])
+        tolerance = float(summed.abs().amax((1, 2)).sum()) / 254 + 0.01 * abs(float(summed[:, i, j].sum()))
+        assert value == pytest.approx(float(summed[:, i, j].sum()), abs=tolerance)

@@ -125,7 +125,8 @@ def matrix_payload(scores, kind: str, budget: int = MATRIX_BUDGET):
 
 
 def _encode(blocks, encoding: str, signed: bool):
-    """Blocks ``(A, B, n, n)`` as the view's ``scores`` (a JSON list) and ``qscale`` (per block)."""
+    """Blocks ``(A, B, n, n)`` as the view's ``scores`` (a JSON list, or base64 8-bit codes) and, for
+    codes, ``{"scale": per-block largest magnitude, "signed": codes centred on 128}`` (else None)."""
     if encoding == "text":
         flat = blocks.reshape(-1).tolist()
         return "[" + ",".join("0" if (v != v or math.isinf(v)) else f"{v:.4g}" for v in flat) + "]", None
@@ -136,12 +137,13 @@ def _encode(blocks, encoding: str, signed: bool):
     A, B, n = blocks.shape[0], blocks.shape[1], blocks.shape[-1]
     flat = torch.nan_to_num(blocks.reshape(A * B, n * n), nan=0.0, posinf=0.0, neginf=0.0)
     top = flat.abs().amax(1).clamp_min(1e-30)
+    signed = signed or bool((flat < 0).any())  # codes centred on 128 whenever a value is negative
     if signed:
         codes = torch.round(flat / top[:, None] * 127) + 128
     else:
         codes = torch.round(flat.clamp_min(0) / top[:, None] * 255)
     data = base64.b64encode(codes.clamp(0, 255).to(torch.uint8).numpy().tobytes()).decode("ascii")
-    return json.dumps(data), [float(t) for t in top.tolist()]
+    return json.dumps(data), {"scale": [float(t) for t in top.tolist()], "signed": signed}
 
 
 def _static_png(attribution) -> str | None:
