@@ -150,7 +150,7 @@ def _dom_boxes(browser, selector):
     return [b for b in boxes if b[0] > 0 and b[1] > 0]
 
 
-def test_executed_notebook_renders_with_and_without_scripts(tiny_dirs, tmp_path):
+def test_executed_notebook_renders_with_and_without_scripts(tiny_dirs, tmp_path, monkeypatch):
     check_html = _tools()
     import nbformat
     from nbclient import NotebookClient
@@ -159,11 +159,8 @@ def test_executed_notebook_renders_with_and_without_scripts(tiny_dirs, tmp_path)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c.format(model=tiny_dirs["bert"])) for c in CELLS]
     env_path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + ([env_path] if env_path else []))
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        os.environ["PYTHONPATH"] = env_path
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT] + ([env_path] if env_path else [])))  # the kernel imports this tree
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [cell.outputs for cell in nb.cells]
     assert any("progress True" in o.get("text", "") for o in outputs[0])  # bars on in a kernel
     shown = {}
