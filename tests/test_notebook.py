@@ -274,3 +274,10 @@ def test_8bit_canvas_view_in_a_browser_shows_the_values(tmp_path):
         value = float(text.rsplit("\u2248", 1)[1])
         tolerance = float(summed.abs().amax((1, 2)).sum()) / 254 + 0.01 * abs(float(summed[:, i, j].sum()))
         assert value == pytest.approx(float(summed[:, i, j].sum()), abs=tolerance)
+
+
+def test_worst_case_cell_output_under_1mb():
+    """BERT-base shape at n = 512 with incompressible (random) maps: the whole notebook output of one
+    Attribution (heat-map, interactive view, static picture) stays under 1 MB."""
+    a = _fake(12, 12, 512)
+    assert len(a._repr_html_().encode()) < ONE_MB

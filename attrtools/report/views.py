@@ -155,7 +155,9 @@ def _static_png(attribution) -> str | None:
 
     fig = matrix_figure(attribution, width=4.6)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight", facecolor="white")
+    # above CANVAS_ABOVE tokens a cell is under a pixel anyway: a coarser picture keeps the output small
+    fig.savefig(buffer, format="png", dpi=90 if attribution.n_tokens <= CANVAS_ABOVE else 60, bbox_inches="tight",
+                facecolor="white")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
