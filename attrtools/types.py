@@ -154,7 +154,8 @@ class Attribution:
         return page
 
     def _repr_html_(self) -> str:
-        """Jupyter: the same views as ``to_html`` (no server; scripts inline)."""
+        """Jupyter: the same views as ``to_html`` (no server; scripts inline, and a static picture of
+        the summed map where they do not run: untrusted notebooks, previews)."""
         from .report import attribution_html
 
         return attribution_html(self)
