@@ -97,6 +97,7 @@ def test_large_matrix_view_is_a_canvas_under_1mb_and_decodes(signed):
     payload = json.loads(html[start: html.index("</script>", start)])
     assert payload["canvas"] is True and payload["encoding"] in ("text", "u8")
     assert "<img" in html and "data:image/png;base64," in html  # the static fallback
+    assert "Static picture of the sum over layers and heads" in html  # says what it sums, heads included
     if payload["encoding"] == "u8":  # decode as the page does: each block within 1/254 of its range
         codes = torch.tensor(list(base64.b64decode(payload["scores"])), dtype=torch.float32)
         blocks = codes.reshape(payload["layers"], 1, n, n)

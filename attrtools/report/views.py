@@ -183,7 +183,7 @@ def matrix_view(attribution) -> str:
     text = text.replace('"@@SCORES@@"', numbers)
     fragment = environment().get_template("matrix.html.j2").render(
         mid=new_id("mx"), layers=L if L > 1 or attribution.scores.shape[0] == 1 else 0, heads=H,
-        payload=markup(text), static=_static_png(attribution))
+        payload=markup(text), static=_static_png(attribution), per_head=attribution.kind == "matrix")
     if note:
         fragment = f'<p class="muted">{note}</p>' + fragment
     return fragment
