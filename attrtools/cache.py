@@ -544,6 +544,7 @@ class AttributionCache:
                 meta = record["meta"]
                 yield {"key": record["key"], "path": entry.path, "bytes": st.st_size, "mtime": st.st_mtime,
                        "method": _text(meta.get("method")), "model": _text(meta.get("model")),
+                       "kind": _text(meta.get("kind")), "model_name": _text(meta.get("model_name")),
                        "unit": meta.get("unit") if type(meta.get("unit")) is int else None,
                        "shape": record["shape"], "dtype": record["dtype"]}
             except FileNotFoundError:
@@ -552,10 +553,13 @@ class AttributionCache:
                 yield {"path": entry.path, "error": str(err) or type(err).__name__}
 
     def info(self) -> dict:
-        """Totals: entries, bytes, by method and by model fingerprint, plus memory-tier usage."""
+        """Totals: entries, bytes, by method (entries of no method by their kind, e.g. ``(forwards)``) and
+        by model fingerprint (``model_names``: the hub id or folder of a fingerprint where an entry
+        recorded it), plus memory-tier usage."""
         entries = total = 0
         by_method: dict = {}
         by_model: dict = {}
+        model_names: dict = {}  # fingerprint -> the hub id or folder it was loaded from
         unreadable = 0
         for row in self.ls():
             if "error" in row:
@@ -563,14 +567,17 @@ class AttributionCache:
                 continue
             entries += 1
             total += row["bytes"]
-            method = row["method"] or "?"
+            # entries of no method (evaluate's perturbed forwards, prune's masked evaluations) by their kind
+            method = row["method"] or (f"({row['kind']})" if row.get("kind") else "(unknown)")
             slot = by_method.setdefault(method, {"entries": 0, "bytes": 0})
             slot["entries"] += 1
             slot["bytes"] += row["bytes"]
-            model = (row["model"] or "?")[:16]
+            model = (row["model"] or "(unknown)")[:16]
             by_model[model] = by_model.get(model, 0) + 1
+            if row.get("model_name"):
+                model_names.setdefault(model, row["model_name"])
         return {"directory": self.directory, "entries": entries, "bytes": total, "by_method": by_method,
-                "by_model": by_model, "unreadable": unreadable, "max_disk_bytes": self.max_disk_bytes,
+                "by_model": by_model, "model_names": model_names, "unreadable": unreadable, "max_disk_bytes": self.max_disk_bytes,
                 "memory_entries": len(self._memory), "memory_bytes_used": self._memory_used,
                 "memory_bytes_limit": self.memory_bytes, "format": CACHE_FORMAT,
                 "eviction_order": "last use" if self.touches else "creation time"}

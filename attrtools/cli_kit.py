@@ -24,7 +24,6 @@ import datetime
 import errno
 import json
 import os
-import sys
 from typing import Callable
 
 import click
@@ -784,8 +783,10 @@ def open_cache_or_fail(cache_dir=None, enabled: bool = True):
 
 
 def resolve_progress(progress: bool | None) -> bool:
-    """``--progress/--no-progress``; unset: on when stderr is a terminal."""
-    return sys.stderr.isatty() if progress is None else bool(progress)
+    """``--progress/--no-progress``; unset: ``progress.enabled_default`` (a terminal or a notebook kernel, not CI)."""
+    from .progress import enabled_default
+
+    return enabled_default(progress)
 
 
 # ----------------------------------------------------------------------------------------- output

@@ -24,7 +24,6 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -41,6 +40,7 @@ from .methods.base import Batch
 from .models import (adapter_for, batch_pad_id, fingerprint, max_input_length, model_device, pool_index, pruned_heads,
                      tokenizer_fingerprint)
 from .notices import warn
+from .progress import enabled_default
 from .types import FORMAT_VERSION, Attribution, Example
 from .words import encoded_alignment, merge_wordpieces as _merge_wordpieces  # noqa: F401 (old name)
 
@@ -283,7 +283,7 @@ class Engine:
         self.batch_size = batch_size
         self.max_length = max_input_length(model, tokenizer, max_length)
         self.completeness_tolerance = completeness_tolerance
-        self.progress = (sys.stderr.isatty() if progress is None else progress) and distributed.is_main()
+        self.progress = enabled_default(progress) and distributed.is_main()
         self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
         self.truncated: dict[tuple, tuple[int, int]] = {}  # (text, text_pair) -> (original, kept) tokens
         self._unreported: list[tuple[str, int, int]] = []
@@ -823,7 +823,8 @@ class Engine:
         model_fp = self._fingerprints()[0]
         for r, i in enumerate(chunk):
             target = int(targets[r]) if specs[i] is not None else None
-            meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r]}
+            meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r],
+                    "model_name": _model_name(self.model)}  # for `cache info` (not in the key)
             scores = payloads[r].detach()
             records = dict(batch.info[r].get("completeness") or {})
             if self.cache is not None:
@@ -1017,6 +1018,15 @@ def _label_names(config) -> list[str]:
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled or total == 0:
         return _NullBar()
-    from tqdm.auto import tqdm
+    from .progress import tqdm_class
+
+    tqdm = tqdm_class()
 
     return tqdm(total=total, desc=desc, unit="ex")
+
+
+def _model_name(model) -> str | None:
+    """The hub id or folder a model was loaded from (``config._name_or_path``), for people reading
+    the cache (``attrtools cache info``); None when unknown."""
+    name = getattr(getattr(model, "config", None), "_name_or_path", None) or getattr(model, "name_or_path", None)
+    return str(name) if name else None

@@ -177,7 +177,8 @@ class Attribution:
         return page
 
     def _repr_html_(self) -> str:
-        """Jupyter: the same views as ``to_html`` (no server; scripts inline)."""
+        """Jupyter: the same views as ``to_html`` (no server; scripts inline, and a static picture of
+        the summed map where they do not run: untrusted notebooks, previews)."""
         from .report import attribution_html
 
         return attribution_html(self)
@@ -185,6 +186,27 @@ class Attribution:
     def show(self):
         """Display in Jupyter/IPython; elsewhere write a temporary HTML file and return its path."""
         return _show(self)
+
+    # ----------------------------------------------------------------------------- export (docs/export.md)
+    def plot(self, view: str = "tokens", **options):
+        """A matplotlib figure (``.save(path)``: PNG/SVG/PDF by suffix): ``view`` "tokens" (heat-map;
+        ``level="token"|"word"``), "heads" (layer × head importance) or "matrix" (one n × n map;
+        ``layer``/``head``, default the sums). See ``attrtools.report.plots``."""
+        from .report.plots import attribution_figure
+
+        return attribution_figure(self, view, **options)
+
+    def to_ferret(self, explainer: str | None = None):
+        """ferret's ``Explanation`` of this attribution (see ``attrtools.export.to_ferret``)."""
+        from .export import to_ferret
+
+        return to_ferret(self, explainer)
+
+    def to_bertviz(self):
+        """``(attention, tokens)`` for bertviz's ``head_view`` / ``model_view`` (``attrtools.export``)."""
+        from .export import to_bertviz
+
+        return to_bertviz(self)
 
     # ----------------------------------------------------------------------------- I/O
     def metadata(self) -> dict:
@@ -251,6 +273,25 @@ class Attributions(list):
 
     def show(self):
         return _show(self)
+
+    def plot(self, view: str = "tokens", **options):
+        """A matplotlib figure of the list: "tokens" (every heat-map stacked on one scale) or "heads"
+        (mean layer × head importance). See ``attrtools.report.plots``."""
+        from .report.plots import attributions_figure
+
+        return attributions_figure(self, view, **options)
+
+    def to_dataframe(self, level: str = "token"):
+        """A pandas DataFrame, one row per token (the columns of ``token_scores.csv``) or per word."""
+        from .export import to_dataframe
+
+        return to_dataframe(self, level)
+
+    def stack(self, pad: float = 0.0, view: str = "tokens"):
+        """``(values, mask, lengths)``: one padded tensor of the list (see ``attrtools.export.stack``)."""
+        from .export import stack
+
+        return stack(self, pad, view)
 
 
 def _show(obj):

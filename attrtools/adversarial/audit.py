@@ -40,6 +40,7 @@ import warnings
 
 from ..errors import InputDataError, ParameterError
 from ..io import atomic_path, write_json, write_text
+from ..progress import enabled_default
 from ..types import Example
 from .recipes import (RECIPES, AttackResources, RecipeError, _Parts, build_recipe, dropped_constraints,
                       prepare_resources, resource_report)
@@ -343,9 +344,11 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     results_path = os.path.join(output_dir, "results.csv")
     rows = _read_rows_on_main(results_path) if sharded else read_rows(results_path)
     done = {(r["recipe"], int(r["example_index"])) for r in rows}
-    progress = (sys.stderr.isatty() if progress is None else progress) and here.is_main
+    progress = enabled_default(progress) and here.is_main
     total = len(recipes) * len(examples)
-    from tqdm.auto import tqdm
+    from ..progress import tqdm_class
+
+    tqdm = tqdm_class()
 
     pairs = any(e.text_pair is not None for e in examples)
     bar = tqdm(total=total, desc="audit", unit="attack", disable=not progress)

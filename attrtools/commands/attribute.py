@@ -21,9 +21,13 @@ from ..cli_kit import (check_labels, check_method_params, command, common_run_op
 @click.option("--html", "write_html", is_flag=True,
               help="Also write views/NNNNNN.html per example (token heat-map; layer/head view for matrix methods) "
                    "and views/index.html (all examples in one table). Self-contained, open offline.")
+@click.option("--figures", "figure_formats", default=None, metavar="FORMATS",
+              help="Also write figures/ for papers: per example the token heat-map (and the n x n map and layer x head "
+                   "importance for matrix methods), and for the run all-tokens (up to 20 examples) and all-heads; "
+                   "FORMATS is a comma-separated list of png, svg, pdf (e.g. png,pdf).")
 @common_run_options
 def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label_column, label_names, limit, method,
-              target, params, write_html, cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
+              target, params, write_html, figure_formats, cache_dir, no_cache, batch_size, max_length, progress, output_dir, device):
     """Attribute texts or a dataset with one method: attributions/NNNNNN.safetensors per example,
     token_scores.csv beside that folder (one row per token), word_scores.csv (one row per word of the
     original text: sum, max and mean of its tokens' scores), and with --html views/ (one page per example).
@@ -37,6 +41,9 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     parsed = parse_params(params)
     check_method_params(method, parsed)  # before anything loads: one line, exit 2
     target_spec = parse_target(target)
+    from ..report.plots import parse_formats
+
+    formats = parse_formats(figure_formats)  # before anything loads: one line, exit 2
     examples = examples_from(texts, pairs, dataset, text_column, pair_column, label_column, limit, label_names,
                              model=model_name)
     if dataset and target_spec == "gold":  # the one label rule: unlabeled (-1) rows left out with their reason
@@ -87,6 +94,8 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
             Attribution.load(path).to_html(os.path.join(views, f"{index:06d}.html"))
         Attributions([Attribution.load(f) for f in saved()]).to_html(os.path.join(views, "index.html"))
         pages["html"] = os.path.join(views, "index.html")
+    if formats:
+        pages["figures"] = write_figures(os.path.join(run_dir, "figures"), saved, formats)
     if texts:
         for path in saved():
             click.echo(format_scores(Attribution.load(path)))
@@ -95,7 +104,40 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
                   **({"ranks": here.size} if here.distributed else {}), "output": out, "token scores": csv_path,
                   "word scores": words_path + (f" ({no_words} example(s) without token offsets left out: slow "
                                                "tokenizer)" if no_words else ""),
-                  **({"views": pages["html"]} if pages else {})})
+                  **({"views": pages["html"]} if "html" in pages else {}),
+                  **({"figures": pages["figures"]} if "figures" in pages else {})})
+
+
+#: ``all-tokens`` stacks at most this many examples (a taller figure is no longer a paper figure)
+ALL_TOKENS_MAX = 20
+
+
+def write_figures(folder: str, saved, formats) -> str:
+    """``folder/NNNNNN-{tokens,matrix,heads}.{fmt}`` per example (matrix and heads where the payload
+    has them), ``all-tokens`` (first ``ALL_TOKENS_MAX`` examples, one colour scale) and ``all-heads``
+    (mean head importance, per-head methods). ``saved()``: the run's attribution files; read one at
+    a time except for the two run figures. Returns ``folder``."""
+    from ..types import Attribution, Attributions
+
+    def write(fig, stem):
+        for fmt in formats:
+            fig.save(os.path.join(folder, f"{stem}.{fmt}"))
+
+    kinds = set()
+    for index, path in enumerate(saved()):
+        a = Attribution.load(path)
+        kinds.add(a.kind)
+        write(a.plot(view="tokens"), f"{index:06d}-tokens")
+        if a.kind != "tokens":
+            write(a.plot(view="matrix"), f"{index:06d}-matrix")
+        if a.kind == "matrix":
+            write(a.plot(view="heads"), f"{index:06d}-heads")
+    files = list(saved())
+    if files:
+        write(Attributions([Attribution.load(f) for f in files[:ALL_TOKENS_MAX]]).plot(view="tokens"), "all-tokens")
+    if kinds == {"matrix"}:
+        write(Attributions([Attribution.load(f) for f in files]).plot(view="heads"), "all-heads")
+    return folder
 
 
 def write_token_scores(path: str, attributions) -> str:
@@ -103,17 +145,15 @@ def write_token_scores(path: str, attributions) -> str:
     written row by row (atomic: the file appears complete or not at all)."""
     import csv
 
+    from ..export import TOKEN_COLUMNS, token_rows
     from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["example", "example_id", "position", "token", "score", "special"])
-            for index, a in enumerate(attributions):
-                special = a.special_tokens_mask or [0] * a.n_tokens
-                for position, (token, score) in enumerate(zip(a.tokens, a.token_scores().tolist())):
-                    writer.writerow([index, a.example_id if a.example_id is not None else "", position, token,
-                                     f"{score:.6g}", int(special[position])])
+            writer.writerow(TOKEN_COLUMNS)
+            for row in token_rows(attributions):
+                writer.writerow(row[:4] + (f"{row[4]:.6g}", row[5]))
     return path
 
 

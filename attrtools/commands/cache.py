@@ -78,8 +78,9 @@ def info(cache_dir, as_json):
         click.echo(f"unreadable {summary['unreadable']} (run `attrtools cache verify --fix`)")
     for method, slot in sorted(summary["by_method"].items()):
         click.echo(f"  {method:<14} {slot['entries']:>8} entries  {_size(slot['bytes']):>10}")
+    names = summary.get("model_names") or {}
     for model, count in sorted(summary["by_model"].items()):
-        click.echo(f"  model {model}  {count} entries")
+        click.echo(f"  model {model}  {count:>6} entries  {names.get(model, '(name not recorded)')}")
 
 
 @cache.command()

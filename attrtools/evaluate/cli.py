@@ -27,6 +27,21 @@ def _parse_limits(items):
     return out
 
 
+def _load_supplied(items) -> dict:
+    """``--explanations NAME=FILE`` (repeatable) -> ``{NAME: [explanation dicts]}`` (``supplied.load_explanations``)."""
+    from .supplied import load_explanations
+
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ParameterError(f"--explanations {item!r}: expected NAME=FILE.jsonl")
+        if name.strip() in out:
+            raise ParameterError(f"--explanations: the name {name.strip()!r} is given twice")
+        out[name.strip()] = load_explanations(path.strip())
+    return out
+
+
 def check_operator(operator: str, tokenizer) -> None:
     """``--operator`` must be one this tokenizer can do (mask needs a mask token, pad a pad token):
     one line, exit 2. ``tokenizer`` None (not readable yet) checks nothing."""
@@ -59,10 +74,14 @@ def check_operator(operator: str, tokenizer) -> None:
               help="Evaluate METHOD on the first N examples only (slow methods such as flow); repeatable.")
 @click.option("--reference", default=D.reference,
               help="Method for the Spearman agreement column ('none' to skip).")
+@click.option("--explanations", "explanation_files", multiple=True, metavar="NAME=FILE.jsonl",
+              help="Also evaluate explanations computed elsewhere, as row NAME: a JSONL file, one "
+                   '{"tokens": [...], "scores": [...]} per evaluated example in order, on this model\'s tokens '
+                   "(repeatable; --methods none evaluates only these and the random floor).")
 @seed_option(D.seed, "Seed of the random-attribution row.")
 @common_run_options(batch_size=D.batch_size, max_length=D.max_length)
 def evaluate(model_name, dataset, text_column, pair_column, label_column, label_names, limit, methods_arg, exclude,
-             preset, operator, params, method_limits, reference, seed, cache_dir, no_cache, batch_size, max_length,
+             preset, operator, params, method_limits, reference, explanation_files, seed, cache_dir, no_cache, batch_size, max_length,
              progress, output_dir, device):
     """Faithfulness of attribution methods: AOPC comprehensiveness/sufficiency, deletion/insertion AUC,
     log-odds, accuracy under perturbation and Spearman agreement with gradient x input.
@@ -75,6 +94,8 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
     available = registry.list_methods()
     if methods_arg.strip() == "all":
         chosen = list(available)
+    elif methods_arg.strip() == "none":
+        chosen = []
     else:
         chosen = parse_list(methods_arg, "--methods")
         unknown = [m for m in chosen if m not in available and m != "random"]
@@ -90,6 +111,7 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
                             reference=None if reference.lower() == "none" else reference, seed=seed,
                             batch_size=batch_size, max_length=max_length, progress=resolve_progress(progress))
     config.operator = config.resolved_operator()
+    supplied = _load_supplied(explanation_files)  # before anything loads: a bad file is one line
     check_operator(config.operator, tokenizer_for_checks(model_name))  # before the model and the run directory
 
     examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
@@ -116,8 +138,8 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
     def partial(evaluation):  # rewrite the reports after every method: a killed run keeps what it finished
         write_all(evaluation, run_dir, command=command_line, example_ids=ids, model=label)
 
-    evaluation = evaluate_methods(model, tokenizer, examples, config=config, cache=cache, log=log_to_stderr,
-                                  on_result=partial)
+    evaluation = evaluate_methods(model, tokenizer, examples, list(chosen), config=config, cache=cache, log=log_to_stderr,
+                                  on_result=partial, supplied=supplied)
     paths = write_all(evaluation, run_dir, command=command_line, example_ids=ids, model=label)
     click.echo(open(paths["markdown"], encoding="utf-8").read())
     summary = {"examples": evaluation.n_examples, "methods evaluated": len(evaluation.ok()),

@@ -256,7 +256,9 @@ class Predictor:
         ranks = distributed.assign([b.cost for b in plan], here.size)
         bar = None
         if self.progress and todo:
-            from tqdm.auto import tqdm
+            from ..progress import tqdm_class
+
+            tqdm = tqdm_class()
 
             bar = tqdm(total=len(todo), desc="perturbed forwards", unit="seq", leave=False)
         mine = {}

@@ -67,7 +67,7 @@ def random_scores(n: int, seed: int, index: int) -> list[float]:
 
 
 def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateConfig | None = None, cache=None,
-                     log=None, engine=None, on_result=None, **options) -> Evaluation:
+                     log=None, engine=None, on_result=None, supplied=None, **options) -> Evaluation:
     """Faithfulness of ``methods`` (registered names) on ``examples``; see the module docstring.
 
     Args:
@@ -78,6 +78,9 @@ def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateC
             ``operator``, ``method_params``, ``method_limits``, ``reference``, ``seed``, ...).
         cache: the attribution cache; engine: an ``Engine`` to reuse instead of making one.
         on_result: ``on_result(evaluation)`` after every method with the evaluation so far.
+        supplied: ``{name: explanations}``: explanations computed elsewhere, one per example in
+            order (``evaluate.supplied``: Attributions, ferret Explanations, ``{"tokens", "scores"}``
+            mappings), evaluated as rows ``name`` with the same perturbations and cached forwards.
 
     Returns an :class:`Evaluation`: per method AOPC comprehensiveness/sufficiency (probability
     drops, in [-1, 1]), deletion/insertion AUC, log-odds, accuracy under perturbation and the
@@ -147,12 +150,22 @@ def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateC
         notes.append(f"{len(examples.skipped)} row(s) without content skipped (not evaluated, not averaged): "
                      + "; ".join(f"{row_label(r)} ({r['reason']})" for r in examples.skipped[:10])
                      + (" ..." if len(examples.skipped) > 10 else ""))
-    for name in [RANDOM] + list(methods):  # random first: every partial report has its floor
+    supplied = dict(supplied or {})
+    clash = sorted(set(supplied) & (set(methods) | {RANDOM}))
+    if clash:
+        raise InputDataError(f"supplied explanations named {', '.join(clash)} clash with a method row: rename them")
+    from .supplied import supplied_scores
+
+    aligned = {name: supplied_scores(items, encoded, tokenizer) for name, items in supplied.items()}  # refuse early
+    for name in [RANDOM] + list(methods) + list(supplied):  # random first: every partial report has its floor
         limit = method_limits.get(name)
         subset = examples if limit is None else examples[:limit]
         result = MethodResult(name=name, n_examples=len(subset), params=dict(method_params.get(name, {})))
         results.append(result)
-        if name == RANDOM:
+        if name in aligned:
+            token_lists, specials = aligned[name]
+            subset, result.n_examples, result.params = examples, len(examples), {"supplied": True}
+        elif name == RANDOM:
             token_lists = [random_scores(e.length, seed, i) for i, e in enumerate(encoded)]
             specials = [e.special_tokens_mask for e in encoded]
             result.params = {"seed": seed}

@@ -1,6 +1,8 @@
 """``attrtools prune``: rank heads, draw the pruning curve, prune physically and save the smaller model."""
 from __future__ import annotations
 
+import os
+
 import click
 
 from ..cli_kit import (AtLeast, Finite, UserError, at_least, command, common_run_options, dataset_options,
@@ -49,6 +51,9 @@ def prune_options(f):
         click.option("--latency-repeats", type=AtLeast(1), default=D.latency_repeats,
                      help="Timed forwards per model for the latency before/after."),
         click.option("--no-save-model", is_flag=True, help="Do not write the pruned model."),
+        click.option("--figures", "figure_formats", default=None, metavar="FORMATS",
+                     help="Also write figures/head-importance-STRATEGY.* for papers (plan crossed out); "
+                          "FORMATS: a comma-separated list of png, svg, pdf."),
     )(f)
 
 
@@ -72,13 +77,16 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
                   num_examples, prune_fraction, prune_count, per_layer, keep_one_per_layer, iterative, steps,
                   fraction_step, fractions, ablation_metric, eval_dataset, eval_limit, seed, batch_size,
                   eval_batch_size, latency_repeats, no_save_model, cache_dir, no_cache, output_dir, device,
-                  max_length=D.max_length, progress=None, label_names=None, log=None):
+                  max_length=D.max_length, progress=None, label_names=None, log=None, figure_formats=None):
     """The function behind ``attrtools prune`` and ``scripts/prune_model.py``; returns the summary."""
     from .importance import check_strategies
     from .pipeline import run_pruning
 
     if not dataset:
         raise UserError("--dataset is required")
+    from ..report.plots import parse_formats
+
+    formats = parse_formats(figure_formats)  # before anything loads: one line, exit 2
     if prune_fraction is not None and prune_count is not None:
         raise UserError("give either --prune-fraction or --prune-count, not both")
     finite("--prune-fraction", prune_fraction, 0.0, 1.0)
@@ -124,13 +132,20 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     summary = run_pruning(model, tokenizer, examples, run_dir, eval_examples=eval_examples, config=config, cache=cache,
                           log=log or log_to_stderr)
     summary["run_dir"] = run_dir
+    if formats:
+        from .report import write_figures
+
+        summary["figures_dir"] = write_figures(run_dir, formats)
     return summary
 
 
 def summary_lines(summary: dict) -> dict:
     plan = summary["plan"]
+    report = os.path.join(summary["run_dir"], "report.html") if summary.get("run_dir") else None
     lines = {
         "run dir": summary.get("run_dir"),
+        **({"report": report} if report and os.path.exists(report) else {}),
+        **({"figures": summary["figures_dir"]} if summary.get("figures_dir") else {}),
         "accuracy (unpruned)": f"{summary['accuracy_unpruned']:.4f}",
     }
     for strategy, by_fraction in summary["accuracy_by_fraction"].items():

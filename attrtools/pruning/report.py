@@ -192,6 +192,29 @@ def _curve_table(strategies, fractions, value, metric: str, higher: bool) -> Tab
                                                                   "better)", best=best)
 
 
+def write_figures(run_dir: str, formats) -> str | None:
+    """``run_dir/figures/head-importance-STRATEGY.{fmt}`` for each strategy of a finished run, at
+    paper sizes (``report.plots.heads_figure``), the strategy's plan crossed out; a diverging scale
+    where a strategy's scores have both signs. Returns the folder (None without head_importance.csv)."""
+    from ..report.plots import heads_figure
+
+    rows = _read_csv(os.path.join(run_dir, "head_importance.csv"))
+    if not rows or not formats:
+        return None
+    plans = {s: _plan(p) for s, p in (_read_json(os.path.join(run_dir, "pruned_heads.json")).get("all_strategies")
+                                      or {}).items()}
+    folder = os.path.join(run_dir, "figures")
+    for strategy, table in importance_tables(rows).items():
+        import numpy as np
+
+        signed = bool(np.nanmin(table) < 0)
+        fig = heads_figure(table, signed, f"{strategy} importance", title=f"head importance: {strategy}",
+                           plan=plans.get(strategy))
+        for fmt in formats:
+            fig.save(os.path.join(folder, f"head-importance-{strategy}.{fmt}"))
+    return folder
+
+
 def write_pruning_report(run_dir: str) -> str:
     """Write ``run_dir/report.html``; returns its path."""
     return pruning_report(run_dir).save(os.path.join(run_dir, "report.html"))

@@ -11,10 +11,6 @@ from .colors import scale_for
 from .format import class_name, fmt_number, truncate
 from .page import Report, environment, markup, new_id
 
-#: above this many numbers the per-head maps are summed over heads before embedding (file size)
-MAX_MATRIX_VALUES = 3_000_000
-
-
 def is_signed(attribution) -> bool:
     """Whether the attribution's scores carry a direction: the method's declaration recorded by the
     engine (``params["_signed"]``), else the data (any negative score)."""
@@ -111,33 +107,106 @@ def word_heatmap(attribution, agg: str = "sum", header: bool = True, show_legend
     return fragment.replace('class="token-heatmap"', 'class="token-heatmap word-heatmap"', 1)
 
 
+#: the matrix view's embedded numbers stay under this many characters (a notebook cell output
+#: must stay under Jupyter's default data rate limit of 1 MB, static PNG fallback included)
+MATRIX_BUDGET = 600_000
+#: above this many tokens the matrix view draws on a <canvas> (one element) instead of SVG cells
+CANVAS_ABOVE = 150
+
+
+def matrix_payload(scores, kind: str, budget: int = MATRIX_BUDGET):
+    """What the matrix view embeds, within ``budget`` characters: the one rule for its size.
+
+    Tries, in order: every head (``matrix`` only) as 4-digit decimals, every layer (heads summed),
+    then the same two as 8-bit codes (base64, one byte per cell, each ``n × n`` block scaled by its
+    own largest magnitude: a value is known to within 1/254 of that block's range), then the sum over
+    layers (and heads) as 8-bit codes. Returns ``(blocks, layers, heads, encoding, note)``: ``blocks``
+    a float tensor ``(layers, heads or 1, n, n)``; ``heads`` 0 when summed; ``encoding`` "text" or
+    "u8"; ``note`` what was given up, for the reader (None when nothing)."""
+    scores = scores.detach().float().cpu()
+    if kind == "matrix":
+        L, H = scores.shape[0], scores.shape[1]
+        options = [(scores, L, H, "per layer and head"), (scores.sum(1, keepdim=True), L, 0, "per layer (heads summed)")]
+    else:
+        L = scores.shape[0]
+        options = [(scores.unsqueeze(1), L, 0, "per layer")]
+    options.append((scores.reshape((L, -1) + tuple(scores.shape[-2:])).sum((0, 1))[None, None], 1, 0,
+                    "the sum over layers" + (" and heads" if kind == "matrix" else "")))
+    full = options[0][3]
+    for encoding, per_value in (("text", 8), ("u8", 1.34)):
+        for k, (blocks, layers, heads, what) in enumerate(options):
+            if encoding == "text" and k == len(options) - 1:
+                continue  # the sum alone is only worth giving as 8-bit codes after every layer as text failed
+            if blocks.numel() * per_value <= budget or (encoding == "u8" and k == len(options) - 1):
+                note = None
+                if what != full or encoding == "u8":
+                    note = (f"Too many numbers to embed them all: this view shows {what}"
+                            + (", each value to within 1/254 of its map's range (8-bit)" if encoding == "u8" else "")
+                            + ". The attribution object and its saved file keep every value.")
+                return blocks, layers, heads, encoding, note
+    raise AssertionError("unreachable")
+
+
+def _encode(blocks, encoding: str, signed: bool):
+    """Blocks ``(A, B, n, n)`` as the view's ``scores`` (a JSON list, or base64 8-bit codes) and, for
+    codes, ``{"scale": per-block largest magnitude, "signed": codes centred on 128}`` (else None)."""
+    if encoding == "text":
+        flat = blocks.reshape(-1).tolist()
+        return "[" + ",".join("0" if (v != v or math.isinf(v)) else f"{v:.4g}" for v in flat) + "]", None
+    import base64
+
+    import torch
+
+    A, B, n = blocks.shape[0], blocks.shape[1], blocks.shape[-1]
+    flat = torch.nan_to_num(blocks.reshape(A * B, n * n), nan=0.0, posinf=0.0, neginf=0.0)
+    top = flat.abs().amax(1).clamp_min(1e-30)
+    signed = signed or bool((flat < 0).any())  # codes centred on 128 whenever a value is negative
+    if signed:
+        codes = torch.round(flat / top[:, None] * 127) + 128
+    else:
+        codes = torch.round(flat.clamp_min(0) / top[:, None] * 255)
+    data = base64.b64encode(codes.clamp(0, 255).to(torch.uint8).numpy().tobytes()).decode("ascii")
+    return json.dumps(data), {"scale": [float(t) for t in top.tolist()], "signed": signed}
+
+
+def _static_png(attribution) -> str | None:
+    """The scriptless fallback: a PNG (data URI) of the sum over layers and heads (``plots.matrix_figure``)."""
+    import base64
+    import io
+
+    from .plots import matrix_figure
+
+    fig = matrix_figure(attribution, width=4.6)
+    buffer = io.BytesIO()
+    # above CANVAS_ABOVE tokens a cell is under a pixel anyway: a coarser picture keeps the output small
+    fig.savefig(buffer, format="png", dpi=90 if attribution.n_tokens <= CANVAS_ABOVE else 60, bbox_inches="tight",
+                facecolor="white")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def matrix_view(attribution) -> str:
-    """Interactive view of the ``(n × n)`` maps: a layer (or the sum of layers) and, for ``matrix``
-    payloads, a head (or the sum of heads). Self-contained: the numbers are embedded as JSON and
-    drawn as SVG by a few lines of inline JavaScript (no library, no network)."""
+    """Interactive view of the ``(n × n)`` maps: a layer (or the sum of layers, shown first) and, for
+    ``matrix`` payloads, a head (or the sum of heads). Self-contained: the numbers are embedded as JSON
+    (within ``MATRIX_BUDGET``, see ``matrix_payload``) and drawn by a few lines of inline JavaScript
+    (SVG cells, or one <canvas> above ``CANVAS_ABOVE`` tokens); where scripts do not run (an untrusted
+    notebook, GitHub's preview) a static PNG of the summed map is shown instead."""
     if attribution.kind == "tokens":
         raise ValueError("a 'tokens' attribution has no token × token maps")
-    scores = attribution.scores.detach().float().cpu()
-    note = None
-    if attribution.kind == "matrix":
-        L, H, n = scores.shape[0], scores.shape[1], scores.shape[-1]
-        if scores.numel() > MAX_MATRIX_VALUES:
-            scores, H, note = scores.sum(1), 0, "heads summed before embedding (too large for a per-head view)"
-    else:
-        L, H, n = scores.shape[0], 0, scores.shape[-1]
-    flat = scores.reshape(-1).tolist()
     signed = is_signed(attribution)
+    blocks, L, H, encoding, note = matrix_payload(attribution.scores, attribution.kind)
+    n = blocks.shape[-1]
+    numbers, qscale = _encode(blocks, encoding, signed)
     scale = scale_for([0.0, 1.0], signed)
     longest = max((len(t) for t in attribution.tokens), default=4)
     payload = {"n": n, "layers": L, "heads": H, "signed": signed, "tokens": attribution.tokens,
                "special": [int(m) for m in (attribution.special_tokens_mask or [0] * n)],
-               "colours": scale.colours, "pad": min(140, 14 + 7 * longest),
-               "scores": "@@SCORES@@"}
+               "colours": scale.colours, "pad": min(140, 14 + 7 * longest), "encoding": encoding,
+               "qscale": qscale, "canvas": n > CANVAS_ABOVE, "scores": "@@SCORES@@"}
     text = json.dumps(payload).replace("</", "<\\/")
-    numbers = ",".join("0" if (v != v or math.isinf(v)) else f"{v:.4g}" for v in flat)
-    text = text.replace('"@@SCORES@@"', "[" + numbers + "]")
+    text = text.replace('"@@SCORES@@"', numbers)
     fragment = environment().get_template("matrix.html.j2").render(
-        mid=new_id("mx"), layers=L, heads=H, default_layer=L - 1, payload=markup(text))
+        mid=new_id("mx"), layers=L if L > 1 or attribution.scores.shape[0] == 1 else 0, heads=H,
+        payload=markup(text), static=_static_png(attribution), per_head=attribution.kind == "matrix")
     if note:
         fragment = f'<p class="muted">{note}</p>' + fragment
     return fragment
