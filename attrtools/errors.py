@@ -41,6 +41,8 @@ only from its module; ``tests/test_errors.py`` checks that this list is complete
     heads.NoProbabilityError, models.DtypeError       UsageError
     inputs.InputTypeError                              InputDataError (also TypeError)
     words.WordAlignmentError                           AttrtoolsError (also ValueError)
+    labels.LabelError, labels.LabelRangeError          InputDataError
+    report.plots.FigureFormatError                     UsageError
     locks.LockBusy                                     AttrtoolsError
     adversarial.textattack_compat.TextAttackUnavailable
                                                        MissingDependencyError

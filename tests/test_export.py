@@ -387,10 +387,13 @@ def test_word_level_where_word_scores_exists(results):
     import copy
 
     a = copy.copy(results["gradsam"][0])
-    with pytest.raises(UsageError, match="word_scores"):
-        Attributions([a]).to_dataframe(level="word")
-    with pytest.raises(UsageError, match="word_scores"):
-        a.plot(level="word")
+    # the real Attribution.word_scores (attrtools.words): the table and the figure follow its words
+    real = a.word_scores()
+    frame = Attributions([a]).to_dataframe(level="word")
+    assert frame.word.tolist() == [w.word for w in real] and len(real) > 0
+    assert frame.score.tolist() == pytest.approx([w.score for w in real])
+    assert len(a.plot(level="word").axes[0].patches) == len(real)
+    # any object whose word_scores() gives (word, score) pairs is drawn the same way
     words = [("the", 0.5), ("movie", -0.25), ("was", 0.0)]
     a.word_scores = lambda: words
     frame = Attributions([a]).to_dataframe(level="word")

@@ -44,7 +44,7 @@ def test_dataframe_is_its_rows_not_its_column_names(bert):
     floats = attrtools.attribute(model, tok, pd.DataFrame({"text": TEXTS, "label": [1.0, float("nan"), 0.0]}),
                                  method="grad_input")
     assert [a.label for a in floats] == [1, None, 0] and isinstance(floats[0].label, int)
-    with pytest.raises(InputDataError, match="label 0.5 is not a class index"):
+    with pytest.raises(InputDataError, match=r"label 0.5 \(float\) is not an integer"):
         attrtools.attribute(model, tok, pd.DataFrame({"text": TEXTS, "label": [0.5, 1.0, 0.0]}), method="grad_input")
     with pytest.raises(InputDataError, match="text column 'nope' not found"):
         attrtools.attribute(model, tok, frame, method="grad_input", text_column="nope")
