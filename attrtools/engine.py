@@ -924,7 +924,9 @@ def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes) -> s
 def completeness_summary(records: dict | None, units) -> dict | None:
     """``{unit: completeness_record}`` -> the ``Attribution.completeness`` dict: lists ``sum``,
     ``delta``, ``gap``, ``relative_gap`` in unit order (one per layer for AttAttr, one entry for
-    single-unit methods), ``worst_relative_gap`` and ``worst_unit`` (the layer, or None)."""
+    single-unit methods), ``worst_relative_gap`` and ``worst_unit`` (the layer, or None), and
+    where the method recorded its integral (``methods.integration.integration_record``) the lists
+    ``rule``, ``passes``, ``error_estimate``, ``tolerance`` and ``met``."""
     if not records:
         return None
     order = [u for u in (units if units is not None else [None]) if u in records or str(u) in records]
@@ -932,6 +934,9 @@ def completeness_summary(records: dict | None, units) -> dict | None:
     rows = [records.get(u, records.get(str(u))) for u in order]
     worst = max(range(len(rows)), key=lambda k: rows[k]["relative_gap"])
     out = {key: [float(row[key]) for row in rows] for key in ("sum", "delta", "gap", "relative_gap")}
+    for key in ("rule", "passes", "error_estimate", "tolerance", "met"):  # the integral's record, where kept
+        if all(key in row for row in rows):
+            out[key] = [row[key] for row in rows]
     out.update(units=list(order), worst_relative_gap=float(rows[worst]["relative_gap"]), worst_unit=order[worst])
     return out
 _LIBC = []
