@@ -91,12 +91,32 @@ def run_report() -> dict:
     return runreport.report()
 
 
-# Where each command takes the integration steps (the completeness warning names them; a test checks
-# every option against the command).
-STEPS_OPTIONS = {"attribute": ("--param",), "evaluate": ("--param",), "prune": ("--steps",), "tree": ("--steps",),
-                 "triggers": ("--steps",), "audit": ("--steps", "--rank-steps")}
-STEPS_HINT = "; ".join(f"{' / '.join(o if o != '--param' else '--param steps=...' for o in opts)} in {cmd}"
+# Where each command sets the integration's precision (the completeness warning names the option of
+# the command that runs; a test checks every option against the command). The demo has none.
+STEPS_OPTIONS = {"attribute": ("--param",), "evaluate": ("--param",), "prune": ("--protocol", "--steps"),
+                 "tree": ("--protocol", "--steps"), "triggers": ("--protocol", "--steps"),
+                 "audit": ("--protocol", "--steps", "--rank-steps")}
+STEPS_HINT = "; ".join(f"{' / '.join(o if o != '--param' else '--param tolerance=...' for o in opts)} in {cmd}"
                        for cmd, opts in STEPS_OPTIONS.items())
+
+
+def precision_hint() -> str:
+    """What raises an IG result's precision, in the words of where the user is (the one rule the
+    completeness and tolerance warnings use): a Python keyword for API users, the running
+    command's own flags for CLI users (``notices.cli_command``), nothing for the demo (no option)."""
+    from .notices import cli_command
+
+    command = cli_command()
+    if command is None:
+        return ("pass steps='auto' (the default) with a smaller tolerance=, e.g. tolerance=1e-4, or an integer steps "
+                "with steps_method='gausslegendre'")
+    options = STEPS_OPTIONS.get(command)
+    if not options:
+        return ""
+    if options == ("--param",):
+        return "add --param tolerance=1e-4 (with the default steps=auto), or --param steps=64 --param steps_method=gausslegendre"
+    return "use " + " / ".join(options) + (" (--protocol converged, the default, integrates to 1e-3; --steps auto)"
+                                            if "--protocol" in options else "")
 
 
 class CompletenessWarning(UserWarning):
@@ -536,13 +556,21 @@ class Engine:
         worst, method, example_id, where = tally.worst
         self.stats["worst_completeness_gap"] = worst
         runreport.note_completeness(worst, method, example_id, where)
+        hint = precision_hint() if (tally.over or tally.unmet) else ""
         if tally.over:
             warn(
                 f"{method}: {tally.over} of {tally.count} attribution(s) miss IG completeness by more than "
                 f"{self.completeness_tolerance:g} (relative); worst {worst:.3g} on example "
                 f"{example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
-                f"converged: use more steps ({STEPS_HINT}) or another rule (steps_method)",
+                "converged" + (f": {hint}" if hint else ""),
                 CompletenessWarning)
+        if tally.unmet:
+            from .methods.integration import IntegrationWarning
+
+            warn(f"{method}: {tally.unmet} of {tally.count} attribution(s) did not meet their tolerance with the "
+                 f"nested rule's 63 nodes (worst estimate {tally.worst_estimate:.3g}; a kink or a sharp region in "
+                 "the integrand); their completeness records say met=False" + (f": {hint}" if hint else ""),
+                 IntegrationWarning)
 
     def _prepare(self, examples, method, target, batch_size=None, **params):
         """Tokenize, resolve target specs and units: what every path of ``attribute`` starts from."""
@@ -616,7 +644,8 @@ class Engine:
         rows x (padded tokens)^2 x steps x missing units. Deterministic: every rank of a
         distributed job computes the same plan from the same ``pending``."""
         todo = sorted(pending)
-        steps = int(params.get("steps") or 1)
+        steps = params.get("steps")
+        steps = steps if isinstance(steps, int) else 8 if steps else 1  # "auto": about 8 passes on trained models
         plan = plan_batches([encoded[i].length for i in todo], batch_size,
                             groups=[_unit_order(pending[i]) for i in todo], steps=steps)
         return [replace(planned, members=tuple(todo[m] for m in planned.members),
@@ -1006,10 +1035,17 @@ class _GapTally:
         self.count = 0  # results with a completeness record
         self.over = 0  # ... whose worst relative gap exceeds the tolerance
         self.worst = None  # (gap, method, example_id, worst unit)
+        self.unmet = 0  # ... whose adaptive integral missed its tolerance (methods.integration)
+        self.worst_estimate = 0.0
 
     def add(self, result) -> None:
         if result is None or not result.completeness:
             return
+        missed = [e for e, met in zip(result.completeness.get("error_estimate") or [], result.completeness.get("met") or [])
+                  if met is False]
+        if missed:
+            self.unmet += 1
+            self.worst_estimate = max([self.worst_estimate] + [e for e in missed if e is not None])
         gap = result.completeness["worst_relative_gap"]
         self.count += 1
         self.over += gap > self.tolerance

@@ -12,7 +12,7 @@ class AuditConfig:
     """Settings of ``attrtools triggers`` / ``attrtools audit`` (``run_full_audit``).
 
     Trigger extraction (Hao et al. 2021, §6): ``num_train_examples`` correctly classified training
-    examples (official: 500), ``steps`` AttAttr integration steps m (official trigger code: 64),
+    examples (official: 500), ``steps`` AttAttr integration ("auto": converged to 1e-3, the default; or m official left-Riemann steps, 64 in the official trigger code),
     patterns with v1+v2 below ``pattern_threshold`` dropped, the top-2 pair kept when
     v2/v1 >= ``top2_ratio`` (always with ``use_all``, official ``--if_all``), ``batch_size``
     examples per attribution batch, ``max_length`` tokens (None: the engine's truncation rule,
@@ -31,7 +31,7 @@ class AuditConfig:
     recipes: tuple = DEFAULT_RECIPES
     use_triggers: bool = True
     num_train_examples: int = 500
-    steps: int = 20
+    steps: int | str = "auto"
     pattern_threshold: float = 0.02
     top2_ratio: float = 0.2
     use_all: bool = False
@@ -39,7 +39,7 @@ class AuditConfig:
     top_k: int = 3
     max_inserted_words: int = 4
     rank_method: str = "attattr"
-    rank_steps: int = 20
+    rank_steps: int | str = "auto"
     query_budget: int | None = None
     query_batch_size: int = 32
     chunk_size: int = 10

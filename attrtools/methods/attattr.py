@@ -137,7 +137,9 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
         alphas, weights = [0.0], [0.0]  # the α = 0 row only (the nested rule's own rows come level by level)
         tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
     else:
-        alphas, weights = quadrature(steps, steps_method or "riemann_left")
+        # (alphas, weights) given as steps_method: an explicit rule (tests' references; not a method parameter)
+        alphas, weights = steps_method if isinstance(steps_method, tuple) else quadrature(steps, steps_method or
+                                                                                          "riemann_left")
         if baseline_scores is not None and 0.0 not in alphas:
             alphas, weights = list(alphas) + [0.0], list(weights) + [0.0]
     zero_node = alphas.index(0.0) if (baseline_scores is not None or adaptive) else -1
@@ -186,7 +188,9 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
                 result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance)
             else:
                 result[layer] = stepper.finish(grad_sum, torch.arange(batch.size, device=batch.targets.device))
-                layer_records = [integration_record(steps_method or "riemann_left", steps, None, None)] * batch.size
+                rule = "explicit" if isinstance(steps_method, tuple) else steps_method or "riemann_left"
+                passes = len(steps_method[1]) if isinstance(steps_method, tuple) else steps
+                layer_records = [integration_record(rule, passes, None, None)] * batch.size
             if records is not None:
                 records[layer] = layer_records
     return result

@@ -11,8 +11,8 @@ position (``baseline="zero"``, default) or the [PAD] token's embedding at every 
 ``tolerance=1e-3``: each example climbs the nested rule of :mod:`attrtools.methods.integration`
 until the relative change of its per-token signed scores meets the tolerance (up to 63 nodes);
 where it does not (the sharp region near α = 0 of post-LN embeddings, or RMSNorm below), the
-result's ``completeness`` says ``met: False`` with the estimate and one ``IntegrationWarning``
-names the examples. An integer ``steps`` gives a fixed rule: ``steps_method`` defaults to
+result's ``completeness`` says ``met: False`` with the estimate and the engine gives one
+``IntegrationWarning`` per call. An integer ``steps`` gives a fixed rule: ``steps_method`` defaults to
 ``"riemann_right"`` (the paper's ``k = 1..m``); ``riemann_left``/``riemann_middle``/
 ``riemann_trapezoid``/``gausslegendre`` are the others (DecompX evaluates IG with step size 0.1,
 i.e. 10 steps). Token score = Σ_d IG_j,d (signed,
@@ -29,10 +29,9 @@ import torch
 
 from ..models import adapter_for, get_module
 from . import register
-from ..notices import warn
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, frozen_parameters,
                    target_score)
-from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, IntegrationWarning, StepsParam, integrate_adaptive, integration_record,
+from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, integrate_adaptive, integration_record,
                           quadrature, resolve_rule)
 from .grad_input import aggregate_hidden
 
@@ -160,12 +159,5 @@ class IntegratedGradientsEmbeddings(Method):
                 batch.info[b]["completeness"] = {
                     None: dict(completeness_record(float(signed[b, :n_b].sum()), float(full[b] - at_zero[b])),
                                **records[b])}
-        missed = [b for b in range(size) if records[b].get("met") is False]
-        if missed:
-            worst = max(records[b]["error_estimate"] or 0.0 for b in missed)
-            warn(f"ig_embed: {len(missed)} of {size} example(s) did not meet tolerance={params['tolerance']:g} with "
-                 f"the nested rule's 63 nodes (worst estimate {worst:.3g}; the integrand has a sharp region, e.g. "
-                 "near the zero baseline of a normalised embedding); their results say met=False",
-                 IntegrationWarning)
         scores = aggregate_hidden((emb - base) * grad_sum, params["aggregate"])
         return [scores[b, :n_b].contiguous() for b, n_b in enumerate(batch.lengths)]
