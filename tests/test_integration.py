@@ -211,3 +211,56 @@ def test_unmet_tolerance_is_said_once(tiny_models):
     assert unmet and len(said) == 1
     assert f"{len(unmet)} of 2" in str(said[0].message) and "tolerance=" in str(said[0].message)
     assert said[0].filename == __file__
+
+
+# ------------------------------------------------------------------ CLI: --protocol, --steps, run_config
+def test_cli_protocol_sets_the_rule_and_is_recorded(planted_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    runner = CliRunner()
+    text = ["--model", planted_dir, "--text", "the alpha film was beta fun", "--formats", "json", "--no-cache"]
+    runs = {}
+    for name, extra in (("default", []), ("official", ["--protocol", "official"]),
+                        ("explicit", ["--protocol", "official", "--steps", "5"])):
+        out = tmp_path / name
+        result = runner.invoke(main, ["tree", *text, *extra, "--output-dir", str(out)])
+        assert result.exit_code == 0, result.output
+        runs[name] = json.loads((out / "run_config.json").read_text())
+        tree = json.loads((out / "trees" / "000000.json").read_text())
+        runs[name]["tree_steps"] = tree["graph"]["steps"]
+    assert (runs["default"]["protocol"], runs["default"]["steps"], runs["default"]["tree_steps"]) == \
+        ("converged", "auto", "auto")
+    assert (runs["official"]["protocol"], runs["official"]["steps"]) == ("official", 64)  # the official tree code's m
+    assert runs["explicit"]["steps"] == 5
+    bad = runner.invoke(main, ["tree", *text, "--steps", "many", "--output-dir", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--steps must be 'auto' or a whole number" in bad.output
+
+
+def test_cli_warning_names_the_command_and_its_own_option(planted_dir, tmp_path):
+    """Under the CLI a completeness warning names the command (not click's frame) and the command's
+    own option; the demo's hint names no option at all."""
+    import warnings
+
+    import click
+
+    from attrtools.engine import precision_hint
+    from attrtools.notices import cli_command, warn
+    from attrtools.cli import main
+
+    for command, expect, absent in (("tree", "--protocol", "--param"), ("attribute", "--param tolerance=", "--steps"),
+                                    ("demo", None, "--")):
+        with click.Context(main, info_name="attrtools") as root, \
+                click.Context(main.get_command(root, command), parent=root, info_name=command):
+            assert cli_command() == command
+            hint = precision_hint()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                warn("example", UserWarning)
+        assert caught[0].filename == f"attrtools {command}"
+        assert (expect in hint) if expect else hint == ""
+        assert absent not in hint
+    assert cli_command() is None and "tolerance=" in precision_hint() and "--" not in precision_hint()
