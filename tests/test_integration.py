@@ -149,6 +149,7 @@ def test_engine_records_the_rule(tiny_models):
     assert a.params["steps"] == "auto" and a.params["steps_method"] == "patterson" and a.params["tolerance"] == 1e-3
     assert all(p >= 3 for p in record["passes"]) and all(e <= 1e-3 for e in record["error_estimate"])
     assert record["met"] == [True] * a.scores.shape[0]
+    assert max(record["relative_gap"]) < 1e-2  # the completeness gap (its α = 0 end rides with level 1)
 
 
 def test_official_protocol_equals_official_loop(tiny):

@@ -175,18 +175,17 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
         for layer in layers:
             stepper.start(layer)
             grad_sum, at_zero = None, plan.baseline()
-            for start, rows, alpha, weight in plan.passes():
+            if adaptive:  # the α = 0 rows ride along with the ladder's first level
+                result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance, at_zero)
+            for start, rows, alpha, weight in ([] if adaptive else plan.passes()):
                 grad, score = stepper.step(rows, alpha, weight)
-                if not adaptive:
-                    grad_sum = grad_sum if grad_sum is not None else torch.zeros(
-                        (batch.size,) + tuple(grad.shape[1:]), dtype=torch.float32, device=grad.device)
-                    grad_sum.index_add_(0, rows, grad.float())
+                grad_sum = grad_sum if grad_sum is not None else torch.zeros(
+                    (batch.size,) + tuple(grad.shape[1:]), dtype=torch.float32, device=grad.device)
+                grad_sum.index_add_(0, rows, grad.float())
                 plan.keep_baseline(at_zero, start, rows, score)
             if baseline_scores is not None:
                 baseline_scores[layer] = at_zero
-            if adaptive:
-                result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance)
-            else:
+            if not adaptive:
                 result[layer] = stepper.finish(grad_sum, torch.arange(batch.size, device=batch.targets.device))
                 rule = "explicit" if isinstance(steps_method, tuple) else steps_method or "riemann_left"
                 passes = len(steps_method[1]) if isinstance(steps_method, tuple) else steps
@@ -196,21 +195,28 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     return result
 
 
-def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float):
+def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float, at_zero: torch.Tensor):
     """The nested rule for every example of the current layer of ``stepper``; ``((B, H, n, n),
-    [integration_record per example])``."""
+    [integration_record per example])``. ``at_zero`` is filled with ``F`` at ``α = 0`` (one extra
+    row per example in the first evaluation, its gradient dropped)."""
     device = batch.targets.device
+    first = [True]
 
     def evaluate(pairs):
-        rows = torch.tensor([b for b, _ in pairs], dtype=torch.long, device=device)
-        alpha = torch.tensor([a for _, a in pairs], dtype=torch.float32, device=device)
+        extra = list(range(batch.size)) if first[0] else []
+        first[0] = False
+        rows = torch.tensor([b for b, _ in pairs] + extra, dtype=torch.long, device=device)
+        alpha = torch.tensor([a for _, a in pairs] + [0.0] * len(extra), dtype=torch.float32, device=device)
         ones = torch.ones_like(alpha)
-        out = []
+        out, scores = [], []
         for start in range(0, rows.numel(), rows_per_pass):
-            grad, _ = stepper.step(rows[start:start + rows_per_pass], alpha[start:start + rows_per_pass],
-                                   ones[start:start + rows_per_pass])
+            grad, score = stepper.step(rows[start:start + rows_per_pass], alpha[start:start + rows_per_pass],
+                                       ones[start:start + rows_per_pass])
             out.extend(grad.float().unbind(0))
-        return out
+            scores.append(score.detach().float())
+        if extra:
+            at_zero.copy_(torch.cat(scores)[len(pairs):])
+        return out[:len(pairs)]
 
     def finish(b, integral):
         return stepper.finish(integral.unsqueeze(0), torch.tensor([b], device=device))[0]
