@@ -20,6 +20,15 @@ model (attrtools.methods.attattr.schedule_flops, equal to torch's FLOP count in 
     python scripts/bench_attattr.py --sizes bert-base --lengths 128 --steps 8 --official-layers 0,11
     python scripts/bench_attattr.py --sizes minilm --lengths 128 --profile   # torch.profiler table of ours
 
+Real lengths (docs/integrated-gradients.md): time to a given error on the real all-MiniLM-L6-v2 encoder,
+for (a) the official loop padded to 128, (b) the plain batched per-layer loop, (c) attrtools under the
+official protocol and (d) attrtools with steps="auto", each against Gauss-Legendre 64; and ig_embed's
+official rule, Captum's IntegratedGradients and steps="auto" against Gauss-Legendre 256:
+
+    python scripts/bench_attattr.py --real-lengths --examples 16                       # AG-News-like lengths
+    python scripts/bench_attattr.py --real-lengths --length-profile sst2 --examples 16
+    python scripts/bench_attattr.py --real-lengths --data dev.tsv --examples 16 --profile
+
 ``--official-layers``: time the official-style loop on these target layers only and scale by the cost
 model to all layers (its per-layer work differs only in the backward depth, which the model counts);
 the default times every layer.
@@ -183,7 +192,8 @@ def worst_layer_error(ours, reference) -> float:
     return max(float((o.double() - r.double()).norm() / r.double().norm()) for o, r in zip(ours, reference))
 
 
-def run_real_lengths(count, data, profile, official_steps, tolerance, device, profile_table_rows, seed=0):
+def run_real_lengths(count, data, profile, official_steps, tolerance, device, profile_table_rows, seed=0,
+                     parts=("attattr", "ig_embed")):
     import random
 
     import torch
@@ -204,6 +214,10 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
         import warnings
 
         warnings.simplefilter("ignore")  # completeness warnings of the coarse rows are the point here
+        if "ig_embed" in parts:
+            ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, device_t)
+        if "attattr" not in parts:
+            return
         reference = engine.attribute(texts, method="attattr", steps=64, steps_method="gausslegendre")
         attrtools.attribute(model, tokenizer, texts[:1], method="attattr", steps=2)  # warm-up
 
@@ -252,6 +266,63 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
                                 rows=profile_table_rows), flush=True)
 
 
+def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, device_t):
+    """``ig_embed`` against Captum's ``IntegratedGradients`` (on ``inputs_embeds``: the same
+    integral, zero baseline of the word-embedding output, target logit): per example time and the
+    relative L2 error of the per-token signed scores against Gauss-Legendre with 256 nodes."""
+    import torch
+    from captum.attr import IntegratedGradients
+
+    reference = engine.attribute(texts, method="ig_embed", steps=256, steps_method="gausslegendre")
+    gap = max(r.completeness["worst_relative_gap"] for r in reference)
+    print(f"ig_embed reference: Gauss-Legendre 256 nodes (worst completeness gap {gap:.1e})")
+
+    def error(scores, ref):
+        return float((scores.double() - ref.double()).norm() / ref.double().norm())
+
+    def timed(label, fn, passes):
+        sync(device_t)
+        start = time.perf_counter()
+        scores = fn()
+        sync(device_t)
+        seconds = (time.perf_counter() - start) / len(texts)
+        errors = [error(s, r.scores) for s, r in zip(scores, reference)]
+        print(f"{label:<44} {passes:>8} {seconds:>9.3f} {max(errors):>10.2e} {statistics.median(errors):>10.2e}",
+              flush=True)
+
+    def captum(n_steps):
+        out = []
+        for text, ref in zip(texts, reference):
+            enc = engine.collate([engine.encode(__import__("attrtools").Example(text))])
+            with torch.no_grad():
+                emb = model.get_input_embeddings()(enc["input_ids"])
+            rest = {k: v for k, v in enc.items() if k != "input_ids"}
+
+            def forward(e):
+                return model(inputs_embeds=e, **{k: v.expand(e.shape[0], -1) for k, v in rest.items()}).logits
+
+            attributions = IntegratedGradients(forward).attribute(emb, baselines=torch.zeros_like(emb), target=ref.target,
+                                                                  n_steps=n_steps, method="gausslegendre",
+                                                                  internal_batch_size=n_steps)
+            out.append(attributions.sum(-1)[0].detach())
+        return out
+
+    print(f"{'ig_embed row':<44} {'passes':>8} {'s/example':>9} {'worst err':>10} {'median err':>10}")
+    timed(f"ig_embed official (riemann_right, m={official_steps})",
+          lambda: [a.scores for a in engine.attribute(texts, method="ig_embed", steps=official_steps)],
+          str(official_steps))
+    timed("Captum IntegratedGradients (GL, n_steps=50)", lambda: captum(50), "50")
+    auto = {}
+
+    def run_auto():
+        out = engine.attribute(texts, method="ig_embed", tolerance=tolerance)
+        auto["passes"] = [p for a in out for p in a.completeness["passes"]]
+        return [a.scores for a in out]
+
+    timed(f"ig_embed steps=auto, tolerance={tolerance:g}", run_auto, "auto")
+    print(f"    passes: mean {statistics.mean(auto['passes']):.1f}, max {max(auto['passes'])}")
+
+
 @click.command()
 @click.option("--sizes", default="minilm,bert-base", show_default=True)
 @click.option("--lengths", default="32,64,128", show_default=True)
@@ -271,12 +342,15 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
 @click.option("--length-profile", type=click.Choice(sorted(LENGTH_PROFILES)), default="agnews", show_default=True,
               help="--real-lengths without --data: the length distribution of the generated texts.")
 @click.option("--tolerance", default=1e-3, show_default=True, help="--real-lengths: steps=auto's tolerance.")
+@click.option("--parts", default="attattr,ig_embed", show_default=True,
+              help="--real-lengths: which methods' rows (ig_embed's against Captum's IntegratedGradients).")
 def main(sizes, lengths, steps, examples, official_layers, device, extras, profile, real_lengths, data,
-         length_profile, tolerance):
+         length_profile, tolerance, parts):
     import random
 
     if real_lengths:
-        run_real_lengths(examples, data, length_profile, steps, tolerance, device, 25 if profile else 0)
+        run_real_lengths(examples, data, length_profile, steps, tolerance, device, 25 if profile else 0,
+                         parts=tuple(parts.split(",")))
         return
 
     import torch

@@ -147,7 +147,9 @@ class IntegratedGradientsEmbeddings(Method):
                 def finish(b, integral):  # the per-token signed scores: what the estimate compares
                     return ((emb[b] - base[b]) * integral)[: batch.lengths[b]].sum(-1)
 
-                done = integrate_adaptive(list(range(size)), evaluate, finish, params["tolerance"])
+                # the ladder up to 63 nodes: the sharp region near α = 0 of post-LN embeddings (a
+                # fine-tuned MiniLM: 31 nodes still 15 % off) is resolved by its nodes' clustering there
+                done = integrate_adaptive(list(range(size)), evaluate, finish, params["tolerance"], ladder_levels=6)
                 records = [done[b][1] for b in range(size)]
                 grad_sum = torch.stack([done[b][2] for b in range(size)])
             else:

@@ -168,7 +168,7 @@ MAX_PASSES = 255  # per item: where even bisection cannot meet the tolerance, th
 
 
 def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolerance: float,
-                       max_passes: int = MAX_PASSES) -> dict:
+                       max_passes: int = MAX_PASSES, ladder_levels: int = LADDER_LEVELS_BEFORE_BISECTION) -> dict:
     """Every item's integral to a relative error estimate of ``tolerance``, in as few passes as the
     estimate allows.
 
@@ -193,6 +193,8 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
             must be **linear** in ``integral`` (an elementwise product, a matrix product), as the
             estimate of a sum of pieces is the sum of their estimates.
         tolerance: relative, on the ``finish`` result.
+        ladder_levels: levels of the ladder before bisection (5: up to 31 nodes; 6: up to 63, for
+            a sharp region at an end of [0, 1], which the ladder's nodes cluster towards).
 
     Returns ``{item: (attribution, record, integral)}``, ``record = integration_record(...)``."""
     levels = nested_levels()
@@ -201,7 +203,7 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
     changes: dict = {}
     done: dict = {}
     active = list(items)
-    for k in range(LADDER_LEVELS_BEFORE_BISECTION):
+    for k in range(ladder_levels):
         size = LADDER[k]
         alphas, weights = levels[k]
         start = LADDER[k - 1] if k else 0
@@ -230,7 +232,7 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
         active = still
         if not active:
             return done
-    spent = {item: LADDER[LADDER_LEVELS_BEFORE_BISECTION - 1] for item in active}
+    spent = {item: LADDER[ladder_levels - 1] for item in active}
     pieces = {item: [(0.0, 0.5), (0.5, 1.0)] for item in active}  # to be evaluated
     kept: dict = {item: [] for item in active}  # evaluated pieces: (estimate, a, b, Q7, Q3)
     while active:
