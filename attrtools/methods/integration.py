@@ -206,15 +206,18 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
     for k in range(ladder_levels):
         size = LADDER[k]
         alphas, weights = levels[k]
-        start = LADDER[k - 1] if k else 0
-        pairs = [(item, alphas[j]) for item in active for j in range(start, size)]
+        # the first evaluation fetches Gauss 3 at once (Gauss 1's node is its centre): one pass fewer
+        fetch = LADDER[1] if k == 0 else size
+        start = len(grads[active[0]])  # every active item holds the same nodes
+        nodes = levels[1][0] if k == 0 else alphas
+        pairs = [(item, nodes[j]) for item in active for j in range(start, fetch)]
         values = evaluate(pairs) if pairs else []
-        per = size - start
+        per = fetch - start
         for a, item in enumerate(active):
             grads[item].extend(values[a * per:(a + 1) * per])
         still = []
         for item in active:
-            integral = sum(w * g for w, g in zip(weights, grads[item]))
+            integral = sum(w * g for w, g in zip(weights, grads[item][:size]))
             result = finish(item, integral)
             change = relative_change(result, previous[item]) if k else math.inf
             # the change is the error of the coarser level; where the ladder converges (each change
