@@ -352,11 +352,59 @@ def progress_option(f):
                         help="Progress bars (default: when stderr is a terminal).")(f)
 
 
-def steps_option(default: int = 20, note: str = ""):
-    """``--steps``: AttAttr's integration steps ``m`` (left Riemann sum, Hao et al. 2021)."""
-    return click.option("--steps", type=AtLeast(1), default=default,
-                        help="AttAttr integration steps m (left Riemann sum over the attention scaling)"
-                             + (f"; {note}" if note else "") + ".")
+PROTOCOL_META = "attrtools.protocol"  # ctx.meta key: the --protocol of the running command
+
+
+class StepsType(click.ParamType):
+    """``--steps``: ``auto`` or a whole number >= 1 (one line, exit 2 otherwise)."""
+
+    name = "steps"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)):
+            return value if value == "auto" else at_least(_option_name(param), value, 1)
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            number = int(text)
+        except ValueError:
+            raise UserError(f"{_option_name(param)} must be 'auto' or a whole number, got {value!r}") from None
+        return at_least(_option_name(param), number, 1)
+
+    def get_metavar(self, param, *args, **kwargs):
+        return "auto|N"
+
+
+def _remember_protocol(ctx, param, value):
+    ctx.meta[PROTOCOL_META] = value
+    return value
+
+
+def protocol_option(f):
+    """``--protocol converged|official`` (not passed to the command: read by the ``--steps``
+    options, through ``ctx.meta``, and recorded in ``run_config.json`` by ``make_run_dir``)."""
+    return click.option("--protocol", type=click.Choice(["converged", "official"]), default="converged",
+                        is_eager=True, expose_value=False, callback=_remember_protocol,
+                        help="converged (default): AttAttr integrals to 1e-3 relative error (steps=auto); "
+                             "official: the official code's left Riemann sum (m as in its scripts).")(f)
+
+
+def steps_option(official: int = 20, note: str = "", name: str = "--steps", protocol: bool = True):
+    """``--steps``: AttAttr's integration steps: ``auto`` (the nested rule to the 1e-3 tolerance,
+    ``attrtools.methods.integration``) or ``m`` (the official left Riemann sum with m steps).
+    Unset: ``auto`` under ``--protocol converged`` (default), ``official`` under ``--protocol
+    official``. ``protocol``: also add ``--protocol`` (once per command)."""
+    def resolve(ctx, param, value):
+        if value is not None:
+            return value
+        return official if ctx.meta.get(PROTOCOL_META, "converged") == "official" else "auto"
+
+    option = click.option(name, type=StepsType(), default=None, callback=resolve,
+                          help="AttAttr integration: 'auto' (converged to 1e-3, the default) or m left-Riemann "
+                               f"steps (--protocol official: m = {official}"
+                               + (f"; {note}" if note else "") + ").")
+    return (lambda f: protocol_option(option(f))) if protocol else option
 
 
 def target_option(default: str = "pred"):
@@ -556,6 +604,8 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
         overwrite = bool(ctx.meta.get("attrtools.overwrite")) if ctx is not None else False
     config = dict(config)
     config.update({f"model_{k}": v for k, v in model_load_options(ctx).items()})  # --revision, --dtype
+    if ctx is not None and PROTOCOL_META in ctx.meta:  # which integration protocol the run used
+        config.setdefault("protocol", ctx.meta[PROTOCOL_META])
     for key in ("model", "model_name"):
         if isinstance(config.get(key), str):
             config[f"{key}_identity"] = rundir.model_identity(config[key])
@@ -844,7 +894,7 @@ def log_to_stderr(message: str) -> None:
 __all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command", "options", "model_option",
            "text_options", "dataset_options", "train_dataset_options", "train_columns", "label_names_option",
            "cache_options", "device_option", "output_dir_option",
-           "max_length_option", "batch_size_option", "progress_option", "steps_option", "target_option",
+           "max_length_option", "batch_size_option", "progress_option", "steps_option", "protocol_option", "target_option",
            "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
            "parse_floats", "at_least", "finite", "check_labels", "data_reading_options", "data_options_given", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",
            "tokenizer_for_checks", "examples_from", "keep_content_or_fail", "open_cache_or_fail", "resolve_progress", "echo_summary", "run_report_lines",

@@ -95,12 +95,32 @@ def run_report() -> dict:
     return runreport.report()
 
 
-# Where each command takes the integration steps (the completeness warning names them; a test checks
-# every option against the command).
-STEPS_OPTIONS = {"attribute": ("--param",), "evaluate": ("--param",), "prune": ("--steps",), "tree": ("--steps",),
-                 "triggers": ("--steps",), "audit": ("--steps", "--rank-steps")}
-STEPS_HINT = "; ".join(f"{' / '.join(o if o != '--param' else '--param steps=...' for o in opts)} in {cmd}"
+# Where each command sets the integration's precision (the completeness warning names the option of
+# the command that runs; a test checks every option against the command). The demo has none.
+STEPS_OPTIONS = {"attribute": ("--param",), "evaluate": ("--param",), "prune": ("--protocol", "--steps"),
+                 "tree": ("--protocol", "--steps"), "triggers": ("--protocol", "--steps"),
+                 "audit": ("--protocol", "--steps", "--rank-steps")}
+STEPS_HINT = "; ".join(f"{' / '.join(o if o != '--param' else '--param tolerance=...' for o in opts)} in {cmd}"
                        for cmd, opts in STEPS_OPTIONS.items())
+
+
+def precision_hint() -> str:
+    """What raises an IG result's precision, in the words of where the user is (the one rule the
+    completeness and tolerance warnings use): a Python keyword for API users, the running
+    command's own flags for CLI users (``notices.cli_command``), nothing for the demo (no option)."""
+    from .notices import cli_command
+
+    command = cli_command()
+    if command is None:
+        return ("pass steps='auto' (the default) with a smaller tolerance=, e.g. tolerance=1e-4, or an integer steps "
+                "with steps_method='gausslegendre'")
+    options = STEPS_OPTIONS.get(command)
+    if not options:
+        return ""
+    if options == ("--param",):
+        return "add --param tolerance=1e-4 (with the default steps=auto), or --param steps=64 --param steps_method=gausslegendre"
+    return "use " + " / ".join(options) + (" (--protocol converged, the default, integrates to 1e-3; --steps auto)"
+                                            if "--protocol" in options else "")
 
 
 class CompletenessWarning(UserWarning):
@@ -506,13 +526,21 @@ class Engine:
         worst, method, example_id, where = tally.worst
         self.stats["worst_completeness_gap"] = worst
         runreport.note_completeness(worst, method, example_id, where)
+        hint = precision_hint() if (tally.over or tally.unmet) else ""
         if tally.over:
             warn(
                 f"{method}: {tally.over} of {tally.count} attribution(s) miss IG completeness by more than "
                 f"{self.completeness_tolerance:g} (relative); worst {worst:.3g} on example "
                 f"{example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
-                f"converged: use more steps ({STEPS_HINT}) or another rule (steps_method)",
+                "converged" + (f": {hint}" if hint else ""),
                 CompletenessWarning)
+        if tally.unmet:
+            from .methods.integration import IntegrationWarning
+
+            warn(f"{method}: {tally.unmet} of {tally.count} attribution(s) did not meet their tolerance with the "
+                 f"nested rule's 63 nodes (worst estimate {tally.worst_estimate:.3g}; a kink or a sharp region in "
+                 "the integrand); their completeness records say met=False" + (f": {hint}" if hint else ""),
+                 IntegrationWarning)
 
     def _prepare(self, examples, method, target, batch_size=None, **params):
         """Tokenize, resolve target specs and units: what every path of ``attribute`` starts from."""
@@ -586,7 +614,8 @@ class Engine:
         rows x (padded tokens)^2 x steps x missing units. Deterministic: every rank of a
         distributed job computes the same plan from the same ``pending``."""
         todo = sorted(pending)
-        steps = int(params.get("steps") or 1)
+        steps = params.get("steps")
+        steps = steps if isinstance(steps, int) else 8 if steps else 1  # "auto": about 8 passes on trained models
         plan = plan_batches([encoded[i].length for i in todo], batch_size,
                             groups=[_unit_order(pending[i]) for i in todo], steps=steps)
         return [replace(planned, members=tuple(todo[m] for m in planned.members),
@@ -898,7 +927,9 @@ def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head
 def completeness_summary(records: dict | None, units) -> dict | None:
     """``{unit: completeness_record}`` -> the ``Attribution.completeness`` dict: lists ``sum``,
     ``delta``, ``gap``, ``relative_gap`` in unit order (one per layer for AttAttr, one entry for
-    single-unit methods), ``worst_relative_gap`` and ``worst_unit`` (the layer, or None)."""
+    single-unit methods), ``worst_relative_gap`` and ``worst_unit`` (the layer, or None), and
+    where the method recorded its integral (``methods.integration.integration_record``) the lists
+    ``rule``, ``passes``, ``error_estimate``, ``tolerance`` and ``met``."""
     if not records:
         return None
     order = [u for u in (units if units is not None else [None]) if u in records or str(u) in records]
@@ -906,6 +937,9 @@ def completeness_summary(records: dict | None, units) -> dict | None:
     rows = [records.get(u, records.get(str(u))) for u in order]
     worst = max(range(len(rows)), key=lambda k: rows[k]["relative_gap"])
     out = {key: [float(row[key]) for row in rows] for key in ("sum", "delta", "gap", "relative_gap")}
+    for key in ("rule", "passes", "error_estimate", "tolerance", "met"):  # the integral's record, where kept
+        if all(key in row for row in rows):
+            out[key] = [row[key] for row in rows]
     out.update(units=list(order), worst_relative_gap=float(rows[worst]["relative_gap"]), worst_unit=order[worst])
     return out
 _LIBC = []
@@ -975,10 +1009,17 @@ class _GapTally:
         self.count = 0  # results with a completeness record
         self.over = 0  # ... whose worst relative gap exceeds the tolerance
         self.worst = None  # (gap, method, example_id, worst unit)
+        self.unmet = 0  # ... whose adaptive integral missed its tolerance (methods.integration)
+        self.worst_estimate = 0.0
 
     def add(self, result) -> None:
         if result is None or not result.completeness:
             return
+        missed = [e for e, met in zip(result.completeness.get("error_estimate") or [], result.completeness.get("met") or [])
+                  if met is False]
+        if missed:
+            self.unmet += 1
+            self.worst_estimate = max([self.worst_estimate] + [e for e in missed if e is not None])
         gap = result.completeness["worst_relative_gap"]
         self.count += 1
         self.over += gap > self.tolerance

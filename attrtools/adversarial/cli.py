@@ -24,7 +24,7 @@ def _examples(spec, text_column, pair_column, label_column, limit, what, label_n
 extraction_options = options(
     click.option("--num-train-examples", type=AtLeast(1), default=D.num_train_examples,
                  help="Correctly classified training examples to extract patterns from (official: 500)."),
-    steps_option(D.steps, "the official trigger code used 64"),
+    steps_option(64, "the official trigger code"),
     click.option("--pattern-threshold", type=float, default=D.pattern_threshold,
                  help="Drop patterns with v1+v2 below this."),
     click.option("--top2-ratio", type=float, default=D.top2_ratio, help="Keep the top-2 pair when v2/v1 >= this."),
@@ -154,8 +154,7 @@ def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_d
               help="Constraint of the trigger attack.")
 @click.option("--rank-method", default=D.rank_method,
               help="Attribution ranking the words for wir-attribution (any attrtools method, e.g. grad_input).")
-@click.option("--rank-steps", type=AtLeast(1), default=D.rank_steps,
-              help="AttAttr integration steps m of the ranking (attattr only).")
+@steps_option(20, "of the ranking (attattr only)", name="--rank-steps", protocol=False)
 @click.option("--query-budget", default=D.query_budget, type=AtLeast(1),
               help="TextAttack query budget per example (default: unlimited).")
 @click.option("--chunk-size", type=AtLeast(1), default=D.chunk_size,

@@ -14,7 +14,7 @@ class AuditConfig:
     """Settings of ``attrtools triggers`` / ``attrtools audit`` (``run_full_audit``).
 
     Trigger extraction (Hao et al. 2021, §6): ``num_train_examples`` correctly classified training
-    examples (official: 500), ``steps`` AttAttr integration steps m (official trigger code: 64),
+    examples (official: 500), ``steps`` AttAttr integration ("auto": converged to 1e-3, the default; or m official left-Riemann steps, 64 in the official trigger code),
     patterns with v1+v2 below ``pattern_threshold`` dropped, the top-2 pair kept when
     v2/v1 >= ``top2_ratio`` (always with ``use_all``, official ``--if_all``), ``batch_size``
     examples per attribution batch, ``max_length`` tokens (None: the engine's truncation rule,
@@ -37,7 +37,7 @@ class AuditConfig:
     recipes: tuple = option(DEFAULT_RECIPES, kind="str", sequence=True)
     use_triggers: bool = option(True, kind="bool", flag="--no-triggers")
     num_train_examples: int = option(500, kind="int", low=1)
-    steps: int = option(20, kind="int", low=1)
+    steps: int | str = option("auto", kind="int", low=1, choices=("auto",))
     pattern_threshold: float = option(0.02, kind="float", low=0)
     top2_ratio: float = option(0.2, kind="float", low=0, high=1)
     use_all: bool = option(False, kind="bool")
@@ -45,7 +45,7 @@ class AuditConfig:
     top_k: int = option(3, kind="int", low=1)
     max_inserted_words: int = option(4, kind="int", low=1)
     rank_method: str = option("attattr", kind="str")
-    rank_steps: int = option(20, kind="int", low=1)
+    rank_steps: int | str = option("auto", kind="int", low=1, choices=("auto",))
     query_budget: int | None = option(None, kind="int", low=1, optional=True)
     # audit's --batch-size; triggers' --batch-size is batch_size: no single flag for either
     query_batch_size: int = option(32, kind="int", low=1, flag=None)

@@ -310,7 +310,7 @@ def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | 
     return [int(p) for p in engine.logits(examples).argmax(-1).tolist()] if examples else []
 
 
-def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps: int = 20, cache=None,
+def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps: int | str = "auto", cache=None,
                      pattern_threshold: float = PATTERN_THRESHOLD, top2_ratio: float = TOP2_RATIO,
                      use_all: bool = False, batch_size: int = 8, progress: bool | None = None,
                      max_length: int | None = None) -> tuple[list[Pattern], dict]:

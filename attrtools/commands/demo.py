@@ -34,7 +34,7 @@ class DemoConfig:
     """
 
     attribution_examples: int = 3
-    steps: int = 20
+    steps: int | str = "auto"
     prune_importance_examples: int = 64
     prune_eval_examples: int = 200
     prune_strategies: tuple = ("attattr", "attention", "taylor", "random")

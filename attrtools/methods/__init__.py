@@ -1,8 +1,8 @@
 """The method registry: ``get(name)``, ``list_methods()``, ``register``.
 
 Each method lives in its own module of this package and registers itself with ``@register``; the
-registry imports every module of the package (found on disk, no hand-kept list) except ``base``
-and ``shared`` (helpers used by several methods) and names starting with ``_``. Adding a method is
+registry imports every module of the package (found on disk, no hand-kept list) except ``base``,
+``shared`` and ``integration`` (helpers used by several methods) and names starting with ``_``. Adding a method is
 one new file. Importing is cheap: no model work happens at import.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .base import Batch, Method
 
 _REGISTRY: dict[str, Method] = {}
 
-_NOT_METHODS = frozenset({"base", "shared"})
+_NOT_METHODS = frozenset({"base", "shared", "integration"})
 _loaded = False
 
 

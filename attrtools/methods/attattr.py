@@ -8,12 +8,21 @@ with a zero baseline:
 where ``αA`` replaces the softmax output of the target layer only (layers above see the perturbed
 hidden states), and ``F_x`` is the softmax **probability** of the target class.
 
+Default (``steps="auto"``, ``tolerance=1e-3``): the integral to a relative error of 1e-3 per
+(example, layer) on the (H, n, n) scores, with the nested rule of
+:mod:`attrtools.methods.integration` (1, 3, 7, 15, 31, 63 nodes; each level's estimate is its
+difference from the level below). Each result's ``completeness`` records the rule, the passes
+used, the estimate and whether the tolerance was met, next to the completeness gap (an
+independent check).
+
 Protocol of the official code (YRdddream/attattr, ``model_attr.py`` + ``generate_attrscore.py``),
-which is the default here: left Riemann sum ``α_k = k/m``, ``k = 0..m-1`` (includes the baseline,
-excludes ``A`` itself — a small deviation from the paper's ``k = 1..m``), ``w_k = 1/m``; target =
-predicted class (the pruning script uses the gold label: ``target="gold"``). ``m = 20`` here (the
-pruning script's value; the tree/trigger scripts use 64). Output ``(L, H, n, n)``, signed, no
-normalisation. Completeness per layer: ``Σ Attr^l ≈ F(A) − F(A^l := 0)``.
+``steps=20`` (any integer: ``steps_method`` defaults to it) or ``protocol="official"`` in the
+tools: left Riemann sum ``α_k = k/m``, ``k = 0..m-1`` (includes the baseline, excludes ``A``
+itself — a small deviation from the paper's ``k = 1..m``), ``w_k = 1/m``; target = predicted
+class (the pruning script uses the gold label: ``target="gold"``). ``m = 20`` in the pruning
+script, 64 in the tree/trigger scripts. It is about 1e-1 away from the integral on a fine-tuned
+MiniLM (docs/integrated-gradients.md). Output ``(L, H, n, n)``, signed, no normalisation.
+Completeness per layer: ``Σ Attr^l ≈ F(A) − F(A^l := 0)``.
 
 Fast path (same numbers): the hidden states entering layer ``l`` do not depend on the scaling of
 layer ``l``, so one clean forward records them and each IG pass *replays* them, running only
@@ -21,7 +30,7 @@ blocks ``l..L-1``; the steps of several examples share one batched pass; padding
 longest example; layers other than the target take the fused SDPA path; no parameter gradients.
 On post-LN encoders the *decomposed* schedule also uses that the target layer's attention output
 is linear in the scaled probabilities and that only the pooled row of the last block reaches the
-classifier (see ``_decomposed``; checked against the model's own forward on every batch).
+classifier (see ``_Decomposed``; checked against the model's own forward on every batch).
 ``schedule_flops`` is the cost model of every schedule (equal to torch's FLOP count in the tests).
 Options beyond the paper: ``steps_method="gausslegendre"`` (Gauss–Legendre nodes on [0, 1],
 exact for polynomials of degree 2m−1) and ``autocast="bf16"`` (GPU), both reported against the
@@ -36,37 +45,10 @@ import torch
 from ..capture import PostLNBlock, capture, layer_hook
 from ..models import adapter_for, num_layers_heads, pool_position
 from . import register
-from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, completeness_record, crop,
+from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, crop,
                    frozen_parameters, target_score)
-
-
-STEPS_METHODS = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
-
-
-def quadrature(steps: int, method: str = "riemann_left") -> tuple[list[float], list[float]]:
-    """Nodes α_k in [0, 1] and weights w_k for ∫_0^1 g(α) dα ≈ Σ_k w_k g(α_k)."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if method == "riemann_left":  # official AttAttr: k = 0..m-1
-        return [k / steps for k in range(steps)], [1.0 / steps] * steps
-    if method == "riemann_right":  # the paper's k = 1..m
-        return [k / steps for k in range(1, steps + 1)], [1.0 / steps] * steps
-    if method == "riemann_middle":
-        return [(k + 0.5) / steps for k in range(steps)], [1.0 / steps] * steps
-    if method == "riemann_trapezoid":
-        if steps < 2:
-            raise ValueError("riemann_trapezoid needs steps >= 2")
-        alphas = [k / (steps - 1) for k in range(steps)]
-        weights = [1.0 / (steps - 1)] * steps
-        weights[0] = weights[-1] = 0.5 / (steps - 1)
-        return alphas, weights
-    if method == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return [float((x + 1) / 2) for x in nodes], [float(w / 2) for w in weights]
-    raise ValueError(
-        f"unknown steps_method {method!r}; use riemann_left (official), riemann_right, riemann_middle, "
-        "riemann_trapezoid or gausslegendre"
-    )
+from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, integrate_adaptive, integration_record,
+                          quadrature, resolve_rule)
 
 
 @register
@@ -76,20 +58,21 @@ class AttAttr(Method):
     paper = "Hao, Dong, Wei, Xu. Self-Attention Attribution: Interpreting Information Interactions Inside Transformer. AAAI 2021"
     kind = "matrix"
     defaults = {
-        "steps": 20,
-        "steps_method": "riemann_left",
+        "steps": AUTO,
+        "steps_method": None,
+        "tolerance": DEFAULT_TOLERANCE,
         "target_kind": "prob",
         "internal_batch_size": None,
         "autocast": None,
     }
-    schema = {"steps": Int(min=1, max=100_000), "steps_method": Choice(*STEPS_METHODS), "target_kind": TARGET_KIND,
+    schema = {"steps": StepsParam(), "steps_method": Choice(*STEPS_METHODS, none=True),
+              "tolerance": Float(above=0, max=1, none=True), "target_kind": TARGET_KIND,
               "internal_batch_size": INTERNAL_BATCH, "autocast": Choice("bf16", "bfloat16", "fp32", "none", False, none=True)}
 
     def check_params(self, params):
-        try:
-            quadrature(params["steps"], params["steps_method"])
-        except ValueError as err:
-            raise ParameterError(f"method {self.name!r}: {err}") from None
+        resolve_rule(self.name, params, "riemann_left")
+        if params["steps"] != AUTO:  # a fixed rule has no estimate: the tolerance plays no part (nor in the key)
+            params["tolerance"] = None
     invariant = "IG completeness per layer: sum(Attr^l) -> p(A) - p(A^l = 0) as steps grow"
 
     def units(self, model, params):
@@ -98,7 +81,8 @@ class AttAttr(Method):
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
         baseline_scores: dict = {}
-        per_layer = attattr_layers(model, batch, layers=units, baseline_scores=baseline_scores,
+        records: dict = {}
+        per_layer = attattr_layers(model, batch, layers=units, baseline_scores=baseline_scores, records=records,
                                    **params)  # {l: (B, H, n, n)}
         layers = sorted(per_layer)
         full = target_score(batch.logits, batch.targets, params["target_kind"], model) if batch.logits is not None else None
@@ -106,7 +90,8 @@ class AttAttr(Method):
             if full is None:
                 break
             batch.info[b]["completeness"] = {
-                l: completeness_record(float(per_layer[l][b].sum()), float(full[b] - baseline_scores[l][b]))
+                l: dict(completeness_record(float(per_layer[l][b].sum()), float(full[b] - baseline_scores[l][b])),
+                        **records[l][b])
                 for l in layers}
         return [crop(torch.stack([per_layer[l][b] for l in layers]), n, (2, 3))
                 for b, n in enumerate(batch.lengths)]
@@ -123,14 +108,20 @@ def _autocast(model, autocast):
 
 def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="riemann_left",
                    target_kind="prob", internal_batch_size=None, autocast=None,
-                   baseline_scores: dict | None = None, schedule: str = "auto") -> dict[int, torch.Tensor]:
+                   baseline_scores: dict | None = None, schedule: str = "auto", tolerance=DEFAULT_TOLERANCE,
+                   records: dict | None = None) -> dict[int, torch.Tensor]:
     """AttAttr for the given layers of a padded batch: ``{layer: (B, H, n_pad, n_pad)}``.
 
-    Rows of one pass are (example, step) pairs; ``internal_batch_size`` bounds how many run at
-    once (default: about 4096 tokens per pass). ``baseline_scores``, when given, is filled with
-    ``{layer: (B,) F(A^l = 0)}`` (the baseline end of the integral, for the completeness gap): the
-    rule's own α = 0 node where it has one (official left Riemann), else one extra row per example
-    with weight 0. ``schedule``: ``"decomposed"`` (post-LN encoders pooling the first token; see
+    ``steps``: an integer (the fixed rule ``steps_method``; default the official left Riemann sum)
+    or ``"auto"``: each (example, layer) climbs the nested rule of
+    :mod:`attrtools.methods.integration` until its relative error estimate meets ``tolerance``
+    (``steps_method`` None or ``"patterson"``). Rows of one pass are (example, step) pairs;
+    ``internal_batch_size`` bounds how many run at once (default: about 4096 tokens per pass).
+    ``baseline_scores``, when given, is filled with ``{layer: (B,) F(A^l = 0)}`` (the baseline end
+    of the integral, for the completeness gap): the rule's own α = 0 node where it has one
+    (official left Riemann), else one extra row per example with weight 0. ``records``, when given,
+    is filled with ``{layer: [integration_record per example]}`` (rule, passes, estimate).
+    ``schedule``: ``"decomposed"`` (post-LN encoders pooling the first token; see
     :func:`_decomposed`), ``"replay"`` (any architecture), or ``"auto"``: decomposed where the
     model's blocks pass the check against its own forward, else replay. Both give the official
     numbers; the choice is not part of the cache key.
@@ -141,10 +132,17 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
         raise ValueError(f"schedule must be 'auto', 'decomposed' or 'replay', got {schedule!r}")
     num_layers = num_layers_heads(model)[0]
     layers = list(range(num_layers)) if layers is None else [int(l) for l in layers]
-    alphas, weights = quadrature(steps, steps_method)
-    if baseline_scores is not None and 0.0 not in alphas:
-        alphas, weights = list(alphas) + [0.0], list(weights) + [0.0]
-    zero_node = alphas.index(0.0) if baseline_scores is not None else -1
+    adaptive = steps == AUTO
+    if adaptive:
+        alphas, weights = [0.0], [0.0]  # the α = 0 row only (the nested rule's own rows come level by level)
+        tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+    else:
+        # (alphas, weights) given as steps_method: an explicit rule (tests' references; not a method parameter)
+        alphas, weights = steps_method if isinstance(steps_method, tuple) else quadrature(steps, steps_method or
+                                                                                          "riemann_left")
+        if baseline_scores is not None and 0.0 not in alphas:
+            alphas, weights = list(alphas) + [0.0], list(weights) + [0.0]
+    zero_node = alphas.index(0.0) if (baseline_scores is not None or adaptive) else -1
     n = batch.max_length
     rows_per_pass = internal_batch_size or max(1, 4096 // n)
 
@@ -161,16 +159,70 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     attention = clean.attention_list()
     plan = _Plan(batch, alphas, weights, rows_per_pass, zero_node)
 
+    stepper = None
     if schedule != "replay":
         pieces = _decomposable(model, batch, attention, clean.hidden_inputs, final.get("out"), layers)
         if pieces is not None:
-            return _decomposed(model, batch, layers, attention, clean.hidden_inputs, *pieces, plan, target_kind,
-                               autocast, baseline_scores)
-        if schedule == "decomposed":
+            stepper = _Decomposed(model, batch, attention, clean.hidden_inputs, *pieces, target_kind, autocast)
+        elif schedule == "decomposed":
             raise ValueError("this model's blocks do not match the decomposed schedule (post-LN encoder "
                              "blocks pooling the first token); use schedule='replay'")
-    return _replay(model, batch, layers, attention, clean.hidden_inputs, plan, target_kind, autocast,
-                   baseline_scores)
+    if stepper is None:
+        stepper = _Replay(model, batch, attention, clean.hidden_inputs, target_kind, autocast)
+
+    result = {}
+    with frozen_parameters(model):
+        for layer in layers:
+            stepper.start(layer)
+            grad_sum, at_zero = None, plan.baseline()
+            if adaptive:  # the α = 0 rows ride along with the ladder's first level
+                result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance, at_zero)
+            for start, rows, alpha, weight in ([] if adaptive else plan.passes()):
+                grad, score = stepper.step(rows, alpha, weight)
+                grad_sum = grad_sum if grad_sum is not None else torch.zeros(
+                    (batch.size,) + tuple(grad.shape[1:]), dtype=torch.float32, device=grad.device)
+                grad_sum.index_add_(0, rows, grad.float())
+                plan.keep_baseline(at_zero, start, rows, score)
+            if baseline_scores is not None:
+                baseline_scores[layer] = at_zero
+            if not adaptive:
+                result[layer] = stepper.finish(grad_sum, torch.arange(batch.size, device=batch.targets.device))
+                rule = "explicit" if isinstance(steps_method, tuple) else steps_method or "riemann_left"
+                passes = len(steps_method[1]) if isinstance(steps_method, tuple) else steps
+                layer_records = [integration_record(rule, passes, None, None)] * batch.size
+            if records is not None:
+                records[layer] = layer_records
+    return result
+
+
+def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float, at_zero: torch.Tensor):
+    """The nested rule for every example of the current layer of ``stepper``; ``((B, H, n, n),
+    [integration_record per example])``. ``at_zero`` is filled with ``F`` at ``α = 0`` (one extra
+    row per example in the first evaluation, its gradient dropped)."""
+    device = batch.targets.device
+    first = [True]
+
+    def evaluate(pairs):
+        extra = list(range(batch.size)) if first[0] else []
+        first[0] = False
+        rows = torch.tensor([b for b, _ in pairs] + extra, dtype=torch.long, device=device)
+        alpha = torch.tensor([a for _, a in pairs] + [0.0] * len(extra), dtype=torch.float32, device=device)
+        ones = torch.ones_like(alpha)
+        out, scores = [], []
+        for start in range(0, rows.numel(), rows_per_pass):
+            grad, score = stepper.step(rows[start:start + rows_per_pass], alpha[start:start + rows_per_pass],
+                                       ones[start:start + rows_per_pass])
+            out.extend(grad.float().unbind(0))
+            scores.append(score.detach().float())
+        if extra:
+            at_zero.copy_(torch.cat(scores)[len(pairs):])
+        return out[:len(pairs)]
+
+    def finish(b, integral):
+        return stepper.finish(integral.unsqueeze(0), torch.tensor([b], device=device))[0]
+
+    done = integrate_adaptive(list(range(batch.size)), evaluate, finish, tolerance)
+    return torch.stack([done[b][0] for b in range(batch.size)]), [done[b][1] for b in range(batch.size)]
 
 
 class _Plan:
@@ -199,27 +251,30 @@ class _Plan:
             at_zero.index_copy_(0, rows[node], score.detach().float()[node])
 
 
-def _replay(model, batch, layers, attention, hidden, plan, target_kind, autocast, baseline_scores=None):
+class _Replay:
     """Any architecture: per target layer, the blocks from that layer up are run for every step with
-    the layer's probabilities replaced by ``alpha * A`` (the blocks below are replayed)."""
-    result = {}
-    with frozen_parameters(model):
-        for layer in layers:
-            grad_sum = torch.zeros_like(attention[layer], dtype=torch.float32)
-            at_zero = plan.baseline()
-            for start, rows, alpha, weight in plan.passes():
-                scaled = (attention[layer][rows].float() * alpha.view(-1, 1, 1, 1)).requires_grad_(True)
-                with capture(model, override={layer: scaled}, replay=(layer, hidden[layer][rows])), \
-                        _autocast(model, autocast):
-                    logits = model(**batch.select(rows)).logits
-                score = target_score(logits, batch.targets[rows], target_kind, model)
-                (grad,) = torch.autograd.grad((score * weight).sum(), scaled)
-                grad_sum.index_add_(0, rows, grad.float())
-                plan.keep_baseline(at_zero, start, rows, score)
-            result[layer] = attention[layer].float() * grad_sum
-            if baseline_scores is not None:
-                baseline_scores[layer] = at_zero
-    return result
+    the layer's probabilities replaced by ``alpha * A`` (the blocks below are replayed). The
+    gradient of a pass is with respect to the scaled probabilities ``(R, H, n, n)``."""
+
+    def __init__(self, model, batch, attention, hidden, target_kind, autocast):
+        self.model, self.batch, self.attention, self.hidden = model, batch, attention, hidden
+        self.target_kind, self.autocast, self.layer = target_kind, autocast, None
+
+    def start(self, layer):
+        self.layer = layer
+
+    def step(self, rows, alpha, weight):
+        layer, batch = self.layer, self.batch
+        scaled = (self.attention[layer][rows].float() * alpha.view(-1, 1, 1, 1)).requires_grad_(True)
+        with capture(self.model, override={layer: scaled}, replay=(layer, self.hidden[layer][rows])), \
+                _autocast(self.model, self.autocast):
+            logits = self.model(**batch.select(rows)).logits
+        score = target_score(logits, batch.targets[rows], self.target_kind, self.model)
+        (grad,) = torch.autograd.grad((score * weight).sum(), scaled)
+        return grad, score
+
+    def finish(self, grad_sum, examples):
+        return self.attention[self.layer][examples].float() * grad_sum
 
 
 def _decomposable(model, batch, attention, hidden, final_output, layers, tolerance: float = 1e-4):
@@ -261,53 +316,56 @@ def _close(ours, reference, mask, tolerance) -> bool:
     return bool(diff.max() <= tolerance * max(1.0, float(reference.float().abs().max())))
 
 
-def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan, target_kind, autocast,
-                baseline_scores=None):
+class _Decomposed:
     """Post-LN encoders: the same integral with less work per step.
 
     In target layer ``l`` the context is linear in the scaled probabilities:
     ``(αA) V W_O^T = α P`` with ``P = (A V) W_O^T`` formed once. So a step only runs
     ``after_attention(αP, h)`` (LayerNorms and FFN) in layer ``l``, the blocks above it, and in the
     last block only the pooled row (its query row; keys and values of every token). The gradient
-    is taken with respect to ``u = αP`` and, being linear in it, mapped back once:
+    is taken with respect to ``u = αP`` and, being linear in it, mapped back once (``finish``):
     ``Σ_k w_k ∂F/∂S_k = ((Σ_k w_k ∂F/∂u_k) W_O)_h V_hᵀ`` per head. When the target is the last
     layer only the pooled row of ``u`` matters (the other rows' gradient is exactly 0).
     """
-    num_layers = len(attention)
-    last = num_layers - 1
-    position = pool_position(model)
-    mask = batch.inputs["attention_mask"]
-    n = batch.max_length
-    result = {}
-    with frozen_parameters(model):
-        for layer in layers:
-            block = blocks[layer]
-            values, projected = prepared[layer]
-            if layer == last:
-                projected = projected[:, position:position + 1]
-            grad_sum = torch.zeros_like(projected, dtype=torch.float32)
-            at_zero = plan.baseline()
-            for start, rows, alpha, weight in plan.passes():
-                u = (projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)
-                replace = _step_blocks(blocks, layer, u, mask[rows], position, n)
-                with capture(model, replay=(layer, hidden[layer][rows]), replace=replace), \
-                        _autocast(model, autocast):
-                    logits = model(**batch.select(rows)).logits
-                score = target_score(logits, batch.targets[rows], target_kind, model)
-                (grad,) = torch.autograd.grad((score * weight).sum(), u)
-                grad_sum.index_add_(0, rows, grad.float())
-                plan.keep_baseline(at_zero, start, rows, score)
-            if baseline_scores is not None:
-                baseline_scores[layer] = at_zero
-            with torch.no_grad():
-                grad_context = block._heads(torch.matmul(grad_sum, block.output.weight.float()))  # (B, H, r, d_h)
-                grad_scaled = torch.matmul(grad_context, values.transpose(2, 3))  # (B, H, r, n)
-                if layer == last:
-                    full = torch.zeros_like(attention[layer], dtype=torch.float32)
-                    full[:, :, position:position + 1] = grad_scaled
-                    grad_scaled = full
-                result[layer] = attention[layer].float() * grad_scaled
-    return result
+
+    def __init__(self, model, batch, attention, hidden, blocks, prepared, target_kind, autocast):
+        self.model, self.batch, self.attention, self.hidden = model, batch, attention, hidden
+        self.blocks, self.prepared, self.target_kind, self.autocast = blocks, prepared, target_kind, autocast
+        self.last = len(attention) - 1
+        self.position = pool_position(model)
+        self.mask = batch.inputs["attention_mask"]
+        self.layer = None
+
+    def start(self, layer):
+        self.layer = layer
+        values, projected = self.prepared[layer]
+        if layer == self.last:
+            projected = projected[:, self.position:self.position + 1]
+        self.projected = projected
+
+    def step(self, rows, alpha, weight):
+        layer, batch = self.layer, self.batch
+        u = (self.projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)
+        replace = _step_blocks(self.blocks, layer, u, self.mask[rows], self.position, batch.max_length)
+        with capture(self.model, replay=(layer, self.hidden[layer][rows]), replace=replace), \
+                _autocast(self.model, self.autocast):
+            logits = self.model(**batch.select(rows)).logits
+        score = target_score(logits, batch.targets[rows], self.target_kind, self.model)
+        (grad,) = torch.autograd.grad((score * weight).sum(), u)
+        return grad, score
+
+    def finish(self, grad_sum, examples):
+        layer, block = self.layer, self.blocks[self.layer]
+        values = self.prepared[layer][0][examples]
+        attention = self.attention[layer][examples]
+        with torch.no_grad():
+            grad_context = block._heads(torch.matmul(grad_sum, block.output.weight.float()))  # (B, H, r, d_h)
+            grad_scaled = torch.matmul(grad_context, values.transpose(2, 3))  # (B, H, r, n)
+            if layer == self.last:
+                full = torch.zeros_like(attention, dtype=torch.float32)
+                full[:, :, self.position:self.position + 1] = grad_scaled
+                grad_scaled = full
+            return attention.float() * grad_scaled
 
 
 def _step_blocks(blocks, layer, u, key_mask, position, n):

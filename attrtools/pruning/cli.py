@@ -34,7 +34,7 @@ def prune_options(f):
         click.option("--iterative", is_flag=True,
                      help="Re-estimate importance with the already-pruned heads masked after each step of the "
                           "curve (each 10% with the default --fraction-step)."),
-        steps_option(D.steps, "importance of the attattr strategy"),
+        steps_option(20, "importance of the attattr strategy, as prune_head_with_attr.py"),
         click.option("--fraction-step", type=Finite(0.0, 1.0), default=D.fraction_step,
                      help="Spacing of the pruning curve (fractions of heads)."),
         click.option("--fractions", default=None,

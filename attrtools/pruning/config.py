@@ -16,8 +16,8 @@ class PruneConfig:
     [0, 1] of all heads, or a head count; the count wins when given); ``plan_strategy``: whose plan
     is pruned (default: the first strategy); ``per_layer``: rank and prune within each layer;
     ``keep_one_per_layer``: never remove a layer's last head; ``iterative``: re-estimate importance
-    with the pruned heads masked after each step of the curve; ``steps``: AttAttr integration steps
-    m; ``fraction_step`` / ``fractions``: points of the accuracy-vs-heads-pruned curve;
+    with the pruned heads masked after each step of the curve; ``steps``: AttAttr integration ("auto": converged to 1e-3, the default; or m official left-Riemann steps,
+    20 in the official code); ``fraction_step`` / ``fractions``: points of the accuracy-vs-heads-pruned curve;
     ``ablation_metric``: what single-head ablation measures (loss or accuracy); ``seed``: of the
     random strategy; ``batch_size`` / ``eval_batch_size``: attribution / evaluation batch sizes
     (examples); ``max_length``: truncation in tokens (None: the engine's rule, ``models.max_input_length``); ``latency_batch`` / ``latency_repeats``: the
@@ -38,7 +38,7 @@ class PruneConfig:
     per_layer: bool = option(False, kind="bool")
     keep_one_per_layer: bool = option(False, kind="bool")
     iterative: bool = option(False, kind="bool")
-    steps: int = option(20, kind="int", low=1)
+    steps: int | str = option("auto", kind="int", low=1, choices=("auto",))
     fraction_step: float = option(0.1, kind="float", low=0, low_open=True, high=1)
     fractions: tuple | None = option(None, kind="float", low=0, high=1, sequence=True, optional=True)
     seed: int = option(0, kind="int")

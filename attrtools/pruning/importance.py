@@ -98,7 +98,7 @@ def gone_heads(model, base_plan: dict | None) -> dict[int, list[int]]:
 
 
 def head_importance(model, tokenizer, examples, strategy: str, engine: Engine | None = None, cache=None,
-                    steps: int = 20, seed: int = 0, ablation_metric: str = "loss", batch_size: int = 8,
+                    steps: int | str = "auto", seed: int = 0, ablation_metric: str = "loss", batch_size: int = 8,
                     eval_batch_size: int = 64, base_plan: dict | None = None, taylor_normalize: bool = True,
                     progress: bool | None = None) -> torch.Tensor:
     """``(L, H)`` float64 importance of every head of ``model`` under ``strategy`` (see module doc).

@@ -258,7 +258,7 @@ def tree_from_attribution(attribution, threshold: float = DEFAULT_THRESHOLD, roo
 
 
 def build_trees(engine, examples: Iterable, threshold: float = DEFAULT_THRESHOLD, root: str | int = "top",
-                use_last_layer: bool | None = None, steps: int = 20, target="pred", **params):
+                use_last_layer: bool | None = None, steps: int | str = "auto", target="pred", **params):
     """Trees for many examples through an ``attrtools.engine.Engine`` (AttAttr, cached like every tool).
 
     Returns ``(trees, attributions)``, both in input order. ``target`` defaults to the predicted

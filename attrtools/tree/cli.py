@@ -24,7 +24,7 @@ from .config import TreeConfig
 @click.option("--use-last-layer/--no-last-layer", default=None, show_default=False,
               help="Start at the last layer L-1 (default with --root cls) or at L-2 as the official code "
                    "(default with --root top).")
-@steps_option(20, "the official tree code used 64")
+@steps_option(64, "the official tree code")
 @target_option()
 @click.option("--formats", default="graphml,json,dot,png,svg,html",
               help="Comma-separated per-tree outputs: graphml, json, dot, png, svg, html (or 'all').")

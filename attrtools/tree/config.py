@@ -16,7 +16,7 @@ class TreeConfig:
     ``threshold``: τ, a normalised per-layer attribution above it is a salient dependency;
     ``root``: 'top' (the token with the largest total attribution, official code) or 'cls';
     ``use_last_layer``: start at layer L-1 (None: yes with root 'cls', L-2 as the official code
-    with 'top'); ``steps``: AttAttr integration steps m (the official tree code used 64);
+    with 'top'); ``steps``: AttAttr integration ("auto": converged to 1e-3, the default; or m official left-Riemann steps, 64 in the official tree code);
     ``target``: 'pred' (official), 'gold' or a class index; ``formats``: per-tree files among
     graphml, json, dot, png, svg, html; ``max_pictures``: draw png/svg for the first N trees only
     (-1: all); ``top_patterns``: rows of patterns.csv; ``batch_size``: examples per attribution
@@ -30,7 +30,7 @@ class TreeConfig:
     threshold: float = option(DEFAULT_THRESHOLD, kind="float", low=0, high=1)
     root: str = option("top", kind="str", choices=("top", "cls"))
     use_last_layer: bool | None = option(None, kind="bool", optional=True)
-    steps: int = option(20, kind="int", low=1)
+    steps: int | str = option("auto", kind="int", low=1, choices=("auto",))
     target: str | int | None = option("pred", kind="int", low=0, choices=("pred", "predicted", "gold"), optional=True)
     formats: tuple = option(ALL_FORMATS, kind="str", sequence=True)  # names: export.parse_formats ('all', any case)
     max_pictures: int = option(20, kind="int", low=-1)
