@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from . import capture
 from .engine import Engine
+from .model_state import unwrap_compiled
 from .models import load_pretrained
 
 
@@ -60,6 +61,7 @@ def attribute(model, tokenizer, inputs, method: str = "attattr", target=None, ca
     """
     from .types import Attributions
 
+    model = unwrap_compiled(model)  # attrtools.model_state: capture runs on the original module
     if not capture.is_installed(model):
         capture.install(model)
     single = isinstance(inputs, (str, dict)) or (isinstance(inputs, tuple) and len(inputs) == 2

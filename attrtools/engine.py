@@ -30,12 +30,13 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from . import distributed, runreport
+from . import distributed, precision, runreport
 from . import methods as method_registry
 from .cache import open_cache
 from .errors import InputDataError, ParameterError
 from .guard import check_unknown_share
 from .methods.base import Batch
+from .model_state import inference_state, unwrap_compiled
 from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
                      tokenizer_fingerprint)
 from .notices import warn
@@ -316,7 +317,12 @@ class Engine:
         ``completeness_tolerance``: integrated-gradients methods (AttAttr per layer, ig_embed) store
         their completeness gap in each ``Attribution.completeness``; a call whose worst relative
         gap exceeds this raises one ``CompletenessWarning`` (``stats["worst_completeness_gap"]``
-        holds the worst gap of the last call)."""
+        holds the worst gap of the last call).
+
+        ``model``: as the user hands it over; a ``torch.compile``'d model is unwrapped to its
+        original module and every computation runs in eval mode with checkpointing off, the
+        caller's state restored afterwards (``attrtools.model_state``)."""
+        model = unwrap_compiled(model)
         adapter_for(model)
         from .models import check_pooling
 
@@ -451,7 +457,8 @@ class Engine:
         """``(N, C)`` float logits of the clean inputs, in input order (length-sorted batches)."""
         encoded = self.encode_all(examples)
         self.report_truncation()
-        return self._forward(encoded, batch_size)
+        with inference_state(self.model):
+            return self._forward(encoded, batch_size)
 
     @torch.no_grad()
     def _forward(self, encoded: list[Encoded], batch_size: int | None = None) -> torch.Tensor:
@@ -515,7 +522,8 @@ class Engine:
         ``InputDataError`` (see ``attrtools.attribute``)."""
         self._call_fingerprints = self._fingerprints()
         try:
-            results = self._attribute(examples, method, target, batch_size, **params)
+            with inference_state(self.model):
+                results = self._attribute(examples, method, target, batch_size, **params)
         finally:
             self._call_fingerprints = None
         self._report_completeness(results)
@@ -645,9 +653,10 @@ class Engine:
         tally = _GapTally(self.completeness_tolerance)
         self._call_fingerprints = self._fingerprints()
         try:
-            for result in self._sharded(examples, method, target, batch_size, params, emit="main"):
-                tally.add(result)
-                yield result
+            with inference_state(self.model):
+                for result in self._sharded(examples, method, target, batch_size, params, emit="main"):
+                    tally.add(result)
+                    yield result
         finally:
             self._call_fingerprints = None
         self._report_gaps(tally)
@@ -881,6 +890,7 @@ class Engine:
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
         public["_signed"] = bool(impl.is_signed(params))
+        public["_compute_dtype"] = precision.describe(self.model)  # attrtools.precision: the one rule
         return Attribution(
             completeness=completeness_summary(records, impl.units(self.model, params)),
             original_length=enc.original_length,

@@ -35,6 +35,7 @@ import torch
 
 from ..capture import PostLNBlock, capture, layer_hook
 from ..models import adapter_for, num_layers_heads, pool_position
+from ..precision import to_model
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Int, Method, ParameterError, completeness_record, crop,
                    frozen_parameters, target_score)
@@ -288,8 +289,8 @@ def _decomposed(model, batch, layers, attention, hidden, blocks, prepared, plan,
             grad_sum = torch.zeros_like(projected, dtype=torch.float32)
             at_zero = plan.baseline()
             for start, rows, alpha, weight in plan.passes():
-                u = (projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)
-                replace = _step_blocks(blocks, layer, u, mask[rows], position, n)
+                u = (projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)  # fp32 leaf
+                replace = _step_blocks(blocks, layer, to_model(u, model), mask[rows], position, n)
                 with capture(model, replay=(layer, hidden[layer][rows]), replace=replace), \
                         _autocast(model, autocast):
                     logits = model(**batch.select(rows)).logits
