@@ -855,13 +855,14 @@ class Engine:
                       targets=targets if impl.needs_target(params) else None, logits=logits,
                       labels=[e.example.label for e in encs])
         units = list(pending[chunk[0]])  # the same for every example of the chunk
-        payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
+        with precision.forward_dtype(self.model, impl.name):  # the one dtype rule (attrtools.precision)
+            payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
         probs = torch.softmax(logits, -1)
         model_fp = self._fingerprints()[0]
         for r, i in enumerate(chunk):
             target = int(targets[r]) if specs[i] is not None else None
             meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r].tolist()}
-            scores = payloads[r].detach()
+            scores = precision.accumulate(payloads[r].detach())  # payloads are fp32 whatever the model's dtype
             records = dict(batch.info[r].get("completeness") or {})
             if self.cache is not None:
                 for pos, unit in enumerate(units):
@@ -890,7 +891,7 @@ class Engine:
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
         public["_signed"] = bool(impl.is_signed(params))
-        public["_compute_dtype"] = precision.describe(self.model)  # attrtools.precision: the one rule
+        public["_compute_dtype"] = precision.describe(self.model, impl.name)  # attrtools.precision: the one rule
         return Attribution(
             completeness=completeness_summary(records, impl.units(self.model, params)),
             original_length=enc.original_length,

@@ -96,4 +96,60 @@ def describe_state(model: nn.Module) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["checkpointing_modules", "describe_state", "inference_state", "unwrap_compiled"]
+
+
+# ------------------------------------------------------------------ parameters replaced under an optimizer
+class ParametersReplacedWarning(UserWarning):
+    """An operation replaced parameters of a model (``prune_heads``) and no optimizer was given to
+    update: an optimizer built before it holds the old tensors and would not train the new ones."""
+
+
+def parameter_snapshot(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``{name: Parameter}`` of ``model`` (tied copies under each name), taken before an operation
+    that may replace parameters (``replace_in_optimizer`` compares against it)."""
+    return dict(model.named_parameters(remove_duplicate=False))
+
+
+def replace_in_optimizer(before: dict, model: nn.Module, optimizer=None, operation: str = "this operation") -> dict:
+    """After an operation that replaced parameter objects of ``model`` (``before`` from
+    ``parameter_snapshot``): ``{name: (old, new)}`` of every replaced parameter, with the one rule
+    for the user's optimizer applied:
+
+    - ``optimizer`` given (a ``torch.optim.Optimizer``): updated in place: each old parameter in its
+      ``param_groups`` is replaced by the new one at the same place, and the old one's state
+      (Adam moments: shaped like the old tensor, so meaningless for the sliced one) is dropped, so
+      the optimizer starts the new parameter afresh on its next step. Parameters that vanished
+      (no new object under the name) are removed from the groups.
+    - ``optimizer=None``: a ``ParametersReplacedWarning`` naming the replaced parameters (an
+      optimizer built before would silently stop training them: build it after, or pass it);
+    - ``optimizer=False``: the caller states that no optimizer holds the model (internal use).
+    """
+    after = dict(model.named_parameters(remove_duplicate=False))
+    replaced = {name: (old, after.get(name)) for name, old in before.items() if after.get(name) is not old}
+    if not replaced:
+        return replaced
+    if optimizer is None:
+        from .notices import warn
+
+        names = sorted(replaced)
+        shown = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "")
+        warn(f"{operation} replaced {len(names)} parameter tensor(s) of the model ({shown}): an optimizer built "
+             "before it still holds the old tensors and will not train the new ones. Build the optimizer "
+             f"after {operation}, or pass it (optimizer=...) to have it updated", ParametersReplacedWarning)
+    elif optimizer is not False:
+        swap = {id(old): new for old, new in replaced.values()}
+        for group in optimizer.param_groups:
+            params = []
+            for p in group["params"]:
+                if id(p) in swap:
+                    optimizer.state.pop(p, None)
+                    if swap[id(p)] is not None:
+                        params.append(swap[id(p)])
+                else:
+                    params.append(p)
+            group["params"] = params
+    return replaced
+
+
+__all__ = ["ParametersReplacedWarning", "checkpointing_modules", "describe_state", "inference_state",
+           "parameter_snapshot", "replace_in_optimizer", "unwrap_compiled"]

@@ -2,7 +2,9 @@
 
 Users hand over models in bf16 or fp16 (how most GPU users load them). The rule:
 
-- **the model's forward and backward passes run in the model's own dtype** (:func:`model_dtype`):
+- **the model's forward and backward passes run in the model's own dtype** (:func:`model_dtype`),
+  except for the methods of :data:`FORWARD_IN_FP32` (measured unsafe: Chefer's LRP), which read the
+  weights in fp32 for their computation (:func:`forward_dtype`);
   that is the function being explained, and upcasting a large model would double its memory;
   every tensor a method feeds *into* the model (an IG-scaled attention, a scaled context, an
   interpolated embedding) is cast to that dtype by :func:`to_model` (autograd flows through the
@@ -21,6 +23,8 @@ parameter's dtype. The deviation of each method on bf16/fp16 copies of tiny mode
 measured by ``tests/test_precision.py`` and tabulated in ``docs/precision-and-state.md``.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -51,11 +55,80 @@ def accumulate(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.dtype == ACCUMULATE else tensor.to(ACCUMULATE)
 
 
-def describe(model: nn.Module) -> str:
-    """The compute dtype recorded in each ``Attribution`` (``params["_compute_dtype"]``): the model's
-    dtype name (``"float32"``, ``"bfloat16"``, ``"float16"``); the sums and decompositions are fp32
-    in every case (the rule above)."""
-    return str(model_dtype(model)).replace("torch.", "")
+#: Methods whose *forward* is unsafe in reduced precision, each with the measured reason: for these
+#: the model's floating parameters and buffers are read in fp32 for the method's computation
+#: (:func:`forward_dtype`). Chefer's LRP divides every relevance by the layer's own pre-activations
+#: (``x W``, ``a + b``) recorded in the forward; in bf16 those ratios amplify rounding, and on a
+#: tiny BERT its token ranking fell to Spearman 0.17 against fp32 (relative error 0.92), while an
+#: fp32 forward over the same bf16-rounded weights gives Spearman 1.0 (error 0.011).
+FORWARD_IN_FP32 = {"chefer_lrp": "LRP divides by the recorded pre-activations (bf16: Spearman 0.17 vs fp32)"}
 
 
-__all__ = ["ACCUMULATE", "accumulate", "describe", "model_dtype", "to_model"]
+def forward_in_fp32(model: nn.Module, method: str) -> bool:
+    """Whether ``method`` runs its forward on ``model`` with fp32 weights: a reduced-precision model
+    and a method of :data:`FORWARD_IN_FP32`."""
+    return method in FORWARD_IN_FP32 and model_dtype(model) != ACCUMULATE
+
+
+@contextlib.contextmanager
+def forward_dtype(model: nn.Module, method: str):
+    """For the block, the dtype rule of ``method`` on ``model``: a method of :data:`FORWARD_IN_FP32`
+    on a bf16/fp16 model sees every floating parameter and buffer in fp32 (each tensor's ``.data``
+    swapped for an fp32 copy, the same ``Parameter`` objects, so hooks, optimizers and tied weights
+    keep their identity); afterwards each tensor gets back its original storage, bit for bit (also
+    when the block raises). Costs one fp32 copy of the model's weights while it runs. Any other
+    method or an fp32 model: nothing changes."""
+    if not forward_in_fp32(model, method):
+        yield
+        return
+    seen, saved = set(), []
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point() and t.dtype != ACCUMULATE and id(t) not in seen:
+            seen.add(id(t))
+            saved.append((t, t.data))
+    try:
+        for t, data in saved:
+            t.data = data.to(ACCUMULATE)
+        yield
+    finally:
+        for t, data in saved:
+            t.data = data
+
+
+def describe(model: nn.Module, method: str | None = None) -> str:
+    """The compute dtype recorded in each ``Attribution`` (``params["_compute_dtype"]``): the dtype
+    name the method's forward ran in (``"float32"``, ``"bfloat16"``, ``"float16"``): the model's,
+    or ``"float32"`` for a method of :data:`FORWARD_IN_FP32`. Sums and decompositions are fp32 in
+    every case (the rule above)."""
+    dtype = ACCUMULATE if method is not None and forward_in_fp32(model, method) else model_dtype(model)
+    return str(dtype).replace("torch.", "")
+
+
+__all__ = ["ACCUMULATE", "FORWARD_IN_FP32", "accumulate", "describe", "deviation", "forward_dtype", "forward_in_fp32",
+           "model_dtype", "to_model"]
+
+
+def _average_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..N of a 1-D tensor, ties sharing their average rank (as ``scipy.stats.rankdata``)."""
+    values, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts  # 0-based rank of each distinct value's first copy
+    return (first.double() + (counts.double() + 1) / 2)[inverse]
+
+
+def deviation(reduced: torch.Tensor, reference: torch.Tensor) -> dict:
+    """How far a reduced-precision result is from its fp32 reference (same shape).
+
+    Returns ``{"spearman": ρ, "relative_error": ‖r − f‖₂ / ‖f‖₂}`` over all entries (fp64
+    arithmetic; ties take their average rank, so the zeros of a causal or padded payload do not
+    count as disagreement). ρ is 1.0 when both are constant and equal. ``ValueError`` on a shape
+    mismatch."""
+    if tuple(reduced.shape) != tuple(reference.shape):
+        raise ValueError(f"shapes differ: {tuple(reduced.shape)} vs {tuple(reference.shape)}")
+    a, b = reduced.detach().double().flatten().cpu(), reference.detach().double().flatten().cpu()
+    norm = float(b.norm())
+    relative = float((a - b).norm()) / norm if norm > 0 else float((a - b).norm())
+    ra, rb = _average_ranks(a), _average_ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = float(ra.norm() * rb.norm())
+    rho = float((ra @ rb) / denom) if denom > 0 else (1.0 if torch.equal(a, b) else 0.0)
+    return {"spearman": rho, "relative_error": relative}
