@@ -43,7 +43,7 @@ from .notices import warn
 from .types import FORMAT_VERSION, Attribution, Example
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
-VOLATILE_PARAMS = frozenset({"internal_batch_size"})
+VOLATILE_PARAMS = frozenset({"internal_batch_size", "max_tokens"})  # max_tokens: a method's length cap (flow)
 # Examples per window of a streamed job (``Engine.stream_window``): large enough that length
 # sorting pads as tightly as over the whole dataset, small enough that the per-example state
 # (tokens, word alignment, targets) stays a few megabytes.
@@ -559,6 +559,8 @@ class Engine:
         params = impl.params(**params)
         encoded = self.encode_all(examples)
         examples = [e.example for e in encoded]
+        if hasattr(impl, "check_lengths"):  # a method's own cap on input length, before any work (flow)
+            impl.check_lengths(self.model, [e.length for e in encoded], **params)
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
         self.report_truncation()
         specs = [resolve_target_spec(target, e, i) for i, e in enumerate(examples)] if impl.needs_target(params) \

@@ -178,3 +178,26 @@ def test_prune_heads_without_optimizer_names_the_replaced_parameters(tiny_models
         warnings.simplefilter("error", ParametersReplacedWarning)
         prune_heads(model, {1: [0]}, optimizer=False)  # the caller states no optimizer holds it
         prune_heads(model, {0: [1]}, optimizer=None)  # nothing new to prune: nothing replaced
+
+
+# ---------------------------------------------------------------------------------------- long inputs
+def test_flow_refuses_long_inputs_before_any_work(tiny_models, tmp_path):
+    from attrtools.errors import ParameterError
+    from attrtools.methods.flow import MAX_TOKENS
+
+    model, tokenizer = tiny_models["bert"]
+    short, long = "the movie was good", " ".join(["the movie was good"] * 15)  # 6 and 62 tokens
+    engine = Engine(model, tokenizer, cache=str(tmp_path / "cache"))
+    n_long = engine.encode(long).length
+    assert engine.encode(short).length < MAX_TOKENS["networkx"] < n_long <= MAX_TOKENS["scipy"]
+    with pytest.raises(ParameterError, match=rf"input of {n_long} tokens exceeds the cap of 48 tokens for solver "
+                                             r"'networkx'.*solver='scipy'"):
+        engine.attribute([short, long], "flow")
+    assert engine.stats["computed"] == 0  # refused before the short input ran
+    with pytest.raises(ParameterError, match=r"cap of 10 tokens for solver 'scipy'"):
+        engine.attribute([long], "flow", solver="scipy", max_tokens=10)
+    capped = engine.attribute([short], "flow")[0]
+    raised = engine.attribute([short], "flow", max_tokens=100)[0]  # the cap is not part of the cache key
+    assert engine.stats["hits"] == 1
+    torch.testing.assert_close(capped.scores, raised.scores)
+    assert float(capped.scores.sum()) == pytest.approx(1.0, abs=1e-5)
