@@ -201,3 +201,23 @@ def test_flow_refuses_long_inputs_before_any_work(tiny_models, tmp_path):
     assert engine.stats["hits"] == 1
     torch.testing.assert_close(capped.scores, raised.scores)
     assert float(capped.scores.sum()) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert"])
+def test_post_ln_alti_in_receiver_chunks_equals_the_whole(tiny_models, arch):
+    from attrtools.methods.alti import alti_layer_parts, alti_matrix, trace_layers
+
+    model, tokenizer = tiny_models[arch]
+    engine = Engine(model, tokenizer, cache=None)
+    inputs = engine.collate([engine.encode(t) for t in TEXTS])
+    trace = trace_layers(model, inputs)
+    n = engine.encode(TEXTS[0]).length
+    for layer in range(2):
+        whole = alti_matrix(model, trace, layer, 0, n, max_elements=1 << 30)
+        d = model.config.hidden_size
+        chunked = alti_matrix(model, trace, layer, 0, n, max_elements=3 * n * d)  # 3 receivers per chunk
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(whole.sum(-1), torch.ones(n))
+        parts, bias, y = alti_layer_parts(model, trace, layer, 0, n, slice(2, 5))
+        assert parts.shape == (3, n, d)
+        torch.testing.assert_close(parts.sum(1) + bias, y, rtol=1e-4, atol=1e-4)  # exact split per receiver
