@@ -35,6 +35,7 @@ from . import methods as method_registry
 from .cache import open_cache
 from .errors import InputDataError, ParameterError
 from .guard import check_unknown_share
+from .memory import fit_batch
 from .methods.base import Batch
 from .model_state import inference_state, unwrap_compiled
 from .models import (adapter_for, fingerprint, max_input_length, model_device, pool_position, pruned_heads,
@@ -585,12 +586,15 @@ class Engine:
 
         # Examples missing the same units share batches (so a partially cached example only
         # recomputes its missing units); within that, length-sorted for tight padding.
-        plan = self.plan_pending(encoded, pending, batch_size or self.batch_size, params)
+        # attrtools.memory: the batch lowered (with a warning) where its estimated peak exceeds the device's memory
+        batch_size = fit_batch(impl.name, self.model, [encoded[i].length for i in pending],
+                               batch_size or self.batch_size, params) if pending else batch_size or self.batch_size
+        plan = self.plan_pending(encoded, pending, batch_size, params)
         if self.plan_filter is not None:
             plan = [plan[k] for k in sorted(set(self.plan_filter(plan)))]
         bar = _progress(len(encoded), self.progress, f"{method}")
         bar.update(len(encoded) - len(pending))
-        self._run([list(planned.members) for planned in plan], batch_size or self.batch_size, encoded, impl, params,
+        self._run([list(planned.members) for planned in plan], batch_size, encoded, impl, params,
                   specs, pending, results, bar.update)
         bar.close()
         return results  # type: ignore[return-value]

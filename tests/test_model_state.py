@@ -221,3 +221,38 @@ def test_post_ln_alti_in_receiver_chunks_equals_the_whole(tiny_models, arch):
         parts, bias, y = alti_layer_parts(model, trace, layer, 0, n, slice(2, 5))
         assert parts.shape == (3, n, d)
         torch.testing.assert_close(parts.sum(1) + bias, y, rtol=1e-4, atol=1e-4)  # exact split per receiver
+
+
+# ---------------------------------------------------------------------------------------- memory estimate
+def test_memory_estimate_values(tiny_models):
+    from attrtools.memory import estimate_bytes
+
+    model, _ = tiny_models["bert"]  # L = 2, H = 4, d = 32, d_ff = 64
+    n = 10
+    activations, attention = n * 2 * (4 * 32 + 64), 2 * 4 * n * n
+    assert estimate_bytes("raw", model, n, 3) == 4 * 3 * (activations + 2 * attention + attention)
+    assert estimate_bytes("decompx", model, n, 1) == 4 * (activations + attention + 6 * n * n * 32 + n)
+    assert estimate_bytes("attattr", model, n, 2, {"internal_batch_size": 5}) == \
+        4 * (2 * (activations + attention + attention) + 3 * 5 * (activations + attention))
+    for method in methods.list_methods():  # grows with the batch and the length
+        assert estimate_bytes(method, model, 20, 2) > estimate_bytes(method, model, 20, 1) > 0
+        assert estimate_bytes(method, model, 40, 1) > estimate_bytes(method, model, 20, 1)
+
+
+def test_batch_lowered_to_fit_the_estimate(tiny_models, monkeypatch):
+    from attrtools import memory
+
+    model, tokenizer = tiny_models["bert"]
+    n = max(Engine(model, tokenizer).encode(t).length for t in TEXTS)
+    one = memory.estimate_bytes("raw", model, n, 1)
+    assert memory.fit_batch("raw", model, [n], 8, available=10 ** 12) == 8  # fits: nothing said
+    with pytest.warns(memory.MemoryEstimateWarning, match="batch size lowered to 2"):
+        assert memory.fit_batch("raw", model, [n, 3], 8, available=int(2.5 * one / memory.SHARE)) == 2
+    with pytest.warns(memory.MemoryEstimateWarning, match=rf"one input of {n} tokens exceeds"):
+        assert memory.fit_batch("raw", model, [n], 8, available=one) == 1
+    plain = Engine(model, tokenizer, cache=None, batch_size=8).attribute(TEXTS, "raw")
+    monkeypatch.setattr(memory, "available_bytes", lambda m: int(1.5 * one / memory.SHARE))
+    with pytest.warns(memory.MemoryEstimateWarning, match="lowered to 1"):
+        low = Engine(model, tokenizer, cache=None, batch_size=8).attribute(TEXTS, "raw")
+    for a, b in zip(low, plain):
+        torch.testing.assert_close(a.scores, b.scores)
