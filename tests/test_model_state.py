@@ -256,3 +256,19 @@ def test_batch_lowered_to_fit_the_estimate(tiny_models, monkeypatch):
         low = Engine(model, tokenizer, cache=None, batch_size=8).attribute(TEXTS, "raw")
     for a, b in zip(low, plain):
         torch.testing.assert_close(a.scores, b.scores)
+
+
+def test_pruning_importance_of_a_training_model_is_its_eval_twins(dropout_models):
+    from attrtools.pruning import head_importance
+
+    model, tokenizer = dropout_models["bert"]
+    examples = [{"text": t, "label": i % 2} for i, t in enumerate(TEXTS * 2)]
+    model.eval()
+    reference = {s: head_importance(model, tokenizer, examples, s) for s in ("taylor", "ablation", "attention")}
+    model.train()
+    try:
+        for strategy, ref in reference.items():
+            torch.testing.assert_close(head_importance(model, tokenizer, examples, strategy), ref, msg=strategy)
+            assert all(m.training for m in model.modules())
+    finally:
+        model.eval()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import ParameterError
+from ..model_state import inference_state
 
 OPERATORS = ("delete", "mask", "pad")
 
@@ -179,7 +180,7 @@ class Predictor:
 
         def forward(seqs):
             inputs = collate(seqs, tokenizer.pad_token_id, device, use_token_types)
-            with torch.inference_mode():
+            with torch.inference_mode(), inference_state(model):  # eval mode (attrtools.model_state)
                 return torch.softmax(model(**inputs).logits.float(), -1).cpu()
 
         return cls(forward, **kwargs)
