@@ -586,9 +586,11 @@ class Engine:
 
         # Examples missing the same units share batches (so a partially cached example only
         # recomputes its missing units); within that, length-sorted for tight padding.
-        # attrtools.memory: the batch lowered (with a warning) where its estimated peak exceeds the device's memory
-        batch_size = fit_batch(impl.name, self.model, [encoded[i].length for i in pending],
-                               batch_size or self.batch_size, params) if pending else batch_size or self.batch_size
+        # attrtools.memory: the batch lowered (with a warning) where its estimated peak exceeds the device's
+        # memory; not under a plan_filter (every process of a distributed job must plan the same batches)
+        batch_size = batch_size or self.batch_size
+        if pending and self.plan_filter is None:
+            batch_size = fit_batch(impl.name, self.model, [encoded[i].length for i in pending], batch_size, params)
         plan = self.plan_pending(encoded, pending, batch_size, params)
         if self.plan_filter is not None:
             plan = [plan[k] for k in sorted(set(self.plan_filter(plan)))]
