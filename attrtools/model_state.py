@@ -2,7 +2,9 @@
 
 Users hand over the model the way they train or serve it: left in train mode (dropout on), with
 gradient checkpointing switched on, or wrapped by ``torch.compile``. The rule, applied by the
-engine around every computation (``Engine.attribute``, ``Engine.stream``, ``Engine.logits``):
+engine around every computation (``Engine.attribute``, ``Engine.stream``, ``Engine.logits``) and by
+the tools' own forwards (pruning's Taylor gradients and masked evaluation, the evaluation's
+predictor):
 
 - **compiled modules are unwrapped** (:func:`unwrap_compiled`): a ``torch.compile``'d model is an
   ``OptimizedModule`` whose ``_orig_mod`` is the user's module, sharing its parameters. Capture
@@ -26,6 +28,10 @@ dropout result can be served after ``model.eval()``. Checkpointing is switched o
 re-runs the forward during backward (no change in value) and, on decoders in train mode, raises
 torch's ``CheckpointError`` when capture's hooks record a tensor in the first run but not in the
 recomputation.
+
+Operations that replace parameter tensors (``prune_heads``) follow one rule for the user's
+optimizer (``replace_in_optimizer``): updated in place when given, else a warning naming the
+replaced parameters.
 """
 from __future__ import annotations
 
@@ -87,17 +93,6 @@ def inference_state(model: nn.Module):
             m.gradient_checkpointing = True
 
 
-def describe_state(model: nn.Module) -> str:
-    """A short description of the state a user left ``model`` in (for messages and docs):
-    ``"train mode, gradient checkpointing on"``, ``"eval mode"``, ..."""
-    parts = ["train mode" if model.training else "eval mode"]
-    if checkpointing_modules(model):
-        parts.append("gradient checkpointing on")
-    return ", ".join(parts)
-
-
-
-
 # ------------------------------------------------------------------ parameters replaced under an optimizer
 class ParametersReplacedWarning(UserWarning):
     """An operation replaced parameters of a model (``prune_heads``) and no optimizer was given to
@@ -151,5 +146,5 @@ def replace_in_optimizer(before: dict, model: nn.Module, optimizer=None, operati
     return replaced
 
 
-__all__ = ["ParametersReplacedWarning", "checkpointing_modules", "describe_state", "inference_state",
+__all__ = ["ParametersReplacedWarning", "checkpointing_modules", "inference_state",
            "parameter_snapshot", "replace_in_optimizer", "unwrap_compiled"]
