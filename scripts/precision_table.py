@@ -70,7 +70,8 @@ def table(rows: dict) -> str:
                 if not values:
                     cells.append("–")
                     continue
-                cells.append(f"{min(v[rho] for v in values):.3f} / {max(v[rel] for v in values):.2g}")
+                worst = min(values, key=lambda v: v[rho])
+                cells.append(f"{worst[rho]:.3f} ({worst[0]}) / {max(v[rel] for v in values):.2g}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
