@@ -865,6 +865,7 @@ class Engine:
         units = list(pending[chunk[0]])  # the same for every example of the chunk
         with precision.forward_dtype(self.model, impl.name):  # the one dtype rule (attrtools.precision)
             payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
+        precision.check_finite(payloads, self.model, impl.name)  # an fp16 overflow is refused, never cached
         probs = torch.softmax(logits, -1)
         model_fp = self._fingerprints()[0]
         for r, i in enumerate(chunk):

@@ -16,6 +16,9 @@ Users hand over models in bf16 or fp16 (how most GPU users load them). The rule:
   the rollout / flow products and the target probability (``softmax`` in fp32). Methods upcast
   the captured activations and weights with :func:`accumulate` before that arithmetic.
 
+A payload computed on a reduced-precision model that holds NaN or infinite values (an fp16
+overflow) is refused in one line (:func:`check_finite`, ``PrecisionError``), never returned or cached.
+
 The dtype a result was computed in is recorded in every ``Attribution`` (``params["_compute_dtype"]``,
 saved and loaded with it, from :func:`describe`) so a reduced-precision result can always be told
 from an fp32 one; the cache keys already differ because the model fingerprint hashes each
@@ -28,6 +31,8 @@ import contextlib
 
 import torch
 from torch import nn
+
+from .errors import AttrtoolsError
 
 #: The dtype of sums, decompositions and everything a method stores.
 ACCUMULATE = torch.float32
@@ -95,6 +100,28 @@ def forward_dtype(model: nn.Module, method: str):
             t.data = data
 
 
+class PrecisionError(AttrtoolsError, ArithmeticError):
+    """A method's result on a reduced-precision model is not finite (an fp16 overflow): refused."""
+
+
+def check_finite(payloads, model: nn.Module, method: str) -> None:
+    """Refuse (``PrecisionError``, one line) the payloads of ``method`` computed on a bf16/fp16
+    ``model`` when any value is NaN or infinite: fp16's range (±65504) overflows in some gradients
+    (AttAttr on a tiny fp16 MPNet gave NaN in 88 of 484 entries of layer 0). Never a silent wrong
+    number: the error says to load the model in float32 or bfloat16 (fp32's range). fp32 models are
+    not checked here."""
+    dtype = model_dtype(model)
+    if dtype == ACCUMULATE:
+        return
+    bad = sum(int((~torch.isfinite(p)).sum()) for p in payloads)
+    if bad:
+        total = sum(p.numel() for p in payloads)
+        name = str(dtype).replace("torch.", "")
+        raise PrecisionError(
+            f"{method} on this {name} model gave {bad} non-finite value(s) of {total} ({name} overflow); load the "
+            f"model in float32 or bfloat16 (load_model(..., dtype=...), or model.to(torch.float32))")
+
+
 def describe(model: nn.Module, method: str | None = None) -> str:
     """The compute dtype recorded in each ``Attribution`` (``params["_compute_dtype"]``): the dtype
     name the method's forward ran in (``"float32"``, ``"bfloat16"``, ``"float16"``): the model's,
@@ -104,7 +131,7 @@ def describe(model: nn.Module, method: str | None = None) -> str:
     return str(dtype).replace("torch.", "")
 
 
-__all__ = ["ACCUMULATE", "FORWARD_IN_FP32", "accumulate", "describe", "deviation", "forward_dtype", "forward_in_fp32",
+__all__ = ["ACCUMULATE", "FORWARD_IN_FP32", "PrecisionError", "accumulate", "check_finite", "describe", "deviation", "forward_dtype", "forward_in_fp32",
            "model_dtype", "to_model"]
 
 

@@ -33,10 +33,11 @@ def measure(families, root: str) -> dict:
     from attrtools import methods
     from attrtools.engine import Engine
     from attrtools.errors import UnsupportedModelError
-    from attrtools.precision import deviation
+    from attrtools.precision import PrecisionError, deviation
     from attrtools.testing import build_tiny_model
 
     rows: dict = {}
+    refused = rows.setdefault("refused", [])
     for family in families:
         model, tokenizer = attrtools.load_model(build_tiny_model(family, os.path.join(root, family)))
         copies = {name: copy.deepcopy(model).to(getattr(torch, name)) for name in DTYPES}
@@ -46,7 +47,11 @@ def measure(families, root: str) -> dict:
             except UnsupportedModelError:
                 continue
             for name, reduced_model in copies.items():
-                got = Engine(reduced_model, tokenizer, cache=None).attribute(TEXTS, method)
+                try:
+                    got = Engine(reduced_model, tokenizer, cache=None).attribute(TEXTS, method)
+                except PrecisionError:  # non-finite (an fp16 overflow): refused by the engine
+                    refused.append((method, name, family))
+                    continue
                 # the same rounded weights computed in fp32: the error of the computation alone
                 rounded = Engine(copy.deepcopy(reduced_model).float(), tokenizer, cache=None).attribute(TEXTS, method)
                 for r, q, g in zip(ref, rounded, got):
@@ -62,7 +67,7 @@ def table(rows: dict) -> str:
     computation alone), as ``Spearman ρ / relative error``."""
     lines = ["| method | bf16 vs fp32 model | bf16 computation alone | fp16 vs fp32 model | fp16 computation alone |",
              "|---|---|---|---|---|"]
-    for method in sorted({m for m, _ in rows}):
+    for method in sorted({key[0] for key in rows if key != "refused"}):
         cells = []
         for name in DTYPES:
             values = rows.get((method, name), [])
@@ -73,6 +78,10 @@ def table(rows: dict) -> str:
                 worst = min(values, key=lambda v: v[rho])
                 cells.append(f"{worst[rho]:.3f} ({worst[0]}) / {max(v[rel] for v in values):.2g}")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if rows.get("refused"):
+        lines.append("")
+        lines.append("Refused (non-finite values, PrecisionError): " +
+                     ", ".join(f"{m} {d} on {f}" for m, d, f in rows["refused"]))
     return "\n".join(lines)
 
 

@@ -10,8 +10,8 @@ import torch
 from attrtools import methods
 from attrtools.engine import Engine
 from attrtools.errors import UnsupportedModelError
-from attrtools.precision import FORWARD_IN_FP32, deviation, forward_dtype, model_dtype, to_model
-from attrtools.testing import ARCHITECTURES
+from attrtools.precision import FORWARD_IN_FP32, PrecisionError, deviation, forward_dtype, model_dtype, to_model
+from attrtools.testing import ARCHITECTURES, FAMILIES
 from attrtools.types import Attribution
 
 TEXTS = ["the movie was good but alpha came before beta", "a dull plot and bad acting"]
@@ -119,3 +119,33 @@ def test_deviation_matches_scipy():
     assert deviation(b, b) == {"spearman": pytest.approx(1.0), "relative_error": 0.0}
     with pytest.raises(ValueError, match="shapes differ"):
         deviation(a, b[:3])
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ARCHITECTURES])
+def test_every_method_runs_on_reduced_precision_of_every_family(tmp_path, family):
+    """The other families (their deviation table: docs/precision-and-state.md): every applicable
+    method runs on bf16 and fp16 copies, gives finite fp32 payloads and records its compute dtype."""
+    import attrtools
+    from attrtools.testing import build_tiny_model
+
+    model, tokenizer = attrtools.load_model(build_tiny_model(family, str(tmp_path / family)))
+    ran, refused = 0, []
+    for name, dtype in DTYPES.items():
+        low = copy.deepcopy(model).to(dtype)
+        for method in methods.list_methods():
+            try:
+                methods.get(method).check_model(low)
+            except UnsupportedModelError:
+                continue
+            try:
+                result = Engine(low, tokenizer, cache=None).attribute(TEXTS[:1], method)[0]
+            except PrecisionError as err:  # an fp16 overflow: refused in one line, never a NaN
+                assert name == "float16" and "non-finite" in str(err) and "\n" not in str(err), (method, name)
+                refused.append((method, name))
+                continue
+            assert result.scores.dtype == torch.float32 and bool(torch.isfinite(result.scores).all()), (method, name)
+            assert result.params["_compute_dtype"] == ("float32" if method in FORWARD_IN_FP32 else name)
+            ran += 1
+    assert ran >= 2 * 8 - 1  # raw, rollout, flow, gradients, IG, AttAttr apply to every family
+    # measured: only the integrated-gradient methods on the tiny fp16 MPNet overflow
+    assert not refused or (family == "mpnet" and {m for m, _ in refused} <= {"attattr", "ig_embed"}), refused
