@@ -149,3 +149,16 @@ def test_every_method_runs_on_reduced_precision_of_every_family(tmp_path, family
     assert ran >= 2 * 8 - 1  # raw, rollout, flow, gradients, IG, AttAttr apply to every family
     # measured: only the integrated-gradient methods on the tiny fp16 MPNet overflow
     assert not refused or (family == "mpnet" and {m for m, _ in refused} <= {"attattr", "ig_embed"}), refused
+
+
+def test_non_finite_payloads_of_a_reduced_model_are_refused(tiny_models):
+    from attrtools.precision import check_finite
+
+    model, _ = tiny_models["bert"]
+    low = copy.deepcopy(model).to(torch.float16)
+    good, bad = torch.ones(3), torch.tensor([1.0, float("nan"), float("inf")])
+    check_finite([good, good], low, "raw")  # finite: nothing said
+    check_finite([bad], model, "raw")  # fp32 models are not this rule's business
+    with pytest.raises(PrecisionError, match=r"^raw on this float16 model gave 2 non-finite value\(s\) of 6 "
+                                             r"\(float16 overflow\); load the model in float32 or bfloat16"):
+        check_finite([good, bad], low, "raw")
