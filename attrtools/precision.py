@@ -131,8 +131,6 @@ def describe(model: nn.Module, method: str | None = None) -> str:
     return str(dtype).replace("torch.", "")
 
 
-__all__ = ["ACCUMULATE", "FORWARD_IN_FP32", "PrecisionError", "accumulate", "check_finite", "describe", "deviation", "forward_dtype", "forward_in_fp32",
-           "model_dtype", "to_model"]
 
 
 def _average_ranks(x: torch.Tensor) -> torch.Tensor:
@@ -159,3 +157,7 @@ def deviation(reduced: torch.Tensor, reference: torch.Tensor) -> dict:
     denom = float(ra.norm() * rb.norm())
     rho = float((ra @ rb) / denom) if denom > 0 else (1.0 if torch.equal(a, b) else 0.0)
     return {"spearman": rho, "relative_error": relative}
+
+
+__all__ = ["ACCUMULATE", "FORWARD_IN_FP32", "PrecisionError", "accumulate", "check_finite", "describe", "deviation",
+           "forward_dtype", "forward_in_fp32", "model_dtype", "to_model"]
