@@ -4,6 +4,7 @@ from __future__ import annotations
 from . import capture
 from .errors import UsageError
 from .engine import Encoded, Engine
+from .model_state import unwrap_compiled
 from .models import load_pretrained
 
 
@@ -113,6 +114,7 @@ def attribute(model, tokenizer=None, inputs=None, method: str = "attattr", targe
     if tokenizer is None:
         raise UsageError("attribute() needs the model's tokenizer: attribute(model, tokenizer, inputs), or a "
                          "transformers pipeline: attribute(pipe, inputs)")
+    model = unwrap_compiled(model)  # attrtools.model_state: capture runs on the original module
     if not capture.is_installed(model):
         capture.install(model)
     from .inputs import normalize

@@ -29,14 +29,16 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from . import distributed, heads, runreport
+from . import distributed, heads, precision, runreport
 from . import methods as method_registry
 from .cache import open_cache
 from .errors import InputDataError, ParameterError
 from .guard import check_unknown_share
 from .inputs import Tokenized, tokenized_fields
 from .inputs import normalize as normalize_inputs
+from .memory import fit_batch
 from .methods.base import Batch
+from .model_state import inference_state, unwrap_compiled
 from .models import (adapter_for, batch_pad_id, fingerprint, max_input_length, model_device, pool_index, pruned_heads,
                      tokenizer_fingerprint)
 from .notices import warn
@@ -45,7 +47,7 @@ from .types import FORMAT_VERSION, Attribution, Example
 from .words import encoded_alignment, merge_wordpieces as _merge_wordpieces  # noqa: F401 (old name)
 
 # Parameters that change how a result is computed, never what it is: left out of cache keys.
-VOLATILE_PARAMS = frozenset({"internal_batch_size"})
+VOLATILE_PARAMS = frozenset({"internal_batch_size", "max_tokens"})  # max_tokens: a method's length cap (flow)
 # Examples per window of a streamed job (``Engine.stream_window``): large enough that length
 # sorting pads as tightly as over the whole dataset, small enough that the per-example state
 # (tokens, word alignment, targets) stays a few megabytes.
@@ -290,7 +292,12 @@ class Engine:
         ``completeness_tolerance``: integrated-gradients methods (AttAttr per layer, ig_embed) store
         their completeness gap in each ``Attribution.completeness``; a call whose worst relative
         gap exceeds this raises one ``CompletenessWarning`` (``stats["worst_completeness_gap"]``
-        holds the worst gap of the last call)."""
+        holds the worst gap of the last call).
+
+        ``model``: as the user hands it over; a ``torch.compile``'d model is unwrapped to its
+        original module and every computation runs in eval mode with checkpointing off, the
+        caller's state restored afterwards (``attrtools.model_state``)."""
+        model = unwrap_compiled(model)
         adapter_for(model)
         from .models import check_pooling
 
@@ -440,7 +447,8 @@ class Engine:
         """``(N, C)`` float logits of the clean inputs, in input order (length-sorted batches)."""
         encoded = self.encode_all(examples)
         self.report_truncation()
-        return self._forward(encoded, batch_size)
+        with inference_state(self.model):
+            return self._forward(encoded, batch_size)
 
     @torch.no_grad()
     def _forward(self, encoded: list[Encoded], batch_size: int | None = None) -> torch.Tensor:
@@ -505,7 +513,8 @@ class Engine:
         examples = self.inputs(examples)
         self._call_fingerprints = self._fingerprints()
         try:
-            results = self._attribute(examples, method, target, batch_size, **params)
+            with inference_state(self.model):
+                results = self._attribute(examples, method, target, batch_size, **params)
         finally:
             self._call_fingerprints = None
         self._report_completeness(results)
@@ -549,6 +558,8 @@ class Engine:
         params = impl.params(**params)
         encoded = self.encode_all(examples)
         examples = [e.example for e in encoded]
+        if hasattr(impl, "check_lengths"):  # a method's own cap on input length, before any work (flow)
+            impl.check_lengths(self.model, [e.length for e in encoded], **params)
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
         self.report_truncation()
         specs = [resolve_target_spec(target, e, i) for i, e in enumerate(examples)] if impl.needs_target(params) \
@@ -573,12 +584,17 @@ class Engine:
 
         # Examples missing the same units share batches (so a partially cached example only
         # recomputes its missing units); within that, length-sorted for tight padding.
-        plan = self.plan_pending(encoded, pending, batch_size or self.batch_size, params)
+        # attrtools.memory: the batch lowered (with a warning) where its estimated peak exceeds the device's
+        # memory; not under a plan_filter (every process of a distributed job must plan the same batches)
+        batch_size = batch_size or self.batch_size
+        if pending and self.plan_filter is None:
+            batch_size = fit_batch(impl.name, self.model, [encoded[i].length for i in pending], batch_size, params)
+        plan = self.plan_pending(encoded, pending, batch_size, params)
         if self.plan_filter is not None:
             plan = [plan[k] for k in sorted(set(self.plan_filter(plan)))]
         bar = _progress(len(encoded), self.progress, f"{method}")
         bar.update(len(encoded) - len(pending))
-        self._run([list(planned.members) for planned in plan], batch_size or self.batch_size, encoded, impl, params,
+        self._run([list(planned.members) for planned in plan], batch_size, encoded, impl, params,
                   specs, pending, results, bar.update)
         bar.close()
         return results  # type: ignore[return-value]
@@ -645,9 +661,10 @@ class Engine:
         tally = _GapTally(self.completeness_tolerance)
         self._call_fingerprints = self._fingerprints()
         try:
-            for result in self._sharded(examples, method, target, batch_size, params, emit="main"):
-                tally.add(result)
-                yield result
+            with inference_state(self.model):
+                for result in self._sharded(examples, method, target, batch_size, params, emit="main"):
+                    tally.add(result)
+                    yield result
         finally:
             self._call_fingerprints = None
         self._report_gaps(tally)
@@ -847,14 +864,16 @@ class Engine:
                       targets=targets if impl.needs_target(params) else None, logits=logits,
                       labels=[e.example.label for e in encs])
         units = list(pending[chunk[0]])  # the same for every example of the chunk
-        payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
+        with precision.forward_dtype(self.model, impl.name):  # the one dtype rule (attrtools.precision)
+            payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
+        precision.check_finite(payloads, self.model, impl.name)  # an fp16 overflow is refused, never cached
         probs = heads.stored_probabilities(logits, self.model)  # the one rule (softmax / sigmoid / none)
         model_fp = self._fingerprints()[0]
         for r, i in enumerate(chunk):
             target = int(targets[r]) if specs[i] is not None else None
             meta = {"target": target, "predicted": int(predicted[r]), "probs": probs[r],
                     "model_name": _model_name(self.model)}  # for `cache info` (not in the key)
-            scores = payloads[r].detach()
+            scores = precision.accumulate(payloads[r].detach())  # payloads are fp32 whatever the model's dtype
             records = dict(batch.info[r].get("completeness") or {})
             if self.cache is not None:
                 for pos, unit in enumerate(units):
@@ -883,6 +902,7 @@ class Engine:
         if gone:  # a physically pruned model: these heads read 0 in (L, H) payloads (original numbering)
             public["_pruned_heads"] = {str(l): hs for l, hs in gone.items()}
         public["_signed"] = bool(impl.is_signed(params))
+        public["_compute_dtype"] = precision.describe(self.model, impl.name)  # attrtools.precision: the one rule
         return Attribution(
             completeness=completeness_summary(records, impl.units(self.model, params)),
             original_length=enc.original_length,

@@ -53,6 +53,7 @@ from torch import nn
 
 from . import models
 from .errors import InputDataError, ParameterError, UnsupportedModelError
+from .model_state import parameter_snapshot, replace_in_optimizer
 from .models import adapter_for, get_layers, get_module
 from .notices import warn
 
@@ -152,8 +153,14 @@ class _ConfigView:
         return getattr(object.__getattribute__(self, "_config"), name)
 
 
-def prune_heads(model, plan) -> dict[int, list[int]]:
+def prune_heads(model, plan, optimizer=None) -> dict[int, list[int]]:
     """Remove the heads in ``plan`` (``{layer: [original head indices]}``) from ``model`` in place.
+
+    The sliced projections are new parameter tensors. ``optimizer``: a ``torch.optim.Optimizer``
+    over the model's parameters, updated in place to hold the new tensors (their old state
+    dropped); None: a ``ParametersReplacedWarning`` names the replaced parameters (an optimizer
+    built before pruning would silently stop training them: build it after pruning); False: no
+    optimizer holds the model (the rule: ``model_state.replace_in_optimizer``).
 
     Returns the model's full pruned-heads map afterwards. Heads already removed are skipped with a
     ``UserWarning`` naming them. For GQA models (``num_key_value_heads < num_attention_heads``) every
@@ -164,6 +171,7 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
     layers = get_layers(model)
     num_heads = original_heads(model)
     plan = normalize_plan(plan, len(layers), num_heads)
+    before = parameter_snapshot(model)
     reason = adapter.refusal("prune_heads")
     if reason and plan:
         raise UnsupportedPruningError(f"model_type {adapter.model_type!r} cannot be pruned physically: {reason}")
@@ -253,6 +261,7 @@ def prune_heads(model, plan) -> dict[int, list[int]]:
         for other in tied[layer]:
             state[other] = set(after)
     model._attrtools_pruned_heads = {l: sorted(h) for l, h in sorted(state.items()) if h}
+    replace_in_optimizer(before, model, optimizer, "prune_heads")
     return pruned_heads_of(model)
 
 
@@ -342,7 +351,7 @@ def load_pruned(directory: str, device=None, dtype=None, install: bool = True):
     from . import capture
 
     capture.install(model)  # a family with an inferred adapter is accepted here (after its self-check)
-    prune_heads(model, plan)
+    prune_heads(model, plan, optimizer=False)  # a model being built: no optimizer holds it
     state = {}
     for path in _state_dict_files(directory):
         state.update(load_file(path))

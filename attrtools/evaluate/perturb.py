@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import ParameterError
+from ..model_state import inference_state
 
 OPERATORS = ("delete", "mask", "pad")
 
@@ -181,7 +182,7 @@ class Predictor:
 
         def forward(seqs):
             inputs = collate(seqs, pad_id, device, use_token_types)
-            with torch.inference_mode():
+            with torch.inference_mode(), inference_state(model):  # eval mode (attrtools.model_state)
                 return probabilities(model(**inputs).logits, model, "a perturbation curve").cpu()
 
         return cls(forward, **kwargs)

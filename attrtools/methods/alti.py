@@ -45,8 +45,8 @@ decoders mt-upc/logit-explanations ``src/contributions.py``): L1 distance, ``sca
 the FFN ignored, rollout of the row-normalised matrices; the decoder code folds the norm's shift and
 ``b_V`` into each source's transformed vector and leaves ``b_O`` unattributed, as here. Deviations:
 the official code materialises ``(B, H, n, n, d)`` before summing heads; here heads are summed inside
-one einsum (same numbers, ``H`` times less memory), and pre-LN receivers are processed in chunks
-(``alti_matrix``); ``N(x_j)`` is the module's real output rather than re-derived from LayerNorm
+one einsum (same numbers, ``H`` times less memory), and receivers are processed in chunks
+(``alti_matrix``, post- and pre-LN); ``N(x_j)`` is the module's real output rather than re-derived from LayerNorm
 weights (which covers RMSNorm, Gemma's ``1 + w`` gain and ModernBERT's identity norm in layer 0);
 a row whose every clipped proximity is 0 (the official code divides 0 by 0: NaN) is shared in
 proportion to ``‖T_i(x_j)‖₁`` (seen on random Gemma 3 weights, where the sandwich norm makes two
@@ -177,24 +177,36 @@ def real_sigma(pre: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.sqrt(pre.var(-1, unbiased=False, keepdim=True) + eps)
 
 
-def alti_layer_parts(model, trace: Trace, layer: int, b: int, n: int):
-    """``(T (n, n, d), bias_part (n, d), y (n, d))`` for example ``b`` cropped to ``n`` tokens:
-    ``Σ_j T[i, j] + bias_part[i] = y[i]`` = real LN1 output."""
-    w_v, b_v, w_o, b_o, heads = value_output_weights(model, layer)
+def post_ln_vectors(model, trace: Trace, layer: int, b: int, n: int) -> torch.Tensor:
+    """Post-LN block: ``f_h(x_j) = v_{h,j} W_O^h`` for every source, ``(H, n, d)`` (fp32), formed once
+    per layer and shared by the receiver chunks of ``alti_layer_parts``."""
+    w_v, b_v, w_o, _, heads = value_output_weights(model, layer)
     x = trace.hidden_in[layer][b, :n]  # (n, d)
-    attn = trace.attentions[layer][b, :, :n, :n]  # (H, n, n)
     value = F.linear(x, w_v, b_v).view(n, heads, head_dim(model))  # (n, H, d_h)
     w_o_heads = w_o.view(w_o.shape[0], heads, head_dim(model))  # (d, H, d_h)
-    transformed = torch.einsum("jhe,dhe->hjd", value, w_o_heads)  # f_h(x_j): (H, n, d)
-    z = torch.einsum("hij,hjd->ijd", attn, transformed)  # (n_i, n_j, d)
-    z = z + torch.diag_embed(x.transpose(0, 1)).permute(1, 2, 0)  # + δ_ij x_i
+    return torch.einsum("jhe,dhe->hjd", value, w_o_heads)
+
+
+def alti_layer_parts(model, trace: Trace, layer: int, b: int, n: int, rows: slice | None = None, vectors=None):
+    """``(T (c, n, d), bias_part (c, d), y (c, d))`` for example ``b`` cropped to ``n`` tokens and the
+    receivers ``rows`` (default all ``n``; ``c`` of them): ``Σ_j T[i, j] + bias_part[i] = y[i]`` = real
+    LN1 output. ``vectors``: ``post_ln_vectors(...)`` of this layer and example, when the caller
+    already formed them (chunked receivers). Memory ``c · n · d`` floats, not ``n² · d``."""
+    rows = rows if rows is not None else slice(0, n)
+    _, _, _, b_o, _ = value_output_weights(model, layer)
+    transformed = vectors if vectors is not None else post_ln_vectors(model, trace, layer, b, n)  # (H, n, d)
+    x = trace.hidden_in[layer][b, :n]
+    attn = trace.attentions[layer][b, :, rows, :n]  # (H, c, n)
+    z = torch.einsum("hij,hjd->ijd", attn, transformed)  # (c, n_j, d)
+    receivers = torch.arange(n, device=z.device)[rows]
+    z[torch.arange(len(receivers), device=z.device), receivers] += x[receivers]  # + δ_ij x_i
     gamma, beta, eps = ln_params(layer_module(model, layer, "ln_attention"))
-    sigma = real_sigma(trace.ln1_in[layer][b, :n], eps)  # (n, 1)
+    sigma = real_sigma(trace.ln1_in[layer][b, rows], eps)  # (c, 1)
     parts = ln_linear(z, sigma.unsqueeze(1), gamma)
-    bias_part = ln_linear(b_o.expand(n, -1), sigma, gamma)
+    bias_part = ln_linear(b_o.expand(len(receivers), -1), sigma, gamma)
     if beta is not None:
         bias_part = bias_part + beta
-    return parts, bias_part, trace.ln1_out[layer][b, :n]
+    return parts, bias_part, trace.ln1_out[layer][b, rows]
 
 
 # ------------------------------------------------------------------------------------ pre-LN blocks
@@ -293,18 +305,24 @@ def pre_ln_alti_parts(model, trace: Trace, layer: int, b: int, n: int, rows: sli
 
 
 @torch.no_grad()
-def alti_matrix(model, trace: Trace, layer: int, b: int, n: int, max_elements: int = 1 << 24) -> torch.Tensor:
+def alti_matrix(model, trace: Trace, layer: int, b: int, n: int, max_elements: int = 1 << 22) -> torch.Tensor:
     """``C^l (n, n)`` of one example, rows summing to 1: post-LN (LN1 decomposition) or pre-LN
-    (the residual stream after attention), receivers in chunks of at most ``max_elements`` floats."""
-    if not adapter_for(model).pre_norm:
-        parts, _, y = alti_layer_parts(model, trace, layer, b, n)
-        return alti_contributions(parts, y)
-    vectors = source_vectors(model, trace, layer, b, n)
-    step = max(1, max_elements // max(1, n * vectors[0].shape[-1]))
+    (the residual stream after attention), receivers in chunks of at most ``max_elements`` floats
+    (``(c, n, d)`` decompositions: the peak stays a small multiple of ``max_elements`` at any length,
+    where the whole ``(n, n, d)`` at 512 tokens took 7.1 GB on BERT-base)."""
+    post = not adapter_for(model).pre_norm
+    vectors = post_ln_vectors(model, trace, layer, b, n) if post else source_vectors(model, trace, layer, b, n)
+    width = (vectors if post else vectors[0]).shape[-1]
+    step = max(1, max_elements // max(1, n * width))
     rows = []
     for start in range(0, n, step):
-        parts, _, y = pre_ln_alti_parts(model, trace, layer, b, n, slice(start, min(n, start + step)), vectors)
+        chunk = slice(start, min(n, start + step))
+        if post:  # LN1 decomposition: Kobayashi's linear part per receiver, chunked the same way
+            parts, _, y = alti_layer_parts(model, trace, layer, b, n, chunk, vectors)
+        else:
+            parts, _, y = pre_ln_alti_parts(model, trace, layer, b, n, chunk, vectors)
         rows.append(alti_contributions(parts, y))
+        del parts, y
     return torch.cat(rows)
 
 

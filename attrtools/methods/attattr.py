@@ -44,6 +44,7 @@ import torch
 
 from ..capture import PostLNBlock, capture, layer_hook
 from ..models import adapter_for, num_layers_heads, pool_position
+from ..precision import to_model
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, crop,
                    frozen_parameters, target_score)
@@ -345,8 +346,9 @@ class _Decomposed:
 
     def step(self, rows, alpha, weight):
         layer, batch = self.layer, self.batch
-        u = (self.projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)
-        replace = _step_blocks(self.blocks, layer, u, self.mask[rows], self.position, batch.max_length)
+        u = (self.projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)  # fp32 leaf
+        replace = _step_blocks(self.blocks, layer, to_model(u, self.model), self.mask[rows], self.position,
+                               batch.max_length)
         with capture(self.model, replay=(layer, self.hidden[layer][rows]), replace=replace), \
                 _autocast(self.model, self.autocast):
             logits = self.model(**batch.select(rows)).logits

@@ -13,7 +13,15 @@ and the scores equal networkx's to 1e-6, tested) or ``"networkx"`` (the official
 ``nx.maximum_flow_value`` with ``edmonds_karp``; about 17x slower, kept for reproducing it).
 Output kind ``tokens``: only the pooling row is computed (the official code solves
 every node of every layer, ``n²·L`` max-flows; the pooling row is what every paper reports).
-Cost: ``n`` max-flow solves per example; class-agnostic.
+Cost: ``n`` max-flow solves per example over a graph of ``L·n²`` edges; class-agnostic.
+
+Long inputs are capped, before anything runs (``check_lengths``, called by the engine on the
+whole job): the cost grows about as ``n^3.5`` (networkx: 5 s at 16 tokens, about a minute at 32 on
+one contended CPU core; scipy: 3 s at 128 tokens, so about two minutes per example at 512). An
+input longer than ``max_tokens`` (default :data:`MAX_TOKENS` per solver) is refused in one line
+naming its length, the cap and the ways out (``solver="scipy"``, a shorter ``--max-length``,
+``rollout``, or a larger ``max_tokens``). ``max_tokens`` never changes a result, so cache keys
+leave it out (``engine.VOLATILE_PARAMS``).
 """
 from __future__ import annotations
 
@@ -21,9 +29,14 @@ import numpy as np
 import torch
 
 from . import register
-from .base import Batch, Method, Choice, Float
+from ..errors import ParameterError
+from .base import Batch, Method, Choice, Float, Int
 from .shared import pool_rows
 from .rollout import residual_attention
+
+
+#: Default longest input per solver (tokens): a few minutes per example at most on one CPU core.
+MAX_TOKENS = {"networkx": 48, "scipy": 256}
 
 
 def _flow_networkx(capacities: np.ndarray, source_row: int) -> np.ndarray:
@@ -87,12 +100,27 @@ class AttentionFlow(Method):
     kind = "tokens"
     signed = False
     target = "none"
-    defaults = {"solver": "scipy", "scale": 1e9}
-    schema = {"solver": Choice("networkx", "scipy"), "scale": Float(above=0)}
+    defaults = {"solver": "scipy", "scale": 1e9, "max_tokens": None}
+    schema = {"solver": Choice("networkx", "scipy"), "scale": Float(above=0), "max_tokens": Int(min=1, none=True)}
     invariant = "each input's flow <= min cut capacities (<= 1); normalised vector sums to 1; solvers agree"
+
+    def check_lengths(self, model, lengths, **params):
+        """Refuse (``ParameterError``, one line) a job holding an input longer than the solver's cap
+        (``max_tokens``, default :data:`MAX_TOKENS`), before any of it runs."""
+        params = self.params(**params)
+        cap = params["max_tokens"] or MAX_TOKENS[params["solver"]]
+        longest = max(lengths, default=0)
+        if longest > cap:
+            other = "" if params["solver"] == "scipy" else \
+                f"solver='scipy' (up to {MAX_TOKENS['scipy']} tokens by default, much faster), "
+            raise ParameterError(
+                f"flow: an input of {longest} tokens exceeds the cap of {cap} tokens for solver "
+                f"{params['solver']!r} ({longest} max-flow solves over {longest}² edges per layer; the cost grows "
+                f"about as n^3.5); use {other}a shorter --max-length, the rollout method, or raise max_tokens")
 
     def compute(self, model, batch: Batch, units=None, **params):
         params = self.params(**params)
+        self.check_lengths(model, batch.lengths, **params)
         out = []
         rows = pool_rows(model, batch.lengths, batch.inputs["input_ids"])
         for caps, row in zip(residual_attention(model, batch), rows):

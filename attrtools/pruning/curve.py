@@ -22,6 +22,7 @@ import os
 import torch
 
 from ..capture import capture
+from ..model_state import inference_state
 from ..types import Example
 
 
@@ -94,7 +95,7 @@ def _evaluate(model, batches, mask):
     use_mask = mask is not None and not bool(torch.all(mask == 1))
     for inputs, labels in batches:
         scope = capture(model, head_mask=mask.to(labels.device)) if use_mask else contextlib.nullcontext()
-        with scope:
+        with scope, inference_state(model):  # eval mode, the caller's flags restored (attrtools.model_state)
             logits = model(**inputs).logits.float()
         correct += int((logits.argmax(-1) == labels).sum())
         loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))

@@ -45,6 +45,7 @@ from ..capture import capture
 from ..engine import Engine
 from ..errors import InputDataError, ParameterError
 from ..methods.base import frozen_parameters
+from ..model_state import inference_state
 from ..models import kept_heads, num_layers_heads, projection, pruned_heads, tied_layers
 from ..types import Example
 from .curve import evaluate_masked, prepare_batches
@@ -147,7 +148,8 @@ def taylor_gradients(model, inputs, labels, mask: torch.Tensor):
     """Per-example ``∂L(x)/∂ξ`` ``(B, L, H)`` and the gate gradient ``ξ.grad`` ``(L, H)`` of the batch."""
     num_layers = mask.shape[0]
     gate = mask.clone().to(labels.device).requires_grad_(True)
-    with frozen_parameters(model), capture(model, head_mask=gate, record_context="all") as cap:
+    with frozen_parameters(model), inference_state(model), \
+            capture(model, head_mask=gate, record_context="all") as cap:
         logits = model(**inputs).logits.float()
         loss = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
         contexts = [cap.contexts[l] for l in range(num_layers)]

@@ -197,7 +197,8 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, num_layers, num_heads), cache=engine.cache,
                              digest=digest)
     pruned = copy.deepcopy(model)
-    prune_heads(pruned, {l: [h for h in hs if h not in already.get(l, [])] for l, hs in plan.items()})
+    prune_heads(pruned, {l: [h for h in hs if h not in already.get(l, [])] for l, hs in plan.items()},
+                optimizer=False)  # a fresh copy: no optimizer holds it
     physical = evaluate_masked(pruned, eval_batches, None)  # always run: it checks the physical pruning
     unpruned = evaluate_masked(model, eval_batches, None, cache=engine.cache, digest=digest)
     latency_inputs = engine.collate([engine.encode(e) for e in eval_examples[:latency_batch]])

@@ -1,0 +1,140 @@
+"""Memory that fits the result: an up-front estimate of a method's peak memory for the batch about
+to run, and the one rule the engine applies with it (``fit_batch``).
+
+``estimate_bytes(method, model, length, batch, params)`` is an analytic estimate, in bytes, of what
+one call of ``method`` keeps alive at its peak for ``batch`` examples padded to ``length`` tokens:
+the forward activations (per layer ``n·(4d + d_ff)`` values), the recorded attention
+(``L·H·n²``), the method's own working set and its result. Working sets, per example:
+
+- ``raw``, ``rollout``, ``flow``: the attention twice (recorded and rolled out);
+- gradient methods (``gradsam``, ``grad_input``, ``chefer_grad``, ``ig_embed``, ``chefer_lrp``):
+  activations and attention kept for backward, and their gradients (×2); ``ig_embed`` runs its
+  steps in passes of about 4096 tokens, like AttAttr;
+- ``attattr``: a pass of ``internal_batch_size`` rows (default about 4096 tokens) through the model
+  with gradient (activations and attention ×3);
+- ``alti``, ``alti_logit``: receivers in chunks of 4M floats (``alti_matrix``), ×4 live copies;
+- ``globenc``: its ``(c, n, d)`` receiver chunks, ×4;
+- ``decompx``: the ``(n, n, d)`` decomposition of a layer, ×6 live copies (not chunked).
+
+Values are fp32 (4 bytes). Measured against ``scripts/bench_method_memory.py`` (peak resident
+memory added by the computation, MiniLM-size BERT, 512 tokens): ALTI 362 MB measured vs about
+200 MB estimated, so read the estimate as within a factor of about 2; it is for planning, never for
+a result.
+
+The rule (``fit_batch``, called by ``Engine.attribute`` before the first batch): when the estimate
+for the engine's batch size at the job's longest input exceeds 80 % of the memory available on the
+model's device (``available_bytes``: free CUDA memory, or ``MemAvailable`` of ``/proc/meminfo``),
+the batch is halved until it fits, and one ``MemoryEstimateWarning`` says so with the numbers; if a
+single example does not fit, the warning gives the estimate and the available memory and the job
+still starts (the engine's out-of-memory back-off remains the last word; the estimate can be off).
+Where the available memory cannot be read, nothing is done.
+"""
+from __future__ import annotations
+
+from .models import model_device, num_layers_heads
+
+FLOAT = 4  # bytes of an fp32 value
+SHARE = 0.8  # fraction of the available memory a job may plan to use
+ALTI_CHUNK = 1 << 22  # floats per receiver chunk (methods.alti.alti_matrix's default)
+
+
+class MemoryEstimateWarning(UserWarning):
+    """The estimated peak memory of a job's batches exceeds what the device has available."""
+
+
+def _sizes(model):
+    config = model.config
+    layers, heads = num_layers_heads(model)
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0) or 0)
+    ffn = int(getattr(config, "intermediate_size", 0) or getattr(config, "hidden_dim", 0) or 4 * hidden)
+    return layers, heads, hidden, ffn
+
+
+def estimate_bytes(method: str, model, length: int, batch: int = 1, params: dict | None = None) -> int:
+    """Estimated peak bytes of one call of ``method`` on ``batch`` examples of ``length`` tokens (the
+    formulas of the module docstring; within a factor of about 2)."""
+    params = params or {}
+    L, H, d, f = _sizes(model)
+    n, b = int(length), int(batch)
+    activations = n * L * (4 * d + f)  # per example
+    attention = L * H * n * n
+    result = {"attattr": L * H * n * n, "raw": L * H * n * n, "rollout": L * n * n, "alti": L * n * n,
+              "globenc": L * n * n}.get(method, n)
+    if method in ("raw", "rollout", "flow"):
+        extra = attention
+    elif method == "attattr":
+        rows = params.get("internal_batch_size") or max(1, 4096 // max(n, 1))
+        return FLOAT * (b * (activations + attention + result) + 3 * rows * (activations + attention))
+    elif method == "ig_embed":
+        rows = max(1, 4096 // max(n, 1))
+        return FLOAT * (b * (activations + attention + result) + 2 * rows * (activations + attention))
+    elif method in ("alti", "alti_logit"):
+        extra = 4 * min(ALTI_CHUNK, n * n * d) // max(b, 1) + H * n * d
+    elif method == "globenc":
+        extra = 4 * min(ALTI_CHUNK, n * n * d) // max(b, 1) + H * n * d
+    elif method == "decompx":
+        extra = 6 * n * n * d
+    else:  # gradient methods and LRP: activations and attention kept for backward, and their gradients
+        extra = activations + 2 * attention
+    return FLOAT * b * (activations + attention + extra + result)
+
+
+def available_bytes(model) -> int | None:
+    """Memory available to the model's device now: free CUDA memory for a CUDA model, the host's
+    ``MemAvailable`` otherwise; None where it cannot be read."""
+    device = model_device(model)
+    try:
+        import torch
+
+        if getattr(device, "type", str(device)) == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free)
+    except (RuntimeError, AssertionError, ImportError):
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _gb(value: int) -> str:
+    return f"{value / 1e9:.2f} GB" if value >= 1e8 else f"{value / 1e6:.0f} MB"
+
+
+def fit_batch(method: str, model, lengths, batch_size: int, params: dict | None = None,
+              available: int | None = None) -> int:
+    """The batch size a job of inputs with ``lengths`` tokens should use, from ``batch_size`` (the
+    rule of the module docstring); warns once (``MemoryEstimateWarning``) when it lowers the batch
+    or when one example is estimated not to fit. ``available``: bytes (default: ``available_bytes``)."""
+    if not lengths:
+        return batch_size
+    if available is None:
+        available = available_bytes(model)
+        if available is None:
+            return batch_size
+    budget = int(available * SHARE)
+    longest = max(lengths)
+    size = max(1, int(batch_size))
+    first = estimate_bytes(method, model, longest, size, params)
+    while size > 1 and estimate_bytes(method, model, longest, size, params) > budget:
+        size //= 2
+    need = estimate_bytes(method, model, longest, size, params)
+    from .notices import warn
+
+    if need > budget:
+        warn(f"{method}: estimated peak memory {_gb(need)} for one input of {longest} tokens exceeds "
+             f"{int(SHARE * 100)} % of the {_gb(available)} available; it may run out of memory (shorter inputs: "
+             f"--max-length; or a method with a smaller working set, see docs/precision-and-state.md)",
+             MemoryEstimateWarning)
+    elif size < batch_size:
+        warn(f"{method}: estimated peak memory {_gb(first)} for batches of {batch_size} at {longest} tokens "
+             f"exceeds {int(SHARE * 100)} % of the {_gb(available)} available: batch size lowered to {size} "
+             f"(estimate {_gb(need)})", MemoryEstimateWarning)
+    return size
+
+
+__all__ = ["MemoryEstimateWarning", "available_bytes", "estimate_bytes", "fit_batch"]
