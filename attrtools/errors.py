@@ -44,6 +44,7 @@ only from its module; ``tests/test_errors.py`` checks that this list is complete
     labels.LabelError, labels.LabelRangeError          InputDataError
     report.plots.FigureFormatError                     UsageError
     locks.LockBusy                                     AttrtoolsError
+    precision.PrecisionError                           AttrtoolsError (also ArithmeticError)
     adversarial.textattack_compat.TextAttackUnavailable
                                                        MissingDependencyError
 
