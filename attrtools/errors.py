@@ -54,7 +54,7 @@ from __future__ import annotations
 
 __all__ = ["AttrtoolsError", "UsageError", "ParameterError", "UnknownMethodError", "InputDataError", "UnsupportedModelError",
            "UnsupportedArchitecture", "CacheError", "CaptureError", "MissingDependencyError", "OneOutputError", "DistributedError",
-           "exit_code_for"]
+           "exit_code_for", "did_you_mean"]
 
 
 class AttrtoolsError(Exception):
@@ -116,6 +116,17 @@ class CaptureError(AttrtoolsError, RuntimeError):
 
 class MissingDependencyError(AttrtoolsError, ImportError):
     """An optional dependency (an extra such as ``attack``) is not installed or cannot be imported."""
+
+
+def did_you_mean(names, choices) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to each of ``names`` (a name or a
+    list; the peers' spellings and typos: ``difflib`` similarity >= 0.6), or ``""`` when none is close.
+    The one place every "unknown name" message (methods, parameters, recipes) gets its hint."""
+    import difflib
+
+    names = [names] if isinstance(names, str) else list(names)
+    close = [m for n in names for m in difflib.get_close_matches(str(n), [str(c) for c in choices], n=1)]
+    return f"; did you mean {', '.join(map(repr, dict.fromkeys(close)))}?" if close else ""
 
 
 def exit_code_for(err: BaseException) -> int | None:

@@ -111,3 +111,32 @@ def test_launch_error_is_one_line_in_every_tool(command, one_output_dir, dataset
     result = CliRunner().invoke(main, [command, "--model", one_output_dir, "--dataset", dataset, *extra,
                                        "--output-dir", str(tmp_path / "out"), "--no-cache"])
     _one_line_failure(result, 1, "launcher environment is inconsistent: RANK=3 WORLD_SIZE=2")
+
+
+def test_peers_spellings_and_typos_get_a_did_you_mean(tiny_models):
+    """Issue 23, 'names people already type': Captum's and inseq's ``n_steps`` is ``steps``
+    (giving both is refused), and an unknown method, parameter or recipe names the closest one."""
+    from attrtools.adversarial.recipes import RecipeError, parse_recipes
+    from attrtools.errors import ParameterError, UnknownMethodError, did_you_mean
+
+    model, tok = tiny_models["bert"]
+    [aliased] = attrtools.attribute(model, tok, ["a fine film"], method="attattr", n_steps=4)
+    [plain] = attrtools.attribute(model, tok, ["a fine film"], method="attattr", steps=4)
+    assert aliased.params["steps"] == 4 and "n_steps" not in aliased.params
+    assert (aliased.scores == plain.scores).all()
+    with pytest.raises(ParameterError, match="give 'steps' or its alias 'n_steps', not both"):
+        attrtools.attribute(model, tok, ["a fine film"], method="attattr", steps=4, n_steps=4)
+    with pytest.raises(ParameterError, match=r"did you mean 'steps'\?"):
+        attrtools.attribute(model, tok, ["a fine film"], method="attattr", step=4)
+    with pytest.raises(UnknownMethodError, match=r"did you mean 'grad_input'\?"):
+        attrtools.get_method("grad-input")
+    with pytest.raises(RecipeError, match=r"did you mean 'deepwordbug'\?"):
+        parse_recipes("deepwordbugs")
+    assert did_you_mean("zzzz", ["attattr", "raw"]) == ""
+
+
+def test_recipe_is_a_spelling_of_recipes():
+    from attrtools.adversarial.cli import audit
+
+    spellings = [o for p in audit.params if p.name == "recipes" for o in p.opts]
+    assert spellings == ["--recipes", "--recipe"]

@@ -38,7 +38,7 @@ import logging
 import os
 import warnings
 
-from ..errors import InputDataError, ParameterError
+from ..errors import InputDataError, ParameterError, did_you_mean
 from ..io import atomic_path, write_json, write_text
 from ..progress import enabled_default
 from ..types import Example
@@ -101,7 +101,8 @@ def build_attack(name: str, wrapper, model=None, tokenizer=None, patterns=None, 
             attack.goal_function.query_budget = query_budget
         return attack, search
     if name not in RECIPES:
-        raise ParameterError(f"unknown recipe {name!r}; choose from {', '.join(ALL_RECIPES)}")
+        raise ParameterError(f"unknown recipe {name!r}; choose from {', '.join(ALL_RECIPES)}"
+                             f"{did_you_mean(name, ALL_RECIPES)}")
     attack = build_recipe(name, wrapper, resources or AttackResources(), parts)
     if query_budget:
         attack.goal_function.query_budget = query_budget
@@ -273,7 +274,8 @@ def check_audit(recipes, resources: AttackResources | None = None, attacks: dict
                           "a query budget is spent; run it without --query-budget")
     unknown = [r for r in recipes if r not in RECIPES and r not in (attacks or {})]
     if unknown:
-        raise RecipeError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ALL_RECIPES)}")
+        raise RecipeError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(ALL_RECIPES)}"
+                          f"{did_you_mean(unknown, ALL_RECIPES)}")
     clash = [name for name in (attacks or {}) if name in RECIPES]
     if clash:
         raise RecipeError(f"attack hook name(s) {', '.join(clash)} clash with recipe names; rename them")

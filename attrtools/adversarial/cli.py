@@ -132,7 +132,7 @@ def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_d
 @train_dataset_options
 @click.option("--triggers", "triggers_path", default=None, type=click.Path(dir_okay=False),
               help="A triggers.json from `attrtools triggers` (instead of --train-dataset).")
-@click.option("--recipes", default=",".join(D.recipes), show_default=True,
+@click.option("--recipes", "--recipe", default=",".join(D.recipes), show_default=True,
               help="Comma list of TextAttack recipes by their CLI names (textfooler, pwws, bae, bert-attack, a2t, "
                    "textbugger, deepwordbug, pruthi, checklist, kuleshov, alzantot, faster-alzantot, iga, pso, clare, "
                    "input-reduction, hotflip, leap, bad-characters) and attrtools' wir-delete, wir-attribution; "

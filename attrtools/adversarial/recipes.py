@@ -27,7 +27,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
-from ..errors import AttrtoolsError
+from ..errors import AttrtoolsError, did_you_mean
 
 
 class RecipeError(AttrtoolsError, ValueError):
@@ -168,7 +168,8 @@ def parse_recipes(text: str) -> list[str]:
         names = [n for n in RECIPES if n != "triggers"]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
-        raise RecipeError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)} (or all)")
+        raise RecipeError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(RECIPES)} (or all)"
+                          f"{did_you_mean(unknown, RECIPES)}")
     return list(dict.fromkeys(names))
 
 

@@ -51,7 +51,10 @@ def get(name: str) -> Method:
     except KeyError:
         from ..errors import UnknownMethodError
 
-        raise UnknownMethodError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+        from ..errors import did_you_mean
+
+        raise UnknownMethodError(f"unknown method {name!r}; available: {', '.join(sorted(_REGISTRY))}"
+                                 f"{did_you_mean(str(name).lower().replace('-', '_'), _REGISTRY)}") from None
 
 
 def list_methods() -> list[str]:

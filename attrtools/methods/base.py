@@ -118,6 +118,11 @@ TARGET_KIND = Choice("prob", "logit")
 INTERNAL_BATCH = Int(min=1, none=True)  # rows per pass; None = the method's own default
 
 
+#: Parameter spellings of the peers, accepted as aliases where the method has the parameter: Captum's
+#: ``IntegratedGradients.attribute(n_steps=...)`` and inseq's ``n_steps`` are attrtools' ``steps``.
+PARAMETER_ALIASES = {"n_steps": "steps"}
+
+
 class Method:
     """Base class. Subclasses set the class attributes and implement ``compute``.
 
@@ -148,11 +153,20 @@ class Method:
     def params(self, **given) -> dict:
         """The defaults updated with ``given``, every value checked against ``schema``; raises
         ``ParameterError`` (one line naming the method and the parameter)."""
+        given = dict(given)
+        for alias, name in PARAMETER_ALIASES.items():  # the peers' spellings (Captum, inseq: n_steps)
+            if alias in given and name in self.defaults:
+                if name in given:
+                    raise ParameterError(f"method {self.name!r}: give {name!r} or its alias {alias!r}, not both")
+                given[name] = given.pop(alias)
         unknown = set(given) - set(self.defaults)
         if unknown:
+            from ..errors import did_you_mean
+
             takes = ", ".join(sorted(self.defaults)) or "no parameters"
             raise ParameterError(
-                f"method {self.name!r} got unknown parameter(s) {', '.join(sorted(unknown))}; it takes {takes}")
+                f"method {self.name!r} got unknown parameter(s) {', '.join(sorted(unknown))}; it takes {takes}"
+                f"{did_you_mean(sorted(unknown), self.defaults)}")
         merged = dict(self.defaults)
         merged.update(given)
         for name, value in merged.items():
