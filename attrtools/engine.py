@@ -562,6 +562,9 @@ class Engine:
             impl.check_lengths(self.model, [e.length for e in encoded], **params)
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
         self.report_truncation()
+        if isinstance(target, Sequence) and not isinstance(target, str) and len(target) != len(examples):
+            raise ParameterError(f"target lists {len(target)} target(s) for {len(examples)} example(s): give one per "
+                                 "example, or None/'pred', 'gold' or a class index for all")
         specs = [resolve_target_spec(target, e, i) for i, e in enumerate(examples)] if impl.needs_target(params) \
             else [None] * len(examples)
         specs = self._resolve_targets(encoded, specs, batch_size)

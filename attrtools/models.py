@@ -846,7 +846,8 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
                 model_kwargs["num_labels"] = num_labels
             if dtype is not None:
                 model_kwargs["dtype"] = dtype
-            model = AutoModelForSequenceClassification.from_pretrained(name_or_path, **model_kwargs)
+            model, loading = AutoModelForSequenceClassification.from_pretrained(name_or_path, output_loading_info=True,
+                                                                                **model_kwargs)
         except Exception as err:  # noqa: BLE001 - re-raised unless it is one we can say in a sentence
             if isinstance(err, RuntimeError) and "mismatch" in str(err):
                 logs["drop"] = True
@@ -861,6 +862,7 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
             raise ValueError(reason) from None
     if getattr(model.config, "model_type", None) not in ADAPTERS:
         infer_adapter(model)  # fail early, naming the model type and what is missing
+    warn_new_head(model, loading.get("missing_keys") or (), name_or_path)
     check_tokenizer(tokenizer, model.config, name_or_path)
     rows = model.get_input_embeddings().num_embeddings
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None and tokenizer.pad_token_id < rows:
@@ -869,6 +871,25 @@ def load_pretrained(name_or_path: str, device=None, num_labels: int | None = Non
     if device is not None:
         model.to(device)
     return model, tokenizer
+
+
+class NewHeadWarning(UserWarning):
+    """The checkpoint has no classification head: transformers initialised it at random."""
+
+
+def warn_new_head(model, missing_keys, name) -> None:
+    """One warning when ``from_pretrained`` initialised the classifier head at random (a checkpoint
+    saved without a sequence-classification head, e.g. a sentence encoder's ``BertModel``): every
+    prediction, probability and attribution would then explain a random head. The head's modules
+    are the adapter's ``classifier_head`` (``score``, ``classifier``, ...)."""
+    heads = tuple(adapter_for(model).classifier_head or ())
+    missing = [k for k in missing_keys if any(k == h or k.startswith(h + ".") for h in heads)]
+    if missing:
+        from .notices import warn
+
+        warn(f"{name}: the checkpoint has no classification head ({', '.join(sorted(missing)[:3])} initialised at "
+             "random), so its predictions and attributions explain a random head; fine-tune it first "
+             "(`attrtools finetune`) or load a sequence-classification checkpoint", NewHeadWarning)
 
 
 def load_auxiliary(name_or_path: str, kind: str):

@@ -66,6 +66,11 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
     elif getattr(model.config, "id2label", None) and len(model.config.id2label) != num_labels:
         model.config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
         model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    from .models import max_input_length
+
+    limit = max_input_length(model, tokenizer)
+    if limit is not None and max_length > limit:  # the one truncation rule: never past the position table
+        max_length = limit
     if device is not None:
         model.to(device)
     frozen = _freeze(model, freeze_embeddings, freeze_layers)

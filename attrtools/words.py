@@ -274,8 +274,9 @@ def attribution_word_scores(attribution, agg: str = "sum") -> list[WordScore]:
     offsets = getattr(attribution, "token_offsets", None) or []
     if len(offsets) != attribution.n_tokens or attribution.text is None:
         raise WordAlignmentError(
-            "this attribution holds no token offsets (computed with a slow tokenizer, or saved by an attrtools "
-            "before word alignment): recompute it with a fast tokenizer to get word scores")
+            "this attribution holds no token offsets, so its tokens cannot be aligned to words: it was computed "
+            "from token ids (attribute the texts themselves), with a slow tokenizer (use the fast one), or saved "
+            "by an attrtools before word alignment (recompute it)")
     if agg not in AGGREGATIONS:
         raise WordAlignmentError(f"unknown word aggregation {agg!r}; expected one of {', '.join(AGGREGATIONS)}")
     _, words = align(offsets, (attribution.text, attribution.text_pair))
