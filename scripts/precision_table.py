@@ -22,6 +22,8 @@ import warnings
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 TEXTS = ["the movie was good but alpha came before beta", "a dull plot and bad acting", "beta then alpha, fun"]
+# the integrated-gradient methods with a fixed rule (the table measures precision, not convergence)
+FIXED_RULE = {"attattr": {"steps": 20}, "ig_embed": {"steps": 20}}
 DTYPES = ("bfloat16", "float16")
 
 
@@ -43,17 +45,17 @@ def measure(families, root: str) -> dict:
         copies = {name: copy.deepcopy(model).to(getattr(torch, name)) for name in DTYPES}
         for method in methods.list_methods():
             try:
-                ref = Engine(model, tokenizer, cache=None).attribute(TEXTS, method)
+                ref = Engine(model, tokenizer, cache=None).attribute(TEXTS, method, **FIXED_RULE.get(method, {}))
             except UnsupportedModelError:
                 continue
             for name, reduced_model in copies.items():
                 try:
-                    got = Engine(reduced_model, tokenizer, cache=None).attribute(TEXTS, method)
+                    got = Engine(reduced_model, tokenizer, cache=None).attribute(TEXTS, method, **FIXED_RULE.get(method, {}))
                 except PrecisionError:  # non-finite (an fp16 overflow): refused by the engine
                     refused.append((method, name, family))
                     continue
                 # the same rounded weights computed in fp32: the error of the computation alone
-                rounded = Engine(copy.deepcopy(reduced_model).float(), tokenizer, cache=None).attribute(TEXTS, method)
+                rounded = Engine(copy.deepcopy(reduced_model).float(), tokenizer, cache=None).attribute(TEXTS, method, **FIXED_RULE.get(method, {}))
                 for r, q, g in zip(ref, rounded, got):
                     d, c = deviation(g.scores, r.scores), deviation(g.scores, q.scores)
                     rows.setdefault((method, name), []).append(

@@ -24,6 +24,10 @@ MAX_RELATIVE = {"bfloat16": 0.15, "float16": 0.01}
 # flow's token scores are max-flow values with many near-ties: its ranks swap at bf16 rounding
 # although the values agree to 4e-4 (measured Spearman 0.96); the value bound is the check that matters.
 SPEARMAN_EXEMPT = {("flow", "bfloat16")}
+# The integrated-gradient methods run a fixed rule here (the table was measured with it): the default
+# steps="auto" refines until 1e-3, which a bf16 forward's own rounding noise can keep it from meeting
+# (it then spends its whole pass budget and warns: docs/integrated-gradients.md, "Limits").
+FIXED_RULE = {"attattr": {"steps": 20}, "ig_embed": {"steps": 20}}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +51,8 @@ def test_every_method_on_reduced_precision(reduced, arch, method, dtype):
     except UnsupportedModelError:
         pytest.skip(f"{method} does not apply to {arch}")
     before = [p.detach().clone() for p in low.parameters()]
-    got = Engine(low, tokenizer, cache=None).attribute(TEXTS, method)
-    ref = Engine(rounded, tokenizer, cache=None).attribute(TEXTS, method)
+    got = Engine(low, tokenizer, cache=None).attribute(TEXTS, method, **FIXED_RULE.get(method, {}))
+    ref = Engine(rounded, tokenizer, cache=None).attribute(TEXTS, method, **FIXED_RULE.get(method, {}))
     expected = "float32" if method in FORWARD_IN_FP32 else dtype
     for g, r in zip(got, ref):
         assert g.params["_compute_dtype"] == expected and r.params["_compute_dtype"] == "float32"
@@ -138,7 +142,8 @@ def test_every_method_runs_on_reduced_precision_of_every_family(tmp_path, family
             except UnsupportedModelError:
                 continue
             try:
-                result = Engine(low, tokenizer, cache=None).attribute(TEXTS[:1], method)[0]
+                result = Engine(low, tokenizer, cache=None).attribute(TEXTS[:1], method,
+                                                                      **FIXED_RULE.get(method, {}))[0]
             except PrecisionError as err:  # an fp16 overflow: refused in one line, never a NaN
                 assert name == "float16" and "non-finite" in str(err) and "\n" not in str(err), (method, name)
                 refused.append((method, name))
