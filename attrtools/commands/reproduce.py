@@ -66,6 +66,19 @@ FAITHFULNESS_METHODS = ("gradsam", "chefer_lrp", "rollout", "raw", "globenc", "a
 GLOBENC_VARIANTS = ("N", "N_Res", "N_ResLN", "N_Enc")
 
 
+GROUPS = ("pruning", "adversarial", "tree", "cost", "faithfulness", "globenc")
+
+
+def check_groups(only) -> tuple:
+    """The experiment groups to run (None or empty: all of :data:`GROUPS`); ``ParameterError`` names
+    an unknown one. The one check, used by the CLI before anything loads and by ``run_reproduction``."""
+    only = tuple(only) if only else GROUPS
+    unknown = [g for g in only if g not in GROUPS]
+    if unknown:
+        raise ParameterError(f"unknown experiment(s) {', '.join(unknown)} (one of {', '.join(GROUPS)})")
+    return only
+
+
 def resolve_preset(name: str, **overrides) -> Preset:
     """The preset ``name`` with ``overrides`` (fields of :class:`Preset`, None = keep) applied.
     Raises ``ParameterError`` for an unknown preset or field, or a count below 1."""
@@ -99,7 +112,7 @@ def _context(model, preset: Preset, n_eval: int) -> str:
     return "; ".join(parts)
 
 
-def _spearman_by_variant(model, tokenizer, examples, engine, steps_note) -> dict:
+def _spearman_by_variant(model, tokenizer, examples, engine) -> dict:
     """Mean Spearman ρ of each GlobEnc variant with gradient × input (evaluate_methods' column)."""
     from ..evaluate.run import evaluate_methods
 
@@ -149,11 +162,7 @@ def run_reproduction(model, tokenizer, examples, out_dir: str, train_examples=No
     measured, verdict, reason), ``measurements`` and ``files``. Raises ``ParameterError`` for an
     unknown preset or group, ``InputDataError`` (from the tools) for unlabelled data.
     """
-    groups = ("pruning", "adversarial", "tree", "cost", "faithfulness", "globenc")
-    only = tuple(only) if only else groups
-    unknown = [g for g in only if g not in groups]
-    if unknown:
-        raise ParameterError(f"unknown experiment(s) {', '.join(unknown)} (one of {', '.join(groups)})")
+    only = check_groups(only)
     preset = preset if isinstance(preset, Preset) else resolve_preset(preset)
     from ..data import keep_content
     from ..engine import Engine
@@ -245,7 +254,7 @@ def run_reproduction(model, tokenizer, examples, out_dir: str, train_examples=No
         measured["decompx_aopc"] = pick("aopc_comp", ("decompx", "alti", "ig_embed", "grad_input", "globenc"))
     if "globenc" in only:
         log("GlobEnc Spearman with gradient × input, per variant")
-        rhos = _spearman_by_variant(model, tokenizer, faith_set, engine, preset.steps)
+        rhos = _spearman_by_variant(model, tokenizer, faith_set, engine)
         for variant, rho in rhos.items():
             note("globenc", f"spearman:{variant}", rho)
         measured["globenc_variants"] = rhos
@@ -308,13 +317,13 @@ def _figures(out_dir: str, measured: dict) -> list[str]:
         keys = [k for k in c.expected if k in values and values[k] is not None and not math.isnan(values[k])]
         if not keys:
             continue
-        fig, ax = plt.subplots(figsize=(5, 2.6))
+        fig, ax = plt.subplots(figsize=(5, 3.0))
         ax.bar(keys, [values[k] for k in keys], color="#4c72b0", label="measured")
         published = [c.published.get(k) if isinstance(c.published, dict) else None for k in keys]
         if any(p is not None for p in published):
             ax.scatter([k for k, p in zip(keys, published) if p is not None], [p for p in published if p is not None],
                        color="#dd8452", zorder=3, label="published")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
         ax.set_ylabel(c.unit, fontsize=8)
         ax.set_title(f"{c.key} (paper order: {' > '.join(c.expected)})", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -406,13 +415,14 @@ def _cli():
         published numbers beside the measured ones and a verdict per claim."""
         chosen = resolve_preset(preset, importance=importance, eval=eval_, faithfulness=faithfulness,
                                 triggers=triggers, steps=steps)
+        groups = check_groups([g.strip() for g in only.split(",") if g.strip()] if only else None)
         model, tokenizer = load_model_or_fail(model_name, device)
         examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, need_labels=True,
                                          model=model_name)
         train = (load_examples_or_fail(train_dataset, text_column, pair_column, label_column, need_labels=True,
                                        what="--train-dataset", model=model_name) if train_dataset else None)
         summary = run_reproduction(model, tokenizer, examples, output_dir, train_examples=train, preset=chosen,
-                                   only=[g.strip() for g in only.split(",") if g.strip()] if only else None,
+                                   only=groups,
                                    log=lambda line: click.echo(line, err=True))
         for row in summary["claims"]:
             click.echo(f"{row['claim']:<22} {row['verdict']:<15} published {row['published'] or '–'} | "
