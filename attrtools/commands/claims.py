@@ -165,7 +165,7 @@ def verdict(c: Claim, measured, context: str = "") -> tuple[str, str]:
         sign = 1 if c.higher_is_better else -1
         good = [(a, b) for a, b in pairs if sign * (values[a] - values[b]) > 0]
         bad = [f"{a} ≤ {b}" if c.higher_is_better else f"{a} ≥ {b}" for a, b in pairs if (a, b) not in good]
-        order = " > ".join(sorted(keys, key=lambda k: -sign * values[k]))
+        order = (" > " if c.higher_is_better else " < ").join(sorted(keys, key=lambda k: -sign * values[k]))
         note = f"measured order {order}" + (f"; not measured: {', '.join(absent)}" if absent else "")
         if len(good) == len(pairs):
             return "reproduced", note

@@ -284,7 +284,8 @@ def judge(measured: dict, context: str = "", reasons: dict | None = None) -> lis
         label, reason = verdict(c, value, context)
         if label == "not run" and (reasons or {}).get(c.key):
             reason = reasons[c.key]
-        published = _fmt(c.published) if c.kind != "order" else "order " + " > ".join(c.expected)
+        published = (_fmt(c.published) if c.kind != "order"
+                     else "order " + (" > " if c.higher_is_better else " < ").join(c.expected))
         if c.kind == "order" and any(v is not None for v in c.published.values()):
             published += f" ({_fmt(c.published)})"
         out.append({"claim": c.key, "paper": c.paper, "source": c.source, "statement": c.statement,
@@ -325,7 +326,8 @@ def _figures(out_dir: str, measured: dict) -> list[str]:
                        color="#dd8452", zorder=3, label="published")
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
         ax.set_ylabel(c.unit, fontsize=8)
-        ax.set_title(f"{c.key} (paper order: {' > '.join(c.expected)})", fontsize=8)
+        ax.set_title(f"{c.key} (paper order: {(' > ' if c.higher_is_better else ' < ').join(c.expected)})",
+                     fontsize=8)
         ax.tick_params(labelsize=7)
         fig.tight_layout()
         path = os.path.join(out_dir, "figures", f"{c.key}.png")
