@@ -28,6 +28,7 @@ official rule, Captum's IntegratedGradients and steps="auto" against Gauss-Legen
     python scripts/bench_attattr.py --real-lengths --examples 16                       # AG-News-like lengths
     python scripts/bench_attattr.py --real-lengths --length-profile sst2 --examples 16
     python scripts/bench_attattr.py --real-lengths --data dev.tsv --examples 16 --profile
+    python scripts/bench_attattr.py --short-lengths 16,32,64 --examples 8   # ratios at fixed short lengths
 
 ``--official-layers``: time the official-style loop on these target layers only and scale by the cost
 model to all layers (its per-layer work differs only in the backward depth, which the model counts);
@@ -266,6 +267,69 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
                                 rows=profile_table_rows), flush=True)
 
 
+def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats=3, seed=0):
+    """Ratios at fixed short lengths on the real MiniLM, every row the best of ``repeats`` runs in one
+    process (a shared machine: only ratios within one run compare): (a) official loop padded to 128,
+    (b) plain batched loop, (c) attrtools protocol=official, (d) steps=auto, and (d1) steps=auto with
+    the ladder climbed level by level (one batch per level, as before the first pass fetched the level
+    most integrals of the previous layer needed; the same numbers)."""
+    import random
+
+    import torch
+
+    import attrtools
+    from attrtools.methods import attattr as attattr_module
+    from attrtools.testing import FILLER, official_style_attattr
+
+    device_t = __import__("attrtools.models", fromlist=["resolve_device"]).resolve_device(device)
+    import warnings
+
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        model, tokenizer = minilm_classifier(tmp, device_t, seed)
+        engine = attrtools.Engine(model, tokenizer, cache=None, progress=False)
+        attrtools.attribute(model, tokenizer, ["a warm up text"], method="attattr", steps=2)
+        rng = random.Random(seed)
+        history = attattr_module.first_level_from_history
+
+        def level_by_level():
+            attattr_module.first_level_from_history = lambda passes: 1
+            try:
+                return engine.attribute(texts, method="attattr", tolerance=tolerance)
+            finally:
+                attattr_module.first_level_from_history = history
+
+        print(f"MiniLM-L6 (all-MiniLM-L6-v2 encoder, fitted head), {count} texts per length, device {device_t}, "
+              f"threads {torch.get_num_threads()}, best of {repeats}; s/example")
+        print(f"{'tokens':>6} {'(a)':>8} {'(b)':>8} {'(c)':>8} {'(d)':>8} {'(d1)':>8} {'(a)/(d)':>8} {'(b)/(c)':>8} "
+              f"{'(d1)/(d)':>8} {'d=d1':>8}")
+        for length in lengths:
+            texts = [" ".join(rng.choice(FILLER) for _ in range(length - 2)) for _ in range(count)]
+            rows = {
+                "(a)": lambda: [official_style_attattr(model, tokenizer, t, steps=official_steps, chunk=official_steps,
+                                                       pad_to=128) for t in texts],
+                "(b)": lambda: [official_style_attattr(model, tokenizer, t, steps=official_steps, chunk=official_steps,
+                                                       pad_to=0) for t in texts],
+                "(c)": lambda: engine.attribute(texts, method="attattr", steps=official_steps),
+                "(d)": lambda: engine.attribute(texts, method="attattr", tolerance=tolerance),
+                "(d1)": level_by_level,
+            }
+            best, outputs = {}, {}
+            for _ in range(repeats):  # rows interleaved, so a burst of load hits them alike
+                for label, fn in rows.items():
+                    sync(device_t)
+                    start = time.perf_counter()
+                    outputs[label] = fn()
+                    sync(device_t)
+                    seconds = (time.perf_counter() - start) / count
+                    best[label] = min(best.get(label, seconds), seconds)
+            same = max(float((x.scores - y.scores).abs().max() / y.scores.abs().max())
+                       for x, y in zip(outputs["(d)"], outputs["(d1)"]))
+            print(f"{length:>6} " + " ".join(f"{best[k]:>8.3f}" for k in rows) +
+                  f" {best['(a)'] / best['(d)']:>7.2f}x {best['(b)'] / best['(c)']:>7.2f}x "
+                  f"{best['(d1)'] / best['(d)']:>7.2f}x {same:>8.1e}", flush=True)
+
+
 def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, device_t):
     """``ig_embed`` against Captum's ``IntegratedGradients`` (on ``inputs_embeds``: the same
     integral, zero baseline of the word-embedding output, target logit): per example time and the
@@ -342,12 +406,18 @@ def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, de
 @click.option("--length-profile", type=click.Choice(sorted(LENGTH_PROFILES)), default="agnews", show_default=True,
               help="--real-lengths without --data: the length distribution of the generated texts.")
 @click.option("--tolerance", default=1e-3, show_default=True, help="--real-lengths: steps=auto's tolerance.")
+@click.option("--short-lengths", default=None,
+              help="Comma-separated token counts: rows (a)-(d) and (d1) (steps=auto level by level) on the real "
+                   "MiniLM at these fixed lengths, best of 3 each (see run_short_lengths).")
 @click.option("--parts", default="attattr,ig_embed", show_default=True,
               help="--real-lengths: which methods' rows (ig_embed's against Captum's IntegratedGradients).")
 def main(sizes, lengths, steps, examples, official_layers, device, extras, profile, real_lengths, data,
-         length_profile, tolerance, parts):
+         length_profile, tolerance, parts, short_lengths):
     import random
 
+    if short_lengths:
+        run_short_lengths([int(x) for x in short_lengths.split(",")], examples, steps, tolerance, device)
+        return
     if real_lengths:
         run_real_lengths(examples, data, length_profile, steps, tolerance, device, 25 if profile else 0,
                          parts=tuple(parts.split(",")))

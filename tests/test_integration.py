@@ -9,8 +9,9 @@ import torch
 import attrtools
 from attrtools.errors import ParameterError
 from attrtools.methods import get
-from attrtools.methods.integration import (LADDER, IntegrationWarning, composite_gausslegendre, integrate_adaptive,
-                                           nested_levels, quadrature, relative_change)
+from attrtools.methods.integration import (LADDER, IntegrationWarning, composite_gausslegendre,
+                                           first_level_from_history, integrate_adaptive, nested_levels, quadrature,
+                                           relative_change)
 from attrtools.testing import official_style_attattr
 
 from conftest import PAIRS, SENTENCES
@@ -99,6 +100,75 @@ def test_adaptive_driver_meets_tolerance_on_known_integrals(scale):
         assert true <= tolerance
         assert record["error_estimate"] * 2 >= true  # never below the true error by more than 2x
         assert sum(calls) == record["passes"]  # nested: each node evaluated once
+
+
+@pytest.mark.parametrize("first_level", [2, 3])
+def test_prefetching_a_level_changes_no_result(first_level):
+    """first_level: the first evaluation fetches that level's nodes in one batch; every item's value,
+    record and integral equal those of the level-by-level run, with fewer evaluate calls, and every
+    node is still evaluated once (the early ones only for items that needed them or were in that batch)."""
+    scales = {"flat": 0.5, "knee": 8.0, "sharp": 40.0}  # stop at 3, around 7-15, and in bisection
+
+    def g(item, alpha):
+        centers = torch.tensor([0.3, 0.5, 0.8], dtype=torch.float64)
+        return torch.sigmoid(scales[item] * (torch.tensor(alpha, dtype=torch.float64) - centers)) * scales[item]
+
+    def run(level):
+        calls = []
+
+        def evaluate(pairs):
+            calls.append(sorted(pairs))
+            return [g(item, a) for item, a in pairs]
+
+        done = integrate_adaptive(list(scales), evaluate, lambda item, q: q, 1e-6, first_level=level)
+        return done, calls
+
+    plain, plain_calls = run(1)
+    early, early_calls = run(first_level)
+    assert {item: plain[item][1]["passes"] for item in scales} != {item: 3 for item in scales}
+    for item in scales:
+        assert torch.equal(early[item][0], plain[item][0]) and torch.equal(early[item][2], plain[item][2])
+        assert early[item][1] == plain[item][1]
+    fetched = LADDER[first_level]
+    assert len(early_calls[0]) == len(scales) * fetched  # the first batch holds the whole level
+    assert len(early_calls) == len(plain_calls) - (first_level - 1)  # one call fewer per merged level
+    for calls in (plain_calls, early_calls):  # no (item, node) pair evaluated twice
+        flat = [pair for call in calls for pair in call]
+        assert len(flat) == len(set(flat))
+
+
+def test_first_level_from_history():
+    assert first_level_from_history([]) == 1  # no history: Gauss 3
+    assert first_level_from_history([3, 3, 7]) == 1  # most stopped at 3
+    assert first_level_from_history([3, 7, 7]) == 2  # most needed 7
+    assert first_level_from_history([7, 15, 31, 255]) == 2  # never beyond `highest` (7 nodes)
+    assert first_level_from_history([7, 15, 31, 255], highest=3) == 3
+    assert first_level_from_history([3, 7]) == 1  # half is not most
+
+
+def test_attattr_prefetch_equals_level_by_level(tiny, monkeypatch):
+    """AttAttr with steps='auto' starting every layer's ladder at Kronrod 7 (one batch) gives the
+    scores and records of the level-by-level run (batched == unbatched, to fp32 rounding)."""
+    from attrtools.methods import attattr as module
+
+    model, tokenizer = tiny
+    batch = _padded_batch(model, tokenizer, SENTENCES + PAIRS)
+    runs = {}
+    for level in (1, 2):
+        monkeypatch.setattr(module, "first_level_from_history", lambda passes, level=level: level)
+        records, zero = {}, {}
+        scores = module.attattr_layers(model, batch, steps="auto", records=records, baseline_scores=zero)
+        runs[level] = scores, records, zero
+    (plain, plain_records, plain_zero), (early, early_records, early_zero) = runs[1], runs[2]
+    for layer in plain_records:  # the same decisions; estimates equal to fp32 rounding
+        for ours, theirs in zip(early_records[layer], plain_records[layer]):
+            assert {k: v for k, v in ours.items() if k != "error_estimate"} == \
+                {k: v for k, v in theirs.items() if k != "error_estimate"}
+            assert ours["error_estimate"] == pytest.approx(theirs["error_estimate"], rel=1e-3, abs=1e-9)
+    for layer in plain:
+        scale = plain[layer].abs().max()
+        assert (early[layer] - plain[layer]).abs().max() <= 1e-5 * scale
+        torch.testing.assert_close(early_zero[layer], plain_zero[layer], rtol=1e-5, atol=1e-7)
 
 
 # ------------------------------------------------------------------ AttAttr and ig_embed on tiny models

@@ -48,8 +48,8 @@ from ..precision import to_model
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, crop,
                    frozen_parameters, target_score)
-from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, integrate_adaptive, integration_record,
-                          quadrature, resolve_rule)
+from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, first_level_from_history,
+                          integrate_adaptive, integration_record, quadrature, resolve_rule)
 
 
 @register
@@ -172,12 +172,15 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
         stepper = _Replay(model, batch, attention, clean.hidden_inputs, target_kind, autocast)
 
     result = {}
+    history: list = []  # passes of the previous layer's integrals: where to start the next layer's ladder
     with frozen_parameters(model):
         for layer in layers:
             stepper.start(layer)
             grad_sum, at_zero = None, plan.baseline()
             if adaptive:  # the α = 0 rows ride along with the ladder's first level
-                result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance, at_zero)
+                result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance, at_zero,
+                                                               first_level_from_history(history))
+                history = [r["passes"] for r in layer_records]
             for start, rows, alpha, weight in ([] if adaptive else plan.passes()):
                 grad, score = stepper.step(rows, alpha, weight)
                 grad_sum = grad_sum if grad_sum is not None else torch.zeros(
@@ -196,10 +199,12 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     return result
 
 
-def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float, at_zero: torch.Tensor):
+def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float, at_zero: torch.Tensor,
+                    first_level: int = 1):
     """The nested rule for every example of the current layer of ``stepper``; ``((B, H, n, n),
     [integration_record per example])``. ``at_zero`` is filled with ``F`` at ``α = 0`` (one extra
-    row per example in the first evaluation, its gradient dropped)."""
+    row per example in the first evaluation, its gradient dropped). ``first_level``: the ladder level
+    fetched in the first pass (``integrate_adaptive``; the same results at any level)."""
     device = batch.targets.device
     first = [True]
 
@@ -222,7 +227,7 @@ def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float,
     def finish(b, integral):
         return stepper.finish(integral.unsqueeze(0), torch.tensor([b], device=device))[0]
 
-    done = integrate_adaptive(list(range(batch.size)), evaluate, finish, tolerance)
+    done = integrate_adaptive(list(range(batch.size)), evaluate, finish, tolerance, first_level=first_level)
     return torch.stack([done[b][0] for b in range(batch.size)]), [done[b][1] for b in range(batch.size)]
 
 

@@ -167,8 +167,24 @@ LADDER_LEVELS_BEFORE_BISECTION = 5  # 1, 3, 7, 15, 31 nodes on [0, 1]; then bise
 MAX_PASSES = 255  # per item: where even bisection cannot meet the tolerance, the result says met=False
 
 
+def first_level_from_history(passes: list[int], most: float = 0.5, highest: int = 2) -> int:
+    """The ladder level (index into :data:`LADDER`) to fetch in one go at the start of the next
+    integrals, from the passes the previous ones used (e.g. the previous layer's, in AttAttr): the
+    highest level, at most ``highest`` (7 nodes), that more than ``most`` of them reached; 1 (Gauss 3,
+    the first level with an estimate) without history. Fetching a level early changes no result
+    (the ladder still decides level by level on the same nodes); it only merges the batches of the
+    levels below into one, at the price of the extra nodes for the items that stop earlier."""
+    level = 1
+    if passes:
+        for k in range(2, highest + 1):
+            if sum(p >= LADDER[k] for p in passes) > most * len(passes):
+                level = k
+    return level
+
+
 def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolerance: float,
-                       max_passes: int = MAX_PASSES, ladder_levels: int = LADDER_LEVELS_BEFORE_BISECTION) -> dict:
+                       max_passes: int = MAX_PASSES, ladder_levels: int = LADDER_LEVELS_BEFORE_BISECTION,
+                       first_level: int = 1) -> dict:
     """Every item's integral to a relative error estimate of ``tolerance``, in as few passes as the
     estimate allows.
 
@@ -195,6 +211,10 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
         tolerance: relative, on the ``finish`` result.
         ladder_levels: levels of the ladder before bisection (5: up to 31 nodes; 6: up to 63, for
             a sharp region at an end of [0, 1], which the ladder's nodes cluster towards).
+        first_level: the ladder level whose nodes the first evaluation fetches at once (1: Gauss 3;
+            2: Kronrod 7, one batch instead of two where most items need 7 nodes; see
+            :func:`first_level_from_history`). The same nodes and decisions, so the same results; the
+            records count the nodes the rule used, not the ones fetched early.
 
     Returns ``{item: (attribution, record, integral)}``, ``record = integration_record(...)``."""
     levels = nested_levels()
@@ -206,10 +226,12 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
     for k in range(ladder_levels):
         size = LADDER[k]
         alphas, weights = levels[k]
-        # the first evaluation fetches Gauss 3 at once (Gauss 1's node is its centre): one pass fewer
-        fetch = LADDER[1] if k == 0 else size
+        # the first evaluation fetches Gauss 3 (Gauss 1's node is its centre), or the nodes of
+        # ``first_level``, at once: one pass fewer per level merged; later levels fetch what is missing
+        fetch_level = max(k, min(max(1, first_level), ladder_levels - 1)) if k == 0 else k
+        fetch = LADDER[fetch_level]
         start = len(grads[active[0]])  # every active item holds the same nodes
-        nodes = levels[1][0] if k == 0 else alphas
+        nodes = levels[fetch_level][0]
         pairs = [(item, nodes[j]) for item in active for j in range(start, fetch)]
         values = evaluate(pairs) if pairs else []
         per = fetch - start
