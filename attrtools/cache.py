@@ -25,7 +25,7 @@ disk tier of safetensors files. One cache is shared by every tool, run and proce
   to float32 (both tiers, so the answer does not depend on which tier served it). Not given: the
   environment variable ``ATTRTOOLS_CACHE_DTYPE``, else fp32 (so every CLI command honours it).
   Entries are filed under ``storage_key(key, dtype)`` (a reduced-precision cache never serves or
-  is served another precision's entries) and narrowed by ``narrow`` (a payload beyond fp16's range
+  is served another precision's entries) and narrowed by ``narrow`` (a payload outside fp16's range
   stays fp32). Measured error: docs/precision-and-state.md.
 - ``max_disk_bytes``: a soft cap. Each process counts what it wrote since it last scanned the
   folder; when that passes the cap it takes an exclusive lock on ``<dir>/.lock`` (``attrtools.locks``),
@@ -65,6 +65,7 @@ _HEX_KEY = re.compile(r"[0-9a-f]{64}")
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
            "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 _DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+FP16_MIN_TOP = 2.0 ** -4  # see narrow
 DTYPE_ENV = "ATTRTOOLS_CACHE_DTYPE"  # the stored dtype when ``dtype`` is not given (CLI commands)
 
 
@@ -76,17 +77,22 @@ def storage_key(key: str, dtype: str) -> str:
 
 
 def narrow(tensor: torch.Tensor, dtype: str) -> torch.Tensor:
-    """The tensor as stored by a ``dtype`` cache: fp32 payloads as given; fp16/bf16 rounded to
-    nearest, except a tensor with a finite value beyond the target's range (fp16: |x| > 65504),
-    which is stored in its own dtype rather than turned into ``inf`` (never a silent wrong number)."""
+    """The tensor as stored by a ``dtype`` cache (one rule for every payload): fp32 as given; bf16
+    rounded to nearest (fp32's range, relative error <= 2^-8); fp16 rounded to nearest only when its
+    range fits the tensor, else stored in the tensor's own dtype (never ``inf``, never a flushed
+    value: no silent wrong number). fp16 fits when the largest finite ``|x|`` is at most 65504 and at
+    least ``FP16_MIN_TOP`` = 2^-4 (or the tensor is zero): every entry down to 2^-10 of the largest
+    is then a normal fp16 number (relative error <= 2^-11), and smaller ones are off by at most
+    2^-25 < 2^-21 of the largest. (Random-weight AttAttr matrices, max ~1e-5, stay fp32 under fp16.)"""
     target = _DTYPES[dtype]
     if target == torch.float32 or tensor.dtype == target:
         return tensor
-    limit = torch.finfo(target).max
     finite = tensor[torch.isfinite(tensor)]
-    if finite.numel() and finite.abs().max() > limit:
+    top = float(finite.abs().max()) if finite.numel() else 0.0
+    if top > torch.finfo(target).max or (target == torch.float16 and 0.0 < top < FP16_MIN_TOP):
         return tensor
     return tensor.to(target)
+
 
 log = logging.getLogger("attrtools.cache")
 

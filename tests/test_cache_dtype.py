@@ -64,6 +64,9 @@ def test_fp16_never_turns_a_large_value_into_inf(tmp_path):
     assert narrow(value, "fp16").dtype == torch.float32  # beyond 65504: stored exactly instead
     assert narrow(torch.tensor([1.0, float("inf")]), "fp16").dtype == torch.float16  # inf is no overflow
     assert narrow(value, "bf16").dtype == torch.bfloat16  # bf16 has fp32's range
+    small = torch.tensor([6e-6, 3e-9, 0.0])  # fp16 would flush or coarsen these: stored exactly
+    assert narrow(small, "fp16").dtype == torch.float32 and narrow(small * 1e5, "fp16").dtype == torch.float16
+    assert narrow(torch.zeros(3), "fp16").dtype == torch.float16
     cache = AttributionCache(tmp_path, dtype="fp16", memory_bytes=0)
     cache.put(KEY, value, {})
     got, _ = cache.get(KEY)
