@@ -121,8 +121,8 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
     return results, trace
 
 
-# Floats the per-pass buffers of one receiver chunk may take (64 MiB in fp32).
-_CHUNK_FLOATS = 1 << 24
+# Floats one buffer of a receiver chunk may take (16 MiB in fp32; a chunk has about five live).
+_CHUNK_FLOATS = 1 << 22
 
 
 def _block(model, trace, l, b, n, parts, mode, chunk, receivers):
