@@ -138,7 +138,7 @@ def test_decompx_receiver_chunks_equal_the_unchunked_path(tiny_models, arch_name
     model, tok = tiny_models[arch_name]
     batch = _batch(model, tok, SENTENCES + [PAIRS[0]])
     reference = _reference_decompose(model, batch, mode)
-    assert max(batch.lengths) > 3  # several chunks of 1 and 3 receivers, and a ragged last chunk
+    assert max(batch.lengths) > 5  # several chunks of 1, 3 (and 5 FFN rows below), a ragged last chunk
     for chunk in (1, 3, None, 10_000):
         results, _ = decompx_decompose(model, batch, mode, internal_batch_size=chunk)
         for (parts, logits), (ref_parts, ref_logits) in zip(results, reference):
@@ -148,6 +148,19 @@ def test_decompx_receiver_chunks_equal_the_unchunked_path(tiny_models, arch_name
     for (parts, logits), (ref_parts, ref_logits) in zip(lean, reference):
         assert parts.shape == (1,) + ref_parts.shape[1:]
         torch.testing.assert_close(parts[0], ref_parts[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    # default chunking with a small budget: several attention passes, each in several FFN sub-passes
+    from attrtools.methods import decompx
+    from attrtools.models import layer_module
+
+    d_ff = layer_module(model, 0, "ffn_in").out_features
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decompx, "_CHUNK_FLOATS", 5 * max(batch.lengths) * d_ff)
+        d = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim
+        assert 5 * d_ff // d > 5 * d_ff // d_ff > 1  # more FFN sub-passes than attention passes
+        small, _ = decompx_decompose(model, batch, mode)
+    for (parts, logits), (ref_parts, ref_logits) in zip(small, reference):
+        torch.testing.assert_close(parts, ref_parts, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
     scores = get("decompx").compute(model, batch, bias_decomp=mode, internal_batch_size=2)
     for b, s in enumerate(scores):

@@ -144,8 +144,11 @@ def _block(model, trace, l, b, n, parts, mode, chunk, receivers):
     ln1, ln2 = layer_module(model, l, "ln_attention"), layer_module(model, l, "ln_ffn")
     ffn_in, ffn_out = layer_module(model, l, "ffn_in"), layer_module(model, l, "ffn_out")
     theta = slope(trace.ffn_pre[l][b, :n], trace.ffn_act[l][b, :n])  # (n_i, d_ff)
-    width = max(ffn_in.out_features, parts.shape[-1])
-    step = chunk or max(1, _CHUNK_FLOATS // max(1, n * width))
+    d = parts.shape[-1]
+    # Receivers per pass: d-wide buffers of at most _CHUNK_FLOATS (each pass reads the whole value
+    # tensor once, so passes are as large as the budget allows), the d_ff-wide FFN in sub-passes.
+    step = chunk or max(1, _CHUNK_FLOATS // max(1, n * d))
+    ffn_step = chunk or max(1, _CHUNK_FLOATS // max(1, n * ffn_in.out_features))
     out = parts if receivers == n else parts.new_empty((receivers,) + tuple(parts.shape[1:]))
     for start in range(0, receivers, step):
         rows = slice(start, min(start + step, receivers))
@@ -154,9 +157,12 @@ def _block(model, trace, l, b, n, parts, mode, chunk, receivers):
         mixed = mixed.permute(1, 2, 0, 3).reshape(c, n, heads * d_h)  # (c, n_k, d_v)
         z = add_bias(F.linear(mixed, w_o), b_att, mode) + parts[rows]  # attention + residual
         h1 = ln_decompose(z, trace.ln1_in[l][b, rows], ln1, mode)
-        zeta = linear_parts(h1, ffn_in, mode)  # (c, n_k, d_ff)
-        ffn = linear_parts(zeta * theta[rows].unsqueeze(1), ffn_out, mode)
-        out[rows] = ln_decompose(ffn + h1, trace.ln2_in[l][b, rows], ln2, mode)
+        for sub in range(0, c, ffn_step):
+            part = slice(sub, min(sub + ffn_step, c))
+            zeta = linear_parts(h1[part], ffn_in, mode)  # (c', n_k, d_ff)
+            theta_part = theta[rows.start + part.start:rows.start + part.stop].unsqueeze(1)
+            z[part] = linear_parts(zeta * theta_part, ffn_out, mode) + h1[part]  # FFN + residual
+        out[rows] = ln_decompose(z, trace.ln2_in[l][b, rows], ln2, mode)
     return out
 
 
