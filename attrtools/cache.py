@@ -21,8 +21,12 @@ disk tier of safetensors files. One cache is shared by every tool, run and proce
   record, wrong key, unknown format, checksum mismatch) is reported (``warnings.warn`` + ``logging``), removed and treated as a miss, so the engine
   recomputes it.
 - ``dtype="fp32"`` stores the tensor as given (bitwise exact for float32 payloads);
-  ``dtype="fp16"`` halves disk and memory, and a hit returns the fp16 value upcast to float32
-  (both tiers, so the answer does not depend on which tier served it).
+  ``dtype="fp16"`` or ``"bf16"`` halves disk and memory, and a hit returns the stored value upcast
+  to float32 (both tiers, so the answer does not depend on which tier served it). Not given: the
+  environment variable ``ATTRTOOLS_CACHE_DTYPE``, else fp32 (so every CLI command honours it).
+  Entries are filed under ``storage_key(key, dtype)`` (a reduced-precision cache never serves or
+  is served another precision's entries) and narrowed by ``narrow`` (a payload outside fp16's range
+  stays fp32). Measured error: docs/precision-and-state.md.
 - ``max_disk_bytes``: a soft cap. Each process counts what it wrote since it last scanned the
   folder; when that passes the cap it takes an exclusive lock on ``<dir>/.lock`` (``attrtools.locks``),
   rescans and deletes least recently used entries (file mtime, touched on every disk hit) down to
@@ -58,7 +62,37 @@ STALE_TMP_SECONDS = 3600
 DEFAULT_MEMORY_BYTES = 256 * 2 ** 20
 ENTRY_OVERHEAD = 1024  # bytes a memory-tier entry costs besides its tensor (measured: about 0.8-1 KiB)
 _HEX_KEY = re.compile(r"[0-9a-f]{64}")
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16}
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+_DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+FP16_MIN_TOP = 2.0 ** -4  # see narrow
+DTYPE_ENV = "ATTRTOOLS_CACHE_DTYPE"  # the stored dtype when ``dtype`` is not given (CLI commands)
+
+
+def storage_key(key: str, dtype: str) -> str:
+    """The key an entry is filed under: the engine's key for fp32, a digest of (key, dtype) for a
+    reduced-precision cache, so a cache never serves a payload stored at another precision than its
+    own (an fp16 entry to an fp32 reader, or the reverse) from a shared folder."""
+    return key if dtype == "fp32" else hashlib.sha256(f"{key}|stored-as-{dtype}".encode()).hexdigest()
+
+
+def narrow(tensor: torch.Tensor, dtype: str) -> torch.Tensor:
+    """The tensor as stored by a ``dtype`` cache (one rule for every payload): fp32 as given; bf16
+    rounded to nearest (fp32's range, relative error <= 2^-8); fp16 rounded to nearest only when its
+    range fits the tensor, else stored in the tensor's own dtype (never ``inf``, never a flushed
+    value: no silent wrong number). fp16 fits when the largest finite ``|x|`` is at most 65504 and at
+    least ``FP16_MIN_TOP`` = 2^-4 (or the tensor is zero): every entry down to 2^-10 of the largest
+    is then a normal fp16 number (relative error <= 2^-11), and smaller ones are off by at most
+    2^-25 < 2^-21 of the largest. (Random-weight AttAttr matrices, max ~1e-5, stay fp32 under fp16.)"""
+    target = _DTYPES[dtype]
+    if target == torch.float32 or tensor.dtype == target:
+        return tensor
+    finite = tensor[torch.isfinite(tensor)]
+    top = float(finite.abs().max()) if finite.numel() else 0.0
+    if top > torch.finfo(target).max or (target == torch.float16 and 0.0 < top < FP16_MIN_TOP):
+        return tensor
+    return tensor.to(target)
+
 
 log = logging.getLogger("attrtools.cache")
 
@@ -101,7 +135,7 @@ def _checksum(record: dict, tensor: torch.Tensor) -> str:
 # Parse failures of any kind (a header nested 200,000 deep raises RecursionError) mean corrupt.
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError, struct.error)
 _RECORD_FIELDS = {"format", "key", "meta", "dtype", "shape", "created", "checksum"}
-_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16"}
+_SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 
 
 def read_header(data: bytes) -> dict:
@@ -145,7 +179,7 @@ def parse_record(header: dict) -> dict:
     problems = [
         (isinstance(record["key"], str), "key is not a string"),
         (isinstance(record["meta"], dict), "meta is not an object"),
-        (record["dtype"] in _SAFETENSORS_DTYPES, f"dtype {str(record['dtype'])[:20]!r} is not float32/float16"),
+        (record["dtype"] in _SAFETENSORS_DTYPES, f"dtype {str(record['dtype'])[:20]!r} is not float32/float16/bfloat16"),
         (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape), "shape is not a list of sizes"),
         (isinstance(record["checksum"], str) and _HEX_KEY.fullmatch(record["checksum"]) is not None,
          "checksum is not a sha256 digest"),
@@ -216,13 +250,15 @@ class AttributionCache:
         return super().__new__(cls)
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, memory_bytes: int = DEFAULT_MEMORY_BYTES,
-                 max_disk_bytes: int | None = None, dtype: str = "fp32", device=None, disk: bool = True):
+                 max_disk_bytes: int | None = None, dtype: str | None = None, device=None, disk: bool = True):
+        dtype = dtype if dtype is not None else (os.environ.get(DTYPE_ENV) or "fp32")
         if dtype not in _DTYPES:
-            raise ValueError(f"cache dtype must be 'fp32' or 'fp16', got {dtype!r}")
+            raise ValueError(f"cache dtype must be 'fp32', 'fp16' or 'bf16' (argument or ${DTYPE_ENV}), "
+                             f"got {str(dtype)[:20]!r}")
         self.directory = os.path.abspath(os.fspath(cache_dir)) if cache_dir is not None else default_cache_dir()
         self.memory_bytes = int(memory_bytes or 0)
         self.max_disk_bytes = max_disk_bytes
-        self.dtype = "fp16" if _DTYPES[dtype] == torch.float16 else "fp32"
+        self.dtype = _DTYPE_NAMES[_DTYPES[dtype]]
         self.device = torch.device(device) if device is not None else None
         self.disk = disk
         self.writable = True  # False after a failed disk write (see _stop_writing)
@@ -252,6 +288,7 @@ class AttributionCache:
         """``(tensor, meta)`` or None. Memory first, then disk (a disk hit is promoted to memory
         unless ``remember`` is False: a one-pass reader would only push useful entries out)."""
         target = torch.device(device) if device is not None else self.device
+        key = storage_key(self.filename_key(key), self.dtype)
         with self._lock:
             entry = self._memory.get(key)
             if entry is not None:
@@ -295,7 +332,8 @@ class AttributionCache:
         stored = tensor.detach()
         if not stored.is_floating_point():
             raise TypeError(f"cache entries are float tensors, got {stored.dtype}")
-        stored = stored.to(_DTYPES[self.dtype]) if self.dtype == "fp16" else stored
+        key = storage_key(self.filename_key(key), self.dtype)
+        stored = narrow(stored, self.dtype)
         stored = stored.clone().contiguous()
         self.stats["puts"] += 1
         if remember or not self.disk:
@@ -320,6 +358,7 @@ class AttributionCache:
     def invalidate(self, key: str, reason: str) -> None:
         """Drop an entry the caller found inconsistent (e.g. metadata that does not fit the example):
         reported like a corrupt entry, removed from both tiers, recomputed when next needed."""
+        key = storage_key(self.filename_key(key), self.dtype)
         with self._lock:
             old = self._memory.pop(key, None)
             if old is not None:
@@ -330,6 +369,7 @@ class AttributionCache:
             self.stats["corrupt"] += 1
 
     def __contains__(self, key: str) -> bool:
+        key = storage_key(self.filename_key(key), self.dtype)
         with self._lock:
             if key in self._memory:
                 return True
@@ -338,7 +378,7 @@ class AttributionCache:
     # ------------------------------------------------------------------------------ memory tier
     def _out(self, tensor: torch.Tensor, device) -> torch.Tensor:
         out = tensor.to(device) if device is not None else tensor
-        out = out.float() if out.dtype == torch.float16 else out
+        out = out.float() if out.dtype in (torch.float16, torch.bfloat16) else out
         return out.clone() if out is tensor else out  # callers may modify what they get
 
     def _remember(self, key: str, tensor: torch.Tensor, meta: dict) -> None:
@@ -677,7 +717,7 @@ class FsspecCache(AttributionCache):
     ``AttributionCache("s3://...")`` (and ``--cache-dir s3://...``) returns one of these."""
 
     def __init__(self, cache_dir=None, memory_bytes: int = DEFAULT_MEMORY_BYTES, max_disk_bytes: int | None = None,
-                 dtype: str = "fp32", device=None, disk: bool = True, storage_options: dict | None = None):
+                 dtype: str | None = None, device=None, disk: bool = True, storage_options: dict | None = None):
         from .stores import open_store
 
         location = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()

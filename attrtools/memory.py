@@ -14,7 +14,8 @@ the forward activations (per layer ``n·(4d + d_ff)`` values), the recorded atte
   with gradient (activations and attention ×3);
 - ``alti``, ``alti_logit``: receivers in chunks of 4M floats (``alti_matrix``), ×4 live copies;
 - ``globenc``: its ``(c, n, d)`` receiver chunks, ×4;
-- ``decompx``: the ``(n, n, d)`` decomposition of a layer, ×6 live copies (not chunked).
+- ``decompx``: the ``(n, n, d)`` decomposition and its value projection (2 live copies, one example
+  at a time) plus receiver-chunk buffers, about 5 × 4M floats (``methods.decompx._CHUNK_FLOATS``).
 
 Values are fp32 (4 bytes). Measured against ``scripts/bench_method_memory.py`` (peak resident
 memory added by the computation, MiniLM-size BERT, 512 tokens): ALTI 362 MB measured vs about
@@ -36,6 +37,7 @@ from .models import model_device, num_layers_heads
 FLOAT = 4  # bytes of an fp32 value
 SHARE = 0.8  # fraction of the available memory a job may plan to use
 ALTI_CHUNK = 1 << 22  # floats per receiver chunk (methods.alti.alti_matrix's default)
+DECOMPX_CHUNK = 1 << 22  # floats per buffer of a receiver chunk (methods.decompx._CHUNK_FLOATS)
 
 
 class MemoryEstimateWarning(UserWarning):
@@ -73,7 +75,7 @@ def estimate_bytes(method: str, model, length: int, batch: int = 1, params: dict
     elif method == "globenc":
         extra = 4 * min(ALTI_CHUNK, n * n * d) // max(b, 1) + H * n * d
     elif method == "decompx":
-        extra = 6 * n * n * d
+        extra = (2 * n * n * d + 5 * min(DECOMPX_CHUNK, n * n * max(f, d))) // max(b, 1)
     else:  # gradient methods and LRP: activations and attention kept for backward, and their gradients
         extra = activations + 2 * attention
     return FLOAT * b * (activations + attention + extra + result)

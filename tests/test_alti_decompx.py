@@ -95,3 +95,73 @@ def test_llama_refuses_decompx_and_runs_alti(tiny_models):
         Engine(model, tok, progress=False).attribute(["the movie"], "decompx")
     result = Engine(model, tok, progress=False).attribute(["the movie"], "alti")[0]
     torch.testing.assert_close(result.scores.sum(-1), torch.ones(result.scores.shape[:2]), atol=1e-5, rtol=0)
+
+
+def _reference_decompose(model, batch, mode="absdot"):
+    """The unchunked DecompX path (the whole ``(n, n, d)`` decomposition per step, as before the
+    receiver chunking), kept here as the reference the chunked path must equal."""
+    import torch.nn.functional as F
+
+    from attrtools.methods.alti import value_output_weights
+    from attrtools.methods.decompx import add_bias, linear_parts, ln_decompose, slope
+    from attrtools.models import adapter_for, get_module, head_dim, layer_module
+
+    first_name, classifier_name = adapter_for(model).classifier_head
+    first, classifier = get_module(model, first_name), get_module(model, classifier_name)
+    trace = trace_layers(model, batch.inputs, extra={"pre": (first, "out"), "post": (classifier, "in")})
+    out = []
+    for b, n in enumerate(batch.lengths):
+        x = trace.hidden_in[0][b, :n]
+        parts = torch.diag_embed(x.transpose(0, 1)).permute(1, 2, 0).contiguous()
+        for l in range(len(trace.hidden_in)):
+            w_v, b_v, w_o, b_o, heads = value_output_weights(model, l)
+            attn = trace.attentions[l][b, :, :n, :n]
+            value = F.linear(parts, w_v).view(n, n, heads, head_dim(model))
+            mixed = torch.einsum("hij,jkhe->ikhe", attn, value).reshape(n, n, -1)
+            z = add_bias(F.linear(mixed, w_o), F.linear(b_v, w_o) + b_o, mode) + parts
+            h1 = ln_decompose(z, trace.ln1_in[l][b, :n], layer_module(model, l, "ln_attention"), mode)
+            theta = slope(trace.ffn_pre[l][b, :n], trace.ffn_act[l][b, :n])
+            zeta = linear_parts(h1, layer_module(model, l, "ffn_in"), mode)
+            ffn = linear_parts(zeta * theta.unsqueeze(1), layer_module(model, l, "ffn_out"), mode)
+            parts = ln_decompose(ffn + h1, trace.ln2_in[l][b, :n], layer_module(model, l, "ln_ffn"), mode)
+        pre = linear_parts(parts[0], first, mode)
+        logits = linear_parts(pre * slope(trace.head["pre"][b], trace.head["post"][b]), classifier, mode)
+        out.append((parts, logits))
+    return out
+
+
+@pytest.mark.parametrize("arch_name", ENCODERS)
+@pytest.mark.parametrize("mode", ["absdot", "uniform"])
+def test_decompx_receiver_chunks_equal_the_unchunked_path(tiny_models, arch_name, mode):
+    """Chunking over receiver tokens (any chunk size, the default, the last block's receiver 0 only)
+    gives the unchunked decomposition to fp32 round-off, on a padded batch of different lengths."""
+    model, tok = tiny_models[arch_name]
+    batch = _batch(model, tok, SENTENCES + [PAIRS[0]])
+    reference = _reference_decompose(model, batch, mode)
+    assert max(batch.lengths) > 5  # several chunks of 1, 3 (and 5 FFN rows below), a ragged last chunk
+    for chunk in (1, 3, None, 10_000):
+        results, _ = decompx_decompose(model, batch, mode, internal_batch_size=chunk)
+        for (parts, logits), (ref_parts, ref_logits) in zip(results, reference):
+            torch.testing.assert_close(parts, ref_parts, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    lean, _ = decompx_decompose(model, batch, mode, internal_batch_size=2, all_rows=False)
+    for (parts, logits), (ref_parts, ref_logits) in zip(lean, reference):
+        assert parts.shape == (1,) + ref_parts.shape[1:]
+        torch.testing.assert_close(parts[0], ref_parts[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    # default chunking with a small budget: several attention passes, each in several FFN sub-passes
+    from attrtools.methods import decompx
+    from attrtools.models import layer_module
+
+    d_ff = layer_module(model, 0, "ffn_in").out_features
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decompx, "_CHUNK_FLOATS", 5 * max(batch.lengths) * d_ff)
+        d = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim
+        assert 5 * d_ff // d > 5 * d_ff // d_ff > 1  # more FFN sub-passes than attention passes
+        small, _ = decompx_decompose(model, batch, mode)
+    for (parts, logits), (ref_parts, ref_logits) in zip(small, reference):
+        torch.testing.assert_close(parts, ref_parts, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    scores = get("decompx").compute(model, batch, bias_decomp=mode, internal_batch_size=2)
+    for b, s in enumerate(scores):
+        torch.testing.assert_close(s, reference[b][1][:, int(batch.targets[b])], atol=1e-5, rtol=1e-5)

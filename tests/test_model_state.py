@@ -231,7 +231,12 @@ def test_memory_estimate_values(tiny_models):
     n = 10
     activations, attention = n * 2 * (4 * 32 + 64), 2 * 4 * n * n
     assert estimate_bytes("raw", model, n, 3) == 4 * 3 * (activations + 2 * attention + attention)
-    assert estimate_bytes("decompx", model, n, 1) == 4 * (activations + attention + 6 * n * n * 32 + n)
+    # decompx: the decomposition and its value projection, plus receiver-chunk buffers (d_ff wide)
+    assert estimate_bytes("decompx", model, n, 1) == \
+        4 * (activations + attention + 2 * n * n * 32 + 5 * n * n * 64 + n)
+    from attrtools.memory import DECOMPX_CHUNK
+    from attrtools.methods.decompx import _CHUNK_FLOATS
+    assert DECOMPX_CHUNK == _CHUNK_FLOATS
     assert estimate_bytes("attattr", model, n, 2, {"internal_batch_size": 5}) == \
         4 * (2 * (activations + attention + attention) + 3 * 5 * (activations + attention))
     for method in methods.list_methods():  # grows with the batch and the length

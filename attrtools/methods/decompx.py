@@ -27,8 +27,9 @@ Deviations: the slopes ``θ`` are read from the real forward (output of the FFN 
 input of the FFN output projection) instead of re-evaluating the activation, which makes the method
 independent of the activation function (GELU, ReLU, tanh) and exact; where ``ζ = 0`` exactly the slope
 is set to 0.5 (any value keeps the sum exact). The classifier-bias ω uses the dot product over the
-class dimension. The FFN is computed in chunks of ``internal_batch_size`` receiver tokens (memory
-``chunk × n × d_ff``). Post-LN encoders only; Llama is refused by ``check_model``.
+class dimension. Each block is computed in chunks of ``internal_batch_size`` receiver tokens
+(exact: every step after the value projection is per receiver), so an example holds two ``n² · d``
+tensors plus ``chunk × n × d_ff`` buffers, and the last block computes only the classifier's token. Post-LN encoders only; Llama is refused by ``check_model``.
 """
 from __future__ import annotations
 
@@ -88,10 +89,18 @@ def linear_parts(parts, module, mode):
     return add_bias(out, module.bias.float() if module.bias is not None else None, mode)
 
 
-def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal_batch_size=None):
+@torch.no_grad()
+def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal_batch_size=None,
+                      all_rows: bool = True):
     """Per example ``(last_hidden_parts (n, n, d), logit_parts (n, C), trace)``; exact sums:
     ``Σ_k last_hidden_parts[i, k] = hidden state of token i after the last block`` and
-    ``Σ_k logit_parts[k] = logits``."""
+    ``Σ_k logit_parts[k] = logits``.
+
+    ``internal_batch_size``: receiver tokens per pass (None: as many as keep the per-pass buffers
+    near ``_CHUNK_FLOATS`` floats). ``all_rows=False`` computes only receiver 0 in the last block (all
+    the classifier reads), and ``last_hidden_parts`` is then ``(1, n, d)``. Memory per example: the
+    decomposition and its value projection, ``2 · n² · d`` floats, plus the per-pass buffers; time
+    ``O(L · n² · d · (n + d_ff))``."""
     adapter = adapter_for(model)
     first_name, classifier_name = adapter.classifier_head
     first, classifier = get_module(model, first_name), get_module(model, classifier_name)
@@ -102,7 +111,8 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
         x = trace.hidden_in[0][b, :n]
         parts = torch.diag_embed(x.transpose(0, 1)).permute(1, 2, 0).contiguous()  # (n_i, n_k, d)
         for l in range(num_layers):
-            parts = _block(model, trace, l, b, n, parts, bias_decomp, internal_batch_size)
+            receivers = n if all_rows or l < num_layers - 1 else 1
+            parts = _block(model, trace, l, b, n, parts, bias_decomp, internal_batch_size, receivers)
         cls = parts[0]  # (n_k, d): the classifier reads the first token (all adapters here pool position 0)
         pre = linear_parts(cls, first, bias_decomp)  # (n_k, d)
         theta = slope(trace.head["pre"][b], trace.head["post"][b])
@@ -111,24 +121,49 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
     return results, trace
 
 
-def _block(model, trace, l, b, n, parts, mode, chunk):
+# Floats one buffer of a receiver chunk may take (16 MiB in fp32; a chunk has about five live).
+_CHUNK_FLOATS = 1 << 22
+
+
+def _block(model, trace, l, b, n, parts, mode, chunk, receivers):
+    """One post-LN block on the decomposition ``parts (n_i, n_k, d)``, computed in chunks of receiver
+    tokens ``i``. Every step after the value projection is per receiver (attention mixes the values of
+    all senders ``j`` into receiver ``i``; the AbsDot weights normalise over the sources ``k`` of one
+    receiver; LayerNorm and FFN act per receiver), so chunking over ``i`` gives the unchunked result up
+    to fp32 round-off. The values ``(H, n_j, n_k, d_h)`` are projected once for all senders; the
+    output overwrites ``parts`` chunk by chunk (each chunk reads only its own rows' residual), so the
+    block holds two ``n² · d`` tensors. Returns the first ``receivers`` rows ``(receivers, n_k, d)``."""
     w_v, b_v, w_o, b_o, heads = value_output_weights(model, l)
+    d_h = head_dim(model)
     attn = trace.attentions[l][b, :, :n, :n]  # (H, n_i, n_j)
-    value = F.linear(parts, w_v).view(n, n, heads, head_dim(model))  # (n_j, n_k, H, d_h), no bias
-    mixed = torch.einsum("hij,jkhe->ikhe", attn, value).reshape(n, n, -1)  # (n_i, n_k, d_v)
-    z = F.linear(mixed, w_o)
-    z = add_bias(z, F.linear(b_v, w_o) + b_o, mode)  # b_Att = Σ_h b_V^h W_O^h + b_O
-    z = z + parts  # residual
-    h1 = ln_decompose(z, trace.ln1_in[l][b, :n], layer_module(model, l, "ln_attention"), mode)
+    value = parts.new_empty((heads, n, n, d_h))  # (H, n_j, n_k, d_h), no bias: head-major for the matmul
+    for h in range(heads):
+        value[h] = F.linear(parts, w_v[h * d_h:(h + 1) * d_h])  # one head's temporary at a time
+    value = value.view(heads, n, n * d_h)
+    b_att = F.linear(b_v, w_o) + b_o  # b_Att = Σ_h b_V^h W_O^h + b_O
+    ln1, ln2 = layer_module(model, l, "ln_attention"), layer_module(model, l, "ln_ffn")
     ffn_in, ffn_out = layer_module(model, l, "ffn_in"), layer_module(model, l, "ffn_out")
     theta = slope(trace.ffn_pre[l][b, :n], trace.ffn_act[l][b, :n])  # (n_i, d_ff)
-    step = chunk or max(1, (1 << 22) // max(1, n * ffn_in.out_features))
-    ffn = torch.empty_like(h1)
-    for start in range(0, n, step):
-        rows = slice(start, start + step)
-        zeta = linear_parts(h1[rows], ffn_in, mode)  # (c, n_k, d_ff)
-        ffn[rows] = linear_parts(zeta * theta[rows].unsqueeze(1), ffn_out, mode)
-    return ln_decompose(ffn + h1, trace.ln2_in[l][b, :n], layer_module(model, l, "ln_ffn"), mode)
+    d = parts.shape[-1]
+    # Receivers per pass: d-wide buffers of at most _CHUNK_FLOATS (each pass reads the whole value
+    # tensor once, so passes are as large as the budget allows), the d_ff-wide FFN in sub-passes.
+    step = chunk or max(1, _CHUNK_FLOATS // max(1, n * d))
+    ffn_step = chunk or max(1, _CHUNK_FLOATS // max(1, n * ffn_in.out_features))
+    out = parts if receivers == n else parts.new_empty((receivers,) + tuple(parts.shape[1:]))
+    for start in range(0, receivers, step):
+        rows = slice(start, min(start + step, receivers))
+        c = rows.stop - rows.start
+        mixed = torch.matmul(attn[:, rows], value).view(heads, c, n, d_h)  # (H, c, n_k, d_h)
+        mixed = mixed.permute(1, 2, 0, 3).reshape(c, n, heads * d_h)  # (c, n_k, d_v)
+        z = add_bias(F.linear(mixed, w_o), b_att, mode) + parts[rows]  # attention + residual
+        h1 = ln_decompose(z, trace.ln1_in[l][b, rows], ln1, mode)
+        for sub in range(0, c, ffn_step):
+            part = slice(sub, min(sub + ffn_step, c))
+            zeta = linear_parts(h1[part], ffn_in, mode)  # (c', n_k, d_ff)
+            theta_part = theta[rows.start + part.start:rows.start + part.stop].unsqueeze(1)
+            z[part] = linear_parts(zeta * theta_part, ffn_out, mode) + h1[part]  # FFN + residual
+        out[rows] = ln_decompose(z, trace.ln2_in[l][b, rows], ln2, mode)
+    return out
 
 
 @register
@@ -158,5 +193,6 @@ class DecompX(Method):
         self.check_model(model)
         if batch.targets is None:
             raise ValueError("DecompX needs target classes")
-        results, _ = decompx_decompose(model, batch, params["bias_decomp"], params["internal_batch_size"])
+        results, _ = decompx_decompose(model, batch, params["bias_decomp"], params["internal_batch_size"],
+                                        all_rows=False)
         return [logits[:, int(batch.targets[b])].contiguous() for b, (_, logits) in enumerate(results)]
