@@ -882,7 +882,10 @@ def warn_new_head(model, missing_keys, name) -> None:
     saved without a sequence-classification head, e.g. a sentence encoder's ``BertModel``): every
     prediction, probability and attribution would then explain a random head. The head's modules
     are the adapter's ``classifier_head`` (``score``, ``classifier``, ...)."""
-    heads = tuple(adapter_for(model).classifier_head or ())
+    try:
+        heads = tuple(adapter_for(model).classifier_head or ())
+    except UnsupportedModelError:  # a family without an adapter yet: the common head names
+        heads = ("classifier", "score")
     missing = [k for k in missing_keys if any(k == h or k.startswith(h + ".") for h in heads)]
     if missing:
         from .notices import warn

@@ -192,7 +192,7 @@ def test_flow_refuses_long_inputs_before_any_work(tiny_models, tmp_path):
     assert engine.encode(short).length < MAX_TOKENS["networkx"] < n_long <= MAX_TOKENS["scipy"]
     with pytest.raises(ParameterError, match=rf"input of {n_long} tokens exceeds the cap of 48 tokens for solver "
                                              r"'networkx'.*solver='scipy'"):
-        engine.attribute([short, long], "flow")
+        engine.attribute([short, long], "flow", solver="networkx")
     assert engine.stats["computed"] == 0  # refused before the short input ran
     with pytest.raises(ParameterError, match=r"cap of 10 tokens for solver 'scipy'"):
         engine.attribute([long], "flow", solver="scipy", max_tokens=10)
