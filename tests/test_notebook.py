@@ -161,6 +161,7 @@ def test_executed_notebook_renders_with_and_without_scripts(tiny_dirs, tmp_path,
     nb.cells = [nbformat.v4.new_code_cell(c.format(model=tiny_dirs["bert"])) for c in CELLS]
     env_path = os.environ.get("PYTHONPATH", "")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([ROOT] + ([env_path] if env_path else [])))  # the kernel imports this tree
+    monkeypatch.delenv("CI", raising=False)  # a user's kernel: CI's own $CI turns the bars off (progress.enabled_default)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [cell.outputs for cell in nb.cells]
     assert any("progress True" in o.get("text", "") for o in outputs[0])  # bars on in a kernel
