@@ -188,6 +188,21 @@ def minilm_classifier(directory: str, device, seed: int = 0):
     return attrtools.load_model(directory, device=device)
 
 
+def timed_row(label, fn, passes, reference, error, device):
+    """Time ``fn()`` (one score tensor per reference attribution), print one table row and return
+    ``(label, passes, seconds per example, worst error, median error)``; ``error(scores, ref)`` is
+    the row's error measure against each reference's scores."""
+    sync(device)
+    start = time.perf_counter()
+    scores = fn()
+    sync(device)
+    seconds = (time.perf_counter() - start) / len(reference)
+    errors = [error(s, r.scores) for s, r in zip(scores, reference)]
+    print(f"{label:<44} {passes:>8} {seconds:>9.3f} {max(errors):>10.2e} {statistics.median(errors):>10.2e}",
+          flush=True)
+    return label, passes, seconds, max(errors), statistics.median(errors)
+
+
 def worst_layer_error(ours, reference) -> float:
     """max over layers of ‖S^l − R^l‖_F / ‖R^l‖_F (one example's (L, H, n, n) scores)."""
     return max(float((o.double() - r.double()).norm() / r.double().norm()) for o, r in zip(ours, reference))
@@ -225,15 +240,7 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
         rows = []
 
         def timed(label, fn, passes):
-            sync(device_t)
-            start = time.perf_counter()
-            scores = fn()
-            sync(device_t)
-            seconds = (time.perf_counter() - start) / len(texts)
-            errors = [worst_layer_error(s, r.scores) for s, r in zip(scores, reference)]
-            rows.append((label, passes, seconds, max(errors), statistics.median(errors)))
-            print(f"{label:<44} {passes:>8} {seconds:>9.3f} {max(errors):>10.2e} {statistics.median(errors):>10.2e}",
-                  flush=True)
+            rows.append(timed_row(label, fn, passes, reference, worst_layer_error, device_t))
 
         print(f"{'row':<44} {'passes':>8} {'s/example':>9} {'worst err':>10} {'median err':>10}")
         timed(f"(a) official loop, padded to 128, m={official_steps}",
@@ -345,14 +352,7 @@ def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, de
         return float((scores.double() - ref.double()).norm() / ref.double().norm())
 
     def timed(label, fn, passes):
-        sync(device_t)
-        start = time.perf_counter()
-        scores = fn()
-        sync(device_t)
-        seconds = (time.perf_counter() - start) / len(texts)
-        errors = [error(s, r.scores) for s, r in zip(scores, reference)]
-        print(f"{label:<44} {passes:>8} {seconds:>9.3f} {max(errors):>10.2e} {statistics.median(errors):>10.2e}",
-              flush=True)
+        timed_row(label, fn, passes, reference, error, device_t)
 
     def captum(n_steps):
         out = []
