@@ -39,7 +39,6 @@ fp32 Riemann result by ``scripts/bench_attattr.py``.
 from __future__ import annotations
 
 
-import numpy as np
 import torch
 
 from ..capture import PostLNBlock, capture, layer_hook
@@ -257,6 +256,17 @@ class _Plan:
             at_zero.index_copy_(0, rows[node], score.detach().float()[node])
 
 
+def _scored_pass(model, batch, rows, leaf, weight, target_kind, autocast, **capture_kwargs):
+    """One integration pass of both schedules: the forward of ``rows`` under ``capture(**capture_kwargs)``
+    (the replayed prefix and the scaled quantity), the target score, and the gradient of the
+    ``weight``-ed scores with respect to ``leaf`` (the quantity scaled by α). Returns ``(grad, score)``."""
+    with capture(model, **capture_kwargs), _autocast(model, autocast):
+        logits = model(**batch.select(rows)).logits
+    score = target_score(logits, batch.targets[rows], target_kind, model)
+    (grad,) = torch.autograd.grad((score * weight).sum(), leaf)
+    return grad, score
+
+
 class _Replay:
     """Any architecture: per target layer, the blocks from that layer up are run for every step with
     the layer's probabilities replaced by ``alpha * A`` (the blocks below are replayed). The
@@ -272,12 +282,8 @@ class _Replay:
     def step(self, rows, alpha, weight):
         layer, batch = self.layer, self.batch
         scaled = (self.attention[layer][rows].float() * alpha.view(-1, 1, 1, 1)).requires_grad_(True)
-        with capture(self.model, override={layer: scaled}, replay=(layer, self.hidden[layer][rows])), \
-                _autocast(self.model, self.autocast):
-            logits = self.model(**batch.select(rows)).logits
-        score = target_score(logits, batch.targets[rows], self.target_kind, self.model)
-        (grad,) = torch.autograd.grad((score * weight).sum(), scaled)
-        return grad, score
+        return _scored_pass(self.model, batch, rows, scaled, weight, self.target_kind, self.autocast,
+                            override={layer: scaled}, replay=(layer, self.hidden[layer][rows]))
 
     def finish(self, grad_sum, examples):
         return self.attention[self.layer][examples].float() * grad_sum
@@ -354,12 +360,8 @@ class _Decomposed:
         u = (self.projected[rows] * alpha.view(-1, 1, 1)).requires_grad_(True)  # fp32 leaf
         replace = _step_blocks(self.blocks, layer, to_model(u, self.model), self.mask[rows], self.position,
                                batch.max_length)
-        with capture(self.model, replay=(layer, self.hidden[layer][rows]), replace=replace), \
-                _autocast(self.model, self.autocast):
-            logits = self.model(**batch.select(rows)).logits
-        score = target_score(logits, batch.targets[rows], self.target_kind, self.model)
-        (grad,) = torch.autograd.grad((score * weight).sum(), u)
-        return grad, score
+        return _scored_pass(self.model, batch, rows, u, weight, self.target_kind, self.autocast,
+                            replay=(layer, self.hidden[layer][rows]), replace=replace)
 
     def finish(self, grad_sum, examples):
         layer, block = self.layer, self.blocks[self.layer]
