@@ -476,8 +476,6 @@ def setup_cli(ctx=None) -> World:
     here = init()
     if not here.distributed:
         return here
-    import sys
-
     if not here.is_main:
         quiet_rank()
     if ctx is not None:
