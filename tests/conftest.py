@@ -115,3 +115,15 @@ def html_check(tmp_path):
         return results
 
     return run
+
+
+@pytest.fixture(scope="module")
+def ta():
+    """``textattack`` through attrtools' shims (``load_textattack``), or a skip where the attack extra
+    is not installed."""
+    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
+
+    try:
+        return load_textattack()
+    except TextAttackUnavailable:
+        pytest.skip("textattack (the attack extra) is not installed")

@@ -19,16 +19,6 @@ from attrtools.types import Example
 
 
 @pytest.fixture(scope="module")
-def ta():
-    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
-
-    try:
-        return load_textattack()
-    except TextAttackUnavailable:
-        pytest.skip("textattack (the attack extra) is not installed")
-
-
-@pytest.fixture(scope="module")
 def stand_ins(tmp_path_factory, ta):
     from transformers import BertForMaskedLM, BertModel
 

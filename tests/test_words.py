@@ -267,15 +267,6 @@ def np_all_finite(xs):
 ORIGINAL = "the film was slow but the cast shines"
 
 
-@pytest.fixture(scope="module")
-def ta():
-    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
-    try:
-        return load_textattack()
-    except TextAttackUnavailable:
-        pytest.skip("textattack (the attack extra) is not installed")
-
-
 def _result(ta, original, edits, kind="Successful"):
     """An attack result whose perturbed text replaces word i of ``original`` by ``edits[i]`` (which
     may hold several words: an insertion), as TextAttack's transformations build it."""
