@@ -408,3 +408,18 @@ def test_candidates_batched_per_forward_pass_same_results(ta, planted, tmp_path)
     assert inputs_small == inputs_large and inputs_small > 10
     assert small >= inputs_small / 2 > large
     assert read_rows(str(tmp_path / "2" / "results.csv")) == read_rows(str(tmp_path / "64" / "results.csv"))
+
+
+def test_importing_textattack_keeps_the_loggers_that_existed(ta):
+    """TextAttack's import runs ``logging.config.dictConfig`` with ``disable_existing_loggers`` on:
+    attrtools' cache notes and a user's own loggers went silent after an audit. A fresh interpreter,
+    since the suite may have imported TextAttack already."""
+    import subprocess
+    import sys
+
+    code = ("import logging; a = logging.getLogger('attrtools.cache'); u = logging.getLogger('user.app'); "
+            "from attrtools.adversarial.textattack_compat import load_textattack; load_textattack(); "
+            "print(a.disabled, u.disabled)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "False"]

@@ -167,6 +167,7 @@ def load_textattack():
     if not textattack_installed():
         raise TextAttackUnavailable(f"TextAttack is not installed. Install it with: {INSTALL_HINT}")
     saved = {name: os.environ.get(name) for name in _TOUCHED_ENV}
+    enabled = _enabled_loggers()
     try:
         install_flair_stub()
         install_stopwords_fallback()
@@ -182,9 +183,24 @@ def load_textattack():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        _reenable_loggers(enabled)
     _quiet_textattack_logger()
     _MODULE = module
     return module
+
+
+def _enabled_loggers() -> list:
+    import logging
+
+    return [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger) and not lg.disabled]
+
+
+def _reenable_loggers(loggers) -> None:
+    """TextAttack's import runs ``logging.config.dictConfig`` with ``disable_existing_loggers``
+    left on, which silences every logger that existed before it (attrtools' cache notes, the
+    user's own): give those back their state."""
+    for logger in loggers:
+        logger.disabled = False
 
 
 def _quiet_textattack_logger():
