@@ -218,9 +218,9 @@ SENTINEL_SCRIPT = textwrap.dedent("""
     where = sys.argv[1] if sys.argv[2] == "shared" else os.path.join(sys.argv[1], f"rank{rank}")
     try:
         distributed.check_shared_cache(AttributionCache(where))
-        print(f"rank {rank} ok", flush=True)
+        print(f"rank {rank} ok\\n", end="", flush=True)  # one write: the ranks share the pipe
     except distributed.DistributedError as err:
-        print(f"rank {rank} error: {err}", flush=True)
+        print(f"rank {rank} error: {err}\\n", end="", flush=True)  # one write, so lines never interleave
     distributed.shutdown()
 """)
 
