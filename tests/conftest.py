@@ -18,6 +18,7 @@ import torch
 import attrtools
 from attrtools.testing import ARCHITECTURES, build_tiny_model
 
+from helpers import textattack_or_skip  # noqa: E402
 from s3_server import s3_server, s3_url  # noqa: E402,F401 - a real S3 server (SeaweedFS), once per session
 
 # The planted model is committed (scripts/make_planted_model.py made it): retraining it on each
@@ -121,9 +122,4 @@ def html_check(tmp_path):
 def ta():
     """``textattack`` through attrtools' shims (``load_textattack``), or a skip where the attack extra
     is not installed."""
-    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
-
-    try:
-        return load_textattack()
-    except TextAttackUnavailable:
-        pytest.skip("textattack (the attack extra) is not installed")
+    return textattack_or_skip()

@@ -15,6 +15,10 @@ from attrtools.adversarial import triggers as T
 from attrtools.testing import planted_dataset
 from attrtools.types import Example
 
+from helpers import run_cli as _cli
+from helpers import textattack_or_skip as _textattack
+from helpers import write_tsv as _write_tsv
+
 
 # ------------------------------------------------------------------------------------ pure logic
 def _hand_made(n=6, L=2, H=3):
@@ -265,3 +269,50 @@ def test_audit_results_depend_on_neither_chunks_nor_resume_point(ta, planted, tm
     summary = run_audit(model, tok, dev, str(parts), recipes=("deepwordbug",), chunk_size=3, progress=False)
     assert summary["recipes"]["deepwordbug"]["this_session"]["examples"] == 3
     assert (whole / "results.csv").read_bytes() == (parts / "results.csv").read_bytes()
+
+
+# ----------------------------------------------------------------------- the audit's train file and config
+def test_audit_reads_a_train_file_with_its_own_column_names(planted_dir, tmp_path):
+    """``audit`` had no --train-*-column options: a training file whose columns differ from the dev
+    data's could be read only by the guess (and here, not at all)."""
+    _textattack()
+    from attrtools.testing import planted_dataset
+
+    dev = _write_tsv(tmp_path / "dev.tsv", planted_dataset(4, seed=3), header=("sentence", "label"))
+    train = _write_tsv(tmp_path / "train.tsv", planted_dataset(30, seed=11), header=("phrase", "y"))
+    common = ["audit", "--model", planted_dir, "--dataset", dev, "--text-column", "sentence", "--label-column",
+              "label", "--train-dataset", train, "--recipes", "wir-delete", "--num-examples", "2",
+              "--num-train-examples", "12", "--steps", "2", "--no-cache"]
+    refused = _cli(common + ["--output-dir", tmp_path / "guess"])
+    assert refused.exit_code != 0 and "--train-dataset" in refused.output and "'sentence' not found" in refused.output
+    result = _cli(common + ["--train-text-column", "phrase", "--train-label-column", "y",
+                            "--output-dir", tmp_path / "run"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    meta = json.loads((tmp_path / "run" / "triggers.json").read_text())["config"]
+    assert meta["scanned"] == 30 and meta["correct_used"] == 12 and meta["patterns"] > 0  # the train file's rows
+    from attrtools.cli_kit import train_columns
+
+    assert train_columns((None, None, "y"), ("sentence", None, "label")) == ("sentence", None, "y")
+
+
+def test_run_comparison_resolves_its_config_once(monkeypatch, tmp_path):
+    """run_comparison resolved its config, then resolved the result again to drop 'triggers'."""
+    from attrtools import config as config_module
+    from attrtools.adversarial.compare import AuditedModel, run_comparison
+    from attrtools.adversarial.recipes import RecipeError
+
+    _textattack()
+    resolved = []
+    real = config_module.resolve_config
+
+    def counting(cls, config=None, options=None):
+        resolved.append(real(cls, config, options))
+        return resolved[-1]
+
+    monkeypatch.setattr(config_module, "resolve_config", counting)
+    with pytest.raises(RecipeError):  # an unknown recipe: refused right after the config is resolved
+        run_comparison([AuditedModel("a", None, None)], [], str(tmp_path / "cmp"),
+                       recipes=("triggers", "no-such-recipe"), use_triggers=False)
+    assert len(resolved) == 1 and resolved[0].recipes == ("no-such-recipe",)

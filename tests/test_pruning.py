@@ -18,6 +18,8 @@ from attrtools.testing import planted_dataset
 from attrtools.types import Example
 
 from conftest import PAIRS, SENTENCES
+from helpers import run_cli as _cli
+from helpers import write_tsv as _write_tsv
 
 
 def _plan_for(model):
@@ -304,3 +306,29 @@ def test_curve_points_come_back_from_the_cache(planted, tmp_path, monkeypatch):
         next(changed.parameters()).add_(1e-3)
     evaluate_masked(changed, batches, None, cache=fresh)
     assert len(runs) == 5
+
+
+# ------------------------------------------------------------------------ checked before the run directory
+def test_prune_count_beyond_the_config_heads_is_refused_before_the_run_dir(planted_dir, tmp_path):
+    """An out-of-range --prune-count was found only after the model loaded, with the run directory
+    already written."""
+    from attrtools.models import config_head_count, load_config
+
+    heads = config_head_count(load_config(planted_dir))
+    assert heads == 8
+    data = _write_tsv(tmp_path / "d.tsv", [("alpha the movie beta", 1), ("beta was alpha", 0)])
+    out = tmp_path / "run"
+    result = _cli(["prune", "--model", planted_dir, "--dataset", data, "--prune-count", str(heads + 1),
+                   "--strategies", "attention", "--output-dir", out, "--no-cache"])
+    assert result.exit_code == 2 and f"--prune-count must be in 0..{heads}" in result.output, result.output
+    assert not out.exists()
+    negative = _cli(["prune", "--model", planted_dir, "--dataset", data, "--prune-count", "-1",
+                     "--output-dir", out, "--no-cache"])
+    assert negative.exit_code == 2 and "--prune-count" in negative.output and not out.exists()
+    from attrtools.cli_kit import UserError
+    from attrtools.pruning.cli import prune_command
+
+    with pytest.raises(UserError, match="--prune-count must be at least 0"):  # the Python entry point too
+        prune_command(planted_dir, str(data), None, None, None, None, "attention", None, 4, None, -1, False, False,
+                      False, 2, 0.1, None, "loss", None, None, 0, 8, 8, 1, True, None, True, str(out), None)
+    assert not out.exists()

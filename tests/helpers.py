@@ -1,0 +1,39 @@
+"""Plain helpers several test files share (fixtures live in conftest.py): running the CLI in-process,
+reading its summary, writing small data files, the attack extra or a skip."""
+import pytest
+
+
+def run_cli(args):
+    """``attrtools <args>`` in this process (click's CliRunner; each arg passed through ``str``),
+    exceptions not caught: an unexpected one fails the test with its traceback."""
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def summary_line(output: str, key: str) -> str:
+    """The value of summary line ``key`` (the summary pads keys to one width)."""
+    for line in output.splitlines():
+        if line.startswith(key + " ") or line == key:
+            return line[len(key):].strip()
+    raise AssertionError(f"no summary line {key!r} in:\n{output}")
+
+
+def textattack_or_skip():
+    """``textattack`` through attrtools' shims (``load_textattack``), or a skip of the calling test
+    where the attack extra is not installed."""
+    from attrtools.adversarial.textattack_compat import TextAttackUnavailable, load_textattack
+
+    try:
+        return load_textattack()
+    except TextAttackUnavailable:
+        pytest.skip("textattack (the attack extra) is not installed")
+
+
+def write_tsv(path, rows, header=("sentence", "label")):
+    """A tab-separated file at ``path`` (a ``pathlib.Path``): ``header``, then one line per row."""
+    path.write_text("\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows),
+                    encoding="utf-8")
+    return path
