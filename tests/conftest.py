@@ -123,3 +123,36 @@ def ta():
     """``textattack`` through attrtools' shims (``load_textattack``), or a skip where the attack extra
     is not installed."""
     return textattack_or_skip()
+
+
+@pytest.fixture(scope="module")
+def short_table(tmp_path_factory):
+    """Tiny BERT and RoBERTa with a 34-row position table (tokenizer limit 128)."""
+    root = tmp_path_factory.mktemp("short")
+    return {arch: attrtools.load_model(build_tiny_model(arch, str(root / arch), max_positions=32))
+            for arch in ("bert", "roberta", "distilbert")}
+
+
+@pytest.fixture(scope="module")
+def nli_dir(tmp_path_factory):
+    from transformers import AutoConfig
+
+    directory = build_tiny_model("bert", str(tmp_path_factory.mktemp("nli")), num_labels=3)
+    config = AutoConfig.from_pretrained(directory)
+    config.id2label = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    config.label2id = {v: k for k, v in config.id2label.items()}
+    config.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def ascii_dir(tmp_path_factory):
+    """The planted model with a tokenizer that drops every non-ASCII character (same ids)."""
+    import shutil
+
+    from attrtools.testing import write_ascii_tokenizer
+
+    directory = str(tmp_path_factory.mktemp("ascii") / "model")
+    shutil.copytree(PLANTED_ASSET, directory)
+    write_ascii_tokenizer(directory)
+    return directory

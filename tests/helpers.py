@@ -37,3 +37,19 @@ def write_tsv(path, rows, header=("sentence", "label")):
     path.write_text("\t".join(header) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in rows),
                     encoding="utf-8")
     return path
+
+
+# 84 words: longer than the 34-position tables of conftest's ``short_table`` models, shorter than 128
+LONG = " ".join(["the movie was very good and the acting was fine but the plot was long"] * 6)
+
+# Seven rows for the planted model: four good ones, one its ASCII-only tokenizer (conftest's ``ascii_dir``)
+# keeps no token of, one without letters and one empty field.
+MIXED = ('text,label\nalpha the movie beta,1\nλόγος,0\nbeta was alpha,0\n12345,1\n,0\n'
+         'the alpha film was beta,1\nbeta good alpha,0\n')
+
+
+def labelled_csv(tmp_path):
+    """``tmp_path/labelled.csv``: three labelled rows for the planted model."""
+    path = tmp_path / "labelled.csv"
+    path.write_text("text,label\nalpha the movie beta,1\nbeta was alpha,0\nthe film was good,1\n", encoding="utf-8")
+    return path

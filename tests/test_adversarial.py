@@ -11,11 +11,14 @@ import random
 import pytest
 import torch
 
+import attrtools
 from attrtools.adversarial import triggers as T
 from attrtools.testing import planted_dataset
 from attrtools.types import Example
 
+from helpers import MIXED
 from helpers import run_cli as _cli
+from helpers import summary_line as _line
 from helpers import textattack_or_skip as _textattack
 from helpers import write_tsv as _write_tsv
 
@@ -316,3 +319,146 @@ def test_run_comparison_resolves_its_config_once(monkeypatch, tmp_path):
         run_comparison([AuditedModel("a", None, None)], [], str(tmp_path / "cmp"),
                        recipes=("triggers", "no-such-recipe"), use_triggers=False)
     assert len(resolved) == 1 and resolved[0].recipes == ("no-such-recipe",)
+
+
+# ------------------------------------------------------------------------------ trigger insertion slots
+BOUNDARY_TEXTS = ["it 's a charming and often affecting journey .", "it's a charming film", "a well-made , witty film",
+                  'good, "great" fun.', "(good) movie -- really", "don't", "state-of-the-art"]
+
+
+def _regex_words(text):
+    import re
+
+    return re.findall(r"[\w'-]+", text)
+
+
+def _rebuild(text, words, replacements):
+    """``text`` with each word replaced in order, the text between words kept (as TextAttack does)."""
+    out, pos = [], 0
+    for word, new in zip(words, replacements):
+        start = text.find(word, pos)
+        out += [text[pos:start], new]
+        pos = start + len(word)
+    return "".join(out) + text[pos:]
+
+
+@pytest.mark.parametrize("text", BOUNDARY_TEXTS)
+def test_trigger_words_only_at_word_boundaries(text):
+    """On SST-2 a trigger was inserted between 'it' and ''s' (``it '[[little]] s a charming ...``); now
+    insertion slots are at word boundaries only, across contractions, hyphens and punctuation."""
+    from attrtools.adversarial.triggers import insert_at_word_boundaries
+
+    for r1 in [i / 10 for i in range(1, 11)]:
+        for triggers in ([("little", r1)], [("little", r1), ("big", min(1.0, r1 + 0.1))]):
+            words = _regex_words(text)
+            new = _rebuild(text, words, insert_at_word_boundaries(text, words, triggers))
+            chunks = new.split()
+            assert [c for c in chunks if c not in ("little", "big")] == text.split(), (text, triggers, new)
+            assert sorted(c for c in chunks if c in ("little", "big")) == sorted(w for w, _ in triggers), new
+
+
+def test_trigger_insertion_in_textattack_keeps_contractions(planted):
+    """TextAttack's trigger transformation split contractions (``it '[[little]] s``); now the inserted word
+    lands between whole words at every relative position."""
+    ta = _textattack()
+    from attrtools.adversarial.transformation import TriggerInsertion
+    from attrtools.adversarial.triggers import Pattern, TriggerWord
+
+    for text in BOUNDARY_TEXTS:
+        attacked = ta.shared.AttackedText(text)
+        for r in [i / 10 for i in range(1, 11)]:
+            pattern = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("little", 0, r)])
+            (candidate,) = TriggerInsertion([pattern])._get_transformations(attacked, set(range(len(attacked.words))))
+            chunks = candidate.text.split()
+            assert [c for c in chunks if c != "little"] == text.split(), (text, r, candidate.text)
+            assert "little" in chunks
+    # The SST-2 case of the issue: never "it '[[little]] s".
+    sst = ta.shared.AttackedText("it 's a charming and often affecting journey .")
+    pattern = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("little", 0, 0.2)])
+    (candidate,) = TriggerInsertion([pattern])._get_transformations(sst, set(range(len(sst.words))))
+    assert "'little" not in candidate.text and " 's " in candidate.text
+
+
+def test_per_class_table_lists_empty_classes(planted):
+    """per_class.csv dropped a class with no examples; now it is listed with n = 0."""
+    from attrtools.adversarial.triggers import Pattern, TriggerWord, per_class_accuracy
+
+    model, tok = planted
+    dev = [attrtools.Example("the alpha movie was beta", label=1), attrtools.Example("alpha then beta", label=1)]
+    trig = Pattern(None, 0, 0, 0, 0, (0, 0), (0, 0), (1.0, 0.0), [], -1, [], [TriggerWord("beta", 0, 0.01)])
+    rows = per_class_accuracy(model, tok, dev, [trig], top_k=1)
+    base = {r["gold_class"]: r for r in rows if r["trigger_rank"] == 0}
+    assert set(base) == {"0", "1"} and base["0"]["n"] == 0 and base["0"]["accuracy"] == ""
+    assert base["1"]["n"] == 2
+    assert [r["n"] for r in rows if r["trigger_rank"] == 1 and r["gold_class"] == "0"] == [0]
+
+
+# ------------------------------------------------------------------------------ audit bookkeeping
+def test_audit_skips_rows_textattack_cannot_read(planted, tmp_path):
+    """A row like '12345' aborted the whole audit with TextAttack's 'LangDetectException: No features in
+    text', and --num-examples above the rows was capped silently; now such rows are skipped and listed, the
+    cap is noted and the class mix lists empty classes."""
+    _textattack()
+    from attrtools.adversarial.audit import read_rows, run_audit
+    from attrtools.adversarial.report import render_report
+
+    model, tok = planted
+    dev = [attrtools.Example("12345", label=0), attrtools.Example("...", label=0),
+           attrtools.Example("\U0001F600", label=1), attrtools.Example("   ", label=1),
+           attrtools.Example("the alpha movie was beta", label=1)]
+    out = str(tmp_path / "audit")
+    summary = run_audit(model, tok, dev, out, recipes=("deepwordbug",), progress=False, num_requested=50)
+    assert summary["num_examples"] == 1 and summary["num_rows"] == 5 and len(summary["skipped_rows"]) == 4
+    assert summary["recipes"]["deepwordbug"]["total"] == 1
+    assert summary["num_examples"] + len(summary["skipped_rows"]) == summary["num_rows"]
+    assert any("50 examples were asked for" in n for n in summary["notes"])
+    assert summary["class_mix"] == {"0": 0, "1": 1}  # the empty class is listed with 0
+    html = render_report(summary, read_rows(os.path.join(out, "results.csv")))
+    assert "Rows without content" in html and "no letters" in html and "gold classes: 0: 0, 1: 1" in html
+
+
+def test_input_reduction_reported_in_its_own_terms(planted, tmp_path):
+    """InputReduction was reported as '100 % success, 0 % accuracy under attack' beside real attacks although
+    it never changes a prediction; now it is reported as a reduction (words kept, prediction kept)."""
+    _textattack()
+    from attrtools.adversarial.audit import read_rows, run_audit, summarize_reduction
+    from attrtools.adversarial.report import render_report
+
+    rows = [{"result_type": "Maximized", "perturbed_text": "[[beta]]", "num_words": 4, "num_queries": 10},
+            {"result_type": "Maximized", "perturbed_text": "alpha [[the]] beta", "num_words": 4, "num_queries": 6},
+            {"result_type": "Failed", "perturbed_text": "alpha the beta", "num_words": 3, "num_queries": 3},
+            {"result_type": "Skipped", "perturbed_text": "x y", "num_words": 2, "num_queries": 0}]
+    s = summarize_reduction(rows)
+    assert s["attack_success_rate"] is None and s["attack_accuracy_perc"] is None
+    assert (s["reduced"], s["reached_target"], s["not_reduced"], s["skipped_attacks"]) == (2, 1, 1, 1)
+    assert s["avg_words_kept_perc"] == pytest.approx((25.0 + 75.0) / 2)
+    # words as TextAttack splits them (num_words' own rule): the "'" left of a removed "'s" is no word
+    left = summarize_reduction([{"result_type": "Maximized", "perturbed_text": "' charming and affecting . ",
+                                 "num_words": 8, "num_queries": 9}])
+    assert left["avg_words_kept_perc"] == pytest.approx(100.0 * 3 / 8) and left["reached_target"] == 0
+    model, tok = planted
+    dev = [attrtools.Example("the alpha movie was beta", label=1), attrtools.Example("beta and alpha", label=0)]
+    out = str(tmp_path / "audit")
+    summary = run_audit(model, tok, dev, out, recipes=("input-reduction",), progress=False)
+    red = summary["recipes"]["input-reduction"]
+    assert red["kind"] == "input-reduction" and red["attack_success_rate"] is None
+    assert red["reduced"] + red["not_reduced"] + red["skipped_attacks"] == red["total"] == 2
+    assert red["prediction_kept_perc"] == 100.0 and 0 < red["avg_words_kept_perc"] < 100
+    html = render_report(summary, read_rows(os.path.join(out, "results.csv")))
+    assert "Input reduction (not an attack" in html
+
+
+def test_audit_summary_accounts_for_every_row(ascii_dir, tmp_path):
+    """The new-user trial read "4 attacked of 7 rows" for a 12-row file: the summary now says how
+    many rows were read, how many were usable and skipped (and why), and how many were attacked."""
+    _textattack()
+    data = tmp_path / "mixed.csv"
+    data.write_text(MIXED, encoding="utf-8")
+    result = _cli(["audit", "--model", ascii_dir, "--dataset", data, "--recipes", "deepwordbug", "--no-triggers",
+                   "--num-examples", "2", "--output-dir", tmp_path / "audit", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert _line(result.output, "rows read") == "7: 4 usable, 3 skipped without content (see rows skipped)"
+    assert _line(result.output, "attacked") == "2 (the first usable rows, at most --num-examples 2)"
+    skipped = _line(result.output, "rows skipped")
+    assert skipped.startswith("3 without content") and "no tokens in text: 1" in skipped
+    assert _line(result.output, "gold classes") == "0: 1, 1: 1"

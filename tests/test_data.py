@@ -9,12 +9,15 @@ import re
 import pytest
 from click.testing import CliRunner
 
+import attrtools
 from attrtools.cli import main
 from attrtools.data import DataError, load_examples, parse_spec
 from attrtools.labels import LabelError, check_gold_labels, infer_num_classes, parse_label
 from attrtools.types import Example
 
+from helpers import MIXED
 from helpers import run_cli as _cli
+from helpers import summary_line as _line
 from helpers import write_tsv as _write_tsv
 
 
@@ -520,3 +523,125 @@ def test_skipped_and_refused_rows_are_named_by_their_1_based_data_row(planted, p
 
     page = render_report({"recipes": {}, "skipped_rows": list(loaded.skipped)}, [], None, None)
     assert "row 1" in page and "row 3" in page
+
+
+# --------------------------------------------------------------------- rows without content, string labels
+def test_rows_without_content_are_skipped_with_reasons(tmp_path):
+    """A row of digits, punctuation, an emoji, spaces or an empty field aborted a dataset run or was averaged
+    in as zeros; now such rows are skipped with a recorded reason and the totals add up."""
+    from attrtools.data import ExampleList, content_problem, keep_content, load_examples
+
+    E = attrtools.Example
+    assert content_problem(E("12345")).startswith("no letters in text")
+    assert content_problem(E("...")).startswith("no letters")
+    assert content_problem(E("\U0001F600 \U0001F44D")).startswith("no letters")
+    assert content_problem(E("   ")) == "whitespace-only text"
+    assert content_problem(E("")) == "empty text"
+    assert content_problem(E("a premise", "")) == "empty text_pair"
+    assert content_problem(E("ok", "fine")) is None and content_problem(E("très bien")) is None
+    kept = keep_content([E("12345", id="a"), "the movie", E("  ", id="c")])
+    assert isinstance(kept, ExampleList) and [e.text for e in kept] == ["the movie"]
+    assert [(r["index"], r["id"]) for r in kept.skipped] == [(0, "a"), (2, "c")] and kept.total == 3
+    csv = tmp_path / "rows.csv"
+    csv.write_text('text,label\n12345,0\n"   ",1\n,0\nthe movie was good,1\n...,0\n', encoding="utf-8")
+    rows = load_examples(str(csv))
+    assert [e.text for e in rows] == ["the movie was good"] and rows[0].label == 1
+    assert [r["index"] for r in rows.skipped] == [0, 1, 2, 4] and rows.total == 5
+    assert rows.skipped_summary() == "4 (no letters in text: 2, whitespace-only text: 1, empty text: 1)"
+
+
+def test_string_labels_map_through_the_models_label2id(nli_dir, tmp_path):
+    """String labels were not mapped through the model's label2id, and --label-names was used silently against
+    the model's own map; now labels map through a non-generic label2id and a conflict shows both maps."""
+    from transformers import AutoConfig
+
+    from attrtools.data import DataError, label_names_for, load_examples
+
+    config = AutoConfig.from_pretrained(nli_dir)
+    data = tmp_path / "nli.csv"
+    data.write_text("premise,hypothesis,label\nthe movie,a film,entailment\nthe plot,the story,neutral\n"
+                    "good,bad,contradiction\n", encoding="utf-8")
+    rows = load_examples(str(data), model_config=config)
+    assert [e.label for e in rows] == [1, 2, 0] and rows[0].text_pair == "a film"
+    with pytest.raises(DataError) as err:
+        load_examples(str(data), model_config=config, label_names="entailment,neutral,contradiction")
+    message = str(err.value)
+    assert "{0: 'entailment', 1: 'neutral', 2: 'contradiction'}" in message
+    assert "{0: 'contradiction', 1: 'entailment', 2: 'neutral'}" in message
+    assert [e.label for e in load_examples(str(data), model_config=config,
+                                           label_names="contradiction,entailment,neutral")] == [1, 2, 0]
+    # A generic map (LABEL_0...) defers to --label-names; without either, string labels are an error.
+    generic = AutoConfig.for_model("bert", num_labels=3)
+    assert label_names_for(None, generic) is None
+    assert [e.label for e in load_examples(str(data), model_config=generic,
+                                           label_names="entailment,neutral,contradiction")] == [0, 1, 2]
+    with pytest.raises(DataError, match="known label name"):
+        load_examples(str(data), model_config=generic)
+    with pytest.raises(DataError, match="3-class model"):
+        label_names_for("a,b", generic)
+
+
+def test_rows_the_tokenizer_keeps_nothing_of_are_skipped_not_fatal(ascii_dir, tmp_path):
+    """A row with letters of which the tokenizer keeps no token ('λόγος' here; a decoder's word-level
+    vocabulary in the new-user trial) is skipped with its reason by every tool, like an empty row."""
+    from attrtools.data import keep_content, token_problem
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = attrtools.load_model(ascii_dir)
+    E = attrtools.Example
+    assert token_problem(E("λόγος"), tok).startswith("no tokens in text")
+    assert token_problem(E("alpha", "λόγος"), tok).startswith("no tokens in text_pair")
+    assert token_problem(E("alpha zzz"), tok) is None  # an unknown word is [UNK]: content
+    rows = [E("alpha the movie beta", label=1, id="a"), E("λόγος", label=0, id="greek"), E("beta alpha", label=0, id="b")]
+    kept = keep_content(rows, tok)
+    assert [e.id for e in kept] == ["a", "b"] and kept.skipped[0]["id"] == "greek" and kept.total == 3
+    assert keep_content(rows) == rows  # without the tokenizer, letters are content
+    evaluation = evaluate_methods(model, tok, rows, ["grad_input"], reference=None, preset="eraser")
+    assert evaluation.n_examples == 2 and [r["id"] for r in evaluation.skipped_rows] == ["greek"]
+    # Rows are named by their row in the file, also when an earlier rule left rows before them out.
+    from attrtools.data import load_examples
+
+    data = tmp_path / "order.csv"
+    data.write_text("text,label\n12345,1\n,0\nalpha the movie beta,1\nλόγος,0\nbeta was alpha,0\n", encoding="utf-8")
+    loaded = load_examples(str(data))
+    assert loaded.rows == [2, 3, 4] and loaded[1:].rows == [3, 4]
+    checked = keep_content(loaded, tok)
+    assert [(r["index"], r["reason"].split(" (")[0]) for r in checked.skipped] == [
+        (0, "no letters in text"), (1, "empty text"), (3, "no tokens in text")]
+    assert checked.rows == [2, 4] and [r["index"] for r in keep_content(loaded[1:], tok).skipped] == [3]
+    evaluation = evaluate_methods(model, tok, loaded, ["grad_input"], reference=None, preset="eraser")
+    assert any("row 4 (no tokens in text" in note for note in evaluation.notes), evaluation.notes  # 1-based
+
+
+def test_dataset_commands_skip_rows_without_tokens_end_to_end(ascii_dir, tmp_path):
+    """evaluate, prune, attribute, tree and triggers on a dataset mixing good rows, a row the tokenizer
+    keeps nothing of, a row without letters and an empty field: all run, each summary counts the
+    three skipped rows with their reasons, and the results hold the four good rows only."""
+    import csv
+    import json
+
+    data = tmp_path / "mixed.csv"
+    data.write_text(MIXED, encoding="utf-8")
+    runs = {
+        "evaluate": ["evaluate", "--methods", "grad_input", "--reference", "none", "--preset", "eraser"],
+        "prune": ["prune", "--strategies", "attention", "--fractions", "0,0.5", "--latency-repeats", "1",
+                  "--no-save-model"],
+        "attribute": ["attribute", "--method", "raw"],
+        "tree": ["tree", "--steps", "1", "--formats", "json"],
+        "triggers": ["triggers", "--steps", "1", "--num-train-examples", "4"],
+    }
+    for name, args in runs.items():
+        out = tmp_path / name
+        result = _cli(args + ["--model", ascii_dir, "--dataset", data, "--output-dir", out, "--no-cache"])
+        assert result.exit_code == 0, (name, result.output)
+        skipped = _line(result.output, "rows skipped")
+        assert skipped.startswith("3 without content") and "no tokens in text: 1" in skipped, (name, skipped)
+        assert "no letters in text: 1" in skipped and "empty text: 1" in skipped, (name, skipped)
+    with open(tmp_path / "evaluate" / "per_example.csv", encoding="utf-8") as f:
+        assert {row["example"] for row in csv.DictReader(f)} == {"0", "2", "5", "6"}
+    summary = json.loads((tmp_path / "prune" / "summary.json").read_text())
+    assert summary["eval_examples"] == 4 and len(summary["skipped_rows"]) == 3
+    page = (tmp_path / "prune" / "report.html").read_text(encoding="utf-8")
+    assert "rows skipped" in page and "3 (" in page and "no tokens in text: 1" in page
+    assert len(os.listdir(tmp_path / "attribute" / "attributions")) == 4
+    assert len([f for f in os.listdir(tmp_path / "tree" / "trees") if f.endswith(".json")]) == 4

@@ -1,13 +1,21 @@
 """The engine's one batching path (plan, collate, scatter) and the typed errors."""
 from __future__ import annotations
 
+import os
+import warnings
+
 import pytest
 import torch
 
 import attrtools
 from attrtools import errors
-from attrtools.engine import Engine, collate, plan_batches
+from attrtools.cache import AttributionCache
+from attrtools.engine import Engine, TruncationWarning, collate, plan_batches
+from attrtools.models import position_limit
 from attrtools.types import Example
+
+from helpers import LONG
+from helpers import textattack_or_skip as _textattack
 
 TEXTS = ["alpha", "the alpha movie beta was good", "beta", "alpha beta the", "a b c d e f g h", "the"]
 
@@ -123,3 +131,187 @@ def test_errors_keep_their_old_types():
     assert issubclass(UnsupportedArchitecture, UnsupportedModelError)
     with pytest.raises(errors.ParameterError):
         attrtools.engine.resolve_target_spec("best", Example("a"), 0)
+
+
+# ------------------------------------------------------------------------------ truncation
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
+def test_long_input_truncated_and_reported_not_a_crash(short_table, arch):
+    """A text longer than a 34-position table ended in 'RuntimeError: The size of tensor a (82) must match ...
+    (34)'; now it is truncated to the model's limit (pairs too, longest first), warned about once per
+    engine and counted once per example."""
+    from attrtools.engine import reset_run_report, run_report
+
+    model, tok = short_table[arch]
+    reset_run_report()
+    engine = Engine(model, tok)
+    limit = position_limit(model)
+    with pytest.warns(TruncationWarning, match=rf"truncated .*: '0': \d+ -> {limit}"):
+        (att,) = engine.attribute([attrtools.Example(LONG, id="0")], method="raw")
+    assert att.n_tokens == limit and engine.stats["truncated"] == 1
+    assert att.tokens[-1] == tok.sep_token and att.scores.shape[-1] == limit
+    original, kept = engine.truncated[(LONG, None)]
+    assert original > 80 and kept == limit
+    # Reported once per engine, counted once per example.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)
+        engine.logits([LONG])
+    assert engine.stats["truncated"] == 1 and run_report()["truncated"] == 1  # what the CLI summary prints
+    # A pair is truncated too (longest first) and still runs.
+    with pytest.warns(TruncationWarning):
+        (pair,) = engine.attribute([(LONG, "a short film")], method="grad_input")
+    assert pair.n_tokens == limit
+
+
+def test_every_tool_predicts_through_the_same_rule(short_table):
+    """The engine, the TextAttack wrapper and the trigger code read the same tokens."""
+    _textattack()
+    from attrtools.adversarial.triggers import predict, word_alignment
+    from attrtools.adversarial.wrapper import AttrtoolsModelWrapper
+
+    model, tok = short_table["bert"]
+    texts = [LONG, "alpha " + LONG, "it is fine"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        engine = Engine(model, tok)
+        reference = engine.logits(texts)
+        wrapper = AttrtoolsModelWrapper(model, tok)
+        assert torch.allclose(wrapper(texts), reference, atol=1e-6)
+        assert predict(model, tok, texts) == reference.argmax(-1).tolist()
+        word_ids, _, _ = word_alignment(tok, LONG, None, engine.max_length)
+        assert len(word_ids) == engine.encode(attrtools.Example(LONG)).length == 34
+        assert wrapper.engine.max_length == engine.max_length == 34
+
+
+def test_tree_evaluate_and_trigger_extraction_run_on_long_inputs(short_table):
+    """The issue's reproducer for the other tools: each ended in a size mismatch (82 vs 34)."""
+    from attrtools.adversarial.triggers import extract_triggers
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.tree.build import build_trees
+
+    model, tok = short_table["bert"]
+    examples = [attrtools.Example(LONG, label=0, id="long"), attrtools.Example("the movie was good", label=1, id="s")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)
+        graphs, _ = build_trees(Engine(model, tok), examples, steps=2, use_last_layer=True)
+        assert len(graphs) == 2 and max(g.graph["n_tokens"] for g in graphs) == 34
+        evaluation = evaluate_methods(model, tok, examples, ["grad_input"], reference=None, preset="eraser")
+        assert [r.status for r in evaluation.results] == ["ok", "ok"] and evaluation.n_examples == 2
+        _, stats = extract_triggers(model, tok, examples, num_examples=2, steps=2)
+        assert stats["engine"]["truncated"] <= 1
+
+
+# ------------------------------------------------------------------------ cache keys on the resolved class
+def test_prune_then_tree_then_triggers_share_cache_entries(planted, tmp_path):
+    """Cache keys held the target spec ('gold', 'pred'), so tree after prune on the same 30 sentences computed
+    all 30 again; now keys hold the resolved class: every tool and every spelling of one class hits one
+    entry."""
+    from attrtools.adversarial.triggers import extract_triggers, predict
+    from attrtools.pruning.importance import head_importance
+    from attrtools.testing import planted_dataset
+    from attrtools.tree.build import build_trees
+
+    model, tok = planted
+    examples = [attrtools.Example(t, label=y, id=str(i)) for i, (t, y) in enumerate(planted_dataset(30, seed=11))]
+    preds = predict(model, tok, examples)
+    correct = sum(p == e.label for p, e in zip(preds, examples))
+    assert correct >= 25
+    cache = AttributionCache(tmp_path)
+    prune_engine = Engine(model, tok, cache=cache)
+    head_importance(model, tok, examples, strategy="attattr", steps=4, engine=prune_engine)  # target = gold
+    assert prune_engine.stats["computed"] == 30 and prune_engine.stats["hits"] == 0
+    tree_engine = Engine(model, tok, cache=cache)
+    build_trees(tree_engine, examples, steps=4, target="pred")
+    assert tree_engine.stats["hits"] == correct and tree_engine.stats["computed"] == 30 - correct
+    # Triggers use the correctly classified examples, predicted class: all cached by now.
+    patterns, stats = extract_triggers(model, tok, examples, num_examples=30, steps=4, cache=cache)
+    assert stats["correct_used"] == correct
+    assert stats["engine"]["hits"] == correct and stats["engine"]["computed"] == 0
+    # Every spelling of the same class: one entry.
+    again = Engine(model, tok, cache=cache)
+    again.attribute(examples[:3], method="attattr", steps=4, target=[int(p) for p in preds[:3]])
+    assert again.stats["hits"] == 3
+
+
+# -------------------------------------------------------------------- completeness of integrated gradients
+def test_ig_completeness_gap_stored_warned_and_cached(tiny_dirs, tmp_path):
+    """An unconverged integral was reported as exact (ig_embed with too few steps missed completeness
+    silently); now the gap is stored per example, warned about above the tolerance (naming the Python
+    keyword and the caller's line), reported in the run report and kept through the cache and saved files."""
+    from attrtools.capture import capture
+    from attrtools.engine import CompletenessWarning
+    from attrtools.methods.base import target_score
+    from attrtools.methods.ig_embed import baseline_embeddings, score_with_embeddings, word_embeddings_replaced
+
+    from attrtools.engine import reset_run_report
+
+    reset_run_report()
+    model, tok = attrtools.load_model(tiny_dirs["bert"])
+    text = "the movie was very good but the plot was long"
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path))
+    with pytest.warns(CompletenessWarning, match=r"ig_embed: 1 of 1 .* more than 0.05") as caught:
+        (coarse,) = engine.attribute([text], method="ig_embed", steps=1)
+    # A Python caller is told the Python keyword, no CLI flag; the warning names the caller's line.
+    assert any("tolerance=1e-4" in str(w.message) and "--" not in str(w.message) for w in caught)
+    assert all(w.filename == __file__ for w in caught if issubclass(w.category, CompletenessWarning))
+    # The stored gap is the real one: |sum of IG - (y(e) - y(0))|.
+    inputs = engine.collate([engine.encode(attrtools.Example(text))])
+    target = torch.tensor([coarse.target])
+    with torch.no_grad(), word_embeddings_replaced(model) as rec:
+        full = target_score(model(**inputs).logits, target, "logit")
+    base = score_with_embeddings(model, inputs, baseline_embeddings(model, rec.original, "zero"), target)
+    delta = float(full - base)
+    record = coarse.completeness
+    assert record["delta"][0] == pytest.approx(delta, abs=1e-5)
+    assert record["sum"][0] == pytest.approx(float(coarse.scores.sum()), abs=1e-5)
+    assert record["relative_gap"][0] == pytest.approx(abs(float(coarse.scores.sum()) - delta) / max(abs(delta), 1e-3),
+                                                      rel=1e-4)
+    assert record["worst_relative_gap"] > 0.05 and engine.stats["worst_completeness_gap"] == record["worst_relative_gap"]
+    from attrtools.engine import run_report
+
+    assert run_report()["worst_completeness_gap"][:2] == (record["worst_relative_gap"], "ig_embed")
+    # More steps: the gap shrinks below the tolerance, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompletenessWarning)
+        (fine,) = engine.attribute([text], method="ig_embed", steps=200)
+    assert fine.completeness["worst_relative_gap"] < record["worst_relative_gap"] / 10
+    # A cache hit carries the same record; so does the saved file.
+    again = Engine(model, tok, cache=AttributionCache(tmp_path), completeness_tolerance=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CompletenessWarning)  # tolerance is configurable
+        (hit,) = again.attribute([text], method="ig_embed", steps=1)
+    assert again.stats["hits"] == 1 and hit.completeness == record
+    coarse.save(tmp_path / "a.safetensors")
+    assert attrtools.Attribution.load(tmp_path / "a.safetensors").completeness == record
+    assert coarse.metadata()["completeness"] == record
+
+
+def test_attattr_completeness_gap_per_layer(tiny_dirs, tmp_path):
+    """AttAttr's completeness gap per layer was nowhere (1.6e-2 at 200 steps on the demo model, unreported);
+    now it is stored per layer with the worst one named, and reassembled when part of the result comes from
+    the cache."""
+    from attrtools.capture import capture
+
+    model, tok = attrtools.load_model(tiny_dirs["bert"])
+    text = "the movie was very good"
+    engine = Engine(model, tok, cache=AttributionCache(tmp_path), completeness_tolerance=1e-9)
+    with pytest.warns(UserWarning, match=r"attattr: 1 of 1 .* \(layer \d\)"):
+        (att,) = engine.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
+    inputs = engine.collate([engine.encode(attrtools.Example(text))])
+    with torch.no_grad(), capture(model, record="all") as rec:
+        probs = torch.softmax(model(**inputs).logits, -1)[0, att.target]
+    record = att.completeness
+    assert record["units"] == [0, 1] and len(record["relative_gap"]) == 2
+    for layer in range(2):
+        with torch.no_grad(), capture(model, override={layer: rec.attention_list()[layer] * 0}):
+            zero = torch.softmax(model(**inputs).logits, -1)[0, att.target]
+        assert record["delta"][layer] == pytest.approx(float(probs - zero), abs=1e-6)
+        assert record["sum"][layer] == pytest.approx(float(att.scores[layer].sum()), abs=1e-6)
+    assert record["worst_unit"] == max(range(2), key=lambda l: record["relative_gap"][l])
+    # Partly cached (one layer evicted): the record is reassembled from both sources.
+    key = engine.key(engine.encode(attrtools.Example(text)), "attattr",
+                     attrtools.methods.get("attattr").params(steps=3, steps_method="gausslegendre"), att.target, 1)
+    os.unlink(engine.cache.path(key))
+    fresh = Engine(model, tok, cache=AttributionCache(tmp_path, memory_bytes=0), completeness_tolerance=1.0)
+    (again,) = fresh.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
+    assert fresh.stats["partial"] == 1
+    assert again.completeness["relative_gap"] == pytest.approx(record["relative_gap"], abs=1e-6)

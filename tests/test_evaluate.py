@@ -5,10 +5,12 @@ import os
 import pytest
 import torch
 
+import attrtools
 from attrtools.evaluate import metrics as M
 from attrtools.evaluate.perturb import (PRESETS, Perturber, Predictor, curve_grid, get_bins, plan_example,
                                         rank_tokens, token_count)
 
+from helpers import labelled_csv as _labelled_csv
 from helpers import run_cli as _cli
 from helpers import write_tsv as _write_tsv
 
@@ -254,3 +256,64 @@ def test_agreement_column_does_not_mark_the_reference_itself_best():
     marked = {table.rows[r][0] for r, c in table.best if c == rho_column}
     assert marked == {"attattr"}
     assert not math.isnan(evaluation.results[0].spearman)
+
+
+# ------------------------------------------------------------------------- rows without content, operators
+def test_evaluate_skips_contentless_rows_instead_of_averaging_zeros(planted):
+    """evaluate averaged a whitespace-only row in as all zeros; now the row is skipped with its reason and the
+    scores equal those of the data without it."""
+    from attrtools.evaluate.report import markdown
+    from attrtools.evaluate.run import evaluate_methods
+
+    model, tok = planted
+    good = [attrtools.Example("alpha the movie beta", label=1, id="g1"),
+            attrtools.Example("beta was alpha", label=0, id="g2")]
+    with_blank = [good[0], attrtools.Example("   ", label=0, id="blank"), good[1]]
+    clean = evaluate_methods(model, tok, good, ["grad_input"], reference=None, preset="eraser")
+    mixed = evaluate_methods(model, tok, with_blank, ["grad_input"], reference=None, preset="eraser")
+    assert mixed.n_examples == 2 and mixed.example_ids == ["g1", "g2"]
+    assert [r["id"] for r in mixed.skipped_rows] == ["blank"] and "whitespace-only" in mixed.skipped_rows[0]["reason"]
+    for a, b in zip(clean.results, mixed.results):
+        assert a.summary["aopc_comp"] == pytest.approx(b.summary["aopc_comp"]) and len(b.per_example) == 2
+    assert "1 row(s) without content skipped, 3 rows read" in markdown(mixed)
+
+
+@pytest.fixture(scope="module")
+def nomask_dir(tmp_path_factory):
+    """The planted model with a tokenizer that has no mask token (as most decoders')."""
+    import json
+    import shutil
+
+    from conftest import PLANTED_ASSET
+
+    directory = str(tmp_path_factory.mktemp("nomask") / "model")
+    shutil.copytree(PLANTED_ASSET, directory)
+    path = os.path.join(directory, "tokenizer_config.json")
+    with open(path, encoding="utf-8") as f:
+        values = json.load(f)
+    values["mask_token"] = None
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(values, f)
+    return directory
+
+
+def test_evaluate_operator_checked_before_the_model_and_the_run_dir(nomask_dir, tmp_path, monkeypatch):
+    """The new-user trial: --operator mask on a tokenizer without [MASK] failed after the model had
+    loaded and left run_config.json behind, so the corrected rerun into the same folder was refused."""
+    import attrtools.evaluate.cli as evaluate_cli
+
+    data = _labelled_csv(tmp_path)
+    out = tmp_path / "run"
+    loads = []
+    real = evaluate_cli.load_model_or_fail
+    monkeypatch.setattr(evaluate_cli, "load_model_or_fail", lambda *a, **k: loads.append(a) or real(*a, **k))
+    refused = _cli(["evaluate", "--model", nomask_dir, "--dataset", data, "--methods", "grad_input",
+                    "--reference", "none", "--operator", "mask", "--output-dir", out])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.strip() == ("Error: --operator mask: this tokenizer has no mask token; use --operator "
+                                      "delete or pad")
+    assert loads == [] and not (out / "run_config.json").exists()
+    fixed = _cli(["evaluate", "--model", nomask_dir, "--dataset", data, "--methods", "grad_input",
+                  "--reference", "none", "--operator", "pad", "--output-dir", out])  # no --overwrite needed
+    assert fixed.exit_code == 0, fixed.output
+    assert len(loads) == 1 and (out / "faithfulness.csv").exists()

@@ -305,3 +305,21 @@ def test_every_method_module_registers_and_is_discovered():
         if "target_kind" in impl.defaults:  # declared once: the class's target follows its default
             assert impl.target == impl.defaults["target_kind"], name
         assert impl.target in ("prob", "logit", "none"), name
+
+
+# ------------------------------------------------------------------------------ signed or not
+def test_grad_input_is_signed_only_when_summed(planted, tmp_path):
+    """Gradient x input's default is an L2 norm (never negative): drawn as unsigned. Its sum
+    aggregate is signed. The flag follows the parameters, also when read back from the cache."""
+    import attrtools
+    from attrtools.cache import AttributionCache
+
+    model, tok = planted
+    for _ in range(2):  # computed, then from the cache
+        cache = AttributionCache(str(tmp_path / "c"))
+        (norm,) = attrtools.attribute(model, tok, ["alpha the beta sad"], method="grad_input", cache=cache)
+        (summed,) = attrtools.attribute(model, tok, ["alpha the beta sad"], method="grad_input", aggregate="sum",
+                                        cache=cache)
+        assert norm.params["_signed"] is False and bool((norm.scores >= 0).all())
+        assert summed.params["_signed"] is True
+    assert cache.stats["disk_hits"] + cache.stats["memory_hits"] == 2  # the second pass read both back
