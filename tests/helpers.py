@@ -1,5 +1,8 @@
 """Plain helpers several test files share (fixtures live in conftest.py): running the CLI in-process,
 reading its summary, writing small data files, the attack extra or a skip."""
+import json
+import os
+
 import pytest
 
 
@@ -53,3 +56,45 @@ def labelled_csv(tmp_path):
     path = tmp_path / "labelled.csv"
     path.write_text("text,label\nalpha the movie beta,1\nbeta was alpha,0\nthe film was good,1\n", encoding="utf-8")
     return path
+
+
+# Six short texts for runs of `attribute` into a run directory (jsonl_dataset, attribute_run)
+SIX_TEXTS = ["alpha the beta", "beta good alpha", "the movie was good", "a dull story", "fun music", "it is fine"]
+
+
+def jsonl_dataset(path, texts):
+    """A JSON Lines file at ``path`` (a ``pathlib.Path``), labels alternating 0, 1; its path as a str."""
+    path.write_text("".join(json.dumps({"text": t, "label": i % 2}) + "\n" for i, t in enumerate(texts)))
+    return str(path)
+
+
+def attribute_run(model_dir, data, out, *extra):
+    """``attrtools attribute --method raw`` on the dataset ``data`` into ``out`` (exceptions caught by
+    CliRunner, as a user would see them: read ``exit_code`` and ``output``)."""
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    return CliRunner().invoke(main, ["attribute", "--model", model_dir, "--dataset", data, "--method", "raw",
+                                     "--output-dir", str(out), *extra])
+
+
+def cache_entries(directory):
+    """The cache entries (``*.safetensors``, temporary files left out) under ``directory``, sorted."""
+    out = []
+    for dirpath, _, files in os.walk(directory):
+        out += [os.path.join(dirpath, f) for f in files if f.endswith(".safetensors") and not f.startswith(".tmp-")]
+    return sorted(out)
+
+
+def one_line(output: str) -> bool:
+    """Whether ``output`` holds exactly one non-blank line."""
+    return len([line for line in output.strip().splitlines() if line.strip()]) == 1
+
+
+def copy_model(src, dst):
+    """A copy of the model folder ``src`` at ``dst`` (to damage); its path as a str."""
+    import shutil
+
+    shutil.copytree(src, dst)
+    return str(dst)

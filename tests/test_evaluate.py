@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import attrtools
+from attrtools.cache import AttributionCache
 from attrtools.evaluate import metrics as M
 from attrtools.evaluate.perturb import (PRESETS, Perturber, Predictor, curve_grid, get_bins, plan_example,
                                         rank_tokens, token_count)
@@ -317,3 +318,40 @@ def test_evaluate_operator_checked_before_the_model_and_the_run_dir(nomask_dir, 
                   "--reference", "none", "--operator", "pad", "--output-dir", out])  # no --overwrite needed
     assert fixed.exit_code == 0, fixed.output
     assert len(loads) == 1 and (out / "faithfulness.csv").exists()
+
+
+# ------------------------------------------------------------------------------ resumes after a kill
+def test_evaluate_rerun_after_a_kill_redoes_no_finished_forwards(planted, tmp_path):
+    """A kill after the second method: the rerun takes the finished methods' perturbed forwards
+    (and the clean ones) from the cache, and its table equals an uninterrupted run's."""
+    from attrtools.evaluate.run import evaluate_methods
+    from attrtools.testing import planted_dataset
+    from attrtools.types import Example
+
+    model, tok = planted
+    examples = [Example(t, label=y) for t, y in planted_dataset(12, seed=9)]
+    methods_ = ["grad_input", "raw", "rollout"]
+    plain = evaluate_methods(model, tok, examples, methods_, cache=None, reference=None)
+    cache = AttributionCache(tmp_path / "c")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(evaluation):
+        if len(evaluation.results) == 3:  # random, grad_input, raw finished
+            raise Killed
+
+    with pytest.raises(Killed):
+        evaluate_methods(model, tok, examples, methods_, cache=cache, reference=None, on_result=kill_after_two)
+    rerun = evaluate_methods(model, tok, examples, methods_, cache=AttributionCache(tmp_path / "c"), reference=None)
+    unfinished = evaluate_methods(model, tok, examples, ["rollout"], cache=None, reference=None)
+    # Only what the killed run had not reached is computed again: rollout's perturbations that no
+    # finished method shared (an uninterrupted rollout-only run computes those plus the clean pass).
+    assert rerun.forwards < plain.forwards and rerun.forwards <= unfinished.forwards - len(examples)
+    assert rerun.forwards_reused > 0
+    for a, b in zip(rerun.results, plain.results):
+        assert a.name == b.name and a.summary["aopc_comp"] == pytest.approx(b.summary["aopc_comp"], abs=1e-9)
+    again = evaluate_methods(model, tok, examples, methods_, cache=AttributionCache(tmp_path / "c"), reference=None)
+    assert again.forwards == 0  # everything, clean pass included, from the cache
+    print(f"evaluate rerun after kill: {rerun.forwards} forwards (uninterrupted: {plain.forwards}); "
+          f"complete rerun: {again.forwards}")

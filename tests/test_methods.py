@@ -2,14 +2,20 @@
 (LRP) and 2021b, GlobEnc, rollout, flow, gradient x input, IG on embeddings."""
 import pytest
 import torch
+from click.testing import CliRunner
 
 import attrtools
+from attrtools import methods
+from attrtools.cache import AttributionCache
+from attrtools.cli import main as cli
 from attrtools.engine import Engine
 from attrtools.methods import get, list_methods, method_modules
-from attrtools.methods.base import Batch, target_score
+from attrtools.methods.base import Batch, ParameterError, target_score
 from attrtools.testing import ARCHITECTURES, planted_dataset
 
 from conftest import PAIRS, SENTENCES
+from helpers import cache_entries as _entries
+from helpers import one_line as _one_line
 
 # Every registered method with a token or layer payload is tested here, found in the registry (no
 # list of names to keep up to date); ALTI, ALTI-Logit and DecompX have their own modules (test_alti_decompx.py,
@@ -323,3 +329,70 @@ def test_grad_input_is_signed_only_when_summed(planted, tmp_path):
         assert norm.params["_signed"] is False and bool((norm.scores >= 0).all())
         assert summed.params["_signed"] is True
     assert cache.stats["disk_hits"] + cache.stats["memory_hits"] == 2  # the second pass read both back
+
+
+# ------------------------------------------------------------------------------ parameters
+def test_every_method_declares_a_schema_for_each_default():
+    """Method parameters had defaults but no declared type or range, so nothing checked a value (``--param
+    steps=abc`` gave Python's own message); now every default has a schema entry and is valid under it."""
+    for name in methods.list_methods():
+        impl = methods.get(name)
+        assert set(impl.schema) == set(impl.defaults), name
+        resolved = impl.params()  # every default is valid under its own schema
+        # a None default is "the method's own choice", which params() may make concrete (the
+        # integration rule: attattr/ig_embed's steps_method), valid under the same schema
+        assert {k: v for k, v in resolved.items() if impl.defaults[k] is not None} == \
+            {k: v for k, v in impl.defaults.items() if v is not None}, name
+        assert all(impl.schema[k].valid(v) for k, v in resolved.items()), name
+
+
+BAD_PARAMS = [
+    ("attattr", "internal_batch_size", -1), ("attattr", "internal_batch_size", 0),
+    ("decompx", "internal_batch_size", -1), ("ig_embed", "internal_batch_size", 0),
+    ("attattr", "steps", "abc"), ("attattr", "steps", 1.5), ("attattr", "steps", 0), ("attattr", "steps", -3),
+    ("attattr", "steps", True), ("attattr", "steps", None), ("ig_embed", "steps", 0),
+    ("attattr", "steps_method", "simpson"), ("attattr", "target_kind", "log"), ("attattr", "autocast", "fp8"),
+    ("gradsam", "rows", "some"), ("grad_input", "aggregate", "max"), ("ig_embed", "baseline", "mean"),
+    ("flow", "scale", 0), ("flow", "scale", float("nan")), ("flow", "solver", "cplex"),
+    ("globenc", "variant", "X"), ("decompx", "bias_decomp", 1), ("chefer_lrp", "start_layer", "last"),
+    ("chefer_grad", "target_kind", None),
+]
+
+
+@pytest.mark.parametrize("method,name,value", BAD_PARAMS)
+def test_bad_parameter_values_are_refused_naming_the_parameter(method, name, value):
+    """``internal_batch_size=-1`` made AttAttr return zeros and DecompX uninitialised memory, ``steps=abc`` or
+    ``1.5`` gave Python's messages; now each value a method cannot use is one line of ParameterError naming
+    the parameter and the method."""
+    with pytest.raises(ParameterError) as info:
+        methods.get(method).params(**{name: value})
+    message = str(info.value)
+    assert f"'{name}'" in message and method in message and "\n" not in message, message
+
+
+def test_cross_parameter_check_and_unknown_parameter():
+    """An unknown parameter was a plain TypeError and ``riemann_trapezoid`` with ``steps=1`` (it needs two
+    nodes) was not checked; now both are ParameterErrors, and valid values pass."""
+    with pytest.raises(ParameterError, match="riemann_trapezoid needs steps >= 2"):
+        methods.get("attattr").params(steps=1, steps_method="riemann_trapezoid")
+    with pytest.raises(ParameterError, match="unknown parameter.*stepz"):
+        methods.get("attattr").params(stepz=3)
+    assert methods.get("attattr").params(internal_batch_size=3, steps=5)["steps"] == 5
+
+
+def test_bad_parameter_computes_and_caches_nothing(planted, planted_dir, tmp_path, monkeypatch):
+    """`--param internal_batch_size=-1` used to return zeros and cache them under the normal key."""
+    model, tok = planted
+    impl = methods.get("attattr")
+    monkeypatch.setattr(impl, "compute", lambda *a, **k: pytest.fail("computed with an impossible value"))
+    cache_dir = tmp_path / "c"
+    with pytest.raises(ParameterError, match="internal_batch_size"):
+        Engine(model, tok, cache=AttributionCache(cache_dir)).attribute(SENTENCES[:1], internal_batch_size=-1)
+    assert _entries(cache_dir) == []
+    runner = CliRunner()
+    for param in ("internal_batch_size=-1", "steps=abc", "steps=1.5", "steps=0"):
+        result = runner.invoke(cli, ["attribute", "--model", planted_dir, "--text", "alpha beta", "--param", param,
+                                     "--cache-dir", str(cache_dir), "--output-dir", str(tmp_path / "run")])
+        assert result.exit_code == 2 and _one_line(result.output), (param, result.output)
+        assert param.split("=")[0] in result.output, result.output
+    assert _entries(cache_dir) == [] and not (tmp_path / "run").exists()

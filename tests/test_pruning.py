@@ -332,3 +332,32 @@ def test_prune_count_beyond_the_config_heads_is_refused_before_the_run_dir(plant
         prune_command(planted_dir, str(data), None, None, None, None, "attention", None, 4, None, -1, False, False,
                       False, 2, 0.1, None, "loss", None, None, 0, 8, 8, 1, True, None, True, str(out), None)
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ saved atomically
+def test_save_pruned_is_atomic(planted, planted_dir, tmp_path, monkeypatch):
+    """save_pruned wrote into the final folder, so a crash (a full disk) could leave a folder that does not
+    load; now it builds aside and renames: the old folder stays whole and a new one appears only complete."""
+    from attrtools.pruning import prune as P
+
+    model, tok = attrtools.load_model(planted_dir)
+    final = str(tmp_path / "pruned")
+    P.prune_heads(model, {0: [0]})
+    P.save_pruned(model, tok, final)
+    reference, _ = P.load_pruned(final)
+    original = P._write_pruned
+
+    def crash(model, tokenizer, directory, extra=None):
+        original(model, tokenizer, directory, extra)
+        os.unlink(os.path.join(directory, "model.safetensors"))  # half written ...
+        raise OSError(28, "No space left on device")  # ... when the disk fills
+
+    monkeypatch.setattr(P, "_write_pruned", crash)
+    with pytest.raises(OSError):
+        P.save_pruned(model, tok, final)
+    reloaded, _ = P.load_pruned(final)  # the old folder is still there, whole
+    assert P.pruned_heads_of(reloaded) == P.pruned_heads_of(reference)
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")] == []
+    with pytest.raises(OSError):
+        P.save_pruned(model, tok, str(tmp_path / "fresh"))
+    assert not os.path.exists(tmp_path / "fresh")  # never a folder that does not load
