@@ -1,6 +1,6 @@
 """Loading data: hub specs (recorded ``load_dataset`` calls), local files and dataset folders,
-headerless files, the one label rule of every command, the model-folder guard and ``finetune``.
-Offline: every file is generated here."""
+headerless files, the one label rule of every command, rows without content skipped with their
+reasons, the model-folder guard and ``finetune``. Offline: every file is generated here."""
 import csv
 import json
 import os

@@ -1,6 +1,7 @@
 """The front door: a short README whose links resolve, and the documentation site under docs/
 that builds with ``mkdocs build --strict`` (mkdocs.yml; mkdocs and mkdocs-material are in the dev
-extra). Before issue 29 the README was 548 lines / 53 KB and docs/ held two pages."""
+extra); every ```python block of the README and docs/ defines the names it uses. Before issue 29 the
+README was 548 lines / 53 KB and docs/ held two pages."""
 import os
 import re
 import subprocess

@@ -1,4 +1,5 @@
-"""The engine's one batching path (plan, collate, scatter) and the typed errors."""
+"""The engine's one batching path (plan, collate, scatter) and the typed errors; truncation to the
+model's limit, cache keys on the resolved class, and the completeness record of integrated gradients."""
 from __future__ import annotations
 
 import os

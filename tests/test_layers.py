@@ -1,4 +1,5 @@
-"""The import contract (``.importlinter``, docs/architecture.md) holds, and the CLI's error mapping."""
+"""The import contract (``.importlinter``, docs/architecture.md) holds, no module imports another
+package's private name, and the CLI's error mapping."""
 import os
 import shutil
 import subprocess

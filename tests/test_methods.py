@@ -1,5 +1,6 @@
 """Invariants of the seed methods and baselines other than AttAttr/raw: Grad-SAM, Chefer 2021a
-(LRP) and 2021b, GlobEnc, rollout, flow, gradient x input, IG on embeddings."""
+(LRP) and 2021b, GlobEnc, rollout, flow, gradient x input, IG on embeddings; every method's parameters
+checked by type and range from its schema before anything is computed."""
 import pytest
 import torch
 from click.testing import CliRunner

@@ -1,6 +1,7 @@
 """Models and targets as users hand them over (issue 23, found by the round-3 new-user trial): a
 checkpoint without a classification head, a fine-tuning length past the model's position table, a
-target list whose length does not match the inputs."""
+target list whose length does not match the inputs. A pruned folder without its marker, and
+transformers' own load messages held back while attrtools loads."""
 import json
 import warnings
 
