@@ -32,9 +32,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .errors import CaptureError
-from .models import (ADAPTERS, UnsupportedModelError, adapter_for, get_layers, get_module, infer_adapter,
-                     kept_heads, original_heads, pruned_heads, register_adapter, supported_model_types)
+from .adapters import ADAPTERS, adapter_for, infer_adapter, register_adapter, supported_model_types
+from .architecture import get_layers, get_module, kept_heads, original_heads, pruned_heads
+from .errors import CaptureError, UnsupportedModelError
 
 ATTN_IMPLEMENTATION = "attrtools"
 _ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("attrtools_capture", default=None)
@@ -154,7 +154,7 @@ def layer_hook(model: nn.Module, layer: int, part: str | None, hook, pre: bool =
 
 
 def _accept_inferred(model: nn.Module):
-    """An unknown family built the common way: infer its adapter (``models.infer_adapter``), then
+    """An unknown family built the common way: infer its adapter (``adapters.infer_adapter``), then
     accept it only if, on this very model, capture runs exactly once in every layer and the
     recorded probabilities and the logits equal the eager forward (same rule as the family tests).
     Otherwise refuse, naming the model type and what failed."""
@@ -404,7 +404,7 @@ def install_emptied_attention(model: nn.Module, layer: int) -> None:
     # None: W_O lives outside the attention module (DeBERTa), which then returns an empty context
     output_path = adapter.output[len(adapter.attention) + 1:] if adapter.output.startswith(adapter.attention + ".") \
         else None
-    from .models import head_dim
+    from .architecture import head_dim
 
     attention._attrtools_emptied = (output_path, adapter.conv1d, head_dim(model))
     # a bound method (not a closure): a deep copy of the model rebinds it to the copied module
@@ -609,7 +609,7 @@ class PostLNBlock:
     """
 
     def __init__(self, model: nn.Module, layer: int):
-        from .models import layer_module
+        from .architecture import layer_module
 
         adapter = adapter_for(model)
         if adapter.pre_norm:

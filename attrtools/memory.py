@@ -32,7 +32,8 @@ Where the available memory cannot be read, nothing is done.
 """
 from __future__ import annotations
 
-from .models import model_device, num_layers_heads
+from .architecture import num_layers_heads
+from .models import model_device
 
 FLOAT = 4  # bytes of an fp32 value
 SHARE = 0.8  # fraction of the available memory a job may plan to use

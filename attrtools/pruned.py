@@ -27,7 +27,7 @@ forward time are updated here (checked against transformers 5.23):
   attention: a pruned layer gets only its remaining heads' rows (``capture.install_head_selection``,
   a forward pre-hook; ``adapter.head_input`` names the argument); the table stays whole.
 - albert (``AlbertAttention``): ``num_attention_heads``, ``all_head_size``. One block runs every
-  layer of its hidden group (``models.tied_layers``), so removing a head from it removes that head
+  layer of its hidden group (``architecture.tied_layers``), so removing a head from it removes that head
   in **every layer of the group**: a plan must name the same heads for all layers of a group
   (``ValueError`` otherwise; the planners take ``tied_layers`` so their plans respect this), and the
   block is sliced once.
@@ -51,10 +51,11 @@ import warnings
 import torch
 from torch import nn
 
-from . import models
+from . import architecture, models
+from .adapters import adapter_for
+from .architecture import get_layers, get_module
 from .errors import InputDataError, ParameterError, UnsupportedModelError
 from .model_state import parameter_snapshot, replace_in_optimizer
-from .models import adapter_for, get_layers, get_module
 from .notices import warn
 
 PRUNED_HEADS_FILE = models.PRUNED_HEADS_FILE
@@ -66,12 +67,12 @@ FORMAT = 1
 
 
 # ------------------------------------------------------------------------------------ structure
-# Head counts, head dimension, KV groups and pruned heads are the adapter's (models.py); re-exported
+# Head counts, head dimension, KV groups and pruned heads are the adapter's (architecture.py); re-exported
 # here under the names the pruning tools have always used.
-original_heads = models.original_heads
-kv_group_size = models.kv_group_size
-head_dim_of = models.head_dim
-pruned_heads_of = models.pruned_heads
+original_heads = architecture.original_heads
+kv_group_size = architecture.kv_group_size
+head_dim_of = architecture.head_dim
+pruned_heads_of = architecture.pruned_heads
 
 
 def normalize_plan(plan, num_layers: int, num_heads: int) -> dict[int, list[int]]:
@@ -181,7 +182,7 @@ def prune_heads(model, plan, optimizer=None) -> dict[int, list[int]]:
     again = {l: sorted(set(h) & state.get(l, set())) for l, h in plan.items() if set(h) & state.get(l, set())}
     if again:
         warn(f"head(s) already pruned, skipped: {again} (layer: heads, original numbering)", UserWarning)
-    tied = {l: tuple(g) for g in models.tied_layers(model) for l in g}
+    tied = {l: tuple(g) for g in architecture.tied_layers(model) for l in g}
     for layer in plan:
         sharing = tied[layer]
         wanted = {l: sorted(set(plan.get(l, ())) | state.get(l, set())) for l in sharing}
@@ -189,7 +190,7 @@ def prune_heads(model, plan, optimizer=None) -> dict[int, list[int]]:
             raise ValueError(
                 f"layers {list(sharing)} of {adapter.model_type!r} run one shared block: pruning a head removes it in "
                 f"all of them, so the plan must name the same heads for each (asked, with heads already gone: "
-                f"{wanted}); plan with tied_layers=models.tied_layers(model)")
+                f"{wanted}); plan with tied_layers=architecture.tied_layers(model)")
     done: set[int] = set()
     for layer, heads in plan.items():
         if layer in done:  # a shared block already sliced for another layer of its group

@@ -192,7 +192,8 @@ def accuracy(model, tokenizer, examples: list[Example], max_length: int = 128, b
 
 def _freeze(model, embeddings: bool, layers: int) -> list[str]:
     """Stop gradients for the embeddings and the lowest ``layers`` blocks; returns what was frozen."""
-    from .models import adapter_for, get_layers, get_module
+    from .adapters import adapter_for
+    from .architecture import get_layers, get_module
 
     frozen = []
     if embeddings:
@@ -202,7 +203,7 @@ def _freeze(model, embeddings: bool, layers: int) -> list[str]:
     blocks = get_layers(model)
     if not 0 <= layers <= len(blocks):
         raise ParameterError(f"freeze_layers must be between 0 and {len(blocks)}, got {layers}")
-    from .models import tied_layers
+    from .architecture import tied_layers
 
     for group in tied_layers(model):  # ALBERT: one block runs several layers
         if group[0] < layers <= group[-1]:

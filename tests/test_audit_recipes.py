@@ -251,7 +251,7 @@ def test_python_hook_equals_the_recipe(ta, planted, tmp_path):
 # ------------------------------------------------------------------------------------ comparison
 def _masked_variant(model, tok):
     from attrtools.adversarial.compare import AuditedModel, plan_mask
-    from attrtools.models import num_layers_heads
+    from attrtools.architecture import num_layers_heads
 
     L, H = num_layers_heads(model)
     return AuditedModel("pruned-half", model, tok, plan_mask({0: [0, 1], 1: [2, 3]}, L, H))

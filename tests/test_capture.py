@@ -6,7 +6,8 @@ from transformers import AutoModelForSequenceClassification
 import attrtools
 from attrtools.capture import ATTN_IMPLEMENTATION, CaptureNotInstalledError, active, capture
 from attrtools.engine import Engine
-from attrtools.models import UnsupportedModelError, get_layers, layer_module, num_layers_heads
+from attrtools.architecture import get_layers, layer_module, num_layers_heads
+from attrtools.errors import UnsupportedModelError
 
 from conftest import PAIRS, SENTENCES
 

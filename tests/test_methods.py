@@ -98,7 +98,7 @@ def test_rollout_rows_sum_to_one(tiny, arch):
 def test_globenc_decomposition_is_exact(tiny, arch):
     """Σ_j z_(i<-j) + b_O = the real pre-LN1 vector; Σ_j g1_(i<-j) + g1(b_O) + β1 = the LN1 output."""
     from attrtools.methods.globenc import layer_vectors, record_blocks
-    from attrtools.models import layer_module
+    from attrtools.architecture import layer_module
 
     model, tokenizer = tiny
     if arch == "llama":

@@ -320,7 +320,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     load_textattack()  # MissingDependencyError before any work without the attack extra
     from .wrapper import AttrtoolsModelWrapper
 
-    from ..models import require_classes
+    from ..architecture import require_classes
 
     from ..data import keep_content, model_label_names, row_label
 

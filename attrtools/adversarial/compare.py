@@ -78,7 +78,7 @@ def read_prune_run(run_dir: str) -> dict:
 
 def prune_run_variants(model, tokenizer, run_dir: str) -> list[AuditedModel]:
     """One masked variant of ``model`` per strategy of the prune run in ``run_dir``."""
-    from ..models import num_layers_heads
+    from ..architecture import num_layers_heads
 
     run = read_prune_run(run_dir)
     num_layers, num_heads = num_layers_heads(model)

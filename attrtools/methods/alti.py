@@ -25,7 +25,7 @@ alone, so no receiver norm has to be linearised:
 ``N(x_j)`` is read from the forward (the output of the block's input norm), so the split is exact
 for any norm. Grouped KV heads: query head ``h`` uses KV head ``h // group``. Fused projections
 (Phi-3 ``qkv_proj``, GPT-2 ``c_attn``, ModernBERT ``Wqkv``) and GPT-2's ``Conv1D`` come sliced and
-transposed from the adapter (``models.projection``). Gemma 2/3 add an RMSNorm to the attention
+transposed from the adapter (``architecture.projection``). Gemma 2/3 add an RMSNorm to the attention
 output before the residual add (the adapter's ``attention_out_norm``): the attention terms and
 ``b_O`` pass through its linear part with the real scale of receiver ``i``, still exact (RMSNorm has
 no mean and no shift). A sandwich norm of another kind is refused by ``check_model``.
@@ -65,7 +65,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import capture, layer_hook
-from ..models import adapter_for, get_layers, head_dim, heads_per_layer, layer_module, projection, select_kept
+from ..adapters import adapter_for
+from ..architecture import get_layers, head_dim, heads_per_layer, layer_module, projection, select_kept
 from . import register
 from .base import Batch, Method, UnsupportedArchitecture, crop
 
@@ -260,7 +261,7 @@ def source_vectors(model, trace: Trace, layer: int, b: int, n: int):
     """Pre-LN block: ``(f (H, n, d), b_O (d) or None)`` with ``f_h(x_j) = (N(x_j) W_V^h + b_V^h) W_O^h``,
     ``N(x_j)`` the real normed input of attention at source ``j`` (a function of ``x_j`` alone).
     Grouped KV heads: query head ``h`` reads KV head ``h // group``; fused and Conv1D projections
-    come sliced and transposed from the adapter (``models.projection``)."""
+    come sliced and transposed from the adapter (``architecture.projection``)."""
     heads = trace.attentions[layer].shape[1]
     d_h = head_dim(model)
     w_v, b_v = projection(model, layer, "value")

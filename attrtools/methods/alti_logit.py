@@ -47,7 +47,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import adapter_for, get_module, layer_module, pool_positions
+from ..adapters import adapter_for
+from ..architecture import get_module, layer_module, pool_positions
 from . import register
 from .alti import FrozenNorm, alti_rollout, attention_parts, norm_refusal, trace_layers
 from .base import Batch, Method, UnsupportedArchitecture

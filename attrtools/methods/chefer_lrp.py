@@ -40,7 +40,8 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture, layer_hook
-from ..models import adapter_for, expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
+from ..adapters import adapter_for
+from ..architecture import expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, Int, UnsupportedArchitecture
 from .shared import embedding_leaf

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture, layer_hook
-from ..models import head_dim, layer_module, num_layers_heads, select_kept
+from ..architecture import head_dim, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, require_post_ln, Choice
 

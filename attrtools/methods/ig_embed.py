@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from ..models import adapter_for, get_module
+from ..adapters import adapter_for
+from ..architecture import get_module
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, frozen_parameters,
                    target_score)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..capture import capture
-from ..models import adapter_for, get_module, pool_position, pool_positions
+from ..adapters import adapter_for
+from ..architecture import get_module, pool_position, pool_positions
 from .base import Batch, frozen_parameters, target_score
 
 
@@ -45,7 +46,7 @@ class embedding_leaf:
 
 def pool_rows(model, lengths, input_ids=None) -> list[int]:
     """Row of the token the classifier reads, per example (0 = [CLS]; for decoders the model's own
-    last-non-pad rule, ``models.pool_positions``, on the right-padded ``(B, n)`` ``input_ids``; without
+    last-non-pad rule, ``architecture.pool_positions``, on the right-padded ``(B, n)`` ``input_ids``; without
     them, the last real token)."""
     if input_ids is not None:
         return [int(p) for p in pool_positions(model, input_ids)]
