@@ -153,6 +153,65 @@ def layer_hook(model: nn.Module, layer: int, part: str | None, hook, pre: bool =
     return module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook)
 
 
+class BlockRecorder:
+    """Forward hooks recording what enters and leaves named parts of every block, for the methods
+    that decompose a block from its real activations (GlobEnc, Chefer LRP, ALTI, ALTI-Logit, DecompX).
+
+    ``parts``: ``{adapter part: "in" | "out" | "both"}`` (``"value"``, ``"ln_attention"``, ``"ffn_out"``,
+    ...), hooked in every layer through :func:`layer_hook` (so a block shared across layers, ALBERT,
+    records each layer's own call). ``modules``: ``{key: (module, "in" | "out" | "both")}`` further
+    modules outside the blocks (the classifier head's linears). After the forward, ``inputs[key]`` holds
+    the first positional input and ``outputs[key]`` the output (detached), with ``key = (layer, part)``
+    for parts and the given key for modules. Use as a context manager around the forward; the hooks
+    are removed on leaving, also on error. Nothing is recorded for a part whose hook did not run:
+    callers check what they need (see ``missing``)."""
+
+    def __init__(self, model: nn.Module, parts: dict, modules: dict | None = None):
+        self.model, self.parts, self.modules = model, dict(parts), dict(modules or {})
+        self.inputs: dict = {}
+        self.outputs: dict = {}
+        self._handles: list = []
+
+    def _keeper(self, key, want: str):
+        if want not in ("in", "out", "both"):
+            raise ValueError(f"want must be 'in', 'out' or 'both', got {want!r}")
+
+        def hook(module, args, output):
+            if want != "out":
+                self.inputs[key] = args[0].detach()
+            if want != "in":
+                self.outputs[key] = output.detach()
+        return hook
+
+    def __enter__(self):
+        try:
+            for layer in range(len(get_layers(self.model))):
+                for part, want in self.parts.items():
+                    self._handles.append(layer_hook(self.model, layer, part, self._keeper((layer, part), want)))
+            for key, (module, want) in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._keeper(key, want)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return False
+
+    def missing(self, layers: int) -> list:
+        """``(layer, part)`` keys asked for but not recorded in the first ``layers`` layers."""
+        out = []
+        for layer in range(layers):
+            for part, want in self.parts.items():
+                if (want != "out" and (layer, part) not in self.inputs) or \
+                        (want != "in" and (layer, part) not in self.outputs):
+                    out.append((layer, part))
+        return out
+
+
 def _accept_inferred(model: nn.Module):
     """An unknown family built the common way: infer its adapter (``adapters.infer_adapter``), then
     accept it only if, on this very model, capture runs exactly once in every layer and the

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import attrtools  # noqa: E402
 from attrtools import adapters, architecture  # noqa: E402
 from attrtools.engine import Engine  # noqa: E402
-from attrtools.methods.alti import alti_matrix, pre_ln_alti_parts, trace_layers  # noqa: E402
+from attrtools.methods.decomposition import alti_matrix, pre_ln_alti_parts, trace_layers  # noqa: E402
 from attrtools.methods.alti_logit import logit_decomposition, trace_for_logits  # noqa: E402
 from attrtools.methods.base import Batch  # noqa: E402
 from attrtools.testing import FAMILIES, build_tiny_model  # noqa: E402

@@ -4,7 +4,7 @@ import torch
 
 from attrtools.engine import Engine
 from attrtools.methods import get
-from attrtools.methods.alti import alti_contributions, alti_layer_parts, trace_layers
+from attrtools.methods.decomposition import alti_contributions, alti_layer_parts, trace_layers
 from attrtools.methods.base import Batch
 from attrtools.methods.decompx import absdot_weights, decompx_decompose
 from attrtools.types import Example
@@ -102,7 +102,7 @@ def _reference_decompose(model, batch, mode="absdot"):
     receiver chunking), kept here as the reference the chunked path must equal."""
     import torch.nn.functional as F
 
-    from attrtools.methods.alti import value_output_weights
+    from attrtools.methods.decomposition import value_output_weights
     from attrtools.methods.decompx import add_bias, linear_parts, ln_decompose, slope
     from attrtools.adapters import adapter_for
     from attrtools.architecture import get_module, head_dim, layer_module

@@ -17,7 +17,7 @@ from attrtools import adapters, architecture
 from attrtools.cache import AttributionCache
 from attrtools.engine import Engine
 from attrtools.methods import get
-from attrtools.methods.alti import alti_matrix, pre_ln_alti_parts, trace_layers
+from attrtools.methods.decomposition import alti_matrix, pre_ln_alti_parts, trace_layers
 from attrtools.methods.alti_logit import logit_decomposition, trace_for_logits
 from attrtools.methods.base import Batch, UnsupportedArchitecture
 from attrtools.pruning.importance import masked_copy

@@ -34,7 +34,7 @@ from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, co
                    target_score)
 from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, integrate_adaptive, integration_record,
                           quadrature, resolve_rule)
-from .grad_input import aggregate_hidden
+from .shared import aggregate_hidden
 
 
 class word_embeddings_replaced:
