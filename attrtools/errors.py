@@ -36,7 +36,7 @@ only from its module; ``tests/test_errors.py`` checks that this list is complete
     rundir.RunDirError, rundir.RunDirMismatch, rundir.RunDirBusy, rundir.RunDirNotWritable
                                                        AttrtoolsError (also ValueError)
     cli_kit.UserError                                  UsageError (also a click exception)
-    adversarial.recipes.RecipeError, adversarial.pipeline.AuditError
+    adversarial.resources.RecipeError, adversarial.pipeline.AuditError
                                                        AttrtoolsError (also ValueError)
     heads.NoProbabilityError, models.DtypeError       UsageError
     inputs.InputTypeError                              InputDataError (also TypeError)

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from .adapters import ADAPTERS, adapter_for, infer_adapter
-from .architecture import PoolingError  # noqa: F401  (an error users catch: its old import path)
-from .errors import OneOutputError, UnsupportedModelError, UsageError  # noqa: F401  (the old import paths of both errors)
+from .architecture import PoolingError  # noqa: F401
+# OneOutputError, PoolingError, UnsupportedModelError: errors users catch, importable from here as before
+from .errors import OneOutputError, UnsupportedModelError, UsageError  # noqa: F401
 
 
 # ------------------------------------------------------------------------------------ input length
