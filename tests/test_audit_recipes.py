@@ -101,6 +101,9 @@ def test_every_textattack_classification_recipe_is_known(ta):
     assert set(ISSUE_RECIPES) <= set(RECIPES) and set(OWN_RECIPES) == {"triggers", "wir-delete", "wir-attribution"}
     # every recipe is either run below or refused below: none is silently skipped
     assert set(RUN_OFFLINE) | set(REFUSED_OFFLINE) | set(OWN_RECIPES) == set(RECIPES)
+    # one builder per TextAttack recipe (issue 29: was one branch of a 134-line if-chain); none for ours
+    assert sorted(n for n, r in RECIPES.items() if r.textattack and not r.refuse and not callable(r.build)) == []
+    assert [n for n in OWN_RECIPES if RECIPES[n].build is not None] == []
 
 
 # ------------------------------------------------------------------------------------ refusals
