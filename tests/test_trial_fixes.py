@@ -327,7 +327,8 @@ def test_held_transformers_logs_pass_on_unless_dropped(transformers_warnings):
 def test_prune_count_beyond_the_config_heads_is_refused_before_the_run_dir(planted_dir, tmp_path):
     """An out-of-range --prune-count was found only after the model loaded, with the run directory
     already written."""
-    from attrtools.models import config_head_count, load_config
+    from attrtools.architecture import config_head_count
+    from attrtools.models import load_config
 
     heads = config_head_count(load_config(planted_dir))
     assert heads == 8
