@@ -16,8 +16,8 @@ _LAZY = {
     "Attributions": "attrtools.types",
     "Example": "attrtools.types",
     "fingerprint": "attrtools.models",
-    "supported_model_types": "attrtools.models",
-    "UnsupportedModelError": "attrtools.models",
+    "supported_model_types": "attrtools.adapters",
+    "UnsupportedModelError": "attrtools.errors",
     "load_pruned": "attrtools.pruned",
 }
 

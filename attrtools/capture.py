@@ -32,9 +32,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .errors import CaptureError
-from .models import (ADAPTERS, UnsupportedModelError, adapter_for, get_layers, get_module, infer_adapter,
-                     kept_heads, original_heads, pruned_heads, register_adapter, supported_model_types)
+from .adapters import ADAPTERS, adapter_for, infer_adapter, register_adapter, supported_model_types
+from .architecture import get_layers, get_module, kept_heads, original_heads, pruned_heads
+from .errors import CaptureError, UnsupportedModelError
 
 ATTN_IMPLEMENTATION = "attrtools"
 _ACTIVE: contextvars.ContextVar["Capture | None"] = contextvars.ContextVar("attrtools_capture", default=None)
@@ -153,8 +153,67 @@ def layer_hook(model: nn.Module, layer: int, part: str | None, hook, pre: bool =
     return module.register_forward_pre_hook(hook) if pre else module.register_forward_hook(hook)
 
 
+class BlockRecorder:
+    """Forward hooks recording what enters and leaves named parts of every block, for the methods
+    that decompose a block from its real activations (GlobEnc, Chefer LRP, ALTI, ALTI-Logit, DecompX).
+
+    ``parts``: ``{adapter part: "in" | "out" | "both"}`` (``"value"``, ``"ln_attention"``, ``"ffn_out"``,
+    ...), hooked in every layer through :func:`layer_hook` (so a block shared across layers, ALBERT,
+    records each layer's own call). ``modules``: ``{key: (module, "in" | "out" | "both")}`` further
+    modules outside the blocks (the classifier head's linears). After the forward, ``inputs[key]`` holds
+    the first positional input and ``outputs[key]`` the output (detached), with ``key = (layer, part)``
+    for parts and the given key for modules. Use as a context manager around the forward; the hooks
+    are removed on leaving, also on error. Nothing is recorded for a part whose hook did not run:
+    callers check what they need (see ``missing``)."""
+
+    def __init__(self, model: nn.Module, parts: dict, modules: dict | None = None):
+        self.model, self.parts, self.modules = model, dict(parts), dict(modules or {})
+        self.inputs: dict = {}
+        self.outputs: dict = {}
+        self._handles: list = []
+
+    def _keeper(self, key, want: str):
+        if want not in ("in", "out", "both"):
+            raise ValueError(f"want must be 'in', 'out' or 'both', got {want!r}")
+
+        def hook(module, args, output):
+            if want != "out":
+                self.inputs[key] = args[0].detach()
+            if want != "in":
+                self.outputs[key] = output.detach()
+        return hook
+
+    def __enter__(self):
+        try:
+            for layer in range(len(get_layers(self.model))):
+                for part, want in self.parts.items():
+                    self._handles.append(layer_hook(self.model, layer, part, self._keeper((layer, part), want)))
+            for key, (module, want) in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._keeper(key, want)))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return False
+
+    def missing(self, layers: int) -> list:
+        """``(layer, part)`` keys asked for but not recorded in the first ``layers`` layers."""
+        out = []
+        for layer in range(layers):
+            for part, want in self.parts.items():
+                if (want != "out" and (layer, part) not in self.inputs) or \
+                        (want != "in" and (layer, part) not in self.outputs):
+                    out.append((layer, part))
+        return out
+
+
 def _accept_inferred(model: nn.Module):
-    """An unknown family built the common way: infer its adapter (``models.infer_adapter``), then
+    """An unknown family built the common way: infer its adapter (``adapters.infer_adapter``), then
     accept it only if, on this very model, capture runs exactly once in every layer and the
     recorded probabilities and the logits equal the eager forward (same rule as the family tests).
     Otherwise refuse, naming the model type and what failed."""
@@ -404,7 +463,7 @@ def install_emptied_attention(model: nn.Module, layer: int) -> None:
     # None: W_O lives outside the attention module (DeBERTa), which then returns an empty context
     output_path = adapter.output[len(adapter.attention) + 1:] if adapter.output.startswith(adapter.attention + ".") \
         else None
-    from .models import head_dim
+    from .architecture import head_dim
 
     attention._attrtools_emptied = (output_path, adapter.conv1d, head_dim(model))
     # a bound method (not a closure): a deep copy of the model rebinds it to the copied module
@@ -609,7 +668,7 @@ class PostLNBlock:
     """
 
     def __init__(self, model: nn.Module, layer: int):
-        from .models import layer_module
+        from .architecture import layer_module
 
         adapter = adapter_for(model)
         if adapter.pre_norm:

@@ -39,8 +39,9 @@ from .inputs import normalize as normalize_inputs
 from .memory import fit_batch
 from .methods.base import Batch
 from .model_state import inference_state, unwrap_compiled
-from .models import (adapter_for, batch_pad_id, fingerprint, max_input_length, model_device, pool_index, pruned_heads,
-                     tokenizer_fingerprint)
+from .adapters import adapter_for
+from .architecture import batch_pad_id, pool_index, pruned_heads
+from .models import fingerprint, max_input_length, model_device, tokenizer_fingerprint
 from .notices import warn
 from .progress import enabled_default
 from .types import FORMAT_VERSION, Attribution, Example
@@ -299,7 +300,7 @@ class Engine:
         caller's state restored afterwards (``attrtools.model_state``)."""
         model = unwrap_compiled(model)
         adapter_for(model)
-        from .models import check_pooling
+        from .architecture import check_pooling
 
         # A decoder without a pad id, or whose tokenizer pads with another id, would read a pad position:
         # refused here, so every tool (attribute, evaluate, the audit's wrapper, ...) says so in one line.

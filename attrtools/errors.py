@@ -30,13 +30,13 @@ only from its module; ``tests/test_errors.py`` checks that this list is complete
     guard.ModelFolderError, guard.RemoteCodeError      UnsupportedModelError
     guard.DeviceError                                  ParameterError
     guard.InputFileError, guard.VocabularyError        InputDataError
-    models.PoolingError, models.CheckpointMismatchError, pruned.UnsupportedPruningError
+    architecture.PoolingError, models.CheckpointMismatchError, pruned.UnsupportedPruningError
                                                        UnsupportedModelError
     capture.CaptureNotInstalledError                   CaptureError
     rundir.RunDirError, rundir.RunDirMismatch, rundir.RunDirBusy, rundir.RunDirNotWritable
                                                        AttrtoolsError (also ValueError)
     cli_kit.UserError                                  UsageError (also a click exception)
-    adversarial.recipes.RecipeError, adversarial.pipeline.AuditError
+    adversarial.resources.RecipeError, adversarial.pipeline.AuditError
                                                        AttrtoolsError (also ValueError)
     heads.NoProbabilityError, models.DtypeError       UsageError
     inputs.InputTypeError                              InputDataError (also TypeError)
@@ -96,7 +96,7 @@ class UnsupportedArchitecture(UnsupportedModelError):
 
 class OneOutputError(UnsupportedModelError):
     """Something that needs class probabilities was asked of a model with one output (``num_labels=1``).
-    Raised by ``models.require_classes`` and ``methods.base.target_score`` (importable from both
+    Raised by ``architecture.require_classes`` and ``methods.base.target_score`` (importable from both
     ``attrtools.models`` and ``attrtools.methods.base``, where it was defined before; still a ``ValueError``)."""
 
 

@@ -32,11 +32,12 @@ Where the available memory cannot be read, nothing is done.
 """
 from __future__ import annotations
 
-from .models import model_device, num_layers_heads
+from .architecture import num_layers_heads
+from .models import model_device
 
 FLOAT = 4  # bytes of an fp32 value
 SHARE = 0.8  # fraction of the available memory a job may plan to use
-ALTI_CHUNK = 1 << 22  # floats per receiver chunk (methods.alti.alti_matrix's default)
+ALTI_CHUNK = 1 << 22  # floats per receiver chunk (methods.decomposition.alti_matrix's default)
 DECOMPX_CHUNK = 1 << 22  # floats per buffer of a receiver chunk (methods.decompx._CHUNK_FLOATS)
 
 

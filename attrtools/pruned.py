@@ -27,7 +27,7 @@ forward time are updated here (checked against transformers 5.23):
   attention: a pruned layer gets only its remaining heads' rows (``capture.install_head_selection``,
   a forward pre-hook; ``adapter.head_input`` names the argument); the table stays whole.
 - albert (``AlbertAttention``): ``num_attention_heads``, ``all_head_size``. One block runs every
-  layer of its hidden group (``models.tied_layers``), so removing a head from it removes that head
+  layer of its hidden group (``architecture.tied_layers``), so removing a head from it removes that head
   in **every layer of the group**: a plan must name the same heads for all layers of a group
   (``ValueError`` otherwise; the planners take ``tied_layers`` so their plans respect this), and the
   block is sliced once.
@@ -51,10 +51,11 @@ import warnings
 import torch
 from torch import nn
 
-from . import models
+from . import architecture, models
+from .adapters import adapter_for
+from .architecture import get_layers, get_module
 from .errors import InputDataError, ParameterError, UnsupportedModelError
 from .model_state import parameter_snapshot, replace_in_optimizer
-from .models import adapter_for, get_layers, get_module
 from .notices import warn
 
 PRUNED_HEADS_FILE = models.PRUNED_HEADS_FILE
@@ -66,12 +67,12 @@ FORMAT = 1
 
 
 # ------------------------------------------------------------------------------------ structure
-# Head counts, head dimension, KV groups and pruned heads are the adapter's (models.py); re-exported
+# Head counts, head dimension, KV groups and pruned heads are the adapter's (architecture.py); re-exported
 # here under the names the pruning tools have always used.
-original_heads = models.original_heads
-kv_group_size = models.kv_group_size
-head_dim_of = models.head_dim
-pruned_heads_of = models.pruned_heads
+original_heads = architecture.original_heads
+kv_group_size = architecture.kv_group_size
+head_dim_of = architecture.head_dim
+pruned_heads_of = architecture.pruned_heads
 
 
 def normalize_plan(plan, num_layers: int, num_heads: int) -> dict[int, list[int]]:
@@ -168,28 +169,14 @@ def prune_heads(model, plan, optimizer=None) -> dict[int, list[int]]:
     Phi-3 ``qkv_proj``) are sliced in their three parts; ``Conv1D`` projections keep their layout.
     """
     adapter = adapter_for(model)
-    layers = get_layers(model)
-    num_heads = original_heads(model)
-    plan = normalize_plan(plan, len(layers), num_heads)
+    plan = normalize_plan(plan, len(get_layers(model)), original_heads(model))
     before = parameter_snapshot(model)
     reason = adapter.refusal("prune_heads")
     if reason and plan:
         raise UnsupportedPruningError(f"model_type {adapter.model_type!r} cannot be pruned physically: {reason}")
-    group = kv_group_size(model)
-    head_dim = head_dim_of(model)
     state = {int(l): set(h) for l, h in getattr(model, "_attrtools_pruned_heads", {}).items()}
-    again = {l: sorted(set(h) & state.get(l, set())) for l, h in plan.items() if set(h) & state.get(l, set())}
-    if again:
-        warn(f"head(s) already pruned, skipped: {again} (layer: heads, original numbering)", UserWarning)
-    tied = {l: tuple(g) for g in models.tied_layers(model) for l in g}
-    for layer in plan:
-        sharing = tied[layer]
-        wanted = {l: sorted(set(plan.get(l, ())) | state.get(l, set())) for l in sharing}
-        if len(sharing) > 1 and len({tuple(h) for h in wanted.values()}) > 1:
-            raise ValueError(
-                f"layers {list(sharing)} of {adapter.model_type!r} run one shared block: pruning a head removes it in "
-                f"all of them, so the plan must name the same heads for each (asked, with heads already gone: "
-                f"{wanted}); plan with tied_layers=models.tied_layers(model)")
+    tied = {l: tuple(g) for g in architecture.tied_layers(model) for l in g}
+    _check_plan(adapter, plan, state, tied)
     done: set[int] = set()
     for layer, heads in plan.items():
         if layer in done:  # a shared block already sliced for another layer of its group
@@ -199,70 +186,103 @@ def prune_heads(model, plan, optimizer=None) -> dict[int, list[int]]:
         new = set(heads) - gone
         if not new:
             continue
-        after = gone | new
-        if group > 1:
-            partial = [g for g in range(num_heads // group)
-                       if 0 < len(after & set(range(g * group, (g + 1) * group))) < group]
-            if partial:
-                raise ValueError(
-                    f"layer {layer}: pruning only part of the query heads that share a key/value head "
-                    f"(groups of {group}; partial group(s) {partial}) cannot be done physically; "
-                    f"prune whole groups (plan with group_size={group})")
-        current = [h for h in range(num_heads) if h not in gone]  # original index at each position
-        kept_positions = [pos for pos, h in enumerate(current) if h not in new]
-        block = layers[layer]
-        index = _keep_index(kept_positions, head_dim)
-        if group > 1:
-            current_groups = sorted({h // group for h in current})
-            kept_group_positions = [pos for pos, g in enumerate(current_groups)
-                                    if not set(range(g * group, (g + 1) * group)) <= after]
-            kv_index = _keep_index(kept_group_positions, head_dim)
-        else:
-            kv_index = index
-        if adapter.fused_qkv:
-            q_width = len(current) * head_dim
-            kv_width = q_width // group
-            fused = torch.cat([index, q_width + kv_index, q_width + kv_width + kv_index])
-            _replace(block, adapter.fused_qkv,
-                     _slice_linear(get_module(block, adapter.fused_qkv), fused, 0, adapter.conv1d))
-        else:
-            _replace(block, adapter.query, _slice_linear(get_module(block, adapter.query), index, 0, adapter.conv1d))
-            _replace(block, adapter.key, _slice_linear(get_module(block, adapter.key), kv_index, 0, adapter.conv1d))
-            _replace(block, adapter.value,
-                     _slice_linear(get_module(block, adapter.value), kv_index, 0, adapter.conv1d))
-        for path in adapter.head_projections:  # e.g. DeBERTa's relative-position projections (per head)
-            try:
-                extra = get_module(block, path)
-            except AttributeError:
-                continue
-            _replace(block, path, _slice_linear(extra, kv_index, 0, adapter.conv1d))
-        _replace(block, adapter.output, _slice_linear(get_module(block, adapter.output), index, 1, adapter.conv1d))
-        remaining = len(kept_positions)
-        attention = get_module(block, adapter.attention)
-        for name in adapter.head_count_attrs:
-            if hasattr(attention, name):
-                setattr(attention, name, remaining)
-        for name in adapter.width_attrs + adapter.fused_width_attrs:
-            if hasattr(attention, name):
-                setattr(attention, name, remaining * head_dim)
-        if hasattr(attention, "num_key_value_heads"):
-            attention.num_key_value_heads = remaining // group
-        if adapter.config_head_count:
-            attention.config = _ConfigView(model.config, num_attention_heads=remaining,
-                                           num_key_value_heads=remaining // group)
-        if adapter.head_input:  # a per-head input computed for every layer (MPNet's position bias)
-            from .capture import install_head_selection
-
-            install_head_selection(model, layer, [h for h in range(num_heads) if h not in after])
-        if remaining == 0 and adapter.empty_layer_patch:
-            from .capture import install_emptied_attention
-
-            install_emptied_attention(model, layer)
+        _prune_layer(model, adapter, layer, gone, new)
         for other in tied[layer]:
-            state[other] = set(after)
+            state[other] = gone | new
     model._attrtools_pruned_heads = {l: sorted(h) for l, h in sorted(state.items()) if h}
     replace_in_optimizer(before, model, optimizer, "prune_heads")
     return pruned_heads_of(model)
+
+
+def _check_plan(adapter, plan: dict, state: dict, tied: dict) -> None:
+    """Warn about heads of ``plan`` already pruned (``state``: ``{layer: heads gone}``); refuse a plan
+    naming different heads for layers that run one shared block (``tied``: ``{layer: its group}``)."""
+    again = {l: sorted(set(h) & state.get(l, set())) for l, h in plan.items() if set(h) & state.get(l, set())}
+    if again:
+        warn(f"head(s) already pruned, skipped: {again} (layer: heads, original numbering)", UserWarning)
+    for layer in plan:
+        sharing = tied[layer]
+        wanted = {l: sorted(set(plan.get(l, ())) | state.get(l, set())) for l in sharing}
+        if len(sharing) > 1 and len({tuple(h) for h in wanted.values()}) > 1:
+            raise ValueError(
+                f"layers {list(sharing)} of {adapter.model_type!r} run one shared block: pruning a head removes it in "
+                f"all of them, so the plan must name the same heads for each (asked, with heads already gone: "
+                f"{wanted}); plan with tied_layers=architecture.tied_layers(model)")
+
+
+def _prune_layer(model, adapter, layer: int, gone: set, new: set) -> None:
+    """Slice ``layer``'s block so that the heads ``new`` go too (``gone``: removed before; original
+    numbering): the q/k/v/o projections (fused or separate, GQA groups kept whole), the family's
+    per-head projections, the attention module's head counts, and the capture patches a pruned layer
+    needs. Raises ``ValueError`` for a GQA plan that splits a key/value group."""
+    num_heads, group, head_dim = original_heads(model), kv_group_size(model), head_dim_of(model)
+    after = gone | new
+    if group > 1:
+        partial = [g for g in range(num_heads // group)
+                   if 0 < len(after & set(range(g * group, (g + 1) * group))) < group]
+        if partial:
+            raise ValueError(
+                f"layer {layer}: pruning only part of the query heads that share a key/value head "
+                f"(groups of {group}; partial group(s) {partial}) cannot be done physically; "
+                f"prune whole groups (plan with group_size={group})")
+    current = [h for h in range(num_heads) if h not in gone]  # original index at each position
+    kept_positions = [pos for pos, h in enumerate(current) if h not in new]
+    index = _keep_index(kept_positions, head_dim)
+    if group > 1:
+        current_groups = sorted({h // group for h in current})
+        kept_group_positions = [pos for pos, g in enumerate(current_groups)
+                                if not set(range(g * group, (g + 1) * group)) <= after]
+        kv_index = _keep_index(kept_group_positions, head_dim)
+    else:
+        kv_index = index
+    block = get_layers(model)[layer]
+    _slice_projections(block, adapter, index, kv_index, len(current) * head_dim, group)
+    remaining = len(kept_positions)
+    _set_head_counts(model, get_module(block, adapter.attention), adapter, remaining, group, head_dim)
+    if adapter.head_input:  # a per-head input computed for every layer (MPNet's position bias)
+        from .capture import install_head_selection
+
+        install_head_selection(model, layer, [h for h in range(num_heads) if h not in after])
+    if remaining == 0 and adapter.empty_layer_patch:
+        from .capture import install_emptied_attention
+
+        install_emptied_attention(model, layer)
+
+
+def _slice_projections(block, adapter, index, kv_index, q_width: int, group: int) -> None:
+    """Keep rows ``index`` of the query (``kv_index`` of key and value; fused: the three parts of a
+    ``q_width + 2 * q_width / group`` wide projection) and columns ``index`` of the output projection."""
+    if adapter.fused_qkv:
+        kv_width = q_width // group
+        fused = torch.cat([index, q_width + kv_index, q_width + kv_width + kv_index])
+        _replace(block, adapter.fused_qkv,
+                 _slice_linear(get_module(block, adapter.fused_qkv), fused, 0, adapter.conv1d))
+    else:
+        _replace(block, adapter.query, _slice_linear(get_module(block, adapter.query), index, 0, adapter.conv1d))
+        _replace(block, adapter.key, _slice_linear(get_module(block, adapter.key), kv_index, 0, adapter.conv1d))
+        _replace(block, adapter.value, _slice_linear(get_module(block, adapter.value), kv_index, 0, adapter.conv1d))
+    for path in adapter.head_projections:  # e.g. DeBERTa's relative-position projections (per head)
+        try:
+            extra = get_module(block, path)
+        except AttributeError:
+            continue
+        _replace(block, path, _slice_linear(extra, kv_index, 0, adapter.conv1d))
+    _replace(block, adapter.output, _slice_linear(get_module(block, adapter.output), index, 1, adapter.conv1d))
+
+
+def _set_head_counts(model, attention, adapter, remaining: int, group: int, head_dim: int) -> None:
+    """The attention module's head counts and widths read at forward time, after pruning to ``remaining``."""
+    for name in adapter.head_count_attrs:
+        if hasattr(attention, name):
+            setattr(attention, name, remaining)
+    for name in adapter.width_attrs + adapter.fused_width_attrs:
+        if hasattr(attention, name):
+            setattr(attention, name, remaining * head_dim)
+    if hasattr(attention, "num_key_value_heads"):
+        attention.num_key_value_heads = remaining // group
+    if adapter.config_head_count:
+        attention.config = _ConfigView(model.config, num_attention_heads=remaining,
+                                       num_key_value_heads=remaining // group)
 
 
 # ------------------------------------------------------------------------------------ save / load

@@ -27,7 +27,7 @@ ARCHITECTURES = ("bert", "roberta", "distilbert", "electra", "llama")
 
 
 def _families():
-    from .models import ADAPTERS
+    from .adapters import ADAPTERS
 
     return tuple(ADAPTERS)
 
@@ -79,7 +79,7 @@ def tiny_config(model_type: str, vocab_size: int, layers: int = 2, heads: int = 
     extras (grouped KV heads, soft-capping, ...) from its adapter's ``tiny_config`` (``models.py``)."""
     from transformers import AutoConfig
 
-    from .models import ADAPTERS
+    from .adapters import ADAPTERS
 
     adapter = ADAPTERS.get(model_type)  # None: a family attrtools would have to infer
     extra = {k: (v(hidden) if callable(v) else v) for k, v in (adapter.tiny_config if adapter else ())}
@@ -173,7 +173,7 @@ def official_style_attattr(model, tokenizer, example, steps: int = 20, chunk: in
     from .capture import capture
     from .engine import Engine
     from .heads import probabilities
-    from .models import batch_pad_id, num_layers_heads
+    from .architecture import batch_pad_id, num_layers_heads
     from .types import Example
 
     engine = Engine(model, tokenizer)

@@ -43,8 +43,6 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
     Returns the report written to ``training.json`` (``dev_accuracy`` in [0, 1] when ``dev`` is given,
     ``seconds``, ``estimated_seconds``). Raises ``LabelError`` for labels outside the classes.
     """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from .labels import check_gold_labels, infer_num_classes
 
     if label_names and num_labels is not None and len(label_names) != num_labels:
@@ -57,6 +55,36 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
         dev = check_gold_labels(dev, num_labels, need=True, what="evaluation data")
     random.seed(seed)
     torch.manual_seed(seed)
+    model, tokenizer = _load_classifier(base, num_labels, label_names)
+    from .models import max_input_length
+
+    limit = max_input_length(model, tokenizer)
+    if limit is not None and max_length > limit:  # the one truncation rule: never past the position table
+        max_length = limit
+    if device is not None:
+        model.to(device)
+    frozen = _freeze(model, freeze_embeddings, freeze_layers)
+    total = max(1, int(math.ceil(len(train) / batch_size) * epochs))
+    started, estimate = _train(model, tokenizer, train, total, batch_size, max_length, lr, warmup, log, on_estimate)
+    report = {"base": base, "train_examples": len(train), "steps": total, "epochs": epochs, "batch_size": batch_size,
+              "lr": lr, "max_length": max_length, "seed": seed, "frozen": frozen,
+              "seconds": round(time.time() - started, 1), "num_labels": num_labels,
+              "estimated_seconds": round(estimate, 3) if estimate is not None else None}
+    if dev:
+        report["dev_accuracy"] = accuracy(model, tokenizer, dev, max_length=max_length)
+        log(f"dev accuracy {report['dev_accuracy']:.4f}")
+    os.makedirs(output_dir, exist_ok=True)
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    write_json(os.path.join(output_dir, "training.json"), report)
+    return report
+
+
+def _load_classifier(base: str, num_labels: int, label_names):
+    """``(model, tokenizer)`` of ``base`` with a classification head of ``num_labels`` outputs (added or
+    replaced), its ``id2label`` from ``label_names`` (or generic names when the checkpoint's count differs)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=num_labels, trust_remote_code=False,
                                                                ignore_mismatched_sizes=True)
@@ -66,16 +94,15 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
     elif getattr(model.config, "id2label", None) and len(model.config.id2label) != num_labels:
         model.config.id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
         model.config.label2id = {v: k for k, v in model.config.id2label.items()}
-    from .models import max_input_length
+    return model, tokenizer
 
-    limit = max_input_length(model, tokenizer)
-    if limit is not None and max_length > limit:  # the one truncation rule: never past the position table
-        max_length = limit
-    if device is not None:
-        model.to(device)
-    frozen = _freeze(model, freeze_embeddings, freeze_layers)
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    total = max(1, int(steps_per_epoch * epochs))
+
+def _train(model, tokenizer, train: list[Example], total: int, batch_size: int, max_length: int, lr: float,
+           warmup: float, log, on_estimate):
+    """``total`` AdamW steps over shuffled batches of ``train`` (linear warm-up over the ``warmup``
+    fraction, then linear decay; gradients clipped to norm 1), with a progress bar; the model is left
+    in eval mode with every parameter trainable again. Returns ``(started, estimate)``: the start time
+    and the estimated training seconds measured on the first three steps (see ``finetune``)."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
     warm = max(1, int(total * warmup))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -120,18 +147,7 @@ def finetune(base: str, train: list[Example], output_dir: str, dev: list[Example
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
-    report = {"base": base, "train_examples": len(train), "steps": total, "epochs": epochs, "batch_size": batch_size,
-              "lr": lr, "max_length": max_length, "seed": seed, "frozen": frozen,
-              "seconds": round(time.time() - started, 1), "num_labels": num_labels,
-              "estimated_seconds": round(estimate, 3) if estimate is not None else None}
-    if dev:
-        report["dev_accuracy"] = accuracy(model, tokenizer, dev, max_length=max_length)
-        log(f"dev accuracy {report['dev_accuracy']:.4f}")
-    os.makedirs(output_dir, exist_ok=True)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    write_json(os.path.join(output_dir, "training.json"), report)
-    return report
+    return started, estimate
 
 
 def _duration(seconds: float) -> str:
@@ -192,7 +208,8 @@ def accuracy(model, tokenizer, examples: list[Example], max_length: int = 128, b
 
 def _freeze(model, embeddings: bool, layers: int) -> list[str]:
     """Stop gradients for the embeddings and the lowest ``layers`` blocks; returns what was frozen."""
-    from .models import adapter_for, get_layers, get_module
+    from .adapters import adapter_for
+    from .architecture import get_layers, get_module
 
     frozen = []
     if embeddings:
@@ -202,7 +219,7 @@ def _freeze(model, embeddings: bool, layers: int) -> list[str]:
     blocks = get_layers(model)
     if not 0 <= layers <= len(blocks):
         raise ParameterError(f"freeze_layers must be between 0 and {len(blocks)}, got {layers}")
-    from .models import tied_layers
+    from .architecture import tied_layers
 
     for group in tied_layers(model):  # ALBERT: one block runs several layers
         if group[0] < layers <= group[-1]:

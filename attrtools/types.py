@@ -71,7 +71,7 @@ class Attribution:
     original_length: int | None = None  # tokens before truncation, None if the input was not truncated
     label_names: list[str] = field(default_factory=list)  # class names in id order ([] when generic)
     # the token the classifier reads: 0 = first ([CLS]/<s>); for decoders its index by the model's own
-    # last-non-pad rule (models.pool_positions); -1 (the last token) in files written before that
+    # last-non-pad rule (architecture.pool_positions); -1 (the last token) in files written before that
     pool_position: int = 0
     # problem_type="multi_label_classification": ``probs`` are a sigmoid per label (attrtools.heads)
     multi_label: bool = False

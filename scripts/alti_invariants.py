@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import attrtools  # noqa: E402
-from attrtools import models  # noqa: E402
+from attrtools import adapters, architecture  # noqa: E402
 from attrtools.engine import Engine  # noqa: E402
-from attrtools.methods.alti import alti_matrix, pre_ln_alti_parts, trace_layers  # noqa: E402
+from attrtools.methods.decomposition import alti_matrix, pre_ln_alti_parts, trace_layers  # noqa: E402
 from attrtools.methods.alti_logit import logit_decomposition, trace_for_logits  # noqa: E402
 from attrtools.methods.base import Batch  # noqa: E402
 from attrtools.testing import FAMILIES, build_tiny_model  # noqa: E402
@@ -41,7 +41,7 @@ def measure(family: str, root: str) -> dict:
     with torch.no_grad():
         logits = model(**inputs).logits.float()
     batch = Batch(inputs, lengths, logits.argmax(-1), logits)
-    decoder = models.adapter_for(model).pooling == "last_non_pad"
+    decoder = adapters.adapter_for(model).pooling == "last_non_pad"
     trace = trace_for_logits(model, batch) if decoder else trace_layers(model, inputs)
     split = rows = 0.0
     for layer in range(len(trace.hidden_in)):
@@ -51,7 +51,7 @@ def measure(family: str, root: str) -> dict:
             rows = max(rows, float((alti_matrix(model, trace, layer, b, n).sum(-1) - 1).abs().max()))
     logit = None
     if decoder:
-        positions = models.pool_positions(model, inputs["input_ids"])
+        positions = architecture.pool_positions(model, inputs["input_ids"])
         logit = max(abs(logit_decomposition(model, trace, b, n, t, int(positions[b])).total() - float(logits[b, t]))
                     for b, n in enumerate(lengths) for t in range(logits.shape[1]))
     return dict(family=family, split=split, rows=rows, logit=logit, scale=float(logits.abs().max()))
@@ -59,7 +59,7 @@ def measure(family: str, root: str) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(f for f in FAMILIES if models.ADAPTERS[f].pre_norm))
+    parser.add_argument("--families", default=",".join(f for f in FAMILIES if adapters.ADAPTERS[f].pre_norm))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as root:
         rows = [measure(family, root) for family in args.families.split(",")]

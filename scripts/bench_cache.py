@@ -73,7 +73,7 @@ def timed_attribute(engine, examples, args):
 
 def all_keys(engine, examples, results, args):
     from attrtools import methods
-    from attrtools.models import num_layers_heads
+    from attrtools.architecture import num_layers_heads
 
     params = methods.get("attattr").params(steps=args.steps)
     layers = num_layers_heads(engine.model)[0]
@@ -122,7 +122,8 @@ def main(argv=None):
 
     from attrtools.cache import AttributionCache
     from attrtools.engine import Engine
-    from attrtools.models import model_device, num_layers_heads
+    from attrtools.architecture import num_layers_heads
+    from attrtools.models import model_device
 
     model, tok, examples = load(args)
     device = model_device(model)

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import attrtools  # noqa: E402
-from attrtools import models  # noqa: E402
+from attrtools import adapters, architecture  # noqa: E402
 from attrtools.capture import capture  # noqa: E402
 from attrtools.engine import Engine  # noqa: E402
 from attrtools.methods import get, list_methods  # noqa: E402
@@ -47,7 +47,7 @@ def measure(family: str, root: str) -> dict:
     engine = Engine(model, tokenizer)
     inputs = engine.collate([engine.encode(Example(t)) for t in TEXTS])
     eager = AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation="eager").eval()
-    L, H = models.num_layers_heads(model)
+    L, H = architecture.num_layers_heads(model)
     with torch.no_grad():
         ref = eager(**inputs, output_attentions=True)
         with capture(model, record="all") as cap:
@@ -67,14 +67,14 @@ def measure(family: str, root: str) -> dict:
         attrtools.attribute(model, tokenizer, TEXTS[:1], method=name,
                             **({"steps": 2} if name in ("attattr", "ig_embed") else {}))
         ran.append(name)
-    group = models.kv_group_size(model)
+    group = architecture.kv_group_size(model)
     plan = {0: list(range(group)), 1: list(range(H))}
-    shared = [g for g in models.tied_layers(model) if len(g) > 1]
+    shared = [g for g in architecture.tied_layers(model) if len(g) > 1]
     if shared:  # a head of a shared block can only go from every layer that runs it
         plan = {l: [0, 2] for l in range(L)}
     with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)):
         masked = model(**inputs).logits
-    adapter = models.adapter_for(model)
+    adapter = adapters.adapter_for(model)
     pruned_rel, reload_ok = None, None
     if not adapter.refusal("prune_heads"):
         pruned = copy.deepcopy(model)

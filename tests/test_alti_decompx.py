@@ -4,7 +4,7 @@ import torch
 
 from attrtools.engine import Engine
 from attrtools.methods import get
-from attrtools.methods.alti import alti_contributions, alti_layer_parts, trace_layers
+from attrtools.methods.decomposition import alti_contributions, alti_layer_parts, trace_layers
 from attrtools.methods.base import Batch
 from attrtools.methods.decompx import absdot_weights, decompx_decompose
 from attrtools.types import Example
@@ -102,9 +102,10 @@ def _reference_decompose(model, batch, mode="absdot"):
     receiver chunking), kept here as the reference the chunked path must equal."""
     import torch.nn.functional as F
 
-    from attrtools.methods.alti import value_output_weights
+    from attrtools.methods.decomposition import value_output_weights
     from attrtools.methods.decompx import add_bias, linear_parts, ln_decompose, slope
-    from attrtools.models import adapter_for, get_module, head_dim, layer_module
+    from attrtools.adapters import adapter_for
+    from attrtools.architecture import get_module, head_dim, layer_module
 
     first_name, classifier_name = adapter_for(model).classifier_head
     first, classifier = get_module(model, first_name), get_module(model, classifier_name)
@@ -151,7 +152,7 @@ def test_decompx_receiver_chunks_equal_the_unchunked_path(tiny_models, arch_name
         torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
     # default chunking with a small budget: several attention passes, each in several FFN sub-passes
     from attrtools.methods import decompx
-    from attrtools.models import layer_module
+    from attrtools.architecture import layer_module
 
     d_ff = layer_module(model, 0, "ffn_in").out_features
     with pytest.MonkeyPatch.context() as patch:

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import attrtools
-from attrtools import models
+from attrtools import adapters, architecture
 from attrtools.cache import AttributionCache
 from attrtools.engine import Engine
 from attrtools.methods import get
-from attrtools.methods.alti import alti_matrix, pre_ln_alti_parts, trace_layers
+from attrtools.methods.decomposition import alti_matrix, pre_ln_alti_parts, trace_layers
 from attrtools.methods.alti_logit import logit_decomposition, trace_for_logits
 from attrtools.methods.base import Batch, UnsupportedArchitecture
 from attrtools.pruning.importance import masked_copy
@@ -26,8 +26,8 @@ from attrtools.testing import FAMILIES, build_tiny_model
 from attrtools.types import Example
 
 TEXTS = ["the movie was very good", "a dull story but the music was fun", "boring", "not bad at all"]
-PRE_LN = [f for f in FAMILIES if models.ADAPTERS[f].pre_norm]
-DECODERS = [f for f in PRE_LN if models.ADAPTERS[f].pooling == "last_non_pad"]
+PRE_LN = [f for f in FAMILIES if adapters.ADAPTERS[f].pre_norm]
+DECODERS = [f for f in PRE_LN if adapters.ADAPTERS[f].pooling == "last_non_pad"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_pre_ln_alti_split_is_exact_and_rows_sum_to_one(family, pre_ln_models):
     model, tokenizer = pre_ln_models(family)
     batch = _batch(model, tokenizer)
     trace = trace_layers(model, batch.inputs)
-    causal = models.adapter_for(model).pooling == "last_non_pad"
+    causal = adapters.adapter_for(model).pooling == "last_non_pad"
     for layer in range(len(trace.hidden_in)):
         for b, n in enumerate(batch.lengths):
             parts, constant, y = pre_ln_alti_parts(model, trace, layer, b, n)
@@ -92,7 +92,7 @@ def test_direct_logit_decomposition_is_complete(family, pre_ln_models):
     model, tokenizer = pre_ln_models(family)
     batch = _batch(model, tokenizer)
     trace = trace_for_logits(model, batch)
-    positions = models.pool_positions(model, batch.inputs["input_ids"])
+    positions = architecture.pool_positions(model, batch.inputs["input_ids"])
     assert positions.tolist() == [n - 1 for n in batch.lengths]
     for b, n in enumerate(batch.lengths):
         for target in range(batch.logits.shape[1]):
@@ -145,7 +145,7 @@ def test_batched_equals_unbatched_and_cached_equals_computed(family, method, pre
 def test_pruned_decoder_explains_like_its_masked_twin(method, pre_ln_models):
     """A whole KV group of layer 0 physically pruned (GQA) = those heads' W_O columns zeroed."""
     model, tokenizer = pre_ln_models("llama")
-    group = models.kv_group_size(model)
+    group = architecture.kv_group_size(model)
     assert group > 1
     plan = {0: list(range(group))}
     pruned = copy.deepcopy(model)

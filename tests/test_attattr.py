@@ -7,7 +7,7 @@ from attrtools.capture import capture
 from attrtools.engine import Engine
 from attrtools.methods.attattr import quadrature
 from attrtools.methods.base import target_score
-from attrtools.models import num_layers_heads
+from attrtools.architecture import num_layers_heads
 from attrtools.testing import official_style_attattr
 
 from conftest import PAIRS, SENTENCES
@@ -162,7 +162,7 @@ def test_block_outside_the_layout_falls_back_to_replay(tiny_models):
     """A block that does more than the post-LN layout (here: a hook rescaling block 0's output)
     fails the per-batch check; "auto" then replays, and the numbers still match replay."""
     from attrtools.methods import attattr as impl
-    from attrtools.models import get_layers
+    from attrtools.architecture import get_layers
 
     model, tokenizer = tiny_models["bert"]
     handle = get_layers(model)[0].register_forward_hook(lambda module, args, output: output * 1.5)

@@ -68,7 +68,7 @@ def stand_ins(tmp_path_factory, ta):
 
 
 def _resources(stand_ins, **overrides):
-    from attrtools.adversarial.recipes import AttackResources
+    from attrtools.adversarial.resources import AttackResources
 
     kwargs = dict(word_embeddings=stand_ins["embeddings"], mlm=stand_ins["mlm"], nltk_data=stand_ins["nltk_data"],
                   sentence_encoder=stand_ins["encoder"], homoglyphs=stand_ins["homoglyphs"],
@@ -101,13 +101,16 @@ def test_every_textattack_classification_recipe_is_known(ta):
     assert set(ISSUE_RECIPES) <= set(RECIPES) and set(OWN_RECIPES) == {"triggers", "wir-delete", "wir-attribution"}
     # every recipe is either run below or refused below: none is silently skipped
     assert set(RUN_OFFLINE) | set(REFUSED_OFFLINE) | set(OWN_RECIPES) == set(RECIPES)
+    # one builder per TextAttack recipe (issue 29: was one branch of a 134-line if-chain); none for ours
+    assert sorted(n for n, r in RECIPES.items() if r.textattack and not r.refuse and not callable(r.build)) == []
+    assert [n for n in OWN_RECIPES if RECIPES[n].build is not None] == []
 
 
 # ------------------------------------------------------------------------------------ refusals
 @pytest.mark.parametrize("name", sorted(REFUSED_OFFLINE))
 def test_refused_up_front_with_the_option(ta, planted, stand_ins, tmp_path, name):
     from attrtools.adversarial.audit import run_audit
-    from attrtools.adversarial.recipes import RecipeError
+    from attrtools.adversarial.resources import RecipeError
 
     model, tok = planted
     with pytest.raises(RecipeError) as err:
@@ -121,7 +124,7 @@ def test_refused_up_front_with_the_option(ta, planted, stand_ins, tmp_path, name
 
 def test_bad_characters_refuses_a_query_budget(ta, planted, stand_ins, tmp_path):
     from attrtools.adversarial.audit import run_audit
-    from attrtools.adversarial.recipes import RecipeError
+    from attrtools.adversarial.resources import RecipeError
 
     model, tok = planted
     with pytest.raises(RecipeError, match="without --query-budget"):
@@ -130,7 +133,8 @@ def test_bad_characters_refuses_a_query_budget(ta, planted, stand_ins, tmp_path)
 
 
 def test_one_message_per_missing_resource(ta):
-    from attrtools.adversarial.recipes import AttackResources, resource_report
+    from attrtools.adversarial.recipes import resource_report
+    from attrtools.adversarial.resources import AttackResources
 
     report = resource_report(["textfooler", "bae", "bert-attack", "a2t", "deepwordbug"],
                              AttackResources(allow_downloads=False))
@@ -189,13 +193,14 @@ def test_recipe_runs_offline_on_stand_ins(ta, planted, stand_ins, tmp_path, name
 
 
 def test_recipes_use_the_given_resources(ta, planted, stand_ins):
-    from attrtools.adversarial.recipes import _Parts, build_recipe
+    from attrtools.adversarial.recipes import build_recipe
+    from attrtools.adversarial.resources import LoadedResources
     from attrtools.adversarial.wrapper import AttrtoolsModelWrapper
 
     model, tok = planted
     wrapper = AttrtoolsModelWrapper(model, tok)
     res = _resources(stand_ins)
-    parts = _Parts(res)
+    parts = LoadedResources(res)
     fooler = build_recipe("textfooler", wrapper, res, parts)
     assert fooler.transformation.embedding is parts.embedding()
     assert fooler.transformation.embedding.nearest_neighbours("alpha", 1) == \
@@ -251,7 +256,7 @@ def test_python_hook_equals_the_recipe(ta, planted, tmp_path):
 # ------------------------------------------------------------------------------------ comparison
 def _masked_variant(model, tok):
     from attrtools.adversarial.compare import AuditedModel, plan_mask
-    from attrtools.models import num_layers_heads
+    from attrtools.architecture import num_layers_heads
 
     L, H = num_layers_heads(model)
     return AuditedModel("pruned-half", model, tok, plan_mask({0: [0, 1], 1: [2, 3]}, L, H))

@@ -6,7 +6,8 @@ from transformers import AutoModelForSequenceClassification
 import attrtools
 from attrtools.capture import ATTN_IMPLEMENTATION, CaptureNotInstalledError, active, capture
 from attrtools.engine import Engine
-from attrtools.models import UnsupportedModelError, get_layers, layer_module, num_layers_heads
+from attrtools.architecture import get_layers, layer_module, num_layers_heads
+from attrtools.errors import UnsupportedModelError
 
 from conftest import PAIRS, SENTENCES
 
@@ -31,6 +32,30 @@ def test_capture_runs_in_every_layer(tiny):
     with pytest.raises(RuntimeError, match="not recorded"):
         partial.attention_list()
 
+
+
+def test_block_recorder_keeps_each_layers_parts_and_removes_its_hooks(tiny):
+    """The one block recorder (GlobEnc, Chefer LRP and the ALTI/DecompX trace use it): per layer, the
+    input and/or output asked for, equal to the module applied to what entered it; hooks gone after."""
+    from attrtools.capture import BlockRecorder
+
+    model, tokenizer = tiny
+    inputs = _batch(model, tokenizer)
+    head = model.get_input_embeddings()
+    with torch.no_grad(), BlockRecorder(model, {"value": "out", "ln_attention": "both"},
+                                        {"embed": (head, "out")}) as rec:
+        model(**inputs)
+    L = num_layers_heads(model)[0]
+    assert rec.missing(L) == [] and ("embed" in rec.outputs) and ("embed" not in rec.inputs)
+    for l in range(L):
+        assert (l, "value") in rec.outputs and (l, "value") not in rec.inputs
+        norm = layer_module(model, l, "ln_attention")
+        assert torch.allclose(norm(rec.inputs[l, "ln_attention"]), rec.outputs[l, "ln_attention"], atol=1e-6)
+    assert torch.equal(rec.outputs["embed"], head(inputs["input_ids"]))
+    assert all(not layer_module(model, l, "value")._forward_hooks for l in range(L)) and not head._forward_hooks
+    with pytest.raises(ValueError, match="want must be"):
+        BlockRecorder(model, {"value": "sideways"}).__enter__()
+    assert all(not layer_module(model, l, "value")._forward_hooks for l in range(L))
 
 def test_recorded_probabilities_equal_eager(tiny, tiny_dirs, arch):
     model, tokenizer = tiny

@@ -120,7 +120,7 @@ def test_errors_keep_their_old_types():
     from attrtools.capture import CaptureNotInstalledError
     from attrtools.data import DataError
     from attrtools.methods.base import UnsupportedArchitecture
-    from attrtools.models import UnsupportedModelError
+    from attrtools.errors import UnsupportedModelError
 
     for cls, old in [(DataError, ValueError), (UnsupportedArchitecture, ValueError), (UnsupportedModelError, ValueError),
                      (AuditError, ValueError), (TextAttackUnavailable, ImportError),

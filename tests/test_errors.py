@@ -116,7 +116,8 @@ def test_launch_error_is_one_line_in_every_tool(command, one_output_dir, dataset
 def test_peers_spellings_and_typos_get_a_did_you_mean(tiny_models):
     """Issue 23, 'names people already type': Captum's and inseq's ``n_steps`` is ``steps``
     (giving both is refused), and an unknown method, parameter or recipe names the closest one."""
-    from attrtools.adversarial.recipes import RecipeError, parse_recipes
+    from attrtools.adversarial.recipes import parse_recipes
+    from attrtools.adversarial.resources import RecipeError
     from attrtools.errors import ParameterError, UnknownMethodError, did_you_mean
 
     model, tok = tiny_models["bert"]

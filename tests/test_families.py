@@ -7,7 +7,7 @@ batched equals unbatched; every registered method runs or refuses with an error 
 reason; masked equals physically pruned within 1e-5; a pruned model saves and reloads and
 explains like the masked model. Decoder families also prove their pooling rule.
 
-The tiny configs come from ``attrtools.testing.tiny_config`` (family extras in ``models.py``):
+The tiny configs come from ``attrtools.testing.tiny_config`` (family extras in ``adapters.py``):
 2 layers, 4 heads, hidden 32, grouped KV heads where the family has them.
 """
 import copy
@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 import attrtools
-from attrtools import models
+from attrtools import adapters, architecture, models
 from attrtools import capture as capture_module
 from attrtools.capture import capture
 from attrtools.engine import Engine
@@ -67,10 +67,10 @@ def _plan(model):
     """Layer 0 loses one KV group, layer 1 all its heads (whole groups for GQA families). Families
     whose layers share one block (ALBERT) lose heads 0 and 2 in every layer of a group instead: a
     head of a shared block can only be removed in all the layers that run it."""
-    group = models.kv_group_size(model)
-    heads = models.original_heads(model)
-    if any(len(g) > 1 for g in models.tied_layers(model)):
-        return {l: [0, 2] for l in range(models.num_layers_heads(model)[0])}
+    group = architecture.kv_group_size(model)
+    heads = architecture.original_heads(model)
+    if any(len(g) > 1 for g in architecture.tied_layers(model)):
+        return {l: [0, 2] for l in range(architecture.num_layers_heads(model)[0])}
     return {0: list(range(group)), 1: list(range(heads))}
 
 
@@ -80,7 +80,7 @@ def test_capture_equals_eager_forward(family, family_dirs, family_models):
     assert model.config.model_type == family
     eager = AutoModelForSequenceClassification.from_pretrained(family_dirs(family), attn_implementation="eager").eval()
     inputs = _inputs(model, tokenizer)  # padded batch: the masks reach the attention function
-    L, H = models.num_layers_heads(model)
+    L, H = architecture.num_layers_heads(model)
     with torch.no_grad():
         reference = eager(**inputs, output_attentions=True)
         with capture(model, record="all") as cap:
@@ -103,9 +103,9 @@ def test_pooling_rule(family, family_models):
     """The position the methods treat as pooled is the one the model's own head reads."""
     model, tokenizer = family_models(family)
     inputs = _inputs(model, tokenizer)
-    positions = models.pool_positions(model, inputs["input_ids"])
+    positions = architecture.pool_positions(model, inputs["input_ids"])
     lengths = inputs["attention_mask"].sum(1)
-    if models.adapter_for(model).pooling == "first":
+    if adapters.adapter_for(model).pooling == "first":
         assert positions.tolist() == [0] * len(TEXTS)
         return
     assert positions.tolist() == (lengths - 1).tolist()
@@ -123,8 +123,8 @@ def test_pooling_rule(family, family_models):
     broken = copy.copy(model.config)
     broken.pad_token_id = None
     holder = type("M", (), {"config": broken})()
-    with pytest.raises(models.PoolingError, match="pad_token_id"):
-        models.check_pooling(holder)
+    with pytest.raises(architecture.PoolingError, match="pad_token_id"):
+        architecture.check_pooling(holder)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -159,7 +159,7 @@ def test_every_method_runs_or_refuses(family, family_models):
             assert torch.isfinite(a.scores).all(), name
         ran.append(name)
     assert "attattr" in ran and "raw" in ran
-    adapter = models.adapter_for(model)
+    adapter = adapters.adapter_for(model)
     if adapter.pre_norm:  # no pre-LN form published; ALTI has one (and ALTI-Logit on decoder classifiers)
         assert {"globenc", "decompx", "chefer_lrp"} <= set(refused) and "alti" in ran
     assert ("alti_logit" in ran) == (adapter.pre_norm and adapter.pooling == "last_non_pad")
@@ -170,19 +170,19 @@ def test_masked_equals_pruned_and_reloads(family, family_dirs, tmp_path):
     model, tokenizer = attrtools.load_model(family_dirs(family))  # own copy: it gets pruned
     inputs = _inputs(model, tokenizer)
     plan = _plan(model)
-    L, H = models.num_layers_heads(model)
+    L, H = architecture.num_layers_heads(model)
     with torch.no_grad(), capture(model, record="all", head_mask=plan_to_mask(plan, L, H)) as masked_cap:
         masked = model(**inputs).logits
     with torch.no_grad():
         assert (masked - model(**inputs).logits).abs().max() > 1e-4  # the plan changes the model
     pruned = copy.deepcopy(model)
-    reason = models.adapter_for(model).refusal("prune_heads")
+    reason = adapters.adapter_for(model).refusal("prune_heads")
     if reason:  # masking still works (above); physical pruning is refused with the adapter's reason
         with pytest.raises(ValueError, match=f"{family}.*cannot be pruned physically"):
             prune_heads(pruned, plan)
         return
     prune_heads(pruned, plan)
-    assert models.heads_per_layer(pruned) == [H - len(plan.get(l, [])) for l in range(L)]
+    assert architecture.heads_per_layer(pruned) == [H - len(plan.get(l, [])) for l in range(L)]
     with torch.no_grad(), capture(pruned, record="all") as cap:
         out = pruned(**inputs).logits
     assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5
@@ -190,7 +190,7 @@ def test_masked_equals_pruned_and_reloads(family, family_dirs, tmp_path):
         torch.testing.assert_close(cap.attentions[l], masked_cap.attentions[l], rtol=1e-5, atol=1e-6)
     directory = save_pruned(pruned, tokenizer, str(tmp_path / "pruned"))
     reloaded, tok = attrtools.load_model(directory)
-    assert models.pruned_heads(reloaded) == plan
+    assert architecture.pruned_heads(reloaded) == plan
     with torch.no_grad():
         again = reloaded(**_inputs(reloaded, tok)).logits
     torch.testing.assert_close(again, out, rtol=1e-6, atol=1e-6)
@@ -204,9 +204,9 @@ def test_unknown_family_gets_a_checked_inferred_adapter(tmp_path):
     its adapter is inferred, accepted after the self-check, and the family checks hold on it."""
     directory = build_tiny_model("starcoder2", str(tmp_path / "sc2"), num_key_value_heads=2, max_positions=64)
     model, tokenizer = attrtools.load_model(directory)
-    adapter = models.adapter_for(model)
+    adapter = adapters.adapter_for(model)
     assert adapter.family.startswith("inferred") and adapter.pooling == "last_non_pad"
-    assert "starcoder2" not in models.supported_model_types()
+    assert "starcoder2" not in adapters.supported_model_types()
     text = TEXTS[1]
     ours = attrtools.attribute(model, tokenizer, text, method="attattr", steps=STEPS)[0]
     reference = official_style_attattr(model, tokenizer, Example(text), steps=STEPS, chunk=STEPS, pad_to=16)
@@ -215,13 +215,13 @@ def test_unknown_family_gets_a_checked_inferred_adapter(tmp_path):
         get("globenc").check_model(model)
     plan = {0: [0, 1]}
     inputs = _inputs(model, tokenizer)
-    with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, *models.num_layers_heads(model))):
+    with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, *architecture.num_layers_heads(model))):
         masked = model(**inputs).logits
     prune_heads(model, plan)
     with torch.no_grad():
         torch.testing.assert_close(model(**inputs).logits, masked, rtol=1e-5, atol=1e-5)
     reloaded, _ = attrtools.load_model(save_pruned(model, tokenizer, str(tmp_path / "p")))
-    assert models.pruned_heads(reloaded) == plan
+    assert architecture.pruned_heads(reloaded) == plan
 
 
 def test_unknown_family_failing_the_self_check_is_refused(tmp_path):
@@ -230,17 +230,17 @@ def test_unknown_family_failing_the_self_check_is_refused(tmp_path):
     directory = build_tiny_model("roformer", str(tmp_path / "roformer"))
     with pytest.raises(models.UnsupportedModelError, match=r"'roformer'.*self-check failed.*AttentionInterface"):
         attrtools.load_model(directory)
-    assert "roformer" not in models.ADAPTERS
+    assert "roformer" not in adapters.ADAPTERS
 
 
-@pytest.mark.parametrize("family", [f for f in FAMILIES if models.ADAPTERS[f].probs_hook])
+@pytest.mark.parametrize("family", [f for f in FAMILIES if adapters.ADAPTERS[f].probs_hook])
 def test_probability_step_mechanism(family, family_models):
     """capture.py's second mechanism (a hook on the family's own probability step) has the same
     record / override / mask / replay semantics as the attention function, against the model's own
     forward."""
     model, tokenizer = family_models(family)
     inputs = _inputs(model, tokenizer)
-    L, H = models.num_layers_heads(model)
+    L, H = architecture.num_layers_heads(model)
     with torch.no_grad():
         plain = model(**inputs).logits  # no capture active: the hook changes nothing
         with capture(model, record="all", record_hidden=True) as rec:
@@ -253,8 +253,8 @@ def test_probability_step_mechanism(family, family_models):
         mask[1, 2] = 0
         with capture(model, head_mask=mask):
             masked = model(**inputs).logits
-        d = models.head_dim(model)
-        hook = models.layer_module(model, 1, "output").register_forward_pre_hook(
+        d = architecture.head_dim(model)
+        hook = architecture.layer_module(model, 1, "output").register_forward_pre_hook(
             lambda m, a: (a[0].index_fill(-1, torch.arange(2 * d, 3 * d), 0.0),))
         try:
             zero_context = model(**inputs).logits
@@ -284,13 +284,13 @@ def test_shared_blocks_capture_per_call(layers, groups, tmp_path):
     override and head mask act on one layer's call, not on every call of the shared block."""
     directory = build_tiny_model("albert", str(tmp_path / "albert"), layers=layers, num_hidden_groups=groups)
     model, tokenizer = attrtools.load_model(directory)
-    assert len({id(b) for b in models.get_layers(model)}) == groups
-    assert models.tied_layers(model) == ([[0, 1], [2, 3]] if layers == 4 else [[0, 1], [2]])
+    assert len({id(b) for b in architecture.get_layers(model)}) == groups
+    assert architecture.tied_layers(model) == ([[0, 1], [2, 3]] if layers == 4 else [[0, 1], [2]])
     eager = AutoModelForSequenceClassification.from_pretrained(directory, attn_implementation="eager").eval()
     inputs = _inputs(model, tokenizer)
-    L, H = models.num_layers_heads(model)
+    L, H = architecture.num_layers_heads(model)
     assert L == layers
-    d = models.head_dim(model)
+    d = architecture.head_dim(model)
     with torch.no_grad():
         reference = eager(**inputs, output_attentions=True)
         with capture(model, record="all", record_hidden=True) as rec:
@@ -349,9 +349,9 @@ def test_shared_blocks_explain_like_their_unrolled_twin(tmp_path):
     on its unrolled twin (a block per layer, same weights): the hooks of the norm-based methods,
     Chefer LRP and AttAttr's decomposed schedule fire for their own layer's call."""
     model, tokenizer = _albert(tmp_path)
-    assert len({id(b) for b in models.get_layers(model)}) == 1
+    assert len({id(b) for b in architecture.get_layers(model)}) == 1
     twin, _ = _unrolled(model, tokenizer, str(tmp_path / "unrolled"))
-    assert len({id(b) for b in models.get_layers(twin)}) == 2
+    assert len({id(b) for b in architecture.get_layers(twin)}) == 2
     fast = {"attattr": {"steps": 2}, "ig_embed": {"steps": 2}}
     texts = TEXTS[:2]
     with torch.no_grad():
@@ -381,13 +381,13 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
     planner's tied units cost one head per layer and weigh the sum of their importances; the
     pipeline prunes tied plans, says so in its summary, and the pruned model reloads."""
     model, tokenizer = _albert(tmp_path, layers=4, num_hidden_groups=2)
-    L, H = models.num_layers_heads(model)
+    L, H = architecture.num_layers_heads(model)
     with pytest.raises(ValueError, match=r"layers \[0, 1\].*shared block.*same heads"):
         prune_heads(copy.deepcopy(model), {0: [1]})
     with pytest.raises(ValueError, match=r"layers \[0, 1\] run one shared block"):
         masked_copy(model, {0: [1]})  # importance under a base plan: W_O is shared too
     table = torch.tensor([[0.0, 5, 5, 5], [9, 5, 5, 1], [3, 3, 0, 3], [3, 3, 0, 3]])
-    tied = models.tied_layers(model)
+    tied = architecture.tied_layers(model)
     plan = make_plan(table, count=4, tied_layers=tied)
     assert plan == {0: [3], 1: [3], 2: [2], 3: [2]}  # units (group 0, head 3) = 1 and (group 1, head 2) = 0
     assert make_plan(table, count=3, tied_layers=tied) == {2: [2], 3: [2]}  # a unit costs 2 heads
@@ -399,7 +399,7 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
             masked = model(**inputs).logits
         pruned = copy.deepcopy(model)
         prune_heads(pruned, each)
-        assert models.heads_per_layer(pruned) == remaining
+        assert architecture.heads_per_layer(pruned) == remaining
         with torch.no_grad(), capture(pruned, record="all") as cap:
             out = pruned(**inputs).logits
         with torch.no_grad():
@@ -427,7 +427,7 @@ def test_shared_blocks_prune_a_head_in_every_layer_of_their_group(tmp_path):
     page = pruning_report(str(tmp_path / "run"))._repr_html_()
     assert "layers 0, 1; 2, 3 run one shared block" in page  # the HTML report says it too
     reloaded, _ = attrtools.load_model(summary["pruned_model"])
-    gone = models.pruned_heads(reloaded)
+    gone = architecture.pruned_heads(reloaded)
     assert gone.get(0) == gone.get(1) and gone.get(2) == gone.get(3) and sum(len(h) for h in gone.values()) == 4
 
 
@@ -442,7 +442,7 @@ def test_freezing_part_of_a_shared_block_is_refused(tmp_path):
     with pytest.raises(ParameterError, match=r"layers 0–1 together.*shared block.*choose 0 or 2"):
         _freeze(model, False, 1)
     assert _freeze(model, False, 2) == ["layer 0", "layer 1"]
-    blocks = models.get_layers(model)
+    blocks = architecture.get_layers(model)
     assert not any(p.requires_grad for p in blocks[0].parameters())
     assert all(p.requires_grad for p in blocks[2].parameters())
 
@@ -459,8 +459,8 @@ def test_pipeline_refuses_unprunable_family_before_computing(family_models, tmp_
 
     model, tokenizer = family_models("mpnet")
     # Every family can be pruned today: an adapter that refuses stands for the next one that cannot.
-    refusal = models.Adapter.refusal
-    monkeypatch.setattr(models.Adapter, "refusal", lambda self, method: "no way to slice it" if method == "prune_heads"
+    refusal = adapters.Adapter.refusal
+    monkeypatch.setattr(adapters.Adapter, "refusal", lambda self, method: "no way to slice it" if method == "prune_heads"
                         else refusal(self, method))
     with pytest.raises(ValueError, match="'mpnet' cannot be pruned physically: no way to slice it"):
         run_pruning(model, tokenizer, [Example("a b", label=0)], str(tmp_path / "run"), strategies=("random",))
@@ -472,7 +472,7 @@ def test_mpnet_pruned_layers_take_their_heads_of_the_shared_position_bias(family
     layer takes only its remaining heads' rows of it, so pruning equals masking also for an emptied
     layer, for a layer pruned twice (original numbering), and in a deep copy; the table stays whole."""
     model, tokenizer = family_models("mpnet")
-    L, H = models.num_layers_heads(model)
+    L, H = architecture.num_layers_heads(model)
     inputs = _inputs(model, tokenizer)
     table = model.mpnet.encoder.relative_attention_bias.weight.detach().clone()
     pruned = copy.deepcopy(model)
@@ -488,5 +488,5 @@ def test_mpnet_pruned_layers_take_their_heads_of_the_shared_position_bias(family
             with torch.no_grad():
                 out = candidate(**inputs).logits
             assert ((out - masked).abs().max() / masked.abs().max()).item() < 1e-5, step
-    assert models.heads_per_layer(pruned) == [H - 2, 0]
+    assert architecture.heads_per_layer(pruned) == [H - 2, 0]
     torch.testing.assert_close(pruned.mpnet.encoder.relative_attention_bias.weight, table, rtol=0, atol=0)

@@ -181,3 +181,49 @@ def test_no_module_imports_a_private_name_of_another_attrtools_package():
     from attrtools.report.figures import blank_figure
 
     assert blank_figure(2.0, 1.0).get_size_inches().tolist() == [2.0, 1.0]
+
+
+def _imported_package_modules(path: str, package: str) -> set:
+    """Names of the modules of ``package`` (``attrtools.methods``) that the file at ``path`` imports,
+    relative or absolute, as ``from . import x``, ``from .x import y`` or ``import attrtools.methods.x``."""
+    import ast
+
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:  # inside the package: from .x import ..., from . import x
+                found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif node.level == 0 and (node.module or "").startswith(package + "."):
+                found.add(node.module[len(package) + 1:].split(".")[0])
+            elif node.level == 0 and node.module == package:
+                found |= {a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name[len(package) + 1:].split(".")[0] for a in node.names if a.name.startswith(package + ".")}
+    return found
+
+
+def test_no_method_file_imports_another_method():
+    """Each method file reads as its specification over helpers (base, shared, integration,
+    decomposition): it imports no other method (issue 29: alti_logit and decompx imported eight helpers
+    from alti.py, flow imported rollout's residual attention, ig_embed grad_input's aggregation)."""
+    from attrtools import methods
+
+    modules = methods.method_modules()
+    assert {"alti", "alti_logit", "decompx", "flow", "rollout", "ig_embed", "grad_input"} <= set(modules)
+    crossings = {}
+    for name in modules:
+        path = os.path.join(ROOT, "attrtools", "methods", name + ".py")
+        others = sorted((_imported_package_modules(path, "attrtools.methods") & set(modules)) - {name})
+        if others:
+            crossings[name] = others
+    assert crossings == {}
+
+
+def test_the_method_import_check_sees_a_crossing(tmp_path):
+    """The check above is not vacuous: a file importing another method by any spelling is caught."""
+    path = tmp_path / "m.py"
+    path.write_text("from . import register\nfrom .alti import trace_layers\nfrom .shared import pool_rows\n"
+                    "import attrtools.methods.rollout\nfrom attrtools.methods import flow\n")
+    assert _imported_package_modules(str(path), "attrtools.methods") == {"", "register", "alti", "shared", "rollout",
+                                                                         "flow"} - {""}

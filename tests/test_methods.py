@@ -105,7 +105,7 @@ def test_rollout_rows_sum_to_one(tiny, arch):
 def test_globenc_decomposition_is_exact(tiny, arch):
     """Σ_j z_(i<-j) + b_O = the real pre-LN1 vector; Σ_j g1_(i<-j) + g1(b_O) + β1 = the LN1 output."""
     from attrtools.methods.globenc import layer_vectors, record_blocks
-    from attrtools.models import layer_module
+    from attrtools.architecture import layer_module
 
     model, tokenizer = tiny
     if arch == "llama":
@@ -118,7 +118,7 @@ def test_globenc_decomposition_is_exact(tiny, arch):
     for l, attention in enumerate(attentions):
         ln1 = layer_module(model, l, "ln_attention")
         b_o = layer_module(model, l, "output").bias
-        pre = rec.pre_ln1[l]
+        pre = rec.inputs[l, "ln_attention"]
         z = layer_vectors(model, l, attention, hidden[l], rec, slice(0, n), "N_Res")
         torch.testing.assert_close(z.sum(2) + b_o, pre, atol=1e-4, rtol=1e-4)
         g1 = layer_vectors(model, l, attention, hidden[l], rec, slice(0, n), "N_ResLN")
@@ -205,7 +205,7 @@ def test_chefer_lrp_start_layer(planted):
 def test_flow_solvers_agree_and_respect_capacities(tiny, arch):
     from attrtools.methods.flow import flow_values
     from attrtools.methods.shared import pool_rows
-    from attrtools.methods.rollout import residual_attention
+    from attrtools.methods.shared import residual_attention
 
     model, tokenizer = tiny
     batch = make_batch(model, tokenizer, SENTENCES[:2] + PAIRS[:1])

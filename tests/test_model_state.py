@@ -205,7 +205,7 @@ def test_flow_refuses_long_inputs_before_any_work(tiny_models, tmp_path):
 
 @pytest.mark.parametrize("arch", ["bert", "distilbert"])
 def test_post_ln_alti_in_receiver_chunks_equals_the_whole(tiny_models, arch):
-    from attrtools.methods.alti import alti_layer_parts, alti_matrix, trace_layers
+    from attrtools.methods.decomposition import alti_layer_parts, alti_matrix, trace_layers
 
     model, tokenizer = tiny_models[arch]
     engine = Engine(model, tokenizer, cache=None)

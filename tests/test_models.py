@@ -121,9 +121,9 @@ def test_decoder_without_a_pad_token_gets_attrtools_error_in_every_path(nopad_ll
 def test_decoder_whose_tokenizer_pads_with_another_id_reads_its_own_token(tmp_path):
     """A decoder classifier finds its last token through config.pad_token_id: a tokenizer padding with
     another id would make it read a pad position in a batch, silently. The engine pads a decoder's
-    batches with the model's own pad id (models.batch_pad_id): batched equals one text at a time."""
+    batches with the model's own pad id (architecture.batch_pad_id): batched equals one text at a time."""
     import attrtools
-    from attrtools import models
+    from attrtools import architecture
     from attrtools.engine import Engine
     from attrtools.testing import build_tiny_model
 
@@ -133,7 +133,7 @@ def test_decoder_whose_tokenizer_pads_with_another_id_reads_its_own_token(tmp_pa
     texts = ["the movie was very good", "bad"]
     inputs = engine.collate([engine.encode(t) for t in texts])
     assert inputs["input_ids"][1, -1] == model.config.pad_token_id
-    assert models.pool_positions(model, inputs["input_ids"]).tolist() == [len(engine.encode(t).input_ids) - 1
+    assert architecture.pool_positions(model, inputs["input_ids"]).tolist() == [len(engine.encode(t).input_ids) - 1
                                                                           for t in texts]
     with torch.no_grad():
         batched = model(**inputs).logits

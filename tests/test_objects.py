@@ -4,12 +4,12 @@ import pytest
 import torch
 
 import attrtools
-from attrtools import heads, models
+from attrtools import adapters, architecture, heads, models
 from attrtools.errors import AttrtoolsError, InputDataError, UsageError
 from attrtools.testing import build_tiny_model
 
 TEXTS = ["the movie was very good", "a dull story but the music was fun", "boring"]
-DECODERS = [f for f, a in models.ADAPTERS.items() if a.pooling == "last_non_pad"]
+DECODERS = [f for f, a in adapters.ADAPTERS.items() if a.pooling == "last_non_pad"]
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +255,7 @@ def test_perturbation_probabilities_follow_the_head(multi_label):
 def _observed_positions(model, inputs):
     """The row each example's logits come from, observed at the classifier head's input."""
     seen = {}
-    head = models.get_module(model, models.adapter_for(model).classifier_head[0])
+    head = architecture.get_module(model, adapters.adapter_for(model).classifier_head[0])
     handle = head.register_forward_hook(lambda m, a, o: seen.update(h=a[0]))
     try:
         with torch.no_grad():
@@ -283,7 +283,7 @@ def test_pad_equals_eos_pools_the_models_own_token(family, tmp_path):
     inputs = engine.collate(encoded)
     observed = _observed_positions(model, inputs)
     assert observed == [e.length - 2 for e in encoded]  # not the last token ([SEP] == pad)
-    assert models.pool_positions(model, inputs["input_ids"]).tolist() == observed
+    assert architecture.pool_positions(model, inputs["input_ids"]).tolist() == observed
     results = attrtools.attribute(model, tok, TEXTS, method="rollout")
     assert [a.pool_row() for a in results] == observed
     for a, row in zip(results, observed):

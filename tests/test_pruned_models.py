@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import attrtools
-from attrtools import models
+from attrtools import adapters, architecture
 from attrtools.methods import get, list_methods
 from attrtools.methods.base import UnsupportedArchitecture
 from attrtools.pruning.importance import STRATEGIES, head_importance, masked_copy
@@ -91,13 +91,13 @@ def test_plan_on_a_pruned_model_extends_it(pair):
     model, pruned, tokenizer = pair
     examples = [attrtools.Example(t, label=y) for t, y in planted_dataset(6, seed=3)]
     table = head_importance(pruned, tokenizer, examples, "attention")
-    already = models.pruned_heads(pruned)
+    already = architecture.pruned_heads(pruned)
     plan = make_plan(table, count=plan_size(already) + 1, already=already)
     new = {l: [h for h in hs if h not in already.get(l, [])] for l, hs in plan.items()}
-    assert plan_size(new) == 1 and all(h in models.kept_heads(pruned, l) for l, hs in new.items() for h in hs)
+    assert plan_size(new) == 1 and all(h in architecture.kept_heads(pruned, l) for l, hs in new.items() for h in hs)
     twice = copy.deepcopy(pruned)
     prune_heads(twice, new)
-    assert sum(models.heads_per_layer(twice)) == sum(models.heads_per_layer(pruned)) - 1
+    assert sum(architecture.heads_per_layer(twice)) == sum(architecture.heads_per_layer(pruned)) - 1
     with pytest.warns(UserWarning, match="already pruned"):
         prune_heads(twice, PLAN)
 
@@ -142,5 +142,5 @@ def test_cli_commands_take_a_pruned_folder(pair, tmp_path):
     summary = json.loads((tmp_path / "prune" / "summary.json").read_text())
     assert summary["plan"]["heads_pruned"] == 6 and summary["plan"]["masked_equals_pruned"]
     again, _ = attrtools.load_model(str(tmp_path / "prune" / "pruned_model"))
-    assert sum(models.heads_per_layer(again)) == 8 - 6
-    assert set(PLAN[0]) <= set(models.pruned_heads(again).get(0, []))
+    assert sum(architecture.heads_per_layer(again)) == 8 - 6
+    assert set(PLAN[0]) <= set(architecture.pruned_heads(again).get(0, []))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import attrtools
+import attrtools.architecture
 from attrtools.capture import capture
 from attrtools.engine import Engine
 from attrtools.pruning.curve import evaluate_masked, prepare_batches, pruning_curve
@@ -35,7 +36,7 @@ def _inputs(model, tokenizer, texts=SENTENCES + PAIRS):
 
 
 def _mask_logits(model, inputs, plan):
-    L, H = attrtools.models.num_layers_heads(model)
+    L, H = attrtools.architecture.num_layers_heads(model)
     with torch.no_grad(), capture(model, head_mask=plan_to_mask(plan, L, H)) as cap:
         logits = model(**inputs).logits
     assert set(cap.calls) == set(range(L))  # the mask really went through attrtools attention
@@ -55,11 +56,11 @@ def test_masked_equals_pruned(tiny, arch):
     assert torch.allclose(out, masked, atol=1e-5)
     assert not torch.allclose(out, full, atol=1e-3)  # the pruning did something
     assert count_parameters(pruned) < count_parameters(model)
-    assert attrtools.models.heads_per_layer(pruned) == [0, attrtools.models.num_layers_heads(model)[1]
+    assert attrtools.architecture.heads_per_layer(pruned) == [0, attrtools.architecture.num_layers_heads(model)[1]
                                                          - len(plan[1])]
     # the attrtools attention still runs on the pruned model and records in the original (L, H)
     # numbering: pruned heads read 0, exactly what the unpruned model records with them masked
-    L, H = attrtools.models.num_layers_heads(model)
+    L, H = attrtools.architecture.num_layers_heads(model)
     with torch.no_grad(), capture(pruned, record="all") as cap:
         pruned(**inputs)
     with torch.no_grad(), capture(model, record="all", head_mask=plan_to_mask(plan, L, H)) as ref:
@@ -111,7 +112,7 @@ def test_save_and_reload(tiny_dirs, arch, tmp_path):
     assert {int(k): v for k, v in saved["pruned_heads"].items()} == plan
     reloaded, tok = attrtools.load_pruned(directory)
     via_load_model, _ = attrtools.load_model(directory)  # recognised by its pruned_heads.json
-    assert attrtools.models.pruned_heads(via_load_model) == plan
+    assert attrtools.architecture.pruned_heads(via_load_model) == plan
     with torch.no_grad():
         after = reloaded(**_inputs(reloaded, tok)).logits
     assert torch.allclose(after, before, atol=1e-6)
@@ -176,7 +177,7 @@ def test_taylor_per_example_matches_gate_gradient(tiny, arch):
     engine = Engine(model, tokenizer)
     examples = [Example(t, label=i % 2) for i, t in enumerate(SENTENCES)]
     (inputs, labels), = prepare_batches(engine, examples, batch_size=8)
-    L, H = attrtools.models.num_layers_heads(model)
+    L, H = attrtools.architecture.num_layers_heads(model)
     per_example, gate_grad = taylor_gradients(model, inputs, labels, torch.ones(L, H))
     assert per_example.shape == (len(examples), L, H)
     assert torch.allclose(per_example.sum(0), gate_grad, atol=1e-5, rtol=1e-4)
@@ -264,7 +265,7 @@ def test_cli_end_to_end(planted_dir, tmp_path):
     assert len(curve) == 1 + 3 * 3  # 3 strategies x (0, 50, 100 %)
     assert len((out / "head_importance.csv").read_text().splitlines()) == 1 + 3 * 8
     model, _ = attrtools.load_pruned(str(out / "pruned_model"))
-    assert attrtools.models.heads_per_layer(model) != [4, 4]
+    assert attrtools.architecture.heads_per_layer(model) != [4, 4]
 
     bad = CliRunner().invoke(main, ["prune", "--model", planted_dir, "--dataset", str(data), "--strategies",
                                     "magic", "--output-dir", str(tmp_path / "bad")])
@@ -312,7 +313,8 @@ def test_curve_points_come_back_from_the_cache(planted, tmp_path, monkeypatch):
 def test_prune_count_beyond_the_config_heads_is_refused_before_the_run_dir(planted_dir, tmp_path):
     """An out-of-range --prune-count was found only after the model loaded, with the run directory
     already written."""
-    from attrtools.models import config_head_count, load_config
+    from attrtools.architecture import config_head_count
+    from attrtools.models import load_config
 
     heads = config_head_count(load_config(planted_dir))
     assert heads == 8

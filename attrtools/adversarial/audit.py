@@ -42,8 +42,8 @@ from ..errors import InputDataError, ParameterError, did_you_mean
 from ..io import atomic_path, write_json, write_text
 from ..progress import enabled_default
 from ..types import Example
-from .recipes import (RECIPES, AttackResources, RecipeError, _Parts, build_recipe, dropped_constraints,
-                      prepare_resources, resource_report)
+from .recipes import RECIPES, build_recipe, dropped_constraints, prepare_resources, resource_report
+from .resources import AttackResources, LoadedResources, RecipeError
 from .diffs import DIFF_COLUMNS, realign_row
 from .textattack_compat import load_textattack
 
@@ -320,7 +320,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     load_textattack()  # MissingDependencyError before any work without the attack extra
     from .wrapper import AttrtoolsModelWrapper
 
-    from ..models import require_classes
+    from ..architecture import require_classes
 
     from ..data import keep_content, model_label_names, row_label
 
@@ -329,7 +329,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     recipes = list(recipes)
     check_audit(recipes, resources, attacks, masked=head_mask is not None, query_budget=query_budget)
     prepare_resources(recipes, resources)
-    parts = parts or _Parts(resources)
+    parts = parts or LoadedResources(resources)
     num_classes = require_classes(model, "the robustness audit (TextAttack's untargeted classification goal)")
     examples = keep_content(examples, tokenizer)
     if any(e.label is None for e in examples):

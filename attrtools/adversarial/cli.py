@@ -117,7 +117,7 @@ def rows_lines(rows, attacked: int, num_examples: int) -> dict:
 
 def _resources(word_embeddings, sentence_encoder, no_use_constraint, mlm, nltk_data, no_pos_constraint, lm,
                no_lm_constraint, homoglyphs):
-    from .recipes import AttackResources
+    from .resources import AttackResources
 
     return AttackResources(word_embeddings=word_embeddings, sentence_encoder=sentence_encoder,
                            no_use_constraint=no_use_constraint, mlm=mlm, nltk_data=nltk_data,
@@ -179,7 +179,8 @@ def audit(model_name, dataset, text_column, pair_column, label_column, label_nam
     summary.json, per_class.csv and report.html (per model under models/ when comparing). Rerun
     with the same --output-dir to resume."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .recipes import RecipeError, parse_recipes
+    from .recipes import parse_recipes
+    from .resources import RecipeError
 
     try:
         names = [n for n in parse_recipes(recipes) if n != "triggers"]

@@ -78,7 +78,7 @@ def read_prune_run(run_dir: str) -> dict:
 
 def prune_run_variants(model, tokenizer, run_dir: str) -> list[AuditedModel]:
     """One masked variant of ``model`` per strategy of the prune run in ``run_dir``."""
-    from ..models import num_layers_heads
+    from ..architecture import num_layers_heads
 
     run = read_prune_run(run_dir)
     num_layers, num_heads = num_layers_heads(model)
@@ -109,7 +109,7 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
     from .audit import check_audit
     from .config import AuditConfig
     from .pipeline import AuditError, extract_and_save, run_full_audit
-    from .recipes import AttackResources, _Parts
+    from .resources import AttackResources, LoadedResources
 
     if not models:
         raise ParameterError("a comparison needs at least one model")
@@ -135,7 +135,7 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
                 raise AuditError("the reference (first) model of a comparison must be unmasked to extract triggers")
             extract_and_save(reference.model, reference.tokenizer, train, out_dir, c, cache)
             triggers_path = existing
-    parts = _Parts(resources)
+    parts = LoadedResources(resources)
     summaries = {}
     for m, label in zip(models, labels):
         sub = os.path.join(out_dir, "models", label)

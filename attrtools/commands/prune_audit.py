@@ -48,7 +48,8 @@ def _callback(**kwargs):
     if recipes:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from ..adversarial.audit import check_audit
-        from ..adversarial.recipes import RecipeError, parse_recipes
+        from ..adversarial.recipes import parse_recipes
+        from ..adversarial.resources import RecipeError
 
         try:
             names = [n for n in parse_recipes(recipes) if n != "triggers"]
@@ -62,7 +63,7 @@ def _callback(**kwargs):
     run_dir = summary["run_dir"]
     from ..adversarial.compare import AuditedModel, prune_run_variants, run_comparison
     from ..adversarial.pipeline import AuditError
-    from ..adversarial.recipes import RecipeError
+    from ..adversarial.resources import RecipeError
     from ..cli_kit import load_examples_or_fail, load_model_or_fail
 
     spec = kwargs["eval_dataset"] or kwargs["dataset"]

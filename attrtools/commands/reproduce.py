@@ -97,7 +97,7 @@ def resolve_preset(name: str, **overrides) -> Preset:
 
 def _context(model, preset: Preset, n_eval: int) -> str:
     """The likely reasons a measurement differs from the paper: model size, sizes, device."""
-    from ..models import num_layers_heads
+    from ..architecture import num_layers_heads
 
     layers, heads = num_layers_heads(model)
     parts = []

@@ -175,10 +175,11 @@ class Predictor:
 
         from ..engine import collate
         from ..heads import probabilities
-        from ..models import batch_pad_id, model_device
+        from ..architecture import batch_pad_id
+        from ..models import model_device
 
         device = model_device(model)
-        pad_id = batch_pad_id(model, tokenizer)  # a decoder classifier's own pad id (models.batch_pad_id)
+        pad_id = batch_pad_id(model, tokenizer)  # a decoder classifier's own pad id (architecture.batch_pad_id)
 
         def forward(seqs):
             inputs = collate(seqs, pad_id, device, use_token_types)

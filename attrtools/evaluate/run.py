@@ -92,7 +92,7 @@ def evaluate_methods(model, tokenizer, examples, methods=None, config: EvaluateC
     from ..engine import Engine
     from ..types import Example
 
-    from ..models import require_classes
+    from ..architecture import require_classes
 
     require_classes(model, "faithfulness evaluation (probability drops, log-odds, accuracy)")
 

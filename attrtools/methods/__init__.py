@@ -1,9 +1,10 @@
 """The method registry: ``get(name)``, ``list_methods()``, ``register``.
 
 Each method lives in its own module of this package and registers itself with ``@register``; the
-registry imports every module of the package (found on disk, no hand-kept list) except ``base``,
-``shared`` and ``integration`` (helpers used by several methods) and names starting with ``_``. Adding a method is
-one new file. Importing is cheap: no model work happens at import.
+registry imports every module of the package (found on disk, no hand-kept list) except the helpers
+of ``HELPER_MODULES`` (``base``, ``shared``, ``integration``, ``decomposition``: used by several methods)
+and names starting with ``_``. Adding a method is one new file. A method module imports helpers only,
+never another method (``tests/test_layers.py`` checks it). Importing is cheap: no model work happens at import.
 """
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ from .base import Batch, Method
 
 _REGISTRY: dict[str, Method] = {}
 
-_NOT_METHODS = frozenset({"base", "shared", "integration"})
+#: modules of this package that hold helpers shared by methods, not methods
+HELPER_MODULES = frozenset({"base", "shared", "integration", "decomposition"})
 _loaded = False
 
 
 def method_modules() -> list[str]:
-    """The modules of this package that hold methods (every module but ``base``, ``shared`` and
+    """The modules of this package that hold methods (every module but the ``HELPER_MODULES`` and
     private ones), sorted."""
     import pkgutil
 
     return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.name.startswith("_") and m.name not in _NOT_METHODS and not m.ispkg)
+                  if not m.name.startswith("_") and m.name not in HELPER_MODULES and not m.ispkg)
 
 
 def register(cls):

@@ -9,7 +9,7 @@ reads at the pooled position ``p`` (the model's own last non-pad token) is
     r_p = x^0_p + Σ_l ( Σ_j z^l_{p,j} + b^l_O ) + Σ_l m^l_p
 
 with ``x^0`` the embedding output, ``z^l_{p,j} = Σ_h A^l_h[p, j] f^l_h(x_j)`` the attention branch
-split over sources (``alti.attention_parts``; Gemma's sandwich norm with the real scale of ``p``) and
+split over sources (``decomposition.attention_parts``; Gemma's sandwich norm with the real scale of ``p``) and
 ``m^l_p`` the FFN branch. The final norm with its statistics frozen at the real ``r_p``
 (``L_f(u) = P(u) ⊙ scale_p``, ``P`` the mean subtraction of LayerNorm or the identity of RMSNorm)
 is linear, and the score head is one linear layer ``w_t·h + b_t``, so the logit of the target class
@@ -47,9 +47,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models import adapter_for, get_module, layer_module, pool_positions
+from ..adapters import adapter_for
+from ..architecture import get_module, layer_module, pool_positions
 from . import register
-from .alti import FrozenNorm, alti_rollout, attention_parts, norm_refusal, trace_layers
+from .decomposition import FrozenNorm, alti_rollout, attention_parts, norm_refusal, trace_layers
 from .base import Batch, Method, UnsupportedArchitecture
 
 
@@ -78,7 +79,7 @@ def head_modules(model):
 
 @torch.no_grad()
 def logit_decomposition(model, trace, b: int, n: int, target: int, position: int) -> LogitDecomposition:
-    """The exact split of example ``b``'s target logit (``trace`` from :func:`alti.trace_layers` with
+    """The exact split of example ``b``'s target logit (``trace`` from :func:`decomposition.trace_layers` with
     ``extra={"final": (final norm, "in")}``); ``position`` is the pooled token, ``< n``."""
     final, score = head_modules(model)
     norm = FrozenNorm(final, trace.head["final"][b, position: position + 1])

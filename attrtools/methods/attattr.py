@@ -42,7 +42,8 @@ from __future__ import annotations
 import torch
 
 from ..capture import PostLNBlock, capture, layer_hook
-from ..models import adapter_for, num_layers_heads, pool_position
+from ..adapters import adapter_for
+from ..architecture import num_layers_heads, pool_position
 from ..precision import to_model
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, crop,

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ParameterError, UnsupportedArchitecture  # noqa: F401  (re-exported: the old import paths)
 from ..heads import is_multi_label, probabilities
-from ..models import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
+from ..errors import OneOutputError  # noqa: F401  (re-exported: raised by target_score)
 
 
 @dataclass
@@ -191,9 +191,9 @@ class Method:
     def check_model(self, model) -> None:
         """Raise a clear error if this method cannot run on ``model``'s architecture.
 
-        The base check asks the model's adapter (``models.Adapter.refuses``); methods with their own
+        The base check asks the model's adapter (``adapters.Adapter.refuses``); methods with their own
         requirements extend it (and call ``super().check_model``)."""
-        from ..models import adapter_for
+        from ..adapters import adapter_for
 
         reason = adapter_for(model).refusal(self.name)
         if reason:
@@ -248,7 +248,7 @@ class Method:
 def require_post_ln(model, method: str) -> None:
     """GlobEnc and DecompX decompose LayerNorm *after* the residual (post-LN blocks); no published
     extension of either covers pre-LN blocks, so pre-LN models are refused, naming what works there."""
-    from ..models import adapter_for
+    from ..adapters import adapter_for
 
     adapter = adapter_for(model)
     if adapter.pre_norm:

@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import torch
 
-from ..capture import capture, layer_hook
-from ..models import adapter_for, expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
+from ..capture import BlockRecorder, capture
+from ..adapters import adapter_for
+from ..architecture import expand_kept, get_module, heads_per_layer, layer_module, num_layers_heads, select_kept
 from . import register
 from .base import Batch, Method, Int, UnsupportedArchitecture
 from .shared import embedding_leaf
@@ -111,34 +112,15 @@ def relprop_add(x0, x1, r, trace=None, name="add"):
     return a, b
 
 
-class _Recorder:
-    """Forward hooks on the unmodified model: inputs/outputs of every linear the rules need."""
+# the linears and norm of each block whose input and output the relevance rules read
+LRP_PARTS = ("query", "key", "value", "output", "ffn_in", "ffn_out", "ln_attention")
 
-    PARTS = ("query", "key", "value", "output", "ffn_in", "ffn_out", "ln_attention")
 
-    def __init__(self, model):
-        self.model = model
-        self.data = {}
-
-    def _hook(self, key):
-        def hook(module, args, output):
-            self.data[key] = (args[0].detach(), output.detach())
-        return hook
-
-    def __enter__(self):
-        self.handles = []
-        for l in range(num_layers_heads(self.model)[0]):
-            for part in self.PARTS:
-                # fires for layer l's call only (ALBERT runs one block at several layers)
-                self.handles.append(layer_hook(self.model, l, part, self._hook((l, part))))
-        for index, path in enumerate(head_paths(self.model)):
-            self.handles.append(get_module(self.model, path).register_forward_hook(self._hook(("head", index))))
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        return False
+def _recorder(model) -> BlockRecorder:
+    """Forward hooks on the unmodified model: inputs/outputs of every linear the rules need (the
+    block parts of ``LRP_PARTS`` per layer, and the classifier head's linears as ``("head", index)``)."""
+    heads = {("head", index): (get_module(model, path), "both") for index, path in enumerate(head_paths(model))}
+    return BlockRecorder(model, dict.fromkeys(LRP_PARTS, "both"), heads)
 
 
 def _split(t, heads):  # (B, n, H*d) -> (B, H, n, d)
@@ -158,13 +140,13 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
         raise ValueError("chefer_lrp needs target classes")
     num_layers = num_layers_heads(model)[0]
     physical_heads = heads_per_layer(model)  # a pruned model: heads present per layer
-    with _Recorder(model) as rec, embedding_leaf(model), torch.enable_grad(), \
+    with _recorder(model) as rec, embedding_leaf(model), torch.enable_grad(), \
             capture(model, record="all", retain_grad=True, record_hidden=True) as cap:
         logits = model(**batch.inputs).logits
         attentions = cap.attention_list()
         score = logits.float().gather(1, batch.targets.view(-1, 1)).sum()
         grads = torch.autograd.grad(score, attentions)
-    data = rec.data
+    data = {key: (rec.inputs[key], rec.outputs[key]) for key in rec.outputs}  # key -> (input, output)
     head_paths_ = head_paths(model)
     with torch.no_grad():
         last_hidden = data[(num_layers - 1, "ffn_out")]  # LN2 output is not recorded: check pooling below

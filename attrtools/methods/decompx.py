@@ -36,9 +36,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models import adapter_for, get_module, head_dim, layer_module
+from ..adapters import adapter_for
+from ..architecture import get_module, head_dim, layer_module
 from . import register
-from .alti import ln_params, real_sigma, trace_layers, value_output_weights
+from .decomposition import ln_params, real_sigma, trace_layers, value_output_weights
 from .base import Batch, Method, UnsupportedArchitecture, require_post_ln, Choice, INTERNAL_BATCH
 
 # The classification head is the adapter's ``classifier_head``: (first linear on the pooled token,

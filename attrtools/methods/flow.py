@@ -31,8 +31,7 @@ import torch
 from . import register
 from ..errors import ParameterError
 from .base import Batch, Method, Choice, Float, Int
-from .shared import pool_rows
-from .rollout import residual_attention
+from .shared import pool_rows, residual_attention
 
 
 #: Default longest input per solver (tokens): a few minutes per example at most on one CPU core.

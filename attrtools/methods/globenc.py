@@ -27,43 +27,19 @@ from __future__ import annotations
 
 import torch
 
-from ..capture import capture, layer_hook
-from ..models import head_dim, layer_module, num_layers_heads, select_kept
+from ..capture import BlockRecorder, capture
+from ..architecture import head_dim, layer_module, select_kept
 from . import register
 from .base import Batch, Method, require_post_ln, Choice
 
 VARIANTS = ("N", "N_Res", "N_ResLN", "N_Enc")
-
-
-class _BlockRecorder:
-    """Forward hooks recording, per layer, the value-projection output and the inputs of the two
-    LayerNorms (the real pre-LN states)."""
-
-    def __init__(self, model):
-        self.model = model
-        self.value, self.pre_ln1, self.pre_ln2 = {}, {}, {}
-
-    def __enter__(self):
-        self.handles = []
-        for l in range(num_layers_heads(self.model)[0]):
-            # layer_hook: the hook fires for layer l's call only (ALBERT runs one block at several layers)
-            self.handles.append(layer_hook(self.model, l, "value",
-                                           lambda m, a, out, l=l: self.value.__setitem__(l, out.detach())))
-            self.handles.append(layer_hook(self.model, l, "ln_attention",
-                                           lambda m, a, out, l=l: self.pre_ln1.__setitem__(l, a[0].detach())))
-            self.handles.append(layer_hook(self.model, l, "ln_ffn",
-                                           lambda m, a, out, l=l: self.pre_ln2.__setitem__(l, a[0].detach())))
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        return False
+BLOCK_PARTS = {"value": "out", "ln_attention": "in", "ln_ffn": "in"}  # what record_blocks keeps per layer
 
 
 def record_blocks(model, batch: Batch):
-    """One clean forward: ``(attentions, hidden_inputs, recorder)``."""
-    with torch.no_grad(), _BlockRecorder(model) as rec, \
+    """One clean forward: ``(attentions, hidden_inputs, recorder)``; the recorder holds each layer's
+    value-projection output and the inputs of its two LayerNorms (the real pre-LN states)."""
+    with torch.no_grad(), BlockRecorder(model, BLOCK_PARTS) as rec, \
             capture(model, record="all", record_hidden=True) as cap:
         model(**batch.inputs)
     return cap.attention_list(), cap.hidden_inputs, rec
@@ -79,7 +55,7 @@ def _ln_linear(z, pre_ln, ln):
 def layer_vectors(model, layer: int, attention, hidden, rec, rows: slice, upto: str = "N_Enc"):
     """Decomposition vectors of receivers ``rows`` of one layer: ``(B, c, n, d)`` for the variant
     ``upto`` ("N": Σ_h A f; "N_Res": + residual; "N_ResLN": g1; "N_Enc": g2)."""
-    value = rec.value[layer].float()  # (B, n, H*d_h)
+    value = rec.outputs[layer, "value"].float()  # (B, n, H*d_h)
     B, n, _ = value.shape
     attention = select_kept(model, layer, attention)  # pruned model: the heads present
     heads = attention.shape[1]
@@ -94,10 +70,10 @@ def layer_vectors(model, layer: int, attention, hidden, rec, rows: slice, upto: 
     z[:, idx - rows.start, idx] += hidden[:, rows].float()
     if upto == "N_Res":
         return z
-    z = _ln_linear(z, rec.pre_ln1[layer][:, rows], layer_module(model, layer, "ln_attention"))
+    z = _ln_linear(z, rec.inputs[layer, "ln_attention"][:, rows], layer_module(model, layer, "ln_attention"))
     if upto == "N_ResLN":
         return z
-    return _ln_linear(z, rec.pre_ln2[layer][:, rows], layer_module(model, layer, "ln_ffn"))
+    return _ln_linear(z, rec.inputs[layer, "ln_ffn"][:, rows], layer_module(model, layer, "ln_ffn"))
 
 
 def layer_norm_matrices(model, batch: Batch, variant: str = "N_Enc", max_elements: int = 2 ** 25):

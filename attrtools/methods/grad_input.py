@@ -16,15 +16,7 @@ import torch
 
 from . import register
 from .base import Batch, Method, target_score, Choice, TARGET_KIND
-from .shared import embedding_leaf
-
-
-def aggregate_hidden(values: torch.Tensor, aggregate: str) -> torch.Tensor:
-    if aggregate == "l2":
-        return values.norm(dim=-1)
-    if aggregate == "sum":
-        return values.sum(-1)
-    raise ValueError(f"aggregate must be 'l2' or 'sum', got {aggregate!r}")
+from .shared import aggregate_hidden, embedding_leaf
 
 
 @register

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import torch
 
-from ..models import adapter_for, get_module
+from ..adapters import adapter_for
+from ..architecture import get_module
 from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, frozen_parameters,
                    target_score)
 from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, integrate_adaptive, integration_record,
                           quadrature, resolve_rule)
-from .grad_input import aggregate_hidden
+from .shared import aggregate_hidden
 
 
 class word_embeddings_replaced:

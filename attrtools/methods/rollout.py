@@ -14,21 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from ..capture import capture
 from . import register
 from .base import Batch, Method
-
-
-def residual_attention(model, batch: Batch) -> list[torch.Tensor]:
-    """Per example ``(L, n, n)``: ``Ã^l`` (head mean + identity, row-normalised), cropped."""
-    with torch.no_grad(), capture(model, record="all") as cap:
-        model(**batch.inputs)
-    mean = torch.stack([a.float().mean(1) for a in cap.attention_list()], dim=1)  # (B, L, n, n)
-    out = []
-    for b, n in enumerate(batch.lengths):
-        m = mean[b, :, :n, :n] + torch.eye(n, device=mean.device)
-        out.append(m / m.sum(-1, keepdim=True))
-    return out
+from .shared import residual_attention
 
 
 @register

@@ -3,14 +3,18 @@
 - ``embedding_leaf``: gradients with respect to activations, none for parameters;
 - ``pool_rows``: the row of the token the classifier reads, per example;
 - ``attention_and_gradients``: attention probabilities of every layer and their gradients of the
-  explained class score, in one forward and one backward pass (Grad-SAM, Chefer 2021b).
+  explained class score, in one forward and one backward pass (Grad-SAM, Chefer 2021b);
+- ``residual_attention``: each layer's head-mean attention plus the identity, row-normalised (rollout,
+  attention flow);
+- ``aggregate_hidden``: a per-token score from a hidden-size vector (gradient × input, IG on embeddings).
 """
 from __future__ import annotations
 
 import torch
 
 from ..capture import capture
-from ..models import adapter_for, get_module, pool_position, pool_positions
+from ..adapters import adapter_for
+from ..architecture import get_module, pool_position, pool_positions
 from .base import Batch, frozen_parameters, target_score
 
 
@@ -45,7 +49,7 @@ class embedding_leaf:
 
 def pool_rows(model, lengths, input_ids=None) -> list[int]:
     """Row of the token the classifier reads, per example (0 = [CLS]; for decoders the model's own
-    last-non-pad rule, ``models.pool_positions``, on the right-padded ``(B, n)`` ``input_ids``; without
+    last-non-pad rule, ``architecture.pool_positions``, on the right-padded ``(B, n)`` ``input_ids``; without
     them, the last real token)."""
     if input_ids is not None:
         return [int(p) for p in pool_positions(model, input_ids)]
@@ -64,3 +68,24 @@ def attention_and_gradients(model, batch: Batch, target_kind: str = "logit"):
         score = target_score(logits, batch.targets, target_kind, model)
         grads = torch.autograd.grad(score.sum(), attentions)
     return [a.detach().float() for a in attentions], [g.float() for g in grads]
+
+
+def residual_attention(model, batch: Batch) -> list[torch.Tensor]:
+    """Per example ``(L, n, n)``: ``Ã^l`` (head mean + identity, row-normalised), cropped."""
+    with torch.no_grad(), capture(model, record="all") as cap:
+        model(**batch.inputs)
+    mean = torch.stack([a.float().mean(1) for a in cap.attention_list()], dim=1)  # (B, L, n, n)
+    out = []
+    for b, n in enumerate(batch.lengths):
+        m = mean[b, :, :n, :n] + torch.eye(n, device=mean.device)
+        out.append(m / m.sum(-1, keepdim=True))
+    return out
+
+
+def aggregate_hidden(values: torch.Tensor, aggregate: str) -> torch.Tensor:
+    """Per-token score of ``values (..., d)``: its L2 norm (``"l2"``) or its sum (``"sum"``, signed) over ``d``."""
+    if aggregate == "l2":
+        return values.norm(dim=-1)
+    if aggregate == "sum":
+        return values.sum(-1)
+    raise ValueError(f"aggregate must be 'l2' or 'sum', got {aggregate!r}")

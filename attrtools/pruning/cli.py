@@ -93,7 +93,7 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
     finite("--fraction-step", fraction_step, 0.0, 1.0)
     at_least("--prune-count", prune_count, 0)
     if prune_count is not None:  # against the config's head count before anything loads or is written
-        from ..models import config_head_count
+        from ..architecture import config_head_count
 
         heads = config_head_count(model_config_for_labels(model_name))
         if heads is not None and prune_count > heads:
@@ -123,7 +123,7 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
         **config_dict(config), "plan_strategy": plan_strategy or config.strategies[0]},
         examples=examples + (eval_examples or []))  # before the model loads: an unusable folder fails at once
     model, tokenizer = load_model_or_fail(model_name, device)
-    from ..models import num_layers_heads
+    from ..architecture import num_layers_heads
 
     total = num_layers_heads(model)[0] * num_layers_heads(model)[1]
     if prune_count is not None and not 0 <= prune_count <= total:  # the loaded model's count decides

@@ -109,7 +109,7 @@ def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=
     ``plans[strategy][fraction] = {layer: [heads]}``. Identical plans are evaluated once; with a
     ``cache``, points evaluated by an earlier run of the same model on the same inputs are read back.
     """
-    from ..models import num_layers_heads
+    from ..architecture import num_layers_heads
     from .plan import plan_size, plan_to_mask
 
     from .. import distributed

@@ -46,7 +46,7 @@ from ..engine import Engine
 from ..errors import InputDataError, ParameterError
 from ..methods.base import frozen_parameters
 from ..model_state import inference_state
-from ..models import kept_heads, num_layers_heads, projection, pruned_heads, tied_layers
+from ..architecture import kept_heads, num_layers_heads, projection, pruned_heads, tied_layers
 from ..types import Example
 from .curve import evaluate_masked, prepare_batches
 from .plan import plan_to_mask

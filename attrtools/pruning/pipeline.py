@@ -22,7 +22,8 @@ from ..config import resolve_config
 from ..engine import Engine
 from ..errors import ParameterError
 from ..io import write_json, write_text
-from ..models import adapter_for, num_layers_heads, pruned_heads, tied_layers
+from ..adapters import adapter_for
+from ..architecture import num_layers_heads, pruned_heads, tied_layers
 from ..types import Example
 from .config import PruneConfig
 from .curve import batches_digest, evaluate_masked, plot_curve, prepare_batches, pruning_curve, write_curve_csv
@@ -98,7 +99,7 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
         config.per_layer, config.keep_one_per_layer, config.iterative, config.steps, config.fraction_step,
         config.fractions, config.seed, config.ablation_metric, config.batch_size, config.eval_batch_size,
         config.latency_batch, config.latency_repeats, config.save_model)
-    from ..models import require_classes
+    from ..architecture import require_classes
 
     require_classes(model, "head pruning (accuracy and cross-entropy under masking)")
     from ..heads import require_single_label

@@ -78,7 +78,7 @@ def make_plan(importance, count: int | None = None, fraction: float | None = Non
 
     ``already``: heads that must be in the plan (iterative mode); they count towards ``count``.
     ``tied_layers``: lists of layers that run one shared block (ALBERT's hidden groups,
-    ``models.tied_layers``); a unit is then a head (or KV group) of the shared block, removed in
+    ``architecture.tied_layers``); a unit is then a head (or KV group) of the shared block, removed in
     every layer of its list, costing that many heads of ``count`` and weighing the **sum** of their
     importances; "per layer" and ``keep_one_per_layer`` then apply per list. Default: every layer
     on its own. With ``keep_one_per_layer`` or tied layers the plan may hold fewer heads than asked

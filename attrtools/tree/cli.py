@@ -59,7 +59,7 @@ def tree(model_name, texts, pairs, dataset, text_column, pair_column, label_colu
     model, tokenizer = load_model_or_fail(model_name, device)
     engine = Engine(model, tokenizer, cache=open_cache_or_fail(cache_dir, enabled=not no_cache),
                     batch_size=config.batch_size, max_length=config.max_length, progress=resolve_progress(progress))
-    from ..models import num_layers_heads
+    from ..architecture import num_layers_heads
 
     if num_layers_heads(model)[0] < 2 and not config.use_last_layer:
         raise UserError(f"{model_name} has 1 layer; the official tree starts at layer L-2: add --use-last-layer")

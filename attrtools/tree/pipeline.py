@@ -33,7 +33,7 @@ def run_trees(engine, examples, run_dir: str, config: TreeConfig | None = None, 
     ``use_last_layer``.
     """
     from ..errors import ParameterError
-    from ..models import num_layers_heads
+    from ..architecture import num_layers_heads
     from .build import build_trees
     from .export import export_tree, parse_formats
     from .stats import TreeStatistics
