@@ -50,5 +50,7 @@ class PruneConfig:
     latency_batch: int = option(32, kind="int", low=1,
                                 help="Examples in the batch whose latency is measured before/after (also 1).")
     latency_repeats: int = option(20, kind="int", low=1, help="Timed forwards per model for the latency before/after.")
+    latency_warmup: int = option(3, kind="int", low=0,
+                                 help="Untimed forwards per model before the latency is timed (GPU kernels, caches).")
     save_model: bool = option(True, kind="bool", flag="--no-save-model", help="Do not write the pruned model.")
     progress: bool | None = progress_field()

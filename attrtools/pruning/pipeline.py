@@ -283,8 +283,8 @@ def _prune_and_measure(setup: _Setup, plan: dict, eval_batches, eval_examples: l
     batch_inputs = engine.collate([engine.encode(e) for e in eval_examples[:c.latency_batch]])
     single_inputs = engine.collate([engine.encode(eval_examples[0])])
     measured = {"masked": masked, "physical": physical, "unpruned": unpruned,
-                "batch_latency": measure_latency(both, batch_inputs, repeats=c.latency_repeats),
-                "single_latency": measure_latency(both, single_inputs, repeats=c.latency_repeats),
+                "batch_latency": measure_latency(both, batch_inputs, c.latency_repeats, c.latency_warmup),
+                "single_latency": measure_latency(both, single_inputs, c.latency_repeats, c.latency_warmup),
                 "latency_batch": len(eval_examples[:c.latency_batch]),
                 "parameters": (count_parameters(model), count_parameters(pruned)), "model_dir": None}
     if c.save_model:
