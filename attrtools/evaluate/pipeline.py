@@ -85,7 +85,7 @@ def run(engine, examples, config: EvaluateConfig | None = None, run_dir: str | N
         run_dir: where faithfulness.csv/.md, curves.csv, per_example.csv, faithfulness_curves.png
             and report.html are written, again after every method (a killed run keeps what it
             finished); None writes nothing. ``command`` and ``model_label`` are shown in them.
-        methods: registered method names (default ``config.methods``; None there: all).
+        methods: registered method names (default ``config.methods``; None there: all; empty: none).
         on_result: ``on_result(evaluation)`` after every method with the evaluation so far.
         supplied: ``{name: explanations}``: explanations computed elsewhere, one per example in
             order (``evaluate.supplied``: Attributions, ferret Explanations, ``{"tokens", "scores"}``
@@ -104,7 +104,9 @@ def run(engine, examples, config: EvaluateConfig | None = None, run_dir: str | N
     config = resolve_config(EvaluateConfig, config, options)
     config = dataclasses.replace(config, method_params=config.method_params or {},
                                  method_limits=config.method_limits or {})
-    methods = list(methods if methods is not None else (config.methods or registry.list_methods()))
+    if methods is None:  # the config's (None: every registered method; () none, only random and supplied rows)
+        methods = config.methods if config.methods is not None else registry.list_methods()
+    methods = list(methods)
     say = log or (lambda message: None)
     if run_dir is not None:
         from .report import write_all
