@@ -20,6 +20,7 @@ Nothing here imports torch at import time, so ``attrtools --help`` stays fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import json
@@ -338,9 +339,9 @@ def output_dir_option(f):
 
 
 def max_length_option(default: int | None = None):
-    return click.option("--max-length", type=AtLeast(2), default=default,
-                        help="Truncate inputs to this many tokens, special tokens included (default: the "
-                             "model's limit, from its position table and the tokenizer).")
+    from .ranges import MAX_LENGTH_HELP
+
+    return click.option("--max-length", type=AtLeast(2), default=default, help=MAX_LENGTH_HELP)
 
 
 def batch_size_option(default: int = 8, what: str = "Examples per attribution batch."):
@@ -348,8 +349,9 @@ def batch_size_option(default: int = 8, what: str = "Examples per attribution ba
 
 
 def progress_option(f):
-    return click.option("--progress/--no-progress", default=None,
-                        help="Progress bars (default: when stderr is a terminal).")(f)
+    from .ranges import PROGRESS_HELP
+
+    return click.option("--progress/--no-progress", default=None, help=PROGRESS_HELP)(f)
 
 
 PROTOCOL_META = "attrtools.protocol"  # ctx.meta key: the --protocol of the running command
@@ -400,10 +402,9 @@ def steps_option(official: int = 20, note: str = "", name: str = "--steps", prot
             return value
         return official if ctx.meta.get(PROTOCOL_META, "converged") == "official" else "auto"
 
-    option = click.option(name, type=StepsType(), default=None, callback=resolve,
-                          help="AttAttr integration: 'auto' (converged to 1e-3, the default) or m left-Riemann "
-                               f"steps (--protocol official: m = {official}"
-                               + (f"; {note}" if note else "") + ").")
+    from .ranges import steps_help
+
+    option = click.option(name, type=StepsType(), default=None, callback=resolve, help=steps_help(official, note))
     return (lambda f: protocol_option(option(f))) if protocol else option
 
 
@@ -412,46 +413,146 @@ def target_option(default: str = "pred"):
                         help="Class explained: 'pred' (the predicted class), 'gold' (the label) or a class index.")
 
 
-def field_option(cls, name: str, help: str, **kwargs):
+def field_option(cls, name: str, help: str | None = None, **kwargs):
     """``click.option`` for the field ``name`` of a tool's ``Config`` dataclass ``cls``: its flag,
-    default and click type come from the field and its rule (:mod:`attrtools.ranges`), so they are
-    declared once, on the field (``AtLeast`` for a whole number with a lower bound, ``Finite`` for a
-    number in closed bounds, ``click.Choice`` for a string with choices, a flag for a bool; any other
-    rule is parsed as text and checked when the config is built). ``help`` and further ``kwargs`` go
-    to ``click.option``. Raises ``KeyError`` for a field without a rule (a programming error)."""
-    import dataclasses
-
-    from .ranges import rule_of
+    help, metavar, default and click type come from the field and its rule (:mod:`attrtools.ranges`),
+    so they are declared once, on the field: ``AtLeast`` for a whole number with a lower bound,
+    ``Finite`` for a number in closed bounds, ``click.Choice`` for a string with choices, a flag for
+    a bool (``--x/--no-x`` a switch, ``--no-x`` the off flag of a field true by default), ``auto|N``
+    for AttAttr steps (resolved through ``--protocol``), a comma list for a sequence, a repeatable
+    ``KEY=VALUE`` option for a dict; any other rule is parsed as text and checked when the config is
+    built (``config_from_options``). ``help`` and further ``kwargs`` override the field's. Raises
+    ``KeyError`` for a field without a rule or without an option (a programming error)."""
+    from .ranges import flag_of, rule_of
 
     field = {f.name: f for f in dataclasses.fields(cls)}[name]
     rule = rule_of(field)
-    if rule is None:
-        raise KeyError(f"{cls.__name__}.{name} declares no rule (attrtools.ranges.option)")
-    flag = rule.flag or "--" + name.replace("_", "-")
+    flag = flag_of(field) if rule is not None else None
+    if flag is None:
+        raise KeyError(f"{cls.__name__}.{name} declares no option (attrtools.ranges.option)")
+    kwargs.setdefault("help", help if help is not None else rule.help)
+    if rule.metavar:
+        kwargs.setdefault("metavar", rule.metavar)
     default = field.default if field.default is not dataclasses.MISSING else None
+    if rule.cli_default is not None:
+        default = rule.cli_default
+    if rule.official is not None:  # AttAttr steps: unset means auto, or the official m under --protocol official
+        official = rule.official
+
+        def resolve(ctx, param, value):
+            if value is not None:
+                return value
+            return official if ctx.meta.get(PROTOCOL_META, "converged") == "official" else "auto"
+
+        return click.option(flag, name, type=StepsType(), default=None, callback=resolve, **kwargs)
+    if rule.multiple:
+        return click.option(flag, *rule.aliases, name, multiple=True, **kwargs)
+    if rule.sequence:
+        text = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return click.option(flag, *rule.aliases, name, default=text, **kwargs)
     kind = None
-    if not (rule.sequence or rule.values or (rule.choices and rule.kind != "str")):
-        if rule.kind == "bool":
+    if rule.kind == "bool":
+        if "/" in flag:
+            kwargs.setdefault("show_default", default is not None)
+        elif flag.startswith("--no-") and default is True:
+            kwargs.update(is_flag=True, flag_value=False, show_default=False)
+        else:
             kwargs.setdefault("is_flag", True)
-        elif rule.kind == "str" and rule.choices:
-            kind = click.Choice(list(rule.choices))
-        elif rule.kind == "int" and rule.low is not None and rule.high is None:
-            kind = AtLeast(int(rule.low) + (1 if rule.low_open else 0))
-        elif rule.kind == "float" and not (rule.low_open or rule.high_open):
-            kind = Finite(rule.low, rule.high)
-        elif rule.kind in ("int", "float"):
-            kind = int if rule.kind == "int" else float
-    return click.option(flag, name, type=kind, default=default, help=help, **kwargs)
+    elif rule.choices and rule.kind != "str":
+        kind = str  # a number or a named choice ('pred'): read by config_from_options
+    elif rule.kind == "str" and rule.choices:
+        kind = click.Choice(list(rule.choices))
+    elif rule.kind == "int" and rule.low is not None and rule.high is None:
+        kind = AtLeast(int(rule.low) + (1 if rule.low_open else 0))
+    elif rule.kind == "float" and not (rule.low_open or rule.high_open):
+        kind = Finite(rule.low, rule.high)
+    elif rule.kind in ("int", "float"):
+        kind = int if rule.kind == "int" else float
+    return click.option(flag, *rule.aliases, name, type=kind, default=default, **kwargs)
+
+
+def config_options(cls, only=None, exclude=()) -> Callable:
+    """The click options of the fields of ``cls`` (each through ``field_option``), in field order:
+    every field with an option, or those named in ``only``, less ``exclude``. ``--protocol`` comes
+    with the first AttAttr steps field. A command's parameters then include one keyword per field,
+    which ``config_from_options`` turns into the config."""
+    from .ranges import flag_of, rule_of
+
+    decorators, protocol = [], False
+    for field in dataclasses.fields(cls):
+        if (only is not None and field.name not in only) or field.name in exclude or flag_of(field) is None:
+            continue
+        if rule_of(field).official is not None and not protocol:
+            decorators.append(protocol_option)
+            protocol = True
+        decorators.append(field_option(cls, field.name))
+    return options(*decorators)
+
+
+def config_from_options(cls, values: dict, **given):
+    """The ``cls`` config of a command: the values of its generated options (``config_options``),
+    taken out of ``values`` (so what is left is the command's own), read as the fields' kinds (a comma
+    list as a tuple of its items, repeated ``KEY=N`` items as a dict, '3' as 3 where a field takes a
+    number or a name), then ``given`` (values the command read itself) on top. Values outside a
+    field's range are the config's one-line ``ParameterError`` (exit 2)."""
+    from .ranges import flag_of, rule_of
+
+    fields = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in values or flag_of(field) is None:
+            continue
+        value = values.pop(field.name)
+        if field.name not in given:
+            fields[field.name] = _read_field(rule_of(field), flag_of(field), value)
+    fields.update(given)
+    return cls(**fields)
+
+
+def _read_field(rule, flag: str, value):
+    """A command-line value as the field's kind (see ``config_from_options``)."""
+    def number(text):
+        text = str(text).strip()
+        try:
+            return int(text) if rule.kind == "int" or text.lstrip("-").isdigit() else float(text)
+        except ValueError:
+            if rule.choices and rule.kind != "str":
+                return text
+            raise UserError(f"{flag} must be {'a whole number' if rule.kind == 'int' else 'a number'}, "
+                            f"got {text!r}") from None
+
+    if value is None or not isinstance(value, (str, tuple, list)):
+        return value
+    if rule.values:  # repeated KEY=VALUE items
+        out = {}
+        for item in value:
+            key, sep, text = str(item).partition("=")
+            if not sep or not key.strip():
+                raise UserError(f"{flag} {item!r} is not {rule.metavar or 'KEY=VALUE'}")
+            out[key.strip()] = number(text) if rule.kind in ("int", "float") else parse_value(text)
+        return out
+    if rule.sequence:
+        items = parse_list(value, flag) if isinstance(value, str) else list(value)
+        return tuple(number(v) for v in items) if rule.kind in ("int", "float") else tuple(items)
+    if rule.kind in ("int", "float") and isinstance(value, str):
+        return number(value)
+    return value
 
 
 def seed_option(default: int = 0, what: str = "Random seed."):
     return click.option("--seed", type=int, default=default, help=what)
 
 
+def run_options(f):
+    """The options of every command that runs a model and are not tool settings: cache, output
+    directory and device (a tool's ``--batch-size``, ``--max-length`` and ``--progress`` are fields
+    of its config, ``config_options``)."""
+    return options(cache_options, output_dir_option, device_option)(f)
+
+
 def common_run_options(f=None, *, batch_size: int = 8, max_length: int | None = None,
                        batch_help: str = "Examples per attribution batch."):
-    """The options of every command that runs a model: cache, batch size, max length, progress,
-    output directory and device."""
+    """The options of a command that runs a model without a tool config (``attribute``, ``demo``):
+    cache, batch size, max length, progress, output directory and device."""
     def decorate(f):
         return options(cache_options, batch_size_option(batch_size, batch_help), max_length_option(max_length),
                        progress_option, output_dir_option, device_option)(f)
@@ -895,7 +996,7 @@ __all__ = ["Command", "CommandFailed", "UserError", "ParameterError", "command",
            "text_options", "dataset_options", "train_dataset_options", "train_columns", "label_names_option",
            "cache_options", "device_option", "output_dir_option",
            "max_length_option", "batch_size_option", "progress_option", "steps_option", "protocol_option", "target_option",
-           "seed_option", "common_run_options", "parse_target", "parse_value", "parse_params", "parse_list",
+           "seed_option", "common_run_options", "run_options", "field_option", "config_options", "config_from_options", "parse_target", "parse_value", "parse_params", "parse_list",
            "parse_floats", "at_least", "finite", "check_labels", "data_reading_options", "data_options_given", "disk_failure", "check_method_params", "make_run_dir", "quiet_transformers", "load_model_or_fail", "load_examples_or_fail", "model_config_for_labels",
            "tokenizer_for_checks", "examples_from", "keep_content_or_fail", "open_cache_or_fail", "resolve_progress", "echo_summary", "run_report_lines",
            "record_input_rule", "update_run_config", "dump", "log_to_stderr",

@@ -229,12 +229,13 @@ def test_textfooler_breaks_the_planted_rule(ta, planted, stand_ins, tmp_path):
 
 
 def test_dropped_constraint_recorded_in_report(ta, planted, stand_ins, tmp_path):
-    from attrtools.adversarial.pipeline import run_full_audit
+    from attrtools.adversarial.pipeline import run
+    from attrtools.engine import Engine
 
     model, tok = planted
     res = _resources(stand_ins, sentence_encoder=None, no_use_constraint=True)
-    summary = run_full_audit(model, tok, _dev(2), str(tmp_path), recipes=("bert-attack",), use_triggers=False,
-                             resources=res, query_budget=30, progress=False)
+    summary = run(Engine(model, tok), _dev(2), None, str(tmp_path), recipes=("bert-attack",), use_triggers=False,
+                  resources=res, query_budget=30, progress=False)
     assert summary["resources"]["no_use_constraint"] is True
     html = (tmp_path / "report.html").read_text()
     assert "constraints dropped by request" in html and "bert-attack: sentence-encoder" in html

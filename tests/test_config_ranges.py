@@ -108,8 +108,9 @@ def test_messages_give_the_range_and_the_flag():
     with pytest.raises(ParameterError, match=r"TreeConfig\.target \(--target\) must be one of 'pred', 'predicted', "
                                              r"'gold' or a whole number >= 0 or None, got -1"):
         TreeConfig(target=-1)
-    with pytest.raises(ParameterError, match=r"^AuditConfig\.query_batch_size must be a whole number >= 1, got 0$"):
-        AuditConfig(query_batch_size=0)  # two commands spell it differently: no flag named
+    with pytest.raises(ParameterError, match=r"^AuditConfig\.query_batch_size \(--query-batch-size\) must be a whole "
+                                             r"number >= 1, got 0$"):
+        AuditConfig(query_batch_size=0)  # one name each: --batch-size is the attribution batch in every tool
     with pytest.raises(ParameterError, match=r"EvaluateConfig\.method_limits \(--method-limit\) must be a dict whose "
                                              r"values are each a whole number >= 1"):
         EvaluateConfig(method_limits={"flow": 0})
@@ -183,3 +184,102 @@ def test_tree_options_take_flag_default_and_range_from_the_config_field():
     assert step.__click_params__[0].type is click.FLOAT and step.__click_params__[0].default == 0.1
     with pytest.raises(KeyError):
         field_option(PruneConfig, "no_such_field", help="x")
+
+
+# ------------------------------------------------------------------------------------ the CLI, walked
+def _commands():
+    """Every command of the ``attrtools`` group, groups' subcommands included, as ``(path, command)``."""
+    import click
+
+    from attrtools.cli import main
+
+    out, todo = [], [((), main)]
+    while todo:
+        path, cmd = todo.pop()
+        out.append((path, cmd))
+        if isinstance(cmd, click.Group):
+            ctx = click.Context(cmd)
+            todo += [((*path, name), cmd.get_command(ctx, name)) for name in cmd.list_commands(ctx)]
+    return out
+
+
+#: each tool command and the config whose fields are its settings (triggers: the extraction's fields)
+TOOL_COMMANDS = {("prune",): PruneConfig, ("tree",): TreeConfig, ("evaluate",): EvaluateConfig,
+                 ("audit",): AuditConfig, ("triggers",): AuditConfig}
+
+
+def test_every_command_help_runs():
+    from attrtools.cli import main
+
+    paths = [path for path, _ in _commands()]
+    assert set(TOOL_COMMANDS) <= set(paths) and ("cache", "ls") in paths
+    for path in paths:
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output and "Traceback" not in result.output, (path, result)
+
+
+def test_every_config_field_is_exactly_one_option_generated_from_it():
+    """An option is one field: each tool command's options named after a field are generated from it
+    (flag, default, help), each field at most once per command, and every field reachable from a
+    command (audit takes all of AuditConfig, triggers its extraction fields)."""
+    import click
+
+    from attrtools.adversarial.config import TRIGGER_FIELDS
+    from attrtools.ranges import flag_of
+
+    commands = dict(_commands())
+    reached = {cls: set() for cls in CONFIGS}
+    for path, cls in TOOL_COMMANDS.items():
+        params = [p for p in commands[path].params if isinstance(p, click.Option)]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        names = [p.name for p in params if p.name in fields]
+        assert len(names) == len(set(names)), (path, names)
+        for param in params:
+            if param.name not in fields:
+                continue
+            field, rule = fields[param.name], rule_of(fields[param.name])
+            assert flag_of(field).split("/")[0] in param.opts + param.secondary_opts, (path, param.name)
+            assert param.help == rule.help and rule.help, (path, param.name)
+            if rule.official is None and rule.cli_default is None and not rule.multiple:
+                default = getattr(cls(), param.name)
+                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+                assert param.default == shown, (path, param.name, param.default, shown)
+        reached[cls] |= set(names)
+        if path == ("triggers",):
+            assert set(names) == set(TRIGGER_FIELDS)
+    for cls in CONFIGS:
+        assert reached[cls] == {f.name for f in dataclasses.fields(cls)}, cls.__name__
+
+
+def test_config_docstring_lists_every_field_with_its_help():
+    for cls in CONFIGS:
+        for field in dataclasses.fields(cls):
+            assert f"``{field.name}``" in cls.__doc__ and rule_of(field).help in cls.__doc__, field.name
+
+
+@pytest.mark.parametrize("args,python", [
+    (["audit", "--no-triggers", "--query-batch-size", "0"], lambda: AuditConfig(query_batch_size=0)),
+    (["triggers", "--top2-ratio", "2"], lambda: AuditConfig(top2_ratio=2)),
+    (["evaluate", "--method-limit", "flow=0"], lambda: EvaluateConfig(method_limits={"flow": 0})),
+    (["prune", "--fraction-step", "0"], lambda: PruneConfig(fraction_step=0)),
+    (["audit", "--no-triggers", "--pattern-threshold", "-1"], lambda: AuditConfig(pattern_threshold=-1)),
+    (["tree", "--target", "-3"], lambda: TreeConfig(target=-3)),
+])
+def test_cli_and_python_users_get_the_same_one_line(args, python, tmp_path):
+    """The range is the field's: the command line and a Python caller are refused alike, in one line
+    naming the option, before anything loads. Where the option's click type already knows the range
+    (a whole number with a lower bound, a number in closed bounds) it answers first, in its words
+    (``--x must be at least N``); every other rule is the config's own message."""
+    from attrtools.cli import main
+
+    with pytest.raises(ParameterError) as err:
+        python()
+    message = str(err.value)
+    flag = message.split("(")[1].split(")")[0]
+    command, *rest = args
+    result = CliRunner().invoke(main, [command, "--model", str(tmp_path / "no-model"), "--dataset",
+                                       str(tmp_path / "missing.tsv"), *rest, "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 2 and flag in result.output and "must be" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    if result.output.strip().rsplit(", got", 1)[0] != f"Error: {message}".rsplit(", got", 1)[0]:  # 0.0 for 0
+        assert result.output.startswith(f"Error: {flag} must be"), (result.output, message)

@@ -327,12 +327,12 @@ def test_prune_count_beyond_the_config_heads_is_refused_before_the_run_dir(plant
     negative = _cli(["prune", "--model", planted_dir, "--dataset", data, "--prune-count", "-1",
                      "--output-dir", out, "--no-cache"])
     assert negative.exit_code == 2 and "--prune-count" in negative.output and not out.exists()
-    from attrtools.cli_kit import UserError
+    from attrtools.errors import ParameterError
     from attrtools.pruning.cli import prune_command
 
-    with pytest.raises(UserError, match="--prune-count must be at least 0"):  # the Python entry point too
-        prune_command(planted_dir, str(data), None, None, None, None, "attention", None, 4, None, -1, False, False,
-                      False, 2, 0.1, None, "loss", None, None, 0, 8, 8, 1, True, None, True, str(out), None)
+    with pytest.raises(ParameterError, match=r"PruneConfig.prune_count \(--prune-count\) must be a whole number >= 0"):
+        prune_command(planted_dir, str(data), strategies="attention", num_examples=4, prune_count=-1,
+                      no_cache=True, output_dir=str(out))  # the Python entry point too (its options are keywords)
     assert not out.exists()
 
 

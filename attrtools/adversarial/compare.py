@@ -1,7 +1,7 @@
 """Robustness of several models on the same examples: one audit per model, one table, one plot.
 
 ``run_comparison`` runs, for each model, exactly the single-model audit
-(:func:`attrtools.adversarial.pipeline.run_full_audit`) into ``models/<label>/`` of the run
+(:func:`attrtools.adversarial.pipeline.run`) into ``models/<label>/`` of the run
 directory, on the same examples with the same recipes, seed and resources, then writes
 ``comparison.csv`` / ``comparison.json`` (per model and recipe: clean accuracy, accuracy under
 attack, attack success rate, average queries, words perturbed, queries per second) and
@@ -98,7 +98,7 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
                    num_requested=None, **options) -> dict:
     """Audit every model of ``models`` on ``dev``; return ``{"table": rows, "summaries", "run_dir"}``.
 
-    Each model's audit is :func:`run_full_audit` into ``out_dir/models/<label>/`` (resumable like a
+    Each model's audit is :func:`attrtools.adversarial.pipeline.run` into ``out_dir/models/<label>/`` (resumable like a
     single audit) with the same ``config`` (an :class:`AuditConfig`; ``options``: overrides of its
     fields), ``resources`` and ``attacks``. Everything is checked before the first model runs
     (recipes, resources, labels). ``report``: settings shown in the reports.
@@ -108,7 +108,8 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
     from ..errors import ParameterError
     from .audit import check_audit
     from .config import AuditConfig
-    from .pipeline import AuditError, extract_and_save, run_full_audit
+    from ..engine import Engine
+    from .pipeline import AuditError, extract_and_save, run
     from .resources import AttackResources, LoadedResources
 
     if not models:
@@ -140,8 +141,8 @@ def run_comparison(models: list[AuditedModel], dev, out_dir: str, train=None, tr
     for m, label in zip(models, labels):
         sub = os.path.join(out_dir, "models", label)
         os.makedirs(sub, exist_ok=True)
-        summaries[label] = run_full_audit(
-            m.model, m.tokenizer, dev, sub, triggers_path=triggers_path, config=c, cache=cache, resources=resources,
+        summaries[label] = run(
+            Engine(m.model, m.tokenizer, cache=cache), dev, c, sub, triggers_path=triggers_path, resources=resources,
             attacks=attacks, head_mask=m.head_mask, parts=parts, num_requested=num_requested,
             report={**(report or {}), "model": m.label, **m.source, "examples": len(dev)})
     table = comparison_table(summaries)

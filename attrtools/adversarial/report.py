@@ -47,9 +47,8 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
                        title: str = "attrtools robustness audit", config: dict | None = None,
                        examples_per_recipe: int = 8, label_names=None, model: str | None = None):
     """The audit as an ``attrtools.report.Report``."""
-    from ..report import Report, fmt_percent
-    from ..report.figures import bar_figure
-    from ..report.page import Table, figure_from_matplotlib
+    from ..report import Report
+    from ..report.page import Table
 
     facts = [("model", model)] if model else []
     facts += [(str(k).replace("_", " "), ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v)
@@ -58,40 +57,8 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
                            "(Hao et al. 2021, §6) next to TextAttack recipes, scored with TextAttack's own metrics.",
                     facts=facts)
     all_recipes = summary.get("recipes", {})
-    recipes = {n: s for n, s in all_recipes.items() if s.get("kind") != "input-reduction"}
+    _attacks_section(report, summary, label_names)
     reductions = {n: s for n, s in all_recipes.items() if s.get("kind") == "input-reduction"}
-    rows_line = f"{summary.get('num_examples', '?')} example(s) attacked"
-    if summary.get("num_rows") is not None:
-        rows_line += f" of {summary['num_rows']} row(s) read"
-    if summary.get("class_mix"):
-        rows_line += "; gold classes: " + ", ".join(f"{_cls(_num(k), label_names) if label_names else k}: {v}"
-                                                    for k, v in summary["class_mix"].items())
-    section = report.section("Attacks", rows_line + ". One row per attack on the same examples. Success rate: "
-                                        "share of correctly classified examples whose prediction the attack "
-                                        "flipped.")
-    for note in summary.get("notes") or []:
-        section.text(str(note), muted=True)
-    if recipes:
-        table_rows = [[name] + [_num(s.get(k)) for k, _ in SUMMARY_KEYS] for name, s in recipes.items()]
-        best = set()
-        column = 1 + [k for k, _ in SUMMARY_KEYS].index("attack_success_rate")
-        values = [r[column] for r in table_rows if isinstance(r[column], (int, float))]
-        if values and len(table_rows) > 1:
-            best = {(i, column) for i, r in enumerate(table_rows) if r[column] == max(values)}
-        section.add(Table(["attack"] + [label for _, label in SUMMARY_KEYS], table_rows, best=best, digits=2,
-                          note="★ the strongest attack (highest success rate)." if best else None))
-        names = list(recipes)
-        fig = bar_figure(names, [_num(recipes[n].get("attack_accuracy_perc")) for n in names],
-                         "accuracy under attack (%)", title="accuracy under attack (lower = stronger attack)")
-        section.figure(figure_from_matplotlib(fig, "Accuracy under each attack, in percent of the examples."))
-        ranking = {n: s["this_session"]["ranking"] for n, s in recipes.items() if "ranking" in s.get("this_session", {})}
-        if ranking:
-            section.add(Table(["attack", "attribution ranking"],
-                              [[n, ", ".join(f"{k} {v}" for k, v in r.items()) if isinstance(r, dict) else str(r)]
-                               for n, r in ranking.items()],
-                              caption="Attribution-ranked word search (ranking costs no model queries)"))
-    else:
-        section.text("No attack results yet.")
     if reductions:
         keys = [("total", "examples"), ("original_accuracy", "accuracy %"), ("reduced", "reduced"),
                 ("reached_target", "down to 1 word"), ("not_reduced", "not reduced"),
@@ -104,6 +71,57 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
         report.section("Rows without content (not attacked)").add(
             Table(["data row", "id", "reason"], [[row_label(r), str(r.get("id") if r.get("id") is not None else "–"),
                                                   str(r.get("reason"))] for r in summary["skipped_rows"]]))
+    _trigger_sections(report, per_class, patterns, label_names)
+    _examples_section(report, all_recipes, rows, examples_per_recipe, label_names)
+    return report
+
+
+def _attacks_section(report, summary: dict, label_names) -> None:
+    """The attacks table (TextAttack's metrics per recipe, the strongest marked), the accuracy under
+    each attack as bars, and the attribution ranking's counts."""
+    from ..report.figures import bar_figure
+    from ..report.page import Table, figure_from_matplotlib
+
+    recipes = {n: s for n, s in summary.get("recipes", {}).items() if s.get("kind") != "input-reduction"}
+    rows_line = f"{summary.get('num_examples', '?')} example(s) attacked"
+    if summary.get("num_rows") is not None:
+        rows_line += f" of {summary['num_rows']} row(s) read"
+    if summary.get("class_mix"):
+        rows_line += "; gold classes: " + ", ".join(f"{_cls(_num(k), label_names) if label_names else k}: {v}"
+                                                    for k, v in summary["class_mix"].items())
+    section = report.section("Attacks", rows_line + ". One row per attack on the same examples. Success rate: "
+                                        "share of correctly classified examples whose prediction the attack "
+                                        "flipped.")
+    for note in summary.get("notes") or []:
+        section.text(str(note), muted=True)
+    if not recipes:
+        section.text("No attack results yet.")
+        return
+    table_rows = [[name] + [_num(s.get(k)) for k, _ in SUMMARY_KEYS] for name, s in recipes.items()]
+    best = set()
+    column = 1 + [k for k, _ in SUMMARY_KEYS].index("attack_success_rate")
+    values = [r[column] for r in table_rows if isinstance(r[column], (int, float))]
+    if values and len(table_rows) > 1:
+        best = {(i, column) for i, r in enumerate(table_rows) if r[column] == max(values)}
+    section.add(Table(["attack"] + [label for _, label in SUMMARY_KEYS], table_rows, best=best, digits=2,
+                      note="★ the strongest attack (highest success rate)." if best else None))
+    names = list(recipes)
+    fig = bar_figure(names, [_num(recipes[n].get("attack_accuracy_perc")) for n in names],
+                     "accuracy under attack (%)", title="accuracy under attack (lower = stronger attack)")
+    section.figure(figure_from_matplotlib(fig, "Accuracy under each attack, in percent of the examples."))
+    ranking = {n: s["this_session"]["ranking"] for n, s in recipes.items() if "ranking" in s.get("this_session", {})}
+    if ranking:
+        section.add(Table(["attack", "attribution ranking"],
+                          [[n, ", ".join(f"{k} {v}" for k, v in r.items()) if isinstance(r, dict) else str(r)]
+                           for n, r in ranking.items()],
+                          caption="Attribution-ranked word search (ranking costs no model queries)"))
+
+
+def _trigger_sections(report, per_class, patterns, label_names) -> None:
+    """The paper's per-class table with a fixed trigger inserted, and the top trigger patterns."""
+    from ..report import fmt_percent
+    from ..report.page import Table
+
     if per_class:
         report.section("Per-class accuracy with a fixed trigger inserted",
                        "Each top trigger inserted at its relative positions into every example of a class "
@@ -121,6 +139,11 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
             Table(["rank", "trigger", "class", "v1+v2", "layer", "head", "relative positions"],
                   [[i + 1, " ".join(p.trigger), _cls(p.target, label_names), round(p.score, 4), p.layer, p.head,
                     ", ".join(f"{w.relative:.2f}" for w in p.words)] for i, p in enumerate(patterns[:15])], digits=4))
+
+
+def _examples_section(report, all_recipes: dict, rows: list[dict], examples_per_recipe: int, label_names) -> None:
+    """Up to ``examples_per_recipe`` attacks per recipe (successes first): original and attacked
+    text with the changed words marked, the model's output before and after."""
     examples = report.section("Example attacks", "Original (deleted or replaced words in red) and attacked text "
                                                  "(inserted or replacing words in green), from an alignment of the "
                                                  "two word sequences, with the model's output before and after.")
@@ -142,7 +165,6 @@ def build_audit_report(summary: dict, rows: list[dict], per_class: list[dict] | 
         examples.html("".join(parts))
     else:
         examples.text("Every example was skipped (misclassified before any attack).")
-    return report
 
 
 def render_report(summary: dict, rows: list[dict], per_class: list[dict] | None = None, patterns=None,

@@ -54,8 +54,9 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     ``train_path`` / ``dev_path``: datasets (local files or hub names) for trigger extraction and
     for everything else; ``config``: a :class:`DemoConfig`; ``cache``: an attribution cache, a
     folder, True (the default folder) or None; ``log``: called with progress lines. Each section
-    calls its tool's pipeline (``run_pruning``, ``run_trees``, ``run_full_audit``) with the
-    tool's config, so the demo and the commands cannot drift apart. ``label_names``: class names of
+    calls its tool's entry point, ``run(engine, examples, config, run_dir)`` of
+    ``attrtools.{pruning,tree,adversarial}.pipeline``, with the tool's ``Config``, so the demo, the
+    commands and Python users cannot drift apart. ``label_names``: class names of
     string labels (``--label-names``; default: the model's own ``label2id``); ``loaded``: the
     ``(model, tokenizer)`` of ``model_dir`` when already loaded; ``data``: the ``(train, dev)``
     examples of ``train_path`` / ``dev_path`` when already read (the command reads them before it
@@ -66,7 +67,7 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
     from ..engine import Engine
     from ..io import write_json
     from ..models import fingerprint
-    from ..report import Report, fmt_seconds, model_label
+    from ..report import fmt_seconds, model_label
 
     config = config or DemoConfig()
     started = time.time()
@@ -103,23 +104,32 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
 
     parts["attribution"] = timed("attribution", lambda: _attributions(
         engine, dev[: config.attribution_examples], config, os.path.join(output_dir, "attributions")))
-    pruning = timed("pruning", lambda: _pruning(model, tokenizer, dev, config, cache,
-                                                os.path.join(output_dir, "pruning"), log),
+    # each tool's section runs its entry point, run(engine, examples, config, run_dir); pruning and the
+    # audit on an engine of their own (their counts stay apart from the attributions' and the trees')
+    pruning = timed("pruning", lambda: _pruning(Engine(model, tokenizer, cache=cache, max_length=config.max_length),
+                                                dev, config, os.path.join(output_dir, "pruning")),
                     restore=lambda saved: _pruning_restored(saved, os.path.join(output_dir, "pruning")))
-    summary["pruning"] = pruning["summary"]
     trees = timed("trees", lambda: _trees(engine, dev, config, os.path.join(output_dir, "trees")),
                   restore=lambda saved: _trees_restored(saved, os.path.join(output_dir, "trees")))
-    summary["trees"] = trees["summary"]
-    audit = timed("audit", lambda: _audit(model, tokenizer, train, dev, config, cache,
-                                          os.path.join(output_dir, "audit"), log),
+    audit = timed("audit", lambda: _audit(Engine(model, tokenizer, cache=cache, max_length=config.max_length),
+                                          train, dev, config, os.path.join(output_dir, "audit"), log),
                   restore=lambda saved: _audit_restored(saved, model, os.path.join(output_dir, "audit")))
-    summary["audit"] = audit["summary"]
-    summary["timings_s"] = timings
-    summary["reused_sections"] = dict(reused)
-    summary["seconds"] = round(time.time() - started, 1)
-    summary["engine"] = dict(engine.stats)
+    summary.update(pruning=pruning["summary"], trees=trees["summary"], audit=audit["summary"], timings_s=timings,
+                   reused_sections=dict(reused), seconds=round(time.time() - started, 1), engine=dict(engine.stats))
     write_json(os.path.join(output_dir, "summary.json"), summary)
+    sections = {"attribution": parts["attribution"], "pruning": pruning, "trees": trees, "audit": audit}
+    _demo_report(summary, sections, config, timings, reused, name, (train_path, train), (dev_path, dev),
+                 model, engine).save(os.path.join(output_dir, "report.html"))
+    return summary
 
+
+def _demo_report(summary: dict, sections: dict, config: DemoConfig, timings: dict, reused: dict, name: str,
+                 train, dev, model, engine):
+    """The demo's report: facts, the steps with their times, then each section's own report.
+    ``train`` / ``dev``: ``(path, examples)``."""
+    from ..report import Report, fmt_seconds
+
+    (train_path, train), (dev_path, dev) = train, dev
     report = Report("attrtools demo", "Every tool of attrtools on one classifier: attributions, head pruning, "
                                       "attribution trees and a robustness audit, all sharing one attribution cache.",
                     facts=[("model", name), ("training data", f"{os.path.basename(train_path)} ({len(train)} rows)"),
@@ -145,16 +155,15 @@ def run_demo(model_dir: str, train_path: str, dev_path: str, output_dir: str, co
          took("pruning")],
         ["trees", f"AttAttr trees for {min(len(dev), max(config.tree_examples, config.tree_stats_examples))} "
                   "sentences and their statistics", took("trees")],
-        ["audit", audit["what"], took("audit")]])
-    report.extend(parts["attribution"])
-    report.extend(pruning["report"], prefix="Head pruning")
-    report.extend(trees["report"], prefix="Trees")
-    report.extend(audit["report"], prefix="Robustness audit")
+        ["audit", sections["audit"]["what"], took("audit")]])
+    report.extend(sections["attribution"])
+    report.extend(sections["pruning"]["report"], prefix="Head pruning")
+    report.extend(sections["trees"]["report"], prefix="Trees")
+    report.extend(sections["audit"]["report"], prefix="Robustness audit")
     report.section("Configuration", "The demo's settings (DemoConfig).").table(
         ["setting", "value"], [[k, ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v]
                                for k, v in asdict(config).items()])
-    report.save(os.path.join(output_dir, "report.html"))
-    return summary
+    return report
 
 
 # ----------------------------------------------------------------------------------- reuse
@@ -261,18 +270,16 @@ def _attributions(engine, examples, config, out_dir):
     return report
 
 
-def _pruning(model, tokenizer, dev, config, cache, out_dir, log):
-    from ..pruning.config import PruneConfig
-    from ..pruning.pipeline import run_pruning
+def _pruning(engine, dev, config, out_dir):
+    from ..pruning.pipeline import Config, run
     from ..pruning.report import pruning_report
 
     os.makedirs(out_dir, exist_ok=True)
-    prune_config = PruneConfig(strategies=tuple(config.prune_strategies), num_examples=config.prune_importance_examples,
-                               prune_fraction=0.5, steps=config.steps, latency_repeats=config.latency_repeats,
-                               max_length=config.max_length)
-    summary = run_pruning(model, tokenizer, dev[: config.prune_importance_examples], out_dir,
-                          eval_examples=dev[: config.prune_eval_examples], config=prune_config, cache=cache,
-                          log=lambda *a: None)
+    prune_config = Config(strategies=tuple(config.prune_strategies), num_examples=config.prune_importance_examples,
+                          prune_fraction=0.5, steps=config.steps, latency_repeats=config.latency_repeats,
+                          max_length=config.max_length)
+    summary = run(engine, dev[: config.prune_importance_examples], prune_config, out_dir,
+                  eval_examples=dev[: config.prune_eval_examples], log=lambda *a: None)
     return {"summary": summary, "report": pruning_report(out_dir)}
 
 
@@ -284,17 +291,16 @@ def _pruning_restored(saved, out_dir):
 
 def _trees(engine, dev, config, out_dir):
     from ..report import class_name
-    from ..tree.config import TreeConfig
-    from ..tree.pipeline import run_trees
+    from ..tree.pipeline import Config, run
     from ..tree.report import tree_report
 
     os.makedirs(out_dir, exist_ok=True)
     examples = dev[: max(config.tree_examples, config.tree_stats_examples)]
-    tree_config = TreeConfig(steps=config.steps, formats=("graphml", "json", "png", "svg", "html"), max_pictures=-1,
+    tree_config = Config(steps=config.steps, formats=("graphml", "json", "png", "svg", "html"), max_pictures=-1,
                              max_length=config.max_length)
     stats_dir = os.path.join(out_dir, "stats")
-    result = run_trees(engine, examples, out_dir, tree_config, tree_dir=out_dir, stats_dir=stats_dir,
-                       file_name="tree-{index:02d}", export_limit=config.tree_examples)
+    result = run(engine, examples, tree_config, out_dir, tree_dir=out_dir, stats_dir=stats_dir,
+                 file_name="tree-{index:02d}", export_limit=config.tree_examples)
     pictures = []
     examples = result["examples"]  # the rows with content (data.keep_content)
     for index, files in enumerate(result["written"]):
@@ -313,7 +319,7 @@ def _trees_restored(saved, out_dir):
     return {**saved, "report": tree_report(os.path.join(out_dir, "stats"), pictures, threshold=saved["threshold"])}
 
 
-def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
+def _audit(engine, train, dev, config, out_dir, log):
     from ..adversarial.textattack_compat import TextAttackUnavailable, load_textattack
     from ..report import Report
 
@@ -326,17 +332,16 @@ def _audit(model, tokenizer, train, dev, config, cache, out_dir, log):
         report.section("Skipped", note)
         return {"summary": {"skipped": note}, "report": report, "what": "skipped (TextAttack not installed)",
                 "final": False}  # TextAttack installed later: the next run audits
-    from ..adversarial.config import AuditConfig
-    from ..adversarial.pipeline import run_full_audit
+    from ..adversarial.pipeline import Config, run
     from ..adversarial.report import audit_report
 
-    audit_config = AuditConfig(recipes=tuple(config.audit_recipes), num_train_examples=config.trigger_train_examples,
-                               steps=config.steps, progress=False, max_length=config.max_length)
-    summary = run_full_audit(model, tokenizer, dev[: config.audit_examples], out_dir, train=train, config=audit_config,
-                             cache=cache)
+    audit_config = Config(recipes=tuple(config.audit_recipes), num_train_examples=config.trigger_train_examples,
+                          steps=config.steps, progress=False, max_length=config.max_length)
+    summary = run(engine, dev[: config.audit_examples], audit_config, out_dir, train=train)
     from ..report import label_names_from_config
 
-    return {"summary": summary, "report": audit_report(out_dir, label_names=label_names_from_config(model.config)),
+    return {"summary": summary,
+            "report": audit_report(out_dir, label_names=label_names_from_config(engine.model.config)),
             "what": f"triggers from {config.trigger_train_examples} training sentences, then attacks "
                     f"({', '.join(['triggers', *config.audit_recipes])}) on {config.audit_examples} dev sentences"}
 

@@ -10,7 +10,7 @@ import os
 
 import click
 
-from ..adversarial.cli import _resources, resource_options
+from ..adversarial.cli import RESOURCE_NAMES, _resources, resource_options
 from ..pruning.cli import prune as _prune
 from ..pruning.cli import prune_command, summary_lines
 from ..cli_kit import AtLeast, Command, UserError, echo_summary
@@ -32,10 +32,6 @@ def _resource_params() -> list[click.Parameter]:
         return kwargs
 
     return list(reversed(resource_options(collect).__click_params__))
-
-
-RESOURCE_NAMES = ["word_embeddings", "sentence_encoder", "no_use_constraint", "mlm", "nltk_data", "no_pos_constraint",
-                  "lm", "no_lm_constraint", "homoglyphs"]
 
 
 def _callback(**kwargs):

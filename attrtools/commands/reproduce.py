@@ -2,9 +2,9 @@
 (``scripts/reproduce.py``): published numbers beside measured ones, a verdict per claim.
 
 Every experiment goes through the tools' own entry points, never a re-implementation:
-``attrtools.pruning.run_pruning`` (AttAttr Fig. 3), ``attrtools.adversarial.triggers``
-(``extract_triggers`` + ``per_class_accuracy``, AttAttr §6), ``attrtools.tree.pipeline.run_trees``
-(AttAttr §5), ``attrtools.evaluate.run.evaluate_methods`` (Grad-SAM, Chefer, GlobEnc, DecompX) and
+``attrtools.pruning.pipeline.run`` (AttAttr Fig. 3), ``attrtools.adversarial.triggers``
+(``extract_triggers`` + ``per_class_accuracy``, AttAttr §6), ``attrtools.tree.pipeline.run``
+(AttAttr §5), ``attrtools.evaluate.pipeline.run`` (Grad-SAM, Chefer, GlobEnc, DecompX) and
 ``Engine.attribute`` (the cost of AttAttr, the GlobEnc variants). The claims and the one verdict
 rule live in ``attrtools.commands.claims``. This module combines tools, so it sits at the faces
 layer (``attrtools.commands``).
@@ -20,7 +20,7 @@ import io
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ..errors import ParameterError
 from ..io import write_json, write_text
@@ -112,15 +112,15 @@ def _context(model, preset: Preset, n_eval: int) -> str:
     return "; ".join(parts)
 
 
-def _spearman_by_variant(model, tokenizer, examples, engine) -> dict:
-    """Mean Spearman ρ of each GlobEnc variant with gradient × input (evaluate_methods' column)."""
-    from ..evaluate.run import evaluate_methods
+def _spearman_by_variant(examples, engine) -> dict:
+    """Mean Spearman ρ of each GlobEnc variant with gradient × input (the evaluation's column)."""
+    from ..evaluate.pipeline import run as evaluate
 
     encoded = engine.encode_all(examples)
     supplied = {f"globenc_{v}": engine.attribute(encoded, "globenc", target="pred", variant=v)
                 for v in GLOBENC_VARIANTS}
-    evaluation = evaluate_methods(model, tokenizer, examples, methods=[], engine=engine, supplied=supplied,
-                                  reference="grad_input", preset="decompx")
+    evaluation = evaluate(engine, examples, None, methods=[], supplied=supplied, reference="grad_input",
+                          preset="decompx")
     return {r.name.replace("globenc_", ""): r.spearman for r in evaluation.ok() if r.name.startswith("globenc_")}
 
 
@@ -166,102 +166,151 @@ def run_reproduction(model, tokenizer, examples, out_dir: str, train_examples=No
     preset = preset if isinstance(preset, Preset) else resolve_preset(preset)
     from ..data import keep_content
     from ..engine import Engine
-
-    examples = list(keep_content(examples, tokenizer))
     from ..errors import InputDataError
 
+    examples = list(keep_content(examples, tokenizer))
     labelled = [e for e in examples if e.label is not None]
     if not labelled:
         raise InputDataError("reproduction needs labelled examples (accuracy, pruning and triggers use the labels)")
-    train_examples = list(train_examples) if train_examples is not None else labelled
-    evaluation_set = labelled[: preset.eval] if preset.eval else labelled
-    faith_set = labelled[: preset.faithfulness] if preset.faithfulness else labelled
     os.makedirs(os.path.join(out_dir, "figures"), exist_ok=True)
-    engine = Engine(model, tokenizer, max_length=preset.max_length)
-    context = _context(model, preset, len(evaluation_set))
-    measured: dict = {}
-    reasons: dict = {}  # claim -> why it is not judged (shown instead of "nothing measured")
-    rows: list[dict] = []  # measurements.csv
-
-    def note(experiment, key, value):
-        rows.append({"experiment": experiment, "key": key, "value": value})
-
-    if "pruning" in only:
-        log("AttAttr head pruning (Fig. 3)")
-        from ..pruning import run_pruning
-
-        summary = run_pruning(model, tokenizer, labelled, os.path.join(out_dir, "pruning"),
-                              eval_examples=evaluation_set, strategies=("attattr", "taylor", "attention", "random"),
-                              num_examples=preset.importance, steps=preset.steps, save_model=False,
-                              max_length=preset.max_length, latency_repeats=1, log=log)
-        means = {}
-        for strategy, curve in summary["accuracy_by_fraction"].items():
-            values = [v for v in curve.values() if v is not None]
-            means[strategy] = sum(values) / len(values) if values else float("nan")
-            for fraction, value in curve.items():
-                note("pruning", f"{strategy}@{fraction}", value)
-        measured["attattr_pruning"] = means
-    if "adversarial" in only:
-        log("AttAttr adversarial patterns (§6)")
-        from ..adversarial.triggers import extract_triggers, per_class_accuracy
-
-        patterns, _ = extract_triggers(model, tokenizer, train_examples, num_examples=preset.triggers,
-                                       steps=preset.trigger_steps, max_length=preset.max_length)
-        table = per_class_accuracy(model, tokenizer, evaluation_set, patterns, top_k=3, max_length=preset.max_length)
-        drops = [float(r["accuracy_drop"]) * 100 for r in table if r["trigger_rank"] and r["accuracy_drop"] != ""]
-        for r in table:
-            note("adversarial", f"rank{r['trigger_rank']}:{r['trigger']}:{r['gold_class']}", r["accuracy"])
-        measured["attattr_adversarial"] = max(drops) if drops else None
-    if "tree" in only:
-        log("AttAttr attribution trees (§5)")
-        from ..tree.pipeline import run_trees
-
-        result = run_trees(engine, labelled[: preset.trees], os.path.join(out_dir, "trees"), steps=preset.steps,
-                           formats=("json",), max_pictures=0, export_limit=0)
-        tree_summary = result["summary"]
-        for key in ("trees", "mean_edges_per_tree", "mean_nodes_per_tree", "mean_depth", "max_depth",
-                    "mean_distance"):
-            note("tree", key, tree_summary.get(key))
-        measured["attattr_tree"] = tree_summary.get("mean_depth") if tree_summary.get("trees") else None
-    if "cost" in only:
-        log(f"AttAttr cost ({preset.cost_tokens} tokens, m={preset.cost_steps})")
-        seconds = _time_attattr(Engine(model, tokenizer, max_length=preset.cost_tokens), labelled, preset.cost,
-                                preset.cost_steps, preset.cost_tokens)
-        note("cost", "tokens", preset.cost_tokens)
-        note("cost", "steps", preset.cost_steps)
-        note("cost", "seconds_per_example", seconds)
-        if (preset.cost_tokens, preset.cost_steps) == (128, 20):
-            measured["attattr_cost"] = seconds
-        else:  # another protocol: the seconds are listed, never judged against the paper's
-            reasons["attattr_cost"] = (f"timed at {preset.cost_tokens} tokens and m={preset.cost_steps}, not the "
-                                       f"paper's 128 and 20: not compared ({_fmt(seconds)} s in measurements.csv)")
-    if "faithfulness" in only:
-        log("perturbation tests (Grad-SAM, Chefer, DecompX Table 1)")
-        from ..evaluate.run import evaluate_methods
-
-        evaluation = evaluate_methods(model, tokenizer, faith_set, methods=list(FAITHFULNESS_METHODS), engine=engine,
-                                      preset="decompx", reference="grad_input", log=log)
-        by = {r.name: r.summary for r in evaluation.ok()}
-        for r in evaluation.results:
-            for metric in ("aopc_comp", "aopc_suff", "deletion_auc", "insertion_auc"):
-                note("faithfulness", f"{r.name}:{metric}", r.summary.get(metric) if r.status == "ok" else None)
-            if r.status != "ok":
-                note("faithfulness", f"{r.name}:skipped", r.reason)
-        pick = lambda metric, names: {n: by[n][metric] for n in names if n in by}  # noqa: E731
-        measured["gradsam_perturbation"] = pick("aopc_comp", ("gradsam", "rollout", "raw"))
-        measured["chefer_positive"] = pick("deletion_auc", ("chefer_lrp", "rollout", "raw"))
-        measured["chefer_negative"] = pick("aopc_suff", ("chefer_lrp", "rollout", "raw"))
-        measured["decompx_aopc"] = pick("aopc_comp", ("decompx", "alti", "ig_embed", "grad_input", "globenc"))
-    if "globenc" in only:
-        log("GlobEnc Spearman with gradient × input, per variant")
-        rhos = _spearman_by_variant(model, tokenizer, faith_set, engine)
-        for variant, rho in rhos.items():
-            note("globenc", f"spearman:{variant}", rho)
-        measured["globenc_variants"] = rhos
-        measured["globenc_spearman"] = rhos.get("N_Enc")
-    return write_report(out_dir, measured, rows, context=context, preset=preset, reasons=reasons,
+    run = _Reproduction(Engine(model, tokenizer, max_length=preset.max_length), preset, out_dir, labelled,
+                        list(train_examples) if train_examples is not None else labelled,
+                        labelled[: preset.eval] if preset.eval else labelled,
+                        labelled[: preset.faithfulness] if preset.faithfulness else labelled, log)
+    context = _context(model, preset, len(run.evaluation_set))
+    for group in GROUP_STEPS:
+        if group in only:
+            GROUP_STEPS[group](run)
+    return write_report(out_dir, run.measured, run.rows, context=context, preset=preset, reasons=run.reasons,
                         model_name=getattr(model.config, "_name_or_path", "") or model.config.model_type,
-                        n_eval=len(evaluation_set), n_faith=len(faith_set))
+                        n_eval=len(run.evaluation_set), n_faith=len(run.faith_set))
+
+
+@dataclass
+class _Reproduction:
+    """One reproduction in progress: what every group's step reads, and what they measure."""
+
+    engine: object
+    preset: Preset
+    out_dir: str
+    labelled: list
+    train: list
+    evaluation_set: list
+    faith_set: list
+    log: object
+    measured: dict = field(default_factory=dict)
+    reasons: dict = field(default_factory=dict)  # claim -> why it is not judged (shown instead of "nothing measured")
+    rows: list = field(default_factory=list)  # measurements.csv
+
+    @property
+    def model(self):
+        return self.engine.model
+
+    @property
+    def tokenizer(self):
+        return self.engine.tokenizer
+
+    def note(self, experiment, key, value):
+        self.rows.append({"experiment": experiment, "key": key, "value": value})
+
+
+def _pruning_group(run: _Reproduction) -> None:
+    run.log("AttAttr head pruning (Fig. 3)")
+    from ..engine import Engine
+    from ..pruning.pipeline import Config, run as prune
+
+    p = run.preset
+    config = Config(strategies=("attattr", "taylor", "attention", "random"), num_examples=p.importance,
+                    steps=p.steps, save_model=False, max_length=p.max_length, latency_repeats=1)
+    summary = prune(Engine(run.model, run.tokenizer, max_length=p.max_length), run.labelled, config,
+                    os.path.join(run.out_dir, "pruning"), eval_examples=run.evaluation_set, log=run.log)
+    means = {}
+    for strategy, curve in summary["accuracy_by_fraction"].items():
+        values = [v for v in curve.values() if v is not None]
+        means[strategy] = sum(values) / len(values) if values else float("nan")
+        for fraction, value in curve.items():
+            run.note("pruning", f"{strategy}@{fraction}", value)
+    run.measured["attattr_pruning"] = means
+
+
+def _adversarial_group(run: _Reproduction) -> None:
+    run.log("AttAttr adversarial patterns (§6)")
+    from ..adversarial.triggers import extract_triggers, per_class_accuracy
+
+    p = run.preset
+    patterns, _ = extract_triggers(run.model, run.tokenizer, run.train, num_examples=p.triggers,
+                                   steps=p.trigger_steps, max_length=p.max_length)
+    table = per_class_accuracy(run.model, run.tokenizer, run.evaluation_set, patterns, top_k=3,
+                               max_length=p.max_length)
+    drops = [float(r["accuracy_drop"]) * 100 for r in table if r["trigger_rank"] and r["accuracy_drop"] != ""]
+    for r in table:
+        run.note("adversarial", f"rank{r['trigger_rank']}:{r['trigger']}:{r['gold_class']}", r["accuracy"])
+    run.measured["attattr_adversarial"] = max(drops) if drops else None
+
+
+def _tree_group(run: _Reproduction) -> None:
+    run.log("AttAttr attribution trees (§5)")
+    from ..tree.pipeline import run as trees
+
+    result = trees(run.engine, run.labelled[: run.preset.trees], None, os.path.join(run.out_dir, "trees"),
+                   steps=run.preset.steps, formats=("json",), max_pictures=0, export_limit=0)
+    tree_summary = result["summary"]
+    for key in ("trees", "mean_edges_per_tree", "mean_nodes_per_tree", "mean_depth", "max_depth", "mean_distance"):
+        run.note("tree", key, tree_summary.get(key))
+    run.measured["attattr_tree"] = tree_summary.get("mean_depth") if tree_summary.get("trees") else None
+
+
+def _cost_group(run: _Reproduction) -> None:
+    p = run.preset
+    run.log(f"AttAttr cost ({p.cost_tokens} tokens, m={p.cost_steps})")
+    from ..engine import Engine
+
+    seconds = _time_attattr(Engine(run.model, run.tokenizer, max_length=p.cost_tokens), run.labelled, p.cost,
+                            p.cost_steps, p.cost_tokens)
+    run.note("cost", "tokens", p.cost_tokens)
+    run.note("cost", "steps", p.cost_steps)
+    run.note("cost", "seconds_per_example", seconds)
+    if (p.cost_tokens, p.cost_steps) == (128, 20):
+        run.measured["attattr_cost"] = seconds
+    else:  # another protocol: the seconds are listed, never judged against the paper's
+        run.reasons["attattr_cost"] = (f"timed at {p.cost_tokens} tokens and m={p.cost_steps}, not the paper's 128 "
+                                       f"and 20: not compared ({_fmt(seconds)} s in measurements.csv)")
+
+
+def _faithfulness_group(run: _Reproduction) -> None:
+    run.log("perturbation tests (Grad-SAM, Chefer, DecompX Table 1)")
+    from ..evaluate.pipeline import run as evaluate
+
+    evaluation = evaluate(run.engine, run.faith_set, None, methods=list(FAITHFULNESS_METHODS), preset="decompx",
+                          reference="grad_input", log=run.log)
+    by = {r.name: r.summary for r in evaluation.ok()}
+    for r in evaluation.results:
+        for metric in ("aopc_comp", "aopc_suff", "deletion_auc", "insertion_auc"):
+            run.note("faithfulness", f"{r.name}:{metric}", r.summary.get(metric) if r.status == "ok" else None)
+        if r.status != "ok":
+            run.note("faithfulness", f"{r.name}:skipped", r.reason)
+
+    def pick(metric, names):
+        return {n: by[n][metric] for n in names if n in by}
+
+    run.measured["gradsam_perturbation"] = pick("aopc_comp", ("gradsam", "rollout", "raw"))
+    run.measured["chefer_positive"] = pick("deletion_auc", ("chefer_lrp", "rollout", "raw"))
+    run.measured["chefer_negative"] = pick("aopc_suff", ("chefer_lrp", "rollout", "raw"))
+    run.measured["decompx_aopc"] = pick("aopc_comp", ("decompx", "alti", "ig_embed", "grad_input", "globenc"))
+
+
+def _globenc_group(run: _Reproduction) -> None:
+    run.log("GlobEnc Spearman with gradient × input, per variant")
+    rhos = _spearman_by_variant(run.faith_set, run.engine)
+    for variant, rho in rhos.items():
+        run.note("globenc", f"spearman:{variant}", rho)
+    run.measured["globenc_variants"] = rhos
+    run.measured["globenc_spearman"] = rhos.get("N_Enc")
+
+
+#: each claim group's step, in the order they run
+GROUP_STEPS = {"pruning": _pruning_group, "adversarial": _adversarial_group, "tree": _tree_group,
+               "cost": _cost_group, "faithfulness": _faithfulness_group, "globenc": _globenc_group}
 
 
 def _fmt(value) -> str:

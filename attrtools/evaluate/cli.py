@@ -1,4 +1,7 @@
-"""``attrtools evaluate``: faithfulness of several attribution methods on one model and dataset."""
+"""``attrtools evaluate``: faithfulness of several attribution methods on one model and dataset.
+
+Its options are the fields of :class:`EvaluateConfig` (``cli_kit.config_options``), then ``--exclude``
+and ``--explanations``."""
 from __future__ import annotations
 
 import os
@@ -7,24 +10,11 @@ import sys
 
 import click
 
-from ..cli_kit import (ParameterError, UserError, check_method_params, command, common_run_options, dataset_options, echo_summary, load_examples_or_fail,
-                       load_model_or_fail, log_to_stderr, make_run_dir, model_option, open_cache_or_fail,
-                       parse_list, parse_params, resolve_progress, seed_option,
+from ..cli_kit import (ParameterError, UserError, check_method_params, command, config_from_options, config_options,
+                       dataset_options, echo_summary, load_examples_or_fail, load_model_or_fail, log_to_stderr,
+                       make_run_dir, model_option, open_cache_or_fail, parse_list, parse_params, resolve_progress, run_options,
                        tokenizer_for_checks)
-from . import OPERATORS, PRESETS
 from .config import EvaluateConfig
-
-D = EvaluateConfig()  # the defaults shown by --help are the config's
-
-
-def _parse_limits(items):
-    out = {}
-    for item in items:
-        method, sep, value = item.partition("=")
-        if not sep or not value.isdigit() or int(value) < 1:
-            raise UserError(f"--method-limit {item!r} is not METHOD=N (N >= 1)")
-        out[method] = int(value)
-    return out
 
 
 def _load_supplied(items) -> dict:
@@ -60,57 +50,23 @@ def check_operator(operator: str, tokenizer) -> None:
 @command()
 @model_option()
 @dataset_options
-@click.option("--methods", "methods_arg", default="all",
-              help="Comma-separated method names, or 'all' (every registered method). A seeded random "
-                   "attribution is always added.")
+@config_options(EvaluateConfig, only=("methods",))
 @click.option("--exclude", default="", help="Comma-separated methods to leave out of 'all'.")
-@click.option("--preset", type=click.Choice(PRESETS), default=D.preset,
-              help="Bins: eraser 1/5/10/20/50 %, ferret 10..100 %, decompx 0..90 % of non-special tokens.")
-@click.option("--operator", type=click.Choice(OPERATORS), default=None,
-              help="How tokens are taken out (default: the preset's own: mask for decompx, delete otherwise).")
-@click.option("--param", "params", multiple=True, metavar="METHOD:KEY=VALUE",
-              help="Method parameter, e.g. --param attattr:steps=20 (repeatable; KEY=VALUE applies to all).")
-@click.option("--method-limit", "method_limits", multiple=True, metavar="METHOD=N",
-              help="Evaluate METHOD on the first N examples only (slow methods such as flow); repeatable.")
-@click.option("--reference", default=D.reference,
-              help="Method for the Spearman agreement column ('none' to skip).")
+@config_options(EvaluateConfig, exclude=("methods",))
 @click.option("--explanations", "explanation_files", multiple=True, metavar="NAME=FILE.jsonl",
               help="Also evaluate explanations computed elsewhere, as row NAME: a JSONL file, one "
                    '{"tokens": [...], "scores": [...]} per evaluated example in order, on this model\'s tokens '
                    "(repeatable; --methods none evaluates only these and the random floor).")
-@seed_option(D.seed, "Seed of the random-attribution row.")
-@common_run_options(batch_size=D.batch_size, max_length=D.max_length)
-def evaluate(model_name, dataset, text_column, pair_column, label_column, label_names, limit, methods_arg, exclude,
-             preset, operator, params, method_limits, reference, explanation_files, seed, cache_dir, no_cache, batch_size, max_length,
-             progress, output_dir, device):
+@run_options
+def evaluate(model_name, dataset, text_column, pair_column, label_column, label_names, limit, exclude,
+             explanation_files, cache_dir, no_cache, output_dir, device, **settings):
     """Faithfulness of attribution methods: AOPC comprehensiveness/sufficiency, deletion/insertion AUC,
     log-odds, accuracy under perturbation and Spearman agreement with gradient x input.
 
     Writes faithfulness.csv, faithfulness.md, curves.csv, per_example.csv and faithfulness_curves.png."""
     if not dataset:
         raise UserError("--dataset is required (a local csv/tsv/jsonl file or a hub name such as glue/sst2:validation)")
-    from .. import methods as registry
-
-    available = registry.list_methods()
-    if methods_arg.strip() == "all":
-        chosen = list(available)
-    elif methods_arg.strip() == "none":
-        chosen = []
-    else:
-        chosen = parse_list(methods_arg, "--methods")
-        unknown = [m for m in chosen if m not in available and m != "random"]
-        if unknown:
-            raise UserError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available)}")
-    excluded = set(parse_list(exclude, "--exclude"))
-    chosen = [m for m in chosen if m not in excluded and m != "random"]
-    parsed = parse_params(params, chosen)
-    for method, method_params in parsed.items():  # checked before anything loads: never "skipped"
-        check_method_params(method, method_params, option=f"--param {method}")
-    config = EvaluateConfig(methods=tuple(chosen), preset=preset, operator=operator or None, method_params=parsed,
-                            method_limits=_parse_limits(method_limits),
-                            reference=None if reference.lower() == "none" else reference, seed=seed,
-                            batch_size=batch_size, max_length=max_length, progress=resolve_progress(progress))
-    config.operator = config.resolved_operator()
+    config = evaluate_config(settings, exclude)
     supplied = _load_supplied(explanation_files)  # before anything loads: a bad file is one line
     check_operator(config.operator, tokenizer_for_checks(model_name))  # before the model and the run directory
 
@@ -123,25 +79,17 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
                            examples=examples)  # before the model loads: an unusable folder fails at once
     model, tokenizer = load_model_or_fail(model_name, device)
     check_operator(config.operator, tokenizer)
-    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
-
-    from .report import write_all
-    from .run import evaluate_methods
-
+    from ..engine import Engine
     from ..models import fingerprint
     from ..report import model_label
+    from .pipeline import run
 
-    label = model_label(model_name, fingerprint(model))
-    command_line = "attrtools " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    ids = [e.id for e in examples]
-
-    def partial(evaluation):  # rewrite the reports after every method: a killed run keeps what it finished
-        write_all(evaluation, run_dir, command=command_line, example_ids=ids, model=label)
-
-    evaluation = evaluate_methods(model, tokenizer, examples, list(chosen), config=config, cache=cache, log=log_to_stderr,
-                                  on_result=partial, supplied=supplied)
-    paths = write_all(evaluation, run_dir, command=command_line, example_ids=ids, model=label)
-    click.echo(open(paths["markdown"], encoding="utf-8").read())
+    engine = Engine(model, tokenizer, cache=open_cache_or_fail(cache_dir, enabled=not no_cache),
+                    batch_size=config.batch_size, max_length=config.max_length, progress=config.progress)
+    evaluation = run(engine, examples, config, run_dir, log=log_to_stderr, supplied=supplied,
+                     command="attrtools " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                     model_label=model_label(model_name, fingerprint(model)))
+    click.echo(open(os.path.join(run_dir, "faithfulness.md"), encoding="utf-8").read())
     summary = {"examples": evaluation.n_examples, "methods evaluated": len(evaluation.ok()),
                "skipped": ", ".join(r.name for r in evaluation.skipped()) or "none",
                "perturbed forwards": evaluation.forwards,
@@ -149,3 +97,33 @@ def evaluate(model_name, dataset, text_column, pair_column, label_column, label_
     if len(evaluation.forwards_by_rank) > 1:  # under a launcher: how the forwards were split
         summary["perturbed forwards by rank"] = ", ".join(map(str, evaluation.forwards_by_rank))
     echo_summary({**summary, "output": os.path.abspath(run_dir)})
+
+
+def evaluate_config(settings: dict, exclude: str = "") -> EvaluateConfig:
+    """The :class:`EvaluateConfig` of the command's options, checked before anything loads: --methods
+    'all' (every registered method), 'none' or known names, less --exclude; --param items for chosen
+    methods, checked against their schemas; --reference 'none' for no column; the operator resolved."""
+    from .. import methods as registry
+
+    available = registry.list_methods()
+    text = settings.pop("methods").strip()
+    if text == "all":
+        chosen = list(available)
+    elif text == "none":
+        chosen = []
+    else:
+        chosen = parse_list(text, "--methods")
+        unknown = [m for m in chosen if m not in available and m != "random"]
+        if unknown:
+            raise UserError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    excluded = set(parse_list(exclude, "--exclude"))
+    chosen = [m for m in chosen if m not in excluded and m != "random"]
+    parsed = parse_params(settings.pop("method_params"), chosen)
+    for method, method_params in parsed.items():  # checked before anything loads: never "skipped"
+        check_method_params(method, method_params, option=f"--param {method}")
+    reference = settings.pop("reference")
+    config = config_from_options(EvaluateConfig, settings, methods=tuple(chosen), method_params=parsed,
+                                 reference=None if reference.lower() == "none" else reference,
+                                 progress=resolve_progress(settings["progress"]))
+    config.operator = config.resolved_operator()
+    return config

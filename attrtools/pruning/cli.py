@@ -5,52 +5,22 @@ import os
 
 import click
 
-from ..cli_kit import (AtLeast, Finite, UserError, at_least, command, common_run_options, dataset_options,
-                       echo_summary, finite,
-                       load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir, model_config_for_labels,
-                       model_option,
-                       open_cache_or_fail, options, parse_floats, parse_list, seed_option,
-                       steps_option)
+from ..cli_kit import (AtLeast, UserError, command, config_from_options, config_options, dataset_options, echo_summary,
+                       load_examples_or_fail, load_model_or_fail, log_to_stderr, make_run_dir,
+                       model_config_for_labels, model_option, open_cache_or_fail, options, resolve_progress,
+                       run_options)
 from .config import PruneConfig
-
-D = PruneConfig()  # the defaults shown by --help are the config's
 
 
 def prune_options(f):
+    """The options of ``attrtools prune``: every :class:`PruneConfig` field (``config_options``), then
+    the evaluation set and the paper figures."""
     return options(
-        click.option("--strategies", default=",".join(D.strategies),
-                     help="Comma-separated importance strategies: attattr, taylor, attention, ablation, random."),
-        click.option("--plan-strategy", default=None,
-                     help="Strategy whose plan is pruned physically and saved (default: the first of --strategies)."),
-        click.option("--num-examples", type=AtLeast(1), default=D.num_examples,
-                     help="Importance from the first N examples of --dataset (after --limit; official AttAttr "
-                          "protocol: 200 dev examples)."),
-        click.option("--prune-fraction", type=Finite(0.0, 1.0), default=None,
-                     help=f"Fraction of all heads to prune physically (default {D.prune_fraction} unless --prune-count)."),
-        click.option("--prune-count", type=AtLeast(0), default=None,
-                     help="Number of heads to prune physically (instead of --prune-fraction)."),
-        click.option("--per-layer", is_flag=True, help="Rank heads within each layer; prune evenly across layers."),
-        click.option("--keep-one-per-layer", is_flag=True, help="Never remove the last head of a layer."),
-        click.option("--iterative", is_flag=True,
-                     help="Re-estimate importance with the already-pruned heads masked after each step of the "
-                          "curve (each 10% with the default --fraction-step)."),
-        steps_option(20, "importance of the attattr strategy, as prune_head_with_attr.py"),
-        click.option("--fraction-step", type=Finite(0.0, 1.0), default=D.fraction_step,
-                     help="Spacing of the pruning curve (fractions of heads)."),
-        click.option("--fractions", default=None,
-                     help="Explicit curve points instead of the grid, e.g. 0,0.3,0.5,0.7 (saves time)."),
-        click.option("--ablation-metric", type=click.Choice(["loss", "accuracy"]), default=D.ablation_metric,
-                     help="What the single-head ablation baseline measures."),
+        config_options(PruneConfig),
         click.option("--eval-dataset", default=None,
                      help="Dataset for the curve and checks (default: the whole --dataset, as the official code)."),
         click.option("--eval-limit", type=AtLeast(1), default=None,
                      help="Use only the first N evaluation examples."),
-        seed_option(D.seed, "Seed of the random strategy."),
-        click.option("--eval-batch-size", type=AtLeast(1), default=D.eval_batch_size,
-                     help="Examples per batch of the masked evaluation (curve, checks)."),
-        click.option("--latency-repeats", type=AtLeast(1), default=D.latency_repeats,
-                     help="Timed forwards per model for the latency before/after."),
-        click.option("--no-save-model", is_flag=True, help="Do not write the pruned model."),
         click.option("--figures", "figure_formats", default=None, metavar="FORMATS",
                      help="Also write figures/head-importance-STRATEGY.* for papers (plan crossed out); "
                           "FORMATS: a comma-separated list of png, svg, pdf."),
@@ -61,7 +31,7 @@ def prune_options(f):
 @model_option()
 @dataset_options
 @prune_options
-@common_run_options(batch_size=D.batch_size, max_length=D.max_length)
+@run_options
 def prune(model_name, dataset, text_column, pair_column, label_column, label_names, limit, **options):
     """Rank attention heads (AttAttr and baselines), plot accuracy vs heads pruned, prune and save.
 
@@ -73,42 +43,51 @@ def prune(model_name, dataset, text_column, pair_column, label_column, label_nam
     echo_summary(summary_lines(summary))
 
 
-def prune_command(model_name, dataset, text_column, pair_column, label_column, limit, strategies, plan_strategy,
-                  num_examples, prune_fraction, prune_count, per_layer, keep_one_per_layer, iterative, steps,
-                  fraction_step, fractions, ablation_metric, eval_dataset, eval_limit, seed, batch_size,
-                  eval_batch_size, latency_repeats, no_save_model, cache_dir, no_cache, output_dir, device,
-                  max_length=D.max_length, progress=None, label_names=None, log=None, figure_formats=None):
-    """The function behind ``attrtools prune`` and ``scripts/prune_model.py``; returns the summary."""
+def prune_config(model_name, settings: dict) -> PruneConfig:
+    """The :class:`PruneConfig` of the command's options (taken out of ``settings``), checked before
+    anything loads: known strategies, not both --prune-fraction and --prune-count, a head count the
+    model's config has, a --plan-strategy among --strategies."""
     from .importance import check_strategies
-    from .pipeline import run_pruning
 
+    count = settings.get("prune_count")
+    if count is not None and _given("prune_fraction", settings):
+        raise UserError("give either --prune-fraction or --prune-count, not both")
+    config = config_from_options(PruneConfig, settings, **({"prune_fraction": None} if count is not None else {}))
+    config.strategies = tuple(check_strategies(config.strategies))
+    if config.prune_count is not None:  # against the config's head count before anything loads or is written
+        from ..architecture import config_head_count
+
+        heads = config_head_count(model_config_for_labels(model_name))
+        if heads is not None and config.prune_count > heads:
+            raise UserError(f"--prune-count must be in 0..{heads} (the model has {heads} heads)")
+    if config.plan_strategy is not None and config.plan_strategy not in config.strategies:
+        raise UserError(f"--plan-strategy {config.plan_strategy!r} is not among --strategies "
+                        f"({', '.join(config.strategies)})")
+    return config
+
+
+def _given(name: str, settings: dict) -> bool:
+    """Whether the option ``name`` was given (on the command line, or as a value other than the
+    field's default by a Python caller)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and name in ctx.params:
+        from click.core import ParameterSource
+
+        return ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    return settings.get(name) not in (None, PruneConfig().prune_fraction)
+
+
+def prune_command(model_name, dataset, text_column=None, pair_column=None, label_column=None, limit=None, *,
+                  eval_dataset=None, eval_limit=None, cache_dir=None, no_cache=False, output_dir=None, device=None,
+                  label_names=None, log=None, figure_formats=None, **settings):
+    """The function behind ``attrtools prune`` and ``scripts/prune_model.py``; returns the summary.
+    ``settings``: the :class:`PruneConfig` fields as the command line gives them."""
     if not dataset:
         raise UserError("--dataset is required")
     from ..report.plots import parse_formats
 
     formats = parse_formats(figure_formats)  # before anything loads: one line, exit 2
-    if prune_fraction is not None and prune_count is not None:
-        raise UserError("give either --prune-fraction or --prune-count, not both")
-    finite("--prune-fraction", prune_fraction, 0.0, 1.0)
-    finite("--fraction-step", fraction_step, 0.0, 1.0)
-    at_least("--prune-count", prune_count, 0)
-    if prune_count is not None:  # against the config's head count before anything loads or is written
-        from ..architecture import config_head_count
-
-        heads = config_head_count(model_config_for_labels(model_name))
-        if heads is not None and prune_count > heads:
-            raise UserError(f"--prune-count must be in 0..{heads} (the model has {heads} heads)")
-    config = PruneConfig(
-        strategies=tuple(check_strategies(parse_list(strategies, "--strategies"))), num_examples=num_examples,
-        prune_fraction=prune_fraction if prune_count is None else None, prune_count=prune_count,
-        plan_strategy=plan_strategy, per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, iterative=iterative,
-        steps=steps, fraction_step=fraction_step, fractions=tuple(parse_floats(fractions, "--fractions") or ()) or None,
-        seed=seed, ablation_metric=ablation_metric, batch_size=batch_size, eval_batch_size=eval_batch_size,
-        max_length=max_length, latency_repeats=latency_repeats, save_model=not no_save_model, progress=progress)
-    if config.prune_fraction is None and config.prune_count is None:
-        config.prune_fraction = D.prune_fraction
-    if plan_strategy is not None and plan_strategy not in config.strategies:
-        raise UserError(f"--plan-strategy {plan_strategy!r} is not among --strategies ({', '.join(config.strategies)})")
+    config = prune_config(model_name, settings)
     # the one label rule (cli_kit.check_labels): labels in range, unlabeled (-1) rows left out with their reason
     examples = load_examples_or_fail(dataset, text_column, pair_column, label_column, limit, label_names=label_names,
                                      model=model_name, need_labels=True)
@@ -120,17 +99,21 @@ def prune_command(model_name, dataset, text_column, pair_column, label_column, l
 
     run_dir = make_run_dir(output_dir, "prune", {
         "model": model_name, "dataset": dataset, "eval_dataset": eval_dataset, "limit": limit, "eval_limit": eval_limit,
-        **config_dict(config), "plan_strategy": plan_strategy or config.strategies[0]},
+        **config_dict(config), "plan_strategy": config.plan_strategy or config.strategies[0]},
         examples=examples + (eval_examples or []))  # before the model loads: an unusable folder fails at once
     model, tokenizer = load_model_or_fail(model_name, device)
     from ..architecture import num_layers_heads
 
     total = num_layers_heads(model)[0] * num_layers_heads(model)[1]
-    if prune_count is not None and not 0 <= prune_count <= total:  # the loaded model's count decides
+    if config.prune_count is not None and config.prune_count > total:  # the loaded model's count decides
         raise UserError(f"--prune-count must be in 0..{total} (the model has {total} heads)")
-    cache = open_cache_or_fail(cache_dir, enabled=not no_cache)
-    summary = run_pruning(model, tokenizer, examples, run_dir, eval_examples=eval_examples, config=config, cache=cache,
-                          log=log or log_to_stderr)
+    from ..engine import Engine
+    from .pipeline import run
+
+    engine = Engine(model, tokenizer, cache=open_cache_or_fail(cache_dir, enabled=not no_cache),
+                    batch_size=config.batch_size, max_length=config.max_length,
+                    progress=resolve_progress(config.progress))
+    summary = run(engine, examples, config, run_dir, eval_examples=eval_examples, log=log or log_to_stderr)
     summary["run_dir"] = run_dir
     if formats:
         from .report import write_figures

@@ -15,6 +15,7 @@ import io
 import os
 import statistics
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -22,7 +23,7 @@ from ..config import resolve_config
 from ..engine import Engine
 from ..errors import ParameterError
 from ..io import write_json, write_text
-from ..adapters import adapter_for
+from ..models import adapter_for
 from ..architecture import num_layers_heads, pruned_heads, tied_layers
 from ..types import Example
 from .config import PruneConfig
@@ -67,19 +68,22 @@ def measure_latency(models: dict, inputs: dict, repeats: int = 20, warmup: int =
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_examples: list[Example] | None = None,
-                config: PruneConfig | None = None, cache=None, log=print, **options) -> dict:
-    """Run the planner; write every output into ``run_dir``; return the summary dict.
+Config = PruneConfig  # every tool's pipeline exposes ``Config`` and ``run`` the same way
+
+
+def run(engine, examples: list[Example], config: PruneConfig | None = None, run_dir: str = ".", *,
+        eval_examples: list[Example] | None = None, log=print, **options) -> dict:
+    """Run the planner on ``engine``'s model; write every output into ``run_dir``; return the summary dict.
 
     Args:
-        model, tokenizer: a sequence classifier from ``attrtools.load_model`` (any supported family).
+        engine: an ``attrtools.engine.Engine`` around a sequence classifier from ``attrtools.load_model``
+            (any supported family); its cache serves the attributions and the masked evaluations.
         examples: labelled ``Example`` items; importance uses the first ``config.num_examples``.
+        config: a :class:`PruneConfig`; ``options``: overrides of its fields (keywords).
         run_dir: output folder (created): head_importance.csv, pruning_curve.csv/.png,
-            pruned_heads.json, pruned_model/, summary.json.
+            pruned_heads.json, pruned_model/, summary.json, report.html.
         eval_examples: labelled examples for the curve and the checks (default: ``examples``, as
             the official code evaluates on the whole dev set).
-        config: a :class:`PruneConfig`; ``options``: overrides of its fields (keywords).
-        cache: the attribution cache (``AttributionCache``, a folder, True for the default, None).
         log: called with one progress line at a time.
 
     Returns the summary (also written to ``summary.json``): accuracy per strategy and fraction,
@@ -87,41 +91,107 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     median latency (seconds) before and after; ``shared_layers`` lists the layers that run one
     shared block (ALBERT), whose heads every plan prunes together.
 
-    Raises ``ParameterError`` for an unknown strategy or a plan that cannot be made,
-    ``InputDataError`` for examples without labels. Source: Hao et al. 2021 (AAAI), §4; Michel
-    et al. 2019 for the Taylor and ablation baselines.
+    Raises ``ParameterError`` for a setting out of range, an unknown strategy or a plan that cannot
+    be made, ``InputDataError`` for examples without labels. Source: Hao et al. 2021 (AAAI), §4;
+    Michel et al. 2019 for the Taylor and ablation baselines.
     """
     config = resolve_config(PruneConfig, config, options)
-    (strategies, num_examples, prune_fraction, prune_count, plan_strategy, per_layer, keep_one_per_layer, iterative,
-     steps, fraction_step, fractions, seed, ablation_metric, batch_size, eval_batch_size, latency_batch,
-     latency_repeats, save_model) = (
-        config.strategies, config.num_examples, config.prune_fraction, config.prune_count, config.plan_strategy,
-        config.per_layer, config.keep_one_per_layer, config.iterative, config.steps, config.fraction_step,
-        config.fractions, config.seed, config.ablation_metric, config.batch_size, config.eval_batch_size,
-        config.latency_batch, config.latency_repeats, config.save_model)
+    setup = _setup(engine, config)
+    examples, eval_examples, skipped = _usable_examples(examples, eval_examples, engine.tokenizer,
+                                                        config.num_examples)
+    os.makedirs(run_dir, exist_ok=True)
+    importance = _importance_and_plans(setup, examples[: config.num_examples], log)
+    write_importance_csv(os.path.join(run_dir, "head_importance.csv"), importance.tables)
+    eval_batches = prepare_batches(engine, eval_examples, config.eval_batch_size)
+    rows = _curve(setup, eval_batches, importance.plans, len(eval_examples), run_dir, log)
+    plan = importance.chosen[setup.plan_strategy]
+    _write_plan(setup, plan, importance.chosen, run_dir)
+    checks = _prune_and_measure(setup, plan, eval_batches, eval_examples, run_dir, log)
+    summary = _summary(setup, importance, rows, checks, plan, len(examples[: config.num_examples]),
+                       len(eval_examples), skipped)
+    write_json(os.path.join(run_dir, "summary.json"), summary)
+    from .report import write_pruning_report
+
+    write_pruning_report(run_dir)
+    return summary
+
+
+def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_examples: list[Example] | None = None,
+                config: PruneConfig | None = None, cache=None, log=print, **options) -> dict:
+    """:func:`run` on a fresh ``Engine`` of ``model``, ``tokenizer`` and ``cache`` (the attribution
+    cache: an ``AttributionCache``, a folder, True for the default, None) with the config's batch
+    size, max length and progress; the planner's entry point before tools shared one shape."""
+    config = resolve_config(PruneConfig, config, options)  # checked before the model is touched
+    engine = Engine(model, tokenizer, cache=cache, batch_size=config.batch_size, max_length=config.max_length,
+                    progress=config.progress)
+    return run(engine, examples, config, run_dir, eval_examples=eval_examples, log=log)
+
+
+@dataclass
+class _Setup:
+    """What every step of one planner run shares: the model's shape, the curve's grid and head
+    counts, the plan options and the strategies."""
+
+    engine: Engine
+    config: PruneConfig
+    strategies: list
+    plan_strategy: str
+    num_layers: int
+    num_heads: int
+    total: int
+    group: int
+    grid: list
+    counts: list
+    target_count: int
+    already: dict
+    shared: list
+    plan_kwargs: dict
+
+
+def _setup(engine, config: PruneConfig) -> _Setup:
+    """Check that ``engine``'s model can be planned and pruned as asked (before any importance is
+    computed) and derive what the steps share."""
+    from ..heads import require_single_label
     from ..architecture import require_classes
 
+    model = engine.model
     require_classes(model, "head pruning (accuracy and cross-entropy under masking)")
-    from ..heads import require_single_label
-
     # The curve's accuracy and cross-entropy (and Taylor importance's loss) score one gold class per example.
     require_single_label(model, "head pruning (accuracy and cross-entropy of one gold class under masking)")
-    strategies = check_strategies(strategies)
+    strategies = check_strategies(config.strategies)
     refusal = adapter_for(model).refusal("prune_heads")
     if refusal:  # say so before any importance is computed
         raise UnsupportedPruningError(f"model_type {model.config.model_type!r} cannot be pruned physically: "
                                       f"{refusal}")
-    plan_strategy = plan_strategy or strategies[0]
+    plan_strategy = config.plan_strategy or strategies[0]
     if plan_strategy not in strategies:
         raise ParameterError(f"plan strategy {plan_strategy!r} is not among the strategies run ({', '.join(strategies)})")
     num_layers, num_heads = num_layers_heads(model)
     total = num_layers * num_heads
-    target_count = heads_for(prune_fraction if prune_count is None else None, prune_count, total)
+    grid = sorted({round(float(f), 10) for f in config.fractions}) if config.fractions else \
+        fraction_grid(config.fraction_step)
+    # A model pruned before (a folder saved by save_pruned): its heads stay gone, every plan extends
+    # them, and fractions/counts are of the original L*H heads (never below what is already gone).
+    already = pruned_heads(model)
+    counts = [max(c, plan_size(already)) for c in counts_for_fractions(grid, total)]
+    target = heads_for(config.prune_fraction if config.prune_count is None else None, config.prune_count, total)
+    # ALBERT: layers that run one shared block lose a head together (physical pruning of the shared
+    # block removes it in all of them), so plans, curves and the physical step prune tied units.
+    shared = [g for g in tied_layers(model) if len(g) > 1]
     group = kv_group_size(model)
+    plan_kwargs = dict(per_layer=config.per_layer, keep_one_per_layer=config.keep_one_per_layer, group_size=group,
+                       tied_layers=tied_layers(model) if shared else None)
+    return _Setup(engine, config, strategies, plan_strategy, num_layers, num_heads, total, group, grid, counts,
+                  max(target, plan_size(already)), already, shared, plan_kwargs)
+
+
+def _usable_examples(examples, eval_examples, tokenizer, num_examples: int):
+    """Rows without content (none for this tokenizer either) left out with their reason, as in every
+    tool; returns ``(examples, eval_examples, skipped rows)``, ``eval_examples`` defaulting to
+    ``examples``. Raises ``InputDataError`` when no row is left."""
     from ..data import keep_content, row_label
     from ..errors import InputDataError
 
-    # Rows without content (none for this tokenizer either) are left out with their reason, as in every tool.
     examples = keep_content(examples, tokenizer)
     skipped = list(examples.skipped)
     if eval_examples is not None:
@@ -130,133 +200,145 @@ def run_pruning(model, tokenizer, examples: list[Example], run_dir: str, eval_ex
     if not examples or (eval_examples is not None and not eval_examples):
         raise InputDataError(f"no examples with content to prune with ({len(skipped)} row(s) skipped: "
                              + "; ".join(f"{row_label(r)}: {r['reason']}" for r in skipped[:5]) + ")")
-    importance_examples = list(examples[:num_examples])
-    eval_examples = list(eval_examples) if eval_examples is not None else list(examples)
-    engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=config.max_length,
-                    progress=config.progress)
-    eval_batches = prepare_batches(engine, eval_examples, eval_batch_size)
-    grid = sorted({round(float(f), 10) for f in fractions}) if fractions else fraction_grid(fraction_step)
-    # A model pruned before (a folder saved by save_pruned): its heads stay gone, every plan extends
-    # them, and fractions/counts are of the original L*H heads (never below what is already gone).
-    already = pruned_heads(model)
-    counts = [max(c, plan_size(already)) for c in counts_for_fractions(grid, total)]
-    target_count = max(target_count, plan_size(already))
-    # ALBERT: layers that run one shared block lose a head together (physical pruning of the shared
-    # block removes it in all of them), so plans, curves and the physical step prune tied units.
-    shared = [g for g in tied_layers(model) if len(g) > 1]
-    plan_kwargs = dict(per_layer=per_layer, keep_one_per_layer=keep_one_per_layer, group_size=group,
-                       tied_layers=tied_layers(model) if shared else None)
-    os.makedirs(run_dir, exist_ok=True)
+    return list(examples), list(eval_examples) if eval_examples is not None else list(examples), skipped
 
-    tables: dict[str, torch.Tensor] = {}
-    plans: dict[str, dict[float, dict]] = {}
-    chosen_plans: dict[str, dict] = {}
-    seconds: dict[str, float] = {}
-    for strategy in strategies:
+
+@dataclass
+class _Importance:
+    tables: dict  # strategy -> (L, H) tensor
+    plans: dict  # strategy -> {fraction: plan}
+    chosen: dict  # strategy -> the plan at the target count
+    seconds: dict  # strategy -> seconds of importance
+
+
+def _importance_and_plans(setup: _Setup, importance_examples: list, log) -> _Importance:
+    """Head importance per strategy and its plans at every point of the grid and at the target
+    (nested, re-scored plans with ``iterative``)."""
+    c, engine = setup.config, setup.engine
+    out = _Importance({}, {}, {}, {})
+    for strategy in setup.strategies:
         started = time.time()
         log(f"[{strategy}] head importance on {len(importance_examples)} examples")
 
         def score(base_plan, strategy=strategy):
-            return head_importance(model, tokenizer, importance_examples, strategy, engine=engine, steps=steps,
-                                   seed=seed, ablation_metric=ablation_metric, batch_size=batch_size,
-                                   eval_batch_size=eval_batch_size, base_plan=base_plan)
+            return head_importance(engine.model, engine.tokenizer, importance_examples, strategy, engine=engine,
+                                   steps=c.steps, seed=c.seed, ablation_metric=c.ablation_metric,
+                                   batch_size=c.batch_size, eval_batch_size=c.eval_batch_size, base_plan=base_plan)
 
-        tables[strategy] = score(None)
-        if iterative:
-            wanted = sorted(set(counts) | {target_count})
-            nested = iterative_plans(lambda p: tables[strategy] if p == already else score(p), wanted,
-                                     already=already, **plan_kwargs)
-            plans[strategy] = {f: nested[c] for f, c in zip(grid, counts)}
-            chosen_plans[strategy] = nested[target_count]
+        table = out.tables[strategy] = score(None)
+        if c.iterative:
+            wanted = sorted(set(setup.counts) | {setup.target_count})
+            nested = iterative_plans(lambda p, table=table, score=score: table if p == setup.already else score(p),
+                                     wanted, already=setup.already, **setup.plan_kwargs)
+            out.plans[strategy] = {f: nested[n] for f, n in zip(setup.grid, setup.counts)}
+            out.chosen[strategy] = nested[setup.target_count]
         else:
-            plans[strategy] = {f: make_plan(tables[strategy], count=c, already=already, **plan_kwargs)
-                               for f, c in zip(grid, counts)}
-            chosen_plans[strategy] = make_plan(tables[strategy], count=target_count, already=already, **plan_kwargs)
-        seconds[strategy] = round(time.time() - started, 2)
-    write_importance_csv(os.path.join(run_dir, "head_importance.csv"), tables)
+            out.plans[strategy] = {f: make_plan(table, count=n, already=setup.already, **setup.plan_kwargs)
+                                   for f, n in zip(setup.grid, setup.counts)}
+            out.chosen[strategy] = make_plan(table, count=setup.target_count, already=setup.already,
+                                             **setup.plan_kwargs)
+        out.seconds[strategy] = round(time.time() - started, 2)
+    return out
 
-    log(f"pruning curve on {len(eval_examples)} examples")
+
+def _curve(setup: _Setup, eval_batches, plans: dict, n_eval: int, run_dir: str, log) -> list:
+    """The accuracy-vs-heads-pruned curve by masking: ``pruning_curve.csv`` and ``.png``; its rows."""
     from ..progress import bar
 
+    model, engine = setup.engine.model, setup.engine
+    log(f"pruning curve on {n_eval} examples")
     curve_bar = bar(sum(len(p) for p in plans.values()), "pruning curve", unit="plan", enabled=engine.progress)
     rows = pruning_curve(model, eval_batches, plans, progress=lambda row: curve_bar.update(1), cache=engine.cache)
     curve_bar.close()
     write_curve_csv(os.path.join(run_dir, "pruning_curve.csv"), rows)
     plot_curve(os.path.join(run_dir, "pruning_curve.png"), rows,
                title=f"{getattr(model.config, '_name_or_path', '') or model.config.model_type}: heads pruned by masking")
+    return rows
 
-    plan = chosen_plans[plan_strategy]
+
+def _write_plan(setup: _Setup, plan: dict, chosen: dict, run_dir: str) -> None:
+    """``pruned_heads.json``: the plan pruned physically and every strategy's plan at the target."""
+    c = setup.config
     write_json(os.path.join(run_dir, "pruned_heads.json"),
-               {"strategy": plan_strategy, "heads_pruned": plan_size(plan), "heads_total": total,
-                "per_layer": per_layer, "keep_one_per_layer": keep_one_per_layer, "iterative": iterative,
-                "group_size": group, "shared_layers": shared, "pruned_heads": plan_to_json(plan),
-                "all_strategies": {s: plan_to_json(p) for s, p in chosen_plans.items()}})
+               {"strategy": setup.plan_strategy, "heads_pruned": plan_size(plan), "heads_total": setup.total,
+                "per_layer": c.per_layer, "keep_one_per_layer": c.keep_one_per_layer, "iterative": c.iterative,
+                "group_size": setup.group, "shared_layers": setup.shared, "pruned_heads": plan_to_json(plan),
+                "all_strategies": {s: plan_to_json(p) for s, p in chosen.items()}})
 
-    log(f"physical pruning: {plan_size(plan)} of {total} heads ({plan_strategy})"
-        + (f"; layers {shared} share blocks, so their heads go together" if shared else ""))
+
+def _prune_and_measure(setup: _Setup, plan: dict, eval_batches, eval_examples: list, run_dir: str, log) -> dict:
+    """Prune a copy physically, check it against masking on the evaluation set, measure parameters and
+    median latency before/after, and save it (``save_model``). Returns the measurements."""
+    c, engine, model, already = setup.config, setup.engine, setup.engine.model, setup.already
+    log(f"physical pruning: {plan_size(plan)} of {setup.total} heads ({setup.plan_strategy})"
+        + (f"; layers {setup.shared} share blocks, so their heads go together" if setup.shared else ""))
     digest = batches_digest(eval_batches)
-    masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, num_layers, num_heads), cache=engine.cache,
-                             digest=digest)
+    masked = evaluate_masked(model, eval_batches, plan_to_mask(plan, setup.num_layers, setup.num_heads),
+                             cache=engine.cache, digest=digest)
     pruned = copy.deepcopy(model)
     prune_heads(pruned, {l: [h for h in hs if h not in already.get(l, [])] for l, hs in plan.items()},
                 optimizer=False)  # a fresh copy: no optimizer holds it
     physical = evaluate_masked(pruned, eval_batches, None)  # always run: it checks the physical pruning
     unpruned = evaluate_masked(model, eval_batches, None, cache=engine.cache, digest=digest)
-    latency_inputs = engine.collate([engine.encode(e) for e in eval_examples[:latency_batch]])
+    both = {"before": model, "after": pruned}
+    batch_inputs = engine.collate([engine.encode(e) for e in eval_examples[:c.latency_batch]])
     single_inputs = engine.collate([engine.encode(eval_examples[0])])
-    batch_latency = measure_latency({"before": model, "after": pruned}, latency_inputs, repeats=latency_repeats)
-    single_latency = measure_latency({"before": model, "after": pruned}, single_inputs, repeats=latency_repeats)
-    params_before, params_after = count_parameters(model), count_parameters(pruned)
-    model_dir = None
-    if save_model:
-        model_dir = os.path.join(run_dir, "pruned_model")
-        save_pruned(pruned, tokenizer, model_dir, extra={"strategy": plan_strategy})
+    measured = {"masked": masked, "physical": physical, "unpruned": unpruned,
+                "batch_latency": measure_latency(both, batch_inputs, c.latency_repeats, c.latency_warmup),
+                "single_latency": measure_latency(both, single_inputs, c.latency_repeats, c.latency_warmup),
+                "latency_batch": len(eval_examples[:c.latency_batch]),
+                "parameters": (count_parameters(model), count_parameters(pruned)), "model_dir": None}
+    if c.save_model:
+        measured["model_dir"] = os.path.join(run_dir, "pruned_model")
+        save_pruned(pruned, engine.tokenizer, measured["model_dir"], extra={"strategy": setup.plan_strategy})
+    return measured
+
+
+def _summary(setup: _Setup, importance: _Importance, rows: list, m: dict, plan: dict, n_importance: int,
+             n_eval: int, skipped: list) -> dict:
+    """The run's ``summary.json`` (see :func:`run`)."""
+    from ..models import fingerprint
+
+    model, total, shared = setup.engine.model, setup.total, setup.shared
+    masked, physical, unpruned = m["masked"], m["physical"], m["unpruned"]
+    batch, single = m["batch_latency"], m["single_latency"]
+    before, after = m["parameters"]
 
     def at(strategy, fraction):
-        for row in rows:
-            if row["strategy"] == strategy and abs(row["fraction"] - fraction) < 1e-9:
-                return row["accuracy"]
-        return None
-
-    from ..models import fingerprint
+        return next((row["accuracy"] for row in rows
+                     if row["strategy"] == strategy and abs(row["fraction"] - fraction) < 1e-9), None)
 
     summary = {
         "model": getattr(model.config, "_name_or_path", None) or model.config.model_type,
         "fingerprint": fingerprint(model),
         "model_type": model.config.model_type,
-        "layers": num_layers, "heads_per_layer": num_heads, "heads_total": total, "kv_group_size": group,
-        "shared_layers": shared,
+        "layers": setup.num_layers, "heads_per_layer": setup.num_heads, "heads_total": total,
+        "kv_group_size": setup.group, "shared_layers": shared,
         "shared_layers_note": ("each list of layers runs one shared block: a head pruned there is pruned in every "
                                "layer of the list, so every plan (curve and physical) removes it in all of them")
         if shared else None,
-        "importance_examples": len(importance_examples), "eval_examples": len(eval_examples),
-        "strategies": strategies, "plan_strategy": plan_strategy, "steps": steps,
-        "importance_seconds": seconds,
+        "importance_examples": n_importance, "eval_examples": n_eval,
+        "strategies": setup.strategies, "plan_strategy": setup.plan_strategy, "steps": setup.config.steps,
+        "importance_seconds": importance.seconds,
         "skipped_rows": skipped,
         "accuracy_unpruned": unpruned["accuracy"], "loss_unpruned": unpruned["loss"],
-        "accuracy_by_fraction": {s: {f"{f:.2f}": at(s, f) for f in grid} for s in strategies},
+        "accuracy_by_fraction": {s: {f"{f:.2f}": at(s, f) for f in setup.grid} for s in setup.strategies},
         "plan": {"heads_pruned": plan_size(plan), "fraction": plan_size(plan) / total,
                  "accuracy_masked": masked["accuracy"], "loss_masked": masked["loss"],
                  "accuracy_pruned": physical["accuracy"], "loss_pruned": physical["loss"],
                  "masked_equals_pruned": abs(masked["loss"] - physical["loss"]) < 1e-4
                  and masked["accuracy"] == physical["accuracy"]},
-        "parameters": {"before": params_before, "after": params_after,
-                       "saving": 1 - params_after / params_before},
-        "latency": {"batch_size": len(eval_examples[:latency_batch]), "repeats": latency_repeats,
-                    "median_s_before": batch_latency["before"], "median_s_after": batch_latency["after"],
-                    "speedup": batch_latency["before"] / batch_latency["after"],
-                    "single_median_s_before": single_latency["before"],
-                    "single_median_s_after": single_latency["after"],
-                    "single_speedup": single_latency["before"] / single_latency["after"],
+        "parameters": {"before": before, "after": after, "saving": 1 - after / before},
+        "latency": {"batch_size": m["latency_batch"], "repeats": setup.config.latency_repeats,
+                    "median_s_before": batch["before"], "median_s_after": batch["after"],
+                    "speedup": batch["before"] / batch["after"],
+                    "single_median_s_before": single["before"], "single_median_s_after": single["after"],
+                    "single_speedup": single["before"] / single["after"],
                     "device": str(next(model.parameters()).device), "threads": torch.get_num_threads()},
-        "pruned_model": model_dir,
+        "pruned_model": m["model_dir"],
         "outputs": ["head_importance.csv", "pruning_curve.csv", "pruning_curve.png", "pruned_heads.json",
-                    "summary.json", "report.html"] + (["pruned_model/"] if model_dir else []),
+                    "summary.json", "report.html"] + (["pruned_model/"] if m["model_dir"] else []),
     }
-    if engine.cache is not None:
-        summary["cache"] = dict(engine.stats)
-    write_json(os.path.join(run_dir, "summary.json"), summary)
-    from .report import write_pruning_report
-
-    write_pruning_report(run_dir)
+    if setup.engine.cache is not None:
+        summary["cache"] = dict(setup.engine.stats)
     return summary

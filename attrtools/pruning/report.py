@@ -64,24 +64,10 @@ def _shared_fact(groups) -> str:
             "layers, so plans count and remove it once per block")
 
 
-def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
-    """Build the report of a finished ``run_pruning`` run directory."""
-    summary = _read_json(os.path.join(run_dir, "summary.json"))
-    plans_file = _read_json(os.path.join(run_dir, "pruned_heads.json"))
-    curve = _read_csv(os.path.join(run_dir, "pruning_curve.csv"))
-    importance = _read_csv(os.path.join(run_dir, "head_importance.csv"))
+def _outcome_section(report: Report, summary: dict) -> None:
+    """The plan's outcome: accuracy, loss, parameters and latency before and after pruning."""
     plan = summary.get("plan", {})
     total = summary.get("heads_total")
-    name = model_label(summary.get("model") or summary.get("model_type"), summary.get("fingerprint"))
-    report = Report(title, f"Which attention heads can go, ranked by {len(summary.get('strategies', []))} "
-                           "importance strategies, checked by masking and by physically removing them.",
-                    facts=[("model", name),
-                           ("heads", f"{total} ({summary.get('layers')} layers × {summary.get('heads_per_layer')})"),
-                           ("importance from", f"{summary.get('importance_examples')} examples"),
-                           ("accuracy measured on", f"{summary.get('eval_examples')} examples")]
-                    + ([("rows skipped", _skipped_fact(summary["skipped_rows"]))] if summary.get("skipped_rows") else [])
-                    + ([("shared layers", _shared_fact(summary["shared_layers"]))] if summary.get("shared_layers") else []))
-
     outcome = report.section("Outcome", f"The plan of the {summary.get('plan_strategy')} strategy, pruning "
                                         f"{plan.get('heads_pruned')} of {total} heads "
                                         f"({fmt_percent(plan.get('fraction'), 0)}).")
@@ -105,6 +91,48 @@ def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
                  else "masked and physically pruned DIFFER — see summary.json.")
               + f" Latency on {lat.get('device', '?')} with {lat.get('threads', '?')} threads.")))
 
+
+def _curve_section(report: Report, curve: list[dict]) -> None:
+    """Accuracy and loss as heads are pruned: the figure and the tables per fraction."""
+    strategies = list(dict.fromkeys(r["strategy"] for r in curve))
+    fractions = sorted({float(r["fraction"]) for r in curve})
+    value = {(r["strategy"], float(r["fraction"])): r for r in curve}
+    series_acc = {s: ([100 * f for f in fractions], [_num(value.get((s, f), {}).get("accuracy")) for f in fractions])
+                  for s in strategies}
+    series_loss = {s: ([100 * f for f in fractions], [_num(value.get((s, f), {}).get("loss")) for f in fractions])
+                   for s in strategies}
+    fig = line_figure([{"title": "accuracy", "xlabel": "heads pruned (%)", "ylabel": "accuracy",
+                        "series": series_acc, "dashed": {"random"}},
+                       {"title": "loss", "xlabel": "heads pruned (%)", "ylabel": "cross-entropy",
+                        "series": series_loss, "dashed": {"random"}}], width=10.5, height=3.8)
+    section = report.section("Accuracy and loss as heads are pruned",
+                             "Heads removed by masking, least important first, in steps of the fraction "
+                             "of all heads. ★ the best strategy in a row (where they differ).")
+    section.figure(figure_from_matplotlib(fig, "Accuracy (left) and loss (right) against the share of heads "
+                                               "pruned; random is dashed.", wide=True))
+    section.row(_curve_table(strategies, fractions, value, "accuracy", higher=True),
+                _curve_table(strategies, fractions, value, "loss", higher=False))
+
+
+def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
+    """Build the report of a finished planner run directory (``pruning.pipeline.run``)."""
+    summary = _read_json(os.path.join(run_dir, "summary.json"))
+    plans_file = _read_json(os.path.join(run_dir, "pruned_heads.json"))
+    curve = _read_csv(os.path.join(run_dir, "pruning_curve.csv"))
+    importance = _read_csv(os.path.join(run_dir, "head_importance.csv"))
+    plan = summary.get("plan", {})
+    total = summary.get("heads_total")
+    name = model_label(summary.get("model") or summary.get("model_type"), summary.get("fingerprint"))
+    report = Report(title, f"Which attention heads can go, ranked by {len(summary.get('strategies', []))} "
+                           "importance strategies, checked by masking and by physically removing them.",
+                    facts=[("model", name),
+                           ("heads", f"{total} ({summary.get('layers')} layers × {summary.get('heads_per_layer')})"),
+                           ("importance from", f"{summary.get('importance_examples')} examples"),
+                           ("accuracy measured on", f"{summary.get('eval_examples')} examples")]
+                    + ([("rows skipped", _skipped_fact(summary["skipped_rows"]))] if summary.get("skipped_rows") else [])
+                    + ([("shared layers", _shared_fact(summary["shared_layers"]))] if summary.get("shared_layers") else []))
+
+    _outcome_section(report, summary)
     if importance:
         tables = importance_tables(importance)
         chosen = {s: _plan(p) for s, p in (plans_file.get("all_strategies") or {}).items()}
@@ -116,24 +144,7 @@ def pruning_report(run_dir: str, title: str = "Head pruning") -> Report:
                                                             "heads; × = pruned by the plan.", wide=True))
 
     if curve:
-        strategies = list(dict.fromkeys(r["strategy"] for r in curve))
-        fractions = sorted({float(r["fraction"]) for r in curve})
-        value = {(r["strategy"], float(r["fraction"])): r for r in curve}
-        series_acc = {s: ([100 * f for f in fractions], [_num(value.get((s, f), {}).get("accuracy")) for f in fractions])
-                      for s in strategies}
-        series_loss = {s: ([100 * f for f in fractions], [_num(value.get((s, f), {}).get("loss")) for f in fractions])
-                       for s in strategies}
-        fig = line_figure([{"title": "accuracy", "xlabel": "heads pruned (%)", "ylabel": "accuracy",
-                            "series": series_acc, "dashed": {"random"}},
-                           {"title": "loss", "xlabel": "heads pruned (%)", "ylabel": "cross-entropy",
-                            "series": series_loss, "dashed": {"random"}}], width=10.5, height=3.8)
-        section = report.section("Accuracy and loss as heads are pruned",
-                                 "Heads removed by masking, least important first, in steps of the fraction "
-                                 "of all heads. ★ the best strategy in a row (where they differ).")
-        section.figure(figure_from_matplotlib(fig, "Accuracy (left) and loss (right) against the share of heads "
-                                                   "pruned; random is dashed.", wide=True))
-        section.row(_curve_table(strategies, fractions, value, "accuracy", higher=True),
-                    _curve_table(strategies, fractions, value, "loss", higher=False))
+        _curve_section(report, curve)
 
     chosen_plan = _plan(plans_file.get("pruned_heads"))
     if chosen_plan or plans_file:

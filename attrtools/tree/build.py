@@ -137,18 +137,10 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
     ``root``, ``root_mode``, ``threshold``, ``use_last_layer``, ``num_layers``, ``top_layer``,
     ``n_tokens``, ``cls_index``, ``tokens`` (all ``n`` tokens as a JSON string) and ``graph_attributes``.
     """
-    import networkx as nx
-
     m = _as_array(matrices)
     num_layers, n, _ = m.shape
     cls_index = cls_index % n
-    if tokens is None:
-        tokens = [f"t{i}" for i in range(n)]
-    tokens = [str(t) for t in tokens]
-    if len(tokens) != n:
-        raise ValueError(f"{len(tokens)} tokens for {n}x{n} matrices")
-    if special_tokens_mask is not None and len(special_tokens_mask) != n:
-        raise ValueError(f"special_tokens_mask has {len(special_tokens_mask)} entries for {n} tokens")
+    tokens = _check_tokens(tokens, special_tokens_mask, n)
     if use_last_layer is None:
         use_last_layer = root == "cls"
     if not use_last_layer and num_layers < 2:
@@ -156,16 +148,7 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
                          "use use_last_layer=True (--use-last-layer) for a 1-layer model")
     threshold = float(threshold)
     top_layer = num_layers - 1 if use_last_layer else num_layers - 2
-
-    if root == "top":
-        root_index = top_token(m, cls_index)
-    elif root == "cls":
-        root_index = cls_index
-    elif isinstance(root, (int, np.integer)) and not isinstance(root, bool) and -n <= root < n:
-        root_index = int(root) % n
-    else:
-        raise ParameterError(f"root must be 'top', 'cls' or a token position in [0, {n}), got {root!r}")
-
+    root_index = _root_index(m, root, cls_index)
     salient = normalise_layers(m, cls_index)
     if root_index == cls_index:
         # The usual normaliser leaves the [CLS] row out (and is exactly 0 in the last layer of a
@@ -174,7 +157,46 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
         others = np.delete(row, root_index)
         scale = abs(others.max()) if others.size else 0.0
         salient[top_layer, root_index] = row / scale if scale > 0 else 0.0
-    mask = salient > threshold
+    state, joined, edges = _grow(salient > threshold, root_index, top_layer, cls_index)
+    graph = _graph(m, salient, tokens, root_index, (state, joined, edges), words, special_tokens_mask)
+    graph.graph.update({
+        "root": root_index, "root_mode": root if isinstance(root, str) else "position",
+        "threshold": threshold, "use_last_layer": bool(use_last_layer), "num_layers": num_layers,
+        "top_layer": top_layer, "n_tokens": n, "cls_index": cls_index, "tokens": json.dumps(tokens),
+    })
+    for key, value in (graph_attributes or {}).items():
+        if value is not None:
+            graph.graph[key] = value
+    return graph
+
+
+def _check_tokens(tokens, special_tokens_mask, n: int) -> list[str]:
+    """The ``n`` token strings (default ``t0, t1, ...``); ``ValueError`` when a list has another length."""
+    tokens = [str(t) for t in tokens] if tokens is not None else [f"t{i}" for i in range(n)]
+    if len(tokens) != n:
+        raise ValueError(f"{len(tokens)} tokens for {n}x{n} matrices")
+    if special_tokens_mask is not None and len(special_tokens_mask) != n:
+        raise ValueError(f"special_tokens_mask has {len(special_tokens_mask)} entries for {n} tokens")
+    return tokens
+
+
+def _root_index(m, root, cls_index: int) -> int:
+    """The root position: ``top`` (official), ``cls``, or a position (``ParameterError`` otherwise)."""
+    n = m.shape[-1]
+    if root == "top":
+        return top_token(m, cls_index)
+    if root == "cls":
+        return cls_index
+    if isinstance(root, (int, np.integer)) and not isinstance(root, bool) and -n <= root < n:
+        return int(root) % n
+    raise ParameterError(f"root must be 'top', 'cls' or a token position in [0, {n}), got {root!r}")
+
+
+def _grow(mask, root_index: int, top_layer: int, cls_index: int):
+    """The official assembly, top layer down: the root's salient tokens at ``top_layer``, then at each
+    lower layer every new token a joined (non-[CLS]) token depends on is attached below it. Returns
+    ``(state per token, layer each node joined at, edges (i, j, layer) in the order added)``."""
+    n = mask.shape[-1]
     state = [NEW] * n
     joined = {root_index: top_layer + 1}
     edges: list[tuple[int, int, int]] = []  # (i, j, layer), in the order the code adds them
@@ -208,16 +230,17 @@ def build_tree(matrices, tokens: Sequence[str] | None = None, threshold: float =
                 joined[j] = layer
                 edges.append((i, j, layer))
                 seen.add((i, j))
+    return state, joined, edges
 
+
+def _graph(m, salient, tokens, root_index: int, grown, words, special_tokens_mask):
+    """The ``nx.DiGraph`` of the tree ``grown`` by ``_grow`` with its node and edge attributes (see
+    ``build_tree``)."""
+    import networkx as nx
+
+    state, joined, edges = grown
+    num_layers = m.shape[0]
     graph = nx.DiGraph()
-    graph.graph.update({
-        "root": root_index, "root_mode": root if isinstance(root, str) else "position",
-        "threshold": threshold, "use_last_layer": bool(use_last_layer), "num_layers": num_layers,
-        "top_layer": top_layer, "n_tokens": n, "cls_index": cls_index, "tokens": json.dumps(tokens),
-    })
-    for key, value in (graph_attributes or {}).items():
-        if value is not None:
-            graph.graph[key] = value
     depth = {root_index: 0}
     for i, j, _ in edges:
         depth[j] = depth[i] + 1

@@ -193,11 +193,9 @@ def draw(graph, path: str, fmt: str | None = None, dpi: int = 120) -> str:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch
 
     fmt = fmt or os.path.splitext(path)[1].lstrip(".").lower()
     tokens = all_tokens(graph)
-    n = len(tokens)
     top = int(graph.graph.get("top_layer", 0)) + 1
     xs, columns, column_in, compact = _layout(graph, tokens)
     row_in = 0.75
@@ -219,20 +217,49 @@ def draw(graph, path: str, fmt: str | None = None, dpi: int = 120) -> str:
     font = 8 if column_in >= 0.55 else 7
     label = {node: str(d.get("token", node)) for node, d in graph.nodes(data=True)}
     half = {node: ((0.045 * len(label[node]) + 0.12) * font / 8, 0.13) for node in graph.nodes}  # inches
+    pos = _positions(graph, xs, half, scale)
+    cmap = colormaps["Blues"]
+    scores = [float(d.get("score", 0.0)) for _, _, d in graph.edges(data=True)]
+    low = float(graph.graph.get("threshold", 0.0))
+    norm = Normalize(vmin=low, vmax=max(scores + [low + 1e-6]))
+    _draw_edges(ax, graph, pos, half, scale, norm, cmap)
+    for node, d in graph.nodes(data=True):
+        x, y = pos[node]
+        colour = "#f6c85f" if d.get("is_root") else ("#e4e7eb" if d.get("is_special") else "#dbe9f6")
+        ax.text(x, y, label[node], fontsize=font, ha="center", va="center", zorder=4,
+                bbox=dict(boxstyle="round,pad=0.35", fc=colour, ec="#234", lw=0.8))
+    _draw_axes(ax, graph, tokens, compact, top, (x_low, y_low))
+    fig.text(1.1 / width, 1 - 0.12 / height, title, fontsize=9, ha="left", va="top")
+    if scores:
+        cax = fig.add_axes((1 - 0.62 / width, box.y0, 0.1 / width, box.height))
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax)
+        bar.set_label("normalised score", fontsize=7)
+        bar.ax.tick_params(labelsize=7)
+    with atomic_path(path, suffix="." + fmt) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi)
+    return path
+
+
+def _positions(graph, xs: dict, half: dict, scale) -> dict:
+    """``{node: (x, y)}``: x from the layout, y the layer the token joined at; a box that would overlap
+    its left neighbour on the same row moves up by a third of a row."""
     pos = {node: (xs[node], float(d.get("layer", 0))) for node, d in graph.nodes(data=True)}
     by_row: dict = {}
     for node in sorted(graph.nodes, key=lambda k: xs[k]):
         by_row.setdefault(pos[node][1], []).append(node)
-    for row in by_row.values():  # boxes that would overlap their left neighbour move up by a third of a row
+    for row in by_row.values():
         for left, right in zip(row, row[1:]):
             gap = (xs[right] - xs[left]) * scale[0]
             if gap < half[left][0] + half[right][0] + 0.04 and pos[left][1] == int(pos[left][1]):
                 pos[right] = (pos[right][0], pos[right][1] + 0.33)
-    cmap = colormaps["Blues"]
-    scores = [float(d.get("score", 0.0)) for _, _, d in graph.edges(data=True)]
-    low = float(graph.graph.get("threshold", 0.0))
-    high = max(scores + [low + 1e-6])
-    norm = Normalize(vmin=low, vmax=high)
+    return pos
+
+
+def _draw_edges(ax, graph, pos: dict, half: dict, scale, norm, cmap) -> None:
+    """One arrow per edge, query to key, bent around the boxes it would cross (``_route``), width and
+    colour by the normalised score, the score written on the curve's midpoint."""
+    from matplotlib.patches import FancyArrowPatch
+
     for i, j, d in graph.edges(data=True):
         score = float(d.get("score", 0.0))
         strength = min(1.0, max(0.0, norm(score)))
@@ -248,32 +275,24 @@ def draw(graph, path: str, fmt: str | None = None, dpi: int = 120) -> str:
         my = (0.25 * ay0 * scale[1] + 0.5 * control[1] + 0.25 * by0 * scale[1]) / scale[1]
         ax.text(mx, my, f"{score:.2f}", fontsize=7, color="#234", ha="center", va="center", zorder=3,
                 bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
-    for node, d in graph.nodes(data=True):
-        x, y = pos[node]
-        colour = "#f6c85f" if d.get("is_root") else ("#e4e7eb" if d.get("is_special") else "#dbe9f6")
-        ax.text(x, y, label[node], fontsize=font, ha="center", va="center", zorder=4,
-                bbox=dict(boxstyle="round,pad=0.35", fc=colour, ec="#234", lw=0.8))
+
+
+def _draw_axes(ax, graph, tokens: list, compact: bool, top: int, corner) -> None:
+    """The sentence along the bottom (tree tokens in bold; a note instead for long inputs), the layer
+    ticks on the left, no other frame."""
+    x_low, y_low = corner
     if not compact:
         for x, token in enumerate(tokens):  # the whole sentence along the bottom, tree tokens in bold
             ax.text(x, y_low - 0.05, token, fontsize=7.5, rotation=50, ha="right", va="top", rotation_mode="anchor",
                     color="#111" if x in graph else "#888", fontweight="bold" if x in graph else "normal")
     else:
-        ax.text(x_low, y_low - 0.1, f"{n} tokens; only the {graph.number_of_nodes()} tokens of the tree are placed, "
-                                    "in sentence order", fontsize=7.5, color="#555", va="top")
+        ax.text(x_low, y_low - 0.1, f"{len(tokens)} tokens; only the {graph.number_of_nodes()} tokens of the tree "
+                                    "are placed, in sentence order", fontsize=7.5, color="#555", va="top")
     ax.set_yticks(range(0, top + 1))
     ax.set_yticklabels([f"layer {l}" for l in range(top)] + ["root"], fontsize=8)
     ax.set_xticks([])
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
-    fig.text(1.1 / width, 1 - 0.12 / height, title, fontsize=9, ha="left", va="top")
-    if scores:
-        cax = fig.add_axes((1 - 0.62 / width, box.y0, 0.1 / width, box.height))
-        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax)
-        bar.set_label("normalised score", fontsize=7)
-        bar.ax.tick_params(labelsize=7)
-    with atomic_path(path, suffix="." + fmt) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-    return path
 
 
 # --------------------------------------------------------------------------------- HTML

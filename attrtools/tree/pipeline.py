@@ -8,19 +8,22 @@ from ..config import resolve_config
 from .config import TreeConfig
 
 
-def run_trees(engine, examples, run_dir: str, config: TreeConfig | None = None, *, tree_dir: str | None = None,
-              stats_dir: str | None = None, file_name: str = "{index:06d}", export_limit: int | None = None,
-              **options) -> dict:
+Config = TreeConfig  # every tool's pipeline exposes ``Config`` and ``run`` the same way
+
+
+def run(engine, examples, config: TreeConfig | None = None, run_dir: str = ".", *, tree_dir: str | None = None,
+        stats_dir: str | None = None, file_name: str = "{index:06d}", export_limit: int | None = None,
+        **options) -> dict:
     """Build, export and summarise the AttAttr trees of ``examples`` (Hao et al. 2021, §5).
 
     Args:
         engine: an ``attrtools.engine.Engine`` (attributions come from its cache when there).
         examples: ``Example`` items (or anything ``Example.coerce`` takes).
+        config: a :class:`TreeConfig`; ``options``: overrides of its fields.
         run_dir: output folder; trees go to ``tree_dir`` (default ``run_dir/trees``) as
             ``file_name.format(index=i)`` plus each format's suffix, statistics to ``stats_dir``
             (default ``run_dir``): layer_stats.csv/.png, patterns.csv, trees.csv, edges.csv,
             tree_stats.json.
-        config: a :class:`TreeConfig`; ``options``: overrides of its fields.
         export_limit: export files for the first N trees only (None: all); statistics use all.
 
     Returns ``{"trees": [nx.DiGraph], "attributions": [...], "written": [{format: path}],
