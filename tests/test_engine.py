@@ -85,7 +85,6 @@ def test_batches_scatter_and_subsets_equal_the_whole(tiny_models):
 def test_collate_pads_right_and_takes_id_pairs(tiny_models):
     model, tokenizer = tiny_models["bert"]
     engine = Engine(model, tokenizer)
-    assert engine.uses_token_types == engine._uses_token_types
     inputs = collate([((5, 6, 7), (0, 0, 1)), ((8,), None)], pad_token_id=3)
     assert inputs["input_ids"].tolist() == [[5, 6, 7], [8, 3, 3]]
     assert inputs["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
