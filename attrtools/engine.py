@@ -201,8 +201,9 @@ class Engine(Sharded, Batcher):
         bar.close()
         return call.results
 
-    def _prepare(self, examples, method, target, batch_size, params, stats: CallStats) -> Call:
-        """Step 1: tokenize, check the method and its parameters, resolve target specs and units."""
+    def _prepare(self, examples, method, target, batch_size, params, stats: CallStats, fingerprints=None) -> Call:
+        """Step 1: tokenize, check the method and its parameters, resolve target specs and units.
+        ``fingerprints``: the call's (model, tokenizer) fingerprints when it has taken them."""
         impl = method_registry.get(method)
         impl.check_model(self.model)
         params = impl.params(**params)
@@ -220,7 +221,7 @@ class Engine(Sharded, Batcher):
         specs = self._resolve_targets(encoded, specs, batch_size)
         units = impl.units(self.model, params)
         return Call(impl, params, encoded, specs, units if units is not None else [None],
-                     batch_size or self.batch_size, self._entries(self._fingerprints()), stats, self.stats,
+                     batch_size or self.batch_size, self._entries(fingerprints or self._fingerprints()), stats, self.stats,
                      results=[None] * len(encoded))
 
     def _resolve_targets(self, encoded, specs, batch_size=None) -> list:

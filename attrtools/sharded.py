@@ -84,21 +84,17 @@ class Sharded:
         stats.plan = {"world_size": here.size, "window": window, "batches": []}
         total = len(examples) if hasattr(examples, "__len__") else None
         bar = progress_bar(total, method, unit="ex", enabled=self.progress and here.is_main)
-        offset = 0
+        offset, fingerprints = 0, self._fingerprints()  # one model fingerprint per call (not per window)
         try:
             for chunk, targets in windows(examples, target, window):
-                call = self._prepare_window(chunk, method, targets, batch_size, params, stats, emit)
+                call = self._prepare(chunk, method, targets, batch_size, params, stats, fingerprints)
+                call.entries.remember = emit != "main"  # a stream's entries skip the memory tier
                 self._compute_window(call, offset, bar)
                 if emit == "all" or here.is_main:
                     yield from self._read_back(call)
                 offset += len(chunk)
         finally:
             bar.close()
-
-    def _prepare_window(self, examples, method, target, batch_size, params, stats, emit) -> Call:
-        call = self._prepare(examples, method, target, batch_size, params, stats)
-        call.entries.remember = emit != "main"
-        return call
 
     def _compute_window(self, call: Call, offset: int, bar) -> None:
         """Steps 2-5 of one window across the ranks: rank 0 looks up, every rank plans the same
@@ -125,7 +121,8 @@ class Sharded:
         for b in share.mine:
             self._compute(own, [list(batches[b].members)], lambda n: report(counter.add(n)) if main else counter.add(n))
             trim_heap()
-        call.params, call.batch_size = own.params, own.batch_size
+        call.params, call.batch_size = own.params, own.batch_size  # the back-off sticks (the read-back)
+        call.count(oom_backoffs=mine.oom_backoffs)  # this rank's own
         counter.wait(len(call.pending), report if main else None)
         # the job's counts, not this rank's: every rank reports the single process's numbers
         for part in share.gather({"computed": mine.computed, "units_computed": mine.units_computed}):
