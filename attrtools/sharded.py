@@ -122,7 +122,8 @@ class Sharded:
             self._compute(own, [list(batches[b].members)], lambda n: report(counter.add(n)) if main else counter.add(n))
             trim_heap()
         call.params, call.batch_size = own.params, own.batch_size  # the back-off sticks (the read-back)
-        call.count(oom_backoffs=mine.oom_backoffs)  # this rank's own
+        if mine.oom_backoffs:  # this rank's own (Engine.stats holds the key only once one happened)
+            call.count(oom_backoffs=mine.oom_backoffs)
         counter.wait(len(call.pending), report if main else None)
         # the job's counts, not this rank's: every rank reports the single process's numbers
         for part in share.gather({"computed": mine.computed, "units_computed": mine.units_computed}):
