@@ -103,7 +103,6 @@ def attribute(model, tokenizer=None, inputs=None, method: str = "attattr", targe
     to nothing. Sources: each method's ``paper`` (``attrtools.get_method(name).paper``).
     """
     from .models import unwrap_pipeline
-    from .types import Attributions
 
     piped = unwrap_pipeline(model)
     if piped is not None:  # attribute(pipe, inputs) or attribute(pipe, inputs=...)
@@ -123,4 +122,4 @@ def attribute(model, tokenizer=None, inputs=None, method: str = "attattr", targe
                          label_column=label_column, split=split, label_names=label_names, model_config=model.config,
                          passthrough=(Encoded,))  # an engine's encodings: no second tokenization
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, progress=progress)
-    return Attributions(engine.attribute(list(items), method=method, target=target, **params))
+    return engine.attribute_items(list(items), method=method, target=target, **params)  # normalized once, here

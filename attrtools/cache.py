@@ -236,11 +236,254 @@ def encode_entry(key: str, tensor: torch.Tensor, meta: dict) -> bytes:
     return save({"scores": cpu}, metadata={HEADER_KEY: json.dumps(record, sort_keys=True)})
 
 
-class AttributionCache:
-    """Two-tier (memory LRU on device + safetensors on disk) content-addressed attribution cache."""
+class LocalFolder:
+    """The disk tier's storage: every byte it reads or writes goes through these few methods (a
+    local folder here; ``FsspecCache`` puts the same entry files on any fsspec filesystem). Uses
+    the cache's ``directory`` and ``touches``."""
 
-    accepts_device = True  # the engine passes ``device=`` to get() when this is set
-    accepts_remember = True  # ... and ``remember=False`` to get()/put() in one-pass (streamed) jobs
+    def _read_blob(self, path: str) -> tuple[bytes, object]:
+        """(bytes, identity) of one file; raises FileNotFoundError."""
+        with open(path, "rb") as f:
+            return f.read(), os.fstat(f.fileno()).st_ino
+
+    def _read_head(self, path: str) -> bytes:
+        """The safetensors header of a file (length prefix + JSON), without the tensor data."""
+        with open(path, "rb") as f:
+            head = f.read(8)
+            size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+            return head + f.read(min(size, 1 << 24))
+
+    def _identity(self, path: str):
+        return os.stat(path).st_ino
+
+    def _touch(self, path: str) -> None:
+        if not self.touches:
+            return
+        try:
+            os.utime(path)
+        except FileNotFoundError:  # evicted or cleared by another process meanwhile
+            pass
+        except OSError as err:
+            self._cannot_touch(err)
+
+    def _cannot_touch(self, err: Exception) -> None:
+        """A hit could not refresh its entry's time (an object store, a read-only folder): said
+        once (``log``), then not tried again; eviction goes by creation time from then on, and
+        ``info()["eviction_order"]`` says so (see ``attrtools.stores``)."""
+        self.touches = False
+        log.info("attrtools cache: cannot refresh entry times in %s (%s); eviction there is by creation "
+                 "time, not last use", self.directory, str(err)[:160] or type(err).__name__)
+
+    def _exists(self, path: str) -> bool:
+        return os.path.isfile(path)
+
+    def _unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def _store_blob(self, path: str, blob: bytes) -> None:
+        """Write ``blob`` at ``path`` atomically: a temporary file in the same folder, written,
+        fsynced (so a crash cannot leave a short file under the final name), made readable like
+        any file the user creates (mkstemp makes 0600), then renamed over ``path``."""
+        folder = os.path.dirname(path)
+        for attempt in range(3):  # another process's clear() may remove the shard folder meanwhile
+            os.makedirs(folder, exist_ok=True)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+                with contextlib.suppress(OSError):
+                    os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _remove_shards(self) -> None:
+        for shard in list(os.scandir(self.directory)):
+            if shard.is_dir() and len(shard.name) == 2:
+                with contextlib.suppress(OSError):
+                    os.rmdir(shard.path)
+
+    def _files(self, include_tmp: bool = False):
+        """``os.DirEntry`` of every entry file (and temporary files when asked)."""
+        try:
+            shards = [d for d in os.scandir(self.directory) if d.is_dir() and len(d.name) == 2]
+        except FileNotFoundError:
+            return
+        for shard in shards:
+            try:
+                entries = list(os.scandir(shard.path))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                is_tmp = entry.name.startswith(TMP_PREFIX)
+                if entry.name.endswith(SUFFIX) and (include_tmp or not is_tmp):
+                    yield entry
+
+    def _scan_bytes(self) -> int:
+        total = 0
+        for entry in self._files():
+            with contextlib.suppress(FileNotFoundError):
+                total += entry.stat().st_size
+        return total
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """An exclusive lock on ``<dir>/.lock`` (``attrtools.locks``: the kernel's lock through
+        ``filelock``, dropped when a holder dies, on any host)."""
+        from .locks import held
+
+        os.makedirs(self.directory, exist_ok=True)
+        with held(os.path.join(self.directory, ".lock")):
+            yield
+
+
+class Maintenance:
+    """The disk tier as a whole: eviction to a size cap, ``ls``, ``info``, ``verify`` and ``clear``
+    (``attrtools cache ls|info|verify|clear``), over ``LocalFolder``'s storage methods."""
+
+    def evict(self, target_bytes: int | None = None) -> int:
+        """Delete least recently used disk entries until at most ``target_bytes`` remain (default:
+        90 % of ``max_disk_bytes``). Returns the number of files removed."""
+        if target_bytes is None:
+            if self.max_disk_bytes is None:
+                return 0
+            target_bytes = int(self.max_disk_bytes * 0.9)
+        removed = 0
+        with self._exclusive():
+            files = []
+            for entry in self._files():
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                files.append((st.st_mtime, entry.path, st.st_size))
+            total = sum(size for _, _, size in files)
+            for _, path, size in sorted(files):
+                if total <= target_bytes:
+                    break
+                try:
+                    self._unlink(path)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+                total -= size
+        self._disk_estimate = total
+        self.stats["evicted"] += removed
+        return removed
+
+    def ls(self):
+        """One dict per disk entry (from the header only): key, path, bytes, mtime, method, model,
+        unit, shape, dtype. Unreadable headers give ``{"path", "error"}``."""
+        for entry in self._files():
+            try:
+                st = entry.stat()
+                header = read_header(self._read_head(entry.path))
+                record = parse_record(header)
+                meta = record["meta"]
+                yield {"key": record["key"], "path": entry.path, "bytes": st.st_size, "mtime": st.st_mtime,
+                       "method": _text(meta.get("method")), "model": _text(meta.get("model")),
+                       "kind": _text(meta.get("kind")), "model_name": _text(meta.get("model_name")),
+                       "unit": meta.get("unit") if type(meta.get("unit")) is int else None,
+                       "shape": record["shape"], "dtype": record["dtype"]}
+            except FileNotFoundError:
+                continue
+            except (CorruptEntry, *_PARSE_ERRORS) as err:
+                yield {"path": entry.path, "error": str(err) or type(err).__name__}
+
+    def info(self) -> dict:
+        """Totals: entries, bytes, by method (entries of no method by their kind, e.g. ``(forwards)``) and
+        by model fingerprint (``model_names``: the hub id or folder of a fingerprint where an entry
+        recorded it), plus memory-tier usage."""
+        entries = total = 0
+        by_method: dict = {}
+        by_model: dict = {}
+        model_names: dict = {}  # fingerprint -> the hub id or folder it was loaded from
+        unreadable = 0
+        for row in self.ls():
+            if "error" in row:
+                unreadable += 1
+                continue
+            entries += 1
+            total += row["bytes"]
+            # entries of no method (evaluate's perturbed forwards, prune's masked evaluations) by their kind
+            method = row["method"] or (f"({row['kind']})" if row.get("kind") else "(unknown)")
+            slot = by_method.setdefault(method, {"entries": 0, "bytes": 0})
+            slot["entries"] += 1
+            slot["bytes"] += row["bytes"]
+            model = (row["model"] or "(unknown)")[:16]
+            by_model[model] = by_model.get(model, 0) + 1
+            if row.get("model_name"):
+                model_names.setdefault(model, row["model_name"])
+        return {"directory": self.directory, "entries": entries, "bytes": total, "by_method": by_method,
+                "by_model": by_model, "model_names": model_names, "unreadable": unreadable, "max_disk_bytes": self.max_disk_bytes,
+                "memory_entries": len(self._memory), "memory_bytes_used": self._memory_used,
+                "memory_bytes_limit": self.memory_bytes, "format": CACHE_FORMAT,
+                "eviction_order": "last use" if self.touches else "creation time"}
+
+    def verify(self, fix: bool = False) -> dict:
+        """Read every entry fully and check header, key and checksum. Returns ``{"checked", "bad":
+        [(path, reason)], "stale_tmp": [paths], "removed"}``; with ``fix`` the bad entries and
+        temporary files older than an hour are deleted."""
+        checked, bad, stale = 0, [], []
+        now = time.time()
+        for entry in self._files(include_tmp=True):
+            if entry.name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > STALE_TMP_SECONDS:
+                        stale.append(entry.path)
+                continue
+            try:
+                data, _ = self._read_blob(entry.path)
+            except FileNotFoundError:
+                continue
+            checked += 1
+            expected = entry.name[: -len(SUFFIX)]
+            try:
+                _, _, record = decode_entry(data)
+                if self.filename_key(str(record.get("key"))) != expected:
+                    raise CorruptEntry("file name does not match the key inside")
+            except CorruptEntry as err:
+                bad.append((entry.path, str(err)))
+        removed = 0
+        if fix:
+            for path in [p for p, _ in bad] + stale:
+                with contextlib.suppress(FileNotFoundError):
+                    self._unlink(path)
+                    removed += 1
+        return {"checked": checked, "bad": bad, "stale_tmp": stale, "removed": removed}
+
+    def clear(self) -> int:
+        """Delete every entry (and temporary file) on disk and empty the memory tier; returns the
+        number of entry files removed."""
+        self.clear_memory()
+        removed = 0
+        with self._exclusive():
+            for entry in list(self._files(include_tmp=True)):
+                try:
+                    self._unlink(entry.path)
+                    removed += not entry.name.startswith(TMP_PREFIX)
+                except FileNotFoundError:
+                    pass
+            self._remove_shards()
+        self._disk_estimate = 0
+        return removed
+
+
+class AttributionCache(Maintenance, LocalFolder):
+    """Two-tier (memory LRU on device + safetensors on disk) content-addressed attribution cache:
+    the tiers, get/put and validation here; storage in ``LocalFolder``, upkeep in ``Maintenance``."""
+
+    # The engine's interface (``attrtools.entries.EngineCache``): get(device=, remember=), put(remember=),
+    # invalidate, ``in`` and ``disk``.
 
     def __new__(cls, cache_dir=None, *args, **kwargs):
         if cls is AttributionCache:
@@ -435,240 +678,6 @@ class AttributionCache:
         except FileNotFoundError:
             pass
 
-    # ------------------------------------------------------------------------------ storage
-    # Every byte the disk tier reads or writes goes through these few methods (a local folder
-    # here; ``FsspecCache`` below puts the same entry files on any fsspec filesystem).
-    def _read_blob(self, path: str) -> tuple[bytes, object]:
-        """(bytes, identity) of one file; raises FileNotFoundError."""
-        with open(path, "rb") as f:
-            return f.read(), os.fstat(f.fileno()).st_ino
-
-    def _read_head(self, path: str) -> bytes:
-        """The safetensors header of a file (length prefix + JSON), without the tensor data."""
-        with open(path, "rb") as f:
-            head = f.read(8)
-            size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-            return head + f.read(min(size, 1 << 24))
-
-    def _identity(self, path: str):
-        return os.stat(path).st_ino
-
-    def _touch(self, path: str) -> None:
-        if not self.touches:
-            return
-        try:
-            os.utime(path)
-        except FileNotFoundError:  # evicted or cleared by another process meanwhile
-            pass
-        except OSError as err:
-            self._cannot_touch(err)
-
-    def _cannot_touch(self, err: Exception) -> None:
-        """A hit could not refresh its entry's time (an object store, a read-only folder): said
-        once (``log``), then not tried again; eviction goes by creation time from then on, and
-        ``info()["eviction_order"]`` says so (see ``attrtools.stores``)."""
-        self.touches = False
-        log.info("attrtools cache: cannot refresh entry times in %s (%s); eviction there is by creation "
-                 "time, not last use", self.directory, str(err)[:160] or type(err).__name__)
-
-    def _exists(self, path: str) -> bool:
-        return os.path.isfile(path)
-
-    def _unlink(self, path: str) -> None:
-        os.unlink(path)
-
-    def _store_blob(self, path: str, blob: bytes) -> None:
-        """Write ``blob`` at ``path`` atomically: a temporary file in the same folder, written,
-        fsynced (so a crash cannot leave a short file under the final name), made readable like
-        any file the user creates (mkstemp makes 0600), then renamed over ``path``."""
-        folder = os.path.dirname(path)
-        for attempt in range(3):  # another process's clear() may remove the shard folder meanwhile
-            os.makedirs(folder, exist_ok=True)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=SUFFIX, dir=folder)
-                break
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-                with contextlib.suppress(OSError):
-                    os.fchmod(f.fileno(), 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-    def _remove_shards(self) -> None:
-        for shard in list(os.scandir(self.directory)):
-            if shard.is_dir() and len(shard.name) == 2:
-                with contextlib.suppress(OSError):
-                    os.rmdir(shard.path)
-
-    def _files(self, include_tmp: bool = False):
-        """``os.DirEntry`` of every entry file (and temporary files when asked)."""
-        try:
-            shards = [d for d in os.scandir(self.directory) if d.is_dir() and len(d.name) == 2]
-        except FileNotFoundError:
-            return
-        for shard in shards:
-            try:
-                entries = list(os.scandir(shard.path))
-            except FileNotFoundError:
-                continue
-            for entry in entries:
-                is_tmp = entry.name.startswith(TMP_PREFIX)
-                if entry.name.endswith(SUFFIX) and (include_tmp or not is_tmp):
-                    yield entry
-
-    def _scan_bytes(self) -> int:
-        total = 0
-        for entry in self._files():
-            with contextlib.suppress(FileNotFoundError):
-                total += entry.stat().st_size
-        return total
-
-    @contextlib.contextmanager
-    def _exclusive(self):
-        """An exclusive lock on ``<dir>/.lock`` (``attrtools.locks``: the kernel's lock through
-        ``filelock``, dropped when a holder dies, on any host)."""
-        from .locks import held
-
-        os.makedirs(self.directory, exist_ok=True)
-        with held(os.path.join(self.directory, ".lock")):
-            yield
-
-    def evict(self, target_bytes: int | None = None) -> int:
-        """Delete least recently used disk entries until at most ``target_bytes`` remain (default:
-        90 % of ``max_disk_bytes``). Returns the number of files removed."""
-        if target_bytes is None:
-            if self.max_disk_bytes is None:
-                return 0
-            target_bytes = int(self.max_disk_bytes * 0.9)
-        removed = 0
-        with self._exclusive():
-            files = []
-            for entry in self._files():
-                try:
-                    st = entry.stat()
-                except FileNotFoundError:
-                    continue
-                files.append((st.st_mtime, entry.path, st.st_size))
-            total = sum(size for _, _, size in files)
-            for _, path, size in sorted(files):
-                if total <= target_bytes:
-                    break
-                try:
-                    self._unlink(path)
-                    removed += 1
-                except FileNotFoundError:
-                    pass
-                total -= size
-        self._disk_estimate = total
-        self.stats["evicted"] += removed
-        return removed
-
-    # ------------------------------------------------------------------------------ maintenance
-    def ls(self):
-        """One dict per disk entry (from the header only): key, path, bytes, mtime, method, model,
-        unit, shape, dtype. Unreadable headers give ``{"path", "error"}``."""
-        for entry in self._files():
-            try:
-                st = entry.stat()
-                header = read_header(self._read_head(entry.path))
-                record = parse_record(header)
-                meta = record["meta"]
-                yield {"key": record["key"], "path": entry.path, "bytes": st.st_size, "mtime": st.st_mtime,
-                       "method": _text(meta.get("method")), "model": _text(meta.get("model")),
-                       "kind": _text(meta.get("kind")), "model_name": _text(meta.get("model_name")),
-                       "unit": meta.get("unit") if type(meta.get("unit")) is int else None,
-                       "shape": record["shape"], "dtype": record["dtype"]}
-            except FileNotFoundError:
-                continue
-            except (CorruptEntry, *_PARSE_ERRORS) as err:
-                yield {"path": entry.path, "error": str(err) or type(err).__name__}
-
-    def info(self) -> dict:
-        """Totals: entries, bytes, by method (entries of no method by their kind, e.g. ``(forwards)``) and
-        by model fingerprint (``model_names``: the hub id or folder of a fingerprint where an entry
-        recorded it), plus memory-tier usage."""
-        entries = total = 0
-        by_method: dict = {}
-        by_model: dict = {}
-        model_names: dict = {}  # fingerprint -> the hub id or folder it was loaded from
-        unreadable = 0
-        for row in self.ls():
-            if "error" in row:
-                unreadable += 1
-                continue
-            entries += 1
-            total += row["bytes"]
-            # entries of no method (evaluate's perturbed forwards, prune's masked evaluations) by their kind
-            method = row["method"] or (f"({row['kind']})" if row.get("kind") else "(unknown)")
-            slot = by_method.setdefault(method, {"entries": 0, "bytes": 0})
-            slot["entries"] += 1
-            slot["bytes"] += row["bytes"]
-            model = (row["model"] or "(unknown)")[:16]
-            by_model[model] = by_model.get(model, 0) + 1
-            if row.get("model_name"):
-                model_names.setdefault(model, row["model_name"])
-        return {"directory": self.directory, "entries": entries, "bytes": total, "by_method": by_method,
-                "by_model": by_model, "model_names": model_names, "unreadable": unreadable, "max_disk_bytes": self.max_disk_bytes,
-                "memory_entries": len(self._memory), "memory_bytes_used": self._memory_used,
-                "memory_bytes_limit": self.memory_bytes, "format": CACHE_FORMAT,
-                "eviction_order": "last use" if self.touches else "creation time"}
-
-    def verify(self, fix: bool = False) -> dict:
-        """Read every entry fully and check header, key and checksum. Returns ``{"checked", "bad":
-        [(path, reason)], "stale_tmp": [paths], "removed"}``; with ``fix`` the bad entries and
-        temporary files older than an hour are deleted."""
-        checked, bad, stale = 0, [], []
-        now = time.time()
-        for entry in self._files(include_tmp=True):
-            if entry.name.startswith(TMP_PREFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    if now - entry.stat().st_mtime > STALE_TMP_SECONDS:
-                        stale.append(entry.path)
-                continue
-            try:
-                data, _ = self._read_blob(entry.path)
-            except FileNotFoundError:
-                continue
-            checked += 1
-            expected = entry.name[: -len(SUFFIX)]
-            try:
-                _, _, record = decode_entry(data)
-                if self.filename_key(str(record.get("key"))) != expected:
-                    raise CorruptEntry("file name does not match the key inside")
-            except CorruptEntry as err:
-                bad.append((entry.path, str(err)))
-        removed = 0
-        if fix:
-            for path in [p for p, _ in bad] + stale:
-                with contextlib.suppress(FileNotFoundError):
-                    self._unlink(path)
-                    removed += 1
-        return {"checked": checked, "bad": bad, "stale_tmp": stale, "removed": removed}
-
-    def clear(self) -> int:
-        """Delete every entry (and temporary file) on disk and empty the memory tier; returns the
-        number of entry files removed."""
-        self.clear_memory()
-        removed = 0
-        with self._exclusive():
-            for entry in list(self._files(include_tmp=True)):
-                try:
-                    self._unlink(entry.path)
-                    removed += not entry.name.startswith(TMP_PREFIX)
-                except FileNotFoundError:
-                    pass
-            self._remove_shards()
-        self._disk_estimate = 0
-        return removed
 
 
 def _text(value):

@@ -8,9 +8,14 @@ import sys
 
 
 class NullBar:
-    """Stands in for a disabled bar: every call does nothing."""
+    """Stands in for a disabled bar: every call does nothing (``n`` counts, as tqdm's does)."""
+
+    n = 0
 
     def update(self, n=1):
+        self.n += n
+
+    def refresh(self):
         pass
 
     def set_postfix_str(self, *args, **kwargs):

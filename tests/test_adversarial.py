@@ -69,7 +69,7 @@ def test_threshold_ranking_and_grouping():
 
 def test_words_merge_wordpieces_with_relative_positions():
     tokens = ["[CLS]", "un", "##believ", "##able", "film", "[SEP]", "so", "good", "[SEP]"]
-    from attrtools.engine import _merge_wordpieces  # the engine's slow-tokenizer word alignment
+    from attrtools.words import merge_wordpieces as _merge_wordpieces  # the slow-tokenizer word alignment
 
     word_ids, segments, texts = _merge_wordpieces(tokens, [1, 0, 0, 0, 0, 1, 0, 0, 1],
                                                  [0, 0, 0, 0, 0, 0, 1, 1, 1])

@@ -192,11 +192,13 @@ def test_stream_goes_in_windows_and_equals_attribute(planted, tmp_path):
     cache = AttributionCache(tmp_path / "s")
     engine = Engine(model, tok, cache=cache, batch_size=3)
     engine.stream_window = 4
-    streamed = list(engine.stream(iter(texts), target=targets, steps=4))  # any iterable, read once
+    stream = engine.stream(iter(texts), target=targets, steps=4)
+    streamed = list(stream)  # any iterable, read once
     assert [a.text for a in streamed] == texts and [a.target for a in streamed] == targets
     assert all(torch.allclose(a.scores, b.scores, rtol=0, atol=1e-6) for a, b in zip(listed, streamed))
     assert engine.stats["computed"] == 10 and cache.memory_used == 0 and cache.stats["puts"] == 20
-    batches = engine.last_plan["batches"]
+    assert (stream.stats.computed, stream.stats.hits) == (10, 0)  # the call's own counts
+    batches = stream.stats.plan["batches"]
     assert sorted(i for b in batches for i in b["indices"]) == list(range(10))
     assert all(len({i // 4 for i in b["indices"]}) == 1 for b in batches)  # no batch spans two windows
     assert engine.stats["worst_completeness_gap"] >= 0  # the IG report comes at the end of the stream

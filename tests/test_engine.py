@@ -94,7 +94,6 @@ def test_batches_scatter_and_subsets_equal_the_whole(tiny_models):
 def test_collate_pads_right_and_takes_id_pairs(tiny_models):
     model, tokenizer = tiny_models["bert"]
     engine = Engine(model, tokenizer)
-    assert engine.uses_token_types == engine._uses_token_types
     inputs = collate([((5, 6, 7), (0, 0, 1)), ((8,), None)], pad_token_id=3)
     assert inputs["input_ids"].tolist() == [[5, 6, 7], [8, 3, 3]]
     assert inputs["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -316,3 +315,70 @@ def test_attattr_completeness_gap_per_layer(tiny_dirs, tmp_path):
     (again,) = fresh.attribute([text], method="attattr", steps=3, steps_method="gausslegendre")
     assert fresh.stats["partial"] == 1
     assert again.completeness["relative_gap"] == pytest.approx(record["relative_gap"], abs=1e-6)
+
+
+def test_calls_return_their_own_counts_and_engine_stats_add_them_up(tiny_models, tmp_path):
+    """``attribute``/``stream`` give their per-call counts with the result (``CallStats``), so no
+    caller diffs ``engine.stats`` (which still adds up every call)."""
+    from attrtools.cache import AttributionCache
+
+    model, tokenizer = tiny_models["bert"]
+    engine = Engine(model, tokenizer, cache=AttributionCache(tmp_path), batch_size=2)
+    first = engine.attribute(TEXTS[:3], method="raw")
+    assert (first.stats.computed, first.stats.hits, first.stats.partial) == (3, 0, 0)
+    second = engine.attribute(TEXTS[:4], method="raw")
+    assert (second.stats.computed, second.stats.hits) == (1, 3)
+    assert (engine.stats["computed"], engine.stats["hits"]) == (4, 3)
+    stream = engine.stream(TEXTS, method="raw")
+    assert [a.text for a in stream] == TEXTS
+    assert (stream.stats.computed, stream.stats.hits) == (2, 4) and stream.stats.plan["world_size"] == 1
+    assert sorted(i for b in stream.stats.plan["batches"] for i in b["indices"]) == [4, 5]  # what was computed
+
+
+def test_a_get_put_object_is_a_cache_behind_the_declared_interface(tiny_models):
+    """``entries.EngineCache`` is what the engine asks of a cache: a plain get/put object is
+    wrapped once (existence by a read, nothing to invalidate), an ``AttributionCache`` is one."""
+    from attrtools.cache import AttributionCache
+    from attrtools.entries import EngineCache, as_engine_cache
+
+    class Store:
+        def __init__(self):
+            self.data = {}
+
+        def get(self, key):
+            return self.data.get(key)
+
+        def put(self, key, tensor, meta):
+            self.data[key] = (tensor, meta)
+
+    store = Store()
+    assert not isinstance(store, EngineCache) and isinstance(as_engine_cache(store), EngineCache)
+    assert isinstance(AttributionCache(disk=False), EngineCache) and as_engine_cache(None) is None
+    model, tokenizer = tiny_models["bert"]
+    first = Engine(model, tokenizer, cache=store).attribute(TEXTS[:2], method="raw")
+    again = Engine(model, tokenizer, cache=store).attribute(TEXTS[:2], method="raw")
+    assert again.stats.hits == 2 and len(store.data) == 2
+    assert all(torch.equal(a.scores, b.scores) for a, b in zip(first, again))
+
+
+def test_memo_keys_and_the_single_process_protocol():
+    """``memo.key`` is the one key builder (attribution keys as before the kinds were named: a
+    cache written then still serves them); ``memo.run`` in one process looks up, computes and
+    writes item by item, lazily."""
+    import hashlib
+    import json
+
+    from attrtools import memo
+
+    payload = {"model": "m", "input_ids": [1, 2], "unit": 0, "format": 1}
+    assert memo.key("attribution", payload) == \
+        hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    assert memo.key("masked-eval", payload) != memo.key("perturbed-forwards", payload)
+    with pytest.raises(ValueError):
+        memo.key("nonsense", payload)
+    store, seen = {"a": 1}, []
+    results = memo.run(["a", "b", "c"], lambda x: seen.append(x) or x.upper(), lookup=store.get,
+                       write=store.__setitem__)
+    assert seen == [] and next(results) == 1 and seen == []  # lazy: nothing computed before it is asked for
+    assert list(results) == ["B", "C"] and seen == ["b", "c"] and store == {"a": 1, "b": "B", "c": "C"}
+    assert memo.split([3.0, 1.0, 2.0]).mine == [0, 1, 2]  # one process takes everything

@@ -336,7 +336,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
         raise InputDataError("the audit needs gold labels for every example")
     wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length,
                                     head_mask=head_mask)
-    from .. import distributed
+    from .. import distributed, memo
 
     # Under a launcher each rank attacks its share of every recipe's examples; all ranks take
     # rank 0's view of what is done (its run folder holds results.csv) and every rank holds the
@@ -372,10 +372,10 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
                 attack.goal_function.batch_size = batch_size
         if search is not None and hasattr(search, "prefetch"):
             search.prefetch([examples[i] for i in todo])  # every rank the same list: the engine shards it
-        shares = audit_shares(todo, [wrapper.engine.encode(examples[i]).length for i in todo], here.size) \
-            if sharded else [todo]
-        mine = shares[here.rank] if sharded else todo
-        rounds = max(-(-len(share) // chunk_size) for share in shares)
+        # attrtools.memo's split: each rank attacks its share, longest first by estimated cost
+        share = memo.split(attack_costs([wrapper.engine.encode(examples[i]).length for i in todo]))
+        mine = [todo[k] for k in share.mine]
+        rounds = max(-(-share.ranks.count(r) // chunk_size) for r in range(share.world.size)) if todo else 0
         bar.set_postfix_str(recipe)
         results, start = [], time.time()
         forward_before = wrapper.num_forward_inputs
@@ -387,7 +387,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
                 chunk_results = attack_each(attack, [examples[i] for i in chunk], seed, query_budget, pairs)
             new = [(i, result_row(res, recipe, i), res) for i, res in zip(chunk, chunk_results)]
             if sharded:  # every rank's rows of this round, in input order
-                new = sorted((item for part in distributed.all_gather([(i, row, _portable(res)) for i, row, res in new])
+                new = sorted((item for part in share.gather([(i, row, _portable(res)) for i, row, res in new])
                               for item in part), key=lambda item: item[0])
             results += [res for _, _, res in new]
             rows += [row for _, row, _ in new]
@@ -403,7 +403,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
         queries = sum(int(r.perturbed_result.num_queries) for r in results)
         local = {"model_inputs": wrapper.num_forward_inputs - forward_before,
                  "ranked": search.stats.get("ranked", 0) - ranked_before if has_stats else 0}
-        counts = {k: sum(c[k] for c in distributed.all_gather(local)) for k in local} if sharded else local
+        counts = {k: sum(c[k] for c in share.gather(local)) for k in local}
         session[recipe] = {"textattack_metrics": textattack_metrics(results), "seconds": round(seconds, 2),
                            "examples": len(todo),
                            "model_inputs": counts["model_inputs"],
@@ -457,13 +457,19 @@ def attack_each(attack, examples: list[Example], seed: int, query_budget: int | 
     return results
 
 
+def attack_costs(lengths: list[int]) -> list[float]:
+    """The estimated cost of attacking each example: tokens² (an attack queries about once per
+    word, each query a forward pass over the whole input)."""
+    return [float(n) ** 2 for n in lengths]
+
+
 def audit_shares(todo: list[int], lengths: list[int], world_size: int) -> list[list[int]]:
-    """The examples (positions in ``todo``'s order) each rank attacks: longest processing time
-    first over an estimated cost of tokens² per example (an attack queries about once per word,
-    each query a forward pass over the whole input), deterministic; each share in input order."""
+    """The examples (positions in ``todo``'s order) each of ``world_size`` ranks attacks: what
+    ``memo.split`` gives each rank over ``attack_costs`` (longest processing time first),
+    deterministic; each share in input order."""
     from .. import distributed
 
-    ranks = distributed.assign([float(n) ** 2 for n in lengths], world_size)
+    ranks = distributed.assign(attack_costs(lengths), world_size)
     return [[i for i, r in zip(todo, ranks) if r == rank] for rank in range(world_size)]
 
 

@@ -55,10 +55,10 @@ class AttributionWIR(ta.search_methods.GreedyWordSwapWIR):
         todo = [e for e in todo if (e.text, e.text_pair) not in self._scores]
         if not todo:
             return
-        before = self.engine.stats["computed"]
-        for e, att in zip(todo, self.engine.attribute(todo, self.method, target="pred", **self.params)):
+        results = self.engine.attribute(todo, self.method, target="pred", **self.params)
+        for e, att in zip(todo, results):
             self._scores[(e.text, e.text_pair)] = (att.token_scores().float().cpu().numpy(), att.token_offsets)
-        self.stats["attributions_computed"] += self.engine.stats["computed"] - before
+        self.stats["attributions_computed"] += results.stats.computed
 
     def token_scores(self, text_input) -> np.ndarray:
         """``(n,)`` token scores of one input (cached per text)."""

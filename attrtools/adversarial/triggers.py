@@ -181,7 +181,7 @@ def word_alignment(tokenizer, text: str, text_pair: str | None, max_length: int 
     """``(word_ids, segments, word_texts)`` of ``(text, text_pair)`` truncated at ``max_length`` (pass
     the engine's), for callers holding only a tokenizer. The tools do not call it: they read
     ``Encoded.word_ids`` / ``segments`` / ``words`` from the engine's one tokenization."""
-    from ..engine import word_alignment as align
+    from ..encoding import word_alignment as align
 
     enc = tokenizer(text, text_pair, truncation=max_length is not None, max_length=max_length,
                     return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),

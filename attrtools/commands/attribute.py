@@ -65,11 +65,12 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     count = 0
     # Streamed: each result is written as soon as it comes (input order), never all held.
     # (A DistributedError is an AttrtoolsError: one line, like every other refusal.)
-    for count, attribution in enumerate(engine.stream(examples, method=method, target=target_spec, **parsed), 1):
+    stream = engine.stream(examples, method=method, target=target_spec, **parsed)
+    for count, attribution in enumerate(stream, 1):
         attribution.save(os.path.join(out, f"{count - 1:06d}.safetensors"))
     if not here.is_main:
         return
-    plan = getattr(engine, "last_plan", None)
+    plan = stream.stats.plan
     if plan is not None:
         from ..io import write_json
 
@@ -99,8 +100,8 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
     if texts:
         for path in saved():
             click.echo(format_scores(Attribution.load(path)))
-    echo_summary({"method": method, "examples": count, "computed": engine.stats["computed"],
-                  "from cache": engine.stats["hits"], "cache": cache.directory if cache is not None else "off",
+    echo_summary({"method": method, "examples": count, "computed": stream.stats.computed,
+                  "from cache": stream.stats.hits, "cache": cache.directory if cache is not None else "off",
                   **({"ranks": here.size} if here.distributed else {}), "output": out, "token scores": csv_path,
                   "word scores": words_path + (f" ({no_words} example(s) without token offsets left out: slow "
                                                "tokenizer)" if no_words else ""),

@@ -142,13 +142,15 @@ def plan_example(input_ids, token_type_ids, special_mask, scores, bins: Bins, pe
 
 
 def forwards_key(model_fingerprint: str, sequences) -> str:
-    """Cache key of the class probabilities of ``sequences`` ((ids, types) pairs) under a model."""
-    import hashlib
-    import json
+    """Cache key of the class probabilities of ``sequences`` ((ids, types) pairs) under a model
+    (``memo.key``, kind ``perturbed-forwards``)."""
+    from .. import memo
 
-    payload = {"kind": "perturbed-forwards", "model": model_fingerprint, "format": 1,
-               "sequences": [[list(ids), list(types)] for ids, types in sequences]}
-    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
+    return memo.key("perturbed-forwards", {"model": model_fingerprint, "format": FORWARDS_FORMAT,
+                                           "sequences": [[list(ids), list(types)] for ids, types in sequences]})
+
+
+FORWARDS_FORMAT = 2  # 2: keyed by memo.key (1: compact, unsorted JSON)
 
 
 class Predictor:
@@ -170,10 +172,10 @@ class Predictor:
 
     @classmethod
     def for_model(cls, model, tokenizer, use_token_types: bool, **kwargs) -> "Predictor":
-        """A predictor running ``model`` on batches collated by ``attrtools.engine.collate``."""
+        """A predictor running ``model`` on batches collated by ``attrtools.batching.collate``."""
         import torch
 
-        from ..engine import collate
+        from ..batching import collate
         from ..heads import probabilities
         from ..architecture import batch_pad_id
         from ..models import model_device
@@ -203,40 +205,38 @@ class Predictor:
         fingerprint and the group's input ids, so a rerun (after a kill, or with more methods)
         does not redo forwards it already did. ``store``: an ``AttributionCache`` (or None).
 
-        Under a launcher (``distributed.sharding()``) rank 0 alone reads and writes the cache
-        entries: its hits go to every rank, so every rank plans the same forwards from one view
-        of the cache (another rank could see entries rank 0 is writing, plan other batches and
-        call the collectives a different number of times)."""
-        from .. import distributed
+        Under a launcher the protocol of ``attrtools.memo``: rank 0 alone reads the entries and
+        its hits go to every rank (every rank plans the same forwards from one view of the cache),
+        the forwards left are shared out (``run``), and rank 0 writes the new entries."""
+        from .. import memo
 
         groups = [list(g) for g in groups]
-        sharded = distributed.sharding()
-        keys = [None] * len(groups)
-        hits: dict = {}
-        if store is not None and model_fingerprint and (not sharded or distributed.is_main()):
-            for index, group in enumerate(groups):
-                if not group:
-                    continue
-                keys[index] = forwards_key(model_fingerprint, group)
-                hit = store.get(keys[index])
-                if hit is not None and tuple(hit[0].shape[:1]) == (len(group),) and hit[0].dim() == 2 and \
-                        hit[1].get("kind") == "forwards":
-                    hits[index] = hit[0].float().tolist()
-                    keys[index] = None  # nothing to write back
-        if sharded:
-            hits = distributed.broadcast(hits)
+        cached = store is not None and bool(model_fingerprint)
+        hits = memo.on_main(lambda: self._cached(groups, store, model_fingerprint)) if cached else {}
         for index, rows in sorted(hits.items()):
             for seq, probs in zip(groups[index], rows):
                 self.memo.setdefault(seq, probs)
             self.reused += len(groups[index])
         self.run([s for g in groups for s in g])
-        if store is not None:
+        if cached and memo.writes_here():
             import torch
 
-            for key, group in zip(keys, groups):
-                if key is not None:
-                    store.put(key, torch.tensor([self.memo[s] for s in group], dtype=torch.float32),
+            for index, group in enumerate(groups):
+                if group and index not in hits:
+                    store.put(forwards_key(model_fingerprint, group),
+                              torch.tensor([self.memo[s] for s in group], dtype=torch.float32),
                               {"kind": "forwards", "model": model_fingerprint, "sequences": len(group)})
+
+    @staticmethod
+    def _cached(groups, store, model_fingerprint) -> dict:
+        """``{group index: probability rows}`` of the groups the cache holds (validated)."""
+        hits = {}
+        for index, group in enumerate(groups):
+            hit = store.get(forwards_key(model_fingerprint, group)) if group else None
+            if hit is not None and tuple(hit[0].shape[:1]) == (len(group),) and hit[0].dim() == 2 and \
+                    hit[1].get("kind") == "forwards":
+                hits[index] = hit[0].float().tolist()
+        return hits
 
     def run(self, sequences) -> None:
         """Evaluate the sequences not memoised yet, in the engine's batch plan (length-sorted, at
@@ -246,16 +246,14 @@ class Predictor:
         rank runs its share (``distributed.assign`` over the batches' costs, tokens² per sequence,
         longest first) and the probabilities of every batch reach every rank through the collective.
         A batch is evaluated as in one process, so the numbers are the single process's."""
-        from .. import distributed
-        from ..engine import plan_batches
+        from .. import distributed, memo
+        from ..batching import plan_batches
 
         todo = list(dict.fromkeys(s for s in sequences if s not in self.memo))
         plan = plan_batches([len(s[0]) for s in todo], self.max_batch, max_tokens=self.batch_tokens)
         sharded = distributed.sharding()
-        here = distributed.world() if sharded else distributed.World()
-        if sharded:
-            distributed.agree(_todo_digest(todo), "the perturbed sequences to evaluate")
-        ranks = distributed.assign([b.cost for b in plan], here.size)
+        share = memo.split([b.cost for b in plan], agreed=memo.digest(todo), what="the perturbed sequences to evaluate")
+        here, ranks = share.world, share.ranks
         bar = None
         if self.progress and todo:
             from ..progress import tqdm_class
@@ -272,7 +270,7 @@ class Predictor:
             mine[planned.index] = probs
             if bar is not None:
                 bar.update(len(chunk))
-        parts = distributed.all_gather(mine) if sharded and plan else [mine]
+        parts = share.gather(mine) if plan else [mine]
         if len(parts) > 1:
             mine = {b: probs for part in parts for b, probs in part.items()}
             if bar is not None:
@@ -287,10 +285,3 @@ class Predictor:
         self.evaluated_by_rank = [a + b for a, b in zip(self.evaluated_by_rank + [0] * here.size, counts)]
         if bar is not None:
             bar.close()
-
-
-def _todo_digest(todo) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps([[list(ids), list(types)] for ids, types in todo]).encode()).hexdigest()

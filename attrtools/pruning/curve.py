@@ -16,7 +16,6 @@ import contextlib
 import csv
 import hashlib
 import io
-import json
 import os
 
 import torch
@@ -58,14 +57,31 @@ def batches_digest(batches) -> str:
 
 
 def evaluation_key(model, mask: torch.Tensor | None, digest: str) -> str:
-    """Cache key of one masked evaluation: model fingerprint, mask (None = no mask) and input digest."""
+    """Cache key of one masked evaluation (``memo.key``, kind ``masked-eval``): model fingerprint,
+    mask (None = no mask) and input digest."""
+    from .. import memo
     from ..models import fingerprint
 
     mask_list = None if mask is None or bool(torch.all(mask == 1)) else \
         [[round(float(v), 6) for v in row] for row in mask.detach().cpu()]
-    payload = {"kind": "masked-eval", "model": fingerprint(model), "mask": mask_list, "inputs": digest,
-               "format": EVAL_FORMAT}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return memo.key("masked-eval", {"model": fingerprint(model), "mask": mask_list, "inputs": digest,
+                                    "format": EVAL_FORMAT})
+
+
+def read_evaluation(model, cache, mask, digest: str) -> dict | None:
+    """The cached ``{"accuracy", "loss", "n"}`` of ``model`` with ``mask`` on the inputs of ``digest``, or None."""
+    hit = cache.get(evaluation_key(model, mask, digest))
+    if hit is not None and {"accuracy", "loss", "n"} <= set(hit[1]):
+        return {name: hit[1][name] for name in ("accuracy", "loss", "n")}
+    return None
+
+
+def write_evaluation(model, cache, mask, digest: str, result: dict) -> None:
+    """Store one masked evaluation (its numbers in the entry's metadata)."""
+    from ..models import fingerprint
+
+    cache.put(evaluation_key(model, mask, digest), torch.zeros(1),
+              dict(result, method="masked-eval", kind="evaluation", unit=None, model=fingerprint(model)))
 
 
 def evaluate_masked(model, batches, mask: torch.Tensor | None = None, cache=None, digest: str | None = None) -> dict:
@@ -77,15 +93,11 @@ def evaluate_masked(model, batches, mask: torch.Tensor | None = None, cache=None
     """
     if cache is None:
         return _evaluate(model, batches, mask)
-    key = evaluation_key(model, mask, digest or batches_digest(batches))
-    hit = cache.get(key)
-    if hit is not None and {"accuracy", "loss", "n"} <= set(hit[1]):
-        return {name: hit[1][name] for name in ("accuracy", "loss", "n")}
-    result = _evaluate(model, batches, mask)
-    from ..models import fingerprint
-
-    cache.put(key, torch.zeros(1), dict(result, method="masked-eval", kind="evaluation", unit=None,
-                                        model=fingerprint(model)))
+    digest = digest or batches_digest(batches)
+    result = read_evaluation(model, cache, mask, digest)
+    if result is None:
+        result = _evaluate(model, batches, mask)
+        write_evaluation(model, cache, mask, digest, result)
     return result
 
 
@@ -110,9 +122,9 @@ def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=
     ``cache``, points evaluated by an earlier run of the same model on the same inputs are read back.
     """
     from ..architecture import num_layers_heads
-    from .plan import plan_size, plan_to_mask
+    from .. import memo
 
-    from .. import distributed
+    from .plan import plan_size, plan_to_mask
 
     num_layers, num_heads = num_layers_heads(model)
     digest = batches_digest(batches) if cache is not None else None
@@ -121,26 +133,30 @@ def pruning_curve(model, batches, plans: dict[str, dict[float, dict]], progress=
     for strategy, fraction in jobs:
         unique.setdefault(_plan_key(plans[strategy][fraction]), plans[strategy][fraction])
 
-    def evaluate(plan):
-        return evaluate_masked(model, batches, plan_to_mask(plan, num_layers, num_heads), cache=cache, digest=digest)
+    def mask(plan):
+        return plan_to_mask(plan, num_layers, num_heads)
 
-    memo: dict[tuple, dict] = {}
-    if distributed.sharding():
-        # Under a launcher each rank evaluates its share of the distinct plans (every evaluation
-        # costs one pass over the same batches) and every rank gets all results: the same numbers
-        # as one process, since each evaluation is computed exactly as there.
-        here = distributed.world()
-        ranks = distributed.assign([1.0] * len(unique), here.size)
-        mine = [(key, evaluate(plan)) for (key, plan), r in zip(unique.items(), ranks) if r == here.rank]
-        for part in distributed.all_gather(mine):
-            memo.update(part)
+    # The one protocol of attrtools.memo: looked up, the rest computed (shared out across ranks
+    # under a launcher: every evaluation costs one pass over the same batches, and is computed
+    # exactly as in one process) and written back; lazily, point by point, in one process.
+    def lookup(plan):
+        return read_evaluation(model, cache, mask(plan), digest)
+
+    def write(plan, result):
+        write_evaluation(model, cache, mask(plan), digest, result)
+
+    cached = cache is not None
+    evaluations = memo.run(list(unique.values()), lambda plan: _evaluate(model, batches, mask(plan)),
+                           lookup=lookup if cached else None, write=write if cached else None,
+                           what="the masked evaluations")
+    done: dict[tuple, dict] = {}
     rows = []
     for strategy, fraction in jobs:
         plan = plans[strategy][fraction]
         key = _plan_key(plan)
-        if key not in memo:
-            memo[key] = evaluate(plan)
-        result = memo[key]
+        if key not in done:  # unique holds the plans in order of first use: the next evaluation is this one
+            done[key] = next(evaluations)
+        result = done[key]
         rows.append({"strategy": strategy, "fraction": round(float(fraction), 6), "heads_pruned": plan_size(plan),
                      "accuracy": result["accuracy"], "loss": result["loss"], "n": result["n"]})
         if progress is not None:
