@@ -274,19 +274,22 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
                                 rows=profile_table_rows), flush=True)
 
 
-def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats=3, seed=0, model_dir=None):
+def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats=3, seed=0, model_dir=None,
+                      rows="a,b,c,d"):
     """Ratios at fixed short lengths on the real MiniLM, every row the best of ``repeats`` runs in one
     process, rows interleaved (a shared machine: only ratios within one run compare): (a) official loop
     padded to 128, (b) plain batched loop, (c) attrtools protocol=official, (d) steps=auto. Also each
     row's worst-layer relative error against Gauss-Legendre 64 (``err(x)``) and the deviation of (c)
     from (a), max |c - a| / max |a| (``c=a``). ``model_dir``: a fine-tuned classifier instead of the
-    fitted head."""
+    fitted head. ``rows``: which of a, b, c, d to run (row (a), padded to 128, costs the most)."""
     import random
 
     import torch
 
     import attrtools
     from attrtools.testing import FILLER, official_style_attattr
+
+    chosen = ["(" + r.strip() + ")" for r in rows.split(",")]
 
     device_t = __import__("attrtools.models", fromlist=["resolve_device"]).resolve_device(device)
     import warnings
@@ -299,8 +302,11 @@ def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats
         rng = random.Random(seed)
         print(f"MiniLM-L6 ({model_dir or 'all-MiniLM-L6-v2 encoder, fitted head'}), {count} texts per length, "
               f"device {device_t}, threads {torch.get_num_threads()}, best of {repeats}; s/example")
-        print(f"{'tokens':>6} {'(a)':>8} {'(b)':>8} {'(c)':>8} {'(d)':>8} {'(a)/(d)':>8} {'(b)/(c)':>8} "
-              f"{'(b)/(d)':>8} {'err(a)':>8} {'err(b)':>8} {'err(c)':>8} {'err(d)':>8} {'c=a':>8}")
+        ratios = [(x, y) for x, y in (("(a)", "(d)"), ("(b)", "(c)"), ("(b)", "(d)"), ("(c)", "(d)"))
+                  if x in chosen and y in chosen]
+        print(f"{'tokens':>6} " + " ".join(f"{k:>8}" for k in chosen) + " " +
+              " ".join(f"{x + '/' + y:>8}" for x, y in ratios) + " " + " ".join(f"{'err' + k:>8}" for k in chosen) +
+              (f" {'c=a':>8}" if "(a)" in chosen and "(c)" in chosen else ""))
         for length in lengths:
             texts = [" ".join(rng.choice(FILLER) for _ in range(length - 2)) for _ in range(count)]
             rows = {
@@ -311,6 +317,7 @@ def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats
                 "(c)": lambda: [a.scores for a in engine.attribute(texts, method="attattr", steps=official_steps)],
                 "(d)": lambda: [a.scores for a in engine.attribute(texts, method="attattr", tolerance=tolerance)],
             }
+            rows = {k: v for k, v in rows.items() if k in chosen}
             best, outputs = {}, {}
             for _ in range(repeats):  # rows interleaved, so a burst of load hits them alike
                 for label, fn in rows.items():
@@ -323,11 +330,11 @@ def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats
             reference = [a.scores for a in engine.attribute(texts, method="attattr", steps=64,
                                                             steps_method="gausslegendre")]
             errors = {k: max(worst_layer_error(s, r) for s, r in zip(v, reference)) for k, v in outputs.items()}
-            same = max(float((c - a).abs().max() / a.abs().max()) for c, a in zip(outputs["(c)"], outputs["(a)"]))
-            print(f"{length:>6} " + " ".join(f"{best[k]:>8.3f}" for k in rows) +
-                  f" {best['(a)'] / best['(d)']:>7.2f}x {best['(b)'] / best['(c)']:>7.2f}x "
-                  f"{best['(b)'] / best['(d)']:>7.2f}x " + " ".join(f"{errors[k]:>8.1e}" for k in rows) +
-                  f" {same:>8.1e}", flush=True)
+            same = "" if "(a)" not in rows or "(c)" not in rows else " {:>8.1e}".format(max(
+                float((c - a).abs().max() / a.abs().max()) for c, a in zip(outputs["(c)"], outputs["(a)"])))
+            print(f"{length:>6} " + " ".join(f"{best[k]:>8.3f}" for k in rows) + " " +
+                  " ".join(f"{best[x] / best[y]:>7.2f}x" for x, y in ratios) + " " +
+                  " ".join(f"{errors[k]:>8.1e}" for k in rows) + same, flush=True)
 
 
 def classifier(model_dir, tmp, device, seed):
@@ -413,18 +420,20 @@ def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, de
               help="Comma-separated token counts: rows (a)-(d) on the real MiniLM at these fixed lengths, best of "
                    "--repeats each, with their errors against Gauss-Legendre 64 (see run_short_lengths).")
 @click.option("--repeats", default=3, show_default=True, help="--short-lengths: runs per row (the best is shown).")
+@click.option("--rows", default="a,b,c,d", show_default=True,
+              help="--short-lengths: which rows to time ((a), padded to 128, costs the most).")
 @click.option("--model", "model_dir", default=None,
               help="--real-lengths / --short-lengths: a fine-tuned classifier directory (default: the real "
                    "all-MiniLM-L6-v2 encoder with a head fitted on the generated sentiment data).")
 @click.option("--parts", default="attattr,ig_embed", show_default=True,
               help="--real-lengths: which methods' rows (ig_embed's against Captum's IntegratedGradients).")
 def main(sizes, lengths, steps, examples, official_layers, device, extras, profile, real_lengths, data,
-         length_profile, tolerance, parts, short_lengths, model_dir, repeats):
+         length_profile, tolerance, parts, short_lengths, model_dir, repeats, rows):
     import random
 
     if short_lengths:
         run_short_lengths([int(x) for x in short_lengths.split(",")], examples, steps, tolerance, device, repeats,
-                          model_dir=model_dir)
+                          model_dir=model_dir, rows=rows)
         return
     if real_lengths:
         run_real_lengths(examples, data, length_profile, steps, tolerance, device, 25 if profile else 0,
