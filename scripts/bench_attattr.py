@@ -28,7 +28,13 @@ official rule, Captum's IntegratedGradients and steps="auto" against Gauss-Legen
     python scripts/bench_attattr.py --real-lengths --examples 16                       # AG-News-like lengths
     python scripts/bench_attattr.py --real-lengths --length-profile sst2 --examples 16
     python scripts/bench_attattr.py --real-lengths --data dev.tsv --examples 16 --profile
-    python scripts/bench_attattr.py --short-lengths 16,32,64 --examples 8   # ratios at fixed short lengths
+    python scripts/bench_attattr.py --real-lengths --model runs/minilm-sst2 --data dev.tsv --parts attattr
+    python scripts/bench_attattr.py --short-lengths 16,32,64,128 --examples 4   # ratios at fixed short lengths
+    python scripts/bench_attattr.py --short-lengths 32,64 --rows b,c,d --examples 2 --repeats 2
+
+``--model``: a fine-tuned classifier (``attrtools finetune``'s output) instead of the real encoder with a
+fitted head. ``--short-lengths`` prints each row's error against Gauss-Legendre 64 and, with rows (a) and
+(c), the deviation of attrtools' official protocol from the official loop (``c=a``).
 
 ``--official-layers``: time the official-style loop on these target layers only and scale by the cost
 model to all layers (its per-layer work differs only in the backward depth, which the model counts);
