@@ -50,7 +50,7 @@ def completeness_summary(records: dict | None, units) -> dict | None:
     ``delta``, ``gap``, ``relative_gap`` in unit order (one per layer for AttAttr, one entry for
     single-unit methods), ``worst_relative_gap`` and ``worst_unit`` (the layer, or None), and
     where the method recorded its integral (``methods.integration.integration_record``) the lists
-    ``rule``, ``passes``, ``error_estimate``, ``tolerance`` and ``met``."""
+    ``rule``, ``passes``, ``error_estimate``, ``tolerance``, ``floor`` and ``met``."""
     if not records:
         return None
     order = [u for u in (units if units is not None else [None]) if u in records or str(u) in records]
@@ -58,7 +58,7 @@ def completeness_summary(records: dict | None, units) -> dict | None:
     rows = [records.get(u, records.get(str(u))) for u in order]
     worst = max(range(len(rows)), key=lambda k: rows[k]["relative_gap"])
     out = {key: [float(row[key]) for row in rows] for key in ("sum", "delta", "gap", "relative_gap")}
-    for key in ("rule", "passes", "error_estimate", "tolerance", "met"):  # the integral's record, where kept
+    for key in ("rule", "passes", "error_estimate", "tolerance", "floor", "met"):  # the integral's record, where kept
         if all(key in row for row in rows):
             out[key] = [row[key] for row in rows]
     out.update(units=list(order), worst_relative_gap=float(rows[worst]["relative_gap"]), worst_unit=order[worst])
@@ -75,10 +75,16 @@ class GapTally:
         self.worst = None  # (gap, method, example_id, worst unit)
         self.unmet = 0  # ... whose adaptive integral missed its tolerance (methods.integration)
         self.worst_estimate = 0.0
+        self.floored = 0  # ... integrated to their dtype's precision floor, above the tolerance asked
+        self.floor = 0.0
 
     def add(self, result) -> None:
         if result is None or not result.completeness:
             return
+        floors = [f for f in result.completeness.get("floor") or [] if f is not None]
+        if floors:
+            self.floored += 1
+            self.floor = max([self.floor] + floors)
         missed = [e for e, met in zip(result.completeness.get("error_estimate") or [], result.completeness.get("met") or [])
                   if met is False]
         if missed:
@@ -115,3 +121,9 @@ def report_gaps(tally: GapTally, tolerance: float, stats: dict) -> None:
              f"nested rule's 63 nodes (worst estimate {tally.worst_estimate:.3g}; a kink or a sharp region in "
              "the integrand); their completeness records say met=False" + (f": {hint}" if hint else ""),
              IntegrationWarning)
+    if tally.floored:
+        from .methods.integration import IntegrationWarning
+
+        warn(f"{method}: the tolerance asked is below what the model's reduced-precision (bf16/fp16) forward "
+             f"resolves: {tally.floored} of {tally.count} attribution(s) integrated to its floor {tally.floor:g} "
+             "instead (their completeness records hold 'floor'; fp32 resolves the tolerance)", IntegrationWarning)

@@ -28,7 +28,13 @@ official rule, Captum's IntegratedGradients and steps="auto" against Gauss-Legen
     python scripts/bench_attattr.py --real-lengths --examples 16                       # AG-News-like lengths
     python scripts/bench_attattr.py --real-lengths --length-profile sst2 --examples 16
     python scripts/bench_attattr.py --real-lengths --data dev.tsv --examples 16 --profile
-    python scripts/bench_attattr.py --short-lengths 16,32,64 --examples 8   # ratios at fixed short lengths
+    python scripts/bench_attattr.py --real-lengths --model runs/minilm-sst2 --data dev.tsv --parts attattr
+    python scripts/bench_attattr.py --short-lengths 16,32,64,128 --examples 4   # ratios at fixed short lengths
+    python scripts/bench_attattr.py --short-lengths 32,64 --rows b,c,d --examples 2 --repeats 2
+
+``--model``: a fine-tuned classifier (``attrtools finetune``'s output) instead of the real encoder with a
+fitted head. ``--short-lengths`` prints each row's error against Gauss-Legendre 64 and, with rows (a) and
+(c), the deviation of attrtools' official protocol from the official loop (``c=a``).
 
 ``--official-layers``: time the official-style loop on these target layers only and scale by the cost
 model to all layers (its per-layer work differs only in the backward depth, which the model counts);
@@ -209,7 +215,7 @@ def worst_layer_error(ours, reference) -> float:
 
 
 def run_real_lengths(count, data, profile, official_steps, tolerance, device, profile_table_rows, seed=0,
-                     parts=("attattr", "ig_embed")):
+                     parts=("attattr", "ig_embed"), model_dir=None):
     import random
 
     import torch
@@ -219,12 +225,12 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
 
     device_t = __import__("attrtools.models", fromlist=["resolve_device"]).resolve_device(device)
     with tempfile.TemporaryDirectory() as tmp:
-        model, tokenizer = minilm_classifier(tmp, device_t, seed)
+        model, tokenizer = classifier(model_dir, tmp, device_t, seed)
         rng = random.Random(seed)
         texts = real_length_texts(rng, count, data, tokenizer, profile)
         engine = attrtools.Engine(model, tokenizer, cache=None, progress=False)
         lengths = [engine.encode(attrtools.Example(t)).length for t in texts]
-        print(f"MiniLM-L6 (all-MiniLM-L6-v2 encoder, fitted head), {len(texts)} texts from "
+        print(f"MiniLM-L6 ({model_dir or 'all-MiniLM-L6-v2 encoder, fitted head'}), {len(texts)} texts from "
               f"{data or 'generated, ' + profile + '-like lengths'}: tokens mean {statistics.mean(lengths):.1f}, "
               f"min {min(lengths)}, max {max(lengths)}; device {device_t}, threads {torch.get_num_threads()}")
         import warnings
@@ -274,42 +280,39 @@ def run_real_lengths(count, data, profile, official_steps, tolerance, device, pr
                                 rows=profile_table_rows), flush=True)
 
 
-def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats=3, seed=0):
+def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats=3, seed=0, model_dir=None,
+                      rows="a,b,c,d"):
     """Ratios at fixed short lengths on the real MiniLM, every row the best of ``repeats`` runs in one
-    process (a shared machine: only ratios within one run compare): (a) official loop padded to 128,
-    (b) plain batched loop, (c) attrtools protocol=official, (d) steps=auto, and (d1) steps=auto with
-    the ladder climbed level by level (one batch per level, as before the first pass fetched the level
-    most integrals of the previous layer needed; the same numbers)."""
+    process, rows interleaved (a shared machine: only ratios within one run compare): (a) official loop
+    padded to 128, (b) plain batched loop, (c) attrtools protocol=official, (d) steps=auto. Also each
+    row's worst-layer relative error against Gauss-Legendre 64 (``err(x)``) and the deviation of (c)
+    from (a), max |c - a| / max |a| (``c=a``). ``model_dir``: a fine-tuned classifier instead of the
+    fitted head. ``rows``: which of a, b, c, d to run (row (a), padded to 128, costs the most)."""
     import random
 
     import torch
 
     import attrtools
-    from attrtools.methods import attattr as attattr_module
     from attrtools.testing import FILLER, official_style_attattr
+
+    chosen = ["(" + r.strip() + ")" for r in rows.split(",")]
 
     device_t = __import__("attrtools.models", fromlist=["resolve_device"]).resolve_device(device)
     import warnings
 
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory() as tmp:
-        model, tokenizer = minilm_classifier(tmp, device_t, seed)
+        model, tokenizer = classifier(model_dir, tmp, device_t, seed)
         engine = attrtools.Engine(model, tokenizer, cache=None, progress=False)
         attrtools.attribute(model, tokenizer, ["a warm up text"], method="attattr", steps=2)
         rng = random.Random(seed)
-        history = attattr_module.first_level_from_history
-
-        def level_by_level():
-            attattr_module.first_level_from_history = lambda passes: 1
-            try:
-                return engine.attribute(texts, method="attattr", tolerance=tolerance)
-            finally:
-                attattr_module.first_level_from_history = history
-
-        print(f"MiniLM-L6 (all-MiniLM-L6-v2 encoder, fitted head), {count} texts per length, device {device_t}, "
-              f"threads {torch.get_num_threads()}, best of {repeats}; s/example")
-        print(f"{'tokens':>6} {'(a)':>8} {'(b)':>8} {'(c)':>8} {'(d)':>8} {'(d1)':>8} {'(a)/(d)':>8} {'(b)/(c)':>8} "
-              f"{'(d1)/(d)':>8} {'d=d1':>8}")
+        print(f"MiniLM-L6 ({model_dir or 'all-MiniLM-L6-v2 encoder, fitted head'}), {count} texts per length, "
+              f"device {device_t}, threads {torch.get_num_threads()}, best of {repeats}; s/example")
+        ratios = [(x, y) for x, y in (("(a)", "(d)"), ("(b)", "(c)"), ("(b)", "(d)"), ("(c)", "(d)"))
+                  if x in chosen and y in chosen]
+        print(f"{'tokens':>6} " + " ".join(f"{k:>8}" for k in chosen) + " " +
+              " ".join(f"{x + '/' + y:>8}" for x, y in ratios) + " " + " ".join(f"{'err' + k:>8}" for k in chosen) +
+              (f" {'c=a':>8}" if "(a)" in chosen and "(c)" in chosen else ""))
         for length in lengths:
             texts = [" ".join(rng.choice(FILLER) for _ in range(length - 2)) for _ in range(count)]
             rows = {
@@ -317,10 +320,10 @@ def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats
                                                        pad_to=128) for t in texts],
                 "(b)": lambda: [official_style_attattr(model, tokenizer, t, steps=official_steps, chunk=official_steps,
                                                        pad_to=0) for t in texts],
-                "(c)": lambda: engine.attribute(texts, method="attattr", steps=official_steps),
-                "(d)": lambda: engine.attribute(texts, method="attattr", tolerance=tolerance),
-                "(d1)": level_by_level,
+                "(c)": lambda: [a.scores for a in engine.attribute(texts, method="attattr", steps=official_steps)],
+                "(d)": lambda: [a.scores for a in engine.attribute(texts, method="attattr", tolerance=tolerance)],
             }
+            rows = {k: v for k, v in rows.items() if k in chosen}
             best, outputs = {}, {}
             for _ in range(repeats):  # rows interleaved, so a burst of load hits them alike
                 for label, fn in rows.items():
@@ -330,11 +333,24 @@ def run_short_lengths(lengths, count, official_steps, tolerance, device, repeats
                     sync(device_t)
                     seconds = (time.perf_counter() - start) / count
                     best[label] = min(best.get(label, seconds), seconds)
-            same = max(float((x.scores - y.scores).abs().max() / y.scores.abs().max())
-                       for x, y in zip(outputs["(d)"], outputs["(d1)"]))
-            print(f"{length:>6} " + " ".join(f"{best[k]:>8.3f}" for k in rows) +
-                  f" {best['(a)'] / best['(d)']:>7.2f}x {best['(b)'] / best['(c)']:>7.2f}x "
-                  f"{best['(d1)'] / best['(d)']:>7.2f}x {same:>8.1e}", flush=True)
+            reference = [a.scores for a in engine.attribute(texts, method="attattr", steps=64,
+                                                            steps_method="gausslegendre")]
+            errors = {k: max(worst_layer_error(s, r) for s, r in zip(v, reference)) for k, v in outputs.items()}
+            same = "" if "(a)" not in rows or "(c)" not in rows else " {:>8.1e}".format(max(
+                float((c - a).abs().max() / a.abs().max()) for c, a in zip(outputs["(c)"], outputs["(a)"])))
+            print(f"{length:>6} " + " ".join(f"{best[k]:>8.3f}" for k in rows) + " " +
+                  " ".join(f"{best[x] / best[y]:>7.2f}x" for x, y in ratios) + " " +
+                  " ".join(f"{errors[k]:>8.1e}" for k in rows) + same, flush=True)
+
+
+def classifier(model_dir, tmp, device, seed):
+    """``model_dir`` (a fine-tuned classifier, e.g. ``attrtools finetune``'s output) loaded, or the
+    real MiniLM encoder with a fitted head (:func:`minilm_classifier`) when it is None."""
+    import attrtools
+
+    if model_dir:
+        return attrtools.load_model(model_dir, device=device)
+    return minilm_classifier(tmp, device, seed)
 
 
 def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, device_t):
@@ -407,20 +423,27 @@ def ig_embed_rows(model, tokenizer, engine, texts, official_steps, tolerance, de
               help="--real-lengths without --data: the length distribution of the generated texts.")
 @click.option("--tolerance", default=1e-3, show_default=True, help="--real-lengths: steps=auto's tolerance.")
 @click.option("--short-lengths", default=None,
-              help="Comma-separated token counts: rows (a)-(d) and (d1) (steps=auto level by level) on the real "
-                   "MiniLM at these fixed lengths, best of 3 each (see run_short_lengths).")
+              help="Comma-separated token counts: rows (a)-(d) on the real MiniLM at these fixed lengths, best of "
+                   "--repeats each, with their errors against Gauss-Legendre 64 (see run_short_lengths).")
+@click.option("--repeats", default=3, show_default=True, help="--short-lengths: runs per row (the best is shown).")
+@click.option("--rows", default="a,b,c,d", show_default=True,
+              help="--short-lengths: which rows to time ((a), padded to 128, costs the most).")
+@click.option("--model", "model_dir", default=None,
+              help="--real-lengths / --short-lengths: a fine-tuned classifier directory (default: the real "
+                   "all-MiniLM-L6-v2 encoder with a head fitted on the generated sentiment data).")
 @click.option("--parts", default="attattr,ig_embed", show_default=True,
               help="--real-lengths: which methods' rows (ig_embed's against Captum's IntegratedGradients).")
 def main(sizes, lengths, steps, examples, official_layers, device, extras, profile, real_lengths, data,
-         length_profile, tolerance, parts, short_lengths):
+         length_profile, tolerance, parts, short_lengths, model_dir, repeats, rows):
     import random
 
     if short_lengths:
-        run_short_lengths([int(x) for x in short_lengths.split(",")], examples, steps, tolerance, device)
+        run_short_lengths([int(x) for x in short_lengths.split(",")], examples, steps, tolerance, device, repeats,
+                          model_dir=model_dir, rows=rows)
         return
     if real_lengths:
         run_real_lengths(examples, data, length_profile, steps, tolerance, device, 25 if profile else 0,
-                         parts=tuple(parts.split(",")))
+                         parts=tuple(parts.split(",")), model_dir=model_dir)
         return
 
     import torch

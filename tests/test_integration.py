@@ -9,9 +9,9 @@ import torch
 import attrtools
 from attrtools.errors import ParameterError
 from attrtools.methods import get
-from attrtools.methods.integration import (LADDER, IntegrationWarning, composite_gausslegendre,
-                                           first_level_from_history, integrate_adaptive, nested_levels, quadrature,
-                                           relative_change)
+from attrtools.methods.integration import (LADDER, PRECISION_FLOORS, IntegrationWarning, composite_gausslegendre,
+                                           first_level_from_history, integrate_adaptive, nested_levels,
+                                           precision_floor, quadrature, relative_change)
 from attrtools.testing import official_style_attattr
 
 from conftest import PAIRS, SENTENCES
@@ -100,6 +100,54 @@ def test_adaptive_driver_meets_tolerance_on_known_integrals(scale):
         assert true <= tolerance
         assert record["error_estimate"] * 2 >= true  # never below the true error by more than 2x
         assert sum(calls) == record["passes"]  # nested: each node evaluated once
+
+
+def test_precision_floor_stops_a_noisy_integrand():
+    """An integrand with rounding noise of 1e-2 (a reduced-precision forward): with a floor the driver
+    stops where the estimate meets it and the record says so; without, it spends every pass."""
+    def run(floor):
+        rng = np.random.default_rng(0)
+
+        def evaluate(pairs):
+            return [np.array([math.cos(a), 1 + a]) * (1 + 1e-2 * rng.standard_normal()) for _, a in pairs]
+
+        return integrate_adaptive(["x"], evaluate, lambda item, q: q, 1e-6, floor=floor)["x"][1]
+
+    floored, unfloored = run(3e-2), run(None)
+    assert floored["floor"] == 3e-2 and floored["tolerance"] == 1e-6 and floored["met"]
+    assert 1e-6 < floored["error_estimate"] <= 3e-2 and floored["passes"] <= 7
+    assert unfloored["floor"] is None and not unfloored["met"] and unfloored["passes"] > 200
+    assert run(1e-7)["floor"] is None  # a floor below the tolerance plays no part
+    assert precision_floor(torch.bfloat16) == PRECISION_FLOORS["bfloat16"] == precision_floor("bfloat16")
+    assert precision_floor(torch.float16) == PRECISION_FLOORS["float16"] and precision_floor(torch.float32) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_auto_stops_at_the_floor(tiny_models, dtype):
+    """A bf16/fp16 model under steps='auto', tolerance=1e-4: every integral meets the tolerance or
+    stops at the dtype's floor (records: floor, met) in few passes instead of 255, within a few floors
+    of the fp32 integral, and the call says so in one IntegrationWarning."""
+    model, tokenizer = tiny_models["bert"]
+    texts = SENTENCES[:2]
+    reference = attrtools.attribute(model, tokenizer, texts, method="attattr", steps=31,
+                                    steps_method="gausslegendre", cache=None)
+    half = model.to(dtype)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = attrtools.attribute(half, tokenizer, texts, method="attattr", tolerance=1e-4, cache=None)
+    finally:
+        model.to(torch.float32)
+    floor = PRECISION_FLOORS[str(dtype).replace("torch.", "")]
+    for ours, ref in zip(results, reference):
+        record = ours.completeness
+        assert set(record["floor"]) <= {None, floor} and all(record["met"]) and max(record["passes"]) <= 31
+        assert all(e <= (1e-4 if f is None else floor) for e, f in zip(record["error_estimate"], record["floor"]))
+        assert relative_change(ours.scores.double(), ref.scores.double()) < 3 * floor
+    floored = sum(floor in r.completeness["floor"] for r in results)
+    said = [w for w in caught if issubclass(w.category, IntegrationWarning)]
+    assert floored and len(said) == 1 and f"{floored} of 2" in str(said[0].message)
+    assert f"floor {floor:g}" in str(said[0].message) and said[0].filename == __file__
 
 
 @pytest.mark.parametrize("first_level", [2, 3])

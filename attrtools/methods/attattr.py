@@ -49,7 +49,7 @@ from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, crop,
                    frozen_parameters, target_score)
 from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, first_level_from_history,
-                          integrate_adaptive, integration_record, quadrature, resolve_rule)
+                          integrate_adaptive, integration_record, precision_floor, quadrature, resolve_rule)
 
 
 @register
@@ -116,7 +116,9 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     ``steps``: an integer (the fixed rule ``steps_method``; default the official left Riemann sum)
     or ``"auto"``: each (example, layer) climbs the nested rule of
     :mod:`attrtools.methods.integration` until its relative error estimate meets ``tolerance``
-    (``steps_method`` None or ``"patterson"``). Rows of one pass are (example, step) pairs;
+    (``steps_method`` None or ``"patterson"``), or the precision floor of a bf16/fp16 model or
+    ``autocast="bf16"`` where that is larger (:func:`~attrtools.methods.integration.precision_floor`;
+    the records say so). Rows of one pass are (example, step) pairs;
     ``internal_batch_size`` bounds how many run at once (default: about 4096 tokens per pass).
     ``baseline_scores``, when given, is filled with ``{layer: (B,) F(A^l = 0)}`` (the baseline end
     of the integral, for the completeness gap): the rule's own α = 0 node where it has one
@@ -137,6 +139,7 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     if adaptive:
         alphas, weights = [0.0], [0.0]  # the α = 0 row only (the nested rule's own rows come level by level)
         tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+        floor = precision_floor(torch.bfloat16 if autocast in ("bf16", "bfloat16") else next(model.parameters()).dtype)
     else:
         # (alphas, weights) given as steps_method: an explicit rule (tests' references; not a method parameter)
         alphas, weights = steps_method if isinstance(steps_method, tuple) else quadrature(steps, steps_method or
@@ -144,11 +147,36 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
         if baseline_scores is not None and 0.0 not in alphas:
             alphas, weights = list(alphas) + [0.0], list(weights) + [0.0]
     zero_node = alphas.index(0.0) if (baseline_scores is not None or adaptive) else -1
-    n = batch.max_length
-    rows_per_pass = internal_batch_size or max(1, 4096 // n)
+    rows_per_pass = internal_batch_size or max(1, 4096 // batch.max_length)
+    plan = _Plan(batch, alphas, weights, rows_per_pass, zero_node)
+    stepper = _stepper(model, batch, layers, schedule, target_kind, autocast)
+    result = {}
+    history: list = []  # passes of the previous layer's integrals: where to start the next layer's ladder
+    with frozen_parameters(model):
+        for layer in layers:
+            stepper.start(layer)
+            at_zero = plan.baseline()
+            if adaptive:  # the α = 0 rows ride along with the ladder's first level
+                result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance, at_zero,
+                                                               first_level_from_history(history), floor)
+                history = [r["passes"] for r in layer_records]
+            else:
+                result[layer] = _fixed_layer(stepper, plan, batch, at_zero)
+                rule = "explicit" if isinstance(steps_method, tuple) else steps_method or "riemann_left"
+                passes = len(steps_method[1]) if isinstance(steps_method, tuple) else steps
+                layer_records = [integration_record(rule, passes, None, None)] * batch.size
+            if baseline_scores is not None:
+                baseline_scores[layer] = at_zero
+            if records is not None:
+                records[layer] = layer_records
+    return result
 
-    # One clean pass: attention of every layer, the hidden states entering every block and the
-    # last block's output (for the check of the decomposed schedule).
+
+def _stepper(model, batch: Batch, layers, schedule: str, target_kind, autocast):
+    """The schedule's stepper (:class:`_Decomposed` or :class:`_Replay`) after one clean pass that
+    records the attention of every layer, the hidden states entering every block and the last
+    block's output (for the check of the decomposed schedule)."""
+    num_layers = num_layers_heads(model)[0]
     final = {}
     handle = layer_hook(model, num_layers - 1, None, lambda module, args, output: final.__setitem__(
         "out", (output[0] if isinstance(output, tuple) else output).detach()))
@@ -158,53 +186,36 @@ def attattr_layers(model, batch: Batch, layers=None, steps=20, steps_method="rie
     finally:
         handle.remove()
     attention = clean.attention_list()
-    plan = _Plan(batch, alphas, weights, rows_per_pass, zero_node)
-
-    stepper = None
     if schedule != "replay":
         pieces = _decomposable(model, batch, attention, clean.hidden_inputs, final.get("out"), layers)
         if pieces is not None:
-            stepper = _Decomposed(model, batch, attention, clean.hidden_inputs, *pieces, target_kind, autocast)
-        elif schedule == "decomposed":
+            return _Decomposed(model, batch, attention, clean.hidden_inputs, *pieces, target_kind, autocast)
+        if schedule == "decomposed":
             raise ValueError("this model's blocks do not match the decomposed schedule (post-LN encoder "
                              "blocks pooling the first token); use schedule='replay'")
-    if stepper is None:
-        stepper = _Replay(model, batch, attention, clean.hidden_inputs, target_kind, autocast)
+    return _Replay(model, batch, attention, clean.hidden_inputs, target_kind, autocast)
 
-    result = {}
-    history: list = []  # passes of the previous layer's integrals: where to start the next layer's ladder
-    with frozen_parameters(model):
-        for layer in layers:
-            stepper.start(layer)
-            grad_sum, at_zero = None, plan.baseline()
-            if adaptive:  # the α = 0 rows ride along with the ladder's first level
-                result[layer], layer_records = _adaptive_layer(stepper, batch, rows_per_pass, tolerance, at_zero,
-                                                               first_level_from_history(history))
-                history = [r["passes"] for r in layer_records]
-            for start, rows, alpha, weight in ([] if adaptive else plan.passes()):
-                grad, score = stepper.step(rows, alpha, weight)
-                grad_sum = grad_sum if grad_sum is not None else torch.zeros(
-                    (batch.size,) + tuple(grad.shape[1:]), dtype=torch.float32, device=grad.device)
-                grad_sum.index_add_(0, rows, grad.float())
-                plan.keep_baseline(at_zero, start, rows, score)
-            if baseline_scores is not None:
-                baseline_scores[layer] = at_zero
-            if not adaptive:
-                result[layer] = stepper.finish(grad_sum, torch.arange(batch.size, device=batch.targets.device))
-                rule = "explicit" if isinstance(steps_method, tuple) else steps_method or "riemann_left"
-                passes = len(steps_method[1]) if isinstance(steps_method, tuple) else steps
-                layer_records = [integration_record(rule, passes, None, None)] * batch.size
-            if records is not None:
-                records[layer] = layer_records
-    return result
+
+def _fixed_layer(stepper, plan: "_Plan", batch: Batch, at_zero: torch.Tensor) -> torch.Tensor:
+    """A fixed rule for the current layer of ``stepper``: ``(B, H, n, n)``; ``at_zero`` gets the
+    scores of the rule's α = 0 rows (``plan.zero_node``)."""
+    grad_sum = None
+    for start, rows, alpha, weight in plan.passes():
+        grad, score = stepper.step(rows, alpha, weight)
+        grad_sum = grad_sum if grad_sum is not None else torch.zeros(
+            (batch.size,) + tuple(grad.shape[1:]), dtype=torch.float32, device=grad.device)
+        grad_sum.index_add_(0, rows, grad.float())
+        plan.keep_baseline(at_zero, start, rows, score)
+    return stepper.finish(grad_sum, torch.arange(batch.size, device=batch.targets.device))
 
 
 def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float, at_zero: torch.Tensor,
-                    first_level: int = 1):
+                    first_level: int = 1, floor: float | None = None):
     """The nested rule for every example of the current layer of ``stepper``; ``((B, H, n, n),
     [integration_record per example])``. ``at_zero`` is filled with ``F`` at ``α = 0`` (one extra
     row per example in the first evaluation, its gradient dropped). ``first_level``: the ladder level
-    fetched in the first pass (``integrate_adaptive``; the same results at any level)."""
+    fetched in the first pass (``integrate_adaptive``; the same results at any level); ``floor``: the
+    precision floor of the model's dtype (``precision_floor``)."""
     device = batch.targets.device
     first = [True]
 
@@ -227,7 +238,8 @@ def _adaptive_layer(stepper, batch: Batch, rows_per_pass: int, tolerance: float,
     def finish(b, integral):
         return stepper.finish(integral.unsqueeze(0), torch.tensor([b], device=device))[0]
 
-    done = integrate_adaptive(list(range(batch.size)), evaluate, finish, tolerance, first_level=first_level)
+    done = integrate_adaptive(list(range(batch.size)), evaluate, finish, tolerance, first_level=first_level,
+                              floor=floor)
     return torch.stack([done[b][0] for b in range(batch.size)]), [done[b][1] for b in range(batch.size)]
 
 

@@ -33,7 +33,7 @@ from . import register
 from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, completeness_record, frozen_parameters,
                    target_score)
 from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, integrate_adaptive, integration_record,
-                          quadrature, resolve_rule)
+                          precision_floor, quadrature, resolve_rule)
 from .shared import aggregate_hidden
 
 
@@ -150,7 +150,8 @@ class IntegratedGradientsEmbeddings(Method):
 
                 # the ladder up to 63 nodes: the sharp region near α = 0 of post-LN embeddings (a
                 # fine-tuned MiniLM: 31 nodes still 15 % off) is resolved by its nodes' clustering there
-                done = integrate_adaptive(list(range(size)), evaluate, finish, params["tolerance"], ladder_levels=6)
+                done = integrate_adaptive(list(range(size)), evaluate, finish, params["tolerance"], ladder_levels=6,
+                                          floor=precision_floor(next(model.parameters()).dtype))
                 records = [done[b][1] for b in range(size)]
                 grad_sum = torch.stack([done[b][2] for b in range(size)])
             else:

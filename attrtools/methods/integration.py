@@ -40,6 +40,17 @@ STEPS_METHODS = FIXED_RULES + (NESTED_RULE,)
 LADDER = (1, 3, 7, 15, 31, 63)  # nodes per level of the nested rule
 DEFAULT_TOLERANCE = 1e-3  # relative (docs/integrated-gradients.md: the measurements behind it)
 AUTO = "auto"
+# The best relative error a reduced-precision forward resolves, per dtype: below it the rounding of
+# the forward and backward, not the rule, decides the scores, and the ladder's changes stall there
+# (docs/integrated-gradients.md, "Reduced precision": the converged integral in bf16 is 7e-3 to 5e-2
+# from the fp32 one on the tiny models and MiniLM, in fp16 4e-3 to 2.5e-2).
+PRECISION_FLOORS = {"bfloat16": 1e-2, "float16": 5e-3}
+
+
+def precision_floor(dtype) -> float | None:
+    """The tolerance floor of a forward in ``dtype`` (a torch dtype or its name; None for fp32/fp64):
+    ``steps="auto"`` integrates to ``max(tolerance, floor)`` (:data:`PRECISION_FLOORS`)."""
+    return PRECISION_FLOORS.get(str(dtype).replace("torch.", ""))
 
 
 def quadrature(steps: int, method: str = "riemann_left") -> tuple[list[float], list[float]]:
@@ -184,19 +195,19 @@ def first_level_from_history(passes: list[int], most: float = 0.5, highest: int 
 
 def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolerance: float,
                        max_passes: int = MAX_PASSES, ladder_levels: int = LADDER_LEVELS_BEFORE_BISECTION,
-                       first_level: int = 1) -> dict:
+                       first_level: int = 1, floor: float | None = None) -> dict:
     """Every item's integral to a relative error estimate of ``tolerance``, in as few passes as the
     estimate allows.
 
-    Phase 1, the nested ladder on [0, 1]: 1, 3, 7, 15, 31 nodes (each level evaluates only the nodes it
-    adds). The change ``c_k = ‖Q_k − Q_{k−1}‖ / ‖Q_k‖`` is the error of the coarser level; the
-    estimate of ``Q_k`` is ``c_k · min(1, 2 c_k / c_{k−1})`` (``c_1`` at the first level): where
-    the ladder converges geometrically the error of a level is about its change times the
-    observed ratio, doubled for safety. Smooth integrands (GELU/SiLU networks) stop here.
+    Phase 1, the nested ladder on [0, 1] (:func:`_climb_ladder`): 1, 3, 7, 15, 31 nodes (each level
+    evaluates only the nodes it adds). The change ``c_k = ‖Q_k − Q_{k−1}‖ / ‖Q_k‖`` is the error of
+    the coarser level; the estimate of ``Q_k`` is ``c_k · min(1, 2 c_k / c_{k−1})`` (``c_1`` at the
+    first level): where the ladder converges geometrically the error of a level is about its change
+    times the observed ratio, doubled for safety. Smooth integrands (GELU/SiLU networks) stop here.
     Phase 2, for the items it leaves (a ReLU in a classifier head, or the sharp region near α = 0
-    of a normalised embedding): global adaptive bisection (QUADPACK's ``qag`` strategy, Piessens
-    et al. 1983) with the nested Gauss 3 / Kronrod 7 pair on each piece, splitting the pieces
-    whose estimate ``‖finish(K7 − G3)‖`` is at least half the largest, until
+    of a normalised embedding; :func:`_bisect`): global adaptive bisection (QUADPACK's ``qag``
+    strategy, Piessens et al. 1983) with the nested Gauss 3 / Kronrod 7 pair on each piece,
+    splitting the pieces whose estimate ``‖finish(K7 − G3)‖`` is at least half the largest, until
     ``(Σ estimates + ‖Q − Q_previous round‖) / ‖Q‖`` meets the tolerance (the change since the
     last round catches a jump of the gradient, from a ReLU, that falls between a piece's nodes) or
     ``max_passes`` nodes are spent (``met=False``).
@@ -215,8 +226,26 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
             2: Kronrod 7, one batch instead of two where most items need 7 nodes; see
             :func:`first_level_from_history`). The same nodes and decisions, so the same results; the
             records count the nodes the rule used, not the ones fetched early.
+        floor: the best relative error the gradients' precision resolves (:func:`precision_floor`;
+            None in fp32): the items stop at ``max(tolerance, floor)``, and the records of those whose
+            estimate is above ``tolerance`` hold ``floor``.
 
     Returns ``{item: (attribution, record, integral)}``, ``record = integration_record(...)``."""
+    target = max(tolerance, floor or 0.0)
+    floor = floor if floor is not None and floor > tolerance else None
+
+    def record(rule, passes, estimate):  # the floor is recorded where it, not the tolerance, decided
+        return integration_record(rule, passes, estimate, tolerance, floor if estimate > tolerance else None)
+
+    done, left = _climb_ladder(items, evaluate, finish, target, ladder_levels, first_level, record)
+    if left:
+        done.update(_bisect(left, evaluate, finish, target, max_passes, LADDER[ladder_levels - 1], record))
+    return done
+
+
+def _climb_ladder(items, evaluate, finish, target, ladder_levels, first_level, record):
+    """Phase 1 of :func:`integrate_adaptive`: ``(done, left)``, ``left = {item: its last result}``
+    for the items whose estimate did not meet ``target`` within ``ladder_levels`` levels."""
     levels = nested_levels()
     grads: dict = {item: [] for item in items}
     previous: dict = {}
@@ -225,15 +254,14 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
     active = list(items)
     for k in range(ladder_levels):
         size = LADDER[k]
-        alphas, weights = levels[k]
+        weights = levels[k][1]
         # the first evaluation fetches Gauss 3 (Gauss 1's node is its centre), or the nodes of
         # ``first_level``, at once: one pass fewer per level merged; later levels fetch what is missing
         fetch_level = max(k, min(max(1, first_level), ladder_levels - 1)) if k == 0 else k
         fetch = LADDER[fetch_level]
         start = len(grads[active[0]])  # every active item holds the same nodes
         nodes = levels[fetch_level][0]
-        pairs = [(item, nodes[j]) for item in active for j in range(start, fetch)]
-        values = evaluate(pairs) if pairs else []
+        values = evaluate([(item, nodes[j]) for item in active for j in range(start, fetch)]) if fetch > start else []
         per = fetch - start
         for a, item in enumerate(active):
             grads[item].extend(values[a * per:(a + 1) * per])
@@ -246,24 +274,31 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
             # at most half the one before), the error of this level is about change * ratio
             # (Richardson-style; ratio 2x the observed one, and capped at 1, for safety)
             ratio = min(1.0, 2 * change / changes[item]) if k > 1 and changes[item] > 0 else 1.0
-            estimate = change * ratio
-            changes[item] = change
-            previous[item] = result
-            if estimate <= tolerance:
-                done[item] = (result, integration_record(NESTED_RULE, size, estimate, tolerance), integral)
+            changes[item], previous[item] = change, result
+            if change * ratio <= target:
+                done[item] = (result, record(NESTED_RULE, size, change * ratio), integral)
                 grads[item] = []
             else:
                 still.append(item)
         active = still
         if not active:
-            return done
-    spent = {item: LADDER[ladder_levels - 1] for item in active}
+            break
+    return done, {item: previous[item] for item in active}
+
+
+def _bisect(previous: dict, evaluate, finish, target, max_passes, spent_on_ladder, record) -> dict:
+    """Phase 2 of :func:`integrate_adaptive` for the items of ``previous`` (``{item: the ladder's
+    result}``), each having spent ``spent_on_ladder`` nodes."""
+    levels = nested_levels()
+    k7, w7 = levels[2]
+    w3 = levels[1][1]
+    active = list(previous)
+    spent = {item: spent_on_ladder for item in active}
     pieces = {item: [(0.0, 0.5), (0.5, 1.0)] for item in active}  # to be evaluated
     kept: dict = {item: [] for item in active}  # evaluated pieces: (estimate, a, b, Q7, Q3)
+    done: dict = {}
     while active:
         order = [(item, a, b) for item in active for a, b in pieces[item]]
-        k7, w7 = levels[2]
-        w3 = levels[1][1]
         values = evaluate([(item, a + (b - a) * x) for item, a, b in order for x in k7])
         for n, (item, a, b) in enumerate(order):
             g = values[n * 7:(n + 1) * 7]
@@ -280,14 +315,12 @@ def integrate_adaptive(items: list, evaluate: Callable, finish: Callable, tolera
             change = _norm(result - previous[item])
             previous[item] = result
             estimate = (sum(piece[0] for piece in kept[item]) + change) / max(_norm(result), 1e-12)
-            if estimate <= tolerance or spent[item] + 14 > max_passes:
-                done[item] = (result, integration_record(NESTED_RULE + "+bisection", spent[item], estimate, tolerance),
-                              integral)
+            if estimate <= target or spent[item] + 14 > max_passes:
+                done[item] = (result, record(NESTED_RULE + "+bisection", spent[item], estimate), integral)
                 continue
             largest = max(piece[0] for piece in kept[item])
             split = [piece for piece in kept[item] if piece[0] >= 0.5 * largest]
-            budget = (max_passes - spent[item]) // 14
-            split = sorted(split, key=lambda piece: -piece[0])[:max(1, budget)]
+            split = sorted(split, key=lambda piece: -piece[0])[:max(1, (max_passes - spent[item]) // 14)]
             kept[item] = [piece for piece in kept[item] if all(piece is not s for s in split)]
             pieces[item] = [half for _, a, b, _, _ in split for half in ((a, (a + b) / 2), ((a + b) / 2, b))]
             still.append(item)
@@ -299,10 +332,14 @@ def _norm(tensor) -> float:
     return float(tensor.double().norm()) if hasattr(tensor, "double") else float(np.linalg.norm(tensor))
 
 
-def integration_record(rule: str, passes: int, estimate: float | None, tolerance: float | None) -> dict:
+def integration_record(rule: str, passes: int, estimate: float | None, tolerance: float | None,
+                       floor: float | None = None) -> dict:
     """What an IG result says about its integral: the rule, the passes (nodes) used, the relative
-    error estimate (None for fixed rules, which have none) and whether it met ``tolerance``."""
-    met = None if estimate is None or tolerance is None else bool(estimate <= tolerance)
+    error estimate (None for fixed rules, which have none), the requested ``tolerance``, the
+    precision ``floor`` it stopped at instead (None where the tolerance itself applied; see
+    :func:`precision_floor`) and whether it met ``max(tolerance, floor)``."""
+    target = None if tolerance is None else max(tolerance, floor or 0.0)
+    met = None if estimate is None or target is None else bool(estimate <= target)
     return {"rule": rule, "passes": int(passes),
             "error_estimate": None if estimate is None or not math.isfinite(estimate) else float(estimate),
-            "tolerance": tolerance, "met": met}
+            "tolerance": tolerance, "floor": floor, "met": met}
