@@ -282,7 +282,6 @@ def _method_scores(state: _State, result: MethodResult, n: int, say):
         result.status, result.reason = "skipped", f"not a registered method (available: {', '.join(sorted(available))})"
         return None
     say(f"attributing with {name} ({n} examples)")
-    hits_before = engine.stats["hits"]
     start = time.perf_counter()
     try:
         attrs = engine.attribute(state.encoded[:n], name, target="pred", **result.params)
@@ -292,7 +291,7 @@ def _method_scores(state: _State, result: MethodResult, n: int, say):
         say(f"  skipped: {result.reason}")
         return None
     result.seconds = time.perf_counter() - start
-    result.from_cache = engine.stats["hits"] - hits_before
+    result.from_cache = attrs.stats.hits  # this call's own count (engine.stats adds up every call)
     for a, e in zip(attrs, state.encoded):
         if list(a.input_ids) != list(e.input_ids):
             raise RuntimeError(f"{name}: attribution tokens differ from the evaluated input")
