@@ -35,8 +35,9 @@ class Preset:
     training set gives; official code 500); ``trees``; ``faithfulness`` examples of the perturbation
     and correlation tests (paper: the validation set, 872 for SST-2); ``cost`` examples timed at
     ``cost_tokens`` tokens with ``cost_steps`` steps (paper: 128 and 20); ``steps`` AttAttr
-    integration steps (paper: 20 for pruning and trees, 64 for triggers; ``"auto"``: the tools' default, the integral converged to a relative error of 1e-3);
-    ``max_length`` truncation in tokens (paper: 128)."""
+    integration steps (paper: 20 for pruning and trees, 64 for triggers; ``"auto"``: the tools'
+    default, the integral converged to a relative error of 1e-3); ``max_length`` truncation in
+    tokens (paper: 128)."""
 
     importance: int = 200
     eval: int | None = None
