@@ -177,17 +177,19 @@ def verdict(c: Claim, measured, context: str = "") -> tuple[str, str]:
     if _missing(measured):
         return "not run", "nothing measured"
     value = float(measured)
+    less = f" − {c.tolerance:.4g}" if c.tolerance else ""  # the bound as printed: "0.77 − 0.12", or "2"
+    more = f" + {c.tolerance:.4g}" if c.tolerance else ""
     if c.kind == "at_least":
         if value >= c.published - c.tolerance:
-            return "reproduced", f"{value:.4g} ≥ {c.published:.4g} − {c.tolerance:.4g}"
+            return "reproduced", f"{value:.4g} ≥ {c.published:.4g}{less}"
         if c.floor is not None and value > c.floor:
-            return "weaker", f"{value:.4g} below {c.published:.4g} − {c.tolerance:.4g} but above {c.floor:.4g}" + why
+            return "weaker", f"{value:.4g} below {c.published:.4g}{less} but above {c.floor:.4g}" + why
         return "not reproduced", f"{value:.4g} at or below {c.floor}" + why
     if c.kind == "at_most":
         if value <= c.published + c.tolerance:
-            return "reproduced", f"{value:.4g} ≤ {c.published:.4g} + {c.tolerance:.4g}"
+            return "reproduced", f"{value:.4g} ≤ {c.published:.4g}{more}"
         if c.ceiling is not None and value <= c.ceiling:
-            return "weaker", f"{value:.4g} above {c.published:.4g} + {c.tolerance:.4g} but within {c.ceiling:.4g}" + why
+            return "weaker", f"{value:.4g} above {c.published:.4g}{more} but within {c.ceiling:.4g}" + why
         return "not reproduced", f"{value:.4g} above {c.ceiling}" + why
     from ..errors import ParameterError
 

@@ -341,7 +341,13 @@ def _figures(out_dir: str, measured: dict, verdicts: dict | None = None) -> list
             continue
         fig, ax = plt.subplots(figsize=(5.6, 3.4))
         bars = ax.bar(keys, [values[k] for k in keys], color="#4c72b0", label="measured")
-        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+        # values inside the bars (the published dots sit above them); bars too short for a label: above
+        span = max(abs(values[k]) for k in keys) or 1.0
+        inside = [abs(values[k]) >= 0.15 * span for k in keys]
+        ax.bar_label(bars, labels=[f"{values[k]:.3f}" if i else "" for k, i in zip(keys, inside)],
+                     label_type="center", fontsize=7, color="white")
+        ax.bar_label(bars, labels=["" if i else f"{values[k]:.3f}" for k, i in zip(keys, inside)],
+                     fontsize=7, padding=2)
         published = [c.published.get(k) if isinstance(c.published, dict) else None for k in keys]
         if any(p is not None for p in published):
             ax.scatter([k for k, p in zip(keys, published) if p is not None], [p for p in published if p is not None],
