@@ -89,6 +89,19 @@ def test_presets_and_overrides():
         resolve_preset("huge")
 
 
+def test_default_preset_converges_the_integrals_and_steps_take_auto():
+    from attrtools.commands.reproduce import resolve_preset
+
+    # 8 fixed steps left AttAttr's completeness gap above 100 %: the default preset integrates to 1e-3
+    assert resolve_preset("small").steps == "auto" and resolve_preset("small").trigger_steps == "auto"
+    assert resolve_preset("paper", steps="auto").steps == "auto"
+    assert resolve_preset("small", steps="12", trigger_steps=12).steps == 12
+    with pytest.raises(AttrtoolsError, match="whole number"):
+        resolve_preset("small", steps="many")
+    with pytest.raises(AttrtoolsError):
+        resolve_preset("small", importance="auto")
+
+
 def test_script_end_to_end_on_the_planted_model(planted_dir, tmp_path):
     from attrtools.testing import planted_dataset
 
@@ -115,6 +128,11 @@ def test_script_end_to_end_on_the_planted_model(planted_dir, tmp_path):
     assert cost["verdict"] == "not run" and "128" in cost["reason"]
     # every other claim was measured on this model
     assert all(r["verdict"] != "not run" for r in rows if r["claim"] != "attattr_cost")
+    # the attack evaluates every extracted pattern (the official run_adver_evaluate.py), not only the top 3
+    notes = {r["key"]: r["value"] for r in csv.DictReader((out / "measurements.csv").open())
+             if r["experiment"] == "adversarial"}
+    ranks = {k.split(":")[0] for k in notes if k.startswith("rank") and k != "rank0"}
+    assert int(notes["patterns_evaluated"]) == len(ranks - {"rank0"}) >= 1
     # the pruning measurement is the mean of the tool's own curve
     curve = list(csv.DictReader((out / "pruning" / "pruning_curve.csv").open()))
     attattr = [float(r["accuracy"]) for r in curve if r["strategy"] == "attattr"]

@@ -58,7 +58,7 @@ CLAIMS = (
           "heads ranked by AttAttr importance can be pruned with less accuracy loss than by attention, "
           "Taylor or random order (mean accuracy over 0..100 % of heads pruned)",
           "order", published={"attattr": None, "taylor": None, "attention": None, "random": None},
-          expected=("attattr", "taylor", "attention", "random"), unit="accuracy",
+          expected=("attattr", "taylor", "attention", "random"), unit="mean accuracy, 0–100 % pruned",
           protocol="importance from the first 200 dev examples (IG, m=20, gold-label probability, max over "
                    "the n×n map); heads masked globally 0..100 % in 10 % steps; accuracy on the dev set. "
                    "Fig. 3 is a plot: its values are not printed, so only the ordering is compared; the paper "
@@ -67,8 +67,11 @@ CLAIMS = (
           "inserting one of the top attribution patterns collapses a class's accuracy "
           "(MNLI entailment 82.87 % -> 0.8 %: a drop of 82.07 points)",
           "at_least", published=82.07, tolerance=10.0, floor=0.0, unit="accuracy points (largest per-class drop)",
-          protocol="patterns from the first correctly classified training examples (AttAttr, m=64), top-3 "
-                   "distinct triggers inserted at their relative positions, per-class accuracy on dev. The paper "
+          protocol="patterns from the first correctly classified training examples (AttAttr, m=64), every "
+                   "pattern above the 0.02 threshold inserted at its relative positions and evaluated per gold "
+                   "class on dev (the official run_adver_evaluate.py; the paper's table shows triggers picked "
+                   "from those results): the largest drop is compared. The number is for MNLI (3 classes, "
+                   "triggers in both segments), the only one recorded here; SST-2's row is not. The paper "
                    "reports no spread: the allowance of 10 points is ours."),
     Claim("attattr_tree", "Hao et al. 2021 (AAAI), AttAttr", "§5 (attribution trees)",
           "attribution trees are hierarchical: information flows through several layers (mean depth of at "
@@ -174,17 +177,19 @@ def verdict(c: Claim, measured, context: str = "") -> tuple[str, str]:
     if _missing(measured):
         return "not run", "nothing measured"
     value = float(measured)
+    less = f" − {c.tolerance:.4g}" if c.tolerance else ""  # the bound as printed: "0.77 − 0.12", or "2"
+    more = f" + {c.tolerance:.4g}" if c.tolerance else ""
     if c.kind == "at_least":
         if value >= c.published - c.tolerance:
-            return "reproduced", f"{value:.4g} ≥ {c.published:.4g} − {c.tolerance:.4g}"
+            return "reproduced", f"{value:.4g} ≥ {c.published:.4g}{less}"
         if c.floor is not None and value > c.floor:
-            return "weaker", f"{value:.4g} below {c.published:.4g} − {c.tolerance:.4g} but above {c.floor:.4g}" + why
+            return "weaker", f"{value:.4g} below {c.published:.4g}{less} but above {c.floor:.4g}" + why
         return "not reproduced", f"{value:.4g} at or below {c.floor}" + why
     if c.kind == "at_most":
         if value <= c.published + c.tolerance:
-            return "reproduced", f"{value:.4g} ≤ {c.published:.4g} + {c.tolerance:.4g}"
+            return "reproduced", f"{value:.4g} ≤ {c.published:.4g}{more}"
         if c.ceiling is not None and value <= c.ceiling:
-            return "weaker", f"{value:.4g} above {c.published:.4g} + {c.tolerance:.4g} but within {c.ceiling:.4g}" + why
+            return "weaker", f"{value:.4g} above {c.published:.4g}{more} but within {c.ceiling:.4g}" + why
         return "not reproduced", f"{value:.4g} above {c.ceiling}" + why
     from ..errors import ParameterError
 
