@@ -29,7 +29,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from . import distributed, heads, precision, runreport
+from . import distributed, heads, precision, reduction, runreport
 from . import methods as method_registry
 from .cache import open_cache
 from .errors import InputDataError, ParameterError
@@ -813,10 +813,11 @@ class Engine:
         found, missing, meta, records = {}, [], None, {}
         for unit in unit_list:
             key = self.key(enc, impl.name, params, spec, unit)
-            hit = self._get(key)
+            hit = self._get(key) or reduction.from_full(self._get, lambda p: self.key(enc, impl.name, p, spec, unit),
+                                                        params)
             problem = hit is not None and _hit_problem(hit[0], hit[1], enc, impl, spec, unit,
                                                        getattr(self.model.config, "num_labels", None),
-                                                       self.model.config)
+                                                       self.model.config, params.get("reduce"))
             if problem:
                 # Only a forged or buggy entry gets here (the checksum covers the metadata):
                 # dropped and recomputed, never served.
@@ -868,7 +869,8 @@ class Engine:
                       labels=[e.example.label for e in encs])
         units = list(pending[chunk[0]])  # the same for every example of the chunk
         with precision.forward_dtype(self.model, impl.name):  # the one dtype rule (attrtools.precision)
-            payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **params)
+            # attrtools.reduction: the method's payloads, reduced as params["reduce"] declares before the cache write
+            payloads = reduction.compute(impl, self.model, batch, None if units == [None] else units, params)
         precision.check_finite(payloads, self.model, impl.name)  # an fp16 overflow is refused, never cached
         probs = heads.stored_probabilities(logits, self.model)  # the one rule (softmax / sigmoid / none)
         model_fp = self._fingerprints()[0]
@@ -919,7 +921,7 @@ class Engine:
         )
 
 
-def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head=None) -> str | None:
+def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head=None, reduce=None) -> str | None:
     """Why a cache hit cannot be the attribution asked for (None when it fits): the metadata's
     structure and values, and the payload's shape, checked against the example and the method."""
     if not isinstance(meta, dict):
@@ -940,7 +942,7 @@ def _hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head
         return wrong
     n = enc.length
     shape = tuple(scores.shape)
-    expected_tail = {"tokens": (n,), "layer_matrix": (n, n), "matrix": (n, n)}.get(impl.kind, ())
+    expected_tail = reduction.payload_tail(impl.kind, n, reduce)
     if shape[len(shape) - len(expected_tail):] != expected_tail or \
             (impl.kind == "tokens" and unit is None and len(shape) != 1) or (unit is not None and shape[:1] != (1,)):
         return f"payload shape {list(shape)} does not fit a {n}-token example of kind {impl.kind}"
