@@ -114,7 +114,8 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
     results = []
     for b, n in enumerate(batch.lengths):
         x = trace.hidden_in[0][b, :n]
-        parts = torch.diag_embed(x.transpose(0, 1)).permute(1, 2, 0).contiguous()  # (n_i, n_k, d)
+        parts = x.new_zeros((n, n, x.shape[-1]))  # (n_i, n_k, d): x^0_{i<=k} = δ_ik e_i, built in place
+        parts[torch.arange(n), torch.arange(n)] = x
         for l in range(num_layers):
             receivers = n if all_rows or l < num_layers - 1 else 1
             parts = _block(model, trace, l, b, n, parts, bias_decomp, internal_batch_size, receivers)
