@@ -36,7 +36,7 @@ from .errors import InputDataError, ParameterError
 from .guard import check_unknown_share
 from .inputs import Tokenized, tokenized_fields
 from .inputs import normalize as normalize_inputs
-from .memory import fit_batch
+from .memory import announce, fit_batch
 from .methods.base import Batch
 from .model_state import inference_state, unwrap_compiled
 from .models import (adapter_for, batch_pad_id, fingerprint, max_input_length, model_device, pool_index, pruned_heads,
@@ -558,6 +558,9 @@ class Engine:
         params = impl.params(**params)
         encoded = self.encode_all(examples)
         examples = [e.example for e in encoded]
+        # attrtools.memory.announce: one line with the estimated peak before a long job (once per new peak)
+        announce(impl.name, self.model, [e.length for e in encoded], batch_size or self.batch_size, params,
+                 seen=self.__dict__.setdefault("_announced", {}))
         if hasattr(impl, "check_lengths"):  # a method's own cap on input length, before any work (flow)
             impl.check_lengths(self.model, [e.length for e in encoded], **params)
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
