@@ -23,7 +23,7 @@ memory added by the computation, MiniLM-size BERT, 512 tokens): ALTI 362 MB meas
 a result.
 
 The rule (``fit_batch``, called by ``Engine.attribute`` before the first batch): when the estimate
-for the engine's batch size at the job's longest input exceeds 80 % of the memory available on the
+for a batch of the engine's batch size (or of all the job's inputs, if fewer) at its longest input exceeds 80 % of the memory available on the
 model's device (``available_bytes``: free CUDA memory, or ``MemAvailable`` of ``/proc/meminfo``),
 the batch is halved until it fits, and one ``MemoryEstimateWarning`` says so with the numbers; if a
 single example does not fit, the warning gives the estimate and the available memory and the job
@@ -124,8 +124,8 @@ def announce(method: str, model, lengths, batch_size: int, params: dict | None =
     tokenized. Only memory is estimated; the progress bar gives the time left once the job runs."""
     if not lengths:
         return None
-    longest = max(lengths)
-    need = estimate_bytes(method, model, longest, max(1, int(batch_size)), params)
+    longest, batch_size = max(lengths), max(1, min(int(batch_size), len(lengths)))  # a batch holds at most the job
+    need = estimate_bytes(method, model, longest, batch_size, params)
     if need < ANNOUNCE_BYTES or (seen is not None and seen.get(method, 0) >= need):
         return None
     if seen is not None:
@@ -154,10 +154,11 @@ def fit_batch(method: str, model, lengths, batch_size: int, params: dict | None 
     budget = int(available * SHARE)
     longest = max(lengths)
     size = max(1, int(batch_size))
-    first = estimate_bytes(method, model, longest, size, params)
-    while size > 1 and estimate_bytes(method, model, longest, size, params) > budget:
+    held = lambda size: min(size, len(lengths))  # noqa: E731  (a batch holds at most the job's inputs)
+    first = estimate_bytes(method, model, longest, held(size), params)
+    while size > 1 and estimate_bytes(method, model, longest, held(size), params) > budget:
         size //= 2
-    need = estimate_bytes(method, model, longest, size, params)
+    need = estimate_bytes(method, model, longest, held(size), params)
     from .notices import warn
 
     if need > budget:

@@ -252,7 +252,8 @@ def test_batch_lowered_to_fit_the_estimate(tiny_models, monkeypatch):
     one = memory.estimate_bytes("raw", model, n, 1)
     assert memory.fit_batch("raw", model, [n], 8, available=10 ** 12) == 8  # fits: nothing said
     with pytest.warns(memory.MemoryEstimateWarning, match="batch size lowered to 2"):
-        assert memory.fit_batch("raw", model, [n, 3], 8, available=int(2.5 * one / memory.SHARE)) == 2
+        assert memory.fit_batch("raw", model, [n, 3, 3, 3], 8, available=int(2.5 * one / memory.SHARE)) == 2
+    assert memory.fit_batch("raw", model, [n, 3], 8, available=int(2.5 * one / memory.SHARE)) == 8  # 2 inputs fit
     with pytest.warns(memory.MemoryEstimateWarning, match=rf"one input of {n} tokens exceeds"):
         assert memory.fit_batch("raw", model, [n], 8, available=one) == 1
     plain = Engine(model, tokenizer, cache=None, batch_size=8).attribute(TEXTS, "raw")
