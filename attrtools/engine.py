@@ -768,9 +768,12 @@ class Engine:
     def _missing(self, enc, impl, params, spec, unit_list) -> list:
         """The units of one example the cache does not hold (read nothing but existence when the
         cache can tell it)."""
+        full = reduction.full_params(params)  # a reduced unit is there when its full entry is (as in _lookup)
         if hasattr(self.cache, "__contains__") and hasattr(self.cache, "path"):
-            return [u for u in unit_list if self.key(enc, impl.name, params, spec, u) not in self.cache]
-        return [u for u in unit_list if self._get(self.key(enc, impl.name, params, spec, u)) is None]
+            return [u for u in unit_list if all(self.key(enc, impl.name, p, spec, u) not in self.cache
+                                                for p in (params, full) if p is not None)]
+        return [u for u in unit_list if all(self._get(self.key(enc, impl.name, p, spec, u)) is None
+                                            for p in (params, full) if p is not None)]
 
     def _lookup_into(self, enc, impl, params, spec, unit_list, out: list):
         saved, self._partial = self._partial, {}

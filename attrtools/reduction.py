@@ -15,7 +15,9 @@ layer never writes ``L·H·n²`` numbers per example.
 
 The kind stays ``matrix``; ``payload_tail`` gives the shape a cache entry must end with. A reduced
 request whose own entry is missing is served from the full entry when the cache holds it
-(``from_full``), so tools still share what ``attrtools attribute`` wrote. Values are unchanged: the
+(``from_full``; the engine's existence check, ``full_params``, counts it as present too, so every
+path of a job, single-process, streamed or distributed, reads the same numbers), so tools still
+share what ``attrtools attribute`` wrote. Values are unchanged: the
 reduction of the fp32 payload is the one the tools computed on the full payload (tests/test_reduction.py).
 Bytes per example: docs/precision-and-state.md ("Lean payloads").
 """
@@ -63,17 +65,20 @@ def payload_tail(kind: str, n: int, reduction=None) -> tuple:
     return {"tokens": (n,), "layer_matrix": (n, n), "matrix": (n, n)}.get(kind, ())
 
 
+def full_params(params: dict) -> dict | None:
+    """The params of the full payload a reduced request can be made from; None when none is reduced."""
+    return {k: v for k, v in params.items() if k != "reduce"} if params.get("reduce") is not None else None
+
+
 def from_full(get, key_for, params: dict):
     """A reduced request's hit made from the full entry: ``get(key_for(full params))`` reduced, or None
     (no reduction asked, or no full entry). ``get`` and ``key_for`` are the engine's cache read and key."""
-    reduction = params.get("reduce")
-    if reduction is None:
-        return None
-    hit = get(key_for({k: v for k, v in params.items() if k != "reduce"}))
+    full = full_params(params)
+    hit = get(key_for(full)) if full is not None else None
     if hit is None:
         return None
     scores, meta = hit
-    return reduce_payload(scores, reduction), meta
+    return reduce_payload(scores, params["reduce"]), meta
 
 
-__all__ = ["REDUCTIONS", "check", "compute", "from_full", "payload_tail", "reduce_payload"]
+__all__ = ["REDUCTIONS", "check", "compute", "from_full", "full_params", "payload_tail", "reduce_payload"]

@@ -81,6 +81,10 @@ def test_reduced_request_served_from_a_full_entry(planted, tmp_path):
     lean = engine.attribute(EXAMPLES, "raw", reduce="head_max")
     assert engine.stats["computed"] == 0 and engine.stats["hits"] == len(EXAMPLES)
     assert all(torch.equal(a.head_importance(), b.head_importance()) for a, b in zip(full, lean))
+    streamer = Engine(model, tok, cache=cache)  # the streamed/distributed path's existence check agrees
+    streamed = list(streamer.stream(EXAMPLES, "raw", reduce="head_max"))
+    assert streamer.stats["computed"] == 0
+    assert all(torch.equal(a.scores, b.scores) for a, b in zip(lean, streamed))
 
 
 def test_reduce_is_checked():
