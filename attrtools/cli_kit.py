@@ -309,12 +309,22 @@ def train_columns(train: tuple, main: tuple) -> tuple:
     return tuple(t if t is not None else m for t, m in zip(train, main))
 
 
+def _remember_cache_dtype(ctx, param, value):
+    ctx.meta["attrtools.cache_dtype"] = value
+    return value
+
+
 def cache_options(f):
-    """``--cache-dir`` and ``--no-cache``: the shared attribution cache every command uses."""
+    """``--cache-dir``, ``--no-cache`` and ``--cache-dtype``: the shared attribution cache every command
+    uses (``--cache-dtype`` is read by ``open_cache_or_fail`` from the click context)."""
     return options(
         click.option("--cache-dir", default=None,
                      help="Attribution cache folder (default: $ATTRTOOLS_CACHE, else $XDG_CACHE_HOME/attrtools)."),
         click.option("--no-cache", is_flag=True, help="Compute everything; read and write no cache."),
+        click.option("--cache-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+                     expose_value=False, callback=_remember_cache_dtype,
+                     help="Precision the cache stores payloads in (default: $ATTRTOOLS_CACHE_DTYPE, else fp32); "
+                          "bf16 halves the bytes at a relative error <= 2^-8, see docs/cache.md."),
     )(f)
 
 
@@ -919,14 +929,17 @@ def examples_from(texts, pairs, dataset, text_column=None, pair_column=None, lab
 
 
 def open_cache_or_fail(cache_dir=None, enabled: bool = True):
-    """The shared attribution cache (``--cache-dir`` or ``$ATTRTOOLS_CACHE``), or None when disabled."""
+    """The shared attribution cache (``--cache-dir`` or ``$ATTRTOOLS_CACHE``, stored at ``--cache-dtype``
+    or ``$ATTRTOOLS_CACHE_DTYPE``), or None when disabled."""
     if not enabled:
         return None
     from .cache import AttributionCache
     from .errors import CacheError
 
+    ctx = click.get_current_context(silent=True)
+    dtype = ctx.meta.get("attrtools.cache_dtype") if ctx is not None else None
     try:
-        return AttributionCache(cache_dir)
+        return AttributionCache(cache_dir, dtype=dtype)
     except AttrtoolsError:
         raise
     except (OSError, ValueError) as err:

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from . import distributed, heads, precision
+from . import distributed, heads, precision, reduction
 from . import methods as method_registry
 from .batching import Batcher, stream_window
 from .cache import open_cache
@@ -42,10 +42,11 @@ from .entries import Entries
 from .errors import ParameterError
 from .guard import check_unknown_share
 from .inputs import normalize as normalize_inputs
-from .memory import fit_batch
+from .memory import announce, fit_batch
 from .methods.base import Batch
 from .model_state import inference_state, unwrap_compiled
-from .models import adapter_for, fingerprint, max_input_length, model_device, tokenizer_fingerprint
+from .adapters import adapter_for
+from .models import fingerprint, max_input_length, model_device, tokenizer_fingerprint
 from .progress import bar as progress_bar
 from .progress import enabled_default
 from .sharded import Sharded
@@ -209,6 +210,9 @@ class Engine(Sharded, Batcher):
         params = impl.params(**params)
         encoded = self.encode_all(examples)
         examples = [e.example for e in encoded]
+        # attrtools.memory.announce: one line with the estimated peak before a long job (once per new peak)
+        announce(impl.name, self.model, [e.length for e in encoded], batch_size or self.batch_size, params,
+                 seen=self.__dict__.setdefault("_announced", {}))
         if hasattr(impl, "check_lengths"):  # a method's own cap on input length, before any work (flow)
             impl.check_lengths(self.model, [e.length for e in encoded], **params)
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])
@@ -319,7 +323,8 @@ class Engine(Sharded, Batcher):
                       labels=[e.example.label for e in encs])
         units = list(call.pending[chunk[0]])  # the same for every example of the chunk
         with precision.forward_dtype(self.model, impl.name):  # the one dtype rule (attrtools.precision)
-            payloads = impl.compute(self.model, batch, units=None if units == [None] else units, **call.params)
+            # attrtools.reduction: the method's payloads, reduced as params["reduce"] declares before the cache write
+            payloads = reduction.compute(impl, self.model, batch, None if units == [None] else units, call.params)
         precision.check_finite(payloads, self.model, impl.name)  # an fp16 overflow is refused, never cached
         probs = heads.stored_probabilities(logits, self.model)  # the one rule (softmax / sigmoid / none)
         for r, i in enumerate(chunk):

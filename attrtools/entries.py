@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol, runtime_checkable
 
-from . import heads, memo
+from . import heads, memo, reduction
 from .encoding import Encoded
 from .types import FORMAT_VERSION
 
@@ -115,7 +115,9 @@ class Entries:
 
     def missing(self, enc: Encoded, impl, params: dict, spec, units) -> list:
         """The units of one example the cache does not hold (existence only, nothing read)."""
-        return [u for u in units if self.key(enc, impl.name, params, spec, u) not in self.cache]
+        full = reduction.full_params(params)  # a reduced unit is there when its full entry is (as in find)
+        return [u for u in units if all(self.key(enc, impl.name, p, spec, u) not in self.cache
+                                        for p in (params, full) if p is not None)]
 
     def find(self, enc: Encoded, impl, params: dict, spec, units, head_config):
         """``(found, missing, meta, records)`` for one example: the validated hits per unit, the
@@ -123,9 +125,12 @@ class Entries:
         found, missing, meta, records = {}, [], None, {}
         for unit in units:
             key = self.key(enc, impl.name, params, spec, unit)
-            hit = self.cache.get(key, device=self.device, remember=self.remember)
+            hit = self.cache.get(key, device=self.device, remember=self.remember) or reduction.from_full(
+                lambda k: self.cache.get(k, device=self.device, remember=self.remember),
+                lambda p, unit=unit: self.key(enc, impl.name, p, spec, unit), params)
             problem = hit is not None and hit_problem(hit[0], hit[1], enc, impl, spec, unit,
-                                                      getattr(head_config, "num_labels", None), head_config)
+                                                      getattr(head_config, "num_labels", None), head_config,
+                                                      params.get("reduce"))
             if problem:
                 # Only a forged or buggy entry gets here (the checksum covers the metadata):
                 # dropped and recomputed, never served.
@@ -149,7 +154,7 @@ class Entries:
                            remember=self.remember)
 
 
-def hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head=None) -> str | None:
+def hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head=None, reduce=None) -> str | None:
     """Why a cache hit cannot be the attribution asked for (None when it fits): the metadata's
     structure and values, and the payload's shape, checked against the example and the method."""
     if not isinstance(meta, dict):
@@ -170,7 +175,7 @@ def hit_problem(scores, meta, enc: Encoded, impl, spec, unit, num_classes, head=
         return wrong
     n = enc.length
     shape = tuple(scores.shape)
-    expected_tail = {"tokens": (n,), "layer_matrix": (n, n), "matrix": (n, n)}.get(impl.kind, ())
+    expected_tail = reduction.payload_tail(impl.kind, n, reduce)
     if shape[len(shape) - len(expected_tail):] != expected_tail or \
             (impl.kind == "tokens" and unit is None and len(shape) != 1) or (unit is not None and shape[:1] != (1,)):
         return f"payload shape {list(shape)} does not fit a {n}-token example of kind {impl.kind}"

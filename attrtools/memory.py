@@ -14,8 +14,8 @@ the forward activations (per layer ``n·(4d + d_ff)`` values), the recorded atte
   with gradient (activations and attention ×3);
 - ``alti``, ``alti_logit``: receivers in chunks of 4M floats (``alti_matrix``), ×4 live copies;
 - ``globenc``: its ``(c, n, d)`` receiver chunks, ×4;
-- ``decompx``: the ``(n, n, d)`` decomposition and its value projection (2 live copies, one example
-  at a time) plus receiver-chunk buffers, about 5 × 4M floats (``methods.decompx._CHUNK_FLOATS``).
+- ``decompx``: the ``(n, n, d)`` decomposition (one live copy, one example at a time) plus chunk
+  buffers, about 5 × 4M floats (``methods.decompx._CHUNK_FLOATS``).
 
 Values are fp32 (4 bytes). Measured against ``scripts/bench_method_memory.py`` (peak resident
 memory added by the computation, MiniLM-size BERT, 512 tokens): ALTI 362 MB measured vs about
@@ -23,12 +23,15 @@ memory added by the computation, MiniLM-size BERT, 512 tokens): ALTI 362 MB meas
 a result.
 
 The rule (``fit_batch``, called by ``Engine.attribute`` before the first batch): when the estimate
-for the engine's batch size at the job's longest input exceeds 80 % of the memory available on the
+for a batch of the engine's batch size (or of all the job's inputs, if fewer) at its longest input exceeds 80 % of the memory available on the
 model's device (``available_bytes``: free CUDA memory, or ``MemAvailable`` of ``/proc/meminfo``),
 the batch is halved until it fits, and one ``MemoryEstimateWarning`` says so with the numbers; if a
 single example does not fit, the warning gives the estimate and the available memory and the job
 still starts (the engine's out-of-memory back-off remains the last word; the estimate can be off).
 Where the available memory cannot be read, nothing is done.
+
+Estimates before long jobs, one rule (``announce``): every engine job whose estimated peak for one
+batch reaches ``ANNOUNCE_BYTES`` (1 GiB) prints one line with the estimate on stderr before it starts.
 """
 from __future__ import annotations
 
@@ -76,7 +79,7 @@ def estimate_bytes(method: str, model, length: int, batch: int = 1, params: dict
     elif method == "globenc":
         extra = 4 * min(ALTI_CHUNK, n * n * d) // max(b, 1) + H * n * d
     elif method == "decompx":
-        extra = (2 * n * n * d + 5 * min(DECOMPX_CHUNK, n * n * max(f, d))) // max(b, 1)
+        extra = (n * n * d + 5 * min(DECOMPX_CHUNK, n * n * max(f, d))) // max(b, 1)
     else:  # gradient methods and LRP: activations and attention kept for backward, and their gradients
         extra = activations + 2 * attention
     return FLOAT * b * (activations + attention + extra + result)
@@ -108,6 +111,36 @@ def _gb(value: int) -> str:
     return f"{value / 1e9:.2f} GB" if value >= 1e8 else f"{value / 1e6:.0f} MB"
 
 
+ANNOUNCE_BYTES = 1 << 30  # a job whose estimated peak per batch reaches this says so before it starts
+
+
+def announce(method: str, model, lengths, batch_size: int, params: dict | None = None,
+             seen: dict | None = None, stream=None) -> str | None:
+    """The one rule for estimates before long jobs: when the estimated peak memory of one batch of
+    ``batch_size`` inputs at the longest of ``lengths`` reaches ``ANNOUNCE_BYTES``, print one line
+    with the estimate (and the memory available) to ``stream`` (default stderr) before any work, and
+    return it; None otherwise. ``seen`` (``method -> bytes`` announced; ``Engine`` keeps one per engine,
+    so the windows of a stream and repeated calls print one line per new, larger peak). Called by
+    ``Engine._prepare`` for every job (``attribute``, ``stream``, distributed) once its inputs are
+    tokenized. Only memory is estimated; the progress bar gives the time left once the job runs."""
+    if not lengths:
+        return None
+    longest, batch_size = max(lengths), max(1, min(int(batch_size), len(lengths)))  # a batch holds at most the job
+    need = estimate_bytes(method, model, longest, batch_size, params)
+    if need < ANNOUNCE_BYTES or (seen is not None and seen.get(method, 0) >= need):
+        return None
+    if seen is not None:
+        seen[method] = need
+    available = available_bytes(model)
+    line = (f"{method}: estimated peak memory {_gb(need)} per batch of {batch_size} at {longest} tokens "
+            f"({len(lengths)} input(s); {_gb(available) + ' available' if available else 'available memory unknown'}"
+            f"; an estimate within a factor of about 2, docs/precision-and-state.md)")
+    import sys
+
+    print(line, file=stream or sys.stderr, flush=True)
+    return line
+
+
 def fit_batch(method: str, model, lengths, batch_size: int, params: dict | None = None,
               available: int | None = None) -> int:
     """The batch size a job of inputs with ``lengths`` tokens should use, from ``batch_size`` (the
@@ -122,10 +155,11 @@ def fit_batch(method: str, model, lengths, batch_size: int, params: dict | None 
     budget = int(available * SHARE)
     longest = max(lengths)
     size = max(1, int(batch_size))
-    first = estimate_bytes(method, model, longest, size, params)
-    while size > 1 and estimate_bytes(method, model, longest, size, params) > budget:
+    held = lambda size: min(size, len(lengths))  # noqa: E731  (a batch holds at most the job's inputs)
+    first = estimate_bytes(method, model, longest, held(size), params)
+    while size > 1 and estimate_bytes(method, model, longest, held(size), params) > budget:
         size //= 2
-    need = estimate_bytes(method, model, longest, size, params)
+    need = estimate_bytes(method, model, longest, held(size), params)
     from .notices import warn
 
     if need > budget:
@@ -140,7 +174,8 @@ def fit_batch(method: str, model, lengths, batch_size: int, params: dict | None 
     return size
 
 
-__all__ = ["MemoryEstimateWarning", "available_bytes", "estimate_bytes", "fit_batch"]
+__all__ = ["ANNOUNCE_BYTES", "MemoryEstimateWarning", "announce", "available_bytes", "estimate_bytes", "fit_batch",
+           "trim_heap"]
 
 
 _LIBC: list = []

@@ -92,13 +92,15 @@ class Attribution:
         """``(L, H)`` importance of each head: max over all (i, j) of its matrix (Hao et al. 2021, Sec. 4).
 
         Only defined for ``matrix`` payloads."""
-        if self.kind != "matrix":
-            raise ValueError(f"head_importance needs a per-head 'matrix' payload, this one is {self.kind!r}")
+        if self.kind != "matrix" or self.params.get("reduce") == "heads_sum":
+            raise ValueError(f"head_importance needs a per-head 'matrix' payload, this one is {self.kind!r}"
+                             f"{' with heads summed' if self.kind == 'matrix' else ''}")
         L, H = self.scores.shape[:2]
         return self.scores.reshape(L, H, -1).amax(-1)
 
     def layer_matrices(self):
         """``(L, n, n)``: heads summed for ``matrix`` (as the AttAttr tree does), as is for ``layer_matrix``."""
+        self._check_token_level()
         if self.kind == "matrix":
             return self.scores.sum(1)
         if self.kind == "layer_matrix":
@@ -116,9 +118,16 @@ class Attribution:
         """
         if self.kind == "tokens":
             return self.scores
+        self._check_token_level()
         if self.kind == "layer_matrix":
             return self.scores[-1, self._pool_row()]
         return self.scores.sum((0, 1)).sum(0)
+
+    def _check_token_level(self) -> None:
+        """Refuse token-level views of a payload reduced to one number per head (``reduce="head_max"``,
+        attrtools.reduction)."""
+        if (self.params or {}).get("reduce") == "head_max":
+            raise ValueError("this payload keeps one number per head (reduce='head_max'): no token x token matrices")
 
     def word_scores(self, agg: str = "sum"):
         """``list[words.WordScore]``: ``token_scores()`` aggregated over the words of the original

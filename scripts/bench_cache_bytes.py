@@ -1,16 +1,24 @@
-"""Bytes the attribution cache takes per example for the ``prune`` and ``tree`` tools, and the error
-of fp16/bf16 payloads (issue 28, "lean payloads").
+"""Bytes the attribution cache takes per example for the ``prune`` and ``tree`` tools, before and after
+lean payloads, and the error of bf16/fp16 payloads (issue 28, "lean payloads").
 
     OMP_NUM_THREADS=1 python scripts/bench_cache_bytes.py 512 --steps 2
+    OMP_NUM_THREADS=1 python scripts/bench_cache_bytes.py 64 --dtypes fp32 fp16 bf16
 
-Builds a random BERT of the given size offline (default: BERT-base, 12 layers, d = 768, 12 heads),
-runs the tools' own engine calls on one input of ``n`` tokens into an fp32 cache in a temporary
-folder (``prune``: ``head_importance`` with its ``attattr`` and ``attention`` strategies, the
-strategies that go through the cache; ``tree``: ``build_trees``), and prints the bytes each left
-on disk. Then runs the same calls against an fp16 and a bf16 cache and prints their bytes and the
-error of what they serve against fp32: the stored matrices (max absolute, max relative on entries
-above 1e-3 of the matrix's max), the head-importance table and the tree edges. The byte counts do
-not depend on ``--steps`` (the IG step count: a small one keeps the CPU time short). CPU only.
+Builds a random BERT of the given size offline (default: BERT-base, 12 layers, d = 768, 12 heads) and
+one input of ``n`` tokens. For each cache dtype, into a fresh cache folder per tool:
+
+- ``before``: the engine calls the tools made before lean payloads, full per-head matrices
+  (``prune``: AttAttr with the gold target and raw attention, its ``attattr`` and ``attention``
+  strategies; ``tree``: AttAttr with the predicted target);
+- ``after``: the tools' own calls (``head_importance`` with both strategies, ``build_trees``), which
+  ask the engine for ``reduce="head_max"`` / ``"heads_sum"`` (attrtools.reduction);
+
+runs each twice (the second run reads what the first stored) and prints the bytes each left on
+disk, and whether the head-importance table and the tree edges of
+``after`` equal those computed from ``before``'s full matrices. For a reduced-precision dtype it prints
+the error of the stored matrices against fp32 (max absolute, max relative on entries above 1e-3 of the
+matrix's max) and whether the head ranking and tree edges match fp32. The byte counts do not depend
+on ``--steps`` (the IG step count: a small one keeps the CPU time short). CPU only.
 """
 from __future__ import annotations
 
@@ -36,6 +44,7 @@ def main(argv=None):
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "fp16", "bf16"])
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
     import torch
@@ -46,7 +55,7 @@ def main(argv=None):
     from attrtools.engine import Engine
     from attrtools.pruning.importance import head_importance
     from attrtools.testing import WORDS, write_tokenizer
-    from attrtools.tree.build import build_trees
+    from attrtools.tree.build import build_trees, tree_from_attribution
     from attrtools.types import Example
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -61,44 +70,56 @@ def main(argv=None):
         capture.install(model)
         words = [WORDS[i % len(WORDS)] for i in range(args.tokens - 2)]
         example = Example(" ".join(words), label=1, id="0")
+        edges = lambda tree: sorted((str(u), str(v)) for u, v in tree.edges())  # noqa: E731
         results = {}
-        for dtype in ("fp32", "fp16", "bf16"):
+        for dtype in args.dtypes:
             row = {}
-            for tool in ("prune", "tree"):
-                folder = os.path.join(tmp, f"{tool}-{dtype}")
-                cache = AttributionCache(folder, dtype=dtype, memory_bytes=0)
-                engine = Engine(model, tok, cache=cache, progress=False, max_length=args.tokens)
-                start = time.perf_counter()
-                if tool == "prune":
-                    out = [head_importance(model, tok, [example], s, engine=engine, steps=args.steps)
-                           for s in ("attattr", "attention")]
-                    out.append([engine.attribute([example], "attattr", target="gold", steps=args.steps)[0].scores,
-                                engine.attribute([example], "raw")[0].scores])  # cache hits: what was stored
-                else:
-                    trees, attrs = build_trees(engine, [example], steps=args.steps)
-                    out = [trees[0], attrs[0].scores]
-                row[tool] = (_bytes(folder), out, time.perf_counter() - start)
+            for mode in ("before", "after"):
+                for tool in ("prune", "tree"):
+                    folder = os.path.join(tmp, f"{tool}-{mode}-{dtype}")
+                    cache = AttributionCache(folder, dtype=dtype, memory_bytes=0)
+                    engine = Engine(model, tok, cache=cache, progress=False, max_length=args.tokens)
+                    start = time.perf_counter()
+                    def run(engine=engine, mode=mode, tool=tool):
+                        if mode == "before" and tool == "prune":
+                            return [engine.attribute([example], "attattr", target="gold", steps=args.steps)[0],
+                                    engine.attribute([example], "raw")[0]]
+                        if mode == "before":
+                            return engine.attribute([example], "attattr", target="pred", steps=args.steps)[0]
+                        if tool == "prune":
+                            return [head_importance(model, tok, [example], s, engine=engine, steps=args.steps)
+                                    for s in ("attattr", "attention")]
+                        return build_trees(engine, [example], steps=args.steps)[0][0]
+
+                    run()
+                    out = run()  # from the cache: what a rerun (or another tool) reads back
+                    row[mode, tool] = (_bytes(folder), out, time.perf_counter() - start)
+                print(f"{dtype} {mode}: prune {row[mode, 'prune'][0] / 2 ** 20:.3f} MiB/example, "
+                      f"tree {row[mode, 'tree'][0] / 2 ** 20:.3f} MiB/example "
+                      f"(n={args.tokens}, L={args.layers}, H={args.heads}; "
+                      f"{row[mode, 'prune'][2]:.0f} s + {row[mode, 'tree'][2]:.0f} s)", flush=True)
+            full_importance = [row["before", "prune"][1][i].head_importance().double() for i in (0, 1)]
+            same = [torch.equal(a, b) for a, b in zip(full_importance, row["after", "prune"][1])]
+            full_tree = tree_from_attribution(row["before", "tree"][1])
+            print(f"  {dtype} after == before: head importance (attattr, attention) {same}, "
+                  f"tree edges {edges(full_tree) == edges(row['after', 'tree'][1])}", flush=True)
             results[dtype] = row
-            print(f"{dtype}: prune {row['prune'][0] / 2 ** 20:.1f} MiB/example, "
-                  f"tree {row['tree'][0] / 2 ** 20:.1f} MiB/example "
-                  f"(n={args.tokens}, L={args.layers}, H={args.heads}; "
-                  f"{row['prune'][2]:.0f} s + {row['tree'][2]:.0f} s)", flush=True)
-        ref = results["fp32"]
-        for dtype in ("fp16", "bf16"):
+        ref = results.get("fp32")
+        for dtype in [d for d in args.dtypes if d != "fp32" and ref]:
             got = results[dtype]
-            for name, a, b in (("attattr matrix", ref["prune"][1][2][0], got["prune"][1][2][0]),
-                               ("raw attention", ref["prune"][1][2][1], got["prune"][1][2][1])):
+            for i, name in enumerate(("attattr matrix", "raw attention")):
+                a, b = ref["before", "prune"][1][i].scores, got["before", "prune"][1][i].scores
                 err = (a - b).abs()
                 big = a.abs() > 1e-3 * a.abs().max()
                 print(f"  {dtype} {name}: max abs error {err.max():.3g} (max |x| {a.abs().max():.3g}), "
                       f"max rel error {(err[big] / a[big].abs()).max():.3g} on entries > 1e-3 of the max")
             for i, strategy in enumerate(("attattr", "attention")):
-                a, b = ref["prune"][1][i], got["prune"][1][i]
+                a, b = ref["after", "prune"][1][i], got["after", "prune"][1][i]
                 same = torch.equal(a.flatten().argsort(), b.flatten().argsort())
                 print(f"  {dtype} head importance ({strategy}): max rel diff "
                       f"{((a - b).abs() / a.abs().clamp_min(1e-30)).max():.3g}, same head ranking: {same}")
-            edges = lambda tree: sorted((str(u), str(v)) for u, v in tree.edges())  # noqa: E731
-            print(f"  {dtype} tree: same edges as fp32: {edges(ref['tree'][1][0]) == edges(got['tree'][1][0])}")
+            print(f"  {dtype} tree: same edges as fp32: "
+                  f"{edges(ref['after', 'tree'][1]) == edges(got['after', 'tree'][1])}")
 
 
 if __name__ == "__main__":

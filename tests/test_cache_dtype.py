@@ -82,3 +82,31 @@ def test_dtype_from_environment(tmp_path, monkeypatch):
         AttributionCache(tmp_path)
     monkeypatch.delenv(DTYPE_ENV)
     assert AttributionCache(tmp_path).dtype == "fp32"
+
+
+def test_cli_cache_dtype_option_stores_bf16_and_wins_over_environment(planted_dir, tmp_path, monkeypatch):
+    """``--cache-dtype`` (every command that takes ``--cache-dir``) stores payloads at that precision;
+    it wins over ``$ATTRTOOLS_CACHE_DTYPE``, which stays the default."""
+    from click.testing import CliRunner
+    from safetensors import safe_open
+
+    from attrtools.cli import main as cli
+
+    data = tmp_path / "data.tsv"
+    data.write_text("text\tlabel\nthe alpha movie was good\t1\n")
+    monkeypatch.setenv(DTYPE_ENV, "fp16")
+    stored = {}
+    for flag in ("bf16", None):
+        cache_dir = tmp_path / f"cache-{flag}"
+        args = ["attribute", "--model", planted_dir, "--dataset", str(data), "--method", "raw", "--cache-dir",
+                str(cache_dir), "--output-dir", str(tmp_path / f"run-{flag}")]
+        result = CliRunner().invoke(cli, args + (["--cache-dtype", flag] if flag else []))
+        assert result.exit_code == 0, result.output
+        files = glob.glob(os.path.join(cache_dir, "*", "*.safetensors"))
+        assert files
+        with safe_open(files[0], "pt") as f:
+            stored[flag] = {f.get_tensor(k).dtype for k in f.keys()}
+    assert stored["bf16"] == {torch.bfloat16}
+    assert stored[None] <= {torch.float16, torch.float32}  # the environment's fp16 (or fp32 out of its range)
+    bad = CliRunner().invoke(cli, ["attribute", "--cache-dtype", "int8"])
+    assert bad.exit_code != 0 and "int8" in bad.output

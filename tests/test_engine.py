@@ -203,8 +203,10 @@ def test_tree_evaluate_and_trigger_extraction_run_on_long_inputs(short_table):
 # ------------------------------------------------------------------------ cache keys on the resolved class
 def test_prune_then_tree_then_triggers_share_cache_entries(planted, tmp_path):
     """Cache keys held the target spec ('gold', 'pred'), so tree after prune on the same 30 sentences computed
-    all 30 again; now keys hold the resolved class: every tool and every spelling of one class hits one
-    entry."""
+    all 30 again; now keys hold the resolved class: every spelling of one class hits one entry. Lean
+    payloads (attrtools.reduction): prune caches one number per head, tree heads summed, so each computes
+    its own AttAttr; triggers cache the full matrices, and from then on every reduced request of those
+    examples is served from them."""
     from attrtools.adversarial.triggers import extract_triggers, predict
     from attrtools.pruning.importance import head_importance
     from attrtools.testing import planted_dataset
@@ -220,15 +222,19 @@ def test_prune_then_tree_then_triggers_share_cache_entries(planted, tmp_path):
     head_importance(model, tok, examples, strategy="attattr", steps=4, engine=prune_engine)  # target = gold
     assert prune_engine.stats["computed"] == 30 and prune_engine.stats["hits"] == 0
     tree_engine = Engine(model, tok, cache=cache)
-    build_trees(tree_engine, examples, steps=4, target="pred")
-    assert tree_engine.stats["hits"] == correct and tree_engine.stats["computed"] == 30 - correct
-    # Triggers use the correctly classified examples, predicted class: all cached by now.
+    build_trees(tree_engine, examples, steps=4, target="pred")  # heads summed: not what prune kept
+    assert tree_engine.stats["hits"] == 0 and tree_engine.stats["computed"] == 30
+    # Triggers use the correctly classified examples, predicted class, full matrices.
     patterns, stats = extract_triggers(model, tok, examples, num_examples=30, steps=4, cache=cache)
     assert stats["correct_used"] == correct
-    assert stats["engine"]["hits"] == correct and stats["engine"]["computed"] == 0
-    # Every spelling of the same class: one entry.
+    assert stats["engine"]["hits"] == 0 and stats["engine"]["computed"] == correct
+    fresh = AttributionCache(tmp_path, memory_bytes=0)
+    later = Engine(model, tok, cache=fresh)  # prune again (gold = pred where correct): all cached
+    head_importance(model, tok, examples, strategy="attattr", steps=4, engine=later)
+    assert later.stats["hits"] == 30 and later.stats["computed"] == 0
+    # Every spelling of the same class: one entry (the tree's heads-summed entries).
     again = Engine(model, tok, cache=cache)
-    again.attribute(examples[:3], method="attattr", steps=4, target=[int(p) for p in preds[:3]])
+    again.attribute(examples[:3], method="attattr", steps=4, target=[int(p) for p in preds[:3]], reduce="heads_sum")
     assert again.stats["hits"] == 3
 
 

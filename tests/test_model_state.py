@@ -231,9 +231,9 @@ def test_memory_estimate_values(tiny_models):
     n = 10
     activations, attention = n * 2 * (4 * 32 + 64), 2 * 4 * n * n
     assert estimate_bytes("raw", model, n, 3) == 4 * 3 * (activations + 2 * attention + attention)
-    # decompx: the decomposition and its value projection, plus receiver-chunk buffers (d_ff wide)
+    # decompx: the decomposition, plus chunk buffers (d_ff wide)
     assert estimate_bytes("decompx", model, n, 1) == \
-        4 * (activations + attention + 2 * n * n * 32 + 5 * n * n * 64 + n)
+        4 * (activations + attention + n * n * 32 + 5 * n * n * 64 + n)
     from attrtools.memory import DECOMPX_CHUNK
     from attrtools.methods.decompx import _CHUNK_FLOATS
     assert DECOMPX_CHUNK == _CHUNK_FLOATS
@@ -252,7 +252,8 @@ def test_batch_lowered_to_fit_the_estimate(tiny_models, monkeypatch):
     one = memory.estimate_bytes("raw", model, n, 1)
     assert memory.fit_batch("raw", model, [n], 8, available=10 ** 12) == 8  # fits: nothing said
     with pytest.warns(memory.MemoryEstimateWarning, match="batch size lowered to 2"):
-        assert memory.fit_batch("raw", model, [n, 3], 8, available=int(2.5 * one / memory.SHARE)) == 2
+        assert memory.fit_batch("raw", model, [n, 3, 3, 3], 8, available=int(2.5 * one / memory.SHARE)) == 2
+    assert memory.fit_batch("raw", model, [n, 3], 8, available=int(2.5 * one / memory.SHARE)) == 8  # 2 inputs fit
     with pytest.warns(memory.MemoryEstimateWarning, match=rf"one input of {n} tokens exceeds"):
         assert memory.fit_batch("raw", model, [n], 8, available=one) == 1
     plain = Engine(model, tokenizer, cache=None, batch_size=8).attribute(TEXTS, "raw")
@@ -261,6 +262,24 @@ def test_batch_lowered_to_fit_the_estimate(tiny_models, monkeypatch):
         low = Engine(model, tokenizer, cache=None, batch_size=8).attribute(TEXTS, "raw")
     for a, b in zip(low, plain):
         torch.testing.assert_close(a.scores, b.scores)
+
+
+def test_estimate_announced_before_a_long_job(tiny_models, monkeypatch, capsys):
+    """One line with the estimate on stderr before a job whose estimated peak per batch reaches
+    ANNOUNCE_BYTES; one per new, larger peak on the same engine; nothing for a small job."""
+    from attrtools import memory
+
+    model, tokenizer = tiny_models["bert"]
+    engine = Engine(model, tokenizer, cache=None, batch_size=2, progress=False)
+    engine.attribute(TEXTS, "raw")
+    assert "estimated peak" not in capsys.readouterr().err  # far below 1 GiB
+    n = max(engine.encode(t).length for t in TEXTS)
+    monkeypatch.setattr(memory, "ANNOUNCE_BYTES", memory.estimate_bytes("raw", model, n, 2))
+    engine.attribute(TEXTS, "raw")
+    engine.attribute(TEXTS, "raw")  # the same peak: not repeated
+    lines = [line for line in capsys.readouterr().err.splitlines() if "estimated peak" in line]
+    assert len(lines) == 1 and lines[0].startswith("raw: estimated peak memory ") and f"at {n} tokens" in lines[0]
+    assert f"per batch of 2 at {n} tokens ({len(TEXTS)} input(s); " in lines[0]
 
 
 def test_pruning_importance_of_a_training_model_is_its_eval_twins(dropout_models):

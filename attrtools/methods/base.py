@@ -154,6 +154,7 @@ class Method:
         """The defaults updated with ``given``, every value checked against ``schema``; raises
         ``ParameterError`` (one line naming the method and the parameter)."""
         given = dict(given)
+        reduce = given.pop("reduce", None)  # attrtools.reduction: a declared reduction of the payload
         for alias, name in PARAMETER_ALIASES.items():  # the peers' spellings (Captum, inseq: n_steps)
             if alias in given and name in self.defaults:
                 if name in given:
@@ -176,6 +177,11 @@ class Method:
                 shown = shown if len(shown) <= 60 else shown[:57] + "..."
                 raise ParameterError(f"method {self.name!r}: parameter {name!r} must be {spec.describe()}, got {shown}")
         self.check_params(merged)
+        if reduce is not None:  # only when asked: the keys of unreduced results stay as they were
+            from ..reduction import check
+
+            check(self.kind, self.name, reduce)
+            merged["reduce"] = reduce
         return merged
 
     def check_params(self, params: dict) -> None:

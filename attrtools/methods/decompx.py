@@ -27,9 +27,10 @@ Deviations: the slopes ``θ`` are read from the real forward (output of the FFN 
 input of the FFN output projection) instead of re-evaluating the activation, which makes the method
 independent of the activation function (GELU, ReLU, tanh) and exact; where ``ζ = 0`` exactly the slope
 is set to 0.5 (any value keeps the sum exact). The classifier-bias ω uses the dot product over the
-class dimension. Each block is computed in chunks of ``internal_batch_size`` receiver tokens
-(exact: every step after the value projection is per receiver), so an example holds two ``n² · d``
-tensors plus ``chunk × n × d_ff`` buffers, and the last block computes only the classifier's token. Post-LN encoders only; Llama is refused by ``check_model``.
+class dimension. Each block is computed in passes of ``internal_batch_size`` tokens, exact: the
+attention over source tokens (it mixes senders per source), the rest over receiver tokens (every
+later step is per receiver), overwriting the decomposition, so an example holds one ``n² · d``
+tensor plus ``chunk × n × d_ff`` buffers; the last block computes only the classifier's token. Post-LN encoders only; Llama is refused by ``check_model``.
 """
 from __future__ import annotations
 
@@ -46,14 +47,18 @@ from .base import Batch, Method, UnsupportedArchitecture, require_post_ln, Choic
 # classifier linear). The non-linearity between them is read from the real forward (zero-origin slope).
 
 
+def _normalised(score: torch.Tensor) -> torch.Tensor:
+    """``score / Σ_k score`` over the last axis; a row that sums to 0 spreads uniformly."""
+    total = score.sum(-1, keepdim=True)
+    uniform = torch.full_like(score, 1.0 / score.shape[-1])
+    return torch.where(total > 0, score / torch.where(total > 0, total, torch.ones_like(total)), uniform)
+
+
 def absdot_weights(bias: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
     """``ω[..., k] = |b · p[..., k, :]| / Σ_k |b · p[..., k, :]|`` (parts: ``(..., n_k, d)``).
 
     A row whose parts are all orthogonal to ``b`` (or zero) spreads the bias uniformly."""
-    score = (parts @ bias).abs()
-    total = score.sum(-1, keepdim=True)
-    uniform = torch.full_like(score, 1.0 / score.shape[-1])
-    return torch.where(total > 0, score / torch.where(total > 0, total, torch.ones_like(total)), uniform)
+    return _normalised((parts @ bias).abs())
 
 
 def add_bias(parts: torch.Tensor, bias, mode: str) -> torch.Tensor:
@@ -100,7 +105,7 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
     ``internal_batch_size``: receiver tokens per pass (None: as many as keep the per-pass buffers
     near ``_CHUNK_FLOATS`` floats). ``all_rows=False`` computes only receiver 0 in the last block (all
     the classifier reads), and ``last_hidden_parts`` is then ``(1, n, d)``. Memory per example: the
-    decomposition and its value projection, ``2 · n² · d`` floats, plus the per-pass buffers; time
+    decomposition, ``n² · d`` floats, overwritten block by block, plus the per-pass buffers; time
     ``O(L · n² · d · (n + d_ff))``."""
     adapter = adapter_for(model)
     first_name, classifier_name = adapter.classifier_head
@@ -110,7 +115,8 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
     results = []
     for b, n in enumerate(batch.lengths):
         x = trace.hidden_in[0][b, :n]
-        parts = torch.diag_embed(x.transpose(0, 1)).permute(1, 2, 0).contiguous()  # (n_i, n_k, d)
+        parts = x.new_zeros((n, n, x.shape[-1]))  # (n_i, n_k, d): x^0_{i<=k} = δ_ik e_i, built in place
+        parts[torch.arange(n), torch.arange(n)] = x
         for l in range(num_layers):
             receivers = n if all_rows or l < num_layers - 1 else 1
             parts = _block(model, trace, l, b, n, parts, bias_decomp, internal_batch_size, receivers)
@@ -122,41 +128,57 @@ def decompx_decompose(model, batch: Batch, bias_decomp: str = "absdot", internal
     return results, trace
 
 
-# Floats one buffer of a receiver chunk may take (16 MiB in fp32; a chunk has about five live).
+# Floats one buffer of a chunk may take (16 MiB in fp32; a chunk has about five live).
 _CHUNK_FLOATS = 1 << 22
 
 
+def _attention_residual(parts, attn, w_v, w_o, b_att, heads, d_h, mode, step, out):
+    """Attention plus residual of a block, written into ``out (r, n_k, d)`` (``out`` may be ``parts``
+    itself: each pass reads its sources' columns before writing them), in passes over the sources
+    ``k`` (the attention mixes the senders ``j`` of one source, so source columns are independent).
+    Returns the weights ``ω (r, n_k)`` that split ``b_Att`` (AbsDot: from ``|b_Att · attention part|``,
+    normalised over the sources of each receiver once every pass is done)."""
+    r, n = out.shape[0], parts.shape[1]
+    if mode not in ("absdot", "uniform"):
+        raise ValueError(f"bias_decomp must be 'absdot' (official default) or 'uniform', got {mode!r}")
+    score = parts.new_zeros((r, n)) if mode == "absdot" else None
+    for start in range(0, n, step):
+        cols = slice(start, min(start + step, n))
+        c = cols.stop - cols.start
+        value = F.linear(parts[:, cols], w_v).view(n, c, heads, d_h).permute(2, 0, 1, 3)  # (H, n_j, c, d_h)
+        mixed = torch.matmul(attn[:, :r], value.reshape(heads, n, c * d_h)).view(heads, r, c, d_h)
+        del value
+        attended = F.linear(mixed.permute(1, 2, 0, 3).reshape(r, c, heads * d_h), w_o)  # (r, c, d)
+        del mixed
+        if score is not None:
+            score[:, cols] = (attended @ b_att).abs()
+        out[:, cols] = attended + parts[:r, cols]
+    return _normalised(score) if score is not None else parts.new_full((r, n), 1.0 / n)
+
+
 def _block(model, trace, l, b, n, parts, mode, chunk, receivers):
-    """One post-LN block on the decomposition ``parts (n_i, n_k, d)``, computed in chunks of receiver
-    tokens ``i``. Every step after the value projection is per receiver (attention mixes the values of
-    all senders ``j`` into receiver ``i``; the AbsDot weights normalise over the sources ``k`` of one
-    receiver; LayerNorm and FFN act per receiver), so chunking over ``i`` gives the unchunked result up
-    to fp32 round-off. The values ``(H, n_j, n_k, d_h)`` are projected once for all senders; the
-    output overwrites ``parts`` chunk by chunk (each chunk reads only its own rows' residual), so the
-    block holds two ``n² · d`` tensors. Returns the first ``receivers`` rows ``(receivers, n_k, d)``."""
+    """One post-LN block on the decomposition ``parts (n_i, n_k, d)``; returns its first ``receivers``
+    rows ``(receivers, n_k, d)``, written over ``parts`` when all rows are asked for, so an example
+    holds one ``n² · d`` tensor plus chunk buffers. Attention and residual run in passes over sources
+    ``k`` (``_attention_residual``); the rest in passes over receivers ``i``: the AbsDot weights
+    normalise over the sources of one receiver, and LayerNorm and the FFN act per receiver. Both
+    orders give the unchunked result up to fp32 round-off."""
     w_v, b_v, w_o, b_o, heads = value_output_weights(model, l)
-    d_h = head_dim(model)
-    attn = trace.attentions[l][b, :, :n, :n]  # (H, n_i, n_j)
-    value = parts.new_empty((heads, n, n, d_h))  # (H, n_j, n_k, d_h), no bias: head-major for the matmul
-    for h in range(heads):
-        value[h] = F.linear(parts, w_v[h * d_h:(h + 1) * d_h])  # one head's temporary at a time
-    value = value.view(heads, n, n * d_h)
     b_att = F.linear(b_v, w_o) + b_o  # b_Att = Σ_h b_V^h W_O^h + b_O
     ln1, ln2 = layer_module(model, l, "ln_attention"), layer_module(model, l, "ln_ffn")
     ffn_in, ffn_out = layer_module(model, l, "ffn_in"), layer_module(model, l, "ffn_out")
     theta = slope(trace.ffn_pre[l][b, :n], trace.ffn_act[l][b, :n])  # (n_i, d_ff)
     d = parts.shape[-1]
-    # Receivers per pass: d-wide buffers of at most _CHUNK_FLOATS (each pass reads the whole value
-    # tensor once, so passes are as large as the budget allows), the d_ff-wide FFN in sub-passes.
+    # Tokens per pass: d-wide buffers of at most _CHUNK_FLOATS, the d_ff-wide FFN in sub-passes.
     step = chunk or max(1, _CHUNK_FLOATS // max(1, n * d))
     ffn_step = chunk or max(1, _CHUNK_FLOATS // max(1, n * ffn_in.out_features))
     out = parts if receivers == n else parts.new_empty((receivers,) + tuple(parts.shape[1:]))
+    omega = _attention_residual(parts, trace.attentions[l][b, :, :n, :n], w_v, w_o, b_att, heads,
+                                head_dim(model), mode, step, out)
     for start in range(0, receivers, step):
         rows = slice(start, min(start + step, receivers))
         c = rows.stop - rows.start
-        mixed = torch.matmul(attn[:, rows], value).view(heads, c, n, d_h)  # (H, c, n_k, d_h)
-        mixed = mixed.permute(1, 2, 0, 3).reshape(c, n, heads * d_h)  # (c, n_k, d_v)
-        z = add_bias(F.linear(mixed, w_o), b_att, mode) + parts[rows]  # attention + residual
+        z = out[rows] + omega[rows].unsqueeze(-1) * b_att  # attention + residual + its bias share
         h1 = ln_decompose(z, trace.ln1_in[l][b, rows], ln1, mode)
         for sub in range(0, c, ffn_step):
             part = slice(sub, min(sub + ffn_step, c))

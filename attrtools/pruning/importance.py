@@ -129,10 +129,11 @@ def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps,
         runner = engine if target_model is model else Engine(
             target_model, engine.tokenizer, cache=engine.cache, batch_size=engine.batch_size,
             max_length=engine.max_length, progress=engine.progress)
+        # reduce="head_max" (attrtools.reduction): the one number per head read below is all that is cached
         if strategy == "attattr":
-            results = runner.attribute(examples, method="attattr", target="gold", steps=steps)
+            results = runner.attribute(examples, method="attattr", target="gold", steps=steps, reduce="head_max")
         else:
-            results = runner.attribute(examples, method="raw")
+            results = runner.attribute(examples, method="raw", reduce="head_max")
         total = torch.zeros(num_layers, num_heads, dtype=torch.float64)
         for attribution in results:
             total += attribution.head_importance().double().cpu()

@@ -286,7 +286,10 @@ def build_trees(engine, examples: Iterable, threshold: float = DEFAULT_THRESHOLD
 
     Returns ``(trees, attributions)``, both in input order. ``target`` defaults to the predicted
     class (the official tree protocol); ``steps`` is the IG step count (the code's tree uses 64).
+    The attributions have their heads summed (``reduce="heads_sum"``, attrtools.reduction: what the
+    tree reads, and what the cache then stores); pass ``reduce=None`` for the per-head matrices.
     """
+    params.setdefault("reduce", "heads_sum")  # the tree reads heads summed: L·n² numbers cached, not L·H·n²
     attributions = engine.attribute(list(examples), method="attattr", target=target, steps=steps, **params)
     trees = [tree_from_attribution(a, threshold=threshold, root=root, use_last_layer=use_last_layer)
              for a in attributions]
