@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from .errors import ParameterError
 
 __all__ = ["Rule", "option", "check_ranges", "rule_of", "flag_of", "tool_config", "batch_size_field",
-           "max_length_field", "progress_field", "steps_field", "seed_field", "MAX_LENGTH_HELP", "PROGRESS_HELP",
-           "steps_help"]
+           "max_length_field", "progress_field", "steps_field", "tolerance_field", "TOLERANCE", "seed_field",
+           "MAX_LENGTH_HELP", "PROGRESS_HELP", "steps_help"]
 
 KINDS = ("int", "float", "bool", "str", "dict")
 _KEY = "attrtools.rule"
@@ -241,6 +241,20 @@ def steps_field(official: int, note: str = "", **face):
     """AttAttr's integration steps: 'auto' (the nested rule to 1e-3) or m official left-Riemann steps;
     ``official``: the m of the official code, taken when unset under ``--protocol official``."""
     return option("auto", kind="int", low=1, choices=("auto",), official=official, help=steps_help(official, note),
+                  **face)
+
+
+# methods.integration.DEFAULT_TOLERANCE, repeated here because configs stay torch-free (tests/test_config_ranges.py
+# checks the two agree)
+TOLERANCE = 1e-3
+
+
+def tolerance_field(**face):
+    """AttAttr's relative error target under ``steps='auto'`` (ignored, and left out of cache keys, with a
+    fixed m: a fixed rule has no error estimate)."""
+    return option(TOLERANCE, kind="float", low=0, low_open=True, high=1,
+                  help="AttAttr with --steps auto: the relative error its integral is refined to "
+                       "(default 1e-3; bf16/fp16 models stop at their precision floor; ignored with a fixed m).",
                   **face)
 
 

@@ -283,3 +283,22 @@ def test_cli_and_python_users_get_the_same_one_line(args, python, tmp_path):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
     if result.output.strip().rsplit(", got", 1)[0] != f"Error: {message}".rsplit(", got", 1)[0]:  # 0.0 for 0
         assert result.output.startswith(f"Error: {flag} must be"), (result.output, message)
+
+
+def test_tolerance_is_one_field_of_each_attattr_tool_and_reaches_the_method(tiny_models):
+    """Issue 24: ``--tolerance`` existed only as ``attrtools attribute --param tolerance=...``; the tools
+    that run AttAttr (prune, tree, triggers/audit) integrate with ``steps='auto'`` by default and now take
+    its tolerance as one Config field (generated ``--tolerance``), checked once, passed to the method."""
+    from attrtools.engine import Engine
+    from attrtools.methods.integration import DEFAULT_TOLERANCE
+    from attrtools.ranges import TOLERANCE
+    from attrtools.tree.build import build_trees
+
+    assert TOLERANCE == DEFAULT_TOLERANCE  # the torch-free copy the configs use agrees with the method's
+    for cls in (PruneConfig, TreeConfig, AuditConfig):
+        assert cls().tolerance == DEFAULT_TOLERANCE
+        with pytest.raises(ParameterError, match=r"tolerance \(--tolerance\)"):
+            cls(tolerance=0)
+    model, tokenizer = tiny_models["bert"]
+    _, (attribution,) = build_trees(Engine(model, tokenizer), ["the movie was good"], steps="auto", tolerance=0.05)
+    assert attribution.params["tolerance"] == 0.05 and attribution.completeness["tolerance"] == [0.05] * 2

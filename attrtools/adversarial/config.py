@@ -3,12 +3,12 @@ defaults (torch- and TextAttack-free)."""
 from __future__ import annotations
 
 from ..ranges import (batch_size_field, max_length_field, option, progress_field, seed_field, steps_field,
-                      tool_config)
+                      tolerance_field, tool_config)
 
 DEFAULT_RECIPES = ("deepwordbug", "pruthi", "input-reduction", "wir-delete", "wir-attribution")
 
 #: the fields ``attrtools triggers`` takes (extraction and the per-class table); ``audit`` takes all
-TRIGGER_FIELDS = ("num_train_examples", "steps", "pattern_threshold", "top2_ratio", "use_all", "top_k", "batch_size",
+TRIGGER_FIELDS = ("num_train_examples", "steps", "tolerance", "pattern_threshold", "top2_ratio", "use_all", "top_k", "batch_size",
                   "max_length", "progress")
 
 
@@ -36,6 +36,7 @@ class AuditConfig:
                                      help="Correctly classified training examples to extract patterns from "
                                           "(official: 500).")
     steps: int | str = steps_field(64, "the official trigger code")
+    tolerance: float = tolerance_field()
     pattern_threshold: float = option(0.02, kind="float", low=0, help="Drop patterns with v1+v2 below this.")
     top2_ratio: float = option(0.2, kind="float", low=0, high=1, help="Keep the top-2 pair when v2/v1 >= this.")
     use_all: bool = option(False, kind="bool", help="Always keep the top-2 pair (official --if_all).")

@@ -21,11 +21,13 @@ def extract_and_save(model, tokenizer, train, out_dir, config: AuditConfig | Non
 
     c = resolve_config(AuditConfig, config, options)
     patterns, stats = extract_triggers(model, tokenizer, train, num_examples=c.num_train_examples, steps=c.steps,
+                                       tolerance=c.tolerance,
                                        cache=cache, pattern_threshold=c.pattern_threshold, top2_ratio=c.top2_ratio,
                                        use_all=c.use_all, batch_size=c.batch_size, progress=c.progress,
                                        max_length=c.max_length)
     save_triggers(os.path.join(out_dir, "triggers.json"), patterns,
-                  {"num_examples": c.num_train_examples, "steps": c.steps, "pattern_threshold": c.pattern_threshold,
+                  {"num_examples": c.num_train_examples, "steps": c.steps, "tolerance": c.tolerance,
+                   "pattern_threshold": c.pattern_threshold,
                    "top2_ratio": c.top2_ratio, "use_all": c.use_all, **stats})
     return patterns, stats
 
@@ -84,7 +86,7 @@ def run(engine, examples, config: AuditConfig | None = None, run_dir: str = ".",
             write_per_class(os.path.join(run_dir, "per_class.csv"), per_class)
         patterns = unique_triggers(patterns)[:c.top_triggers]
         names = ["triggers"] + [n for n in names if n != "triggers"]
-    rank_params = {"steps": c.rank_steps} if c.rank_method == "attattr" else {}
+    rank_params = {"steps": c.rank_steps, "tolerance": c.tolerance} if c.rank_method == "attattr" else {}
     summary = run_audit(model, tokenizer, examples, run_dir, recipes=names, patterns=patterns,
                         chunk_size=c.chunk_size, max_inserted_words=c.max_inserted_words, rank_method=c.rank_method,
                         rank_params=rank_params, cache=engine.cache, query_budget=c.query_budget, seed=c.seed,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..ranges import (batch_size_field, max_length_field, option, progress_field, seed_field, steps_field,
-                      tool_config)
+                      tolerance_field, tool_config)
 
 STRATEGIES = ("attattr", "taylor", "attention", "ablation", "random")
 
@@ -35,6 +35,7 @@ class PruneConfig:
                              help="Re-estimate importance with the already-pruned heads masked after each step of "
                                   "the curve (each 10% with the default --fraction-step).")
     steps: int | str = steps_field(20, "importance of the attattr strategy, as prune_head_with_attr.py")
+    tolerance: float = tolerance_field()
     fraction_step: float = option(0.1, kind="float", low=0, low_open=True, high=1,
                                   help="Spacing of the pruning curve (fractions of heads).")
     fractions: tuple | None = option(None, kind="float", low=0, high=1, sequence=True, optional=True,

@@ -101,19 +101,21 @@ def gone_heads(model, base_plan: dict | None) -> dict[int, list[int]]:
 def head_importance(model, tokenizer, examples, strategy: str, engine: Engine | None = None, cache=None,
                     steps: int | str = "auto", seed: int = 0, ablation_metric: str = "loss", batch_size: int = 8,
                     eval_batch_size: int = 64, base_plan: dict | None = None, taylor_normalize: bool = True,
-                    progress: bool | None = None) -> torch.Tensor:
+                    progress: bool | None = None, tolerance: float | None = None) -> torch.Tensor:
     """``(L, H)`` float64 importance of every head of ``model`` under ``strategy`` (see module doc).
 
-    Heads that are gone (physically pruned, or in ``base_plan``) score 0."""
+    Heads that are gone (physically pruned, or in ``base_plan``) score 0. ``tolerance``: AttAttr's relative
+    error target under ``steps="auto"`` (None: the method's default, 1e-3)."""
     table = _head_importance(model, tokenizer, examples, strategy, engine, cache, steps, seed, ablation_metric,
-                             batch_size, eval_batch_size, gone_heads(model, base_plan), taylor_normalize, progress)
+                             batch_size, eval_batch_size, gone_heads(model, base_plan), taylor_normalize, progress,
+                             tolerance)
     for layer, heads in gone_heads(model, base_plan).items():
         table[layer, heads] = 0.0
     return table
 
 
 def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps, seed, ablation_metric, batch_size,
-                     eval_batch_size, base_plan, taylor_normalize, progress):
+                     eval_batch_size, base_plan, taylor_normalize, progress, tolerance=None):
     check_strategies([strategy])
     examples = [Example.coerce(e) for e in examples]
     if not examples:
@@ -131,7 +133,9 @@ def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps,
             max_length=engine.max_length, progress=engine.progress)
         # reduce="head_max" (attrtools.reduction): the one number per head read below is all that is cached
         if strategy == "attattr":
-            results = runner.attribute(examples, method="attattr", target="gold", steps=steps, reduce="head_max")
+            given = {} if tolerance is None else {"tolerance": tolerance}
+            results = runner.attribute(examples, method="attattr", target="gold", steps=steps, reduce="head_max",
+                                       **given)
         else:
             results = runner.attribute(examples, method="raw", reduce="head_max")
         total = torch.zeros(num_layers, num_heads, dtype=torch.float64)

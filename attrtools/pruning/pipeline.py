@@ -222,7 +222,7 @@ def _importance_and_plans(setup: _Setup, importance_examples: list, log) -> _Imp
 
         def score(base_plan, strategy=strategy):
             return head_importance(engine.model, engine.tokenizer, importance_examples, strategy, engine=engine,
-                                   steps=c.steps, seed=c.seed, ablation_metric=c.ablation_metric,
+                                   steps=c.steps, tolerance=c.tolerance, seed=c.seed, ablation_metric=c.ablation_metric,
                                    batch_size=c.batch_size, eval_batch_size=c.eval_batch_size, base_plan=base_plan)
 
         table = out.tables[strategy] = score(None)

@@ -1,7 +1,7 @@
 """``TreeConfig``: the settings of the attribution-tree tool, and their defaults (torch-free)."""
 from __future__ import annotations
 
-from ..ranges import batch_size_field, max_length_field, option, progress_field, steps_field, tool_config
+from ..ranges import batch_size_field, max_length_field, option, progress_field, steps_field, tolerance_field, tool_config
 
 DEFAULT_THRESHOLD = 0.4  # τ of the official tree code
 ALL_FORMATS = ("graphml", "json", "dot", "png", "svg", "html")
@@ -24,6 +24,7 @@ class TreeConfig:
                                          help="Start at the last layer L-1 (default with --root cls) or at L-2 as "
                                               "the official code (default with --root top).")
     steps: int | str = steps_field(64, "the official tree code")
+    tolerance: float = tolerance_field()
     target: str | int | None = option("pred", kind="int", low=0, choices=("pred", "predicted", "gold"), optional=True,
                                       help="Class explained: 'pred' (the predicted class), 'gold' (the label) or a "
                                            "class index.")

@@ -56,7 +56,8 @@ def run(engine, examples, config: TreeConfig | None = None, run_dir: str = ".", 
         raise InputDataError(f"no examples with content to build trees for ({examples.skipped_summary()} row(s) "
                              "skipped)")
     graphs, attributions = build_trees(engine, examples, threshold=config.threshold, root=config.root,
-                                       use_last_layer=use_last_layer, steps=config.steps, target=config.target)
+                                       use_last_layer=use_last_layer, steps=config.steps, target=config.target,
+                                       tolerance=config.tolerance)
     tree_dir = tree_dir or os.path.join(run_dir, "trees")
     from ..progress import track
 
