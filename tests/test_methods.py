@@ -397,3 +397,23 @@ def test_bad_parameter_computes_and_caches_nothing(planted, planted_dir, tmp_pat
         assert result.exit_code == 2 and _one_line(result.output), (param, result.output)
         assert param.split("=")[0] in result.output, result.output
     assert _entries(cache_dir) == [] and not (tmp_path / "run").exists()
+
+
+def test_ig_embed_rows_per_pass_counts_attention_and_leaves_scores_unchanged(tiny_models):
+    """ig_embed ran about 4096 tokens per pass whatever the length: 8 rows of 512 tokens kept 8·L·H·n²
+    attention floats for backward (11.6 x result + model on all-MiniLM-L6-v2). ``rows_per_pass`` also
+    bounds the attention; the scores do not depend on how rows are grouped."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from attrtools.methods.shared import rows_per_pass
+
+    minilm = BertForSequenceClassification(BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
+                                                      intermediate_size=1536))
+    assert [rows_per_pass(minilm, n) for n in (32, 64, 128, 512)] == [128, 64, 28, 1]
+    model, tokenizer = tiny_models["bert"]
+    engine = attrtools.Engine(model, tokenizer)
+    text = "the movie was surprisingly good"
+    (default,) = engine.attribute([text], method="ig_embed", steps=6, steps_method="gausslegendre")
+    (one,) = engine.attribute([text], method="ig_embed", steps=6, steps_method="gausslegendre", internal_batch_size=1)
+    assert engine.stats["hits"] == 0  # both computed (internal_batch_size is not part of the key)
+    assert torch.allclose(default.scores, one.scores, atol=1e-5)

@@ -21,7 +21,8 @@ Completeness: ``Σ_j Σ_d IG ≈ y_c(e) − y_c(b)`` (exact as ``steps`` grows).
 Caveat: with RMSNorm right after the embeddings (Llama), the zero baseline is degenerate (the
 normalised input jumps from 0 to its full value near α = 0, gradient ~ 1/sqrt(ε)) and no
 quadrature converges (and a [PAD] row initialised to zero makes ``"pad"`` the same baseline).
-The steps of several examples share one batched pass (``internal_batch_size`` rows at a time).
+The steps of several examples share one batched pass (``internal_batch_size`` rows at a time; by
+default ``shared.rows_per_pass``: about 4096 tokens, and at most 2^25 attention floats kept for backward).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from .base import (INTERNAL_BATCH, TARGET_KIND, Batch, Choice, Float, Method, co
                    target_score)
 from .integration import (AUTO, DEFAULT_TOLERANCE, STEPS_METHODS, StepsParam, integrate_adaptive, integration_record,
                           precision_floor, quadrature, resolve_rule)
-from .shared import aggregate_hidden
+from .shared import aggregate_hidden, rows_per_pass
 
 
 class word_embeddings_replaced:
@@ -113,7 +114,7 @@ class IntegratedGradientsEmbeddings(Method):
         base = baseline_embeddings(model, emb, params["baseline"]).float()
         size, n = batch.size, batch.max_length
         device = emb.device
-        per_pass = params["internal_batch_size"] or max(1, 4096 // n)
+        per_pass = params["internal_batch_size"] or rows_per_pass(model, n)  # bounded in tokens and in attention
 
         def step(rows, alpha, weight):
             path = (base[rows] + alpha.view(-1, 1, 1) * (emb[rows] - base[rows])).requires_grad_(True)

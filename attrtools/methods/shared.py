@@ -6,7 +6,8 @@
   explained class score, in one forward and one backward pass (Grad-SAM, Chefer 2021b);
 - ``residual_attention``: each layer's head-mean attention plus the identity, row-normalised (rollout,
   attention flow);
-- ``aggregate_hidden``: a per-token score from a hidden-size vector (gradient × input, IG on embeddings).
+- ``aggregate_hidden``: a per-token score from a hidden-size vector (gradient × input, IG on embeddings);
+- ``rows_per_pass``: how many interpolation rows one forward and backward pass holds (IG on embeddings).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 
 from ..capture import capture
 from ..adapters import adapter_for
-from ..architecture import get_module, pool_position, pool_positions
+from ..architecture import get_module, num_layers_heads, pool_position, pool_positions
 from .base import Batch, frozen_parameters, target_score
 
 
@@ -89,3 +90,18 @@ def aggregate_hidden(values: torch.Tensor, aggregate: str) -> torch.Tensor:
     if aggregate == "sum":
         return values.sum(-1)
     raise ValueError(f"aggregate must be 'l2' or 'sum', got {aggregate!r}")
+
+
+TOKENS_PER_PASS = 4096  # rows × tokens of one pass at short lengths (the batching that pays on CPU and GPU)
+ATTENTION_PER_PASS = 1 << 25  # attention probabilities (floats) one pass keeps for backward: 128 MB in fp32
+
+
+def rows_per_pass(model, n: int, tokens: int = TOKENS_PER_PASS, attention: int = ATTENTION_PER_PASS) -> int:
+    """Rows (interpolation points of one example, or of several) one forward + backward pass holds:
+    about ``tokens`` tokens, and at most ``attention`` attention probabilities kept for backward
+    (``L·H·n²`` per row of ``n`` tokens). The second bound decides only at long inputs: 8 rows of 512
+    tokens kept 8·L·H·n² floats, and ``ig_embed`` peaked at 11.6 × (result + model) on all-MiniLM-L6-v2
+    (docs/precision-and-state.md); from about 300 tokens on MiniLM it gives fewer rows, at 512 one."""
+    layers, heads = num_layers_heads(model)
+    per_row = max(1, layers * heads * n * n)
+    return max(1, min(tokens // max(n, 1), attention // per_row))
