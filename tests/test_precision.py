@@ -22,8 +22,9 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 MIN_SPEARMAN = {"bfloat16": 0.9, "float16": 0.98}
 MAX_RELATIVE = {"bfloat16": 0.15, "float16": 0.01}
 # flow's token scores are max-flow values with many near-ties: its ranks swap at bf16 rounding
-# although the values agree to 4e-4 (measured Spearman 0.96); the value bound is the check that matters.
-SPEARMAN_EXEMPT = {("flow", "bfloat16")}
+# although the values agree to 4e-4 (measured Spearman 0.96), and at fp16 rounding too (BERT: values
+# agree to 3.3e-5, Spearman 0.976); the value bound is the check that matters.
+SPEARMAN_EXEMPT = {("flow", "bfloat16"), ("flow", "float16")}
 # The integrated-gradient methods run a fixed rule here (the table was measured with it): the default
 # steps="auto" refines until 1e-3, which a bf16 forward's own rounding noise can keep it from meeting
 # (it then spends its whole pass budget and warns: docs/integrated-gradients.md, "Limits").
