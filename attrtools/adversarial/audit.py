@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import logging
 import os
@@ -309,9 +310,33 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     (``notes``). The summary also holds the gold-class mix of the attacked examples
     (``class_mix``, every class of the model, 0 included); InputReduction is summarised in its own
     terms (``summarize_reduction``)."""
-    import sys
-    import time
+    audit = _prepare_audit(model, tokenizer, examples, recipes, resources, attacks, parts, head_mask,
+                           query_budget, batch_size, max_length)
+    rows, session = _attack_recipes(audit, model, tokenizer, output_dir, patterns, chunk_size, max_inserted_words,
+                                    rank_method, rank_params, cache, query_budget, seed, batch_size, progress)
+    summary = _audit_summary(audit, model, rows, session, num_requested, head_mask)
+    write_json(os.path.join(output_dir, "summary.json"), summary)
+    return summary
 
+
+@dataclasses.dataclass
+class _Audit:
+    """One audit's checked inputs (``_prepare_audit``): the recipe names, their resources and
+    loaded parts, the attack hooks, the model's number of classes, the examples kept
+    (``data.keep_content``: a list with ``total`` and ``skipped``) and the TextAttack wrapper."""
+    recipes: list
+    resources: AttackResources
+    attacks: dict
+    parts: LoadedResources
+    num_classes: int
+    examples: list
+    wrapper: object
+
+
+def _prepare_audit(model, tokenizer, examples, recipes, resources, attacks, parts, head_mask, query_budget,
+                   batch_size, max_length) -> _Audit:
+    """Every check before the first attack (single-label model, TextAttack installed, recipes and
+    their resources, gold labels), then the resources loaded and the model wrapped."""
     from ..heads import require_single_label
 
     # TextAttack's UntargetedClassification flips the argmax of one softmax distribution: a multi-label
@@ -322,7 +347,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
 
     from ..architecture import require_classes
 
-    from ..data import keep_content, model_label_names, row_label
+    from ..data import keep_content
 
     resources = resources or AttackResources()
     attacks = dict(attacks or {})
@@ -336,7 +361,15 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
         raise InputDataError("the audit needs gold labels for every example")
     wrapper = AttrtoolsModelWrapper(model, tokenizer, batch_size=batch_size, max_length=max_length,
                                     head_mask=head_mask)
-    from .. import distributed, memo
+    return _Audit(recipes, resources, attacks, parts, num_classes, examples, wrapper)
+
+
+def _attack_recipes(audit: _Audit, model, tokenizer, output_dir, patterns, chunk_size, max_inserted_words,
+                    rank_method, rank_params, cache, query_budget, seed, batch_size, progress):
+    """Attack every example not yet in ``results.csv`` with each recipe in turn (``_attack_recipe``);
+    returns ``(rows, session)``: all rows of ``results.csv`` and per recipe attacked now its
+    ``this_session`` numbers."""
+    from .. import distributed
 
     # Under a launcher each rank attacks its share of every recipe's examples; all ranks take
     # rank 0's view of what is done (its run folder holds results.csv) and every rank holds the
@@ -346,6 +379,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     results_path = os.path.join(output_dir, "results.csv")
     rows = _read_rows_on_main(results_path) if sharded else read_rows(results_path)
     done = {(r["recipe"], int(r["example_index"])) for r in rows}
+    examples, recipes, wrapper = audit.examples, audit.recipes, audit.wrapper
     progress = enabled_default(progress) and here.is_main
     total = len(recipes) * len(examples)
     from ..progress import tqdm_class
@@ -355,6 +389,8 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
     pairs = any(e.text_pair is not None for e in examples)
     bar = tqdm(total=total, desc="audit", unit="attack", disable=not progress)
     bar.update(sum((r, i) in done for r in recipes for i in range(len(examples))))
+    run = _AttackSettings(sharded, here, results_path, bar, progress, pairs, seed, query_budget, chunk_size,
+                          rank_method)
     session: dict[str, dict] = {}
     for recipe in recipes:
         todo = [i for i in range(len(examples)) if (recipe, i) not in done]
@@ -362,57 +398,103 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
             continue
         search = None
         with quiet_textattack():
-            if recipe in attacks:
-                attack = _hook_attack(attacks[recipe], wrapper)
+            if recipe in audit.attacks:
+                attack = _hook_attack(audit.attacks[recipe], wrapper)
             else:
                 attack, search = build_attack(recipe, wrapper, model, tokenizer, patterns, max_inserted_words,
-                                              rank_method, rank_params, cache, query_budget, resources, parts)
+                                              rank_method, rank_params, cache, query_budget, audit.resources,
+                                              audit.parts)
                 # candidates per model call (TextAttack's model_batch_size, 32 in its recipes): one padded
                 # forward pass of the wrapper per call
                 attack.goal_function.batch_size = batch_size
         if search is not None and hasattr(search, "prefetch"):
             search.prefetch([examples[i] for i in todo])  # every rank the same list: the engine shards it
-        # attrtools.memo's split: each rank attacks its share, longest first by estimated cost
-        share = memo.split(attack_costs([wrapper.engine.encode(examples[i]).length for i in todo]))
-        mine = [todo[k] for k in share.mine]
-        rounds = max(-(-share.ranks.count(r) // chunk_size) for r in range(share.world.size)) if todo else 0
-        bar.set_postfix_str(recipe)
-        results, start = [], time.time()
-        forward_before = wrapper.num_forward_inputs
-        has_stats = search is not None and hasattr(search, "stats")
-        ranked_before = search.stats.get("ranked", 0) if has_stats else 0
-        for round_ in range(rounds):
-            chunk = mine[round_ * chunk_size:(round_ + 1) * chunk_size]
-            with distributed.alone():  # a rank's own attacks: no collective may run inside
-                chunk_results = attack_each(attack, [examples[i] for i in chunk], seed, query_budget, pairs)
-            new = [(i, result_row(res, recipe, i), res) for i, res in zip(chunk, chunk_results)]
-            if sharded:  # every rank's rows of this round, in input order
-                new = sorted((item for part in share.gather([(i, row, _portable(res)) for i, row, res in new])
-                              for item in part), key=lambda item: item[0])
-            results += [res for _, _, res in new]
-            rows += [row for _, row, _ in new]
-            write_rows(results_path, rows)
-            bar.update(len(new))
-            if not progress and here.is_main:  # no bar (not a terminal): a line per chunk, a long audit is not silent
-                print(f"audit: {recipe}: {len(results)} of {len(todo)} example(s) attacked "
-                      f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
-        if sharded:  # the rows of this recipe in input order, as one process writes them
-            rows = _recipe_in_input_order(rows, recipe)
-            write_rows(results_path, rows)
-        seconds = time.time() - start
-        queries = sum(int(r.perturbed_result.num_queries) for r in results)
-        local = {"model_inputs": wrapper.num_forward_inputs - forward_before,
-                 "ranked": search.stats.get("ranked", 0) - ranked_before if has_stats else 0}
-        counts = {k: sum(c[k] for c in share.gather(local)) for k in local}
-        session[recipe] = {"textattack_metrics": textattack_metrics(results), "seconds": round(seconds, 2),
-                           "examples": len(todo),
-                           "model_inputs": counts["model_inputs"],
-                           "model_inputs_per_second": round(counts["model_inputs"] / max(seconds, 1e-9), 1),
-                           "queries_per_second": round(queries / max(seconds, 1e-9), 1)}
-        if has_stats:
-            session[recipe]["ranking"] = dict(search.stats, ranked=ranked_before + counts["ranked"],
-                                              method=rank_method)
+        rows, session[recipe] = _attack_recipe(recipe, todo, attack, search, rows, audit, run)
     bar.close()
+    return rows, session
+
+
+@dataclasses.dataclass
+class _AttackSettings:
+    """How ``_attack_recipes`` runs every recipe's attacks: ``sharded`` / ``here`` (the launcher's
+    split and this rank), where rows go (``results_path``), the progress ``bar`` (``progress``:
+    whether it shows; without it rank 0 prints a line per chunk), whether the examples are
+    ``pairs``, and the attack options."""
+    sharded: bool
+    here: object
+    results_path: str
+    bar: object
+    progress: bool
+    pairs: bool
+    seed: int
+    query_budget: int | None
+    chunk_size: int
+    rank_method: str
+
+
+def _attack_recipe(recipe, todo, attack, search, rows, audit: _Audit, run: _AttackSettings):
+    """Attack the examples ``todo`` (indices) with one recipe's ``attack``, chunk by chunk, each
+    rank its share (``memo.split``), every rank's rows gathered after each round and
+    ``results.csv`` rewritten; returns ``(rows, this_session)``: all rows so far and the recipe's
+    numbers of this session (TextAttack's metrics, seconds, model inputs, rates, ranking)."""
+    import sys
+    import time
+
+    from .. import distributed, memo
+
+    examples, wrapper, sharded, here, bar = audit.examples, audit.wrapper, run.sharded, run.here, run.bar
+    pairs, seed, query_budget, chunk_size = run.pairs, run.seed, run.query_budget, run.chunk_size
+    results_path, progress = run.results_path, run.progress
+    # attrtools.memo's split: each rank attacks its share, longest first by estimated cost
+    share = memo.split(attack_costs([wrapper.engine.encode(examples[i]).length for i in todo]))
+    mine = [todo[k] for k in share.mine]
+    rounds = max(-(-share.ranks.count(r) // chunk_size) for r in range(share.world.size)) if todo else 0
+    bar.set_postfix_str(recipe)
+    results, start = [], time.time()
+    forward_before = wrapper.num_forward_inputs
+    has_stats = search is not None and hasattr(search, "stats")
+    ranked_before = search.stats.get("ranked", 0) if has_stats else 0
+    for round_ in range(rounds):
+        chunk = mine[round_ * chunk_size:(round_ + 1) * chunk_size]
+        with distributed.alone():  # a rank's own attacks: no collective may run inside
+            chunk_results = attack_each(attack, [examples[i] for i in chunk], seed, query_budget, pairs)
+        new = [(i, result_row(res, recipe, i), res) for i, res in zip(chunk, chunk_results)]
+        if sharded:  # every rank's rows of this round, in input order
+            new = sorted((item for part in share.gather([(i, row, _portable(res)) for i, row, res in new])
+                          for item in part), key=lambda item: item[0])
+        results += [res for _, _, res in new]
+        rows += [row for _, row, _ in new]
+        write_rows(results_path, rows)
+        bar.update(len(new))
+        if not progress and here.is_main:  # no bar (not a terminal): a line per chunk, a long audit is not silent
+            print(f"audit: {recipe}: {len(results)} of {len(todo)} example(s) attacked "
+                  f"({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    if sharded:  # the rows of this recipe in input order, as one process writes them
+        rows = _recipe_in_input_order(rows, recipe)
+        write_rows(results_path, rows)
+    seconds = time.time() - start
+    queries = sum(int(r.perturbed_result.num_queries) for r in results)
+    local = {"model_inputs": wrapper.num_forward_inputs - forward_before,
+             "ranked": search.stats.get("ranked", 0) - ranked_before if has_stats else 0}
+    counts = {k: sum(c[k] for c in share.gather(local)) for k in local}
+    this_session = {"textattack_metrics": textattack_metrics(results), "seconds": round(seconds, 2),
+                    "examples": len(todo),
+                    "model_inputs": counts["model_inputs"],
+                    "model_inputs_per_second": round(counts["model_inputs"] / max(seconds, 1e-9), 1),
+                    "queries_per_second": round(queries / max(seconds, 1e-9), 1)}
+    if has_stats:
+        this_session["ranking"] = dict(search.stats, ranked=ranked_before + counts["ranked"],
+                                       method=run.rank_method)
+    return rows, this_session
+
+
+def _audit_summary(audit: _Audit, model, rows, session, num_requested, head_mask) -> dict:
+    """``summary.json``'s content: per recipe the numbers over all its rows of ``results.csv``
+    (``summarize_rows`` / ``summarize_reduction``), dropped constraints or ``hook``, this session's
+    numbers (``session``), and the run's rows, notes, class mix, resources, device and masked heads."""
+    from ..data import model_label_names, row_label
+
+    examples, recipes, resources = audit.examples, audit.recipes, audit.resources
     notes = []
     if num_requested is not None and num_requested > examples.total:
         notes.append(f"{num_requested} examples were asked for but the dataset has {examples.total} row(s): "
@@ -423,7 +505,7 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
                                                                                  else ""))
     summary = {"recipes": {}, "num_examples": len(examples), "num_rows": examples.total,
                "num_requested": num_requested, "skipped_rows": list(examples.skipped),
-               "class_mix": class_mix(examples, model_label_names(model.config), num_classes),
+               "class_mix": class_mix(examples, model_label_names(model.config), audit.num_classes),
                "notes": notes, "results_csv": "results.csv",
                "resources": resources.to_config(), "device": str(next(model.parameters()).device),
                "masked_heads": int((head_mask == 0).sum()) if head_mask is not None else 0}
@@ -436,7 +518,6 @@ def run_audit(model, tokenizer, examples, output_dir: str, recipes=("deepwordbug
             summary["recipes"][recipe]["hook"] = True
         if recipe in session:
             summary["recipes"][recipe]["this_session"] = session[recipe]
-    write_json(os.path.join(output_dir, "summary.json"), summary)
     return summary
 
 

@@ -75,7 +75,23 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
         from ..io import write_json
 
         write_json(os.path.join(run_dir, "plan.json"), plan)
-    # token scores and views from the saved files, one at a time (the run never holds all results)
+    csv_path, words_path, no_words, pages = _write_run_files(run_dir, out, count, write_html, formats,
+                                                             echo_scores=bool(texts))
+    echo_summary({"method": method, "examples": count, "computed": stream.stats.computed,
+                  "from cache": stream.stats.hits, "cache": cache.directory if cache is not None else "off",
+                  **({"ranks": here.size} if here.distributed else {}), "output": out, "token scores": csv_path,
+                  "word scores": words_path + (f" ({no_words} example(s) without token offsets left out: slow "
+                                               "tokenizer)" if no_words else ""),
+                  **({"views": pages["html"]} if "html" in pages else {}),
+                  **({"figures": pages["figures"]} if "figures" in pages else {})})
+
+
+def _write_run_files(run_dir: str, out: str, count: int, write_html: bool, formats, echo_scores: bool):
+    """From the ``count`` attribution files saved in ``out``, read back one at a time (the run never
+    holds all results): ``token_scores.csv`` and ``word_scores.csv`` in ``run_dir``, with
+    ``write_html`` ``views/`` (a page per example and ``index.html``), with ``formats`` ``figures/``
+    (``write_figures``), and with ``echo_scores`` each example's scores printed (``format_scores``).
+    Returns ``(token scores path, word scores path, examples without word scores, {"html"/"figures": path})``."""
     from ..types import Attribution
 
     def saved():
@@ -97,16 +113,10 @@ def attribute(model_name, texts, pairs, dataset, text_column, pair_column, label
         pages["html"] = os.path.join(views, "index.html")
     if formats:
         pages["figures"] = write_figures(os.path.join(run_dir, "figures"), saved, formats)
-    if texts:
+    if echo_scores:
         for path in saved():
             click.echo(format_scores(Attribution.load(path)))
-    echo_summary({"method": method, "examples": count, "computed": stream.stats.computed,
-                  "from cache": stream.stats.hits, "cache": cache.directory if cache is not None else "off",
-                  **({"ranks": here.size} if here.distributed else {}), "output": out, "token scores": csv_path,
-                  "word scores": words_path + (f" ({no_words} example(s) without token offsets left out: slow "
-                                               "tokenizer)" if no_words else ""),
-                  **({"views": pages["html"]} if "html" in pages else {}),
-                  **({"figures": pages["figures"]} if "figures" in pages else {})})
+    return csv_path, words_path, no_words, pages
 
 
 #: ``all-tokens`` stacks at most this many examples (a taller figure is no longer a paper figure)
