@@ -33,6 +33,16 @@ def test_order_claims_count_pairs_in_the_published_direction():
     assert verdict(LOWER, {"a": 0.5, "b": 0.1})[0] == "not reproduced"
 
 
+def test_order_claims_call_values_within_the_tie_margin_level():
+    """A random tiny DistilBERT gave every method the same deletion AUC (0.5049) and AOPC sufficiencies
+    1e-6 apart, and the order 'chefer_lrp < rollout < raw' was judged reproduced (a strict > 0 test).
+    Differences within ``Claim.tie`` (1e-3) are ties, and ties order nothing."""
+    assert verdict(LOWER, {"a": 0.5049, "b": 0.5049})[0] == "not reproduced"
+    label, reason = verdict(LOWER, {"a": -1.187e-05, "b": -1.078e-05})
+    assert label == "not reproduced" and "a ≈ b (within 0.001)" in reason
+    assert verdict(ORDER, {"a": 0.3, "b": 0.2995, "c": 0.1})[0] == "weaker"  # 2 of 3 pairs beyond the tie
+
+
 def test_order_claims_compare_only_measured_keys_and_refuse_with_fewer_than_two():
     label, reason = verdict(ORDER, {"a": 3, "c": 1, "b": float("nan")})
     assert label == "reproduced" and "not measured: b" in reason

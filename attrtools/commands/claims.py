@@ -34,7 +34,10 @@ class Claim:
     the paper gives only a plot); ``expected``: keys best first (``order``); ``higher_is_better``
     (``order``); ``tolerance``: the paper's reported spread (or the stated allowance) in the
     number's units; ``floor`` / ``ceiling``: the bound between ``weaker`` and ``not reproduced``;
-    ``unit``; ``protocol``: the paper's protocol, and what of it is not recoverable.
+    ``tie`` (``order``): the smallest difference, in the number's units, that orders two methods
+    (default 1e-3: a tenth of a point of accuracy or probability, a thousandth of a Spearman rho;
+    a random tiny model's methods all sit within it); ``unit``; ``protocol``: the paper's protocol,
+    and what of it is not recoverable.
     """
 
     key: str
@@ -48,6 +51,7 @@ class Claim:
     tolerance: float = 0.0
     floor: float | None = None
     ceiling: float | None = None
+    tie: float = 1e-3
     unit: str = ""
     protocol: str = ""
     extra: dict = field(default_factory=dict)
@@ -153,8 +157,9 @@ def verdict(c: Claim, measured, context: str = "") -> tuple[str, str]:
             to the reason of ``weaker`` / ``not reproduced``.
 
     Rules: ``order``: every pair of ``expected`` (both measured) is a sub-claim; all pairs in the
-    published direction: reproduced; more than half: weaker; else not reproduced; fewer than two
-    measured keys: not run. ``at_least``: ``measured >= published - tolerance`` reproduced,
+    published direction by more than ``c.tie``: reproduced; more than half: weaker; else not
+    reproduced; fewer than two measured keys: not run. A pair closer than ``c.tie`` is a tie, and
+    ties count against the claim (values level with each other order nothing). ``at_least``: ``measured >= published - tolerance`` reproduced,
     ``> floor`` weaker, else not reproduced. ``at_most`` mirrors it with ``ceiling``. A missing or
     NaN measurement: not run. Ties count against the claim.
     """
@@ -167,8 +172,9 @@ def verdict(c: Claim, measured, context: str = "") -> tuple[str, str]:
             return "not run", "fewer than two of " + ", ".join(c.expected) + " were measured"
         pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1:]]
         sign = 1 if c.higher_is_better else -1
-        good = [(a, b) for a, b in pairs if sign * (values[a] - values[b]) > 0]
-        bad = [f"{a} ≤ {b}" if c.higher_is_better else f"{a} ≥ {b}" for a, b in pairs if (a, b) not in good]
+        good = [(a, b) for a, b in pairs if sign * (values[a] - values[b]) > c.tie]
+        bad = [(f"{a} ≈ {b} (within {c.tie:g})" if abs(values[a] - values[b]) <= c.tie else
+                f"{a} ≤ {b}" if c.higher_is_better else f"{a} ≥ {b}") for a, b in pairs if (a, b) not in good]
         order = (" > " if c.higher_is_better else " < ").join(sorted(keys, key=lambda k: -sign * values[k]))
         note = f"measured order {order}" + (f"; not measured: {', '.join(absent)}" if absent else "")
         if len(good) == len(pairs):
