@@ -496,7 +496,9 @@ class AttributionCache(Maintenance, LocalFolder):
                  max_disk_bytes: int | None = None, dtype: str | None = None, device=None, disk: bool = True):
         dtype = dtype if dtype is not None else (os.environ.get(DTYPE_ENV) or "fp32")
         if dtype not in _DTYPES:
-            raise ValueError(f"cache dtype must be 'fp32', 'fp16' or 'bf16' (argument or ${DTYPE_ENV}), "
+            from .errors import ParameterError  # a ValueError too, as before; one line on the CLI
+
+            raise ParameterError(f"cache dtype must be 'fp32', 'fp16' or 'bf16' (argument, --cache-dtype or ${DTYPE_ENV}), "
                              f"got {str(dtype)[:20]!r}")
         self.directory = os.path.abspath(os.fspath(cache_dir)) if cache_dir is not None else default_cache_dir()
         self.memory_bytes = int(memory_bytes or 0)

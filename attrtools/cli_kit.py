@@ -943,7 +943,10 @@ def open_cache_or_fail(cache_dir=None, enabled: bool = True):
     except AttrtoolsError:
         raise
     except (OSError, ValueError) as err:
-        raise CacheError(f"cannot open the attribution cache {cache_dir!r}: {err}") from None
+        from .cache import default_cache_dir
+
+        where = cache_dir if cache_dir is not None else default_cache_dir()  # $ATTRTOOLS_CACHE or the default
+        raise CacheError(f"cannot open the attribution cache {where!r}: {err}") from None
 
 
 def resolve_progress(progress: bool | None) -> bool:

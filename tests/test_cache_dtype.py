@@ -110,3 +110,19 @@ def test_cli_cache_dtype_option_stores_bf16_and_wins_over_environment(planted_di
     assert stored[None] <= {torch.float16, torch.float32}  # the environment's fp16 (or fp32 out of its range)
     bad = CliRunner().invoke(cli, ["attribute", "--cache-dtype", "int8"])
     assert bad.exit_code != 0 and "int8" in bad.output
+
+
+def test_bad_cache_dtype_from_the_environment_is_one_line(monkeypatch):
+    """``ATTRTOOLS_CACHE_DTYPE=fp8 attrtools cache info`` printed a 13-frame traceback ending in a raw
+    ValueError; the dtype is now a ParameterError (still a ValueError): one line, exit 2."""
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+    from attrtools.errors import ParameterError
+
+    monkeypatch.setenv("ATTRTOOLS_CACHE_DTYPE", "fp8")
+    result = CliRunner().invoke(main, ["cache", "info"])
+    assert result.exit_code == 2 and "cache dtype must be 'fp32', 'fp16' or 'bf16'" in result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    with pytest.raises(ParameterError):
+        AttributionCache(dtype="fp8")
