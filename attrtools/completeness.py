@@ -108,12 +108,15 @@ def report_gaps(tally: GapTally, tolerance: float, stats: dict) -> None:
     runreport.note_completeness(worst, method, example_id, where)
     hint = precision_hint() if (tally.over or tally.unmet) else ""
     if tally.over:
+        # In bf16/fp16 the forward's own rounding, not the rule, leaves the gap: a smaller tolerance cannot help
+        cause = ("The model's reduced-precision (bf16/fp16) forward limits it: load the model in fp32 "
+                 "(load_model(..., dtype='fp32'), --dtype fp32) for a converged integral" if tally.floored
+                 else "The integral has not converged" + (f": {hint}" if hint else ""))
+        on = f" on example {example_id!r}" if example_id is not None else ""
         warn(
             f"{method}: {tally.over} of {tally.count} attribution(s) miss IG completeness by more than "
-            f"{tolerance:g} (relative); worst {worst:.3g} on example "
-            f"{example_id!r}{f' (layer {where})' if where is not None else ''}. The integral has not "
-            "converged" + (f": {hint}" if hint else ""),
-            CompletenessWarning)
+            f"{tolerance:g} (relative); worst {worst:.3g}{on}{f' (layer {where})' if where is not None else ''}. "
+            + cause, CompletenessWarning)
     if tally.unmet:
         from .methods.integration import IntegrationWarning
 

@@ -117,10 +117,12 @@ def _patterns(engine, run_dir: str, train, triggers_path, c: AuditConfig) -> lis
     elif train is not None:
         patterns, _ = extract_and_save(engine.model, engine.tokenizer, train, run_dir, c, engine.cache)
     else:
-        raise AuditError("the trigger attack needs training data or a triggers.json")
+        raise AuditError("the trigger attack needs training data (--train-dataset) or a triggers.json; "
+                         "or audit without it (--no-triggers)")
     if not patterns:
         raise AuditError(f"no trigger pattern passed the threshold (--pattern-threshold {c.pattern_threshold:g}); "
-                         "lower it (0 keeps every pattern) or use more training examples (--num-train-examples)")
+                         "lower it (0 keeps every pattern), use more training examples (--num-train-examples), "
+                         "or audit without the trigger attack (--no-triggers)")
     return patterns
 
 
