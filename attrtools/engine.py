@@ -324,7 +324,8 @@ class Engine(Sharded, Batcher):
         units = list(call.pending[chunk[0]])  # the same for every example of the chunk
         with precision.forward_dtype(self.model, impl.name):  # the one dtype rule (attrtools.precision)
             # attrtools.reduction: the method's payloads, reduced as params["reduce"] declares before the cache write
-            payloads = reduction.compute(impl, self.model, batch, None if units == [None] else units, call.params)
+            payloads, siblings = reduction.compute(impl, self.model, batch, None if units == [None] else units,
+                                                   call.params)
         precision.check_finite(payloads, self.model, impl.name)  # an fp16 overflow is refused, never cached
         probs = heads.stored_probabilities(logits, self.model)  # the one rule (softmax / sigmoid / none)
         for r, i in enumerate(chunk):
@@ -333,8 +334,12 @@ class Engine(Sharded, Batcher):
             scores = precision.accumulate(payloads[r].detach())  # payloads are fp32 whatever the model's dtype
             records = dict(batch.info[r].get("completeness") or {})
             if call.entries.cache is not None:
-                call.entries.write(call.encoded[i], impl, call.params, call.specs[i], units, scores,
-                                   dict(meta, model=call.entries.fingerprints()[0]), records)
+                # the entry asked for, then the other reductions of the same computation (attrtools.reduction)
+                for params, payload in [(call.params, scores)] + [
+                        (dict(call.params, reduce=other), precision.accumulate(p.detach()))
+                        for other, p in siblings[r].items()]:
+                    call.entries.write(call.encoded[i], impl, params, call.specs[i], units, payload,
+                                       dict(meta, model=call.entries.fingerprints()[0]), records)
             call.count(units_computed=len(units))
             if i in call.partial:  # some units came from the cache: reassemble the payload in unit order
                 parts, cached_records = call.partial.pop(i)

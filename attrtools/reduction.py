@@ -17,7 +17,9 @@ The kind stays ``matrix``; ``payload_tail`` gives the shape a cache entry must e
 request whose own entry is missing is served from the full entry when the cache holds it
 (``from_full``; the engine's existence check, ``full_params``, counts it as present too, so every
 path of a job, single-process, streamed or distributed, reads the same numbers), so tools still
-share what ``attrtools attribute`` wrote. Values are unchanged: the
+share what ``attrtools attribute`` wrote; a reduced computation also writes the other reductions
+(``compute``'s siblings: ``heads_sum`` costs ``L·n²`` numbers, ``head_max`` ``L·H``), so prune and
+tree share one AttAttr computation. Values are unchanged: the
 reduction of the fp32 payload is the one the tools computed on the full payload (tests/test_reduction.py).
 Bytes per example: docs/precision-and-state.md ("Lean payloads").
 """
@@ -49,13 +51,20 @@ def reduce_payload(scores, reduction):
     return scores.amax((2, 3), keepdim=True)
 
 
-def compute(impl, model, batch, units, params: dict) -> list:
+def compute(impl, model, batch, units, params: dict) -> tuple[list, list[dict]]:
     """``impl.compute`` with ``params`` minus ``reduce``, each example's payload reduced: the engine's
-    one call of a method (``Engine._compute_batch``)."""
+    one call of a method (``Engine._compute_batch``). Returns ``(payloads, siblings)``: ``siblings[r]``
+    maps every other reduction to example ``r``'s payload reduced so, for the engine to write beside
+    the one asked, so that the tools share one computation (prune keeps ``head_max``, the tree
+    ``heads_sum``: after ``attrtools prune`` a tree of the same examples and class is read from the
+    cache). Empty dicts for a full request (the full entry serves every reduction, ``from_full``)."""
     reduction = params.get("reduce")
     given = {k: v for k, v in params.items() if k != "reduce"}
     payloads = impl.compute(model, batch, units=units, **given)
-    return payloads if reduction is None else [reduce_payload(p, reduction) for p in payloads]
+    if reduction is None:
+        return payloads, [{} for _ in payloads]
+    siblings = [{other: reduce_payload(p, other) for other in REDUCTIONS if other != reduction} for p in payloads]
+    return [reduce_payload(p, reduction) for p in payloads], siblings
 
 
 def payload_tail(kind: str, n: int, reduction=None) -> tuple:

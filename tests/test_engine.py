@@ -204,9 +204,9 @@ def test_tree_evaluate_and_trigger_extraction_run_on_long_inputs(short_table):
 def test_prune_then_tree_then_triggers_share_cache_entries(planted, tmp_path):
     """Cache keys held the target spec ('gold', 'pred'), so tree after prune on the same 30 sentences computed
     all 30 again; now keys hold the resolved class: every spelling of one class hits one entry. Lean
-    payloads (attrtools.reduction): prune caches one number per head, tree heads summed, so each computes
-    its own AttAttr; triggers cache the full matrices, and from then on every reduced request of those
-    examples is served from them."""
+    payloads (attrtools.reduction): prune asks one number per head, tree heads summed; each computation
+    writes both reductions, so the tree reads what prune computed where gold = predicted; triggers cache
+    the full matrices, and from then on every reduced request of those examples is served from them."""
     from attrtools.adversarial.triggers import extract_triggers, predict
     from attrtools.pruning.importance import head_importance
     from attrtools.testing import planted_dataset
@@ -222,8 +222,8 @@ def test_prune_then_tree_then_triggers_share_cache_entries(planted, tmp_path):
     head_importance(model, tok, examples, strategy="attattr", steps=4, engine=prune_engine)  # target = gold
     assert prune_engine.stats["computed"] == 30 and prune_engine.stats["hits"] == 0
     tree_engine = Engine(model, tok, cache=cache)
-    build_trees(tree_engine, examples, steps=4, target="pred")  # heads summed: not what prune kept
-    assert tree_engine.stats["hits"] == 0 and tree_engine.stats["computed"] == 30
+    build_trees(tree_engine, examples, steps=4, target="pred")  # heads summed: written beside prune's head maxima
+    assert tree_engine.stats["hits"] == correct and tree_engine.stats["computed"] == 30 - correct
     # Triggers use the correctly classified examples, predicted class, full matrices.
     patterns, stats = extract_triggers(model, tok, examples, num_examples=30, steps=4, cache=cache)
     assert stats["correct_used"] == correct

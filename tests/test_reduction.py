@@ -43,12 +43,18 @@ def test_reduced_payload_equals_full_then_reduced(planted, tmp_path, method, par
                 with pytest.raises(ValueError, match="head_max"):
                     b.layer_matrices()
     n = sum(len(a.tokens) ** 2 for a in full)
-    assert _bytes(tmp_path / "head_max") < _bytes(tmp_path / "heads_sum") < 4 * L * H * n
+    # each computation writes both reductions (siblings), so one tool's run serves the other's request
+    head_max, heads_sum = _bytes(tmp_path / "head_max"), _bytes(tmp_path / "heads_sum")
+    assert abs(head_max - heads_sum) <= 64 * len(full)  # the same entries; metadata lengths differ by a few bytes
+    assert heads_sum < 4 * L * n + len(full) * (4 * L * H + 8192)
+    Engine(model, tok, cache=AttributionCache(tmp_path / "full", memory_bytes=0), progress=False).attribute(
+        EXAMPLES, method, **params)
+    assert heads_sum < _bytes(tmp_path / "full")  # both reductions together stay below the full payloads
 
 
 def test_tools_unchanged_and_lean(planted, tmp_path):
     """Head importance (and the pruning plan made from it) and the tree edges equal what the full
-    per-head payloads give; the cache holds the reduced payloads only."""
+    per-head payloads give; the cache holds the reduced payloads only (both reductions, not the full one)."""
     from attrtools.pruning.importance import head_importance
     from attrtools.pruning.plan import make_plan
     from attrtools.tree.build import build_trees
@@ -63,7 +69,8 @@ def test_tools_unchanged_and_lean(planted, tmp_path):
         assert torch.equal(lean, reference)
         assert make_plan(lean, fraction=0.5) == make_plan(reference, fraction=0.5)
         L, H = full[0].scores.shape[:2]
-        assert _bytes(tmp_path / strategy) < len(EXAMPLES) * (4 * L * H + 4096)  # one number per head, + headers
+        n = sum(len(a.tokens) ** 2 for a in full)  # one number per head, and heads summed for the tree, + headers
+        assert _bytes(tmp_path / strategy) < 4 * L * n + len(EXAMPLES) * (4 * L * H + 8192)
     cache = AttributionCache(tmp_path / "tree", memory_bytes=0)
     trees, atts = build_trees(Engine(model, tok, cache=cache), EXAMPLES, steps=3)
     full_trees, full_atts = build_trees(Engine(model, tok, cache=None), EXAMPLES, steps=3, reduce=None)
