@@ -141,8 +141,8 @@ def _merge(t):  # (B, H, n, d) -> (B, n, H*d)
 
 
 def head_mean_map(cam, grad):
-    """Chefer's ``Ā = mean_h((∇A ⊙ R^A)⁺)``: ``(B, n, n)`` from ``(B, H, n, n)``; ``grad`` is overwritten."""
-    return grad.mul_(cam).clamp_(min=0).mean(1)
+    """Chefer's ``Ā = mean_h((∇A ⊙ R^A)⁺)``: ``(B, n, n)`` from ``(B, H, n, n)``; ``cam`` is overwritten."""
+    return cam.mul_(grad).clamp_(min=0).mean(1)
 
 
 def lrp(model, batch: Batch, trace: Trace | None = None, combine: bool = False):
@@ -150,27 +150,44 @@ def lrp(model, batch: Batch, trace: Trace | None = None, combine: bool = False):
     ``R^A`` and ``∂y_c/∂A`` (B, H, n, n), and the relevance of the hidden states entering layer 0.
 
     ``combine=True`` (what the method uses): ``attn_cams`` are the head means :func:`head_mean_map`
-    ``(B, n, n)`` instead, ``attn_grads`` is empty, and each layer's attention, gradient, ``R^A`` and
-    recorded activations are released as soon as the relevance has passed that layer (the peak holds
-    the attention and its gradient once, not also every ``R^A``)."""
+    ``(B, n, n)`` instead and ``attn_grads`` is empty. The relprop then runs before the backward, and
+    a hook forms each layer's ``Ā`` when its gradient arrives: the peak holds the forward's graph and
+    every ``R^A`` once, never also every attention gradient (same numbers, bit for bit)."""
     if batch.targets is None:
         raise ValueError("chefer_lrp needs target classes")
-    num_layers = num_layers_heads(model)[0]
-    physical_heads = heads_per_layer(model)  # a pruned model: heads present per layer
     with _recorder(model) as rec, embedding_leaf(model), torch.enable_grad(), \
             capture(model, record="all", retain_grad=True, record_hidden=True) as cap:
         logits = model(**batch.inputs).logits
         attentions = cap.attention_list()
         score = logits.float().gather(1, batch.targets.view(-1, 1)).sum()
-        grads = list(torch.autograd.grad(score, attentions))
+        if not combine:
+            grads = [g.float() for g in torch.autograd.grad(score, attentions)]
     data = {key: (rec.inputs[key], rec.outputs[key]) for key in rec.outputs}  # key -> (input, output)
     hidden_inputs = cap.hidden_inputs
     del rec, cap  # the recorder and the capture no longer hold the activations and attention: data does
+    cams, r = _relprop(model, batch, data, hidden_inputs, attentions, logits.shape[-1], trace, combine)
+    if not combine:
+        return cams, grads, r
+    # the backward after the relprop: each layer's Ā is formed when its gradient arrives, and the graph
+    # frees that layer's attention as it goes (never all gradients and all attentions at once)
+    for l, attention in enumerate(attentions):
+        attention.register_hook(lambda grad, l=l: cams.__setitem__(l, head_mean_map(cams[l], grad.float())))
+    first = attentions[0]
+    attentions.clear()
+    torch.autograd.grad(score, first)
+    return cams, [], r
+
+
+def _relprop(model, batch, data, hidden_inputs, attentions, classes, trace, release):
+    """The relprop of :func:`lrp`, from the classifier down: ``(cams, R_input)`` with ``R^A`` per layer;
+    ``release``: each layer's recorded activations dropped once the relevance has passed it."""
+    num_layers = num_layers_heads(model)[0]
+    physical_heads = heads_per_layer(model)  # a pruned model: heads present per layer
     head_paths_ = head_paths(model)
     with torch.no_grad():
         last_hidden = data[(num_layers - 1, "ffn_out")]  # LN2 output is not recorded: check pooling below
         pooled_in = data[("head", 0)][0].float()
-        r = torch.nn.functional.one_hot(batch.targets, logits.shape[-1]).float()
+        r = torch.nn.functional.one_hot(batch.targets, classes).float()
         for index in reversed(range(len(head_paths_))):
             x = data[("head", index)][0].float()
             r = relprop_linear(x, get_module(model, head_paths_[index]).weight.float(), r, trace, f"head.{index}")
@@ -204,9 +221,6 @@ def lrp(model, batch: Batch, trace: Trace | None = None, combine: bool = False):
             r_a, r_v = relprop_matmul(a, v, _split(r_ctx, heads), trace, f"{l}.A@V")
             del a
             cams[l] = expand_kept(model, l, r_a)  # original head numbering, 0 for pruned heads
-            if combine:
-                cams[l] = head_mean_map(cams[l], grads[l].float())
-                attentions[l] = grads[l] = None
             # softmax, mask add: identity; scores = Q·Kᵀ
             q = _split(data[(l, "query")][1].float(), heads)
             k = _split(data[(l, "key")][1].float(), heads)
@@ -215,10 +229,10 @@ def lrp(model, batch: Batch, trace: Trace | None = None, combine: bool = False):
             r_k = relprop_linear(hidden, weight("key"), _merge(r_kt.transpose(-1, -2)), trace, f"{l}.key")
             r_v = relprop_linear(hidden, weight("value"), _merge(r_v), trace, f"{l}.value")
             r = r_q + r_k + r_v + r_res1  # clone
-            if combine:
+            if release:
                 for part in LRP_PARTS:
                     data.pop((l, part), None)
-    return cams, [] if combine else [g.float() for g in grads], r
+    return cams, r
 
 
 def rollout_from(cams: list[torch.Tensor], start_layer: int) -> torch.Tensor:
