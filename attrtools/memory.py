@@ -13,7 +13,8 @@ the forward activations (per layer ``n·(4d + d_ff)`` values), the recorded atte
 - ``attattr``: a pass of ``internal_batch_size`` rows (default about 4096 tokens) through the model
   with gradient (activations and attention ×3);
 - ``alti``, ``alti_logit``: receivers in chunks of 4M floats (``alti_matrix``), ×4 live copies;
-- ``globenc``: its ``(c, n, d)`` receiver chunks, ×4;
+- ``globenc``: its ``(c, n, d)`` receiver chunks of 4M floats (``methods.globenc.CHUNK_FLOATS``),
+  ×2 (the chunk is normalised in place);
 - ``decompx``: the ``(n, n, d)`` decomposition (one live copy, one example at a time) plus chunk
   buffers, about 5 × 4M floats (``methods.decompx._CHUNK_FLOATS``).
 
@@ -42,6 +43,7 @@ FLOAT = 4  # bytes of an fp32 value
 SHARE = 0.8  # fraction of the available memory a job may plan to use
 ALTI_CHUNK = 1 << 22  # floats per receiver chunk (methods.decomposition.alti_matrix's default)
 DECOMPX_CHUNK = 1 << 22  # floats per buffer of a receiver chunk (methods.decompx._CHUNK_FLOATS)
+GLOBENC_CHUNK = 1 << 22  # floats per receiver chunk (methods.globenc.CHUNK_FLOATS)
 
 
 class MemoryEstimateWarning(UserWarning):
@@ -77,7 +79,7 @@ def estimate_bytes(method: str, model, length: int, batch: int = 1, params: dict
     elif method in ("alti", "alti_logit"):
         extra = 4 * min(ALTI_CHUNK, n * n * d) // max(b, 1) + H * n * d
     elif method == "globenc":
-        extra = 4 * min(ALTI_CHUNK, n * n * d) // max(b, 1) + H * n * d
+        extra = 2 * min(GLOBENC_CHUNK, n * n * d) // max(b, 1) + H * n * d
     elif method == "decompx":
         extra = (n * n * d + 5 * min(DECOMPX_CHUNK, n * n * max(f, d))) // max(b, 1)
     else:  # gradient methods and LRP: activations and attention kept for backward, and their gradients

@@ -148,6 +148,41 @@ def test_globenc_variants_and_chunking(planted):
         attrtools.attribute(model, tokenizer, SENTENCES[:1], method="globenc", variant="N_FFN")
 
 
+def test_chefer_lrp_combined_maps_equal_separate(tiny, arch):
+    """``lrp(combine=True)`` (each layer's attention, gradient and R^A released once combined) gives
+    exactly mean_h((∇A ⊙ R^A)⁺) of the separate ``R^A`` and ``∇A``."""
+    from attrtools.methods.chefer_lrp import lrp
+
+    model, tokenizer = tiny
+    if arch == "llama":
+        return
+    batch = make_batch(model, tokenizer, SENTENCES + PAIRS)
+    cams, grads, r_input = lrp(model, batch)
+    combined, empty, r_combined = lrp(model, batch, combine=True)
+    assert empty == [] and len(combined) == len(cams)
+    for c, g, m in zip(cams, grads, combined):
+        torch.testing.assert_close(m, (g * c).clamp(min=0).mean(1), atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(r_combined, r_input, atol=0, rtol=0)
+
+
+def test_gradsam_layer_by_layer_equals_stacked_mean(tiny, arch):
+    """Grad-SAM summed one layer at a time equals the mean of the stacked (B, L, H, n, n) maps."""
+    from attrtools.methods.shared import attention_and_gradients, pool_rows
+
+    model, tokenizer = tiny
+    batch = make_batch(model, tokenizer, SENTENCES + PAIRS)
+    attentions, grads = attention_and_gradients(model, batch)
+    maps = torch.stack([a * torch.relu(g) for a, g in zip(attentions, grads)], dim=1)
+    rows = pool_rows(model, batch.lengths, batch.inputs["input_ids"])
+    method = get("gradsam")
+    for kind in ("all", "cls"):
+        out = method.compute(model, batch, **method.params(rows=kind))
+        for b, (n, row) in enumerate(zip(batch.lengths, rows)):
+            m = maps[b, :, :, :n, :n]
+            want = m[:, :, row, :].mean((0, 1)) if kind == "cls" else m.mean((0, 1, 2))
+            torch.testing.assert_close(out[b], want, atol=1e-8, rtol=1e-5)
+
+
 def test_chefer_lrp_conserves_relevance(tiny, arch):
     from attrtools.methods.chefer_lrp import Trace, lrp
 

@@ -56,9 +56,14 @@ def head_paths(model) -> tuple:
 
 
 def safe_divide(a, b):
-    den = b + EPS
-    den = den + den.eq(0).to(den.dtype) * EPS
-    return a / den * b.ne(0).to(b.dtype)
+    """``a / (b + ε)``, 0 where ``b = 0`` (ε again where ``b + ε = 0``): one new tensor, the rest in place."""
+    return _safe_divide_into(a, b + EPS, b.ne(0))
+
+
+def _safe_divide_into(a, den, nonzero):
+    """``safe_divide`` with ``den = b + ε`` already formed and overwritten by the quotient (no copy)."""
+    den.masked_fill_(den.eq(0), EPS)  # den + [den = 0]·ε: ε where den = 0, den unchanged elsewhere
+    return torch.div(a, den, out=den).mul_(nonzero)
 
 
 def _per_example_sum(t):
@@ -88,9 +93,11 @@ def relprop_linear(x, weight, r, trace=None, name="linear"):
 
 def relprop_matmul(a, b, r, trace=None, name="matmul"):
     """Z = a @ b (batched); generic rule for both operands, each halved."""
-    s = safe_divide(r, a @ b)
-    ra = a * (s @ b.transpose(-1, -2)) / 2
-    rb = b * (a.transpose(-1, -2) @ s) / 2
+    z = a @ b
+    nonzero = z.ne(0)
+    s = _safe_divide_into(r, z.add_(EPS), nonzero)  # z's storage becomes s
+    ra = (s @ b.transpose(-1, -2)).mul_(a).div_(2)  # products in place: one (…, n, n) tensor alive, not three
+    rb = (a.transpose(-1, -2) @ s).mul_(b).div_(2)
     if trace is not None:
         trace.add(name, r, ra, rb)
     return ra, rb
@@ -133,25 +140,54 @@ def _merge(t):  # (B, H, n, d) -> (B, n, H*d)
     return t.transpose(1, 2).reshape(B, n, H * d)
 
 
-def lrp(model, batch: Batch, trace: Trace | None = None):
+def head_mean_map(cam, grad):
+    """Chefer's ``Ā = mean_h((∇A ⊙ R^A)⁺)``: ``(B, n, n)`` from ``(B, H, n, n)``; ``cam`` is overwritten."""
+    return cam.mul_(grad).clamp_(min=0).mean(1)
+
+
+def lrp(model, batch: Batch, trace: Trace | None = None, combine: bool = False):
     """Forward + backward + relprop. Returns ``(attn_cams, attn_grads, R_input)``: per layer
-    ``R^A`` and ``∂y_c/∂A`` (B, H, n, n), and the relevance of the hidden states entering layer 0."""
+    ``R^A`` and ``∂y_c/∂A`` (B, H, n, n), and the relevance of the hidden states entering layer 0.
+
+    ``combine=True`` (what the method uses): ``attn_cams`` are the head means :func:`head_mean_map`
+    ``(B, n, n)`` instead and ``attn_grads`` is empty. The relprop then runs before the backward, and
+    a hook forms each layer's ``Ā`` when its gradient arrives: the peak holds the forward's graph and
+    every ``R^A`` once, never also every attention gradient (same numbers, bit for bit)."""
     if batch.targets is None:
         raise ValueError("chefer_lrp needs target classes")
-    num_layers = num_layers_heads(model)[0]
-    physical_heads = heads_per_layer(model)  # a pruned model: heads present per layer
     with _recorder(model) as rec, embedding_leaf(model), torch.enable_grad(), \
             capture(model, record="all", retain_grad=True, record_hidden=True) as cap:
         logits = model(**batch.inputs).logits
         attentions = cap.attention_list()
         score = logits.float().gather(1, batch.targets.view(-1, 1)).sum()
-        grads = torch.autograd.grad(score, attentions)
+        if not combine:
+            grads = [g.float() for g in torch.autograd.grad(score, attentions)]
     data = {key: (rec.inputs[key], rec.outputs[key]) for key in rec.outputs}  # key -> (input, output)
+    hidden_inputs = cap.hidden_inputs
+    del rec, cap  # the recorder and the capture no longer hold the activations and attention: data does
+    cams, r = _relprop(model, batch, data, hidden_inputs, attentions, logits.shape[-1], trace, combine)
+    if not combine:
+        return cams, grads, r
+    # the backward after the relprop: each layer's Ā is formed when its gradient arrives, and the graph
+    # frees that layer's attention as it goes (never all gradients and all attentions at once)
+    for l, attention in enumerate(attentions):
+        attention.register_hook(lambda grad, l=l: cams.__setitem__(l, head_mean_map(cams[l], grad.float())))
+    first = attentions[0]
+    attentions.clear()
+    torch.autograd.grad(score, first)
+    return cams, [], r
+
+
+def _relprop(model, batch, data, hidden_inputs, attentions, classes, trace, release):
+    """The relprop of :func:`lrp`, from the classifier down: ``(cams, R_input)`` with ``R^A`` per layer;
+    ``release``: each layer's recorded activations dropped once the relevance has passed it."""
+    num_layers = num_layers_heads(model)[0]
+    physical_heads = heads_per_layer(model)  # a pruned model: heads present per layer
     head_paths_ = head_paths(model)
     with torch.no_grad():
         last_hidden = data[(num_layers - 1, "ffn_out")]  # LN2 output is not recorded: check pooling below
         pooled_in = data[("head", 0)][0].float()
-        r = torch.nn.functional.one_hot(batch.targets, logits.shape[-1]).float()
+        r = torch.nn.functional.one_hot(batch.targets, classes).float()
         for index in reversed(range(len(head_paths_))):
             x = data[("head", index)][0].float()
             r = relprop_linear(x, get_module(model, head_paths_[index]).weight.float(), r, trace, f"head.{index}")
@@ -175,7 +211,7 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
             r_ffn = relprop_linear(ln1_out, weight("ffn_in"), r_ffn, trace, f"{l}.ffn_in")  # GELU: identity
             r = r_ffn + r_res2  # clone
             # LN1 (identity), residual add: W_O output + block input
-            hidden = cap.hidden_inputs[l].float()
+            hidden = hidden_inputs[l].float()
             ctx, attn_out = data[(l, "output")]
             r_attn, r_res1 = relprop_add(attn_out.float(), hidden, r, trace, f"{l}.add_attn")
             r_ctx = relprop_linear(ctx.float(), weight("output"), r_attn, trace, f"{l}.output")
@@ -183,6 +219,7 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
             a = select_kept(model, l, attentions[l].detach().float())
             v = _split(data[(l, "value")][1].float(), heads)
             r_a, r_v = relprop_matmul(a, v, _split(r_ctx, heads), trace, f"{l}.A@V")
+            del a
             cams[l] = expand_kept(model, l, r_a)  # original head numbering, 0 for pruned heads
             # softmax, mask add: identity; scores = Q·Kᵀ
             q = _split(data[(l, "query")][1].float(), heads)
@@ -192,7 +229,10 @@ def lrp(model, batch: Batch, trace: Trace | None = None):
             r_k = relprop_linear(hidden, weight("key"), _merge(r_kt.transpose(-1, -2)), trace, f"{l}.key")
             r_v = relprop_linear(hidden, weight("value"), _merge(r_v), trace, f"{l}.value")
             r = r_q + r_k + r_v + r_res1  # clone
-    return cams, [g.float() for g in grads], r
+            if release:
+                for part in LRP_PARTS:
+                    data.pop((l, part), None)
+    return cams, r
 
 
 def rollout_from(cams: list[torch.Tensor], start_layer: int) -> torch.Tensor:
@@ -235,10 +275,10 @@ class CheferLRP(Method):
         if not -num_layers <= start < num_layers:
             raise ValueError(f"start_layer {start} out of range for a {num_layers}-layer model")
         start %= num_layers
-        cams, grads, _ = lrp(model, batch)
+        cams, _, _ = lrp(model, batch, combine=True)  # per layer mean_h((∇A ⊙ R^A)⁺), (B, n, n)
         out = []
         for b, n in enumerate(batch.lengths):
-            layer_cams = [(g[b, :, :n, :n] * c[b, :, :n, :n]).clamp(min=0).mean(0) for c, g in zip(cams, grads)]
+            layer_cams = [c[b, :n, :n] for c in cams]
             joint = rollout_from(layer_cams, start)
             row = joint[0].clone()
             row[0] = joint[0].min()

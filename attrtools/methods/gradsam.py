@@ -39,14 +39,14 @@ class GradSAM(Method):
         if params["rows"] not in ("all", "cls"):
             raise ValueError(f"rows must be 'all' or 'cls', got {params['rows']!r}")
         attentions, grads = attention_and_gradients(model, batch, params["target_kind"])
-        # (B, L, H, n, n)
-        maps = torch.stack([a * torch.relu(g) for a, g in zip(attentions, grads)], dim=1)
-        out = []
         rows = pool_rows(model, batch.lengths, batch.inputs["input_ids"])
-        for b, (n, row) in enumerate(zip(batch.lengths, rows)):
-            m = maps[b, :, :, :n, :n]
-            if params["rows"] == "cls":
-                out.append(m[:, :, row, :].mean((0, 1)).contiguous())
-            else:
-                out.append(m.mean((0, 1, 2)).contiguous())
-        return out
+        count = len(attentions) * attentions[0].shape[1]  # layers × heads of the means
+        sums = [0.0] * batch.size
+        for l in range(len(attentions)):  # one layer's map at a time, each layer released once summed
+            layer_map = attentions[l].mul_(torch.relu_(grads[l]))  # (B, H, n, n) in place: A ⊙ ReLU(∂y/∂A)
+            attentions[l] = grads[l] = None
+            for b, (n, row) in enumerate(zip(batch.lengths, rows)):
+                m = layer_map[b, :, :n, :n]
+                sums[b] = sums[b] + (m[:, row, :].sum(0) if params["rows"] == "cls" else m.sum((0, 1)))
+            del layer_map
+        return [s / (count if params["rows"] == "cls" else count * n) for s, n in zip(sums, batch.lengths)]
