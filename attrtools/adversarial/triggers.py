@@ -329,7 +329,6 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
     the word alignment), target = predicted class. Raises ``InputDataError`` without labelled
     examples. Source: Hao et al. 2021 (AAAI), §6."""
     from ..engine import Engine
-    from ..types import Example
 
     from ..data import keep_content
 

@@ -13,7 +13,7 @@ import os
 
 from ..report import Report, fmt_percent, fmt_seconds, model_label
 from ..report.figures import head_importance_figure, line_figure
-from ..report.page import Row, Table, figure_from_matplotlib
+from ..report.page import Table, figure_from_matplotlib
 
 
 def _read_csv(path: str) -> list[dict]:
