@@ -685,6 +685,24 @@ def parse_floats(value: str | None, option: str, low: float = 0.0, high: float =
 
 
 # ----------------------------------------------------------------------------------------- run dirs
+def _record_what_ran(config: dict, ctx) -> None:
+    """Complete a run's record with what ran where options could read otherwise: the integration rule
+    (a fixed ``--steps m`` is m left-Riemann steps under either ``--protocol``, and its ``--tolerance``
+    plays no part, so none is recorded) and the stored precision of the cache (``--cache-dtype`` or
+    ``$ATTRTOOLS_CACHE_DTYPE``)."""
+    steps = config.get("steps")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        config["integration"] = f"left Riemann, m = {steps}"
+        if "tolerance" in config:
+            config["tolerance"] = None
+    elif steps == "auto":
+        config["integration"] = f"auto (nested rule to a relative {config.get('tolerance') or 1e-3:g})"
+    from .cache import DTYPE_ENV
+
+    dtype = ctx.meta.get("attrtools.cache_dtype") if ctx is not None else None
+    config.setdefault("cache_dtype", dtype or os.environ.get(DTYPE_ENV) or "fp32")
+
+
 def make_run_dir(output_dir: str | None, command: str, config: dict, examples=None,
                  overwrite: bool | None = None) -> str:
     """Create (or resume) and lock the run directory through ``attrtools.rundir.prepare``; the one
@@ -717,6 +735,7 @@ def make_run_dir(output_dir: str | None, command: str, config: dict, examples=No
     config.update({f"model_{k}": v for k, v in model_load_options(ctx).items()})  # --revision, --dtype
     if ctx is not None and PROTOCOL_META in ctx.meta:  # which integration protocol the run used
         config.setdefault("protocol", ctx.meta[PROTOCOL_META])
+    _record_what_ran(config, ctx)
     for key in ("model", "model_name"):
         if isinstance(config.get(key), str):
             config[f"{key}_identity"] = rundir.model_identity(config[key])

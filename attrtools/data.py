@@ -444,7 +444,7 @@ def _pick(columns, given, guesses, role, required, numbered=False):
             return guess
     if required:
         how = " (a column number: the file was read with --no-header)" if numbered else ""
-        raise DataError(f"cannot guess the {role} column among {sorted(columns)}: pass --{role}-column{how}"
+        raise DataError(f"cannot guess the {role} column among {sorted(columns)}: pass --{role}-column ({role}_column= in Python){how}"
                         f"{'' if numbered else header_hint(columns)}")
     return None
 

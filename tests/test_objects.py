@@ -100,8 +100,9 @@ def test_anything_else_is_refused_in_one_line(bert, bad):
     with pytest.raises(InputDataError) as err:
         attrtools.attribute(model, tok, bad, method="grad_input")
     assert "\n" not in str(err.value) and "DataFrame" in str(err.value)
-    with pytest.raises(InputDataError, match="cannot guess the text column among"):
+    with pytest.raises(InputDataError, match="cannot guess the text column among") as err:
         attrtools.attribute(model, tok, {"foo": "a text"}, method="grad_input")
+    assert "text_column= in Python" in str(err.value)  # a Python user was told only of --text-column
 
 
 # ------------------------------------------------------------------------------------ load_model

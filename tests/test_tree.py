@@ -351,3 +351,25 @@ def test_cli_bad_input(planted_dir, tmp_path, args, message):
 
     result = CliRunner().invoke(main, ["tree", "--model", planted_dir, "--output-dir", str(tmp_path / "x")] + args)
     assert result.exit_code != 0 and message in result.output
+
+
+def test_run_config_records_the_rule_that_ran_and_the_cache_dtype(planted_dir, tmp_path):
+    """A user's trial: ``tree --steps 10`` recorded ``protocol: converged`` beside a fixed m, with an unused
+    ``--tolerance`` recorded as if it applied, and ``--cache-dtype bf16`` left no trace in run_config.json.
+    The record now says what ran: the rule (a fixed m is left Riemann whatever --protocol says), no
+    tolerance for a fixed m, and the cache's stored precision."""
+    import json
+
+    from click.testing import CliRunner
+
+    from attrtools.cli import main
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["tree", "--model", planted_dir, "--text", "the alpha film was beta fun",
+                                       "--steps", "3", "--tolerance", "1e-4", "--cache-dtype", "bf16",
+                                       "--cache-dir", str(tmp_path / "cache"), "--formats", "json",
+                                       "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run_config.json").read_text())
+    assert record["integration"] == "left Riemann, m = 3" and record["tolerance"] is None
+    assert record["cache_dtype"] == "bf16"
