@@ -696,7 +696,9 @@ def _record_what_ran(config: dict, ctx) -> None:
         if "tolerance" in config:
             config["tolerance"] = None
     elif steps == "auto":
-        config["integration"] = f"auto (nested rule to a relative {config.get('tolerance') or 1e-3:g})"
+        from .ranges import TOLERANCE
+
+        config["integration"] = f"auto (nested rule to a relative {config.get('tolerance') or TOLERANCE:g})"
     from .cache import DTYPE_ENV
 
     dtype = ctx.meta.get("attrtools.cache_dtype") if ctx is not None else None

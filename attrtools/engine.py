@@ -98,6 +98,7 @@ class Engine(Sharded, Batcher):
         self.progress = enabled_default(progress) and distributed.is_main()
         #: Counts over every call of this engine (each call's own: the ``stats`` of its result).
         self.stats = {"hits": 0, "computed": 0, "partial": 0, "units_computed": 0, "truncated": 0}
+        self._announced: dict = {}  # memory.announce: the largest estimate already printed, per method
         self.encoder = Encoder(tokenizer, max_input_length(model, tokenizer, max_length), self.stats)
         self._tokenizer_fp = None
         #: Examples a streamed job (``stream``) tokenizes, plans, computes and reads back at a time:
@@ -212,7 +213,7 @@ class Engine(Sharded, Batcher):
         examples = [e.example for e in encoded]
         # attrtools.memory.announce: one line with the estimated peak before a long job (once per new peak)
         announce(impl.name, self.model, [e.length for e in encoded], batch_size or self.batch_size, params,
-                 seen=self.__dict__.setdefault("_announced", {}))
+                 seen=self._announced)
         if hasattr(impl, "check_lengths"):  # a method's own cap on input length, before any work (flow)
             impl.check_lengths(self.model, [e.length for e in encoded], **params)
         check_unknown_share(self.tokenizer, [e.input_ids for e in encoded], [e.special_tokens_mask for e in encoded])

@@ -244,8 +244,8 @@ def steps_field(official: int, note: str = "", **face):
                   **face)
 
 
-# methods.integration.DEFAULT_TOLERANCE, repeated here because configs stay torch-free (tests/test_config_ranges.py
-# checks the two agree)
+# AttAttr's and ig_embed's default relative tolerance under steps="auto", declared here (torch-free, for the
+# tools' configs) and read by methods.integration as DEFAULT_TOLERANCE
 TOLERANCE = 1e-3
 
 

@@ -34,6 +34,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..errors import InputDataError
+from ..ranges import TOLERANCE
 
 PATTERN_THRESHOLD = 0.02
 TOP2_RATIO = 0.2
@@ -313,12 +314,12 @@ def predict(model, tokenizer, examples, batch_size: int = 32, max_length: int | 
 def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps: int | str = "auto", cache=None,
                      pattern_threshold: float = PATTERN_THRESHOLD, top2_ratio: float = TOP2_RATIO,
                      use_all: bool = False, batch_size: int = 8, progress: bool | None = None,
-                     max_length: int | None = None, tolerance: float | None = None) -> tuple[list[Pattern], dict]:
+                     max_length: int | None = None, tolerance: float = TOLERANCE) -> tuple[list[Pattern], dict]:
     """Patterns from the first ``num_examples`` correctly classified ``examples`` (ranked, filtered).
 
     Args: ``examples`` labelled training examples (scanned in order until ``num_examples`` are
     correctly classified); ``steps`` AttAttr integration steps m (official 64) or "auto" to
-    ``tolerance`` (relative; None: the method's 1e-3); ``cache`` the
+    ``tolerance`` (relative, default 1e-3); ``cache`` the
     attribution cache; ``pattern_threshold`` / ``top2_ratio`` / ``use_all`` the selection rules
     of the module docstring; ``batch_size`` examples per batch; ``max_length`` tokens (None: the
     engine's truncation rule, ``models.max_input_length``; the official code used 128).
@@ -353,8 +354,7 @@ def extract_triggers(model, tokenizer, examples, num_examples: int = 500, steps:
     correct = correct[:num_examples]
     engine = Engine(model, tokenizer, cache=cache, batch_size=batch_size, max_length=max_length, progress=progress)
     encoded = engine.encode_all(correct)  # one tokenization: the attributions and the word alignment share it
-    given = {} if tolerance is None else {"tolerance": tolerance}
-    attributions = engine.attribute(encoded, "attattr", target="pred", steps=steps, **given)
+    attributions = engine.attribute(encoded, "attattr", target="pred", steps=steps, tolerance=tolerance)
     patterns = []
     for enc, att in zip(encoded, attributions):
         e = enc.example

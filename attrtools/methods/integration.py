@@ -32,13 +32,14 @@ from typing import Callable
 
 import numpy as np
 
+from ..ranges import TOLERANCE
 from .base import Param, ParameterError
 
 FIXED_RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 NESTED_RULE = "patterson"
 STEPS_METHODS = FIXED_RULES + (NESTED_RULE,)
 LADDER = (1, 3, 7, 15, 31, 63)  # nodes per level of the nested rule
-DEFAULT_TOLERANCE = 1e-3  # relative (docs/integrated-gradients.md: the measurements behind it)
+DEFAULT_TOLERANCE = TOLERANCE  # 1e-3 relative, declared once in the torch-free ranges (docs/integrated-gradients.md: why)
 AUTO = "auto"
 # The best relative error a reduced-precision forward resolves, per dtype: below it the rounding of
 # the forward and backward, not the rule, decides the scores, and the ladder's changes stall there

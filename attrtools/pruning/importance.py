@@ -46,6 +46,7 @@ from ..engine import Engine
 from ..errors import InputDataError, ParameterError
 from ..methods.base import frozen_parameters
 from ..model_state import inference_state
+from ..ranges import TOLERANCE
 from ..architecture import kept_heads, num_layers_heads, projection, pruned_heads, tied_layers
 from ..types import Example
 from .curve import evaluate_masked, prepare_batches
@@ -101,11 +102,11 @@ def gone_heads(model, base_plan: dict | None) -> dict[int, list[int]]:
 def head_importance(model, tokenizer, examples, strategy: str, engine: Engine | None = None, cache=None,
                     steps: int | str = "auto", seed: int = 0, ablation_metric: str = "loss", batch_size: int = 8,
                     eval_batch_size: int = 64, base_plan: dict | None = None, taylor_normalize: bool = True,
-                    progress: bool | None = None, tolerance: float | None = None) -> torch.Tensor:
+                    progress: bool | None = None, tolerance: float = TOLERANCE) -> torch.Tensor:
     """``(L, H)`` float64 importance of every head of ``model`` under ``strategy`` (see module doc).
 
     Heads that are gone (physically pruned, or in ``base_plan``) score 0. ``tolerance``: AttAttr's relative
-    error target under ``steps="auto"`` (None: the method's default, 1e-3)."""
+    error target under ``steps="auto"`` (default 1e-3; ignored with a fixed m)."""
     table = _head_importance(model, tokenizer, examples, strategy, engine, cache, steps, seed, ablation_metric,
                              batch_size, eval_batch_size, gone_heads(model, base_plan), taylor_normalize, progress,
                              tolerance)
@@ -115,7 +116,7 @@ def head_importance(model, tokenizer, examples, strategy: str, engine: Engine | 
 
 
 def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps, seed, ablation_metric, batch_size,
-                     eval_batch_size, base_plan, taylor_normalize, progress, tolerance=None):
+                     eval_batch_size, base_plan, taylor_normalize, progress, tolerance=TOLERANCE):
     check_strategies([strategy])
     examples = [Example.coerce(e) for e in examples]
     if not examples:
@@ -133,9 +134,8 @@ def _head_importance(model, tokenizer, examples, strategy, engine, cache, steps,
             max_length=engine.max_length, progress=engine.progress)
         # reduce="head_max" (attrtools.reduction): the one number per head read below is all that is cached
         if strategy == "attattr":
-            given = {} if tolerance is None else {"tolerance": tolerance}
             results = runner.attribute(examples, method="attattr", target="gold", steps=steps, reduce="head_max",
-                                       **given)
+                                       tolerance=tolerance)
         else:
             results = runner.attribute(examples, method="raw", reduce="head_max")
         total = torch.zeros(num_layers, num_heads, dtype=torch.float64)
